@@ -1,0 +1,41 @@
+# The verbs the README documents; CI (.ci/run) uses the same ones.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+NODE_E2E := tests/e2e/node
+NODE_STAMP := $(NODE_E2E)/node_modules/.installed-stamp
+
+.PHONY: help run test lint bench clean
+
+help:  ## list the verbs
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+# The npm SDK is a test caller only; skipped (and its tests fail in CI) without node.
+$(NODE_STAMP): $(NODE_E2E)/package.json $(NODE_E2E)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		cd $(NODE_E2E) && npm ci --silent --no-audit --no-fund && touch node_modules/.installed-stamp; \
+	else echo "npm not found: node SDK tests will be skipped"; fi
+
+run: $(STAMP)  ## start the gateway on http://127.0.0.1:8080 (sandbox upstream)
+	$(BIN)/gateway serve --config config/gateway.yaml --host 127.0.0.1 --port 8080 --demo-key
+
+test: $(STAMP) $(NODE_STAMP)  ## run the whole suite (starts a throwaway Redis if REDIS_URL is unset)
+	$(BIN)/python -m pytest --cov --cov-report=term $(PYTEST_ARGS)
+
+lint: $(STAMP)  ## ruff + mypy --strict
+	$(BIN)/ruff check gateway tests bench
+	$(BIN)/ruff format --check gateway tests bench
+	$(BIN)/mypy
+
+bench: $(STAMP)  ## run the benchmark matrix, write bench/results.md
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+clean:  ## remove the virtualenv and caches
+	rm -rf $(VENV) $(NODE_E2E)/node_modules .pytest_cache .mypy_cache .ruff_cache .coverage*

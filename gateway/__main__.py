@@ -1,0 +1,147 @@
+"""The `gateway` command: serve, keys new, config check."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gateway.auth import key_digest
+from gateway.policy import rules_for
+from gateway.settings import ConfigError, GatewayConfig, build_settings, read_config
+
+DEFAULT_CONFIG = "config/gateway.yaml"
+KEY_PREFIX = "gwk_"
+
+
+def _config_path(args: argparse.Namespace) -> Path:
+    return Path(args.config or os.environ.get("GATEWAY_CONFIG") or DEFAULT_CONFIG)
+
+
+def _fail(message: str) -> int:
+    print(f"gateway: {message}", file=sys.stderr)
+    return 2
+
+
+def new_key() -> str:
+    """A fresh random gateway key."""
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def cmd_keys_new(args: argparse.Namespace) -> int:
+    key = new_key()
+    print(f"key (shown once, give it to {args.user}): {key}")
+    print("add to principals in the config:")
+    print(
+        f'  - {{user: {args.user}, team: {args.team}, role: {args.role}, key_sha256: "{key_digest(key)}"}}'
+    )
+    return 0
+
+
+def _print_policy(config: GatewayConfig) -> None:
+    for principal in config.principals:
+        print(f"{principal.user} (team {principal.team}, role {principal.role}):")
+        rules = rules_for(config.quotas, principal.user, principal.team)
+        for scope, subject, rule in rules:
+            print(f"  {scope:<4} {subject:<16} {rule.unit:<8} {rule.limit:>10g} per {rule.window}")
+        if not rules:
+            print("  no quota rules: unlimited")
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    path = _config_path(args)
+    try:
+        config = read_config(path)
+        build_settings(config, os.environ)
+    except ConfigError as exc:
+        return _fail(f"{path}: invalid configuration\n{exc}")
+    print(f"{path}: ok")
+    _print_policy(config)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn  # imported here so that `keys` and `config` stay fast
+
+    path = _config_path(args)
+    env = dict(os.environ)
+    env["GATEWAY_CONFIG"] = str(path)
+    env.setdefault("GATEWAY_PUBLIC_URL", f"http://{args.host}:{args.port}")
+    if args.demo_key and not env.get("GATEWAY_DEMO_KEY"):
+        env["GATEWAY_DEMO_KEY"] = new_key()
+    try:
+        settings = build_settings(read_config(path), env)
+    except ConfigError as exc:
+        return _fail(f"{path}: invalid configuration\n{exc}")
+    if args.workers > 1 and settings.redis_url is None:
+        return _fail(
+            f"--workers {args.workers} needs a shared store: set "
+            f"{settings.config.store.redis_url_env} to a Redis URL "
+            "(the in-process store serves one process only)"
+        )
+    for warning in settings.warnings:
+        print(f"gateway: warning: {warning}", file=sys.stderr)
+    os.environ.update(env)  # the workers build their settings from this environment
+    if settings.demo_key:
+        print(f"demo key: {settings.demo_key.get_secret_value()}", flush=True)
+    uvicorn.run(
+        "gateway.app:app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        access_log=False,
+        server_header=False,
+        proxy_headers=False,
+        timeout_graceful_shutdown=30,
+    )
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the gateway")
+    serve.add_argument(
+        "--config", help=f"config file (default $GATEWAY_CONFIG or {DEFAULT_CONFIG})"
+    )
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument(
+        "--demo-key",
+        action="store_true",
+        help="sandbox only: accept a demo key ($GATEWAY_DEMO_KEY, or a fresh one) and print it",
+    )
+    serve.set_defaults(handler=cmd_serve)
+
+    keys = commands.add_parser("keys", help="manage keys").add_subparsers(
+        dest="action", required=True
+    )
+    new = keys.add_parser("new", help="print a fresh key and its config entry")
+    new.add_argument("--user", required=True)
+    new.add_argument("--team", required=True)
+    new.add_argument("--role", choices=("user", "admin"), default="user")
+    new.set_defaults(handler=cmd_keys_new)
+
+    config = commands.add_parser("config", help="configuration").add_subparsers(
+        dest="action", required=True
+    )
+    check = config.add_parser("check", help="validate the config, print the policy per user")
+    check.add_argument("--config")
+    check.set_defaults(handler=cmd_config_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `gateway` command."""
+    args = _parser().parse_args(argv)
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""`create_app(settings)`: routes, middleware and lifespan. Wiring only, no logic."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway import endpoints, variations
+from gateway.errors import GatewayError, MethodNotAllowed, NotFound, error_response
+from gateway.hosting import PATH_PREFIX
+from gateway.middleware import RequestContextMiddleware
+from gateway.services import open_services
+from gateway.settings import Settings, load_settings
+
+
+async def _gateway_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, GatewayError)
+    return error_response(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        return error_response(MethodNotAllowed(headers=exc.headers))
+    if exc.status_code == 404:
+        return error_response(NotFound())
+    error = GatewayError(exc.detail)
+    error.status, error.type, error.code = exc.status_code, "invalid_request_error", None
+    return error_response(error)
+
+
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    # Nobody reads this answer; the status records the disconnect in access logs.
+    return Response(status_code=499)
+
+
+def create_app(
+    settings: Settings, *, upstream_transport: httpx.AsyncBaseTransport | None = None
+) -> Starlette:
+    """The gateway as an ASGI app; `upstream_transport` lets tests swap the upstream."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with open_services(settings, upstream_transport) as services:
+            app.state.services = services
+            yield
+
+    return Starlette(
+        routes=[
+            Route("/v1/images/variations", variations.create_variation, methods=["POST"]),
+            Route("/healthz", endpoints.healthz, methods=["GET"]),
+            Route("/readyz", endpoints.readyz, methods=["GET"]),
+            Route(PATH_PREFIX + "{token}.png", endpoints.hosted_file, methods=["GET"]),
+        ],
+        middleware=[Middleware(RequestContextMiddleware)],
+        exception_handlers={
+            GatewayError: _gateway_error,
+            HTTPException: _http_error,
+            ClientDisconnect: _client_gone,
+        },
+        lifespan=lifespan,
+    )
+
+
+def app_from_env() -> Starlette:
+    """The uvicorn factory: settings from $GATEWAY_CONFIG and the environment, read once."""
+    config_path = Path(os.environ.get("GATEWAY_CONFIG", "config/gateway.yaml"))
+    return create_app(load_settings(config_path, os.environ))

@@ -1,0 +1,188 @@
+"""Every error the gateway answers, each knowing its status, OpenAI type and code.
+
+    GatewayError                      500 server_error          (anything unexpected)
+    ├── AuthenticationError           401 invalid_api_key
+    ├── PermissionDenied              403 permission_denied
+    ├── InvalidRequest                400 <code> / <param>      (bad upload or parameter)
+    │   └── RequestTimeout            400 request_timeout       x-should-retry: false
+    ├── RequestTooLarge               413 request_too_large     Connection: close
+    ├── NotFound                      404 not_found
+    ├── MethodNotAllowed              405 method_not_allowed    Allow
+    ├── RateLimited                   429 rate_limit_exceeded   Retry-After, retry-after-ms
+    │   └── QuotaExceeded             429 insufficient_quota    x-should-retry: false
+    ├── StoreUnavailable              503 quota_backend_unavailable
+    └── UpstreamError                 502 upstream_error        (5xx, unreachable, bad answer)
+        ├── UpstreamAuthError         502 upstream_auth_error   x-should-retry: false
+        ├── UpstreamTimeout           504 upstream_timeout      x-should-retry: false
+        └── UpstreamRejected          the upstream's 4xx, its type/code/param, sanitised
+
+Lower layers translate their own exceptions into these with `raise ... from exc`; one
+handler (`error_response`) renders them all in OpenAI's shape, always with all four keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import orjson
+from starlette.responses import Response
+
+NO_RETRY = {"x-should-retry": "false"}
+
+
+class GatewayError(Exception):
+    """Base of the tree; a bare `GatewayError` is an internal error (500)."""
+
+    status: int = 500
+    type: str = "server_error"
+    code: str | None = "internal_error"
+    default_message = "The gateway hit an internal error. The request id identifies it."
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.message = message or self.default_message
+        super().__init__(self.message)
+        if code is not None:
+            self.code = code
+        self.param = param
+        self.headers = dict(self.default_headers())
+        self.headers.update(headers or {})
+
+    def default_headers(self) -> Mapping[str, str]:
+        """Headers every instance of this class carries."""
+        return {}
+
+    def body(self) -> dict[str, dict[str, str | None]]:
+        """The OpenAI error object."""
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+class AuthenticationError(GatewayError):
+    status, type, code = 401, "invalid_request_error", "invalid_api_key"
+    default_message = "Incorrect API key provided."
+
+
+class PermissionDenied(GatewayError):
+    status, type, code = 403, "invalid_request_error", "permission_denied"
+    default_message = "This key is not allowed to use this endpoint."
+
+
+class InvalidRequest(GatewayError):
+    status, type, code = 400, "invalid_request_error", "invalid_request"
+    default_message = "The request is not valid."
+
+
+class RequestTimeout(InvalidRequest):
+    code = "request_timeout"
+    default_message = "The request body was not received in time."
+
+    def default_headers(self) -> Mapping[str, str]:
+        return NO_RETRY
+
+
+class RequestTooLarge(GatewayError):
+    status, type, code = 413, "invalid_request_error", "request_too_large"
+    default_message = "The request body is too large."
+
+    def default_headers(self) -> Mapping[str, str]:
+        return {"connection": "close"}
+
+
+class NotFound(GatewayError):
+    status, type, code = 404, "invalid_request_error", "not_found"
+    default_message = "Unknown path. This gateway serves POST /v1/images/variations."
+
+
+class MethodNotAllowed(GatewayError):
+    status, type, code = 405, "invalid_request_error", "method_not_allowed"
+    default_message = "Method not allowed for this path."
+
+
+class RateLimited(GatewayError):
+    status, type, code = 429, "requests", "rate_limit_exceeded"
+    default_message = "Rate limit reached."
+
+
+class QuotaExceeded(RateLimited):
+    type, code = "insufficient_quota", "insufficient_quota"
+    default_message = "Quota exhausted."
+
+    def default_headers(self) -> Mapping[str, str]:
+        return NO_RETRY
+
+
+class StoreUnavailable(GatewayError):
+    status, type, code = 503, "server_error", "quota_backend_unavailable"
+    default_message = "The quota backend is unavailable. Retry shortly."
+
+    def default_headers(self) -> Mapping[str, str]:
+        return {"retry-after": "2"}
+
+
+class UpstreamError(GatewayError):
+    status, type = 502, "server_error"
+    code: str | None = "upstream_error"
+    default_message = "The upstream image service failed. Retry shortly."
+
+    def default_headers(self) -> Mapping[str, str]:
+        return {"retry-after": "1"}
+
+
+class UpstreamAuthError(UpstreamError):
+    code = "upstream_auth_error"
+    default_message = "The gateway could not authenticate to the upstream image service."
+
+    def default_headers(self) -> Mapping[str, str]:
+        return NO_RETRY
+
+
+class UpstreamTimeout(UpstreamError):
+    status, code = 504, "upstream_timeout"
+    default_message = "The upstream image service did not answer in time."
+
+    def default_headers(self) -> Mapping[str, str]:
+        return NO_RETRY
+
+
+class UpstreamRejected(UpstreamError):
+    """The upstream refused the request itself (a 4xx): its status and codes, sanitised."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type_: str,
+        code: str | None,
+        param: str | None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, param=param, headers=headers)
+        self.status, self.type, self.code = status, type_, code
+
+    def default_headers(self) -> Mapping[str, str]:
+        return {}
+
+
+def error_response(error: GatewayError, extra_headers: Mapping[str, str] | None = None) -> Response:
+    """Render any gateway error as an OpenAI-shaped JSON response."""
+    headers = {**error.headers, **(extra_headers or {})}
+    return Response(
+        orjson.dumps(error.body()),
+        status_code=error.status,
+        headers=headers,
+        media_type="application/json",
+    )

@@ -1,0 +1,219 @@
+"""Bounded, streaming reading of the multipart upload.
+
+The body is fed from the ASGI receive loop straight into python-multipart's streaming
+parser: nothing is spooled to disk, the image is hashed as its bytes arrive, and a body
+over the cap is cut off the moment it passes it (413) rather than buffered. An error found
+mid-body (an unknown field, say) is remembered and the rest of the body is drained up to
+the cap before answering, so an SDK still writing its upload reads a clean 400 instead of
+a reset connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+from gateway.errors import InvalidRequest, RequestTimeout, RequestTooLarge
+from gateway.png import MAX_IMAGE_BYTES
+
+BODY_SLACK = 64 * 1024  # room for the text fields and the multipart framing
+MAX_BODY_BYTES = MAX_IMAGE_BYTES + BODY_SLACK
+MAX_TEXT_BYTES = 1024
+
+
+def _invalid_multipart(why: str) -> InvalidRequest:
+    return InvalidRequest(
+        f"Could not parse multipart form: {why}.", code="invalid_multipart", param=None
+    )
+
+
+@dataclass
+class Upload:
+    """What the caller sent: text fields by name, and the image part, if any."""
+
+    fields: dict[str, str] = field(default_factory=dict)
+    image: bytes | None = None
+    image_size: int = 0
+    image_is_file: bool = False
+    image_sha256: str = ""
+
+
+@dataclass
+class _Part:
+    name: str
+    is_file: bool
+    chunks: list[bytes] = field(default_factory=list)
+    size: int = 0
+
+
+class _FormCollector:
+    """python-multipart callbacks that build an `Upload`, enforcing the field rules."""
+
+    def __init__(self, allowed: frozenset[str], file_field: str) -> None:
+        self.allowed, self.file_field = allowed, file_field
+        self.upload = Upload()
+        self.ended = False
+        self._seen: set[str] = set()
+        self._headers: dict[bytes, bytes] = {}
+        self._header_name = bytearray()
+        self._header_value = bytearray()
+        self._part: _Part | None = None
+        self._hash = hashlib.sha256()
+
+    def callbacks(self) -> dict[str, object]:
+        return {
+            "on_part_begin": self._part_begin,
+            "on_header_field": lambda d, s, e: self._header_name.extend(d[s:e]),
+            "on_header_value": lambda d, s, e: self._header_value.extend(d[s:e]),
+            "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_finished,
+            "on_part_data": self._part_data,
+            "on_part_end": self._part_end,
+            "on_end": self._end,
+        }
+
+    def _part_begin(self) -> None:
+        self._headers.clear()
+        self._part = None
+
+    def _header_end(self) -> None:
+        self._headers[bytes(self._header_name).strip().lower()] = bytes(self._header_value).strip()
+        self._header_name.clear()
+        self._header_value.clear()
+
+    def _headers_finished(self) -> None:
+        disposition, options = parse_options_header(self._headers.get(b"content-disposition"))
+        raw_name = options.get(b"name")
+        if disposition != b"form-data" or raw_name is None:
+            raise _invalid_multipart("a part has no form-data name")
+        name = raw_name.decode("utf-8", "replace")
+        if name not in self.allowed:
+            raise InvalidRequest(
+                f"Unrecognized request argument supplied: {name[:64]}",
+                code="unknown_parameter",
+                param=name[:64],
+            )
+        if name in self._seen:
+            raise InvalidRequest(
+                f"The '{name}' parameter was given more than once.",
+                code="duplicate_parameter",
+                param=name,
+            )
+        self._seen.add(name)
+        part_type = parse_options_header(self._headers.get(b"content-type"))[0]
+        has_filename = b"filename" in options or b"filename*" in options
+        is_file = has_filename or part_type not in (b"", b"text/plain")
+        self._part = _Part(name, is_file)
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        part = self._part
+        if part is None:
+            return
+        part.size += end - start
+        if part.name == self.file_field:
+            if part.size <= MAX_IMAGE_BYTES:  # past that only the size matters
+                chunk = data[start:end]
+                self._hash.update(chunk)
+                part.chunks.append(chunk)
+        elif part.size > MAX_TEXT_BYTES:
+            raise InvalidRequest(
+                f"The '{part.name}' parameter is too long.", code="invalid_value", param=part.name
+            )
+        else:
+            part.chunks.append(data[start:end])
+
+    def _part_end(self) -> None:
+        part, self._part = self._part, None
+        if part is None:
+            return
+        value = b"".join(part.chunks)
+        if part.name == self.file_field:
+            self.upload.image = value  # truncated when oversize: image_size tells
+            self.upload.image_size = part.size
+            self.upload.image_is_file = part.is_file
+            self.upload.image_sha256 = self._hash.hexdigest()
+        else:
+            self.upload.fields[part.name] = value.decode("utf-8", "replace")
+
+    def _end(self) -> None:
+        self.ended = True
+
+
+def boundary_of(content_type: str | None) -> bytes:
+    """The multipart boundary of a Content-Type header; raises `InvalidRequest` otherwise."""
+    media_type, options = parse_options_header(content_type)
+    boundary = options.get(b"boundary")
+    if media_type != b"multipart/form-data" or not boundary:
+        raise _invalid_multipart("Content-Type must be multipart/form-data with a boundary")
+    return boundary
+
+
+def check_declared_length(content_length: str | None) -> None:
+    """Refuse, before reading, a body whose declared length is over the cap."""
+    if content_length and content_length.isdigit() and int(content_length) > MAX_BODY_BYTES:
+        raise RequestTooLarge()
+
+
+async def read_upload(
+    content_type: str | None,
+    stream: AsyncIterator[bytes],
+    *,
+    allowed: frozenset[str],
+    file_field: str,
+    timeout_seconds: float,
+) -> Upload:
+    """Read the whole multipart body from `stream`, within the byte cap and the deadline.
+
+    Raises `InvalidRequest` (malformed multipart, unknown or duplicate field),
+    `RequestTooLarge` (more than `MAX_BODY_BYTES`) or `RequestTimeout`.
+    """
+    collector = _FormCollector(allowed, file_field)
+    parser = MultipartParser(boundary_of(content_type), collector.callbacks())  # type: ignore[arg-type]
+    error: InvalidRequest | None = None
+    received = 0
+    try:
+        async with asyncio.timeout(timeout_seconds):
+            async for chunk in stream:
+                received += len(chunk)
+                if received > MAX_BODY_BYTES:
+                    raise RequestTooLarge()
+                if error is None:
+                    error = _feed(parser, chunk)
+    except TimeoutError:
+        raise RequestTimeout() from None
+    if error is not None:
+        raise error
+    if not collector.ended:
+        raise _invalid_multipart("the body ended before the closing boundary")
+    return collector.upload
+
+
+def _feed(parser: MultipartParser, chunk: bytes) -> InvalidRequest | None:
+    try:
+        parser.write(chunk)
+    except InvalidRequest as exc:
+        return exc
+    except MultipartParseError:
+        return _invalid_multipart("malformed body")
+    return None
+
+
+async def discard_body(stream: AsyncIterator[bytes], timeout_seconds: float) -> None:
+    """Read and drop the body, up to the cap and the deadline, before an early refusal.
+
+    An SDK still writing its upload when the connection closes reports a network error
+    (and retries) instead of the refusal; draining lets it read the real answer.
+    """
+    received = 0
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout_seconds):
+            async for chunk in stream:
+                received += len(chunk)
+                if received > MAX_BODY_BYTES:
+                    return

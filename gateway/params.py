@@ -1,0 +1,105 @@
+"""The variations parameters: OpenAI's defaults filled in, each value checked as OpenAI would."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal, cast
+
+from gateway.errors import InvalidRequest
+from gateway.multipart import Upload
+from gateway.png import MAX_IMAGE_BYTES, check_png, looks_like_png
+from gateway.settings import SIZES, Size
+
+ResponseFormat = Literal["url", "b64_json"]
+RESPONSE_FORMATS: tuple[ResponseFormat, ...] = ("url", "b64_json")
+IMAGE_FIELD = "image"
+FIELDS = frozenset({IMAGE_FIELD, "model", "n", "size", "response_format", "user"})
+MAX_N = 10
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
+@dataclass(frozen=True)
+class VariationRequest:
+    """A validated request: the PNG bytes, their SHA-256, and normalised parameters."""
+
+    image: bytes
+    image_sha256: str
+    model: str
+    n: int
+    size: Size
+    response_format: ResponseFormat
+
+
+def _parse_n(raw: str | None) -> int:
+    if raw is None:
+        return 1
+    if not _INTEGER.fullmatch(raw):
+        raise InvalidRequest(
+            f"'{raw[:32]}' is not of type 'integer' - 'n'", code="invalid_type", param="n"
+        )
+    n = int(raw)
+    if n < 1:
+        raise InvalidRequest(
+            f"{n} is less than the minimum of 1 - 'n'", code="integer_below_min_value", param="n"
+        )
+    if n > MAX_N:
+        raise InvalidRequest(
+            f"{n} is greater than the maximum of {MAX_N} - 'n'",
+            code="integer_above_max_value",
+            param="n",
+        )
+    return n
+
+
+def _choice(name: str, raw: str | None, default: str, allowed: tuple[str, ...]) -> str:
+    value = default if raw is None else raw
+    if value not in allowed:
+        raise InvalidRequest(
+            f"'{value[:64]}' is not one of {list(allowed)} - '{name}'",
+            code="invalid_value",
+            param=name,
+        )
+    return value
+
+
+def _image(upload: Upload, max_side: int) -> bytes:
+    image = upload.image
+    if image is None:
+        raise InvalidRequest(
+            "Missing required parameter: 'image'.", code="missing_required_parameter", param="image"
+        )
+    if not upload.image_is_file and not looks_like_png(image):
+        raise InvalidRequest(
+            "'image' must be a file upload, not a text field.", code="invalid_type", param="image"
+        )
+    if upload.image_size >= MAX_IMAGE_BYTES:
+        raise InvalidRequest(
+            "Invalid input image: the file must be less than 4 MB.",
+            code="image_too_large",
+            param="image",
+        )
+    check_png(image, max_side=max_side)
+    return image
+
+
+def parse_params(upload: Upload, *, models: tuple[str, ...], max_side: int) -> VariationRequest:
+    """Validate an upload; raises `InvalidRequest` with OpenAI's code and param."""
+    fields = upload.fields
+    image = _image(upload, max_side)
+    return VariationRequest(
+        image=image,
+        image_sha256=upload.image_sha256,
+        model=_choice(
+            "model",
+            fields.get("model"),
+            models[0] if "dall-e-2" not in models else "dall-e-2",
+            models,
+        ),
+        n=_parse_n(fields.get("n")),
+        size=cast(Size, _choice("size", fields.get("size"), "1024x1024", SIZES)),
+        response_format=cast(
+            ResponseFormat,
+            _choice("response_format", fields.get("response_format"), "url", RESPONSE_FORMATS),
+        ),
+    )

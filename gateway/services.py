@@ -1,0 +1,85 @@
+"""The gateway's long-lived parts, opened once per process in the app's lifespan.
+
+`open_services` builds every component from `Settings` and closes them in reverse order;
+the endpoints read them from `request.app.state.services`. Tests swap the upstream
+transport here rather than patching anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+
+import httpx
+
+from gateway import sandbox
+from gateway.auth import Identity, KeyAuthenticator, pseudonym
+from gateway.hosting import ImageHost
+from gateway.settings import Settings
+from gateway.store.base import Store
+from gateway.store.memory import MemoryStore
+from gateway.store.redis import RedisStore, connect
+from gateway.upstream import VariationsUpstream, build_client
+
+
+@dataclass(frozen=True)
+class Services:
+    """Everything a request handler needs, built from one `Settings`."""
+
+    settings: Settings
+    auth: KeyAuthenticator
+    store: Store
+    images: ImageHost
+    upstream: VariationsUpstream
+    upstream_headers: Mapping[str, str]
+
+    def user_field(self, identity: Identity) -> str:
+        """The `user` value sent upstream for this identity (never the caller's own)."""
+        if self.settings.config.identity.user_field == "plain":
+            return identity.user
+        return pseudonym(self.settings.user_secret.get_secret_value(), identity.user)
+
+
+def open_store(settings: Settings) -> Store:
+    """Redis when a URL is configured, else the in-process store."""
+    if settings.redis_url is None:
+        return MemoryStore()
+    return RedisStore(connect(settings.redis_url.get_secret_value()))
+
+
+def _upstream_transport(
+    settings: Settings, images: ImageHost, transport: httpx.AsyncBaseTransport | None
+) -> tuple[httpx.AsyncBaseTransport | None, str]:
+    upstream = settings.config.upstream
+    if transport is not None or not upstream.is_sandbox:
+        return transport, sandbox.BASE_URL if upstream.is_sandbox else upstream.base_url
+    app = sandbox.create_sandbox_app(
+        images, max_side=settings.config.limits.max_image_side, models=upstream.models
+    )
+    return httpx.ASGITransport(app=app), sandbox.BASE_URL
+
+
+@contextlib.asynccontextmanager
+async def open_services(
+    settings: Settings, upstream_transport: httpx.AsyncBaseTransport | None = None
+) -> AsyncIterator[Services]:
+    """Open the store and the upstream client; close both on exit."""
+    store = open_store(settings)
+    images = ImageHost(store, settings.public_url)
+    transport, base_url = _upstream_transport(settings, images, upstream_transport)
+    demo_key = settings.demo_key.get_secret_value() if settings.demo_key else None
+    try:
+        async with build_client(settings, transport) as client:
+            yield Services(
+                settings=settings,
+                auth=KeyAuthenticator(settings.config.principals, demo_key),
+                store=store,
+                images=images,
+                upstream=VariationsUpstream(client, settings, base_url),
+                upstream_headers=(
+                    {"x-gateway-upstream": "sandbox"} if settings.config.upstream.is_sandbox else {}
+                ),
+            )
+    finally:
+        await store.close()

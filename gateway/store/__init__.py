@@ -1,0 +1,1 @@
+"""Storage behind small interfaces, with an in-process and a Redis implementation."""
