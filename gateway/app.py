@@ -55,7 +55,7 @@ def create_app(
             app.state.services = services
             yield
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/v1/images/variations", variations.create_variation, methods=["POST"]),
             Route("/healthz", endpoints.healthz, methods=["GET"]),
@@ -70,6 +70,8 @@ def create_app(
         },
         lifespan=lifespan,
     )
+    app.router.redirect_slashes = False  # SDKs would turn a redirected POST into a GET
+    return app
 
 
 def app_from_env() -> Starlette:

@@ -1,0 +1,98 @@
+"""Fixtures for every layer: a real Redis, a fake upstream on loopback, the app, live servers."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from starlette.testclient import TestClient
+
+from gateway.app import create_app
+from gateway.settings import build_settings, parse_config
+from gateway.store.base import KEY_PREFIX
+from support.config import ENV, base_config, merged, write_config
+from support.fake_upstream import FakeUpstream
+from support.servers import GatewayProcess, RedisServer
+
+pytest.register_assert_rewrite("support.requests")
+
+AppFactory = Callable[..., TestClient]
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Redis: $REDIS_URL if set, else a throwaway redis-server for the session."""
+    url = os.environ.get("REDIS_URL")
+    if url:
+        yield url
+        return
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def clean_redis(redis_url: str) -> Iterator[str]:
+    """`redis_url`, with the gateway's keys removed before and after the test."""
+
+    def wipe() -> None:
+        with redis.Redis.from_url(redis_url) as client:
+            keys = list(client.scan_iter(match=f"{KEY_PREFIX}:*", count=1000))
+            if keys:
+                client.delete(*keys)
+
+    wipe()
+    yield redis_url
+    wipe()
+
+
+@pytest.fixture
+def upstream() -> Iterator[FakeUpstream]:
+    """A fake OpenAI upstream on loopback, recording every request it gets."""
+    with FakeUpstream() as fake:
+        yield fake
+
+
+@pytest.fixture
+def make_client(upstream: FakeUpstream) -> Iterator[AppFactory]:
+    """Build the app in-process from config overrides and open a client on it."""
+    clients: list[TestClient] = []
+
+    def factory(overrides: dict[str, Any] | None = None, env: dict[str, str] | None = None) -> TestClient:
+        config = parse_config(merged(base_config(upstream.url), overrides or {}))
+        settings = build_settings(config, {**ENV, **(env or {})})
+        client = TestClient(create_app(settings), base_url="http://gateway.test")
+        clients.append(client.__enter__())
+        return client
+
+    yield factory
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(make_client: AppFactory) -> TestClient:
+    """The app with the default test config, forwarding to the fake upstream."""
+    return make_client()
+
+
+@pytest.fixture
+def start_gateway(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
+    """Start `gateway serve` processes from a config dict; all are stopped after the test."""
+    started: list[GatewayProcess] = []
+
+    def start(config: dict[str, Any], env: dict[str, str] | None = None, *extra: str, workers: int = 1) -> GatewayProcess:
+        path = write_config(tmp_path / f"gateway-{len(started)}.yaml", config)
+        proc = GatewayProcess(path, {**ENV, **(env or {})}, workers=workers, log=tmp_path / f"gateway-{len(started)}.log")
+        started.append(proc)
+        return proc.start(*extra)
+
+    yield start
+    for proc in started:
+        proc.stop()

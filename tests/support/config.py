@@ -1,0 +1,65 @@
+"""A test configuration: known principals and keys, and the company's secrets."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+UPSTREAM_KEY = "sk-company-upstream-key-0123456789abcdef"
+USER_SECRET = "test-user-secret-for-hmac"
+KEYS = {
+    "alice": "gwk_alice_test_key_aaaaaaaaaaaaaaaa",
+    "bob": "gwk_bob_test_key_bbbbbbbbbbbbbbbbbb",
+    "carol": "gwk_carol_test_key_cccccccccccccccc",
+    "grafana": "gwk_grafana_test_key_gggggggggggggg",
+}
+TEAMS = {"alice": "vision", "bob": "vision", "carol": "audio", "grafana": "ops"}
+ENV = {"OPENAI_API_KEY": UPSTREAM_KEY, "GATEWAY_USER_SECRET": USER_SECRET}
+
+
+def principals() -> list[dict[str, str]]:
+    """Every test principal, with its key's digest; grafana is the admin."""
+    return [
+        {
+            "user": user,
+            "team": TEAMS[user],
+            "role": "admin" if user == "grafana" else "user",
+            "key_sha256": hashlib.sha256(key.encode()).hexdigest(),
+        }
+        for user, key in KEYS.items()
+    ]
+
+
+def base_config(upstream_url: str) -> dict[str, Any]:
+    """A config pointing at `upstream_url`, with no quota rules."""
+    return {
+        "upstream": {"base_url": upstream_url, "timeout_seconds": 5},
+        "principals": principals(),
+        "quotas": {"default": []},
+    }
+
+
+def merged(config: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """`config` with `overrides` merged in, section by section."""
+    out = copy.deepcopy(config)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
+
+
+def write_config(path: Path, config: dict[str, Any]) -> Path:
+    """Write `config` as YAML to `path`."""
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+def auth(user: str = "alice") -> dict[str, str]:
+    """The Authorization header of a test principal."""
+    return {"Authorization": f"Bearer {KEYS[user]}"}

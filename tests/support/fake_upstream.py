@@ -1,0 +1,147 @@
+"""A fake OpenAI upstream: a real HTTP server on loopback that records what it received.
+
+Tests assert on the forwarded fields and headers, and script the answers (status, body,
+headers, delay) to play every upstream fault.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.parser
+import email.policy
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from support.pngs import make_png
+
+TINY_PNG = make_png(8)
+
+
+@dataclass
+class Received:
+    """One request as the upstream saw it."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    fields: dict[str, str] = field(default_factory=dict)
+    files: dict[str, tuple[str | None, str, bytes]] = field(default_factory=dict)
+    field_names: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Reply:
+    """What the fake upstream answers."""
+
+    status: int = 200
+    body: bytes | dict[str, Any] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
+def images_response(received: Received) -> dict[str, Any]:
+    """A valid ImagesResponse with as many images as asked, in the format asked."""
+    n = int(received.fields.get("n", "1"))
+    if received.fields.get("response_format") == "b64_json":
+        data = [{"b64_json": base64.b64encode(TINY_PNG).decode()} for _ in range(n)]
+    else:
+        data = [
+            {"url": f"https://upstream.invalid/img/{i}.png?se=2099-01-01T00%3A00%3A00Z&sig=x"}
+            for i in range(n)
+        ]
+    return {"created": 1700000000, "data": data}
+
+
+def parse_multipart(content_type: str, body: bytes) -> tuple[dict[str, str], dict[str, Any], list[str]]:
+    """Text fields, file parts and field order of a multipart body (stdlib parser)."""
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + body
+    )
+    fields: dict[str, str] = {}
+    files: dict[str, Any] = {}
+    names: list[str] = []
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        names.append(str(name))
+        payload = part.get_payload(decode=True)
+        if part.get_filename() is not None:
+            files[str(name)] = (part.get_filename(), part.get_content_type(), payload)
+        else:
+            fields[str(name)] = payload.decode()
+    return fields, files, names
+
+
+class FakeUpstream:
+    """Start with `with FakeUpstream() as upstream:`; `upstream.url` is the /v1 base URL."""
+
+    def __init__(self) -> None:
+        self.received: list[Received] = []
+        self.script: Callable[[Received], Reply] = lambda r: Reply(body=images_response(r))
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def reply(self, reply: Reply) -> None:
+        """Answer every following request with `reply`."""
+        self.script = lambda _: reply
+
+    def __enter__(self) -> FakeUpstream:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _record(self, received: Received) -> Reply:
+        with self._lock:
+            self.received.append(received)
+        return self.script(received)
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        upstream = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                received = Received("POST", self.path, headers)
+                if headers.get("content-type", "").startswith("multipart/form-data"):
+                    received.fields, received.files, received.field_names = parse_multipart(
+                        headers["content-type"], body
+                    )
+                self._answer(upstream._record(received))
+
+            def _answer(self, reply: Reply) -> None:
+                if reply.delay:
+                    time.sleep(reply.delay)
+                body = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
+                self.send_response(reply.status)
+                headers = {"content-type": "application/json", "x-request-id": "upstream-req-1"}
+                for name, value in {**headers, **reply.headers}.items():
+                    self.send_header(name, value)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                try:
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the gateway gave up (timeout): nothing to deliver
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                return
+
+        return Handler
