@@ -1,0 +1,25 @@
+"""End-to-end fixtures: a live gateway process on loopback in front of the fake upstream."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from support.config import base_config
+from support.fake_upstream import FakeUpstream
+from support.servers import GatewayProcess
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def live(start_gateway: Callable[..., GatewayProcess], upstream: FakeUpstream) -> GatewayProcess:
+    """`gateway serve` forwarding to the fake upstream."""
+    return start_gateway(base_config(upstream.url))
+
+
+@pytest.fixture
+def live_sandbox(start_gateway: Callable[..., GatewayProcess]) -> GatewayProcess:
+    """`gateway serve` on the built-in sandbox upstream."""
+    return start_gateway({**base_config("sandbox")})

@@ -1,0 +1,148 @@
+"""The openai npm package, curl, and raw sockets as callers of a live gateway."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from support.config import KEYS, base_config
+from support.fake_upstream import FakeUpstream
+from support.pngs import make_png
+from support.servers import GatewayProcess
+
+pytestmark = pytest.mark.e2e
+NODE_DIR = Path(__file__).parent / "node"
+
+
+def _need(tool: str) -> str:
+    """The tool's path; a missing tool skips on a laptop but fails in CI."""
+    found = shutil.which(tool)
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{tool} is required in CI")
+        pytest.skip(f"{tool} not installed")
+    return found
+
+
+@pytest.mark.node
+@pytest.mark.parametrize(("response_format", "size", "n"), [("url", "256x256", 2), ("b64_json", "1024x1024", 1)])
+def test_node_sdk_file_stream_upload(
+    live: GatewayProcess, upstream: FakeUpstream, tmp_path: Path, response_format: str, size: str, n: int
+) -> None:
+    """images.createVariation with fs.createReadStream (a chunked upload) works end to end."""
+    node = _need("node")
+    if not (NODE_DIR / "node_modules" / "openai").exists():
+        pytest.fail("the openai npm package is not installed: run `make test`")
+    path = tmp_path / "in.png"
+    path.write_bytes(make_png(40))
+    args = [node, str(NODE_DIR / "variation.mjs"), live.url + "/v1", KEYS["carol"], str(path), str(n), size, response_format]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=60, check=True).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["ok"], result
+    assert len(result["data"]) == n and result["requestId"].startswith("req_")
+    [seen] = upstream.received
+    assert (seen.fields["n"], seen.fields["size"], seen.fields["response_format"]) == (str(n), size, response_format)
+    assert seen.fields["user"] != "node-caller-chosen-user"
+    assert seen.files["image"][2] == path.read_bytes()
+
+
+@pytest.mark.node
+def test_node_sdk_sees_openai_errors(live: GatewayProcess, upstream: FakeUpstream, tmp_path: Path) -> None:
+    """A refusal reaches the npm SDK as an APIError with status and OpenAI's code."""
+    node = _need("node")
+    path = tmp_path / "in.png"
+    path.write_bytes(make_png(40, height=20))
+    args = [node, str(NODE_DIR / "variation.mjs"), live.url + "/v1", KEYS["carol"], str(path), "1", "256x256", "url"]
+    result = json.loads(subprocess.run(args, capture_output=True, text=True, timeout=60, check=True).stdout)
+    assert result["ok"] is False and result["status"] == 400
+    assert result["error"]["code"] == "invalid_image_dimensions"
+    assert upstream.received == []
+
+
+def test_curl_form_upload(live: GatewayProcess, upstream: FakeUpstream, tmp_path: Path) -> None:
+    """`curl -F image=@file -F n=2` works as the README shows."""
+    curl = _need("curl")
+    path = tmp_path / "in.png"
+    path.write_bytes(make_png(40))
+    args = [curl, "-sS", "-i", live.url + "/v1/images/variations", "-H", f"Authorization: Bearer {KEYS['bob']}",
+            "-F", f"image=@{path}", "-F", "n=2", "-F", "size=512x512"]
+    out = subprocess.run(args, capture_output=True, timeout=30, check=True).stdout
+    out = out.removeprefix(b"HTTP/1.1 100 Continue\r\n\r\n")  # curl sends Expect: 100-continue
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and b"x-request-id: req_" in head
+    assert len(json.loads(body)["data"]) == 2
+    assert upstream.received[0].fields["size"] == "512x512"
+
+
+def _raw_post(gateway: GatewayProcess, head: bytes) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", gateway.port), timeout=10)
+    sock.sendall(head)
+    return sock
+
+
+def _read_response(sock: socket.socket) -> bytes:
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+        if b"\r\n\r\n" in data and data.endswith(b"}"):
+            break
+    return data
+
+
+def test_chunked_50mb_body_is_cut_off_at_the_cap(live: GatewayProcess, upstream: FakeUpstream) -> None:
+    """A chunked upload that never ends is answered 413 and closed near the cap, not buffered."""
+    sock = _raw_post(live, (
+        b"POST /v1/images/variations HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        b"Authorization: Bearer " + KEYS["alice"].encode() + b"\r\n"
+        b"Content-Type: multipart/form-data; boundary=b\r\n\r\n"
+    ))
+    chunk = b"%x\r\n%s\r\n" % (65536, b"\0" * 65536)
+    sent = 0
+    try:
+        while sent < 50 * 1024 * 1024:
+            sock.sendall(chunk)
+            sent += 65536
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    response = _read_response(sock)
+    sock.close()
+    assert response.startswith(b"HTTP/1.1 413") and b"request_too_large" in response
+    assert sent < 16 * 1024 * 1024, f"the gateway read {sent} bytes before cutting off"
+    assert upstream.received == []
+
+
+def test_slow_body_times_out_with_400(start_gateway: Callable[..., GatewayProcess], upstream: FakeUpstream) -> None:
+    """A body that trickles in past limits.body_timeout_seconds is a 400 request_timeout."""
+    gateway = start_gateway({**base_config(upstream.url), "limits": {"body_timeout_seconds": 0.5}})
+    sock = _raw_post(gateway, (
+        b"POST /v1/images/variations HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n"
+        b"Authorization: Bearer " + KEYS["alice"].encode() + b"\r\n"
+        b"Content-Type: multipart/form-data; boundary=b\r\n\r\n--b\r\n"
+    ))
+    started = time.monotonic()
+    response = _read_response(sock)
+    sock.close()
+    assert response.startswith(b"HTTP/1.1 400") and b'"request_timeout"' in response
+    assert b"x-should-retry: false" in response
+    assert time.monotonic() - started < 5
+    assert upstream.received == []
+
+
+def test_probes_and_request_ids(live: GatewayProcess) -> None:
+    """/healthz and /readyz answer 200 with an x-request-id, unique per response."""
+    import httpx
+
+    ids = set()
+    for path in ("/healthz", "/readyz", "/healthz"):
+        response = httpx.get(live.url + path)
+        assert response.status_code == 200
+        ids.add(response.headers["x-request-id"])
+    assert len(ids) == 3
