@@ -156,7 +156,11 @@ def boundary_of(content_type: str | None) -> bytes:
 
 def check_declared_length(content_length: str | None) -> None:
     """Refuse, before reading, a body whose declared length is over the cap."""
-    if content_length and content_length.isdigit() and int(content_length) > MAX_BODY_BYTES:
+    if not content_length or not (content_length.isascii() and content_length.isdigit()):
+        return  # absent or not a number: the streamed count is the check
+    digits = content_length.lstrip("0")
+    # Compare lengths first: int() refuses strings of thousands of digits.
+    if len(digits) > len(str(MAX_BODY_BYTES)) or int(digits or "0") > MAX_BODY_BYTES:
         raise RequestTooLarge()
 
 

@@ -118,12 +118,16 @@ class LimitsConfig(_Strict):
     max_image_side: int = Field(4096, ge=1)
 
 
+# A negative price would turn usd quotas into credit; NaN or infinity would poison counters.
+Price = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
 class GatewayConfig(_Strict):
     upstream: UpstreamConfig = UpstreamConfig()
     identity: IdentityConfig = IdentityConfig()
     principals: tuple[PrincipalConfig, ...] = ()
     quotas: QuotasConfig = QuotasConfig()
-    prices: dict[Size, float] = Field(default_factory=lambda: dict(DALL_E_2_PRICES))
+    prices: dict[Size, Price] = Field(default_factory=lambda: dict(DALL_E_2_PRICES))
     cache: CacheConfig = CacheConfig()
     store: StoreConfig = StoreConfig()
     metrics: MetricsConfig = MetricsConfig()
@@ -192,6 +196,8 @@ def read_config(path: Path) -> GatewayConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config file ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -1,0 +1,151 @@
+"""Bearer key -> Identity: configured principals by digest, the demo key, admin, the pseudonym."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+import pytest
+
+from gateway.auth import (
+    MAX_KEY_LENGTH,
+    Identity,
+    KeyAuthenticator,
+    key_digest,
+    pseudonym,
+    require_admin,
+)
+from gateway.errors import AuthenticationError, PermissionDenied
+from gateway.settings import PrincipalConfig
+
+ALICE_KEY = "gwk_alice_0123456789abcdefghijklmnop"
+ADMIN_KEY = "gwk_grafana_0123456789abcdefghijklmn"
+
+
+@pytest.fixture
+def authenticator() -> KeyAuthenticator:
+    """Alice (user, team vision) and grafana (admin, team ops), configured by key digest."""
+    return KeyAuthenticator(
+        [
+            PrincipalConfig(user="alice", team="vision", key_sha256=key_digest(ALICE_KEY)),
+            PrincipalConfig(
+                user="grafana", team="ops", role="admin", key_sha256=key_digest(ADMIN_KEY)
+            ),
+        ]
+    )
+
+
+def _refused(authenticator: KeyAuthenticator, header: str | None) -> AuthenticationError:
+    with pytest.raises(AuthenticationError) as caught:
+        authenticator.authenticate(header)
+    error = caught.value
+    assert (error.status, error.type, error.code, error.param) == (
+        401,
+        "invalid_request_error",
+        "invalid_api_key",
+        None,
+    )
+    return error
+
+
+def test_key_digest_is_sha256_hex():
+    """Keys are configured by their SHA-256 hex digest."""
+    assert key_digest("abc") == hashlib.sha256(b"abc").hexdigest()
+
+
+def test_configured_key_resolves_to_its_identity(authenticator):
+    """A configured key yields the principal's user, team and default role."""
+    identity = authenticator.authenticate(f"Bearer {ALICE_KEY}")
+    assert identity == Identity(user="alice", team="vision", role="user")
+
+
+def test_admin_key_resolves_with_the_admin_role(authenticator):
+    """An admin principal's key yields role admin."""
+    assert authenticator.authenticate(f"Bearer {ADMIN_KEY}") == Identity("grafana", "ops", "admin")
+
+
+@pytest.mark.parametrize("header", [f"bearer {ALICE_KEY}", f"BEARER {ALICE_KEY}  "])
+def test_scheme_is_case_insensitive(authenticator, header):
+    """The Bearer scheme matches in any case, and trailing spaces around the key are ignored."""
+    assert authenticator.authenticate(header).user == "alice"
+
+
+@pytest.mark.parametrize("header", [None, ""])
+def test_no_header_is_refused(authenticator, header):
+    """No Authorization header is a 401 invalid_api_key that says a key is needed."""
+    assert "didn't provide an API key" in _refused(authenticator, header).message
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        f"Basic {ALICE_KEY}",
+        f"Token {ALICE_KEY}",
+        ALICE_KEY,
+        "Bearer",
+        "Bearer ",
+        "Bearer " + "k" * (MAX_KEY_LENGTH + 1),
+    ],
+    ids=["basic", "token", "bare-key", "no-key", "empty-key", "too-long"],
+)
+def test_malformed_header_is_refused(authenticator, header):
+    """A wrong scheme, a missing key or an oversized key is a 401 invalid_api_key."""
+    assert "Malformed" in _refused(authenticator, header).message
+
+
+def test_unknown_key_is_refused_without_echoing_it(authenticator):
+    """An unconfigured key is a 401 invalid_api_key whose message does not contain the key."""
+    key = "gwk_not_a_real_key_zzzzzzzzzzzzzzzz"
+    error = _refused(authenticator, f"Bearer {key}")
+    assert key not in error.message
+    assert key not in str(error.body())
+
+
+def test_configured_digest_itself_is_not_a_key(authenticator):
+    """Presenting the stored digest instead of the key is refused."""
+    _refused(authenticator, f"Bearer {key_digest(ALICE_KEY)}")
+
+
+def test_demo_key_resolves_to_the_demo_identity():
+    """The demo key authenticates as user demo of team demo, role user."""
+    authenticator = KeyAuthenticator([], demo_key="gwk_demo_key")
+    assert authenticator.authenticate("Bearer gwk_demo_key") == Identity("demo", "demo", "user")
+    _refused(authenticator, "Bearer gwk_other")
+
+
+def test_no_demo_key_means_no_demo_identity(authenticator):
+    """Without a demo key, an empty or made-up key does not authenticate as demo."""
+    _refused(authenticator, "Bearer demo")
+
+
+def test_require_admin_lets_admins_through():
+    """require_admin returns quietly for an admin identity."""
+    assert require_admin(Identity("grafana", "ops", "admin")) is None
+
+
+def test_require_admin_refuses_users():
+    """require_admin raises 403 permission_denied for a non-admin identity."""
+    with pytest.raises(PermissionDenied) as caught:
+        require_admin(Identity("alice", "vision"))
+    error = caught.value
+    assert (error.status, error.type, error.code, error.param) == (
+        403,
+        "invalid_request_error",
+        "permission_denied",
+        None,
+    )
+
+
+def test_pseudonym_is_hmac_sha256_hex():
+    """The upstream `user` is HMAC-SHA256(secret, user id) as hex."""
+    expected = hmac.new(b"s3cret", b"alice", hashlib.sha256).hexdigest()
+    assert pseudonym("s3cret", "alice") == expected
+    assert len(expected) == 64
+
+
+def test_pseudonym_depends_on_user_and_secret():
+    """Different users, or different secrets, give different pseudonyms; the same give the same."""
+    assert pseudonym("s", "alice") == pseudonym("s", "alice")
+    assert pseudonym("s", "alice") != pseudonym("s", "bob")
+    assert pseudonym("s", "alice") != pseudonym("t", "alice")
+    assert "alice" not in pseudonym("s", "alice")

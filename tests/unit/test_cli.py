@@ -1,0 +1,209 @@
+"""The `gateway` command: `keys new` and `config check` (exit codes, output, error paths)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+import pytest
+import yaml
+
+from gateway.__main__ import main
+
+SECRET_VARS = (
+    "OPENAI_API_KEY",
+    "GATEWAY_USER_SECRET",
+    "GATEWAY_DEMO_KEY",
+    "GATEWAY_CONFIG",
+    "REDIS_URL",
+    "CACHE_REDIS_URL",
+)
+DIGEST = hashlib.sha256(b"k").hexdigest()
+GOOD = {
+    "upstream": {"base_url": "sandbox"},
+    "principals": [
+        {"user": "alice", "team": "vision", "key_sha256": DIGEST},
+        {"user": "bob", "team": "vision", "key_sha256": "1" * 64},
+        {"user": "grafana", "team": "ops", "role": "admin", "key_sha256": "2" * 64},
+    ],
+    "quotas": {
+        "default": [
+            {"unit": "requests", "limit": 60, "window": "minute"},
+            {"unit": "images", "limit": 200, "window": "day"},
+        ],
+        "users": {"alice": [{"unit": "images", "limit": 500, "window": "day"}]},
+        "teams": {"vision": [{"unit": "usd", "limit": 50.0, "window": "month"}]},
+    },
+}
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch):
+    """Run each command without the developer's gateway variables."""
+    for name in SECRET_VARS:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def write(tmp_path):
+    """Write a config (a mapping dumped as YAML, or raw text) and return its path."""
+
+    def _write(config: object, name: str = "gateway.yaml"):
+        path = tmp_path / name
+        text = config if isinstance(config, str) else yaml.safe_dump(config)
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return _write
+
+
+def _lines(text: str) -> list[list[str]]:
+    return [line.split() for line in text.splitlines()]
+
+
+def _check(path) -> int:
+    return main(["config", "check", "--config", str(path)])
+
+
+def test_keys_new_prints_a_key_and_its_digest(capsys):
+    """`keys new` exits 0, prints a gwk_ key once and a config entry holding its SHA-256."""
+    assert main(["keys", "new", "--user", "alice", "--team", "vision"]) == 0
+    out = capsys.readouterr().out
+    key = re.search(r"(gwk_[A-Za-z0-9_-]{40,})", out).group(1)
+    assert out.count(key) == 1
+    digest = re.search(r'key_sha256: "([0-9a-f]{64})"', out).group(1)
+    assert digest == hashlib.sha256(key.encode()).hexdigest()
+    assert "user: alice, team: vision, role: user" in out
+
+
+def test_keys_new_entry_pastes_into_a_valid_config(capsys, write):
+    """The printed entry, pasted under `principals:`, passes `config check` as that admin."""
+    assert main(["keys", "new", "--user", "ops-bot", "--team", "ops", "--role", "admin"]) == 0
+    entry = next(line for line in capsys.readouterr().out.splitlines() if "key_sha256" in line)
+    path = write(f"upstream:\n  base_url: sandbox\nprincipals:\n{entry}\n")
+    assert _check(path) == 0
+    assert "ops-bot (team ops, role admin):" in capsys.readouterr().out
+
+
+def test_keys_new_gives_a_fresh_key_each_time(capsys):
+    """Two runs print two different keys."""
+    main(["keys", "new", "--user", "a", "--team", "t"])
+    main(["keys", "new", "--user", "a", "--team", "t"])
+    keys = re.findall(r"gwk_[A-Za-z0-9_-]{40,}", capsys.readouterr().out)
+    assert len(keys) == 2
+    assert keys[0] != keys[1]
+
+
+def test_keys_new_requires_user_and_team(capsys):
+    """`keys new` without --team is a usage error (exit 2)."""
+    with pytest.raises(SystemExit) as caught:
+        main(["keys", "new", "--user", "alice"])
+    assert caught.value.code == 2
+    assert "--team" in capsys.readouterr().err
+
+
+def test_config_check_prints_the_policy_per_user(capsys, write):
+    """A good config exits 0 and lists each principal's effective rules, overrides and pools."""
+    assert _check(write(GOOD)) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].endswith("gateway.yaml: ok")
+    lines = _lines(out)
+    assert ["alice", "(team", "vision,", "role", "user):"] in lines
+    assert ["user", "alice", "requests", "60", "per", "minute"] in lines
+    assert ["user", "alice", "images", "500", "per", "day"] in lines  # the override
+    assert ["user", "alice", "images", "200", "per", "day"] not in lines
+    assert ["team", "vision", "usd", "50", "per", "month"] in lines
+    assert ["user", "bob", "images", "200", "per", "day"] in lines
+    assert ["grafana", "(team", "ops,", "role", "admin):"] in lines
+    assert ["team", "ops", "usd", "50", "per", "month"] not in lines
+
+
+def test_config_check_says_unlimited_without_rules(capsys, write):
+    """A principal with no rule at all is reported as unlimited."""
+    config = {**GOOD, "quotas": {}}
+    assert _check(write(config)) == 0
+    assert "no quota rules: unlimited" in capsys.readouterr().out
+
+
+def test_config_check_of_the_shipped_config_passes(capsys):
+    """The repository's config/gateway.yaml passes `config check`."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "config" / "gateway.yaml"
+    assert _check(path) == 0
+    assert ": ok" in capsys.readouterr().out
+
+
+def test_config_check_reads_gateway_config_env(capsys, write, monkeypatch):
+    """Without --config, `config check` reads the file named by GATEWAY_CONFIG."""
+    path = write(GOOD, "from-env.yaml")
+    monkeypatch.setenv("GATEWAY_CONFIG", str(path))
+    assert main(["config", "check"]) == 0
+    assert "from-env.yaml: ok" in capsys.readouterr().out
+
+
+def _broken(capsys, path) -> str:
+    assert _check(path) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("gateway: ")
+    return captured.err
+
+
+def test_unknown_key_exits_2_naming_it(capsys, write):
+    """An unknown key exits 2 and stderr names its path."""
+    err = _broken(capsys, write({**GOOD, "upstream": {"base_url": "sandbox", "timeout": 5}}))
+    assert "upstream.timeout: unknown key" in err
+
+
+def test_bad_value_exits_2_naming_it(capsys, write):
+    """A bad upstream.timeout_seconds exits 2 and stderr names upstream.timeout_seconds."""
+    err = _broken(
+        capsys, write({**GOOD, "upstream": {"base_url": "sandbox", "timeout_seconds": -3}})
+    )
+    assert "upstream.timeout_seconds:" in err
+
+
+def test_bad_rule_unit_exits_2_naming_it(capsys, write):
+    """A bad unit in the first default rule exits 2 naming quotas.default[0].unit."""
+    quotas = {"default": [{"unit": "tokens", "limit": 1, "window": "day"}]}
+    err = _broken(capsys, write({**GOOD, "quotas": quotas}))
+    assert "quotas.default[0].unit:" in err
+
+
+def test_invalid_yaml_exits_2(capsys, write):
+    """A file that is not YAML exits 2 saying so."""
+    err = _broken(capsys, write("upstream: {base_url: sandbox\nprincipals: [\n"))
+    assert "not valid YAML" in err
+
+
+def test_missing_file_exits_2(capsys, tmp_path):
+    """A config path that does not exist exits 2 naming it."""
+    path = tmp_path / "absent.yaml"
+    err = _broken(capsys, path)
+    assert str(path) in err
+    assert "cannot read" in err
+
+
+def test_non_utf8_file_exits_2(capsys, tmp_path):
+    """A config file that is not UTF-8 exits 2 instead of a traceback."""
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(b"upstream:\n  base_url: caf\xe9\n")
+    assert "latin1.yaml" in _broken(capsys, path)
+
+
+def test_real_upstream_without_its_key_exits_2(capsys, write):
+    """A real upstream with OPENAI_API_KEY unset exits 2 naming upstream.api_key_env."""
+    config = {**GOOD, "upstream": {"base_url": "https://api.openai.com/v1"}}
+    assert "upstream.api_key_env" in _broken(capsys, write(config))
+
+
+def test_real_upstream_with_its_secrets_passes(capsys, write, monkeypatch):
+    """A real upstream passes once its key and the user secret are in the environment."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-upstream")
+    monkeypatch.setenv("GATEWAY_USER_SECRET", "hmac")
+    config = {**GOOD, "upstream": {"base_url": "https://api.openai.com/v1"}}
+    assert _check(write(config)) == 0
+    out = capsys.readouterr().out
+    assert "sk-test-upstream" not in out
+    assert "hmac" not in out

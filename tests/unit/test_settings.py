@@ -1,0 +1,338 @@
+"""The config file and environment -> one validated, frozen Settings; errors name the key's path."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pydantic
+import pytest
+import yaml
+
+from gateway.settings import (
+    DALL_E_2_PRICES,
+    ConfigError,
+    GatewayConfig,
+    build_settings,
+    load_settings,
+    parse_config,
+    read_config,
+)
+
+SHIPPED_CONFIG = Path(__file__).resolve().parents[2] / "config" / "gateway.yaml"
+DIGEST_A = hashlib.sha256(b"key-a").hexdigest()
+DIGEST_B = hashlib.sha256(b"key-b").hexdigest()
+REAL = {"upstream": {"base_url": "https://api.openai.com/v1"}}
+SECRETS = {"OPENAI_API_KEY": "sk-test-upstream-0123456789", "GATEWAY_USER_SECRET": "hmac-secret"}
+
+
+def _error(raw: object) -> str:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw)
+    return str(caught.value)
+
+
+def test_empty_document_gives_the_documented_defaults():
+    """An empty config file yields the SPEC defaults (OpenAI upstream, dall-e-2, list prices)."""
+    config = parse_config(None)
+    assert config.upstream.base_url == "https://api.openai.com/v1"
+    assert config.upstream.timeout_seconds == 120
+    assert config.upstream.models == ("dall-e-2",)
+    assert config.identity.user_field == "hashed"
+    assert config.prices == DALL_E_2_PRICES
+    assert config.cache.hits_count_against == ("requests",)
+    assert config.store.on_error == "fail_closed"
+    assert config.principals == ()
+
+
+def test_shipped_config_is_valid():
+    """config/gateway.yaml parses, with the sandbox upstream and the default quota rules."""
+    config = read_config(SHIPPED_CONFIG)
+    assert config.upstream.is_sandbox
+    assert [(r.unit, r.limit, r.window) for r in config.quotas.default] == [
+        ("requests", 60, "minute"),
+        ("images", 200, "day"),
+    ]
+
+
+def test_spec_example_config_is_valid():
+    """The SPEC section 3 example (principals, overrides, team pools) parses as written."""
+    raw = {
+        "upstream": {"base_url": "https://api.openai.com/v1", "models": ["dall-e-2"]},
+        "principals": [
+            {"user": "alice", "team": "vision", "key_sha256": DIGEST_A},
+            {"user": "grafana", "team": "ops", "role": "admin", "key_sha256": DIGEST_B},
+        ],
+        "quotas": {
+            "default": [{"unit": "requests", "limit": 60, "window": "minute"}],
+            "users": {"alice": [{"unit": "images", "limit": 500, "window": "day"}]},
+            "teams": {"vision": [{"unit": "usd", "limit": 50.0, "window": "month"}]},
+        },
+        "prices": {"256x256": 0.016, "512x512": 0.018, "1024x1024": 0.020},
+        "cache": {"scope": "team", "hits_count_against": ["requests", "images"]},
+    }
+    config = parse_config(raw)
+    assert config.principals[1].role == "admin"
+    assert config.quotas.users["alice"][0].limit == 500
+    assert config.quotas.teams["vision"][0].unit == "usd"
+
+
+def test_config_is_frozen():
+    """The validated config cannot be changed after start-up."""
+    config = parse_config({})
+    with pytest.raises(pydantic.ValidationError):
+        config.upstream.timeout_seconds = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("raw", "path"),
+    [
+        ({"upstreem": {}}, "upstreem: unknown key"),
+        ({"upstream": {"timeout_secs": 5}}, "upstream.timeout_secs: unknown key"),
+        (
+            {"quotas": {"default": [{"unit": "images", "limit": 1, "window": "day", "x": 1}]}},
+            "quotas.default[0].x: unknown key",
+        ),
+        ({"cache": {"enabled": True, "ttl": 5}}, "cache.ttl: unknown key"),
+        ({"identity": {"secret": "inline-secret"}}, "identity.secret: unknown key"),
+    ],
+)
+def test_unknown_key_is_an_error_naming_its_path(raw, path):
+    """An unknown key anywhere is refused, and the message names its dotted path."""
+    assert path in _error(raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "path"),
+    [
+        ({"upstream": {"timeout_seconds": 0}}, "upstream.timeout_seconds"),
+        ({"upstream": {"timeout_seconds": "soon"}}, "upstream.timeout_seconds"),
+        ({"upstream": {"adapter": "generations"}}, "upstream.adapter"),
+        ({"upstream": {"models": []}}, "upstream.models"),
+        ({"identity": {"user_field": "email"}}, "identity.user_field"),
+        (
+            {"quotas": {"default": [{"unit": "bytes", "limit": 1, "window": "day"}]}},
+            "quotas.default[0].unit",
+        ),
+        (
+            {"quotas": {"default": [{"unit": "images", "limit": -1, "window": "day"}]}},
+            "quotas.default[0].limit",
+        ),
+        (
+            {"quotas": {"users": {"alice": [{"unit": "images", "limit": 1, "window": "week"}]}}},
+            "quotas.users.alice[0].window",
+        ),
+        (
+            {"principals": [{"user": "a", "team": "t", "key_sha256": "nothex"}]},
+            "principals[0].key_sha256",
+        ),
+        (
+            {"principals": [{"user": "a b", "team": "t", "key_sha256": DIGEST_A}]},
+            "principals[0].user",
+        ),
+        (
+            {"principals": [{"user": "a", "team": "t", "role": "root", "key_sha256": DIGEST_A}]},
+            "principals[0].role",
+        ),
+        ({"cache": {"scope": "planet"}}, "cache.scope"),
+        ({"cache": {"hits_count_against": ["tokens"]}}, "cache.hits_count_against[0]"),
+        ({"store": {"on_error": "shrug"}}, "store.on_error"),
+        ({"limits": {"max_image_side": 0}}, "limits.max_image_side"),
+    ],
+)
+def test_bad_value_is_an_error_naming_its_path(raw, path):
+    """A value of the wrong type or outside its set is refused, naming the key's path."""
+    assert f"{path}:" in _error(raw)
+
+
+def test_every_bad_key_is_reported_at_once():
+    """Two bad keys produce one message listing both paths."""
+    message = _error({"upstream": {"timeout_seconds": -1}, "store": {"on_error": "x"}})
+    assert "upstream.timeout_seconds" in message
+    assert "store.on_error" in message
+
+
+@pytest.mark.parametrize("price", [-0.02, float("nan"), float("inf")])
+def test_negative_or_nan_price_is_an_error(price):
+    """A negative, NaN or infinite price is refused: usd quotas would become credit or poison."""
+    prices = {**DALL_E_2_PRICES, "512x512": price}
+    assert "prices.512x512:" in _error({"prices": prices})
+
+
+def test_nan_limit_is_an_error():
+    """A NaN quota limit is refused, naming the rule."""
+    raw = {"quotas": {"default": [{"unit": "usd", "limit": float("nan"), "window": "day"}]}}
+    assert "quotas.default[0].limit:" in _error(raw)
+
+
+def test_missing_price_is_an_error():
+    """Prices must cover every size."""
+    assert "no price for 256x256" in _error({"prices": {"512x512": 0.1, "1024x1024": 0.1}})
+
+
+def test_unknown_size_in_prices_is_an_error():
+    """A price for a size the endpoint does not have is refused, naming it."""
+    assert "prices.2048x2048" in _error({"prices": {**DALL_E_2_PRICES, "2048x2048": 0.1}})
+
+
+def test_duplicate_rule_is_an_error():
+    """Two rules with the same unit and window in one list are refused."""
+    rule = {"unit": "images", "limit": 1, "window": "day"}
+    assert "same unit and window" in _error({"quotas": {"default": [rule, rule]}})
+
+
+def test_user_listed_twice_is_an_error():
+    """Two principals with the same user id are refused."""
+    principals = [
+        {"user": "a", "team": "t", "key_sha256": DIGEST_A},
+        {"user": "a", "team": "u", "key_sha256": DIGEST_B},
+    ]
+    assert "a user is listed twice" in _error({"principals": principals})
+
+
+def test_two_principals_sharing_a_key_is_an_error():
+    """Two principals with the same key digest are refused."""
+    principals = [
+        {"user": "a", "team": "t", "key_sha256": DIGEST_A},
+        {"user": "b", "team": "t", "key_sha256": DIGEST_A},
+    ]
+    assert "share one key" in _error({"principals": principals})
+
+
+@pytest.mark.parametrize("raw", [[1, 2], "just a string", 42])
+def test_top_level_must_be_a_mapping(raw):
+    """A YAML document that is not a mapping is refused at the top level."""
+    assert "(top level)" in _error(raw)
+
+
+def test_missing_file_is_a_config_error(tmp_path):
+    """A config path that does not exist is a ConfigError naming the path."""
+    path = tmp_path / "nope.yaml"
+    with pytest.raises(ConfigError) as caught:
+        read_config(path)
+    assert str(path) in str(caught.value)
+    assert "cannot read" in str(caught.value)
+
+
+def test_invalid_yaml_is_a_config_error(tmp_path):
+    """A file that is not YAML is a ConfigError naming the path."""
+    path = tmp_path / "bad.yaml"
+    path.write_text("upstream: [unclosed\n  base_url: x\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        read_config(path)
+    assert "not valid YAML" in str(caught.value)
+    assert str(path) in str(caught.value)
+
+
+def test_non_utf8_file_is_a_config_error(tmp_path):
+    """A file that is not UTF-8 text is a ConfigError, not a crash."""
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(b"upstream:\n  base_url: caf\xe9\n")
+    with pytest.raises(ConfigError) as caught:
+        read_config(path)
+    assert str(path) in str(caught.value)
+
+
+def test_real_upstream_needs_the_api_key_env():
+    """A non-sandbox upstream without its API key variable is a ConfigError naming the variable."""
+    with pytest.raises(ConfigError) as caught:
+        build_settings(parse_config(REAL), {"GATEWAY_USER_SECRET": "s"})
+    assert "upstream.api_key_env" in str(caught.value)
+    assert "OPENAI_API_KEY" in str(caught.value)
+
+
+def test_real_upstream_with_hashed_users_needs_the_secret():
+    """user_field hashed against a real upstream needs GATEWAY_USER_SECRET."""
+    with pytest.raises(ConfigError) as caught:
+        build_settings(parse_config(REAL), {"OPENAI_API_KEY": "sk-x"})
+    assert "identity.secret_env" in str(caught.value)
+
+
+def test_plain_user_field_needs_no_secret():
+    """With user_field plain a real upstream starts without a user secret."""
+    config = parse_config({**REAL, "identity": {"user_field": "plain"}})
+    settings = build_settings(config, {"OPENAI_API_KEY": "sk-x"})
+    assert settings.config.identity.user_field == "plain"
+
+
+def test_sandbox_needs_no_secrets_and_warns():
+    """The sandbox starts with an empty environment, with a random user secret and a warning."""
+    settings = build_settings(parse_config({"upstream": {"base_url": "sandbox"}}), {})
+    assert settings.upstream_api_key is None
+    assert len(settings.user_secret.get_secret_value()) == 64
+    assert any("GATEWAY_USER_SECRET" in w for w in settings.warnings)
+
+
+def test_demo_key_is_refused_with_a_real_upstream():
+    """GATEWAY_DEMO_KEY is only allowed with the sandbox upstream."""
+    with pytest.raises(ConfigError) as caught:
+        build_settings(parse_config(REAL), {**SECRETS, "GATEWAY_DEMO_KEY": "demo"})
+    assert "GATEWAY_DEMO_KEY" in str(caught.value)
+
+
+def test_demo_key_is_read_with_the_sandbox():
+    """With the sandbox, GATEWAY_DEMO_KEY is taken from the environment."""
+    config = parse_config({"upstream": {"base_url": "sandbox"}})
+    settings = build_settings(config, {"GATEWAY_DEMO_KEY": "gwk_demo"})
+    assert settings.demo_key is not None
+    assert settings.demo_key.get_secret_value() == "gwk_demo"
+
+
+def test_secrets_come_from_the_named_variables():
+    """Each secret comes from the variable the config names; cache Redis defaults to the store's."""
+    config = parse_config(
+        {
+            **REAL,
+            "upstream": {**REAL["upstream"], "api_key_env": "MY_KEY"},
+            "metrics": {"token_env": "SCRAPE_TOKEN"},
+        }
+    )
+    env = {
+        "MY_KEY": "sk-mine",
+        "GATEWAY_USER_SECRET": "hmac",
+        "REDIS_URL": "redis://r:6379/0",
+        "SCRAPE_TOKEN": "tok",
+        "GATEWAY_PUBLIC_URL": "https://gw.example/",
+    }
+    settings = build_settings(config, env)
+    assert settings.upstream_api_key is not None
+    assert settings.upstream_api_key.get_secret_value() == "sk-mine"
+    assert settings.redis_url is not None
+    assert settings.cache_redis_url is not None
+    assert settings.cache_redis_url.get_secret_value() == "redis://r:6379/0"
+    assert settings.metrics_token is not None
+    assert settings.metrics_token.get_secret_value() == "tok"
+    assert settings.public_url == "https://gw.example"
+
+
+def test_separate_cache_redis_url_wins():
+    """CACHE_REDIS_URL, when set, is the cache's Redis instead of the store's."""
+    env = {**SECRETS, "REDIS_URL": "redis://store", "CACHE_REDIS_URL": "redis://cache"}
+    settings = build_settings(parse_config(REAL), env)
+    assert settings.cache_redis_url is not None
+    assert settings.cache_redis_url.get_secret_value() == "redis://cache"
+
+
+def test_empty_redis_url_means_the_in_process_store():
+    """An empty REDIS_URL is the same as unset: no Redis."""
+    settings = build_settings(parse_config(REAL), {**SECRETS, "REDIS_URL": ""})
+    assert settings.redis_url is None
+    assert settings.cache_redis_url is None
+
+
+def test_secrets_never_appear_in_the_settings_repr():
+    """repr(Settings) masks every secret."""
+    env = {**SECRETS, "REDIS_URL": "redis://:hunter2@r:6379"}
+    text = repr(build_settings(parse_config(REAL), env))
+    for secret in ("sk-test-upstream-0123456789", "hmac-secret", "hunter2"):
+        assert secret not in text
+
+
+def test_load_settings_reads_the_file_and_the_environment(tmp_path):
+    """load_settings joins a YAML file with the environment's secrets."""
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump({**REAL, "upstream": {"timeout_seconds": 7}}), "utf-8")
+    settings = load_settings(path, SECRETS)
+    assert isinstance(settings.config, GatewayConfig)
+    assert settings.config.upstream.timeout_seconds == 7
+    assert settings.user_secret.get_secret_value() == "hmac-secret"

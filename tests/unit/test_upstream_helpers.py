@@ -1,0 +1,92 @@
+"""The pure helpers of the upstream module: the rebuilt multipart body and message sanitising."""
+
+from __future__ import annotations
+
+import hashlib
+
+from gateway.upstream import MAX_MESSAGE_CHARS, encode_multipart, sanitise
+
+FIELDS = {
+    "model": "dall-e-2",
+    "n": "2",
+    "size": "512x512",
+    "response_format": "b64_json",
+    "user": "0f" * 32,
+}
+
+
+def test_encoded_body_reads_back_identically(read_body, valid_png):
+    """The upstream body, read by the gateway's own reader, gives back every field and the image."""
+    body, content_type = encode_multipart(FIELDS, "image", valid_png)
+    upload = read_body(body, content_type=content_type, chunk_size=7)
+    assert upload.fields == FIELDS
+    assert upload.image == valid_png
+    assert upload.image_is_file is True
+    assert upload.image_sha256 == hashlib.sha256(valid_png).hexdigest()
+
+
+def test_image_part_is_named_image_png(valid_png):
+    """The image goes upstream as `image.png`, Content-Type image/png, whatever the caller sent."""
+    body, _ = encode_multipart({}, "image", valid_png)
+    assert b'name="image"; filename="image.png"\r\nContent-Type: image/png\r\n\r\n' in body
+
+
+def test_content_type_carries_the_body_boundary(valid_png):
+    """The Content-Type's boundary is the one that frames the body, closed at the end."""
+    body, content_type = encode_multipart(FIELDS, "image", valid_png)
+    prefix = "multipart/form-data; boundary="
+    assert content_type.startswith(prefix)
+    boundary = content_type[len(prefix) :].encode()
+    assert body.startswith(b"--" + boundary + b"\r\n")
+    assert body.endswith(b"\r\n--" + boundary + b"--\r\n")
+    assert body.count(b"--" + boundary) == len(FIELDS) + 2
+
+
+def test_each_body_gets_a_fresh_boundary(valid_png):
+    """Two encodings use different random boundaries."""
+    assert (
+        encode_multipart({}, "image", valid_png)[1] != encode_multipart({}, "image", valid_png)[1]
+    )
+
+
+def test_only_the_given_fields_are_sent(valid_png):
+    """The body holds exactly the given fields plus the image: nothing else."""
+    body, _ = encode_multipart({"n": "1"}, "image", valid_png)
+    assert body.count(b"Content-Disposition") == 2
+
+
+def test_sanitise_keeps_an_ordinary_message():
+    """A message with no credential in it is relayed unchanged."""
+    message = "Invalid input image - format must be in ['RGBA', 'L', 'LA'], got RGB."
+    assert sanitise(message) == message
+
+
+def test_sanitise_removes_the_company_key():
+    """The company's own upstream key is cut out wherever it appears."""
+    secret = "company-secret-key-value"
+    out = sanitise(f"key {secret} was refused; {secret}!", secret)
+    assert secret not in out
+    assert out.count("[redacted]") == 2
+
+
+def test_sanitise_removes_anything_that_looks_like_a_credential():
+    """OpenAI-style keys, bearer tokens, org and project ids are redacted."""
+    message = (
+        "Incorrect API key provided: sk-proj-abc123XYZ****wxyz. "
+        "Header Bearer abc.def.ghi; org-AbCdEf123456 proj-ZyXwVu987654 api_key=hunter2"
+    )
+    out = sanitise(message)
+    for leaked in (
+        "sk-proj-abc123",
+        "abc.def.ghi",
+        "org-AbCdEf123456",
+        "proj-ZyXwVu987654",
+        "hunter2",
+    ):
+        assert leaked not in out
+    assert "Incorrect API key provided" in out
+
+
+def test_sanitise_bounds_the_length():
+    """A very long upstream message is cut to MAX_MESSAGE_CHARS."""
+    assert len(sanitise("x" * 10_000)) == MAX_MESSAGE_CHARS
