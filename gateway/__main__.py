@@ -35,7 +35,7 @@ def cmd_keys_new(args: argparse.Namespace) -> int:
     key = new_key()
     print(f"key (shown once, give it to {args.user}): {key}")
     print("add to principals in the config:")
-    entry = f"user: {args.user}, team: {args.team}, role: {args.role}"
+    entry = f'user: "{args.user}", team: "{args.team}", role: {args.role}'
     print(f'  - {{{entry}, key_sha256: "{key_digest(key)}"}}')
     return 0
 

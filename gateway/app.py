@@ -15,7 +15,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import endpoints, variations
+from gateway import endpoints, quota_endpoints, variations
 from gateway.errors import GatewayError, MethodNotAllowed, NotFound, error_response
 from gateway.hosting import PATH_PREFIX
 from gateway.middleware import RequestContextMiddleware
@@ -58,6 +58,8 @@ def create_app(
     app = Starlette(
         routes=[
             Route("/v1/images/variations", variations.create_variation, methods=["POST"]),
+            Route("/v1/quota", quota_endpoints.own_quota, methods=["GET"]),
+            Route("/admin/quotas", quota_endpoints.all_quotas, methods=["GET"]),
             Route("/healthz", endpoints.healthz, methods=["GET"]),
             Route("/readyz", endpoints.readyz, methods=["GET"]),
             Route(PATH_PREFIX + "{token}.png", endpoints.hosted_file, methods=["GET"]),

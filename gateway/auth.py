@@ -42,6 +42,10 @@ class KeyAuthenticator:
         if demo_key:
             self._by_digest[key_digest(demo_key)] = Identity("demo", "demo")
 
+    def identities(self) -> list[Identity]:
+        """Every configured identity, ordered by user."""
+        return sorted(self._by_digest.values(), key=lambda identity: identity.user)
+
     def authenticate(self, authorization: str | None) -> Identity:
         """The caller's identity; raises `AuthenticationError` for a missing or unknown key."""
         if not authorization:

@@ -16,6 +16,7 @@ import httpx
 from gateway import sandbox
 from gateway.auth import Identity, KeyAuthenticator, pseudonym
 from gateway.hosting import ImageHost
+from gateway.ledger import QuotaLedger
 from gateway.settings import Settings
 from gateway.store.base import Store
 from gateway.store.memory import MemoryStore
@@ -31,6 +32,7 @@ class Services:
     auth: KeyAuthenticator
     store: Store
     images: ImageHost
+    ledger: QuotaLedger
     upstream: VariationsUpstream
     upstream_headers: Mapping[str, str]
 
@@ -76,6 +78,7 @@ async def open_services(
                 auth=KeyAuthenticator(settings.config.principals, demo_key),
                 store=store,
                 images=images,
+                ledger=QuotaLedger(settings.config, store),
                 upstream=VariationsUpstream(client, settings, base_url),
                 upstream_headers=(
                     {"x-gateway-upstream": "sandbox"} if settings.config.upstream.is_sandbox else {}

@@ -6,8 +6,8 @@ failures surface as `StoreError`, never as a driver exception.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import NamedTuple, Protocol
 
 KEY_PREFIX = "gw:v1"
 Clock = Callable[[], float]
@@ -22,6 +22,49 @@ def make_key(kind: str, tag: str, *rest: str) -> str:
     return ":".join((KEY_PREFIX, kind, "{" + tag + "}", *rest))
 
 
+class ChargeItem(NamedTuple):
+    """One counter of a check-and-charge: add `amount` if it stays within `limit`.
+
+    `start`/`end` bound the counter's window; the store refuses to decide when its own
+    clock is outside them (the caller computed the window from a stale clock).
+    """
+
+    key: str
+    amount: int
+    limit: int
+    start: float
+    end: float
+
+
+class ChargeOutcome(NamedTuple):
+    """What a check-and-charge did, by the store's clock `now`."""
+
+    admitted: bool
+    used: list[int]  # per item: after the charge if admitted, else as found
+    refused: list[int]  # indexes of the items without room (empty when admitted)
+    now: float
+
+
+class QuotaStore(Protocol):
+    """Integer counters with atomic multi-counter check-and-charge."""
+
+    def clock(self) -> float:
+        """The store's time in epoch seconds (Redis's own clock for the Redis store)."""
+
+    async def charge(self, items: Sequence[ChargeItem]) -> ChargeOutcome | None:
+        """Atomically: if every item with a positive amount has room, add all; else add none.
+
+        Returns None, charging nothing, when the store's clock is outside an item's window;
+        `clock()` is then corrected and the caller recomputes its windows. Raises `StoreError`.
+        """
+
+    async def refund(self, items: Sequence[tuple[str, int]]) -> None:
+        """Subtract each amount from its counter if it still exists, never below 0. Atomic."""
+
+    async def read(self, keys: Sequence[str]) -> list[int]:
+        """Current values (0 for missing counters); raises `StoreError`."""
+
+
 class BlobStore(Protocol):
     """Short-lived binary objects (hosted image files)."""
 
@@ -32,7 +75,7 @@ class BlobStore(Protocol):
         """The live object under `key`, or None; raises `StoreError`."""
 
 
-class Store(BlobStore, Protocol):
+class Store(BlobStore, QuotaStore, Protocol):
     """The gateway's state store."""
 
     async def ping(self) -> None:

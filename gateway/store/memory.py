@@ -1,13 +1,19 @@
-"""The in-process store: one process only, state lost on restart. For local runs and tests."""
+"""The in-process store: one process only, state lost on restart. For local runs and tests.
+
+Counters live in a dict; their check-and-charge has no await inside, so it runs as one
+step of the event loop: atomic without a lock.
+"""
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 
-from gateway.store.base import Clock
+from gateway.store.base import ChargeItem, ChargeOutcome, Clock
 
 DEFAULT_BLOB_BUDGET = 256 * 1024 * 1024
+_SWEEP_AT = 10_000  # counters held before expired ones are swept
 
 
 class MemoryStore:
@@ -18,6 +24,49 @@ class MemoryStore:
         self._blobs: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
         self._blob_bytes = 0
         self._blob_budget = blob_budget
+        self._counters: dict[str, tuple[float, int]] = {}  # key -> (expires_at, value)
+
+    def clock(self) -> float:
+        return self._clock()
+
+    def _value(self, key: str, now: float) -> int:
+        entry = self._counters.get(key)
+        if entry is None or entry[0] <= now:
+            self._counters.pop(key, None)
+            return 0
+        return entry[1]
+
+    # No await inside: each of these runs as one step of the event loop, hence atomically.
+    async def charge(self, items: Sequence[ChargeItem]) -> ChargeOutcome | None:
+        now = self._clock()
+        if any(not item.start <= now < item.end for item in items):
+            return None
+        used = [self._value(item.key, now) for item in items]
+        refused = [
+            i
+            for i, item in enumerate(items)
+            if item.amount > 0 and used[i] + item.amount > item.limit
+        ]
+        if refused:
+            return ChargeOutcome(False, used, refused, now)
+        for i, item in enumerate(items):
+            if item.amount > 0:
+                used[i] += item.amount
+                self._counters[item.key] = (item.end + 60, used[i])
+        if len(self._counters) > _SWEEP_AT:
+            self._counters = {k: v for k, v in self._counters.items() if v[0] > now}
+        return ChargeOutcome(True, used, [], now)
+
+    async def refund(self, items: Sequence[tuple[str, int]]) -> None:
+        now = self._clock()
+        for key, amount in items:
+            if key in self._counters and self._counters[key][0] > now:
+                expires_at, value = self._counters[key]
+                self._counters[key] = (expires_at, max(0, value - amount))
+
+    async def read(self, keys: Sequence[str]) -> list[int]:
+        now = self._clock()
+        return [self._value(key, now) for key in keys]
 
     async def put_blob(self, key: str, data: bytes, ttl_seconds: int) -> None:
         self._drop(key)

@@ -1,15 +1,27 @@
-"""The Redis store: shared by every gateway process, state survives restarts."""
+"""The Redis store: shared by every gateway process, state survives restarts.
+
+Multi-step work is one Lua script each (store/lua/), registered once and run by SHA.
+Time is Redis's own: `clock()` is the local clock corrected by the offset to Redis's
+`TIME`, re-measured whenever the charge script reports that they disagree.
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
+from importlib import resources
 from typing import Any
 
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
-from gateway.store.base import StoreError
+from gateway.store.base import ChargeItem, ChargeOutcome, Clock, StoreError
 
 SOCKET_TIMEOUT_SECONDS = 2.0
+
+
+def _script(name: str) -> str:
+    return resources.files("gateway.store").joinpath("lua", name).read_text(encoding="utf-8")
 
 
 def connect(url: str) -> redis.Redis:
@@ -25,8 +37,39 @@ def connect(url: str) -> redis.Redis:
 class RedisStore:
     """Implements `Store` on Redis; every driver error becomes `StoreError`."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, clock: Clock | None = None) -> None:
         self._redis = client
+        self._injected = clock  # tests only: decide at this time instead of Redis's
+        self._charge = client.register_script(_script("charge.lua"))
+        self._refund = client.register_script(_script("refund.lua"))
+        self._offset = 0.0  # Redis's clock minus ours
+
+    def clock(self) -> float:
+        return self._injected() if self._injected else time.time() + self._offset
+
+    async def charge(self, items: Sequence[ChargeItem]) -> ChargeOutcome | None:
+        args: list[Any] = [repr(self._injected()) if self._injected else ""]
+        for item in items:
+            args += [item.amount, item.limit, repr(item.start), repr(item.end)]
+        reply = await self._call(self._charge(keys=[item.key for item in items], args=args))
+        status, now = reply[0].decode(), float(reply[1])
+        if status == "clock":
+            self._offset = now - time.time()
+            return None
+        used = [int(value) for value in reply[2]]
+        refused = [int(index) for index in reply[3]] if status == "refused" else []
+        return ChargeOutcome(status == "ok", used, refused, now)
+
+    async def refund(self, items: Sequence[tuple[str, int]]) -> None:
+        if items:
+            keys, amounts = zip(*items, strict=True)
+            await self._call(self._refund(keys=list(keys), args=list(amounts)))
+
+    async def read(self, keys: Sequence[str]) -> list[int]:
+        if not keys:
+            return []
+        values = await self._call(self._redis.mget(keys))
+        return [int(value) if value is not None else 0 for value in values]
 
     async def put_blob(self, key: str, data: bytes, ttl_seconds: int) -> None:
         await self._call(self._redis.set(key, data, ex=ttl_seconds))
@@ -37,6 +80,8 @@ class RedisStore:
 
     async def ping(self) -> None:
         await self._call(self._redis.ping())
+        seconds, micros = await self._call(self._redis.time())
+        self._offset = seconds + micros / 1e6 - time.time()
 
     async def close(self) -> None:
         await self._redis.aclose()

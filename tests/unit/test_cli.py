@@ -73,7 +73,7 @@ def test_keys_new_prints_a_key_and_its_digest(capsys):
     assert out.count(key) == 1
     digest = re.search(r'key_sha256: "([0-9a-f]{64})"', out).group(1)
     assert digest == hashlib.sha256(key.encode()).hexdigest()
-    assert "user: alice, team: vision, role: user" in out
+    assert 'user: "alice", team: "vision", role: user' in out
 
 
 def test_keys_new_entry_pastes_into_a_valid_config(capsys, write):

@@ -1,0 +1,147 @@
+"""Quota rules turned into counters, costs and decisions. No I/O of its own.
+
+A request needs every rule that applies to it (the user's and the team's pools). Each rule
+is one counter per calendar window (UTC); its key carries the window's stamp, so counters
+expire with their window and never need resetting. Amounts are integers: `usd` is counted
+in micro-dollars so that charges and refunds add up exactly.
+
+The `QuotaLedger` reserves (check-and-charge, atomically in the store), settles (refunds
+what was not delivered) and reports state; the store does the I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal, NamedTuple
+
+from gateway.auth import Identity
+from gateway.errors import QuotaExceeded, RateLimited
+from gateway.policy import ScopedRule, rules_for
+from gateway.settings import QuotasConfig, Size, Unit, Window
+from gateway.store.base import make_key
+
+UNIT_SCALE: Mapping[Unit, int] = {"requests": 1, "images": 1, "usd": 1_000_000}
+WINDOW_SECONDS: Mapping[Window, int] = {"minute": 60, "hour": 3600, "day": 86400}
+_STAMP: Mapping[Window, str] = {
+    "minute": "%Y%m%d%H%M",
+    "hour": "%Y%m%d%H",
+    "day": "%Y%m%d",
+    "month": "%Y%m",
+}
+SHORT_WINDOWS: frozenset[Window] = frozenset({"minute", "hour"})
+Kind = Literal["rate", "quota"]
+
+
+def window_bounds(window: Window, now: float) -> tuple[float, float]:
+    """The UTC calendar window holding `now`: (start, end) in epoch seconds."""
+    if window == "month":
+        moment = datetime.fromtimestamp(now, UTC)
+        first = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        year, month = (first.year + 1, 1) if first.month == 12 else (first.year, first.month + 1)
+        return first.timestamp(), first.replace(year=year, month=month).timestamp()
+    size = WINDOW_SECONDS[window]
+    start = now - now % size
+    return start, start + size
+
+
+@dataclass(frozen=True)
+class Counter:
+    """One rule's counter in the window holding a given moment."""
+
+    scoped: ScopedRule
+    key: str
+    limit: int
+    start: float
+    end: float
+
+    @property
+    def unit(self) -> Unit:
+        return self.scoped.rule.unit
+
+
+def counter_key(team: str, scoped: ScopedRule, stamp: str) -> str:
+    """`gw:v1:quota:{team}:<scope>:<subject>:<unit>:<window>:<stamp>`.
+
+    The hash tag is the team: a request's counters (the user's and the team pool's) share
+    one Redis Cluster slot, so the check-and-charge script stays a single atomic step.
+    """
+    rule = scoped.rule
+    return make_key("quota", team, scoped.scope, scoped.subject, rule.unit, rule.window, stamp)
+
+
+def counters(rules: Sequence[ScopedRule], team: str, now: float) -> list[Counter]:
+    """The live counter of every rule at `now`."""
+    out = []
+    for scoped in rules:
+        start, end = window_bounds(scoped.rule.window, now)
+        stamp = datetime.fromtimestamp(start, UTC).strftime(_STAMP[scoped.rule.window])
+        limit = math.floor(scoped.rule.limit * UNIT_SCALE[scoped.rule.unit] + 1e-9)
+        out.append(Counter(scoped, counter_key(team, scoped, stamp), limit, start, end))
+    return out
+
+
+def request_cost(n: int, size: Size, prices: Mapping[Size, float]) -> dict[Unit, int]:
+    """What one variations request of `n` images at `size` costs, in stored (scaled) units."""
+    return {
+        "requests": 1,
+        "images": n,
+        "usd": round(n * prices[size] * UNIT_SCALE["usd"]),
+    }
+
+
+class RuleState(NamedTuple):
+    """A rule's state as callers and dashboards see it (real units, not scaled)."""
+
+    scope: str
+    subject: str
+    unit: Unit
+    window: Window
+    limit: float
+    used: float
+    remaining: float
+    resets_at: float
+
+
+def rule_state(counter: Counter, used: int) -> RuleState:
+    """The caller-facing state of `counter` given its stored usage."""
+    scale = UNIT_SCALE[counter.unit]
+    rule = counter.scoped.rule
+    return RuleState(
+        counter.scoped.scope,
+        counter.scoped.subject,
+        rule.unit,
+        rule.window,
+        rule.limit,
+        used / scale,
+        max(0, counter.limit - used) / scale,
+        counter.end,
+    )
+
+
+def kind_of(counter: Counter) -> Kind:
+    """Short request windows are rate limits; everything else is quota."""
+    rule = counter.scoped.rule
+    return "rate" if rule.unit == "requests" and rule.window in SHORT_WINDOWS else "quota"
+
+
+def refusal(refused: Sequence[Counter], now: float) -> RateLimited:
+    """The 429 for a refused request: waiting for the last refused counter to reset."""
+    wait = max(counter.end for counter in refused) - now
+    seconds = max(1, math.ceil(wait))
+    headers = {"retry-after": str(seconds), "retry-after-ms": str(max(1, math.ceil(wait * 1000)))}
+    names = ", ".join(f"{c.scoped.scope} {c.unit} per {c.scoped.rule.window}" for c in refused)
+    if any(kind_of(counter) == "quota" for counter in refused):
+        return QuotaExceeded(
+            f"Quota exhausted ({names}). It resets in {seconds} s.", headers=headers
+        )
+    if seconds > 60:
+        headers["x-should-retry"] = "false"
+    return RateLimited(f"Rate limit reached ({names}). Retry in {seconds} s.", headers=headers)
+
+
+def applicable_rules(quotas: QuotasConfig, identity: Identity) -> tuple[ScopedRule, ...]:
+    """Every rule a request by `identity` must pass."""
+    return rules_for(quotas, identity.user, identity.team)

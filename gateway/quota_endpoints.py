@@ -1,0 +1,54 @@
+"""GET /v1/quota (the caller's own rules) and GET /admin/quotas (everyone's, admin only)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from gateway.auth import Identity, require_admin
+from gateway.quota import RuleState
+from gateway.services import Services
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _rule(state: RuleState) -> dict[str, Any]:
+    return {
+        "scope": state.scope,
+        "subject": state.subject,
+        "unit": state.unit,
+        "window": state.window,
+        "limit": state.limit,
+        "used": state.used,
+        "remaining": state.remaining,
+        "resets_at": _iso(state.resets_at),
+    }
+
+
+async def _principal(services: Services, identity: Identity) -> dict[str, Any]:
+    states = await services.ledger.states(identity)
+    return {"user": identity.user, "team": identity.team, "rules": [_rule(s) for s in states]}
+
+
+async def own_quota(request: Request) -> Response:
+    """The caller's rules: limit, used, remaining and reset time of each."""
+    services: Services = request.app.state.services
+    identity = services.auth.authenticate(request.headers.get("authorization"))
+    return JSONResponse(await _principal(services, identity))
+
+
+async def all_quotas(request: Request) -> Response:
+    """Every configured principal's rules, and every team pool's. Admin role only."""
+    services: Services = request.app.state.services
+    require_admin(services.auth.authenticate(request.headers.get("authorization")))
+    principals = [await _principal(services, identity) for identity in services.auth.identities()]
+    teams = []
+    for team in sorted(services.settings.config.quotas.teams):
+        states = await services.ledger.team_states(team)
+        teams.append({"team": team, "rules": [_rule(s) for s in states]})
+    return JSONResponse({"principals": principals, "teams": teams})

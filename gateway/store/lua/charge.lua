@@ -1,0 +1,39 @@
+-- Atomic check-and-charge over every counter a request needs.
+-- KEYS[i]: counter i. ARGV[1]: the time to decide at, or "" for Redis's own clock (the
+-- normal case; tests inject a clock). Then, 4 per counter: amount, limit, window start, end.
+-- Returns {"clock", now} when Redis's clock is outside a window (the caller's was stale),
+-- {"refused", now, used[], refused_indexes[]} charging nothing, or {"ok", now, used_after[]}.
+local now = tonumber(ARGV[1])
+if not now then
+  local t = redis.call("TIME")
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local n = #KEYS
+for i = 1, n do
+  local base = (i - 1) * 4 + 1
+  if now < tonumber(ARGV[base + 3]) or now >= tonumber(ARGV[base + 4]) then
+    return {"clock", tostring(now)}
+  end
+end
+local used, refused = {}, {}
+for i = 1, n do
+  local base = (i - 1) * 4 + 1
+  local amount = tonumber(ARGV[base + 1])
+  used[i] = tonumber(redis.call("GET", KEYS[i]) or "0")
+  if amount > 0 and used[i] + amount > tonumber(ARGV[base + 2]) then
+    refused[#refused + 1] = i - 1
+  end
+end
+if #refused > 0 then
+  return {"refused", tostring(now), used, refused}
+end
+for i = 1, n do
+  local base = (i - 1) * 4 + 1
+  local amount = tonumber(ARGV[base + 1])
+  if amount > 0 then
+    used[i] = redis.call("INCRBY", KEYS[i], amount)
+    -- Kept a minute past the window so that late refunds still land.
+    redis.call("EXPIREAT", KEYS[i], math.ceil(tonumber(ARGV[base + 4])) + 60)
+  end
+end
+return {"ok", tostring(now), used}

@@ -1,0 +1,169 @@
+"""The quota contract every store backend keeps: atomic, exact, and on one clock."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from gateway.auth import Identity
+from gateway.errors import QuotaExceeded, RateLimited, StoreUnavailable
+from gateway.ledger import QuotaLedger
+from gateway.settings import parse_config
+from gateway.store.base import ChargeItem, Store
+
+pytestmark = pytest.mark.anyio
+ALICE, BOB = Identity("alice", "vision"), Identity("bob", "vision")
+
+
+def item(key: str, amount: int, limit: int, start: float = 0, end: float = 4e9) -> ChargeItem:
+    return ChargeItem("gw:v1:test:{t}:" + key, amount, limit, start, end)
+
+
+def ledger(store: Store, **quotas: object) -> QuotaLedger:
+    return QuotaLedger(parse_config({"quotas": {"default": [], **quotas}}), store)
+
+
+async def test_charge_admits_within_the_limit_and_reports_usage(store: Store) -> None:
+    """Charges add up until the limit, and the outcome carries usage after the charge."""
+    first = await store.charge([item("a", 3, 5)])
+    second = await store.charge([item("a", 2, 5)])
+    assert first is not None and first.admitted and first.used == [3]
+    assert second is not None and second.admitted and second.used == [5]
+
+
+async def test_a_refusal_charges_no_counter(store: Store) -> None:
+    """If one counter lacks room, none is charged: check and charge are one step."""
+    await store.charge([item("full", 5, 5)])
+    outcome = await store.charge([item("free", 1, 100), item("full", 1, 5)])
+    assert outcome is not None and not outcome.admitted and outcome.refused == [1]
+    assert await store.read([item("free", 0, 0).key, item("full", 0, 0).key]) == [0, 5]
+
+
+async def test_zero_amounts_never_refuse(store: Store) -> None:
+    """A counter charged nothing (a unit a cache hit does not consume) cannot refuse."""
+    await store.charge([item("full", 5, 5)])
+    outcome = await store.charge([item("full", 0, 5), item("other", 1, 5)])
+    assert outcome is not None and outcome.admitted and outcome.used == [5, 1]
+
+
+async def test_a_stale_window_is_not_decided(store: Store, clock) -> None:
+    """Items whose window does not hold the store's clock are neither charged nor refused."""
+    outcome = await store.charge([item("a", 1, 5, start=clock.now + 60, end=clock.now + 120)])
+    assert outcome is None
+    assert await store.read([item("a", 0, 0).key]) == [0]
+
+
+async def test_refund_gives_back_but_never_below_zero(store: Store) -> None:
+    """Refunds subtract, floor at zero, and skip counters that do not exist."""
+    await store.charge([item("a", 4, 10)])
+    await store.refund([(item("a", 0, 0).key, 3), (item("missing", 0, 0).key, 2)])
+    assert await store.read([item("a", 0, 0).key, item("missing", 0, 0).key]) == [1, 0]
+    await store.refund([(item("a", 0, 0).key, 5)])
+    assert await store.read([item("a", 0, 0).key]) == [0]
+
+
+async def test_concurrent_reservations_admit_exactly_the_limit(store: Store) -> None:
+    """With 10 left, 30 concurrent requests admit exactly 10."""
+    quotas = ledger(store, users={"alice": [{"unit": "requests", "limit": 10, "window": "day"}]})
+    results = await asyncio.gather(
+        *(quotas.reserve(ALICE, 1, "256x256") for _ in range(30)), return_exceptions=True
+    )
+    assert sum(not isinstance(r, BaseException) for r in results) == 10
+    assert all(isinstance(r, QuotaExceeded) for r in results if isinstance(r, BaseException))
+
+
+async def test_team_pool_is_shared_by_its_members(store: Store) -> None:
+    """Two users of one team draw from one pool: 6 images in all, whoever asks."""
+    quotas = ledger(store, teams={"vision": [{"unit": "images", "limit": 6, "window": "month"}]})
+    await quotas.reserve(ALICE, 4, "256x256")
+    with pytest.raises(QuotaExceeded):
+        await quotas.reserve(BOB, 3, "256x256")
+    await quotas.reserve(BOB, 2, "256x256")
+    with pytest.raises(QuotaExceeded):
+        await quotas.reserve(ALICE, 1, "256x256")
+
+
+async def test_minute_window_rolls_over_on_the_clock(store: Store, clock) -> None:
+    """A minute limit refuses until the next UTC minute, then admits again."""
+    quotas = ledger(store, default=[{"unit": "requests", "limit": 2, "window": "minute"}])
+    await quotas.reserve(ALICE, 1, "256x256")
+    await quotas.reserve(ALICE, 1, "256x256")
+    with pytest.raises(RateLimited) as refused:
+        await quotas.reserve(ALICE, 1, "256x256")
+    assert refused.value.code == "rate_limit_exceeded"
+    assert refused.value.headers["retry-after"] == "30"  # clock is 30 s into the minute
+    clock.advance(30)
+    assert (await quotas.reserve(ALICE, 1, "256x256")).used == [1]
+
+
+async def test_usd_is_charged_by_size_and_refunded_for_missing_images(store: Store) -> None:
+    """usd costs n x price(size); images not delivered are given back, requests are not."""
+    quotas = ledger(
+        store,
+        default=[{"unit": "requests", "limit": 100, "window": "day"},
+                 {"unit": "usd", "limit": 1.0, "window": "month"}],
+    )
+    reservation = await quotas.reserve(ALICE, 5, "512x512")
+    assert [s.used for s in reservation.states()] == [1, pytest.approx(0.09)]
+    await quotas.settle(reservation, delivered=2, asked=5)
+    assert [s.used for s in await quotas.states(ALICE)] == [1, pytest.approx(0.036)]
+
+
+async def test_nothing_delivered_refunds_everything(store: Store) -> None:
+    """An upstream failure gives back every unit, requests included."""
+    quotas = ledger(store, default=[{"unit": "requests", "limit": 1, "window": "day"}])
+    reservation = await quotas.reserve(ALICE, 1, "256x256")
+    await quotas.settle(reservation, delivered=0, asked=1)
+    await quotas.settle(reservation, delivered=0, asked=1)  # settling twice refunds once
+    assert [s.used for s in await quotas.states(ALICE)] == [0]
+    await quotas.reserve(ALICE, 1, "256x256")
+
+
+async def test_hits_charge_only_the_listed_units(store: Store) -> None:
+    """A reservation limited to some units leaves the others untouched."""
+    quotas = ledger(store, default=[{"unit": "requests", "limit": 5, "window": "day"},
+                                    {"unit": "images", "limit": 5, "window": "day"}])
+    await quotas.reserve(ALICE, 4, "256x256", units=["requests"])
+    assert [s.used for s in await quotas.states(ALICE)] == [1, 0]
+
+
+async def test_refusal_is_insufficient_quota_for_long_windows_and_images(store: Store) -> None:
+    """Day/month rules and any images or usd rule refuse with insufficient_quota, no retry."""
+    quotas = ledger(store, default=[{"unit": "images", "limit": 1, "window": "hour"}])
+    with pytest.raises(QuotaExceeded) as refused:
+        await quotas.reserve(ALICE, 2, "256x256")
+    assert refused.value.code == "insufficient_quota"
+    assert refused.value.headers["x-should-retry"] == "false"
+    assert refused.value.headers["x-ratelimit-remaining-images"] == "1"
+
+
+async def test_user_override_replaces_the_default_of_the_same_unit_and_window(store: Store) -> None:
+    """alice's override replaces the default images/day rule; bob keeps the default."""
+    quotas = ledger(
+        store,
+        default=[{"unit": "images", "limit": 1, "window": "day"}],
+        users={"alice": [{"unit": "images", "limit": 3, "window": "day"}]},
+    )
+    await quotas.reserve(ALICE, 3, "256x256")
+    with pytest.raises(QuotaExceeded):
+        await quotas.reserve(BOB, 2, "256x256")
+
+
+async def test_fail_closed_and_fail_open_on_a_broken_store() -> None:
+    """A failing store refuses with 503 under fail_closed and admits under fail_open."""
+    from gateway.store.base import StoreError
+    from gateway.store.memory import MemoryStore
+
+    class Broken(MemoryStore):
+        async def charge(self, items):  # type: ignore[no-untyped-def]
+            raise StoreError("down")
+
+    rules = {"default": [{"unit": "requests", "limit": 1, "window": "day"}]}
+    closed = QuotaLedger(parse_config({"quotas": rules}), Broken())
+    with pytest.raises(StoreUnavailable):
+        await closed.reserve(ALICE, 1, "256x256")
+    errors = []
+    opened = QuotaLedger(parse_config({"quotas": rules, "store": {"on_error": "fail_open"}}), Broken(), lambda: errors.append(1))
+    assert not (await opened.reserve(ALICE, 1, "256x256")).metered
+    assert errors == [1]
