@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import io
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -22,16 +23,25 @@ from support.servers import GatewayProcess
 pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("ignore:deprecated:DeprecationWarning")]
 
 
-def sdk(gateway: GatewayProcess, user: str = "alice") -> openai.OpenAI:
-    """A client changed in exactly two things: base_url and api_key."""
-    return openai.OpenAI(base_url=gateway.url + "/v1", api_key=KEYS[user], max_retries=0)
+@pytest.fixture
+def sdk() -> Iterator[Callable[..., openai.OpenAI]]:
+    """Clients changed in exactly two things, base_url and api_key; closed after the test."""
+    clients: list[openai.OpenAI] = []
+
+    def make(gateway: GatewayProcess, user: str = "alice", key: str | None = None) -> openai.OpenAI:
+        clients.append(openai.OpenAI(base_url=gateway.url + "/v1", api_key=key or KEYS[user], max_retries=0))
+        return clients[-1]
+
+    yield make
+    for client in clients:
+        client.close()
 
 
 @pytest.mark.parametrize("size", ["256x256", "512x512", "1024x1024"])
 @pytest.mark.parametrize("response_format", ["url", "b64_json"])
 @pytest.mark.parametrize("n", [1, 10])
 def test_every_parameter_combination_is_forwarded(
-    live: GatewayProcess, upstream: FakeUpstream, tmp_path: Path, size: str, response_format: str, n: int
+    live: GatewayProcess, upstream: FakeUpstream, tmp_path: Path, size: str, response_format: str, n: int, sdk
 ) -> None:
     """create_variation works for every allowed size, format and n, from a file on disk."""
     path = tmp_path / "in.png"
@@ -48,19 +58,17 @@ def test_every_parameter_combination_is_forwarded(
     assert seen.fields["user"] == hmac.new(USER_SECRET.encode(), b"alice", hashlib.sha256).hexdigest()
 
 
-def test_sdk_raw_bytes_upload_without_filename(live: GatewayProcess, upstream: FakeUpstream) -> None:
+def test_sdk_raw_bytes_upload_without_filename(live: GatewayProcess, upstream: FakeUpstream, sdk) -> None:
     """Passing bytes (no file name) works the same."""
     result = sdk(live, "bob").images.create_variation(image=make_png(16))
     assert len(result.data) == 1
     assert upstream.received[0].files["image"][2] == make_png(16)
 
 
-def test_sdk_sees_typed_errors(live: GatewayProcess, upstream: FakeUpstream) -> None:
+def test_sdk_sees_typed_errors(live: GatewayProcess, upstream: FakeUpstream, sdk) -> None:
     """Gateway refusals surface as the SDK's own exception classes, with OpenAI's codes."""
     with pytest.raises(openai.AuthenticationError):
-        openai.OpenAI(base_url=live.url + "/v1", api_key="gwk_nope", max_retries=0).images.create_variation(
-            image=make_png(16)
-        )
+        sdk(live, key="gwk_nope").images.create_variation(image=make_png(16))
     with pytest.raises(openai.BadRequestError) as caught:
         sdk(live).images.create_variation(image=make_png(16), n=11)
     assert caught.value.code == "integer_above_max_value" and caught.value.param == "n"
@@ -72,7 +80,7 @@ def test_sdk_sees_typed_errors(live: GatewayProcess, upstream: FakeUpstream) -> 
 
 @pytest.mark.parametrize("response_format", ["url", "b64_json"])
 def test_sandbox_returns_real_distinct_variations_at_the_size_asked(
-    live_sandbox: GatewayProcess, response_format: str
+    live_sandbox: GatewayProcess, response_format: str, sdk
 ) -> None:
     """The sandbox answers real PNGs of the requested size, different per index."""
     response = sdk(live_sandbox).images.with_raw_response.create_variation(
