@@ -1,0 +1,682 @@
+"""The deployment files of SPEC section 7: image, compose, load balancer, Prometheus, Grafana.
+
+The files are read as data and checked against each other (service names, ports, mount
+paths, metric names). Where the real tools are installed, `docker compose config` (or
+`docker-compose config`) and `promtool` check them too; neither needs a Docker engine.
+On a laptop without them those tests skip; with CI set they fail, since CI installs them.
+
+`queried_metric_names()` lists every series the dashboard and the alert rules query, for
+tests that compare them with a live /metrics.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+DOCKERIGNORE = ROOT / ".dockerignore"
+CONFIG = ROOT / "config"
+GATEWAY_CONFIG = CONFIG / "gateway.compose.yaml"
+NGINX_CONF = CONFIG / "nginx.conf"
+PROMETHEUS_CONFIG = CONFIG / "prometheus.yml"
+ALERT_RULES = CONFIG / "alerts.yml"
+GRAFANA = CONFIG / "grafana"
+DASHBOARD = GRAFANA / "dashboards" / "gateway.json"
+DATASOURCES = GRAFANA / "provisioning" / "datasources" / "prometheus.yml"
+DASHBOARD_PROVIDERS = GRAFANA / "provisioning" / "dashboards" / "dashboards.yml"
+
+GATEWAY_SERVICES = ("gateway-1", "gateway-2")
+GATEWAY_PORT = 8080
+IMAGE_CONFIG_PATH = "/etc/gateway/gateway.yaml"
+SECRET_VARIABLES = ("OPENAI_API_KEY", "GATEWAY_USER_SECRET", "GRAFANA_ADMIN_PASSWORD")
+DUMMY_SECRETS = {name: f"dummy-{name.lower()}" for name in SECRET_VARIABLES}
+
+# SPEC section 6.5: the only metric names the gateway exposes.
+SPEC_METRICS = frozenset(
+    {
+        "gateway_requests_total",
+        "gateway_request_duration_seconds",
+        "gateway_upstream_duration_seconds",
+        "gateway_cache_requests_total",
+        "gateway_images_total",
+        "gateway_quota_limit",
+        "gateway_quota_used",
+        "gateway_quota_remaining",
+        "gateway_quota_rejections_total",
+        "gateway_store_errors_total",
+    }
+)
+SPEC_HISTOGRAMS = frozenset(
+    {"gateway_request_duration_seconds", "gateway_upstream_duration_seconds"}
+)
+# Series Prometheus makes itself for every target, not the gateway.
+PROMETHEUS_SYNTHETIC = frozenset({"up"})
+
+_PROMQL_STRING = re.compile(r""""(?:\\.|[^"\\])*"|'(?:\\.|[^'\\])*'|`[^`]*`""")
+_PROMQL_MATCHERS = re.compile(r"\{[^{}]*\}")
+_PROMQL_RANGE = re.compile(r"\[[^\]]*\]")
+_PROMQL_LABEL_LIST = re.compile(
+    r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^()]*\)", re.IGNORECASE
+)
+_GRAFANA_VARIABLE = re.compile(r"\$\{[^}]*\}|\$\w+")
+_PROMQL_IDENTIFIER = re.compile(r"(?<![\w.:])[A-Za-z_:][\w:]*")
+_PROMQL_KEYWORDS = frozenset(
+    {"and", "or", "unless", "bool", "offset", "inf", "nan", "group_left", "group_right"}
+)
+_LABEL_VALUES = re.compile(r"label_values\(\s*([A-Za-z_:][\w:]*)\s*,")
+
+
+def allowed_series() -> frozenset[str]:
+    """Every series name a query may use: SPEC 6.5 names, histogram parts, Prometheus's own."""
+    parts = {
+        f"{name}{suffix}" for name in SPEC_HISTOGRAMS for suffix in ("_bucket", "_sum", "_count")
+    }
+    return SPEC_METRICS | parts | PROMETHEUS_SYNTHETIC
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression (Grafana variables allowed) selects."""
+    text = _PROMQL_STRING.sub('""', expr)
+    text = _GRAFANA_VARIABLE.sub("", text)
+    for pattern in (_PROMQL_MATCHERS, _PROMQL_RANGE, _PROMQL_LABEL_LIST):
+        text = pattern.sub(" ", text)
+    names = set()
+    for match in _PROMQL_IDENTIFIER.finditer(text):
+        rest = text[match.end() :].lstrip()
+        if rest.startswith("(") or match.group().lower() in _PROMQL_KEYWORDS:
+            continue  # a function or aggregation, or an operator keyword
+        names.add(match.group())
+    return names
+
+
+def _walk(node: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _walk(item)
+
+
+def _load_dashboard() -> dict[str, Any]:
+    dashboard: dict[str, Any] = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    return dashboard
+
+
+def dashboard_exprs() -> list[str]:
+    """Every PromQL expression of the dashboard's panels."""
+    return [node["expr"] for node in _walk(_load_dashboard()["panels"]) if "expr" in node]
+
+
+def dashboard_variable_metrics() -> set[str]:
+    """The metrics the dashboard's template variables read their values from."""
+    found = set()
+    for variable in _load_dashboard().get("templating", {}).get("list", []):
+        query = variable.get("query")
+        text = query.get("query", "") if isinstance(query, dict) else str(query or "")
+        found.update(_LABEL_VALUES.findall(text))
+    return found
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    """Every rule of config/alerts.yml."""
+    groups = yaml.safe_load(ALERT_RULES.read_text(encoding="utf-8"))["groups"]
+    return [rule for group in groups for rule in group["rules"]]
+
+
+def queried_metric_names() -> set[str]:
+    """Every series name the Grafana dashboard and the alert rules query."""
+    exprs = dashboard_exprs() + [rule["expr"] for rule in alert_rules()]
+    names = set(dashboard_variable_metrics())
+    for expr in exprs:
+        names |= metric_names(expr)
+    return names
+
+
+def _load_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def _services() -> dict[str, Any]:
+    services: dict[str, Any] = _load_yaml(COMPOSE_FILE)["services"]
+    return services
+
+
+def _flags(command: list[str] | str) -> dict[str, str]:
+    """`--name value` pairs of a command line, as a mapping."""
+    args = shlex.split(command) if isinstance(command, str) else list(command)
+    return {args[i]: args[i + 1] for i in range(len(args) - 1) if args[i].startswith("--")}
+
+
+def _environment(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    return {str(key): str(value) for key, value in env.items()}
+
+
+def _mounts(service: dict[str, Any]) -> dict[str, str]:
+    """Container path -> source of every short-syntax volume of a service."""
+    mounts = {}
+    for volume in service.get("volumes", []):
+        source, target = volume.split(":")[:2]
+        mounts[target] = source
+    return mounts
+
+
+def _healthcheck_command(service: dict[str, Any]) -> str:
+    test = service.get("healthcheck", {}).get("test", [])
+    return " ".join(test) if isinstance(test, list) else str(test)
+
+
+def _require_tool(name: str, command: list[str] | None) -> list[str]:
+    """The tool's command, or skip (fail in CI, which installs it: see .ci/run)."""
+    if command is not None:
+        return command
+    message = f"{name} is not installed (Debian: apt-get install docker-compose prometheus)"
+    if os.environ.get("CI"):
+        pytest.fail(f"{message}; CI must install it before the tests")
+    pytest.skip(message)
+
+
+@functools.cache
+def _compose_command() -> tuple[str, ...] | None:
+    docker = shutil.which("docker")
+    if docker:
+        probe = subprocess.run(
+            [docker, "compose", "version"], capture_output=True, check=False, timeout=60
+        )
+        if probe.returncode == 0:
+            return (docker, "compose")
+    legacy = shutil.which("docker-compose")
+    return (legacy,) if legacy else None
+
+
+def _compose() -> list[str]:
+    command = _compose_command()
+    return _require_tool("docker compose / docker-compose", list(command) if command else None)
+
+
+def _promtool() -> list[str]:
+    promtool = shutil.which("promtool")
+    return _require_tool("promtool", [promtool] if promtool else None)
+
+
+def _run(command: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        command, cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=120
+    )
+
+
+def _compose_config(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    # An empty env file: a developer's own .env must not decide the outcome.
+    env_file = tmp_path / "empty.env"
+    env_file.write_text("")
+    return _run(
+        [*_compose(), "--env-file", str(env_file), "-f", str(COMPOSE_FILE), "config", "-q"], env
+    )
+
+
+def _environ_without_secrets() -> dict[str, str]:
+    return {key: value for key, value in os.environ.items() if key not in SECRET_VARIABLES}
+
+
+# --- docker-compose.yml -------------------------------------------------------------------
+
+
+def test_two_gateway_replicas_share_one_definition() -> None:
+    """Both replicas run the same image, config and Redis URLs, differing only in name."""
+    services = _services()
+    first, second = (services[name] for name in GATEWAY_SERVICES)
+    assert first == second
+    assert first["build"]
+    assert first["image"]
+    env = _environment(first)
+    assert env["REDIS_URL"] == "redis://redis-state:6379/0"
+    assert env["CACHE_REDIS_URL"] == "redis://redis-cache:6379/0"
+    assert _mounts(first)[IMAGE_CONFIG_PATH].endswith("config/gateway.compose.yaml")
+
+
+def test_redis_state_persists_and_never_evicts() -> None:
+    """Quota state is append-only persisted on a volume and refuses writes rather than evict."""
+    service = _services()["redis-state"]
+    flags = _flags(service["command"])
+    assert flags["--appendonly"] == "yes"
+    assert flags["--maxmemory-policy"] == "noeviction"
+    assert "/data" in _mounts(service)
+
+
+def test_redis_cache_is_capped_lru_without_persistence() -> None:
+    """The cache Redis has a memory cap, evicts least-recently-used keys and writes no files."""
+    service = _services()["redis-cache"]
+    flags = _flags(service["command"])
+    assert flags["--maxmemory"] == "512mb"
+    assert flags["--maxmemory-policy"] == "allkeys-lru"
+    assert flags["--save"] == ""
+    assert flags["--appendonly"] == "no"
+    assert not service.get("volumes")
+
+
+def test_every_service_has_a_healthcheck_and_gateways_probe_health_endpoints() -> None:
+    """Each service is health-checked; the gateways and the balancer through /readyz or /healthz."""
+    services = _services()
+    for name, service in services.items():
+        assert _healthcheck_command(service), f"{name} has no healthcheck"
+    for name in (*GATEWAY_SERVICES, "lb"):
+        command = _healthcheck_command(services[name])
+        assert "/readyz" in command or "/healthz" in command, name
+
+
+def test_secrets_come_only_from_the_environment() -> None:
+    """Secret variables are required `${VAR:?...}` references with no default or literal value."""
+    required = re.compile(r"^\$\{(?P<name>[A-Z0-9_]+):\?[^}]*\}$")
+    secret_like = re.compile(r"KEY|SECRET|PASSWORD|TOKEN")
+    seen = set()
+    for name, service in _services().items():
+        for key, value in _environment(service).items():
+            if secret_like.search(key):
+                match = required.match(value)
+                assert match, f"{name}: {key} must be ${{{key}:?...}}, not {value!r}"
+                seen.add(match["name"])
+    assert seen == set(SECRET_VARIABLES)
+
+
+def test_no_credentials_in_any_deployment_file() -> None:
+    """No file shipped for deployment contains something shaped like a real credential."""
+    credential = re.compile(r"sk-[A-Za-z0-9_-]{16,}|gwk_[A-Za-z0-9_-]{16,}|password:\s*\S")
+    files = [COMPOSE_FILE, DOCKERFILE, *CONFIG.rglob("*.y*ml"), NGINX_CONF, DASHBOARD]
+    for path in files:
+        assert not credential.search(path.read_text(encoding="utf-8")), path
+
+
+def test_compose_config_names_the_variables_the_gateway_reads() -> None:
+    """The mounted gateway config reads its secrets and Redis URLs from variables compose sets."""
+    config = _load_yaml(GATEWAY_CONFIG)
+    env = _environment(_services()[GATEWAY_SERVICES[0]])
+    names = (
+        config["upstream"]["api_key_env"],
+        config["identity"]["secret_env"],
+        config["store"]["redis_url_env"],
+        config["cache"]["redis_url_env"],
+    )
+    assert set(names) <= set(env)
+    assert config["upstream"]["base_url"] == "https://api.openai.com/v1"
+    assert config["store"]["on_error"] == "fail_closed"
+
+
+def test_compose_gateway_config_passes_config_check() -> None:
+    """`gateway config check` accepts config/gateway.compose.yaml with the secrets set."""
+    env = {**_environ_without_secrets(), **DUMMY_SECRETS}
+    command = [sys.executable, "-m", "gateway", "config", "check", "--config", str(GATEWAY_CONFIG)]
+    result = _run(command, env)
+    assert result.returncode == 0, result.stderr
+    assert "team vision" in result.stdout
+
+
+def test_compose_file_validates(tmp_path: Path) -> None:
+    """`docker compose config -q` accepts the file once the secrets are set."""
+    result = _compose_config(tmp_path, {**_environ_without_secrets(), **DUMMY_SECRETS})
+    assert result.returncode == 0, result.stderr
+
+
+def test_compose_refuses_to_run_without_the_upstream_key(tmp_path: Path) -> None:
+    """Without OPENAI_API_KEY, compose stops and names the missing variable."""
+    env = {**_environ_without_secrets(), **DUMMY_SECRETS}
+    del env["OPENAI_API_KEY"]
+    result = _compose_config(tmp_path, env)
+    assert result.returncode != 0
+    assert "OPENAI_API_KEY" in result.stderr + result.stdout
+
+
+# --- Dockerfile ---------------------------------------------------------------------------
+
+
+def _dockerfile_instructions() -> list[tuple[str, str]]:
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text(encoding="utf-8"))
+    instructions = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            keyword, _, rest = line.partition(" ")
+            instructions.append((keyword.upper(), rest.strip()))
+    return instructions
+
+
+def test_dockerfile_builds_a_wheel_and_runs_it_as_non_root() -> None:
+    """The image is multi-stage on python:3.11-slim and its final stage runs as a non-root user."""
+    instructions = _dockerfile_instructions()
+    stages = [rest for keyword, rest in instructions if keyword == "FROM"]
+    assert len(stages) >= 2
+    assert all(stage.startswith("python:3.11-slim") for stage in stages)
+    assert any(keyword == "RUN" and "pip wheel" in rest for keyword, rest in instructions)
+    final = instructions[max(i for i, (kw, _) in enumerate(instructions) if kw == "FROM") :]
+    users = [rest for keyword, rest in final if keyword == "USER"]
+    assert users
+    assert users[-1].split(":")[0] not in {"root", "0"}
+
+
+def test_dockerfile_serves_on_8080_with_the_mounted_config() -> None:
+    """The image exposes 8080, checks /healthz, and serves the config compose mounts."""
+    instructions = dict(_dockerfile_instructions())
+    assert instructions["EXPOSE"] == str(GATEWAY_PORT)
+    assert "/healthz" in instructions["HEALTHCHECK"]
+    assert json.loads(instructions["CMD"]) == [
+        "gateway",
+        "serve",
+        "--config",
+        IMAGE_CONFIG_PATH,
+        "--host",
+        "0.0.0.0",  # noqa: S104 - the container listens on its own interface
+        "--port",
+        str(GATEWAY_PORT),
+    ]
+
+
+def test_dockerignore_keeps_local_state_and_secrets_out_of_the_build() -> None:
+    """Virtualenvs, node_modules, git history, caches and .env files never reach the build."""
+    patterns = {
+        line.strip()
+        for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    expected = {".venv", "**/node_modules", ".git", ".pytest_cache", "bench/.work", ".env"}
+    assert expected <= patterns
+
+
+# --- load balancer ------------------------------------------------------------------------
+
+
+def _nginx_directives() -> list[list[str]]:
+    text = re.sub(r"#[^\n]*", "", NGINX_CONF.read_text(encoding="utf-8"))
+    text = re.sub(r"'[^']*'", "''", text)  # quoted bodies may contain ; or {
+    return [part.split() for part in re.split(r"[;{}]", text) if part.strip()]
+
+
+def test_load_balancer_round_robins_over_both_replicas() -> None:
+    """nginx balances across exactly the two gateway services, and compose mounts its config."""
+    servers = {d[1] for d in _nginx_directives() if d[0] == "server" and len(d) > 1}
+    assert servers == {f"{name}:{GATEWAY_PORT}" for name in GATEWAY_SERVICES}
+    directives = {d[0] for d in _nginx_directives()}
+    assert not directives & {"ip_hash", "hash", "least_conn", "random"}
+    lb = _services()["lb"]
+    assert _mounts(lb)["/etc/nginx/nginx.conf"].endswith("config/nginx.conf")
+    assert any(port.endswith(f":{GATEWAY_PORT}") for port in lb["ports"])
+
+
+def test_load_balancer_streams_uploads_and_waits_for_image_calls() -> None:
+    """Bodies up to 5m stream unbuffered over HTTP/1.1, and replies may take over 120 s."""
+    settings = {d[0]: d[1:] for d in _nginx_directives()}
+    assert settings["client_max_body_size"] == ["5m"]
+    assert settings["proxy_request_buffering"] == ["off"]
+    assert settings["proxy_http_version"] == ["1.1"]
+    timeout = settings["proxy_read_timeout"][0]
+    assert timeout.endswith("s")
+    assert int(timeout[:-1]) > 120
+
+
+def test_load_balancer_never_redirects() -> None:
+    """No rewrite, redirecting return or absolute redirect: an SDK would turn a POST into a GET."""
+    for directive in _nginx_directives():
+        assert directive[0] != "rewrite", directive
+        if directive[0] == "return":
+            assert not directive[1].startswith("3"), directive
+    settings = {d[0]: d[1:] for d in _nginx_directives()}
+    assert settings["absolute_redirect"] == ["off"]
+
+
+# --- Prometheus and alerts ----------------------------------------------------------------
+
+
+def test_prometheus_scrapes_each_replica_directly() -> None:
+    """Every replica is a scrape target at /metrics every 15 s, not the load balancer."""
+    config = _load_yaml(PROMETHEUS_CONFIG)
+    assert config["global"]["scrape_interval"] == "15s"
+    (job,) = [job for job in config["scrape_configs"] if job["job_name"] == "gateway"]
+    assert job.get("metrics_path", "/metrics") == "/metrics"
+    targets = {target for group in job["static_configs"] for target in group["targets"]}
+    assert targets == {f"{name}:{GATEWAY_PORT}" for name in GATEWAY_SERVICES}
+
+
+def test_prometheus_loads_the_alert_rules_compose_mounts() -> None:
+    """The rule file Prometheus loads is the one compose mounts next to its config."""
+    config = _load_yaml(PROMETHEUS_CONFIG)
+    mounts = _mounts(_services()["prometheus"])
+    config_dir = Path(next(t for t, s in mounts.items() if s.endswith("prometheus.yml"))).parent
+    for rule_file in config["rule_files"]:
+        target = str(config_dir / rule_file)
+        assert mounts[target].endswith("config/alerts.yml")
+
+
+def test_alert_rules_cover_the_failure_modes() -> None:
+    """There are alerts for quotas, upstream errors, the store, latency, replicas and the cache."""
+    exprs = {rule["alert"]: rule["expr"] for rule in alert_rules()}
+    used = {name: metric_names(expr) for name, expr in exprs.items()}
+    every = set().union(*used.values())
+    assert {"gateway_quota_remaining", "gateway_quota_limit"} <= every
+    assert {"gateway_store_errors_total", "gateway_cache_requests_total", "up"} <= every
+    assert "gateway_request_duration_seconds_bucket" in every
+    assert any('outcome="upstream_error"' in expr for expr in exprs.values())
+    assert all(rule["labels"]["severity"] for rule in alert_rules())
+
+
+def test_prometheus_config_and_rules_pass_promtool() -> None:
+    """`promtool check config` (which loads the rules) and `promtool check rules` succeed."""
+    promtool = _promtool()
+    for args in (["check", "config", str(PROMETHEUS_CONFIG)], ["check", "rules", str(ALERT_RULES)]):
+        result = _run([*promtool, *args])
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _series(name: str, labels: dict[str, str], values: str) -> dict[str, str]:
+    selector = ",".join(f'{key}="{value}"' for key, value in labels.items())
+    return {"series": f"{name}{{{selector}}}", "values": values}
+
+
+def _quota_series(instance: str) -> list[dict[str, str]]:
+    base = {"job": "gateway", "instance": instance}
+    team = {**base, "scope": "team", "subject": "vision", "unit": "usd", "window": "month"}
+    alice = {**base, "scope": "user", "subject": "alice", "unit": "images", "window": "day"}
+    bob = {**base, "scope": "user", "subject": "bob", "unit": "requests", "window": "minute"}
+    return [
+        _series("gateway_quota_limit", team, "50x15"),
+        _series("gateway_quota_remaining", team, "4x15"),
+        _series("gateway_quota_limit", alice, "500x15"),
+        _series("gateway_quota_remaining", alice, "400x15"),
+        _series("gateway_quota_limit", bob, "60x15"),
+        _series("gateway_quota_remaining", bob, "1x15"),
+    ]
+
+
+def _alert_unit_tests() -> dict[str, Any]:
+    up = [
+        _series("up", {"job": "gateway", "instance": "gateway-1:8080"}, "1x15"),
+        _series("up", {"job": "gateway", "instance": "gateway-2:8080"}, "0x15"),
+    ]
+    traffic = [
+        _series("gateway_requests_total", {"job": "gateway", "outcome": "ok"}, "0+60x30"),
+        _series(
+            "gateway_requests_total", {"job": "gateway", "outcome": "upstream_error"}, "0+6x30"
+        ),
+        _series("gateway_requests_total", {"job": "gateway", "outcome": "store_error"}, "0x30"),
+    ]
+    team_alert = {"severity": "warning", "scope": "team", "subject": "vision"}
+    return {
+        "rule_files": [str(ALERT_RULES)],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": _quota_series("gateway-1:8080") + _quota_series("gateway-2:8080"),
+                "alert_rule_test": [
+                    {
+                        "eval_time": "10m",
+                        "alertname": "GatewayQuotaNearlyExhausted",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {**team_alert, "unit": "usd", "window": "month"},
+                                "exp_annotations": {
+                                    "summary": "team vision has under 10% of its usd per "
+                                    "month quota left",
+                                    "description": "8% remaining; requests will be refused with "
+                                    "429 insufficient_quota when it runs out.",
+                                },
+                            }
+                        ],
+                    }
+                ],
+            },
+            {
+                "interval": "1m",
+                "input_series": up + traffic,
+                "alert_rule_test": [
+                    {
+                        "eval_time": "5m",
+                        "alertname": "GatewayReplicaDown",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {
+                                    "severity": "critical",
+                                    "job": "gateway",
+                                    "instance": "gateway-2:8080",
+                                },
+                                "exp_annotations": {
+                                    "summary": "Gateway replica gateway-2:8080 is down",
+                                    "description": "Prometheus cannot scrape gateway-2:8080; the "
+                                    "load balancer sends all traffic to the other replica.",
+                                },
+                            }
+                        ],
+                    },
+                    {"eval_time": "20m", "alertname": "GatewayQuotaStoreErrors", "exp_alerts": []},
+                    {
+                        "eval_time": "20m",
+                        "alertname": "GatewayUpstreamErrorRateHigh",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {"severity": "critical"},
+                                "exp_annotations": {
+                                    "summary": "Over 5% of upstream calls fail",
+                                    "description": "9.091% of requests forwarded to OpenAI ended "
+                                    "in an upstream error (502/504 to callers).",
+                                },
+                            }
+                        ],
+                    },
+                ],
+            },
+        ],
+    }
+
+
+def test_alerts_fire_on_the_right_series(tmp_path: Path) -> None:
+    """Quota alerts fire once per rule across replicas and skip minute windows; a dead replica
+    and a 9% upstream error rate alert, idle store errors do not."""
+    tests = tmp_path / "alerts_test.yml"
+    tests.write_text(yaml.safe_dump(_alert_unit_tests(), sort_keys=False))
+    result = _run([*_promtool(), "test", "rules", str(tests)])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- Grafana ------------------------------------------------------------------------------
+
+
+def test_metric_names_reads_selectors_not_functions_labels_or_variables() -> None:
+    """The extractor returns only series names, skipping functions, label names and values."""
+    expr = (
+        'histogram_quantile(0.99, sum by (le) (rate(gateway_a_bucket{result=~"hit|up"}'
+        "[$__rate_interval]))) / on(team) group_left max without (instance) (up offset 5m)"
+        " and ignoring(x) gateway_b > bool 1e3 or vector(1)"
+        ' unless label_replace(c, "d", "", "e", "")'
+    )
+    assert metric_names(expr) == {"gateway_a_bucket", "up", "gateway_b", "c"}
+
+
+def test_dashboard_and_alerts_query_only_spec_metrics() -> None:
+    """Every series the dashboard and the alerts query is a SPEC 6.5 metric or a histogram part."""
+    names = queried_metric_names()
+    assert names, "no queries found"
+    assert names <= allowed_series(), sorted(names - allowed_series())
+
+
+def test_dashboard_shows_quotas_cache_latency_and_errors() -> None:
+    """The dashboard charts quota used/remaining/limit per user and team, cache hits,
+    request rate by outcome, request and upstream latency, and upstream errors."""
+    exprs = dashboard_exprs()
+    names = set().union(*(metric_names(expr) for expr in exprs))
+    assert {
+        "gateway_quota_used",
+        "gateway_quota_remaining",
+        "gateway_quota_limit",
+        "gateway_cache_requests_total",
+        "gateway_requests_total",
+        "gateway_request_duration_seconds_bucket",
+        "gateway_upstream_duration_seconds_bucket",
+    } <= names
+    quota = [expr for expr in exprs if "gateway_quota_" in expr]
+    assert any('scope="user"' in expr for expr in quota)
+    assert any('scope="team"' in expr for expr in quota)
+    assert any("histogram_quantile(0.99" in expr for expr in exprs)
+    assert any("histogram_quantile(0.5" in expr for expr in exprs)
+    assert any('outcome="upstream_error"' in expr for expr in exprs)
+
+
+def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
+    """Every dashboard query parses as PromQL once Grafana's variables are filled in."""
+    fill = {"$__rate_interval": "1m", "$__range": "1h", "$unit": ".*", "$window": ".*"}
+    rules = []
+    for index, expr in enumerate(dashboard_exprs()):
+        for variable, value in fill.items():
+            expr = expr.replace(variable, value)
+        rules.append({"record": f"dashboard:query_{index}", "expr": expr})
+    rule_file = tmp_path / "dashboard_rules.yml"
+    rule_file.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    result = _run([*_promtool(), "check", "rules", str(rule_file)])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dashboard_is_a_provisionable_grafana_dashboard() -> None:
+    """The dashboard has a uid, a current schema, unique panel ids and laid-out panels."""
+    dashboard = _load_dashboard()
+    assert dashboard["uid"]
+    assert dashboard["title"]
+    assert dashboard["schemaVersion"] >= 36
+    panels = dashboard["panels"]
+    ids = [panel["id"] for panel in panels]
+    assert len(ids) == len(set(ids))
+    for panel in panels:
+        assert {"h", "w", "x", "y"} <= set(panel["gridPos"]), panel["title"]
+        assert panel["gridPos"]["x"] + panel["gridPos"]["w"] <= 24, panel["title"]
+
+
+def test_grafana_provisioning_points_at_prometheus_and_the_dashboard() -> None:
+    """The datasource is the compose Prometheus, with the uid the panels use, and the
+    dashboard provider reads the directory compose mounts the dashboard into."""
+    (source,) = _load_yaml(DATASOURCES)["datasources"]
+    assert source["type"] == "prometheus"
+    assert source["url"] == "http://prometheus:9090"
+    uids = {
+        node["datasource"]["uid"]
+        for node in _walk(_load_dashboard()["panels"])
+        if isinstance(node.get("datasource"), dict)
+    }
+    assert uids == {source["uid"]}
+    (provider,) = _load_yaml(DASHBOARD_PROVIDERS)["providers"]
+    mounts = _mounts(_services()["grafana"])
+    assert mounts[provider["options"]["path"]].endswith("config/grafana/dashboards")
+    assert mounts["/etc/grafana/provisioning"].endswith("config/grafana/provisioning")
