@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 import redis
 from starlette.testclient import TestClient
+from support.config import ENV, base_config, merged, write_config
+from support.fake_upstream import FakeUpstream
+from support.servers import GatewayProcess, RedisServer
 
 from gateway.app import create_app
 from gateway.settings import build_settings, parse_config
 from gateway.store.base import KEY_PREFIX
-from support.config import ENV, base_config, merged, write_config
-from support.fake_upstream import FakeUpstream
-from support.servers import GatewayProcess, RedisServer
 
 pytest.register_assert_rewrite("support.requests")
 
@@ -64,7 +64,9 @@ def make_client(upstream: FakeUpstream) -> Iterator[AppFactory]:
     """Build the app in-process from config overrides and open a client on it."""
     clients: list[TestClient] = []
 
-    def factory(overrides: dict[str, Any] | None = None, env: dict[str, str] | None = None) -> TestClient:
+    def factory(
+        overrides: dict[str, Any] | None = None, env: dict[str, str] | None = None
+    ) -> TestClient:
         config = parse_config(merged(base_config(upstream.url), overrides or {}))
         settings = build_settings(config, {**ENV, **(env or {})})
         client = TestClient(create_app(settings), base_url="http://gateway.test")
@@ -87,9 +89,16 @@ def start_gateway(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
     """Start `gateway serve` processes from a config dict; all are stopped after the test."""
     started: list[GatewayProcess] = []
 
-    def start(config: dict[str, Any], env: dict[str, str] | None = None, *extra: str, workers: int = 1) -> GatewayProcess:
+    def start(
+        config: dict[str, Any], env: dict[str, str] | None = None, *extra: str, workers: int = 1
+    ) -> GatewayProcess:
         path = write_config(tmp_path / f"gateway-{len(started)}.yaml", config)
-        proc = GatewayProcess(path, {**ENV, **(env or {})}, workers=workers, log=tmp_path / f"gateway-{len(started)}.log")
+        proc = GatewayProcess(
+            path,
+            {**ENV, **(env or {})},
+            workers=workers,
+            log=tmp_path / f"gateway-{len(started)}.log",
+        )
         started.append(proc)
         return proc.start(*extra)
 

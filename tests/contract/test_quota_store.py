@@ -101,8 +101,10 @@ async def test_usd_is_charged_by_size_and_refunded_for_missing_images(store: Sto
     """usd costs n x price(size); images not delivered are given back, requests are not."""
     quotas = ledger(
         store,
-        default=[{"unit": "requests", "limit": 100, "window": "day"},
-                 {"unit": "usd", "limit": 1.0, "window": "month"}],
+        default=[
+            {"unit": "requests", "limit": 100, "window": "day"},
+            {"unit": "usd", "limit": 1.0, "window": "month"},
+        ],
     )
     reservation = await quotas.reserve(ALICE, 5, "512x512")
     assert [s.used for s in reservation.states()] == [1, pytest.approx(0.09)]
@@ -122,8 +124,13 @@ async def test_nothing_delivered_refunds_everything(store: Store) -> None:
 
 async def test_hits_charge_only_the_listed_units(store: Store) -> None:
     """A reservation limited to some units leaves the others untouched."""
-    quotas = ledger(store, default=[{"unit": "requests", "limit": 5, "window": "day"},
-                                    {"unit": "images", "limit": 5, "window": "day"}])
+    quotas = ledger(
+        store,
+        default=[
+            {"unit": "requests", "limit": 5, "window": "day"},
+            {"unit": "images", "limit": 5, "window": "day"},
+        ],
+    )
     await quotas.reserve(ALICE, 4, "256x256", units=["requests"])
     assert [s.used for s in await quotas.states(ALICE)] == [1, 0]
 
@@ -164,6 +171,10 @@ async def test_fail_closed_and_fail_open_on_a_broken_store() -> None:
     with pytest.raises(StoreUnavailable):
         await closed.reserve(ALICE, 1, "256x256")
     errors = []
-    opened = QuotaLedger(parse_config({"quotas": rules, "store": {"on_error": "fail_open"}}), Broken(), lambda: errors.append(1))
+    opened = QuotaLedger(
+        parse_config({"quotas": rules, "store": {"on_error": "fail_open"}}),
+        Broken(),
+        lambda: errors.append(1),
+    )
     assert not (await opened.reserve(ALICE, 1, "256x256")).metered
     assert errors == [1]

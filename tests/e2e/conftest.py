@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-
 from support.config import base_config
 from support.fake_upstream import FakeUpstream
 from support.servers import GatewayProcess

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from support.config import KEYS, base_config
 from support.fake_upstream import FakeUpstream
 from support.pngs import make_png
@@ -33,9 +32,16 @@ def _need(tool: str) -> str:
 
 
 @pytest.mark.node
-@pytest.mark.parametrize(("response_format", "size", "n"), [("url", "256x256", 2), ("b64_json", "1024x1024", 1)])
+@pytest.mark.parametrize(
+    ("response_format", "size", "n"), [("url", "256x256", 2), ("b64_json", "1024x1024", 1)]
+)
 def test_node_sdk_file_stream_upload(
-    live: GatewayProcess, upstream: FakeUpstream, tmp_path: Path, response_format: str, size: str, n: int
+    live: GatewayProcess,
+    upstream: FakeUpstream,
+    tmp_path: Path,
+    response_format: str,
+    size: str,
+    n: int,
 ) -> None:
     """images.createVariation with fs.createReadStream (a chunked upload) works end to end."""
     node = _need("node")
@@ -43,25 +49,51 @@ def test_node_sdk_file_stream_upload(
         pytest.fail("the openai npm package is not installed: run `make test`")
     path = tmp_path / "in.png"
     path.write_bytes(make_png(40))
-    args = [node, str(NODE_DIR / "variation.mjs"), live.url + "/v1", KEYS["carol"], str(path), str(n), size, response_format]
+    args = [
+        node,
+        str(NODE_DIR / "variation.mjs"),
+        live.url + "/v1",
+        KEYS["carol"],
+        str(path),
+        str(n),
+        size,
+        response_format,
+    ]
     out = subprocess.run(args, capture_output=True, text=True, timeout=60, check=True).stdout
     result = json.loads(out.strip().splitlines()[-1])
     assert result["ok"], result
     assert len(result["data"]) == n and result["requestId"].startswith("req_")
     [seen] = upstream.received
-    assert (seen.fields["n"], seen.fields["size"], seen.fields["response_format"]) == (str(n), size, response_format)
+    assert (seen.fields["n"], seen.fields["size"], seen.fields["response_format"]) == (
+        str(n),
+        size,
+        response_format,
+    )
     assert seen.fields["user"] != "node-caller-chosen-user"
     assert seen.files["image"][2] == path.read_bytes()
 
 
 @pytest.mark.node
-def test_node_sdk_sees_openai_errors(live: GatewayProcess, upstream: FakeUpstream, tmp_path: Path) -> None:
+def test_node_sdk_sees_openai_errors(
+    live: GatewayProcess, upstream: FakeUpstream, tmp_path: Path
+) -> None:
     """A refusal reaches the npm SDK as an APIError with status and OpenAI's code."""
     node = _need("node")
     path = tmp_path / "in.png"
     path.write_bytes(make_png(40, height=20))
-    args = [node, str(NODE_DIR / "variation.mjs"), live.url + "/v1", KEYS["carol"], str(path), "1", "256x256", "url"]
-    result = json.loads(subprocess.run(args, capture_output=True, text=True, timeout=60, check=True).stdout)
+    args = [
+        node,
+        str(NODE_DIR / "variation.mjs"),
+        live.url + "/v1",
+        KEYS["carol"],
+        str(path),
+        "1",
+        "256x256",
+        "url",
+    ]
+    result = json.loads(
+        subprocess.run(args, capture_output=True, text=True, timeout=60, check=True).stdout
+    )
     assert result["ok"] is False and result["status"] == 400
     assert result["error"]["code"] == "invalid_image_dimensions"
     assert upstream.received == []
@@ -72,8 +104,20 @@ def test_curl_form_upload(live: GatewayProcess, upstream: FakeUpstream, tmp_path
     curl = _need("curl")
     path = tmp_path / "in.png"
     path.write_bytes(make_png(40))
-    args = [curl, "-sS", "-i", live.url + "/v1/images/variations", "-H", f"Authorization: Bearer {KEYS['bob']}",
-            "-F", f"image=@{path}", "-F", "n=2", "-F", "size=512x512"]
+    args = [
+        curl,
+        "-sS",
+        "-i",
+        live.url + "/v1/images/variations",
+        "-H",
+        f"Authorization: Bearer {KEYS['bob']}",
+        "-F",
+        f"image=@{path}",
+        "-F",
+        "n=2",
+        "-F",
+        "size=512x512",
+    ]
     out = subprocess.run(args, capture_output=True, timeout=30, check=True).stdout
     out = out.removeprefix(b"HTTP/1.1 100 Continue\r\n\r\n")  # curl sends Expect: 100-continue
     head, _, body = out.partition(b"\r\n\r\n")
@@ -97,13 +141,18 @@ def _read_response(sock: socket.socket) -> bytes:
     return data
 
 
-def test_chunked_50mb_body_is_cut_off_at_the_cap(live: GatewayProcess, upstream: FakeUpstream) -> None:
+def test_chunked_50mb_body_is_cut_off_at_the_cap(
+    live: GatewayProcess, upstream: FakeUpstream
+) -> None:
     """A chunked upload that never ends is answered 413 and closed near the cap, not buffered."""
-    sock = _raw_post(live, (
-        b"POST /v1/images/variations HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
-        b"Authorization: Bearer " + KEYS["alice"].encode() + b"\r\n"
-        b"Content-Type: multipart/form-data; boundary=b\r\n\r\n"
-    ))
+    sock = _raw_post(
+        live,
+        (
+            b"POST /v1/images/variations HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+            b"Authorization: Bearer " + KEYS["alice"].encode() + b"\r\n"
+            b"Content-Type: multipart/form-data; boundary=b\r\n\r\n"
+        ),
+    )
     chunk = b"%x\r\n%s\r\n" % (65536, b"\0" * 65536)
     sent = 0
     try:
@@ -119,14 +168,19 @@ def test_chunked_50mb_body_is_cut_off_at_the_cap(live: GatewayProcess, upstream:
     assert upstream.received == []
 
 
-def test_slow_body_times_out_with_400(start_gateway: Callable[..., GatewayProcess], upstream: FakeUpstream) -> None:
+def test_slow_body_times_out_with_400(
+    start_gateway: Callable[..., GatewayProcess], upstream: FakeUpstream
+) -> None:
     """A body that trickles in past limits.body_timeout_seconds is a 400 request_timeout."""
     gateway = start_gateway({**base_config(upstream.url), "limits": {"body_timeout_seconds": 0.5}})
-    sock = _raw_post(gateway, (
-        b"POST /v1/images/variations HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n"
-        b"Authorization: Bearer " + KEYS["alice"].encode() + b"\r\n"
-        b"Content-Type: multipart/form-data; boundary=b\r\n\r\n--b\r\n"
-    ))
+    sock = _raw_post(
+        gateway,
+        (
+            b"POST /v1/images/variations HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n"
+            b"Authorization: Bearer " + KEYS["alice"].encode() + b"\r\n"
+            b"Content-Type: multipart/form-data; boundary=b\r\n\r\n--b\r\n"
+        ),
+    )
     started = time.monotonic()
     response = _read_response(sock)
     sock.close()

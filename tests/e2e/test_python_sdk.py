@@ -13,7 +13,6 @@ import httpx
 import openai
 import pytest
 from PIL import Image
-
 from support.config import KEYS, USER_SECRET
 from support.fake_upstream import FakeUpstream
 from support.pngs import make_png
@@ -29,7 +28,9 @@ def sdk() -> Iterator[Callable[..., openai.OpenAI]]:
     clients: list[openai.OpenAI] = []
 
     def make(gateway: GatewayProcess, user: str = "alice", key: str | None = None) -> openai.OpenAI:
-        clients.append(openai.OpenAI(base_url=gateway.url + "/v1", api_key=key or KEYS[user], max_retries=0))
+        clients.append(
+            openai.OpenAI(base_url=gateway.url + "/v1", api_key=key or KEYS[user], max_retries=0)
+        )
         return clients[-1]
 
     yield make
@@ -41,24 +42,39 @@ def sdk() -> Iterator[Callable[..., openai.OpenAI]]:
 @pytest.mark.parametrize("response_format", ["url", "b64_json"])
 @pytest.mark.parametrize("n", [1, 10])
 def test_every_parameter_combination_is_forwarded(
-    live: GatewayProcess, upstream: FakeUpstream, tmp_path: Path, size: str, response_format: str, n: int, sdk
+    live: GatewayProcess,
+    upstream: FakeUpstream,
+    tmp_path: Path,
+    size: str,
+    response_format: str,
+    n: int,
+    sdk,
 ) -> None:
     """create_variation works for every allowed size, format and n, from a file on disk."""
     path = tmp_path / "in.png"
     path.write_bytes(make_png(48))
     with path.open("rb") as image:
         result = sdk(live).images.create_variation(
-            image=image, model="dall-e-2", n=n, size=size, response_format=response_format, user="spoofed"
+            image=image,
+            model="dall-e-2",
+            n=n,
+            size=size,
+            response_format=response_format,
+            user="spoofed",
         )
     assert len(result.data) == n
     assert all((item.url if response_format == "url" else item.b64_json) for item in result.data)
     [seen] = upstream.received
     assert seen.fields["n"] == str(n) and seen.fields["size"] == size
     assert seen.fields["response_format"] == response_format
-    assert seen.fields["user"] == hmac.new(USER_SECRET.encode(), b"alice", hashlib.sha256).hexdigest()
+    assert (
+        seen.fields["user"] == hmac.new(USER_SECRET.encode(), b"alice", hashlib.sha256).hexdigest()
+    )
 
 
-def test_sdk_raw_bytes_upload_without_filename(live: GatewayProcess, upstream: FakeUpstream, sdk) -> None:
+def test_sdk_raw_bytes_upload_without_filename(
+    live: GatewayProcess, upstream: FakeUpstream, sdk
+) -> None:
     """Passing bytes (no file name) works the same."""
     result = sdk(live, "bob").images.create_variation(image=make_png(16))
     assert len(result.data) == 1

@@ -12,13 +12,16 @@ from typing import Any
 import httpx
 import openai
 import pytest
-
 from support.config import KEYS, auth, base_config
 from support.fake_upstream import FakeUpstream, Reply, images_response
 from support.pngs import make_png
 from support.servers import GatewayProcess, RedisServer
 
-pytestmark = [pytest.mark.e2e, pytest.mark.redis, pytest.mark.filterwarnings("ignore:deprecated:DeprecationWarning")]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.redis,
+    pytest.mark.filterwarnings("ignore:deprecated:DeprecationWarning"),
+]
 PNG = make_png(16)
 
 
@@ -30,8 +33,12 @@ async def _burst(urls: list[str], users: list[str], count: int) -> list[int]:
     """`count` concurrent variations requests spread over gateways and users: their statuses."""
     async with httpx.AsyncClient(timeout=30) as client:
         calls = [
-            client.post(urls[i % len(urls)] + "/v1/images/variations", headers=auth(users[i % len(users)]),
-                        files={"image": ("a.png", PNG, "image/png")}, data={"size": "256x256"})
+            client.post(
+                urls[i % len(urls)] + "/v1/images/variations",
+                headers=auth(users[i % len(users)]),
+                files={"image": ("a.png", PNG, "image/png")},
+                data={"size": "256x256"},
+            )
             for i in range(count)
         ]
         return [r.status_code for r in await asyncio.gather(*calls)]
@@ -41,13 +48,19 @@ async def _burst(urls: list[str], users: list[str], count: int) -> list[int]:
     ("quotas", "users"),
     [
         ({"users": {"alice": [{"unit": "requests", "limit": 10, "window": "day"}]}}, ["alice"]),
-        ({"teams": {"vision": [{"unit": "images", "limit": 10, "window": "month"}]}}, ["alice", "bob"]),
+        (
+            {"teams": {"vision": [{"unit": "images", "limit": 10, "window": "month"}]}},
+            ["alice", "bob"],
+        ),
     ],
     ids=["user-limit", "team-pool"],
 )
 def test_two_processes_admit_exactly_the_limit(
-    start_gateway: Callable[..., GatewayProcess], upstream: FakeUpstream, clean_redis: str,
-    quotas: dict[str, Any], users: list[str],
+    start_gateway: Callable[..., GatewayProcess],
+    upstream: FakeUpstream,
+    clean_redis: str,
+    quotas: dict[str, Any],
+    users: list[str],
 ) -> None:
     """40 concurrent requests over two gateway processes at a limit of 10 admit exactly 10."""
     env = {"REDIS_URL": clean_redis}
@@ -64,8 +77,12 @@ def test_sdk_gets_rate_limit_error_at_once_for_exhausted_quota(
     quotas = {"default": [{"unit": "images", "limit": 1, "window": "day"}]}
     gateway = start_gateway(limited_config(upstream, quotas), {"REDIS_URL": clean_redis})
     sent: list[str] = []
-    http_client = openai.DefaultHttpxClient(event_hooks={"request": [lambda r: sent.append(str(r.url))]})
-    with openai.OpenAI(base_url=gateway.url + "/v1", api_key=KEYS["alice"], http_client=http_client) as client:
+    http_client = openai.DefaultHttpxClient(
+        event_hooks={"request": [lambda r: sent.append(str(r.url))]}
+    )
+    with openai.OpenAI(
+        base_url=gateway.url + "/v1", api_key=KEYS["alice"], http_client=http_client
+    ) as client:
         client.images.create_variation(image=PNG)  # default max_retries (2) stays on
         with pytest.raises(openai.RateLimitError) as refused:
             client.images.create_variation(image=PNG)
@@ -77,28 +94,49 @@ def test_usage_survives_a_gateway_restart(
     start_gateway: Callable[..., GatewayProcess], upstream: FakeUpstream, clean_redis: str
 ) -> None:
     """Usage lives in Redis: a restarted gateway still refuses the spent quota."""
-    config = limited_config(upstream, {"default": [{"unit": "images", "limit": 3, "window": "day"}]})
+    config = limited_config(
+        upstream, {"default": [{"unit": "images", "limit": 3, "window": "day"}]}
+    )
     first = start_gateway(config, {"REDIS_URL": clean_redis})
-    assert httpx.post(first.url + "/v1/images/variations", headers=auth(), files={"image": PNG}, data={"n": "3"}).status_code == 200
+    assert (
+        httpx.post(
+            first.url + "/v1/images/variations",
+            headers=auth(),
+            files={"image": PNG},
+            data={"n": "3"},
+        ).status_code
+        == 200
+    )
     first.stop()
     second = start_gateway(config, {"REDIS_URL": clean_redis})
     rules = httpx.get(second.url + "/v1/quota", headers=auth()).json()["rules"]
     assert [(r["unit"], r["used"], r["remaining"]) for r in rules] == [("images", 3, 0)]
-    assert httpx.post(second.url + "/v1/images/variations", headers=auth(), files={"image": PNG}).status_code == 429
+    assert (
+        httpx.post(
+            second.url + "/v1/images/variations", headers=auth(), files={"image": PNG}
+        ).status_code
+        == 429
+    )
 
 
 def test_caller_hanging_up_before_upstream_answers_is_refunded(
     start_gateway: Callable[..., GatewayProcess], upstream: FakeUpstream, clean_redis: str
 ) -> None:
     """A client that disconnects while upstream is working is charged nothing."""
-    config = limited_config(upstream, {"default": [{"unit": "images", "limit": 5, "window": "day"}]})
+    config = limited_config(
+        upstream, {"default": [{"unit": "images", "limit": 5, "window": "day"}]}
+    )
     gateway = start_gateway(config, {"REDIS_URL": clean_redis})
     upstream.script = lambda r: Reply(body=images_response(r), delay=3)
     body, content_type = _multipart(PNG, n="2")
     sock = socket.create_connection(("127.0.0.1", gateway.port))
     sock.sendall(
-        b"POST /v1/images/variations HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + KEYS["alice"].encode()
-        + b"\r\nContent-Type: " + content_type.encode() + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+        b"POST /v1/images/variations HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+        + KEYS["alice"].encode()
+        + b"\r\nContent-Type: "
+        + content_type.encode()
+        + b"\r\nContent-Length: %d\r\n\r\n" % len(body)
+        + body
     )
     deadline = time.monotonic() + 5
     while not upstream.received and time.monotonic() < deadline:
@@ -124,17 +162,25 @@ def _multipart(png: bytes, **fields: str) -> tuple[bytes, str]:
 
 @pytest.mark.parametrize("on_error", ["fail_closed", "fail_open"])
 def test_redis_outage_and_recovery(
-    start_gateway: Callable[..., GatewayProcess], upstream: FakeUpstream, tmp_path: Path, on_error: str
+    start_gateway: Callable[..., GatewayProcess],
+    upstream: FakeUpstream,
+    tmp_path: Path,
+    on_error: str,
 ) -> None:
-    """Redis stopped under the gateway: 503 (closed) or admitted (open); back to normal when it returns."""
+    """Redis stopped under the gateway: 503 (closed) or unmetered (open); recovers by itself."""
     redis_server = RedisServer(tmp_path).start()
     try:
         config = limited_config(
-            upstream, {"default": [{"unit": "requests", "limit": 100, "window": "day"}]},
+            upstream,
+            {"default": [{"unit": "requests", "limit": 100, "window": "day"}]},
             store={"on_error": on_error},
         )
         gateway = start_gateway(config, {"REDIS_URL": redis_server.url})
-        post = lambda: httpx.post(gateway.url + "/v1/images/variations", headers=auth(), files={"image": PNG}, timeout=10)  # noqa: E731
+
+        def post() -> httpx.Response:
+            url = gateway.url + "/v1/images/variations"
+            return httpx.post(url, headers=auth(), files={"image": PNG}, timeout=10)
+
         assert post().status_code == 200
         redis_server.stop()
         during = post()

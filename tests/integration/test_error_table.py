@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import pytest
 from starlette.testclient import TestClient
-
-from gateway.multipart import MAX_BODY_BYTES
-from gateway.png import MAX_IMAGE_BYTES
 from support.config import KEYS
 from support.fake_upstream import FakeUpstream
 from support.pngs import make_png, raw_png
 from support.requests import DEFAULT_PNG, PATH, assert_openai_error, post_variation
+
+from gateway.multipart import MAX_BODY_BYTES
+from gateway.png import MAX_IMAGE_BYTES
 
 
 @pytest.fixture(autouse=True)
@@ -27,7 +27,9 @@ def nothing_reaches_upstream(upstream: FakeUpstream):
     "authorization",
     [None, "", "Bearer", "Basic dXNlcjpwYXNz", "Bearer gwk_unknown_key", "Bearer " + "x" * 600],
 )
-def test_missing_malformed_or_unknown_key_is_401(client: TestClient, authorization: str | None) -> None:
+def test_missing_malformed_or_unknown_key_is_401(
+    client: TestClient, authorization: str | None
+) -> None:
     """No, malformed or unknown key: 401 invalid_api_key, and the key is never echoed."""
     headers = {"Authorization": authorization} if authorization is not None else {}
     response = client.post(PATH, files={"image": ("a.png", DEFAULT_PNG)}, headers=headers)
@@ -38,12 +40,20 @@ def test_missing_malformed_or_unknown_key_is_401(client: TestClient, authorizati
 def test_revoked_key_is_401(make_client) -> None:
     """A key removed from the config no longer authenticates."""
     client = make_client({"principals": []})
-    response = client.post(PATH, files={"image": ("a.png", DEFAULT_PNG)}, headers={"Authorization": f"Bearer {KEYS['alice']}"})
+    response = client.post(
+        PATH,
+        files={"image": ("a.png", DEFAULT_PNG)},
+        headers={"Authorization": f"Bearer {KEYS['alice']}"},
+    )
     assert_openai_error(response, 401, "invalid_api_key")
 
 
-@pytest.mark.parametrize("content_type", ["application/json", "multipart/form-data", "text/plain", None])
-def test_non_multipart_body_is_invalid_multipart(client: TestClient, content_type: str | None) -> None:
+@pytest.mark.parametrize(
+    "content_type", ["application/json", "multipart/form-data", "text/plain", None]
+)
+def test_non_multipart_body_is_invalid_multipart(
+    client: TestClient, content_type: str | None
+) -> None:
     """A body that is not multipart/form-data with a boundary is refused."""
     headers = {"Authorization": f"Bearer {KEYS['alice']}"}
     if content_type:
@@ -54,11 +64,14 @@ def test_non_multipart_body_is_invalid_multipart(client: TestClient, content_typ
 
 @pytest.mark.parametrize(
     "body",
-    [b"garbage", b"--b\r\nContent-Disposition: form-data; name=\"n\"\r\n\r\n1\r\n", b"--b--\r\n"[:3]],
+    [b"garbage", b'--b\r\nContent-Disposition: form-data; name="n"\r\n\r\n1\r\n', b"--b--\r\n"[:3]],
 )
 def test_malformed_multipart_is_invalid_multipart(client: TestClient, body: bytes) -> None:
     """Garbage, or a body that stops before its closing boundary, is refused."""
-    headers = {"Authorization": f"Bearer {KEYS['alice']}", "Content-Type": "multipart/form-data; boundary=b"}
+    headers = {
+        "Authorization": f"Bearer {KEYS['alice']}",
+        "Content-Type": "multipart/form-data; boundary=b",
+    }
     assert_openai_error(client.post(PATH, content=body, headers=headers), 400, "invalid_multipart")
 
 
@@ -78,11 +91,14 @@ def test_streamed_oversize_body_is_413(client: TestClient) -> None:
     """A chunked body that passes the cap is refused with 413 (cut-off is shown live, in e2e)."""
 
     def chunks():
-        yield b"--b\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\n\r\n"
+        yield b'--b\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n\r\n'
         for _ in range(MAX_BODY_BYTES // 65536 + 2):
             yield b"\0" * 65536
 
-    headers = {"Authorization": f"Bearer {KEYS['alice']}", "Content-Type": "multipart/form-data; boundary=b"}
+    headers = {
+        "Authorization": f"Bearer {KEYS['alice']}",
+        "Content-Type": "multipart/form-data; boundary=b",
+    }
     response = client.post(PATH, content=chunks(), headers=headers)
     assert_openai_error(response, 413, "request_too_large")
     assert response.headers["connection"] == "close"
@@ -90,13 +106,20 @@ def test_streamed_oversize_body_is_413(client: TestClient) -> None:
 
 def test_missing_image_is_missing_required_parameter(client: TestClient) -> None:
     """A request without an image names the image param."""
-    response = client.post(PATH, files={"n": (None, "1")}, headers={"Authorization": f"Bearer {KEYS['alice']}"})
+    response = client.post(
+        PATH, files={"n": (None, "1")}, headers={"Authorization": f"Bearer {KEYS['alice']}"}
+    )
     assert_openai_error(response, 400, "missing_required_parameter", "image")
 
 
 def test_image_sent_as_text_field_is_invalid_type(client: TestClient) -> None:
     """`-F image=hello` (a text field, not a file) is an invalid type for image."""
-    response = client.post(PATH, data={"image": "hello"}, files={"n": (None, "1")}, headers={"Authorization": f"Bearer {KEYS['alice']}"})
+    response = client.post(
+        PATH,
+        data={"image": "hello"},
+        files={"n": (None, "1")},
+        headers={"Authorization": f"Bearer {KEYS['alice']}"},
+    )
     assert_openai_error(response, 400, "invalid_type", "image")
 
 
@@ -105,7 +128,9 @@ def test_field_sent_twice_is_duplicate_parameter(client: TestClient, field: str)
     """A field given twice is refused, naming it."""
     image = ("image", ("a.png", DEFAULT_PNG, "image/png"))
     text = {"n": (None, b"1"), "size": (None, b"256x256")}
-    files = [image, image] if field == "image" else [image, (field, text[field]), (field, text[field])]
+    files = (
+        [image, image] if field == "image" else [image, (field, text[field]), (field, text[field])]
+    )
     response = client.post(PATH, files=files, headers={"Authorization": f"Bearer {KEYS['alice']}"})
     assert_openai_error(response, 400, "duplicate_parameter", field)
 
@@ -118,7 +143,13 @@ def test_unknown_field_is_unknown_parameter(client: TestClient, field: str) -> N
 
 
 @pytest.mark.parametrize(
-    "image", [b"", b"GIF89a" + b"\0" * 100, DEFAULT_PNG[:-20], DEFAULT_PNG[:40] + b"\xff" + DEFAULT_PNG[41:]],
+    "image",
+    [
+        b"",
+        b"GIF89a" + b"\0" * 100,
+        DEFAULT_PNG[:-20],
+        DEFAULT_PNG[:40] + b"\xff" + DEFAULT_PNG[41:],
+    ],
     ids=["empty", "gif", "truncated", "bad-crc"],
 )
 def test_not_a_png_is_invalid_image_format(client: TestClient, image: bytes) -> None:
@@ -133,17 +164,26 @@ def test_image_of_4mib_or_more_is_image_too_large(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize(
-    "image", [make_png(40, height=30), raw_png(0, 0), raw_png(5000, 5000)], ids=["not-square", "zero", "huge"]
+    "image",
+    [make_png(40, height=30), raw_png(0, 0), raw_png(5000, 5000)],
+    ids=["not-square", "zero", "huge"],
 )
 def test_bad_dimensions_are_invalid_image_dimensions(client: TestClient, image: bytes) -> None:
     """Non-square, zero-sized, or over-the-ceiling images are refused."""
-    assert_openai_error(post_variation(client, image=image), 400, "invalid_image_dimensions", "image")
+    assert_openai_error(
+        post_variation(client, image=image), 400, "invalid_image_dimensions", "image"
+    )
 
 
 @pytest.mark.parametrize(
     ("n", "code"),
-    [("two", "invalid_type"), ("1.5", "invalid_type"), ("", "invalid_type"),
-     ("0", "integer_below_min_value"), ("11", "integer_above_max_value")],
+    [
+        ("two", "invalid_type"),
+        ("1.5", "invalid_type"),
+        ("", "invalid_type"),
+        ("0", "integer_below_min_value"),
+        ("11", "integer_above_max_value"),
+    ],
 )
 def test_bad_n_is_refused_with_its_code(client: TestClient, n: str, code: str) -> None:
     """`n` must be an integer from 1 to 10."""
@@ -152,7 +192,13 @@ def test_bad_n_is_refused_with_its_code(client: TestClient, n: str, code: str) -
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("size", "2048x2048"), ("size", "256"), ("response_format", "png"), ("model", "dall-e-3"), ("model", "gpt-image-1")],
+    [
+        ("size", "2048x2048"),
+        ("size", "256"),
+        ("response_format", "png"),
+        ("model", "dall-e-3"),
+        ("model", "gpt-image-1"),
+    ],
 )
 def test_disallowed_values_are_invalid_value(client: TestClient, field: str, value: str) -> None:
     """size, response_format and model outside the allowed sets are refused, naming the field."""
@@ -161,7 +207,11 @@ def test_disallowed_values_are_invalid_value(client: TestClient, field: str, val
 
 def test_unknown_path_is_openai_shaped_404(client: TestClient) -> None:
     """Unknown paths answer 404 in the OpenAI shape, never a redirect."""
-    response = client.post("/v1/images/generations", headers={"Authorization": f"Bearer {KEYS['alice']}"}, follow_redirects=False)
+    response = client.post(
+        "/v1/images/generations",
+        headers={"Authorization": f"Bearer {KEYS['alice']}"},
+        follow_redirects=False,
+    )
     assert_openai_error(response, 404, "not_found")
     assert_openai_error(client.post("/v1/images/variations/"), 404, "not_found")
 

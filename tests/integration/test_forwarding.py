@@ -7,18 +7,28 @@ import hmac
 
 import pytest
 from starlette.testclient import TestClient
-
 from support.config import UPSTREAM_KEY, USER_SECRET
 from support.fake_upstream import FakeUpstream, Reply
 from support.requests import DEFAULT_PNG, post_variation
 
 
-def test_upstream_gets_a_multipart_rebuilt_from_the_allowlist(client: TestClient, upstream: FakeUpstream) -> None:
+def test_upstream_gets_a_multipart_rebuilt_from_the_allowlist(
+    client: TestClient, upstream: FakeUpstream
+) -> None:
     """Only image, model, n, size, response_format and the pseudonymous user go upstream."""
     response = post_variation(
         client,
-        fields={"n": "2", "size": "512x512", "response_format": "b64_json", "user": "caller-chosen"},
-        headers={"Cookie": "session=abc", "X-Custom": "smuggled", "OpenAI-Organization": "org-caller"},
+        fields={
+            "n": "2",
+            "size": "512x512",
+            "response_format": "b64_json",
+            "user": "caller-chosen",
+        },
+        headers={
+            "Cookie": "session=abc",
+            "X-Custom": "smuggled",
+            "OpenAI-Organization": "org-caller",
+        },
         filename="holiday photo.png",
     )
     assert response.status_code == 200, response.text
@@ -37,12 +47,17 @@ def test_upstream_gets_a_multipart_rebuilt_from_the_allowlist(client: TestClient
         assert name not in seen.headers
 
 
-def test_defaults_are_filled_in_before_forwarding(client: TestClient, upstream: FakeUpstream) -> None:
+def test_defaults_are_filled_in_before_forwarding(
+    client: TestClient, upstream: FakeUpstream
+) -> None:
     """A request with only an image is forwarded with OpenAI's defaults."""
     assert post_variation(client).status_code == 200
     [seen] = upstream.received
     assert {k: seen.fields[k] for k in ("model", "n", "size", "response_format")} == {
-        "model": "dall-e-2", "n": "1", "size": "1024x1024", "response_format": "url",
+        "model": "dall-e-2",
+        "n": "1",
+        "size": "1024x1024",
+        "response_format": "url",
     }
 
 
@@ -55,18 +70,29 @@ def test_plain_user_field_sends_the_internal_id(make_client, upstream: FakeUpstr
 
 def test_organization_and_project_come_from_config(make_client, upstream: FakeUpstream) -> None:
     """OpenAI-Organization and OpenAI-Project are the company's, from the config."""
-    client = make_client({"upstream": {"base_url": upstream.url, "organization": "org-company", "project": "proj_x"}})
+    client = make_client(
+        {"upstream": {"base_url": upstream.url, "organization": "org-company", "project": "proj_x"}}
+    )
     assert post_variation(client).status_code == 200
     seen = upstream.received[0].headers
     assert (seen["openai-organization"], seen["openai-project"]) == ("org-company", "proj_x")
 
 
-def test_answer_is_relayed_unchanged_with_upstream_request_id(client: TestClient, upstream: FakeUpstream) -> None:
+def test_answer_is_relayed_unchanged_with_upstream_request_id(
+    client: TestClient, upstream: FakeUpstream
+) -> None:
     """The ImagesResponse body passes through byte for byte; upstream's own headers do not."""
     body = b'{"created": 1234, "data": [{"url": "https://x.invalid/a.png"}],  "extra": true}'
-    upstream.reply(Reply(body=body, headers={
-        "set-cookie": "a=b", "openai-organization": "org-company", "x-ratelimit-remaining-requests": "9",
-    }))
+    upstream.reply(
+        Reply(
+            body=body,
+            headers={
+                "set-cookie": "a=b",
+                "openai-organization": "org-company",
+                "x-ratelimit-remaining-requests": "9",
+            },
+        )
+    )
     response = post_variation(client)
     assert response.status_code == 200
     assert response.content == body
@@ -78,7 +104,9 @@ def test_answer_is_relayed_unchanged_with_upstream_request_id(client: TestClient
 
 
 @pytest.mark.parametrize("filename", [None, "x", "image.jpg"])
-def test_png_is_recognised_by_its_bytes_whatever_the_filename(client: TestClient, filename: str | None) -> None:
+def test_png_is_recognised_by_its_bytes_whatever_the_filename(
+    client: TestClient, filename: str | None
+) -> None:
     """Any or no filename is fine: the bytes decide."""
     assert post_variation(client, filename=filename).status_code == 200
 
@@ -91,10 +119,13 @@ def test_fields_in_any_order_and_chunked_body(client: TestClient, upstream: Fake
         ("n", b"3", 'form-data; name="n"'),
         ("size", b"256x256", 'form-data; name="size"'),
     ]
-    body = b"".join(
-        f"--{boundary}\r\nContent-Disposition: {disp}\r\n\r\n".encode() + value + b"\r\n"
-        for _, value, disp in parts
-    ) + f"--{boundary}--\r\n".encode()
+    body = (
+        b"".join(
+            f"--{boundary}\r\nContent-Disposition: {disp}\r\n\r\n".encode() + value + b"\r\n"
+            for _, value, disp in parts
+        )
+        + f"--{boundary}--\r\n".encode()
+    )
 
     def chunks():
         for i in range(0, len(body), 100):
@@ -103,7 +134,10 @@ def test_fields_in_any_order_and_chunked_body(client: TestClient, upstream: Fake
     response = client.post(
         "/v1/images/variations",
         content=chunks(),
-        headers={"Authorization": "Bearer gwk_alice_test_key_aaaaaaaaaaaaaaaa", "Content-Type": f"multipart/form-data; boundary={boundary}"},
+        headers={
+            "Authorization": "Bearer gwk_alice_test_key_aaaaaaaaaaaaaaaa",
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+        },
     )
     assert response.status_code == 200, response.text
     assert upstream.received[0].fields["n"] == "3"

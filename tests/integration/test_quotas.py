@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
-
 from support.config import auth
 from support.fake_upstream import FakeUpstream, Reply, images_response
 from support.requests import assert_openai_error, post_variation
@@ -44,7 +43,9 @@ def test_success_carries_quota_headers(limited: TestClient) -> None:
     assert '"user-images-day";r=3;' in h["ratelimit"]
 
 
-def test_rate_limit_refusal_is_429_and_consumes_nothing(limited: TestClient, upstream: FakeUpstream) -> None:
+def test_rate_limit_refusal_is_429_and_consumes_nothing(
+    limited: TestClient, upstream: FakeUpstream
+) -> None:
     """The 4th request in a minute is a 429 rate_limit_exceeded and is not forwarded."""
     for _ in range(3):
         assert post_variation(limited, fields={"size": "256x256"}).status_code == 200
@@ -58,7 +59,9 @@ def test_rate_limit_refusal_is_429_and_consumes_nothing(limited: TestClient, ups
     assert used(limited)["user:requests:minute"] == 3
 
 
-def test_quota_exhaustion_is_insufficient_quota(limited: TestClient, upstream: FakeUpstream) -> None:
+def test_quota_exhaustion_is_insufficient_quota(
+    limited: TestClient, upstream: FakeUpstream
+) -> None:
     """Asking for more images than are left is insufficient_quota, not to be retried."""
     response = post_variation(limited, fields={"n": "6"})
     assert_openai_error(response, 429, "insufficient_quota", type_="insufficient_quota")
@@ -82,8 +85,11 @@ def test_upstream_failure_refunds_everything(limited: TestClient, upstream: Fake
     assert set(used(limited).values()) == {0}
 
 
-def test_fewer_images_than_asked_refunds_the_rest(limited: TestClient, upstream: FakeUpstream) -> None:
+def test_fewer_images_than_asked_refunds_the_rest(
+    limited: TestClient, upstream: FakeUpstream
+) -> None:
     """Upstream delivering 1 of 3 images is charged 1 image and its price."""
+
     def one_image(received: Any) -> Reply:
         body = images_response(received)
         body["data"] = body["data"][:1]
@@ -91,12 +97,19 @@ def test_fewer_images_than_asked_refunds_the_rest(limited: TestClient, upstream:
 
     upstream.script = one_image
     assert post_variation(limited, fields={"n": "3", "size": "1024x1024"}).status_code == 200
-    assert used(limited) == {"user:requests:minute": 1, "user:images:day": 1, "team:usd:month": 0.02}
+    assert used(limited) == {
+        "user:requests:minute": 1,
+        "user:images:day": 1,
+        "team:usd:month": 0.02,
+    }
 
 
 def test_team_pool_is_shared_across_members(limited: TestClient) -> None:
     """bob's spend shows in alice's view of the team pool."""
-    assert post_variation(limited, user="bob", fields={"n": "5", "size": "1024x1024"}).status_code == 200
+    assert (
+        post_variation(limited, user="bob", fields={"n": "5", "size": "1024x1024"}).status_code
+        == 200
+    )
     assert used(limited, "alice")["team:usd:month"] == 0.1
 
 
@@ -105,14 +118,25 @@ def test_own_quota_shape(limited: TestClient) -> None:
     body = limited.get("/v1/quota", headers=auth("carol")).json()
     assert (body["user"], body["team"]) == ("carol", "audio")
     rule = body["rules"][0]
-    assert set(rule) == {"scope", "subject", "unit", "window", "limit", "used", "remaining", "resets_at"}
+    assert set(rule) == {
+        "scope",
+        "subject",
+        "unit",
+        "window",
+        "limit",
+        "used",
+        "remaining",
+        "resets_at",
+    }
     assert rule["resets_at"].endswith("Z") and rule["subject"] == "carol"
 
 
 def test_admin_quotas_needs_the_admin_role(limited: TestClient) -> None:
     """/admin/quotas: 401 without a key, 403 for a user, everyone's rules for an admin."""
     assert_openai_error(limited.get("/admin/quotas"), 401, "invalid_api_key")
-    assert_openai_error(limited.get("/admin/quotas", headers=auth("alice")), 403, "permission_denied")
+    assert_openai_error(
+        limited.get("/admin/quotas", headers=auth("alice")), 403, "permission_denied"
+    )
     body = limited.get("/admin/quotas", headers=auth("grafana")).json()
     assert [p["user"] for p in body["principals"]] == ["alice", "bob", "carol", "grafana"]
     assert body["teams"][0]["team"] == "vision" and body["teams"][0]["rules"][0]["unit"] == "usd"

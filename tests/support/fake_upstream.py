@@ -7,6 +7,7 @@ headers, delay) to play every upstream fault.
 from __future__ import annotations
 
 import base64
+import contextlib
 import email.parser
 import email.policy
 import json
@@ -57,7 +58,9 @@ def images_response(received: Received) -> dict[str, Any]:
     return {"created": 1700000000, "data": data}
 
 
-def parse_multipart(content_type: str, body: bytes) -> tuple[dict[str, str], dict[str, Any], list[str]]:
+def parse_multipart(
+    content_type: str, body: bytes
+) -> tuple[dict[str, str], dict[str, Any], list[str]]:
     """Text fields, file parts and field order of a multipart body (stdlib parser)."""
     message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
         f"Content-Type: {content_type}\r\n\r\n".encode() + body
@@ -116,7 +119,7 @@ class FakeUpstream:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 received = Received("POST", self.path, headers)
@@ -129,19 +132,20 @@ class FakeUpstream:
             def _answer(self, reply: Reply) -> None:
                 if reply.delay:
                     time.sleep(reply.delay)
-                body = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
+                body = (
+                    reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
+                )
                 self.send_response(reply.status)
                 headers = {"content-type": "application/json", "x-request-id": "upstream-req-1"}
                 for name, value in {**headers, **reply.headers}.items():
                     self.send_header(name, value)
                 self.send_header("content-length", str(len(body)))
                 self.end_headers()
-                try:
+                # The gateway may have given up (timeout): then there is nobody to deliver to.
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     self.wfile.write(body)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the gateway gave up (timeout): nothing to deliver
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 return
 
         return Handler

@@ -15,7 +15,9 @@ def make_png(side: int = 64, *, height: int | None = None, noise: bool = False) 
         image = Image.frombytes("RGB", (side, height), os.urandom(side * height * 3))
     else:
         image = Image.new("RGB", (side, height))
-        image.putdata([((x * 5) % 256, (y * 3) % 256, 128) for y in range(height) for x in range(side)])
+        image.putdata(
+            [((x * 5) % 256, (y * 3) % 256, 128) for y in range(height) for x in range(side)]
+        )
     out = io.BytesIO()
     image.save(out, format="PNG")
     return out.getvalue()
@@ -37,8 +39,15 @@ def raw_png(width: int, height: int) -> bytes:
     import zlib
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     rows = b"".join(b"\0" + bytes(width) for _ in range(height))
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )

@@ -29,7 +29,13 @@ def post_variation(
     )
 
 
-def assert_openai_error(response: Any, status: int, code: str | None, param: str | None = None, type_: str = "invalid_request_error") -> dict[str, Any]:
+def assert_openai_error(
+    response: Any,
+    status: int,
+    code: str | None,
+    param: str | None = None,
+    type_: str = "invalid_request_error",
+) -> dict[str, Any]:
     """The response is an OpenAI-shaped error with exactly these values."""
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/json"
