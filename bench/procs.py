@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil  # type: ignore[import-untyped]
@@ -64,8 +65,10 @@ def start_upstream(port: int, delay_ms: float, work: Path) -> Popen:
     return proc
 
 
-def write_gateway_config(path: Path, upstream_port: int) -> None:
-    """A config with one principal (the bench key), no quotas, and the fake upstream."""
+def write_gateway_config(
+    path: Path, upstream_port: int, quotas: dict[str, Any] | None = None
+) -> None:
+    """A config with one principal (the bench key), the fake upstream, and `quotas` (or none)."""
     config = {
         "upstream": {"base_url": f"http://127.0.0.1:{upstream_port}/v1"},
         "principals": [
@@ -75,7 +78,7 @@ def write_gateway_config(path: Path, upstream_port: int) -> None:
                 "key_sha256": hashlib.sha256(BENCH_KEY.encode()).hexdigest(),
             }
         ],
-        "quotas": {"default": []},
+        "quotas": quotas or {"default": []},
     }
     path.write_text(yaml.safe_dump(config, sort_keys=False))
 
@@ -85,12 +88,22 @@ def _gateway_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "gateway"]
 
 
-def start_gateway(port: int, upstream_port: int, work: Path) -> Popen:
-    """`gateway serve` with a generated config and the in-process store, ready to serve."""
-    config, log = work / "gateway.yaml", work / "gateway.log"
-    write_gateway_config(config, upstream_port)
+def start_gateway(
+    port: int,
+    upstream_port: int,
+    work: Path,
+    *,
+    quotas: dict[str, Any] | None = None,
+    redis_url: str | None = None,
+    name: str = "gateway",
+) -> Popen:
+    """`gateway serve` with a generated config (in-process store unless `redis_url`), ready."""
+    config, log = work / f"{name}.yaml", work / f"{name}.log"
+    write_gateway_config(config, upstream_port, quotas)
     env = {k: v for k, v in os.environ.items() if k not in _CLEARED_ENV}
     env.update(OPENAI_API_KEY=UPSTREAM_KEY, GATEWAY_USER_SECRET=USER_SECRET)
+    if redis_url:
+        env["REDIS_URL"] = redis_url
     args = ["serve", "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
     proc = _spawn([*_gateway_command(), *args], env, log)
     wait_ready(proc, f"http://127.0.0.1:{port}/readyz", log)

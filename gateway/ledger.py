@@ -95,9 +95,11 @@ class QuotaLedger:
 
     def _unmetered(self, exc: StoreError) -> Reservation:
         self._on_store_error()
+        cause = exc.__cause__ or exc
         if not self._fail_open:
+            log.warning("quota store unavailable, refusing (fail_closed): %r", cause)
             raise StoreUnavailable() from exc
-        log.warning("quota store unavailable, admitting unmetered (fail_open): %s", exc)
+        log.warning("quota store unavailable, admitting unmetered (fail_open): %r", cause)
         return Reservation(metered=False)
 
     async def settle(self, reservation: Reservation, delivered: int, asked: int) -> None:

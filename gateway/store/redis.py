@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 from gateway.store.base import ChargeItem, ChargeOutcome, Clock, StoreError
 
 SOCKET_TIMEOUT_SECONDS = 2.0
+POOL_SIZE = 64  # per process; a quota step holds a connection for ~0.1 ms
 
 
 def _script(name: str) -> str:
@@ -25,13 +26,20 @@ def _script(name: str) -> str:
 
 
 def connect(url: str) -> redis.Redis:
-    """A client with short timeouts, so an unreachable Redis fails fast instead of hanging."""
-    return redis.Redis.from_url(
+    """A client with short timeouts, so an unreachable Redis fails fast instead of hanging.
+
+    The pool blocks (briefly) when all its connections are busy: a burst of requests waits
+    for a connection instead of failing, and Redis never sees more than the pool's size.
+    """
+    pool = redis.BlockingConnectionPool.from_url(
         url,
+        max_connections=POOL_SIZE,
+        timeout=SOCKET_TIMEOUT_SECONDS,
         socket_timeout=SOCKET_TIMEOUT_SECONDS,
         socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
         health_check_interval=30,
     )
+    return redis.Redis.from_pool(pool)
 
 
 class RedisStore:

@@ -178,3 +178,18 @@ async def test_fail_closed_and_fail_open_on_a_broken_store() -> None:
     )
     assert not (await opened.reserve(ALICE, 1, "256x256")).metered
     assert errors == [1]
+
+
+@pytest.mark.redis
+async def test_a_burst_waits_for_pool_connections_instead_of_failing(clean_redis: str) -> None:
+    """1000 concurrent charges on one process all get an answer: the pool queues, never errors."""
+    from gateway.store.redis import RedisStore, connect
+
+    store = RedisStore(connect(clean_redis))
+    try:
+        charges = (store.charge([item("burst", 1, 10_000)]) for _ in range(1000))
+        outcomes = await asyncio.gather(*charges)
+    finally:
+        await store.close()
+    assert all(outcome is not None and outcome.admitted for outcome in outcomes)
+    assert max(outcome.used[0] for outcome in outcomes if outcome) == 1000

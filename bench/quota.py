@@ -1,0 +1,168 @@
+"""Quota benchmarks on a real Redis: the cost of the quota step, and exactness under a burst.
+
+    .venv/bin/python -m bench.quota [--calls 5000] [--burst 500] [--limit 100]
+
+1. Latency of `QuotaLedger.reserve` (one Lua check-and-charge over 3 counters: user
+   requests/minute, user images/day, team usd/month) and of `settle` (a refund), called
+   in a loop, next to the in-process store.
+2. Two `gateway serve` processes on one Redis with a limit of `--limit` requests a day;
+   `--burst` concurrent requests spread over both. Exactly `--limit` must be admitted.
+
+Uses $REDIS_URL if set, else a throwaway redis-server from PATH on a free port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from bench import procs
+from bench.images import noise_png
+from gateway.auth import Identity
+from gateway.ledger import QuotaLedger
+from gateway.settings import parse_config
+from gateway.store.base import Store
+from gateway.store.memory import MemoryStore
+from gateway.store.redis import RedisStore, connect
+
+RULES = {
+    "default": [
+        {"unit": "requests", "limit": 10**9, "window": "minute"},
+        {"unit": "images", "limit": 10**9, "window": "day"},
+    ],
+    "teams": {"bench": [{"unit": "usd", "limit": 10**9, "window": "month"}]},
+}
+WHO = Identity("bench", "bench")
+
+
+@contextmanager
+def redis_server() -> Iterator[str]:
+    """$REDIS_URL, or a throwaway redis-server for the run."""
+    import os
+
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        sys.exit("bench.quota: needs $REDIS_URL or redis-server on PATH")
+    port = procs.free_port()
+    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL)
+    try:
+        time.sleep(0.3)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def _percentiles(samples: Sequence[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    return statistics.median(ordered) * 1000, ordered[int(len(ordered) * 0.99)] * 1000
+
+
+async def _time_calls(store: Store, calls: int) -> dict[str, tuple[float, float]]:
+    ledger = QuotaLedger(parse_config({"quotas": RULES}), store)
+    reserve, settle = [], []
+    for _ in range(calls):
+        started = time.perf_counter()
+        reservation = await ledger.reserve(WHO, 2, "512x512")
+        middle = time.perf_counter()
+        await ledger.settle(reservation, delivered=1, asked=2)
+        settle.append(time.perf_counter() - middle)
+        reserve.append(middle - started)
+    return {"reserve": _percentiles(reserve), "settle (refund)": _percentiles(settle)}
+
+
+async def quota_step(redis_url: str, calls: int) -> list[str]:
+    """Markdown rows: p50/p99 of reserve and settle, Redis and memory."""
+    rows = []
+    redis_store = RedisStore(connect(redis_url))
+    try:
+        for name, store in (("redis", redis_store), ("memory", MemoryStore())):
+            for step, (p50, p99) in (await _time_calls(store, calls)).items():
+                rows.append(f"| {name} | {step} | {calls} | {p50:.3f} | {p99:.3f} |")
+    finally:
+        await redis_store.close()
+    return rows
+
+
+async def _burst(urls: Sequence[str], count: int) -> dict[int, int]:
+    body = noise_png(50_000)
+    limits = httpx.Limits(max_connections=count)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+        calls = [
+            client.post(
+                urls[i % len(urls)] + "/v1/images/variations",
+                headers={"Authorization": f"Bearer {procs.BENCH_KEY}"},
+                files={"image": ("image.png", body, "image/png")},
+                data={"size": "256x256"},
+            )
+            for i in range(count)
+        ]
+        statuses: dict[int, int] = {}
+        for response in await asyncio.gather(*calls):
+            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+        return statuses
+
+
+def burst(redis_url: str, count: int, limit: int, work: Path) -> dict[int, int]:
+    """Statuses of `count` concurrent requests over two gateways sharing `redis_url`."""
+    import redis
+
+    with redis.Redis.from_url(redis_url) as client:
+        for key in client.scan_iter(match="gw:v1:quota:{bench}:*"):
+            client.delete(key)
+    quotas = {"default": [{"unit": "requests", "limit": limit, "window": "day"}]}
+    upstream_port = procs.free_port()
+    started: list[procs.Popen] = []
+    try:
+        started.append(procs.start_upstream(upstream_port, 0, work))
+        ports = [procs.free_port(), procs.free_port()]
+        for i, port in enumerate(ports):
+            started.append(
+                procs.start_gateway(
+                    port, upstream_port, work, quotas=quotas, redis_url=redis_url, name=f"gw{i}"
+                )
+            )
+        return asyncio.run(_burst([f"http://127.0.0.1:{p}" for p in ports], count))
+    finally:
+        for proc in reversed(started):
+            procs.stop(proc)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench.quota", description=__doc__)
+    parser.add_argument("--calls", type=int, default=5000)
+    parser.add_argument("--burst", type=int, default=500)
+    parser.add_argument("--limit", type=int, default=100)
+    args = parser.parse_args(argv)
+    work = Path(__file__).parent / ".work"
+    work.mkdir(exist_ok=True)
+    with redis_server() as url:
+        rows = asyncio.run(quota_step(url, args.calls))
+        statuses = burst(url, args.burst, args.limit, work)
+    print("| store | step | calls | p50 ms | p99 ms |\n|---|---|---|---|---|")
+    print("\n".join(rows))
+    admitted = statuses.get(200, 0)
+    verdict = "exact" if admitted == args.limit else "WRONG"
+    print(
+        f"\nburst: {args.burst} concurrent requests over 2 processes, limit {args.limit}: "
+        f"admitted {admitted} ({verdict}); statuses {dict(sorted(statuses.items()))}"
+    )
+    return 0 if admitted == args.limit else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
