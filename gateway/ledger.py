@@ -120,11 +120,26 @@ class QuotaLedger:
                         amount if delivered == 0 else amount * (asked - delivered) // asked,
                     )
                 )
+        await self._refund(refunds)
+
+    async def settle_as_hit(self, reservation: Reservation, hit_units: Sequence[Unit]) -> None:
+        """Refund every unit a cache hit does not consume (for a coalesced request)."""
+        if reservation.settled or not reservation.metered:
+            return
+        reservation.settled = True
+        refunds = [
+            (counter.key, amount)
+            for counter, amount in zip(reservation.counters, reservation.amounts, strict=True)
+            if amount and counter.unit not in hit_units
+        ]
+        await self._refund(refunds)
+
+    async def _refund(self, refunds: list[tuple[str, int]]) -> None:
         try:
             await self._store.refund([r for r in refunds if r[1] > 0])
         except StoreError as exc:
             self._on_store_error()
-            log.warning("quota refund lost: %s", exc)
+            log.warning("quota refund lost: %r", exc.__cause__ or exc)
 
     async def states(self, identity: Identity) -> list[RuleState]:
         """Every rule applicable to `identity`, now; raises `StoreUnavailable`."""

@@ -15,12 +15,14 @@ import httpx
 
 from gateway import sandbox
 from gateway.auth import Identity, KeyAuthenticator, pseudonym
+from gateway.cache import ResponseCache, cache_key
 from gateway.hosting import ImageHost
 from gateway.ledger import QuotaLedger
+from gateway.params import VariationRequest
 from gateway.settings import Settings
-from gateway.store.base import Store
-from gateway.store.memory import MemoryStore
-from gateway.store.redis import RedisStore, connect
+from gateway.store.base import CacheStore, Store
+from gateway.store.memory import MemoryCacheStore, MemoryStore
+from gateway.store.redis import RedisCacheStore, RedisStore, connect
 from gateway.upstream import VariationsUpstream, build_client
 
 
@@ -33,8 +35,16 @@ class Services:
     store: Store
     images: ImageHost
     ledger: QuotaLedger
+    cache: ResponseCache
     upstream: VariationsUpstream
     upstream_headers: Mapping[str, str]
+
+    def cache_key(self, identity: Identity, request: VariationRequest) -> str:
+        """The cache entry of this request, within the configured scope."""
+        upstream = self.settings.config.upstream
+        return cache_key(
+            self.settings.config.cache, identity, request, f"{upstream.adapter}@{upstream.base_url}"
+        )
 
     def user_field(self, identity: Identity) -> str:
         """The `user` value sent upstream for this identity (never the caller's own)."""
@@ -48,6 +58,23 @@ def open_store(settings: Settings) -> Store:
     if settings.redis_url is None:
         return MemoryStore()
     return RedisStore(connect(settings.redis_url.get_secret_value()))
+
+
+def open_cache(settings: Settings) -> ResponseCache:
+    """The answer cache on its own Redis (default: the store's), else in process memory."""
+    url = settings.cache_redis_url
+    store: CacheStore = (
+        RedisCacheStore(connect(url.get_secret_value())) if url else MemoryCacheStore()
+    )
+    config = settings.config
+    # A leader's lock outlives its upstream call; waiters wait as long, unless told otherwise.
+    lock_seconds = config.upstream.timeout_seconds + 10
+    return ResponseCache(
+        store,
+        config.cache,
+        wait_seconds=config.cache.coalesce_wait_seconds or lock_seconds,
+        lock_seconds=lock_seconds,
+    )
 
 
 def _upstream_transport(
@@ -68,6 +95,7 @@ async def open_services(
 ) -> AsyncIterator[Services]:
     """Open the store and the upstream client; close both on exit."""
     store = open_store(settings)
+    cache = open_cache(settings)
     images = ImageHost(store, settings.public_url)
     transport, base_url = _upstream_transport(settings, images, upstream_transport)
     demo_key = settings.demo_key.get_secret_value() if settings.demo_key else None
@@ -79,10 +107,12 @@ async def open_services(
                 store=store,
                 images=images,
                 ledger=QuotaLedger(settings.config, store),
+                cache=cache,
                 upstream=VariationsUpstream(client, settings, base_url),
                 upstream_headers=(
                     {"x-gateway-upstream": "sandbox"} if settings.config.upstream.is_sandbox else {}
                 ),
             )
     finally:
+        await cache.close()
         await store.close()

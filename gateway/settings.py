@@ -100,6 +100,8 @@ class CacheConfig(_Strict):
     ttl_seconds: int = Field(86400, ge=1)
     max_entry_bytes: int = Field(32 * 1024 * 1024, ge=1)
     hits_count_against: tuple[Unit, ...] = ("requests",)
+    # How long identical misses wait for the one upstream call; default: the upstream timeout.
+    coalesce_wait_seconds: float | None = Field(None, gt=0)
 
 
 class StoreConfig(_Strict):

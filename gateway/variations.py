@@ -1,25 +1,31 @@
 """POST /v1/images/variations, top to bottom:
-authenticate -> read -> validate -> reserve quota -> upstream -> settle -> relay.
+
+    authenticate -> read -> validate -> cache lookup -> reserve quota
+                 -> upstream (coalesced) -> store -> settle quota -> relay
 
 Every check that can refuse a request runs before anything is spent: a bad key, body or
-parameter never reaches the quota store or the upstream. Once quota is reserved, every way
-out (upstream error, timeout, the caller hanging up, cancellation) settles it.
+parameter never reaches the quota store, the cache or the upstream. Once quota is
+reserved, every way out (upstream error, timeout, the caller hanging up, cancellation)
+settles it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import TypeVar
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from gateway.auth import Identity
+from gateway.cache import Cached, CacheResult, cache_mode
 from gateway.errors import AuthenticationError, GatewayError
 from gateway.ledger import Reservation, quota_headers
 from gateway.multipart import check_declared_length, discard_body, read_upload
 from gateway.params import FIELDS, IMAGE_FIELD, VariationRequest, parse_params
 from gateway.services import Services
+from gateway.settings import Unit
 from gateway.upstream import UpstreamAnswer
 
 T = TypeVar("T")
@@ -28,13 +34,34 @@ T = TypeVar("T")
 async def create_variation(request: Request) -> Response:
     """The product: one image variations call on behalf of an authenticated caller."""
     services: Services = request.app.state.services
-    config = services.settings.config
+    identity = await _authenticate(request, services)
+    params = await _read_params(request, services)
+    mode = cache_mode(request.headers.get("cache-control")) if services.cache.enabled else "bypass"
+    key = services.cache_key(identity, params)
+    if mode == "use":
+        hit = await services.cache.lookup(key)
+        if hit is not None:
+            units = services.settings.config.cache.hits_count_against
+            reservation = await _reserve(services, identity, params, "HIT", units)
+            return _relay(services, Cached(hit, "HIT"), reservation)
+    reservation = await _reserve(
+        services, identity, params, "BYPASS" if mode == "bypass" else "MISS"
+    )
+    cached = await _forward(request, services, identity, params, reservation, mode, key)
+    return _relay(services, cached, reservation)
+
+
+async def _authenticate(request: Request, services: Services) -> Identity:
     check_declared_length(request.headers.get("content-length"))
     try:
-        identity = services.auth.authenticate(request.headers.get("authorization"))
+        return services.auth.authenticate(request.headers.get("authorization"))
     except AuthenticationError:
-        await discard_body(request.stream(), config.limits.body_timeout_seconds)
+        await discard_body(request.stream(), services.settings.config.limits.body_timeout_seconds)
         raise
+
+
+async def _read_params(request: Request, services: Services) -> VariationRequest:
+    config = services.settings.config
     upload = await read_upload(
         request.headers.get("content-type"),
         request.stream(),
@@ -42,42 +69,79 @@ async def create_variation(request: Request) -> Response:
         file_field=IMAGE_FIELD,
         timeout_seconds=config.limits.body_timeout_seconds,
     )
-    params = parse_params(
+    return parse_params(
         upload, models=config.upstream.models, max_side=config.limits.max_image_side
     )
-    reservation = await services.ledger.reserve(identity, params.n, params.size)
-    headers = {
-        **services.upstream_headers,
-        **quota_headers(reservation.states(), services.ledger.clock()),
-    }
-    answer = await _forward(
-        request, services, params, services.user_field(identity), reservation, headers
-    )
-    if answer.request_id:
-        headers["x-upstream-request-id"] = answer.request_id
-    return Response(answer.body, media_type="application/json", headers=headers)
+
+
+async def _reserve(
+    services: Services,
+    identity: Identity,
+    params: VariationRequest,
+    result: CacheResult,
+    units: Sequence[Unit] | None = None,
+) -> Reservation:
+    try:
+        return await services.ledger.reserve(identity, params.n, params.size, units)
+    except GatewayError as exc:
+        exc.headers["x-gateway-cache"] = result
+        raise
 
 
 async def _forward(
     request: Request,
     services: Services,
+    identity: Identity,
     params: VariationRequest,
-    user: str,
     reservation: Reservation,
-    headers: dict[str, str],
-) -> UpstreamAnswer:
-    """Call upstream, settling the reservation however the call ends."""
+    mode: str,
+    key: str,
+) -> Cached:
+    """Get the answer from upstream (or a coalesced leader), settling quota however it ends."""
+    user = services.user_field(identity)
+
+    async def produce() -> UpstreamAnswer:
+        return await services.upstream.create_variation(params, user)
+
+    async def answer() -> Cached:
+        if mode == "bypass":
+            return Cached(await produce(), "BYPASS")
+        if mode == "refresh":  # no-cache: a fresh answer, then stored
+            fresh = await produce()
+            await services.cache.put(key, fresh, params.response_format)
+            return Cached(fresh, "MISS")
+        return await services.cache.fetch(key, params.response_format, produce)
+
     try:
-        answer = await _unless_disconnected(
-            request, services.upstream.create_variation(params, user)
-        )
+        cached = await _unless_disconnected(request, answer())
     except BaseException as exc:
         await asyncio.shield(services.ledger.settle(reservation, 0, params.n))
         if isinstance(exc, GatewayError):
-            exc.headers.update(headers)
+            exc.headers.update(
+                _headers(services, reservation, "BYPASS" if mode == "bypass" else "MISS")
+            )
         raise
-    await asyncio.shield(services.ledger.settle(reservation, answer.images, params.n))
-    return answer
+    if cached.result == "COALESCED":
+        units = services.settings.config.cache.hits_count_against
+        await asyncio.shield(services.ledger.settle_as_hit(reservation, units))
+    else:
+        await asyncio.shield(services.ledger.settle(reservation, cached.answer.images, params.n))
+    return cached
+
+
+def _headers(services: Services, reservation: Reservation, result: CacheResult) -> dict[str, str]:
+    return {
+        **services.upstream_headers,
+        **quota_headers(reservation.states(), services.ledger.clock()),
+        "x-gateway-cache": result,
+    }
+
+
+def _relay(services: Services, cached: Cached, reservation: Reservation) -> Response:
+    headers = _headers(services, reservation, cached.result)
+    if cached.answer.request_id:
+        headers["x-upstream-request-id"] = cached.answer.request_id
+    return Response(cached.answer.body, media_type="application/json", headers=headers)
 
 
 async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:

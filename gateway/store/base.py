@@ -75,6 +75,28 @@ class BlobStore(Protocol):
         """The live object under `key`, or None; raises `StoreError`."""
 
 
+class CacheStore(Protocol):
+    """Cached answers, and short leader locks for coalescing identical misses."""
+
+    async def get_entry(self, key: str) -> bytes | None:
+        """The live entry, or None; raises `StoreError`."""
+
+    async def put_entry(self, key: str, value: bytes, ttl_seconds: int) -> None:
+        """Store an entry for `ttl_seconds`; raises `StoreError`."""
+
+    async def acquire(self, lock: str, token: str, ttl_ms: int) -> bool:
+        """Take `lock` for `ttl_ms` unless someone holds it (atomic); raises `StoreError`."""
+
+    async def locked(self, lock: str) -> bool:
+        """Whether anyone holds `lock`; raises `StoreError`."""
+
+    async def release(self, lock: str, token: str) -> None:
+        """Drop `lock` if `token` still holds it (atomic); raises `StoreError`."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+
 class Store(BlobStore, QuotaStore, Protocol):
     """The gateway's state store."""
 

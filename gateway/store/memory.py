@@ -95,3 +95,38 @@ class MemoryStore:
 
     async def close(self) -> None:
         return None
+
+
+class MemoryCacheStore:
+    """Implements `CacheStore` in process memory, bounded by a byte budget (oldest out first)."""
+
+    def __init__(self, clock: Clock = time.time, budget: int = DEFAULT_BLOB_BUDGET) -> None:
+        self._entries = MemoryStore(clock, budget)
+        self._locks: dict[str, tuple[float, str]] = {}
+        self._clock = clock
+
+    async def get_entry(self, key: str) -> bytes | None:
+        return await self._entries.get_blob(key)
+
+    async def put_entry(self, key: str, value: bytes, ttl_seconds: int) -> None:
+        await self._entries.put_blob(key, value, ttl_seconds)
+
+    async def acquire(self, lock: str, token: str, ttl_ms: int) -> bool:
+        if await self.locked(lock):
+            return False
+        self._locks[lock] = (self._clock() + ttl_ms / 1000, token)
+        return True
+
+    async def locked(self, lock: str) -> bool:
+        held = self._locks.get(lock)
+        if held is not None and held[0] <= self._clock():
+            del self._locks[lock]
+            held = None
+        return held is not None
+
+    async def release(self, lock: str, token: str) -> None:
+        if self._locks.get(lock, (0.0, ""))[1] == token:
+            del self._locks[lock]
+
+    async def close(self) -> None:
+        return None

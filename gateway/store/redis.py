@@ -42,6 +42,14 @@ def connect(url: str) -> redis.Redis:
     return redis.Redis.from_pool(pool)
 
 
+async def _call(awaitable: Any) -> Any:
+    """Await a Redis command, turning every driver failure into `StoreError`."""
+    try:
+        return await awaitable
+    except (RedisError, OSError) as exc:
+        raise StoreError(f"redis: {type(exc).__name__}") from exc
+
+
 class RedisStore:
     """Implements `Store` on Redis; every driver error becomes `StoreError`."""
 
@@ -59,7 +67,7 @@ class RedisStore:
         args: list[Any] = [repr(self._injected()) if self._injected else ""]
         for item in items:
             args += [item.amount, item.limit, repr(item.start), repr(item.end)]
-        reply = await self._call(self._charge(keys=[item.key for item in items], args=args))
+        reply = await _call(self._charge(keys=[item.key for item in items], args=args))
         status, now = reply[0].decode(), float(reply[1])
         if status == "clock":
             self._offset = now - time.time()
@@ -71,32 +79,52 @@ class RedisStore:
     async def refund(self, items: Sequence[tuple[str, int]]) -> None:
         if items:
             keys, amounts = zip(*items, strict=True)
-            await self._call(self._refund(keys=list(keys), args=list(amounts)))
+            await _call(self._refund(keys=list(keys), args=list(amounts)))
 
     async def read(self, keys: Sequence[str]) -> list[int]:
         if not keys:
             return []
-        values = await self._call(self._redis.mget(keys))
+        values = await _call(self._redis.mget(keys))
         return [int(value) if value is not None else 0 for value in values]
 
     async def put_blob(self, key: str, data: bytes, ttl_seconds: int) -> None:
-        await self._call(self._redis.set(key, data, ex=ttl_seconds))
+        await _call(self._redis.set(key, data, ex=ttl_seconds))
 
     async def get_blob(self, key: str) -> bytes | None:
-        value = await self._call(self._redis.get(key))
+        value = await _call(self._redis.get(key))
         return value if isinstance(value, bytes) else None
 
     async def ping(self) -> None:
-        await self._call(self._redis.ping())
-        seconds, micros = await self._call(self._redis.time())
+        await _call(self._redis.ping())
+        seconds, micros = await _call(self._redis.time())
         self._offset = seconds + micros / 1e6 - time.time()
 
     async def close(self) -> None:
         await self._redis.aclose()
 
-    @staticmethod
-    async def _call(awaitable: Any) -> Any:
-        try:
-            return await awaitable
-        except (RedisError, OSError) as exc:
-            raise StoreError(f"redis: {type(exc).__name__}") from exc
+
+class RedisCacheStore:
+    """Implements `CacheStore` on Redis (the cache's own, if configured: LRU is fine here)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._redis = client
+        self._release = client.register_script(_script("release.lua"))
+
+    async def get_entry(self, key: str) -> bytes | None:
+        value = await _call(self._redis.get(key))
+        return value if isinstance(value, bytes) else None
+
+    async def put_entry(self, key: str, value: bytes, ttl_seconds: int) -> None:
+        await _call(self._redis.set(key, value, ex=ttl_seconds))
+
+    async def acquire(self, lock: str, token: str, ttl_ms: int) -> bool:
+        return bool(await _call(self._redis.set(lock, token, nx=True, px=ttl_ms)))
+
+    async def locked(self, lock: str) -> bool:
+        return bool(await _call(self._redis.exists(lock)))
+
+    async def release(self, lock: str, token: str) -> None:
+        await _call(self._release(keys=[lock], args=[token]))
+
+    async def close(self) -> None:
+        await self._redis.aclose()

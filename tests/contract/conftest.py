@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from gateway.store.base import Store
-from gateway.store.memory import MemoryStore
-from gateway.store.redis import RedisStore, connect
+from gateway.store.base import CacheStore, Store
+from gateway.store.memory import MemoryCacheStore, MemoryStore
+from gateway.store.redis import RedisCacheStore, RedisStore, connect
 
 START = 1_795_305_600.0  # 2026-11-22T00:00:00Z: a day, hour and minute boundary
 
@@ -44,6 +44,21 @@ async def store(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterat
         return
     redis_url = request.getfixturevalue("clean_redis")
     backend = RedisStore(connect(redis_url), clock=clock)
+    try:
+        yield backend
+    finally:
+        await backend.close()
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def cache_store(
+    request: pytest.FixtureRequest, clock: FakeClock
+) -> AsyncIterator[CacheStore]:
+    """The cache store under contract."""
+    if request.param == "memory":
+        yield MemoryCacheStore(clock=clock)
+        return
+    backend = RedisCacheStore(connect(request.getfixturevalue("clean_redis")))
     try:
         yield backend
     finally:

@@ -35,11 +35,16 @@ def principals() -> list[dict[str, str]]:
 
 
 def base_config(upstream_url: str) -> dict[str, Any]:
-    """A config pointing at `upstream_url`, with no quota rules."""
+    """A config pointing at `upstream_url`, with no quota rules and no cache.
+
+    Most tests count what reaches the upstream, so the cache is opt-in (tests of the
+    cache turn it on).
+    """
     return {
         "upstream": {"base_url": upstream_url, "timeout_seconds": 5},
         "principals": principals(),
         "quotas": {"default": []},
+        "cache": {"enabled": False},
     }
 
 

@@ -1,0 +1,240 @@
+"""The answer cache: keys, TTL rules, and coalescing of identical misses.
+
+Key: SHA-256 of the image bytes' hash, the normalised parameters and the scope's subject
+(plus what answers: the upstream's identity), never the caller's `user`. `url` answers
+expire before their URLs do. A cache failure never fails a request: it becomes a miss.
+
+Coalescing has two layers. In one process, identical concurrent misses share one future.
+Across processes, the leader holds a short lock in the cache store while it calls
+upstream; the others poll for the entry and, if the lock vanishes without one (the leader
+failed), try to lead themselves. Nobody waits past `wait_seconds`: then it calls upstream
+on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Literal, NamedTuple
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+
+from gateway.auth import Identity
+from gateway.params import VariationRequest
+from gateway.settings import CacheConfig
+from gateway.store.base import CacheStore, Clock, StoreError, make_key
+from gateway.upstream import UpstreamAnswer
+
+log = logging.getLogger("gateway.cache")
+CacheResult = Literal["HIT", "MISS", "BYPASS", "COALESCED"]
+Mode = Literal["use", "refresh", "bypass"]
+URL_LIFETIME_SECONDS = 3600  # OpenAI: URLs are valid for 60 minutes after `created`
+URL_MARGIN_SECONDS = 300  # a hit's URLs stay valid at least this long
+_POLL_SECONDS = (0.01, 0.02, 0.05, 0.1)
+
+
+def cache_mode(cache_control: str | None) -> Mode:
+    """`no-store` bypasses the cache; `no-cache` skips the lookup but stores the answer."""
+    directives = {part.strip().lower() for part in (cache_control or "").split(",")}
+    if "no-store" in directives:
+        return "bypass"
+    return "refresh" if "no-cache" in directives else "use"
+
+
+def cache_key(
+    config: CacheConfig, identity: Identity, request: VariationRequest, upstream_id: str
+) -> str:
+    """The entry's key; equal for equal image bytes and parameters within the scope."""
+    subject = {"global": "", "team": identity.team, "user": identity.user}[config.scope]
+    material = "\n".join(
+        (
+            request.image_sha256,
+            request.model,
+            str(request.n),
+            request.size,
+            request.response_format,
+            config.scope,
+            subject,
+            upstream_id,
+        )
+    )
+    digest = hashlib.sha256(material.encode()).hexdigest()
+    return make_key("cache", digest)
+
+
+def _url_expiry(url: str) -> float | None:
+    values = parse_qs(urlsplit(url).query).get("se")
+    if not values:
+        return None
+    try:
+        return datetime.fromisoformat(values[0].replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def entry_ttl(body: bytes, response_format: str, ttl_seconds: int, now: float) -> int:
+    """How long an answer may be cached: 0 means not at all.
+
+    `url` answers live until min(ttl_seconds, expiry - now - margin), the expiry being the
+    earliest `se` of its URLs, else `created` + 60 minutes.
+    """
+    if response_format != "url":
+        return ttl_seconds
+    try:
+        answer = orjson.loads(body)
+        urls = [item["url"] for item in answer["data"]]
+        created = float(answer.get("created", now))
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return 0
+    expiries = [_url_expiry(url) for url in urls if isinstance(url, str)]
+    known = [e for e in expiries if e is not None]
+    expiry = min(known) if known else created + URL_LIFETIME_SECONDS
+    return max(0, min(ttl_seconds, int(expiry - now - URL_MARGIN_SECONDS)))
+
+
+class Cached(NamedTuple):
+    """An answer and how it was obtained."""
+
+    answer: UpstreamAnswer
+    result: CacheResult
+
+
+def _pack(answer: UpstreamAnswer) -> bytes:
+    return b"%d\n" % answer.images + answer.body
+
+
+def _unpack(entry: bytes) -> UpstreamAnswer:
+    images, _, body = entry.partition(b"\n")
+    return UpstreamAnswer(body, int(images), None)
+
+
+class ResponseCache:
+    """Lookup, store and coalescing over a `CacheStore`; store failures become misses."""
+
+    def __init__(
+        self,
+        store: CacheStore,
+        config: CacheConfig,
+        *,
+        wait_seconds: float,
+        lock_seconds: float,
+        clock: Clock = time.time,
+        on_error: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._store, self._config, self._clock = store, config, clock
+        self._wait, self._lock_ms = wait_seconds, int(lock_seconds * 1000)
+        self._on_error = on_error
+        self._inflight: dict[str, asyncio.Future[UpstreamAnswer]] = {}
+
+    @property
+    def enabled(self) -> bool:
+        return self._config.enabled
+
+    async def close(self) -> None:
+        """Release the store's connections."""
+        await self._store.close()
+
+    async def lookup(self, key: str) -> UpstreamAnswer | None:
+        """The cached answer, or None (also when the store fails)."""
+        try:
+            entry = await self._store.get_entry(key)
+        except StoreError as exc:
+            self._failed("lookup", exc)
+            return None
+        return _unpack(entry) if entry is not None else None
+
+    async def put(self, key: str, answer: UpstreamAnswer, response_format: str) -> None:
+        """Store a successful answer, within the size cap and TTL rules; never raises."""
+        size = len(answer.body)
+        if size > self._config.max_entry_bytes:
+            return
+        ttl = entry_ttl(answer.body, response_format, self._config.ttl_seconds, self._clock())
+        if ttl <= 0:
+            return
+        try:
+            await self._store.put_entry(key, _pack(answer), ttl)
+        except StoreError as exc:
+            self._failed("store", exc)
+
+    def _failed(self, what: str, exc: StoreError) -> None:
+        self._on_error()
+        log.warning("cache %s failed, treated as a miss: %r", what, exc.__cause__ or exc)
+
+    async def fetch(
+        self, key: str, response_format: str, produce: Callable[[], Awaitable[UpstreamAnswer]]
+    ) -> Cached:
+        """The answer for a miss: produced here once, or awaited from whoever is producing it."""
+        shared = self._inflight.get(key)
+        if shared is not None:
+            try:
+                answer = await asyncio.wait_for(asyncio.shield(shared), self._wait)
+            except Exception:  # the leader failed or took too long: try ourselves
+                log.debug("in-process leader gave nothing for %s", key)
+            else:
+                return Cached(answer, "COALESCED")
+        future: asyncio.Future[UpstreamAnswer] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            cached = await self._lead_or_wait(key, response_format, produce)
+        except BaseException as exc:
+            future.set_exception(exc if isinstance(exc, Exception) else RuntimeError("cancelled"))
+            future.exception()  # retrieved: waiters may be gone
+            raise
+        finally:
+            if self._inflight.get(key) is future:
+                del self._inflight[key]
+        future.set_result(cached.answer)
+        return cached
+
+    async def _lead_or_wait(
+        self, key: str, response_format: str, produce: Callable[[], Awaitable[UpstreamAnswer]]
+    ) -> Cached:
+        lock, token = key + ":lock", secrets.token_hex(12)
+        deadline = time.monotonic() + self._wait
+        while time.monotonic() < deadline:
+            try:
+                leading = await self._store.acquire(lock, token, self._lock_ms)
+            except StoreError as exc:
+                self._failed("lock", exc)
+                break
+            if leading:
+                try:
+                    answer = await produce()
+                    await self.put(key, answer, response_format)
+                    return Cached(answer, "MISS")
+                finally:
+                    await self._release(lock, token)
+            waited = await self._await_leader(key, lock, deadline)
+            if waited is not None:
+                return Cached(waited, "COALESCED")
+        answer = await produce()  # waited long enough, or no lock to be had: go alone
+        await self.put(key, answer, response_format)
+        return Cached(answer, "MISS")
+
+    async def _await_leader(self, key: str, lock: str, deadline: float) -> UpstreamAnswer | None:
+        """Poll until the leader's entry appears (it), its lock vanishes or time is up (None)."""
+        for attempt in itertools.count():
+            await asyncio.sleep(_POLL_SECONDS[min(attempt, len(_POLL_SECONDS) - 1)])
+            answer = await self.lookup(key)
+            if answer is not None:
+                return answer
+            try:
+                if not await self._store.locked(lock) or time.monotonic() >= deadline:
+                    return None
+            except StoreError as exc:
+                self._failed("lock", exc)
+                return None
+        raise AssertionError("unreachable")
+
+    async def _release(self, lock: str, token: str) -> None:
+        try:
+            await asyncio.shield(self._store.release(lock, token))
+        except StoreError as exc:
+            self._failed("unlock", exc)
