@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import secrets
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from gateway.auth import key_digest
 from gateway.policy import rules_for
@@ -83,21 +87,57 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     for warning in settings.warnings:
         print(f"gateway: warning: {warning}", file=sys.stderr)
+    metrics_dir = None
+    if args.workers > 1 and not env.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Workers write their counters here; /metrics in any worker adds them all up.
+        metrics_dir = tempfile.mkdtemp(prefix="gateway-metrics-")
+        env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     os.environ.update(env)  # the workers build their settings from this environment
     if settings.demo_key:
         print(f"demo key: {settings.demo_key.get_secret_value()}", flush=True)
-    uvicorn.run(
-        "gateway.app:app_from_env",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        access_log=False,
-        server_header=False,
-        proxy_headers=False,
-        timeout_graceful_shutdown=30,
-    )
+    try:
+        uvicorn.run(
+            "gateway.app:app_from_env",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            access_log=False,
+            server_header=False,
+            proxy_headers=False,
+            timeout_graceful_shutdown=30,
+            log_config=logging_config(),
+        )
+    finally:
+        if metrics_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
+
+
+def logging_config() -> dict[str, Any]:
+    """uvicorn's logging, plus the gateway's: JSON access lines as they are, others prefixed."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["gateway"] = {"format": "%(levelname)s %(name)s: %(message)s"}
+    config["formatters"]["json_lines"] = {"format": "%(message)s"}
+    config["handlers"]["gateway"] = {
+        "class": "logging.StreamHandler",
+        "formatter": "gateway",
+        "stream": "ext://sys.stderr",
+    }
+    config["handlers"]["gateway_access"] = {
+        "class": "logging.StreamHandler",
+        "formatter": "json_lines",
+        "stream": "ext://sys.stdout",
+    }
+    config["loggers"]["gateway"] = {"handlers": ["gateway"], "level": "INFO", "propagate": False}
+    config["loggers"]["gateway.access"] = {
+        "handlers": ["gateway_access"],
+        "level": "INFO",
+        "propagate": False,
+    }
+    return dict(config)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -18,29 +18,36 @@ from starlette.routing import Route
 from gateway import endpoints, quota_endpoints, variations
 from gateway.errors import GatewayError, MethodNotAllowed, NotFound, error_response
 from gateway.hosting import PATH_PREFIX
+from gateway.metrics import outcome_of_error
 from gateway.middleware import RequestContextMiddleware
 from gateway.services import open_services
 from gateway.settings import Settings, load_settings
 
 
+def _note(request: Request, **fields: object) -> None:
+    request.scope.setdefault("state", {}).setdefault("log", {}).update(fields)
+
+
 async def _gateway_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GatewayError)
+    _note(request, outcome=outcome_of_error(exc), error=exc.code)
     return error_response(exc)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 405:
-        return error_response(MethodNotAllowed(headers=exc.headers))
+        return await _gateway_error(request, MethodNotAllowed(headers=exc.headers))
     if exc.status_code == 404:
-        return error_response(NotFound())
+        return await _gateway_error(request, NotFound())
     error = GatewayError(exc.detail)
     error.status, error.type, error.code = exc.status_code, "invalid_request_error", None
-    return error_response(error)
+    return await _gateway_error(request, error)
 
 
 async def _client_gone(request: Request, exc: Exception) -> Response:
     # Nobody reads this answer; the status records the disconnect in access logs.
+    _note(request, outcome="client_gone")
     return Response(status_code=499)
 
 
@@ -60,6 +67,7 @@ def create_app(
             Route("/v1/images/variations", variations.create_variation, methods=["POST"]),
             Route("/v1/quota", quota_endpoints.own_quota, methods=["GET"]),
             Route("/admin/quotas", quota_endpoints.all_quotas, methods=["GET"]),
+            Route("/metrics", endpoints.metrics, methods=["GET"]),
             Route("/healthz", endpoints.healthz, methods=["GET"]),
             Route("/readyz", endpoints.readyz, methods=["GET"]),
             Route(PATH_PREFIX + "{token}.png", endpoints.hosted_file, methods=["GET"]),

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hmac
+
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from gateway.errors import NotFound
+from gateway.errors import MetricsUnauthorized, NotFound
+from gateway.metrics import exposition
 from gateway.services import Services
 from gateway.store.base import StoreError
 
@@ -32,3 +36,16 @@ async def hosted_file(request: Request) -> Response:
     if png is None:
         raise NotFound("This file does not exist or has expired.")
     return Response(png, media_type="image/png", headers={"cache-control": "private, max-age=3600"})
+
+
+async def metrics(request: Request) -> Response:
+    """Prometheus exposition; quota gauges are read from the store now, for every principal."""
+    services: Services = request.app.state.services
+    token = services.settings.metrics_token
+    if token is not None:
+        presented = request.headers.get("authorization", "").encode()
+        if not hmac.compare_digest(presented, f"Bearer {token.get_secret_value()}".encode()):
+            raise MetricsUnauthorized()
+    states = await services.ledger.all_states([i for i in services.auth.identities()])
+    body = exposition(states, services.settings.multiprocess_dir)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 from gateway.auth import Identity
 from gateway.errors import StoreUnavailable
-from gateway.policy import ScopedRule
+from gateway.metrics import QUOTA_REJECTIONS, STORE_ERRORS
+from gateway.policy import ScopedRule, own_rules, pool_rules
 from gateway.quota import (
     Counter,
     RuleState,
@@ -53,7 +54,7 @@ class QuotaLedger:
         self,
         config: GatewayConfig,
         store: QuotaStore,
-        on_store_error: Callable[[], None] = lambda: None,
+        on_store_error: Callable[[], None] = STORE_ERRORS.inc,
     ) -> None:
         self._quotas, self._prices = config.quotas, config.prices
         self._fail_open = config.store.on_error == "fail_open"
@@ -85,7 +86,13 @@ class QuotaLedger:
             if outcome is None:
                 continue  # our clock was off a window edge; the store corrected it
             if not outcome.admitted:
-                error = refusal([live[i] for i in outcome.refused], outcome.now)
+                refused = [live[i] for i in outcome.refused]
+                for counter in refused:
+                    scoped = counter.scoped
+                    QUOTA_REJECTIONS.labels(
+                        scoped.scope, scoped.rule.unit, scoped.rule.window
+                    ).inc()
+                error = refusal(refused, outcome.now)
                 error.headers.update(
                     quota_headers(Reservation(live, amounts, outcome.used).states(), outcome.now)
                 )
@@ -147,8 +154,23 @@ class QuotaLedger:
 
     async def team_states(self, team: str) -> list[RuleState]:
         """The team pool's rules, now; raises `StoreUnavailable`."""
-        pool = tuple(ScopedRule("team", team, rule) for rule in self._quotas.teams.get(team, ()))
-        return await self._read(pool, team)
+        return await self._read(pool_rules(self._quotas, team), team)
+
+    async def all_states(self, identities: Sequence[Identity]) -> list[RuleState]:
+        """Every rule of every identity and every configured team pool (for scrapes).
+
+        The store being down yields no states rather than an error: the scrape still
+        reports the process's own metrics, and the gap shows on dashboards.
+        """
+        states: list[RuleState] = []
+        try:
+            for identity in identities:
+                states += await self._read(own_rules(self._quotas, identity.user), identity.team)
+            for team in sorted(self._quotas.teams):
+                states += await self.team_states(team)
+        except StoreUnavailable:
+            return []
+        return states
 
     async def _read(self, rules: Sequence[ScopedRule], team: str) -> list[RuleState]:
         live = counters(rules, team, self._store.clock())

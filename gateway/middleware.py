@@ -1,15 +1,24 @@
-"""Plain ASGI middleware: request ids and the last-resort error shape. No business logic."""
+"""Plain ASGI middleware: request ids, access logs and request metrics, and the
+last-resort error shape. No business logic.
+"""
 
 from __future__ import annotations
 
 import logging
 import secrets
+import time
+from typing import Any
 
+import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway import metrics
 from gateway.errors import GatewayError, error_response
+from gateway.hosting import PATH_PREFIX
 
 log = logging.getLogger("gateway")
+access_log = logging.getLogger("gateway.access")
+VARIATIONS_PATH = "/v1/images/variations"
 
 
 def new_request_id() -> str:
@@ -17,11 +26,19 @@ def new_request_id() -> str:
     return "req_" + secrets.token_hex(12)
 
 
-class RequestContextMiddleware:
-    """Gives every HTTP response an `x-request-id`, and any unhandled error OpenAI's shape.
+def _loggable_path(path: str) -> str:
+    # A hosted file's path is its capability token: never written anywhere.
+    return PATH_PREFIX + "<token>" if path.startswith(PATH_PREFIX) else path[:200]
 
-    It sits inside Starlette's own ServerErrorMiddleware, so a crash is answered here (with
-    the request id) and that middleware's plain-text 500 is never sent.
+
+class RequestContextMiddleware:
+    """Gives every HTTP response an `x-request-id`, writes one JSON access-log line per
+    request, times variations requests by outcome, and answers unhandled errors in
+    OpenAI's shape.
+
+    Handlers leave what they know in `scope["state"]["log"]` (user, team, outcome, cache
+    result, upstream time). The middleware sits inside Starlette's ServerErrorMiddleware,
+    so a crash is answered here (with the request id), not with a plain-text 500.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -31,14 +48,16 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        started = time.perf_counter()
         request_id = new_request_id()
-        scope.setdefault("state", {})["request_id"] = request_id
-        started = False
+        fields: dict[str, Any] = {}
+        scope.setdefault("state", {}).update(request_id=request_id, log=fields)
+        status = 0
 
         async def send_with_id(message: Message) -> None:
-            nonlocal started
+            nonlocal status
             if message["type"] == "http.response.start":
-                started = True
+                status = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
                 message = {**message, "headers": headers}
@@ -48,5 +67,26 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_id)
         except Exception:
             log.exception("unhandled error", extra={"request_id": request_id})
-            if not started:
+            fields["outcome"] = "internal_error"
+            if not status:
                 await error_response(GatewayError())(scope, receive, send_with_id)
+        finally:
+            self._record(scope, request_id, status, fields, time.perf_counter() - started)
+
+    @staticmethod
+    def _record(
+        scope: Scope, request_id: str, status: int, fields: dict[str, Any], seconds: float
+    ) -> None:
+        if scope["path"] == VARIATIONS_PATH:
+            outcome = fields.setdefault("outcome", "ok" if status == 200 else "internal_error")
+            metrics.REQUESTS.labels(outcome).inc()
+            metrics.REQUEST_SECONDS.labels(outcome).observe(seconds)
+        line = {
+            "request_id": request_id,
+            "method": scope["method"],
+            "path": _loggable_path(scope["path"]),
+            "status": status or 499,
+            **fields,
+            "total_ms": round(seconds * 1000, 2),
+        }
+        access_log.info(orjson.dumps(line).decode())

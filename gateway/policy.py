@@ -25,8 +25,16 @@ def user_rules(quotas: QuotasConfig, user: str) -> tuple[QuotaRule, ...]:
     return kept + tuple(overrides)
 
 
+def own_rules(quotas: QuotasConfig, user: str) -> tuple[ScopedRule, ...]:
+    """The user's own rules, scoped to them."""
+    return tuple(ScopedRule("user", user, rule) for rule in user_rules(quotas, user))
+
+
+def pool_rules(quotas: QuotasConfig, team: str) -> tuple[ScopedRule, ...]:
+    """The team's pool rules, scoped to the team."""
+    return tuple(ScopedRule("team", team, rule) for rule in quotas.teams.get(team, ()))
+
+
 def rules_for(quotas: QuotasConfig, user: str, team: str) -> tuple[ScopedRule, ...]:
     """Every rule a request by `user` of `team` must pass: theirs and their team's pool."""
-    mine = tuple(ScopedRule("user", user, rule) for rule in user_rules(quotas, user))
-    pool = tuple(ScopedRule("team", team, rule) for rule in quotas.teams.get(team, ()))
-    return mine + pool
+    return own_rules(quotas, user) + pool_rules(quotas, team)

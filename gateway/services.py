@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from gateway import sandbox
+from gateway import metrics, sandbox
 from gateway.auth import Identity, KeyAuthenticator, pseudonym
 from gateway.cache import ResponseCache, cache_key
 from gateway.hosting import ImageHost
@@ -74,6 +74,7 @@ def open_cache(settings: Settings) -> ResponseCache:
         config.cache,
         wait_seconds=config.cache.coalesce_wait_seconds or lock_seconds,
         lock_seconds=lock_seconds,
+        on_error=metrics.CACHE_REQUESTS.labels("error").inc,
     )
 
 

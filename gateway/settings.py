@@ -161,6 +161,7 @@ class Settings:
     metrics_token: SecretStr | None
     demo_key: SecretStr | None
     public_url: str
+    multiprocess_dir: str | None = None  # set by `serve --workers N` for shared metrics
     warnings: tuple[str, ...] = ()
 
 
@@ -245,6 +246,7 @@ def build_settings(config: GatewayConfig, env: Mapping[str, str]) -> Settings:
         metrics_token=_secret(env, config.metrics.token_env),
         demo_key=demo_key,
         public_url=env.get("GATEWAY_PUBLIC_URL", "http://127.0.0.1:8080").rstrip("/"),
+        multiprocess_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or None,
         warnings=tuple(warnings),
     )
 

@@ -12,12 +12,14 @@ settles it.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Sequence
 from typing import TypeVar
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from gateway import metrics
 from gateway.auth import Identity
 from gateway.cache import Cached, CacheResult, cache_mode
 from gateway.errors import AuthenticationError, GatewayError
@@ -35,6 +37,7 @@ async def create_variation(request: Request) -> Response:
     """The product: one image variations call on behalf of an authenticated caller."""
     services: Services = request.app.state.services
     identity = await _authenticate(request, services)
+    request.state.log.update(user=identity.user, team=identity.team)
     params = await _read_params(request, services)
     mode = cache_mode(request.headers.get("cache-control")) if services.cache.enabled else "bypass"
     key = services.cache_key(identity, params)
@@ -43,12 +46,12 @@ async def create_variation(request: Request) -> Response:
         if hit is not None:
             units = services.settings.config.cache.hits_count_against
             reservation = await _reserve(services, identity, params, "HIT", units)
-            return _relay(services, Cached(hit, "HIT"), reservation)
+            return _relay(request, services, Cached(hit, "HIT"), reservation)
     reservation = await _reserve(
         services, identity, params, "BYPASS" if mode == "bypass" else "MISS"
     )
     cached = await _forward(request, services, identity, params, reservation, mode, key)
-    return _relay(services, cached, reservation)
+    return _relay(request, services, cached, reservation)
 
 
 async def _authenticate(request: Request, services: Services) -> Identity:
@@ -85,6 +88,7 @@ async def _reserve(
         return await services.ledger.reserve(identity, params.n, params.size, units)
     except GatewayError as exc:
         exc.headers["x-gateway-cache"] = result
+        metrics.CACHE_REQUESTS.labels(result.lower()).inc()
         raise
 
 
@@ -101,7 +105,13 @@ async def _forward(
     user = services.user_field(identity)
 
     async def produce() -> UpstreamAnswer:
-        return await services.upstream.create_variation(params, user)
+        started = time.perf_counter()
+        try:
+            return await services.upstream.create_variation(params, user)
+        finally:
+            seconds = time.perf_counter() - started
+            metrics.UPSTREAM_SECONDS.observe(seconds)
+            request.state.log["upstream_ms"] = round(seconds * 1000, 2)
 
     async def answer() -> Cached:
         if mode == "bypass":
@@ -117,9 +127,9 @@ async def _forward(
     except BaseException as exc:
         await asyncio.shield(services.ledger.settle(reservation, 0, params.n))
         if isinstance(exc, GatewayError):
-            exc.headers.update(
-                _headers(services, reservation, "BYPASS" if mode == "bypass" else "MISS")
-            )
+            result: CacheResult = "BYPASS" if mode == "bypass" else "MISS"
+            exc.headers.update(_headers(services, reservation, result))
+            metrics.CACHE_REQUESTS.labels(result.lower()).inc()
         raise
     if cached.result == "COALESCED":
         units = services.settings.config.cache.hits_count_against
@@ -137,7 +147,13 @@ def _headers(services: Services, reservation: Reservation, result: CacheResult) 
     }
 
 
-def _relay(services: Services, cached: Cached, reservation: Reservation) -> Response:
+def _relay(
+    request: Request, services: Services, cached: Cached, reservation: Reservation
+) -> Response:
+    hit = cached.result == "HIT"
+    request.state.log.update(cache=cached.result, outcome="cache_hit" if hit else "ok")
+    metrics.CACHE_REQUESTS.labels(cached.result.lower()).inc()
+    metrics.IMAGES.labels(request.state.log["team"]).inc(cached.answer.images)
     headers = _headers(services, reservation, cached.result)
     if cached.answer.request_id:
         headers["x-upstream-request-id"] = cached.answer.request_id

@@ -1,0 +1,126 @@
+"""Every metric, defined once; the outcome of a request; the /metrics exposition.
+
+Counters and histograms live in prometheus-client's registry (its multiprocess mode when
+`gateway serve --workers N` sets PROMETHEUS_MULTIPROC_DIR). The quota gauges are not kept
+in the process: they are read from the store at scrape time, so every replica reports the
+same numbers. Labels are closed sets or configured names, never ids, keys or image data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Literal
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from gateway.errors import (
+    AuthenticationError,
+    GatewayError,
+    InvalidRequest,
+    PermissionDenied,
+    QuotaExceeded,
+    RateLimited,
+    RequestTooLarge,
+    StoreUnavailable,
+    UpstreamError,
+)
+from gateway.quota import RuleState
+
+Outcome = Literal[
+    "ok",
+    "cache_hit",
+    "invalid",
+    "unauthenticated",
+    "forbidden",
+    "rate_limited",
+    "quota_exceeded",
+    "upstream_error",
+    "store_error",
+    "internal_error",
+    "client_gone",
+]
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120)
+
+REQUESTS = Counter("gateway_requests", "Variations requests by outcome.", ["outcome"])
+REQUEST_SECONDS = Histogram(
+    "gateway_request_duration_seconds",
+    "Time to answer a variations request.",
+    ["outcome"],
+    buckets=LATENCY_BUCKETS,
+)
+UPSTREAM_SECONDS = Histogram(
+    "gateway_upstream_duration_seconds",
+    "Time the upstream took to answer.",
+    buckets=LATENCY_BUCKETS,
+)
+CACHE_REQUESTS = Counter("gateway_cache_requests", "Cache results.", ["result"])
+IMAGES = Counter("gateway_images", "Images delivered to callers.", ["team"])
+QUOTA_REJECTIONS = Counter(
+    "gateway_quota_rejections", "Requests refused by a quota rule.", ["scope", "unit", "window"]
+)
+STORE_ERRORS = Counter("gateway_store_errors", "Quota store operations that failed.")
+
+_ERROR_OUTCOMES: tuple[tuple[type[GatewayError], Outcome], ...] = (
+    (AuthenticationError, "unauthenticated"),
+    (PermissionDenied, "forbidden"),
+    (InvalidRequest, "invalid"),
+    (RequestTooLarge, "invalid"),
+    (QuotaExceeded, "quota_exceeded"),
+    (RateLimited, "rate_limited"),
+    (StoreUnavailable, "store_error"),
+    (UpstreamError, "upstream_error"),
+)
+
+
+def outcome_of_error(error: GatewayError) -> Outcome:
+    """The outcome label of a refused or failed request."""
+    for kind, outcome in _ERROR_OUTCOMES:
+        if isinstance(error, kind):
+            return outcome
+    return "internal_error"
+
+
+def quota_gauges(states: Iterable[RuleState]) -> list[GaugeMetricFamily]:
+    """gateway_quota_limit / _used / _remaining from store readings."""
+    labels = ["scope", "subject", "unit", "window"]
+    families = {
+        name: GaugeMetricFamily(
+            f"gateway_quota_{name}", f"Quota {name}, read from the store.", labels=labels
+        )
+        for name in ("limit", "used", "remaining")
+    }
+    seen: set[tuple[str, str, str, str]] = set()
+    for state in states:
+        key = (state.scope, state.subject, state.unit, state.window)
+        if key in seen:  # a team pool is listed once per member
+            continue
+        seen.add(key)
+        families["limit"].add_metric(key, state.limit)
+        families["used"].add_metric(key, state.used)
+        families["remaining"].add_metric(key, state.remaining)
+    return list(families.values())
+
+
+class _Families:
+    def __init__(self, families: list[GaugeMetricFamily]) -> None:
+        self._families = families
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        return self._families
+
+
+def exposition(states: Iterable[RuleState], multiprocess_dir: str | None) -> bytes:
+    """The Prometheus text: this process's (or all workers') metrics plus the quota gauges."""
+    registry = CollectorRegistry()
+    if multiprocess_dir:
+        MultiProcessCollector(registry, path=multiprocess_dir)  # type: ignore[no-untyped-call]
+        own = generate_latest(registry)
+    else:
+        from prometheus_client import REGISTRY
+
+        own = generate_latest(REGISTRY)
+    gauges = CollectorRegistry()
+    gauges.register(_Families(quota_gauges(states)))
+    return own + generate_latest(gauges)

@@ -1,0 +1,202 @@
+"""/metrics and access logs of live gateways after a known sequence of requests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from support.config import KEYS, UPSTREAM_KEY, USER_SECRET, auth, base_config
+from support.deploy_files import queried_metric_names
+from support.fake_upstream import FakeUpstream, Reply, images_response
+from support.pngs import make_png
+from support.servers import GatewayProcess
+
+pytestmark = pytest.mark.e2e
+IMAGES = [make_png(20 + i) for i in range(3)]
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of an exposition, by name and sorted labels (parsed by prometheus-client)."""
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def value(all_samples: dict[Any, float], name: str, **labels: str) -> float:
+    return all_samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def _post(gateway: GatewayProcess, image: bytes, n: str, user: str = "alice") -> httpx.Response:
+    return httpx.post(
+        gateway.url + "/v1/images/variations",
+        headers=auth(user),
+        files={"image": ("a.png", image)},
+        data={"n": n, "size": "256x256"},
+    )
+
+
+@pytest.fixture
+def known_sequence(
+    start_gateway: Callable[..., GatewayProcess], upstream: FakeUpstream
+) -> GatewayProcess:
+    """A miss, a hit, a quota refusal, an invalid request, a bad key and an upstream failure."""
+    config = {
+        **base_config(upstream.url),
+        "cache": {"enabled": True},
+        "quotas": {"default": [{"unit": "images", "limit": 3, "window": "day"}]},
+    }
+    gateway = start_gateway(config)
+    assert _post(gateway, IMAGES[0], "2").headers["x-gateway-cache"] == "MISS"
+    assert _post(gateway, IMAGES[0], "2").headers["x-gateway-cache"] == "HIT"
+    assert _post(gateway, IMAGES[1], "2").status_code == 429
+    assert _post(gateway, IMAGES[1], "11").status_code == 400
+    assert (
+        httpx.post(
+            gateway.url + "/v1/images/variations", headers={"Authorization": "Bearer nope"}
+        ).status_code
+        == 401
+    )
+    upstream.reply(Reply(500, {"error": {"message": "down", "type": "server_error"}}))
+    assert _post(gateway, IMAGES[2], "1").status_code == 502
+    return gateway
+
+
+def test_scrape_after_a_known_sequence_has_exact_values(known_sequence: GatewayProcess) -> None:
+    """Each outcome, cache result, image count and quota gauge is counted exactly."""
+    metrics = samples(httpx.get(known_sequence.url + "/metrics").text)
+    outcomes = {
+        o: value(metrics, "gateway_requests_total", outcome=o)
+        for o in (
+            "ok",
+            "cache_hit",
+            "quota_exceeded",
+            "invalid",
+            "unauthenticated",
+            "upstream_error",
+        )
+    }
+    assert outcomes == {
+        "ok": 1,
+        "cache_hit": 1,
+        "quota_exceeded": 1,
+        "invalid": 1,
+        "unauthenticated": 1,
+        "upstream_error": 1,
+    }
+    assert value(metrics, "gateway_cache_requests_total", result="hit") == 1
+    assert value(metrics, "gateway_cache_requests_total", result="miss") == 3
+    assert value(metrics, "gateway_images_total", team="vision") == 4
+    assert (
+        value(metrics, "gateway_quota_rejections_total", scope="user", unit="images", window="day")
+        == 1
+    )
+    assert value(metrics, "gateway_upstream_duration_seconds_count") == 2
+    assert value(metrics, "gateway_request_duration_seconds_count", outcome="ok") == 1
+    quota = {"scope": "user", "subject": "alice", "unit": "images", "window": "day"}
+    assert [
+        value(metrics, f"gateway_quota_{g}", **quota) for g in ("limit", "used", "remaining")
+    ] == [3, 2, 1]
+    assert value(metrics, "gateway_quota_used", **{**quota, "subject": "bob"}) == 0
+
+
+def test_exposition_is_valid_for_promtool(known_sequence: GatewayProcess, tmp_path: Any) -> None:
+    """promtool accepts the exposition (where promtool is installed; CI installs it)."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed")
+    text = httpx.get(known_sequence.url + "/metrics").text
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_series_the_dashboard_and_alerts_query_exists(known_sequence: GatewayProcess) -> None:
+    """The Grafana dashboard and alert rules query only series a live /metrics exposes."""
+    live = {name for name, _ in samples(httpx.get(known_sequence.url + "/metrics").text)}
+    missing = queried_metric_names() - live - {"up"}
+    assert not missing
+
+
+def test_logs_are_json_lines_without_secrets(known_sequence: GatewayProcess) -> None:
+    """One JSON access line per request with the agreed fields; no key or secret anywhere."""
+    known_sequence.stop()
+    output = known_sequence.output()
+    for secret in (*KEYS.values(), UPSTREAM_KEY, USER_SECRET):
+        assert secret not in output
+    lines = [json.loads(line) for line in output.splitlines() if line.startswith('{"request_id"')]
+    variations = [line for line in lines if line["path"] == "/v1/images/variations"]
+    assert len(variations) == 6
+    assert set(variations[0]) >= {
+        "request_id",
+        "user",
+        "team",
+        "outcome",
+        "status",
+        "cache",
+        "upstream_ms",
+        "total_ms",
+    }
+    assert [line["outcome"] for line in variations] == [
+        "ok",
+        "cache_hit",
+        "quota_exceeded",
+        "invalid",
+        "unauthenticated",
+        "upstream_error",
+    ]
+
+
+def test_metrics_token_is_required_when_configured(
+    start_gateway: Callable[..., GatewayProcess], upstream: FakeUpstream
+) -> None:
+    """With metrics.token_env set, /metrics answers 401 without the bearer token."""
+    config = {**base_config(upstream.url), "metrics": {"token_env": "METRICS_TOKEN"}}
+    gateway = start_gateway(config, {"METRICS_TOKEN": "scrape-secret"})
+    assert httpx.get(gateway.url + "/metrics").status_code == 401
+    assert (
+        httpx.get(gateway.url + "/metrics", headers={"Authorization": "Bearer wrong"}).status_code
+        == 401
+    )
+    assert (
+        httpx.get(
+            gateway.url + "/metrics", headers={"Authorization": "Bearer scrape-secret"}
+        ).status_code
+        == 200
+    )
+
+
+@pytest.mark.redis
+def test_two_workers_report_the_sum_of_their_counts(
+    start_gateway: Callable[..., GatewayProcess], upstream: FakeUpstream, clean_redis: str
+) -> None:
+    """With --workers 2 every scrape, whichever worker answers it, counts all requests."""
+    upstream.script = lambda r: Reply(body=images_response(r))
+    gateway = start_gateway(base_config(upstream.url), {"REDIS_URL": clean_redis}, workers=2)
+
+    async def burst() -> list[int]:
+        async with httpx.AsyncClient() as client:
+            calls = [
+                client.post(
+                    gateway.url + "/v1/images/variations",
+                    headers=auth(),
+                    files={"image": ("a.png", IMAGES[0])},
+                )
+                for _ in range(20)
+            ]
+            return [r.status_code for r in await asyncio.gather(*calls)]
+
+    assert asyncio.run(burst()) == [200] * 20
+    for _ in range(6):
+        with httpx.Client() as fresh:  # new connections: any worker may answer
+            metrics = samples(fresh.get(gateway.url + "/metrics").text)
+        assert value(metrics, "gateway_requests_total", outcome="ok") == 20
