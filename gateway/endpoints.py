@@ -46,6 +46,6 @@ async def metrics(request: Request) -> Response:
         presented = request.headers.get("authorization", "").encode()
         if not hmac.compare_digest(presented, f"Bearer {token.get_secret_value()}".encode()):
             raise MetricsUnauthorized()
-    states = await services.ledger.all_states([i for i in services.auth.identities()])
+    states = await services.ledger.all_states(services.auth.identities())
     body = exposition(states, services.settings.multiprocess_dir)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -87,11 +87,7 @@ class QuotaLedger:
                 continue  # our clock was off a window edge; the store corrected it
             if not outcome.admitted:
                 refused = [live[i] for i in outcome.refused]
-                for counter in refused:
-                    scoped = counter.scoped
-                    QUOTA_REJECTIONS.labels(
-                        scoped.scope, scoped.rule.unit, scoped.rule.window
-                    ).inc()
+                _count_rejections(refused)
                 error = refusal(refused, outcome.now)
                 error.headers.update(
                     quota_headers(Reservation(live, amounts, outcome.used).states(), outcome.now)
@@ -110,40 +106,38 @@ class QuotaLedger:
         return Reservation(metered=False)
 
     async def settle(self, reservation: Reservation, delivered: int, asked: int) -> None:
-        """Refund what was not delivered: all of it when nothing was, else the missing images.
+        """Refund what was not delivered: all of it when nothing was, else the missing images
+        (and their price); the request itself stays charged.
 
         Never raises: a refund that cannot reach the store leaves usage over-counted (the
         safe side) until the window ends, and is logged.
         """
-        if reservation.settled or not reservation.metered or delivered >= asked:
+        if delivered >= asked:
             return
-        reservation.settled = True
-        refunds = []
-        for counter, amount in zip(reservation.counters, reservation.amounts, strict=True):
-            if amount and (delivered == 0 or counter.unit != "requests"):
-                refunds.append(
-                    (
-                        counter.key,
-                        amount if delivered == 0 else amount * (asked - delivered) // asked,
-                    )
-                )
-        await self._refund(refunds)
+        missing = asked - delivered
+
+        def share(counter: Counter, amount: int) -> int:
+            if delivered == 0:
+                return amount
+            return 0 if counter.unit == "requests" else amount * missing // asked
+
+        await self._give_back(reservation, share)
 
     async def settle_as_hit(self, reservation: Reservation, hit_units: Sequence[Unit]) -> None:
         """Refund every unit a cache hit does not consume (for a coalesced request)."""
+        await self._give_back(reservation, lambda c, amount: 0 if c.unit in hit_units else amount)
+
+    async def _give_back(
+        self, reservation: Reservation, share: Callable[[Counter, int], int]
+    ) -> None:
+        """Refund `share(counter, charged)` of each counter, once per reservation."""
         if reservation.settled or not reservation.metered:
             return
         reservation.settled = True
-        refunds = [
-            (counter.key, amount)
-            for counter, amount in zip(reservation.counters, reservation.amounts, strict=True)
-            if amount and counter.unit not in hit_units
-        ]
-        await self._refund(refunds)
-
-    async def _refund(self, refunds: list[tuple[str, int]]) -> None:
+        pairs = zip(reservation.counters, reservation.amounts, strict=True)
+        refunds = [(counter.key, share(counter, amount)) for counter, amount in pairs]
         try:
-            await self._store.refund([r for r in refunds if r[1] > 0])
+            await self._store.refund([refund for refund in refunds if refund[1] > 0])
         except StoreError as exc:
             self._on_store_error()
             log.warning("quota refund lost: %r", exc.__cause__ or exc)
@@ -184,6 +178,12 @@ class QuotaLedger:
     def clock(self) -> float:
         """The store's clock."""
         return self._store.clock()
+
+
+def _count_rejections(refused: Sequence[Counter]) -> None:
+    for counter in refused:
+        scoped = counter.scoped
+        QUOTA_REJECTIONS.labels(scoped.scope, scoped.rule.unit, scoped.rule.window).inc()
 
 
 def _duration(seconds: float) -> str:
