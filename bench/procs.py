@@ -1,7 +1,8 @@
-"""The processes under test: the fake upstream and the gateway, started and stopped here.
+"""The processes under test: the fake upstream, the gateway and Redis, started and stopped here.
 
-Both listen on 127.0.0.1 on a free port, log to files in the work directory, and are
-waited on until they answer. `stop` always ends them (SIGTERM, then SIGKILL).
+All listen on 127.0.0.1 on a free port and are waited on until they answer; the upstream
+and the gateway log to files in the work directory. `stop` always ends them (SIGTERM,
+then SIGKILL); a throwaway Redis ends with its `redis_server` block.
 """
 
 from __future__ import annotations
@@ -9,15 +10,18 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psutil  # type: ignore[import-untyped]
+import redis
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
@@ -27,6 +31,16 @@ USER_SECRET = "bench-secret"  # noqa: S105
 Popen = subprocess.Popen[bytes]
 # Variables that would change what the gateway under test talks to.
 _CLEARED_ENV = ("REDIS_URL", "CACHE_REDIS_URL", "GATEWAY_CONFIG", "GATEWAY_DEMO_KEY")
+# Quota rules of the production shape (user requests/minute, user images/day, team
+# usd/month) with limits no benchmark reaches: every request pays the quota step, none
+# is refused.
+UNREFUSING_QUOTAS: dict[str, Any] = {
+    "default": [
+        {"unit": "requests", "limit": 10**9, "window": "minute"},
+        {"unit": "images", "limit": 10**9, "window": "day"},
+    ],
+    "teams": {"bench": [{"unit": "usd", "limit": 10**9, "window": "month"}]},
+}
 
 
 def free_port() -> int:
@@ -66,9 +80,12 @@ def start_upstream(port: int, delay_ms: float, work: Path) -> Popen:
 
 
 def write_gateway_config(
-    path: Path, upstream_port: int, quotas: dict[str, Any] | None = None
+    path: Path,
+    upstream_port: int,
+    quotas: dict[str, Any] | None = None,
+    cache: dict[str, Any] | None = None,
 ) -> None:
-    """A config with one principal (the bench key), the fake upstream, and `quotas` (or none)."""
+    """One principal (the bench key), the fake upstream, `quotas` (or none), `cache` if given."""
     config = {
         "upstream": {"base_url": f"http://127.0.0.1:{upstream_port}/v1"},
         "principals": [
@@ -80,6 +97,8 @@ def write_gateway_config(
         ],
         "quotas": quotas or {"default": []},
     }
+    if cache is not None:
+        config["cache"] = cache
     path.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
@@ -94,12 +113,17 @@ def start_gateway(
     work: Path,
     *,
     quotas: dict[str, Any] | None = None,
+    cache: dict[str, Any] | None = None,
     redis_url: str | None = None,
     name: str = "gateway",
 ) -> Popen:
-    """`gateway serve` with a generated config (in-process store unless `redis_url`), ready."""
+    """`gateway serve` with a generated config (in-process stores unless `redis_url`), ready.
+
+    `redis_url` becomes `REDIS_URL`, the quota store and (with no `CACHE_REDIS_URL`) the
+    cache's store too.
+    """
     config, log = work / f"{name}.yaml", work / f"{name}.log"
-    write_gateway_config(config, upstream_port, quotas)
+    write_gateway_config(config, upstream_port, quotas, cache)
     env = {k: v for k, v in os.environ.items() if k not in _CLEARED_ENV}
     env.update(OPENAI_API_KEY=UPSTREAM_KEY, GATEWAY_USER_SECRET=USER_SECRET)
     if redis_url:
@@ -108,6 +132,43 @@ def start_gateway(
     proc = _spawn([*_gateway_command(), *args], env, log)
     wait_ready(proc, f"http://127.0.0.1:{port}/readyz", log)
     return proc
+
+
+@contextlib.contextmanager
+def redis_server(*, from_env: bool = True, timeout_s: float = 10) -> Iterator[str]:
+    """$REDIS_URL (if `from_env`), else a throwaway redis-server from PATH for the block.
+
+    The throwaway one listens on 127.0.0.1 on a free port, keeps nothing on disk, and is
+    waited on until it answers PING; it is stopped when the block ends.
+    """
+    if from_env and os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        sys.exit("bench: needs redis-server on PATH (Debian/Ubuntu: apt-get install redis-server)")
+    port = free_port()
+    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        _wait_redis(proc, url, timeout_s)
+        yield url
+    finally:
+        stop(proc)
+
+
+def _wait_redis(proc: Popen, url: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    with redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1) as client:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"redis-server on {url} exited with {proc.returncode}")
+            with contextlib.suppress(redis.RedisError):
+                if client.ping():
+                    return
+            time.sleep(0.05)
+    raise RuntimeError(f"redis-server on {url}: no answer to PING after {timeout_s:g}s")
 
 
 def stop(proc: Popen | None) -> None:
@@ -120,6 +181,12 @@ def stop(proc: Popen | None) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=10)
+
+
+def child_pid(name: str) -> int | None:
+    """The pid of this process's newest live child named `name`, if any."""
+    found = [c for c in psutil.Process().children() if c.name() == name]
+    return int(found[-1].pid) if found else None
 
 
 def cpu_seconds(pid: int) -> float:

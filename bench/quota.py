@@ -15,13 +15,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import statistics
-import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -35,36 +32,8 @@ from gateway.store.base import Store
 from gateway.store.memory import MemoryStore
 from gateway.store.redis import RedisStore, connect
 
-RULES = {
-    "default": [
-        {"unit": "requests", "limit": 10**9, "window": "minute"},
-        {"unit": "images", "limit": 10**9, "window": "day"},
-    ],
-    "teams": {"bench": [{"unit": "usd", "limit": 10**9, "window": "month"}]},
-}
+RULES = procs.UNREFUSING_QUOTAS
 WHO = Identity("bench", "bench")
-
-
-@contextmanager
-def redis_server() -> Iterator[str]:
-    """$REDIS_URL, or a throwaway redis-server for the run."""
-    import os
-
-    if os.environ.get("REDIS_URL"):
-        yield os.environ["REDIS_URL"]
-        return
-    binary = shutil.which("redis-server")
-    if binary is None:
-        sys.exit("bench.quota: needs $REDIS_URL or redis-server on PATH")
-    port = procs.free_port()
-    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL)
-    try:
-        time.sleep(0.3)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait()
 
 
 def _percentiles(samples: Sequence[float]) -> tuple[float, float]:
@@ -150,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     work = Path(__file__).parent / ".work"
     work.mkdir(exist_ok=True)
-    with redis_server() as url:
+    with procs.redis_server() as url:
         rows = asyncio.run(quota_step(url, args.calls))
         statuses = burst(url, args.burst, args.limit, work)
     print("| store | step | calls | p50 ms | p99 ms |\n|---|---|---|---|---|")

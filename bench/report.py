@@ -1,7 +1,9 @@
 """The results: one row per cell, a markdown table with ratios to `direct`, and problems.
 
 A cell with any non-2xx answer or socket error is never folded silently into the numbers:
-its count is shown in bold and listed under the table with its status codes.
+its count is shown in bold and listed under the table with its status codes. So is a
+gateway cell where any answer's `x-gateway-cache` is not the one its target measures
+(e.g. a MISS in the cache-hit target).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ COLUMNS = (
     "sock err",
     "gw CPU ms/req",
     "up CPU ms/req",
+    "redis CPU ms/req",
     "req/s vs direct",
     "p50 vs direct",
 )
@@ -39,11 +42,21 @@ class Cell:
     result: WrkResult
     gateway_cpu_ms: float | None  # per request; None when the gateway was not in the path
     upstream_cpu_ms: float
+    redis_cpu_ms: float | None = None  # per request; None when no Redis was in the path
+    expected_cache: str | None = None  # the x-gateway-cache value every answer must carry
+
+    @property
+    def cache_mismatch(self) -> bool:
+        """True when some answer's x-gateway-cache was not `expected_cache`."""
+        if self.expected_cache is None:
+            return False
+        return self.result.cache.get(self.expected_cache, 0) != self.result.requests
 
     @property
     def failed(self) -> bool:
-        """True when any response was not 2xx or any socket error happened."""
-        return self.result.non_2xx > 0 or self.result.errors > 0 or self.result.requests == 0
+        """True on any non-2xx, socket error or unexpected x-gateway-cache, or no answers."""
+        r = self.result
+        return r.non_2xx > 0 or r.errors > 0 or r.requests == 0 or self.cache_mismatch
 
 
 def _ms(value: float | None) -> str:
@@ -74,6 +87,7 @@ def _row(cell: Cell, direct: Cell | None) -> list[str]:
         _flag(r.errors),
         _ms(cell.gateway_cpu_ms),
         _ms(cell.upstream_cpu_ms),
+        _ms(cell.redis_cpu_ms),
         _ratio(r.rps, direct.result.rps if direct and cell is not direct else None),
         _ratio(r.p50_ms, direct.result.p50_ms if direct and cell is not direct else None),
     ]
@@ -97,10 +111,14 @@ def problems(cells: Sequence[Cell]) -> list[str]:
             r = cell.result
             statuses = ", ".join(f"{code}: {n}" for code, n in sorted(r.statuses.items()))
             errors = ", ".join(f"{kind}: {n}" for kind, n in r.socket_errors.items() if n)
-            lines.append(
+            line = (
                 f"- {cell.target} {cell.image} c={cell.concurrency}: "
                 f"statuses {{{statuses}}}; socket errors {{{errors or 'none'}}}"
             )
+            if cell.cache_mismatch:
+                seen = ", ".join(f"{value}: {n}" for value, n in sorted(r.cache.items()))
+                line += f"; x-gateway-cache {{{seen or 'none'}}}, expected {cell.expected_cache}"
+            lines.append(line)
     return lines
 
 

@@ -1,5 +1,7 @@
 -- bench/wrk.lua: POST one prebuilt body, count statuses, report exact numbers as JSON.
--- Arguments (after `--`): body file, bearer key, Content-Type.
+-- Arguments (after `--`): body file, bearer key, Content-Type, then any extra request
+-- headers, one argument each, as "Name: value" (e.g. "Cache-Control: no-cache").
+-- Also counts the values of the gateway's x-gateway-cache answer header.
 local threads = {}
 
 function setup(thread)
@@ -13,28 +15,48 @@ function init(args)
   file:close()
   wrk.headers["Authorization"] = "Bearer " .. args[2]
   wrk.headers["Content-Type"] = args[3]
+  for i = 4, #args do
+    local name, value = string.match(args[i], "^([^:]+):%s*(.*)$")
+    assert(name, "extra header not in 'Name: value' form: " .. args[i])
+    wrk.headers[name] = value
+  end
   statuses = {}
+  caches = {}
 end
 
 function response(status, headers, body)
   statuses[status] = (statuses[status] or 0) + 1
+  local cache = headers["x-gateway-cache"] or headers["X-Gateway-Cache"]
+  if cache then
+    caches[cache] = (caches[cache] or 0) + 1
+  end
+end
+
+local function merged(name)
+  local counts = {}
+  for _, thread in ipairs(threads) do
+    for key, n in pairs(thread:get(name) or {}) do
+      counts[key] = (counts[key] or 0) + n
+    end
+  end
+  return counts
 end
 
 function done(summary, latency, requests)
-  local counts = {}
-  for _, thread in ipairs(threads) do
-    for code, n in pairs(thread:get("statuses") or {}) do
-      counts[code] = (counts[code] or 0) + n
-    end
-  end
   local parts = {}
-  for code, n in pairs(counts) do
+  for code, n in pairs(merged("statuses")) do
     table.insert(parts, string.format('"%d": %d', code, n))
+  end
+  local cache_parts = {}
+  for value, n in pairs(merged("caches")) do
+    table.insert(cache_parts, string.format('"%s": %d', value, n))
   end
   local e = summary.errors
   io.write(string.format(
     'BENCH_RESULT {"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, '
-      .. '"connect": %d, "read": %d, "write": %d, "timeout": %d, "statuses": {%s}}\n',
+      .. '"connect": %d, "read": %d, "write": %d, "timeout": %d, "statuses": {%s}, '
+      .. '"cache": {%s}}\n',
     summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
-    e.connect, e.read, e.write, e.timeout, table.concat(parts, ", ")))
+    e.connect, e.read, e.write, e.timeout, table.concat(parts, ", "),
+    table.concat(cache_parts, ", ")))
 end

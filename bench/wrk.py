@@ -1,10 +1,11 @@
 """Drive one benchmark cell with wrk and read its exact numbers.
 
 The Lua script (bench/wrk.lua) reads the prebuilt body in `init`, counts every response
-status, and its `done` hook prints one `BENCH_RESULT {json}` line: the request count, the
-p50/p99 latency in microseconds from wrk's full histogram, socket errors and the status
-counts. That is exact where wrk's `--latency` text is rounded ("1.23ms", "4.56k"); the
-text is still requested and kept in each cell's log for a human to read.
+status and every value of the gateway's `x-gateway-cache` answer header, and its `done`
+hook prints one `BENCH_RESULT {json}` line: the request count, the p50/p99 latency in
+microseconds from wrk's full histogram, socket errors, and the status and cache counts.
+That is exact where wrk's `--latency` text is rounded ("1.23ms", "4.56k"); the text is
+still requested and kept in each cell's log for a human to read.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class WrkResult(NamedTuple):
     p99_ms: float
     statuses: dict[int, int]
     socket_errors: dict[str, int]
+    cache: dict[str, int]  # x-gateway-cache value -> responses; empty when not the gateway
 
     @property
     def rps(self) -> float:
@@ -72,17 +74,19 @@ def parse_output(stdout: str) -> WrkResult:
                 p99_ms=raw["p99_us"] / 1e3,
                 statuses={int(code): n for code, n in raw["statuses"].items()},
                 socket_errors={k: raw[k] for k in ("connect", "read", "write", "timeout")},
+                cache=dict(raw.get("cache", {})),
             )
     raise ValueError("wrk printed no BENCH_RESULT line:\n" + stdout[-2000:])
 
 
 class Load(NamedTuple):
-    """What to send: the URL, the body file, the key and the body's Content-Type."""
+    """What to send: the URL, the body file, the key, the body's Content-Type, extra headers."""
 
     url: str
     body_path: Path
     key: str
     content_type: str
+    headers: tuple[str, ...] = ()  # "Name: value" each, e.g. "Cache-Control: no-cache"
 
 
 def run_wrk(
@@ -101,17 +105,18 @@ def run_wrk(
         str(SCRIPT),
         load.url,
         "--",
-        str(load.body_path),
-        load.key,
-        load.content_type,
     ]
+    arguments = [str(load.body_path), load.key, load.content_type, *load.headers]
     done = subprocess.run(
-        command, capture_output=True, text=True, timeout=seconds + timeout_s + 30, check=False
+        [*command, *arguments],
+        capture_output=True,
+        text=True,
+        timeout=seconds + timeout_s + 30,
+        check=False,
     )
     if log is not None:
-        log.write_text(
-            " ".join(command[:-2]) + " <key> <content-type>\n" + done.stdout + done.stderr
-        )
+        shown = [str(load.body_path), "<key>", "<content-type>", *(repr(h) for h in load.headers)]
+        log.write_text(" ".join([*command, *shown]) + "\n" + done.stdout + done.stderr)
     if done.returncode != 0:
         raise RuntimeError(f"wrk exited with {done.returncode}: {done.stderr.strip()}")
     return parse_output(done.stdout)
