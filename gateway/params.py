@@ -16,6 +16,7 @@ RESPONSE_FORMATS: tuple[ResponseFormat, ...] = ("url", "b64_json")
 IMAGE_FIELD = "image"
 FIELDS = frozenset({IMAGE_FIELD, "model", "n", "size", "response_format", "user"})
 MAX_N = 10
+DEFAULT_MODEL = "dall-e-2"  # OpenAI's default; the first allowed model if it is not allowed
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
@@ -93,7 +94,7 @@ def parse_params(upload: Upload, *, models: tuple[str, ...], max_side: int) -> V
         model=_choice(
             "model",
             fields.get("model"),
-            models[0] if "dall-e-2" not in models else "dall-e-2",
+            DEFAULT_MODEL if DEFAULT_MODEL in models else models[0],
             models,
         ),
         n=_parse_n(fields.get("n")),

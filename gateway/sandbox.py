@@ -29,6 +29,7 @@ from gateway.params import FIELDS, IMAGE_FIELD, parse_params
 from gateway.store.base import StoreError
 
 BASE_URL = "http://sandbox.invalid/v1"
+_READ_SECONDS = 60  # the body comes from the gateway's memory, never from a slow socket
 _HUE_STEP = 47  # out of 256: a visible, never-repeating-soon turn per index
 
 
@@ -61,7 +62,7 @@ def create_sandbox_app(host: ImageHost, *, max_side: int, models: tuple[str, ...
                 request.stream(),
                 allowed=FIELDS,
                 file_field=IMAGE_FIELD,
-                timeout_seconds=60,
+                timeout_seconds=_READ_SECONDS,
             )
             params = parse_params(upload, models=models, max_side=max_side)
         except InvalidRequest as exc:

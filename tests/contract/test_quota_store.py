@@ -193,3 +193,23 @@ async def test_a_burst_waits_for_pool_connections_instead_of_failing(clean_redis
         await store.close()
     assert all(outcome is not None and outcome.admitted for outcome in outcomes)
     assert max(outcome.used[0] for outcome in outcomes if outcome) == 1000
+
+
+@pytest.mark.redis
+async def test_redis_counters_expire_with_their_window(clean_redis: str, clock) -> None:
+    """A counter's Redis TTL ends a minute after its window does, so usage never piles up."""
+    import redis.asyncio as aioredis
+
+    from gateway.store.redis import RedisStore, connect
+
+    store = RedisStore(connect(clean_redis), clock=clock)
+    quotas = ledger(store, default=[{"unit": "requests", "limit": 5, "window": "hour"}])
+    try:
+        reservation = await quotas.reserve(ALICE, 1, "256x256")
+    finally:
+        await store.close()
+    key = reservation.counters[0].key
+    assert key.startswith("gw:v1:quota:{vision}:user:alice:requests:hour:")
+    async with aioredis.Redis.from_url(clean_redis) as client:
+        expire_at = await client.expiretime(key)
+    assert expire_at == int(reservation.counters[0].end) + 60
