@@ -20,6 +20,8 @@ from support.servers import GatewayProcess
 
 pytestmark = pytest.mark.e2e
 IMAGES = [make_png(20 + i) for i in range(3)]
+# The outcomes of `known_sequence`, in order.
+SEQUENCE = ("ok", "cache_hit", "quota_exceeded", "invalid", "unauthenticated", "upstream_error")
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -73,25 +75,8 @@ def known_sequence(
 def test_scrape_after_a_known_sequence_has_exact_values(known_sequence: GatewayProcess) -> None:
     """Each outcome, cache result, image count and quota gauge is counted exactly."""
     metrics = samples(httpx.get(known_sequence.url + "/metrics").text)
-    outcomes = {
-        o: value(metrics, "gateway_requests_total", outcome=o)
-        for o in (
-            "ok",
-            "cache_hit",
-            "quota_exceeded",
-            "invalid",
-            "unauthenticated",
-            "upstream_error",
-        )
-    }
-    assert outcomes == {
-        "ok": 1,
-        "cache_hit": 1,
-        "quota_exceeded": 1,
-        "invalid": 1,
-        "unauthenticated": 1,
-        "upstream_error": 1,
-    }
+    outcomes = {o: value(metrics, "gateway_requests_total", outcome=o) for o in SEQUENCE}
+    assert outcomes == dict.fromkeys(SEQUENCE, 1)
     assert value(metrics, "gateway_cache_requests_total", result="hit") == 1
     assert value(metrics, "gateway_cache_requests_total", result="miss") == 3
     assert value(metrics, "gateway_images_total", team="vision") == 4
@@ -146,14 +131,7 @@ def test_logs_are_json_lines_without_secrets(known_sequence: GatewayProcess) -> 
         "upstream_ms",
         "total_ms",
     }
-    assert [line["outcome"] for line in variations] == [
-        "ok",
-        "cache_hit",
-        "quota_exceeded",
-        "invalid",
-        "unauthenticated",
-        "upstream_error",
-    ]
+    assert tuple(line["outcome"] for line in variations) == SEQUENCE
 
 
 def test_metrics_token_is_required_when_configured(

@@ -10,6 +10,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support.config import KEYS, base_config
@@ -31,6 +32,19 @@ def _need(tool: str) -> str:
     return found
 
 
+def run_node_sdk(
+    gateway: GatewayProcess, image: Path, n: int, size: str, fmt: str
+) -> dict[str, Any]:
+    """One createVariation call by the npm SDK (variation.mjs); its JSON outcome line."""
+    node = _need("node")
+    if not (NODE_DIR / "node_modules" / "openai").exists():
+        pytest.fail("the openai npm package is not installed: run `make test`")
+    script = str(NODE_DIR / "variation.mjs")
+    args = [node, script, gateway.url + "/v1", KEYS["carol"], str(image), str(n), size, fmt]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=60, check=True).stdout
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
 @pytest.mark.node
 @pytest.mark.parametrize(
     ("response_format", "size", "n"), [("url", "256x256", 2), ("b64_json", "1024x1024", 1)]
@@ -44,31 +58,14 @@ def test_node_sdk_file_stream_upload(
     n: int,
 ) -> None:
     """images.createVariation with fs.createReadStream (a chunked upload) works end to end."""
-    node = _need("node")
-    if not (NODE_DIR / "node_modules" / "openai").exists():
-        pytest.fail("the openai npm package is not installed: run `make test`")
     path = tmp_path / "in.png"
     path.write_bytes(make_png(40))
-    args = [
-        node,
-        str(NODE_DIR / "variation.mjs"),
-        live.url + "/v1",
-        KEYS["carol"],
-        str(path),
-        str(n),
-        size,
-        response_format,
-    ]
-    out = subprocess.run(args, capture_output=True, text=True, timeout=60, check=True).stdout
-    result = json.loads(out.strip().splitlines()[-1])
+    result = run_node_sdk(live, path, n, size, response_format)
     assert result["ok"], result
     assert len(result["data"]) == n and result["requestId"].startswith("req_")
     [seen] = upstream.received
-    assert (seen.fields["n"], seen.fields["size"], seen.fields["response_format"]) == (
-        str(n),
-        size,
-        response_format,
-    )
+    fields = (seen.fields["n"], seen.fields["size"], seen.fields["response_format"])
+    assert fields == (str(n), size, response_format)
     assert seen.fields["user"] != "node-caller-chosen-user"
     assert seen.files["image"][2] == path.read_bytes()
 
@@ -78,22 +75,9 @@ def test_node_sdk_sees_openai_errors(
     live: GatewayProcess, upstream: FakeUpstream, tmp_path: Path
 ) -> None:
     """A refusal reaches the npm SDK as an APIError with status and OpenAI's code."""
-    node = _need("node")
     path = tmp_path / "in.png"
     path.write_bytes(make_png(40, height=20))
-    args = [
-        node,
-        str(NODE_DIR / "variation.mjs"),
-        live.url + "/v1",
-        KEYS["carol"],
-        str(path),
-        "1",
-        "256x256",
-        "url",
-    ]
-    result = json.loads(
-        subprocess.run(args, capture_output=True, text=True, timeout=60, check=True).stdout
-    )
+    result = run_node_sdk(live, path, 1, "256x256", "url")
     assert result["ok"] is False and result["status"] == 400
     assert result["error"]["code"] == "invalid_image_dimensions"
     assert upstream.received == []

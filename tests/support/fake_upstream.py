@@ -23,6 +23,11 @@ from support.pngs import make_png
 TINY_PNG = make_png(8)
 
 
+class _Server(ThreadingHTTPServer):
+    # The stdlib's backlog of 5 refuses connections when a test fires dozens at once.
+    request_queue_size = 256
+
+
 @dataclass
 class Received:
     """One request as the upstream saw it."""
@@ -86,7 +91,7 @@ class FakeUpstream:
         self.received: list[Received] = []
         self.script: Callable[[Received], Reply] = lambda r: Reply(body=images_response(r))
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server = _Server(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
