@@ -20,7 +20,7 @@ from gateway.hosting import ImageHost
 from gateway.ledger import QuotaLedger
 from gateway.params import VariationRequest
 from gateway.settings import Settings
-from gateway.store.base import CacheStore, Store
+from gateway.store.base import CacheStore, Store, StoreError
 from gateway.store.memory import MemoryCacheStore, MemoryStore
 from gateway.store.redis import RedisCacheStore, RedisStore, connect
 from gateway.upstream import VariationsUpstream, build_client
@@ -96,6 +96,8 @@ async def open_services(
 ) -> AsyncIterator[Services]:
     """Open the store and the upstream client; close both on exit."""
     store = open_store(settings)
+    with contextlib.suppress(StoreError):  # a store that is down now is /readyz's business
+        await store.ping()  # also measures the Redis clock's offset before the first charge
     cache = open_cache(settings)
     images = ImageHost(store, settings.public_url)
     transport, base_url = _upstream_transport(settings, images, upstream_transport)
