@@ -4,11 +4,11 @@ Key: SHA-256 of the image bytes' hash, the normalised parameters and the scope's
 (plus what answers: the upstream's identity), never the caller's `user`. `url` answers
 expire before their URLs do. A cache failure never fails a request: it becomes a miss.
 
-Coalescing has two layers. In one process, identical concurrent misses share one future.
-Across processes, the leader holds a short lock in the cache store while it calls
-upstream; the others poll for the entry and, if the lock vanishes without one (the leader
-failed), try to lead themselves. Nobody waits past `wait_seconds`: then it calls upstream
-on its own.
+Coalescing has two layers. In one process, identical concurrent misses share one future
+(if it fails, they try again themselves). Across processes, the leader holds a short lock
+in the cache store while it calls upstream; the others poll for the entry and, if the
+lock vanishes without one (the leader failed), call upstream themselves. Nobody waits
+past `wait_seconds`: then it calls upstream on its own.
 """
 
 from __future__ import annotations
@@ -196,25 +196,33 @@ class ResponseCache:
     async def _lead_or_wait(
         self, key: str, response_format: str, produce: Callable[[], Awaitable[UpstreamAnswer]]
     ) -> Cached:
+        """Lead (lock, call, store, unlock), or wait for the process that leads.
+
+        A waiter whose leader vanished without leaving an entry (it failed, or its answer
+        could not be cached) or outlived the bound calls upstream itself: retrying under the
+        lock instead would queue every waiter behind the next one, one call at a time.
+        """
         lock, token = key + ":lock", secrets.token_hex(12)
-        deadline = time.monotonic() + self._wait
-        while time.monotonic() < deadline:
+        try:
+            leading = await self._store.acquire(lock, token, self._lock_ms)
+        except StoreError as exc:
+            self._failed("lock", exc)
+            leading = None  # no coalescing without the store: go alone
+        if leading:
             try:
-                leading = await self._store.acquire(lock, token, self._lock_ms)
-            except StoreError as exc:
-                self._failed("lock", exc)
-                break
-            if leading:
-                try:
-                    answer = await produce()
-                    await self.put(key, answer, response_format)
-                    return Cached(answer, "MISS")
-                finally:
-                    await self._release(lock, token)
-            waited = await self._await_leader(key, lock, deadline)
+                return await self._produce_and_put(key, response_format, produce)
+            finally:
+                await self._release(lock, token)
+        if leading is False:
+            waited = await self._await_leader(key, lock, time.monotonic() + self._wait)
             if waited is not None:
                 return Cached(waited, "COALESCED")
-        answer = await produce()  # waited long enough, or no lock to be had: go alone
+        return await self._produce_and_put(key, response_format, produce)
+
+    async def _produce_and_put(
+        self, key: str, response_format: str, produce: Callable[[], Awaitable[UpstreamAnswer]]
+    ) -> Cached:
+        answer = await produce()
         await self.put(key, answer, response_format)
         return Cached(answer, "MISS")
 
