@@ -52,16 +52,32 @@ def _print_policy(config: GatewayConfig) -> None:
             print(f"  {scope:<4} {subject:<16} {rule.unit:<8} {rule.limit:>10g} per {rule.window}")
         if not rules:
             print("  no quota rules: unlimited")
+    _print_other_sources(config)
+
+
+def _print_other_sources(config: GatewayConfig) -> None:
+    """Callers the config does not list: who vouches for them, and which rules they get."""
+    sources = []
+    if config.identity.jwt is not None:
+        sources.append(f"SSO tokens issued by {config.identity.jwt.issuer}")
+    if config.identity.trusted_header is not None:
+        proxies = ", ".join(config.identity.trusted_header.proxies)
+        sources.append(f"trusted headers from {proxies}")
+    if sources:
+        print(f"other users ({'; '.join(sources)}):")
+        print("  the default rules (or their quotas.users entry), plus their team's pool")
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
     path = _config_path(args)
     try:
         config = read_config(path)
-        build_settings(config, os.environ)
+        settings = build_settings(config, os.environ)
     except ConfigError as exc:
         return _fail(f"{path}: invalid configuration\n{exc}")
     print(f"{path}: ok")
+    for warning in settings.warnings:
+        print(f"gateway: warning: {warning}", file=sys.stderr)
     _print_policy(config)
     return 0
 

@@ -1,8 +1,17 @@
-"""Bearer token -> `Identity`.
+"""A request -> `Identity`: the one place that decides who is calling.
 
-Keys are never stored: the config holds their SHA-256, and a presented key is hashed and
-looked up by digest. The lookup is over digests of attacker-chosen input, so its timing
-reveals nothing about any stored key.
+`Authenticator` tries, in order:
+
+1. trusted proxy headers, if configured and the TCP peer is one of the proxies
+   (`proxy_headers.py`);
+2. the bearer value as a gateway API key: keys are never stored, the config holds their
+   SHA-256, and a presented key is hashed and looked up by digest, so the lookup's timing
+   reveals nothing about any stored key;
+3. the bearer value as a company SSO token, if configured and it has a JWT's shape
+   (`oidc.py`, keys from `jwks.py`).
+
+Each yields the same `Identity`. A JWT caller never waits on the IdP unless their token's
+key is unknown, and an API-key caller never touches the IdP at all.
 """
 
 from __future__ import annotations
@@ -10,23 +19,27 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Literal
+
+from starlette.requests import HTTPConnection
 
 from gateway.errors import AuthenticationError, PermissionDenied
+from gateway.identity import Identity, Role
+from gateway.oidc import MAX_TOKEN_LENGTH, JwtVerifier, looks_like_jwt
+from gateway.proxy_headers import TrustedHeaders
 from gateway.settings import PrincipalConfig
 
-Role = Literal["user", "admin"]
+__all__ = [
+    "MAX_KEY_LENGTH",
+    "Authenticator",
+    "Identity",
+    "KeyAuthenticator",
+    "Role",
+    "bearer_value",
+    "key_digest",
+    "pseudonym",
+    "require_admin",
+]
 MAX_KEY_LENGTH = 512
-
-
-@dataclass(frozen=True)
-class Identity:
-    """Who is calling: the internal user id, their team and role."""
-
-    user: str
-    team: str
-    role: Role = "user"
 
 
 def key_digest(key: str) -> str:
@@ -46,20 +59,65 @@ class KeyAuthenticator:
         """Every configured identity, ordered by user."""
         return sorted(self._by_digest.values(), key=lambda identity: identity.user)
 
+    def lookup(self, key: str) -> Identity | None:
+        """The identity configured for `key`, or None."""
+        return self._by_digest.get(key_digest(key))
+
     def authenticate(self, authorization: str | None) -> Identity:
         """The caller's identity; raises `AuthenticationError` for a missing or unknown key."""
-        if not authorization:
-            raise AuthenticationError(
-                "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'."
-            )
-        scheme, _, key = authorization.partition(" ")
-        key = key.strip()
-        if scheme.lower() != "bearer" or not key or len(key) > MAX_KEY_LENGTH:
-            raise AuthenticationError("Malformed Authorization header: expected 'Bearer <key>'.")
-        identity = self._by_digest.get(key_digest(key))
+        identity = self.lookup(bearer_value(authorization, MAX_KEY_LENGTH))
         if identity is None:
             raise AuthenticationError("Incorrect API key provided.")
         return identity
+
+
+def bearer_value(authorization: str | None, max_length: int) -> str:
+    """The credential of `Authorization: Bearer <value>`; raises `AuthenticationError`."""
+    if not authorization:
+        raise AuthenticationError(
+            "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'."
+        )
+    scheme, _, value = authorization.partition(" ")
+    value = value.strip()
+    if scheme.lower() != "bearer" or not value or len(value) > max_length:
+        raise AuthenticationError("Malformed Authorization header: expected 'Bearer <key>'.")
+    return value
+
+
+class Authenticator:
+    """Every configured identity source, tried in the order the module docstring gives."""
+
+    def __init__(
+        self,
+        keys: KeyAuthenticator,
+        jwt: JwtVerifier | None = None,
+        headers: TrustedHeaders | None = None,
+    ) -> None:
+        self._keys, self._jwt, self._headers = keys, jwt, headers
+
+    def identities(self) -> list[Identity]:
+        """The configured principals (callers known only to the IdP or a proxy are not)."""
+        return self._keys.identities()
+
+    async def authenticate(self, request: HTTPConnection) -> Identity:
+        """The caller of `request`; raises `AuthenticationError` (401), or
+        `IdentityProviderUnavailable` (503) when a token's key cannot be fetched now.
+        """
+        if self._headers is not None:
+            peer = request.client.host if request.client else None
+            asserted = self._headers.identity(request.headers, peer)
+            if asserted is not None:
+                return asserted
+        limit = MAX_TOKEN_LENGTH if self._jwt is not None else MAX_KEY_LENGTH
+        value = bearer_value(request.headers.get("authorization"), limit)
+        identity = self._keys.lookup(value)
+        if identity is not None:
+            return identity
+        if self._jwt is not None and looks_like_jwt(value):
+            return await self._jwt.authenticate(value)
+        if len(value) > MAX_KEY_LENGTH:  # neither a key nor a token: as without SSO
+            raise AuthenticationError("Malformed Authorization header: expected 'Bearer <key>'.")
+        raise AuthenticationError("Incorrect API key provided.")
 
 
 def require_admin(identity: Identity) -> None:

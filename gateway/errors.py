@@ -12,6 +12,7 @@
     ├── RateLimited                   429 rate_limit_exceeded   Retry-After, retry-after-ms
     │   └── QuotaExceeded             429 insufficient_quota    x-should-retry: false
     ├── StoreUnavailable              503 quota_backend_unavailable
+    ├── IdentityProviderUnavailable   503 identity_provider_unavailable (JWKS unreachable)
     └── UpstreamError                 502 upstream_error        (5xx, unreachable, bad answer)
         ├── UpstreamAuthError         502 upstream_auth_error   x-should-retry: false
         ├── UpstreamTimeout           504 upstream_timeout      x-should-retry: false
@@ -136,6 +137,19 @@ class StoreUnavailable(GatewayError):
 
     def default_headers(self) -> Mapping[str, str]:
         return {"retry-after": "2"}
+
+
+class IdentityProviderUnavailable(GatewayError):
+    """A token's signing key is not cached and the IdP's JWKS cannot be fetched right now."""
+
+    status, type, code = 503, "server_error", "identity_provider_unavailable"
+    default_message = (
+        "The company identity provider cannot be reached to check this token's signing key. "
+        "Retry shortly."
+    )
+
+    def default_headers(self) -> Mapping[str, str]:
+        return {"retry-after": "5"}
 
 
 class UpstreamError(GatewayError):

@@ -18,6 +18,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from gateway.errors import (
     AuthenticationError,
     GatewayError,
+    IdentityProviderUnavailable,
     InvalidRequest,
     PermissionDenied,
     QuotaExceeded,
@@ -64,6 +65,8 @@ STORE_ERRORS = Counter("gateway_store_errors", "Quota store operations that fail
 
 _ERROR_OUTCOMES: tuple[tuple[type[GatewayError], Outcome], ...] = (
     (AuthenticationError, "unauthenticated"),
+    # Not authenticated either; the access log's error code tells the IdP outage apart.
+    (IdentityProviderUnavailable, "unauthenticated"),
     (PermissionDenied, "forbidden"),
     (InvalidRequest, "invalid"),
     (RequestTooLarge, "invalid"),

@@ -38,14 +38,18 @@ async def _principal(services: Services, identity: Identity) -> dict[str, Any]:
 async def own_quota(request: Request) -> Response:
     """The caller's rules: limit, used, remaining and reset time of each."""
     services: Services = request.app.state.services
-    identity = services.auth.authenticate(request.headers.get("authorization"))
+    identity = await services.auth.authenticate(request)
     return JSONResponse(await _principal(services, identity))
 
 
 async def all_quotas(request: Request) -> Response:
-    """Every configured principal's rules, and every team pool's. Admin role only."""
+    """Every configured principal's rules, and every team pool's. Admin role only.
+
+    Callers known only to the IdP or a trusted proxy are not listed: the gateway learns of
+    them one request at a time.
+    """
     services: Services = request.app.state.services
-    require_admin(services.auth.authenticate(request.headers.get("authorization")))
+    require_admin(await services.auth.authenticate(request))
     principals = [await _principal(services, identity) for identity in services.auth.identities()]
     teams = []
     for team in sorted(services.settings.config.quotas.teams):

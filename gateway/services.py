@@ -14,11 +14,14 @@ from dataclasses import dataclass
 import httpx
 
 from gateway import metrics, sandbox
-from gateway.auth import Identity, KeyAuthenticator, pseudonym
+from gateway.auth import Authenticator, Identity, KeyAuthenticator, pseudonym
 from gateway.cache import ResponseCache, cache_key
 from gateway.hosting import ImageHost
+from gateway.jwks import JwksCache
 from gateway.ledger import QuotaLedger
+from gateway.oidc import JwtVerifier
 from gateway.params import VariationRequest
+from gateway.proxy_headers import TrustedHeaders
 from gateway.settings import Settings
 from gateway.store.base import CacheStore, Store, StoreError
 from gateway.store.memory import MemoryCacheStore, MemoryStore
@@ -31,7 +34,7 @@ class Services:
     """Everything a request handler needs, built from one `Settings`."""
 
     settings: Settings
-    auth: KeyAuthenticator
+    auth: Authenticator
     store: Store
     images: ImageHost
     ledger: QuotaLedger
@@ -78,6 +81,31 @@ def open_cache(settings: Settings) -> ResponseCache:
     )
 
 
+def open_jwks(settings: Settings) -> JwksCache | None:
+    """The IdP's key cache when SSO tokens are configured (nothing is fetched yet)."""
+    config = settings.config.identity.jwt
+    if config is None:
+        return None
+    return JwksCache(
+        config.jwks_url,
+        algorithms=config.algorithms,
+        cache_seconds=config.jwks_cache_seconds,
+        min_refresh_seconds=config.jwks_min_refresh_seconds,
+        timeout_seconds=config.jwks_timeout_seconds,
+    )
+
+
+def build_authenticator(settings: Settings, jwks: JwksCache | None) -> Authenticator:
+    """API keys (and the demo key), plus SSO tokens and trusted headers when configured."""
+    identity = settings.config.identity
+    demo_key = settings.demo_key.get_secret_value() if settings.demo_key else None
+    return Authenticator(
+        KeyAuthenticator(settings.config.principals, demo_key),
+        jwt=JwtVerifier(identity.jwt, jwks) if identity.jwt and jwks is not None else None,
+        headers=TrustedHeaders(identity.trusted_header) if identity.trusted_header else None,
+    )
+
+
 def _upstream_transport(
     settings: Settings, images: ImageHost, transport: httpx.AsyncBaseTransport | None
 ) -> tuple[httpx.AsyncBaseTransport | None, str]:
@@ -94,19 +122,23 @@ def _upstream_transport(
 async def open_services(
     settings: Settings, upstream_transport: httpx.AsyncBaseTransport | None = None
 ) -> AsyncIterator[Services]:
-    """Open the store and the upstream client; close both on exit."""
+    """Open the store, the cache, the IdP's key cache and the upstream client; close all on exit.
+
+    The JWKS client is its own (short timeouts, never the upstream's transport, which the
+    sandbox and tests replace).
+    """
     store = open_store(settings)
     with contextlib.suppress(StoreError):  # a store that is down now is /readyz's business
         await store.ping()  # also measures the Redis clock's offset before the first charge
     cache = open_cache(settings)
+    jwks = open_jwks(settings)
     images = ImageHost(store, settings.public_url)
     transport, base_url = _upstream_transport(settings, images, upstream_transport)
-    demo_key = settings.demo_key.get_secret_value() if settings.demo_key else None
     try:
         async with build_client(settings, transport) as client:
             yield Services(
                 settings=settings,
-                auth=KeyAuthenticator(settings.config.principals, demo_key),
+                auth=build_authenticator(settings, jwks),
                 store=store,
                 images=images,
                 ledger=QuotaLedger(settings.config, store),
@@ -117,5 +149,7 @@ async def open_services(
                 ),
             )
     finally:
+        if jwks is not None:
+            await jwks.close()
         await cache.close()
         await store.close()

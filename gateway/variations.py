@@ -22,7 +22,7 @@ from starlette.responses import Response
 from gateway import metrics
 from gateway.auth import Identity
 from gateway.cache import Cached, CacheResult, cache_mode
-from gateway.errors import AuthenticationError, GatewayError
+from gateway.errors import AuthenticationError, GatewayError, IdentityProviderUnavailable
 from gateway.ledger import Reservation, quota_headers
 from gateway.multipart import check_declared_length, discard_body, read_upload
 from gateway.params import FIELDS, IMAGE_FIELD, VariationRequest, parse_params
@@ -37,7 +37,7 @@ async def create_variation(request: Request) -> Response:
     """The product: one image variations call on behalf of an authenticated caller."""
     services: Services = request.app.state.services
     identity = await _authenticate(request, services)
-    request.state.log.update(user=identity.user, team=identity.team)
+    request.state.log.update(user=identity.user, team=identity.team, auth=identity.source)
     params = await _read_params(request, services)
     mode = cache_mode(request.headers.get("cache-control")) if services.cache.enabled else "bypass"
     key = services.cache_key(identity, params)
@@ -57,8 +57,8 @@ async def create_variation(request: Request) -> Response:
 async def _authenticate(request: Request, services: Services) -> Identity:
     check_declared_length(request.headers.get("content-length"))
     try:
-        return services.auth.authenticate(request.headers.get("authorization"))
-    except AuthenticationError:
+        return await services.auth.authenticate(request)
+    except (AuthenticationError, IdentityProviderUnavailable):
         await discard_body(request.stream(), services.settings.config.limits.body_timeout_seconds)
         raise
 

@@ -11,6 +11,7 @@ import pytest
 import redis
 from starlette.testclient import TestClient
 from support.config import ENV, base_config, merged, write_config
+from support.fake_idp import FakeIdP, SigningKey, new_key
 from support.fake_upstream import FakeUpstream
 from support.servers import GatewayProcess, RedisServer
 
@@ -56,6 +57,26 @@ def clean_redis(redis_url: str) -> Iterator[str]:
 def upstream() -> Iterator[FakeUpstream]:
     """A fake OpenAI upstream on loopback, recording every request it gets."""
     with FakeUpstream() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def signing_keys() -> dict[str, SigningKey]:
+    """IdP key pairs, generated once per session: RSA (one without `alg`), EC and Ed25519."""
+    return {
+        "rsa-1": new_key("rsa-1"),
+        "rsa-2": new_key("rsa-2"),
+        "rsa-3": new_key("rsa-3"),
+        "rsa-noalg": new_key("rsa-noalg", jwk_alg=False),
+        "ec-1": new_key("ec-1", "ES256"),
+        "ed-1": new_key("ed-1", "EdDSA"),
+    }
+
+
+@pytest.fixture
+def idp(signing_keys: dict[str, SigningKey]) -> Iterator[FakeIdP]:
+    """A fake company IdP on loopback publishing rsa-1 and ec-1."""
+    with FakeIdP([signing_keys["rsa-1"], signing_keys["ec-1"]]) as fake:
         yield fake
 
 

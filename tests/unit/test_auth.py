@@ -1,14 +1,19 @@
-"""Bearer key -> Identity: configured principals by digest, the demo key, admin, the pseudonym."""
+"""Bearer key -> Identity: configured principals by digest, the demo key, admin, the pseudonym;
+and the order in which `Authenticator` tries trusted headers and keys.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 
 import pytest
+from starlette.requests import Request
 
 from gateway.auth import (
     MAX_KEY_LENGTH,
+    Authenticator,
     Identity,
     KeyAuthenticator,
     key_digest,
@@ -16,7 +21,8 @@ from gateway.auth import (
     require_admin,
 )
 from gateway.errors import AuthenticationError, PermissionDenied
-from gateway.settings import PrincipalConfig
+from gateway.proxy_headers import TrustedHeaders
+from gateway.settings import PrincipalConfig, TrustedHeaderConfig
 
 ALICE_KEY = "gwk_alice_0123456789abcdefghijklmnop"
 ADMIN_KEY = "gwk_grafana_0123456789abcdefghijklmn"
@@ -149,3 +155,61 @@ def test_pseudonym_depends_on_user_and_secret():
     assert pseudonym("s", "alice") != pseudonym("s", "bob")
     assert pseudonym("s", "alice") != pseudonym("t", "alice")
     assert "alice" not in pseudonym("s", "alice")
+
+
+def request(peer: str, **headers: str) -> Request:
+    """A request from `peer` with these headers (underscores in names become dashes)."""
+    raw = [
+        (name.replace("_", "-").lower().encode(), value.encode()) for name, value in headers.items()
+    ]
+    return Request(
+        {"type": "http", "method": "GET", "path": "/", "headers": raw, "client": (peer, 5000)}
+    )
+
+
+def both(authenticator: KeyAuthenticator) -> Authenticator:
+    """API keys plus trusted headers from 10.0.0.0/8 (user and team headers)."""
+    config = TrustedHeaderConfig(team_header="X-Team", proxies=("10.0.0.0/8",))
+    return Authenticator(authenticator, headers=TrustedHeaders(config))
+
+
+def authenticate(authenticator: Authenticator, req: Request) -> Identity:
+    """Run the async authentication to its end."""
+    return asyncio.run(authenticator.authenticate(req))
+
+
+def test_trusted_headers_come_before_the_key(authenticator):
+    """From a proxy, asserted headers decide even when a key is also sent."""
+    req = request(
+        "10.1.1.1", x_forwarded_user="dave", x_team="vision", authorization=f"Bearer {ALICE_KEY}"
+    )
+    assert authenticate(both(authenticator), req) == Identity("dave", "vision")
+
+
+def test_untrusted_headers_are_ignored_and_the_key_decides(authenticator):
+    """From elsewhere, the same headers are ignored: the key decides, or its absence refuses."""
+    headers = {"x_forwarded_user": "grafana", "x_team": "ops"}
+    req = request("192.168.1.1", **headers, authorization=f"Bearer {ALICE_KEY}")
+    assert authenticate(both(authenticator), req) == Identity("alice", "vision")
+    with pytest.raises(AuthenticationError, match="didn't provide an API key"):
+        authenticate(both(authenticator), request("192.168.1.1", **headers))
+
+
+def test_proxy_without_user_header_lets_key_callers_through(authenticator):
+    """A trusted proxy passing a request without the user header leaves it to the key."""
+    req = request("10.1.1.1", authorization=f"Bearer {ADMIN_KEY}")
+    assert authenticate(both(authenticator), req) == Identity("grafana", "ops", "admin")
+
+
+def test_without_sso_a_long_bearer_is_malformed(authenticator):
+    """Without identity.jwt, a bearer value over the key limit stays a malformed header."""
+    req = request("10.1.1.1", authorization="Bearer " + "a.b." * 200)
+    with pytest.raises(AuthenticationError, match="Malformed"):
+        authenticate(Authenticator(authenticator), req)
+
+
+def test_identities_are_the_configured_principals_only(authenticator):
+    """`identities()` lists configured principals, never callers asserted by headers."""
+    auth = both(authenticator)
+    authenticate(auth, request("10.1.1.1", x_forwarded_user="dave", x_team="vision"))
+    assert [i.user for i in auth.identities()] == ["alice", "grafana"]

@@ -125,6 +125,26 @@ def test_config_check_says_unlimited_without_rules(capsys, write):
     assert "no quota rules: unlimited" in capsys.readouterr().out
 
 
+def test_config_check_names_other_identity_sources_and_warns(capsys, write):
+    """With SSO and trusted headers, config check says who else may call and warns of risks."""
+    identity = {
+        "jwt": {
+            "issuer": "https://login.example.com",
+            "audience": "gw",
+            "jwks_url": "http://login.example.com/keys",
+            "default_team": "misc",
+        },
+        "trusted_header": {"team_header": "X-Team", "proxies": ["10.0.0.0/8"]},
+    }
+    assert _check(write({**GOOD, "identity": identity})) == 0
+    captured = capsys.readouterr()
+    assert (
+        "other users (SSO tokens issued by https://login.example.com; "
+        "trusted headers from 10.0.0.0/8):" in captured.out
+    )
+    assert "identity.jwt.jwks_url is plain http" in captured.err
+
+
 def test_config_check_of_the_shipped_config_passes(capsys):
     """The repository's config/gateway.yaml passes `config check`."""
     from pathlib import Path

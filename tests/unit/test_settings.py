@@ -55,6 +55,13 @@ def test_shipped_config_is_valid():
     ]
 
 
+def test_sso_example_config_is_valid():
+    """config/gateway.sso.example.yaml parses, with SSO tokens and trusted headers both on."""
+    config = read_config(SHIPPED_CONFIG.with_name("gateway.sso.example.yaml"))
+    assert config.identity.jwt is not None and config.identity.jwt.algorithms == ("RS256",)
+    assert config.identity.trusted_header is not None
+
+
 def test_spec_example_config_is_valid():
     """The SPEC section 3 example (principals, overrides, team pools) parses as written."""
     raw = {
@@ -336,3 +343,43 @@ def test_load_settings_reads_the_file_and_the_environment(tmp_path):
     assert isinstance(settings.config, GatewayConfig)
     assert settings.config.upstream.timeout_seconds == 7
     assert settings.user_secret.get_secret_value() == "hmac-secret"
+
+
+SSO = {
+    "issuer": "https://login.example.com/oauth2/default",
+    "audience": "image-gateway",
+    "jwks_url": "https://login.example.com/oauth2/default/v1/keys",
+    "default_team": "misc",
+}
+
+
+def test_identity_sources_are_off_by_default_and_parse_when_set():
+    """No identity.jwt or trusted_header by default; both sections parse with their defaults."""
+    assert parse_config(None).identity.jwt is None
+    assert parse_config(None).identity.trusted_header is None
+    headers = {"team_header": "X-Team", "proxies": ["10.0.0.0/8", "fd00::/8"]}
+    identity = parse_config({"identity": {"jwt": SSO, "trusted_header": headers}}).identity
+    assert identity.jwt is not None and identity.trusted_header is not None
+    jwt = identity.jwt
+    assert (jwt.algorithms, jwt.leeway_seconds, jwt.user_claim) == (("RS256",), 30, "sub")
+    assert (jwt.jwks_cache_seconds, jwt.jwks_min_refresh_seconds) == (300, 30)
+    assert identity.trusted_header.user_header == "X-Forwarded-User"
+
+
+@pytest.mark.parametrize(
+    ("identity", "warned"),
+    [
+        ({"jwt": SSO}, None),
+        ({"jwt": {**SSO, "jwks_url": "http://127.0.0.1:8081/keys"}}, None),
+        ({"jwt": {**SSO, "jwks_url": "http://localhost/keys"}}, None),
+        ({"jwt": {**SSO, "jwks_url": "http://idp.corp/keys"}}, "plain http"),
+        ({"trusted_header": {"team_header": "T", "proxies": ["10.0.0.0/8"]}}, None),
+        ({"trusted_header": {"team_header": "T", "proxies": ["0.0.0.0/0"]}}, "every address"),
+        ({"trusted_header": {"team_header": "T", "proxies": ["::/0"]}}, "every address"),
+    ],
+)
+def test_risky_identity_settings_start_with_a_warning(identity, warned):
+    """A plain-http JWKS off loopback, or proxies trusting every address, is warned about."""
+    settings = build_settings(parse_config({**REAL, "identity": identity}), SECRETS)
+    found = [w for w in settings.warnings if warned and warned in w]
+    assert found if warned else not settings.warnings

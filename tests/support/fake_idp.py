@@ -1,0 +1,214 @@
+"""A fake company identity provider: a JWKS served by a real HTTP server on loopback, and the
+private keys to sign tokens with (RSA, EC and Ed25519, generated with PyJWT's cryptography).
+
+Tests rotate keys mid-run (`publish`), count fetches, make the IdP fail or vanish, and
+mint tokens, good and bad, with `token()`.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import hmac
+import json
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
+
+AUDIENCE = "image-gateway"
+JWKS_PATH = "/oauth2/v1/keys"
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """One IdP key pair: its id, algorithm, private half and public JWK."""
+
+    kid: str
+    alg: str
+    private: Any
+    jwk: dict[str, Any]
+
+    def public_pem(self) -> bytes:
+        """The public key as PEM (what an HMAC-confusion attacker would use as the secret)."""
+        return bytes(
+            self.private.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+
+
+def new_key(kid: str, alg: str = "RS256", *, jwk_alg: bool = True) -> SigningKey:
+    """A fresh key pair for `alg` (RS*/PS* RSA 2048, ES256 P-256, EdDSA Ed25519)."""
+    private: Any
+    if alg.startswith(("RS", "PS")):
+        private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        jwk = RSAAlgorithm.to_jwk(private.public_key(), as_dict=True)
+    elif alg == "ES256":
+        private = ec.generate_private_key(ec.SECP256R1())
+        jwk = ECAlgorithm.to_jwk(private.public_key(), as_dict=True)
+    elif alg == "EdDSA":
+        private = ed25519.Ed25519PrivateKey.generate()
+        jwk = OKPAlgorithm.to_jwk(private.public_key(), as_dict=True)
+    else:
+        raise ValueError(alg)
+    jwk = {**jwk, "kid": kid, "use": "sig", **({"alg": alg} if jwk_alg else {})}
+    return SigningKey(kid, alg, private, jwk)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def unsigned_token(header: dict[str, Any], claims: dict[str, Any], signature: bytes = b"") -> str:
+    """A compact JWT assembled by hand, with whatever header and signature bytes are given."""
+    head = _b64(json.dumps(header).encode()) + "." + _b64(json.dumps(claims).encode())
+    return head + "." + _b64(signature)
+
+
+def hmac_with_public_key(key: SigningKey, claims: dict[str, Any]) -> str:
+    """The classic key-confusion forgery: alg HS256, "signed" with the IdP's public key."""
+    header = {"alg": "HS256", "typ": "JWT", "kid": key.kid}
+    head = _b64(json.dumps(header).encode()) + "." + _b64(json.dumps(claims).encode())
+    mac = hmac.new(key.public_pem(), head.encode(), hashlib.sha256).digest()
+    return head + "." + _b64(mac)
+
+
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 64
+
+
+class FakeIdP:
+    """Start with `with FakeIdP() as idp:`; `idp.jwks_url` is what the gateway fetches."""
+
+    def __init__(self, keys: Sequence[SigningKey] = ()) -> None:
+        self.published: list[SigningKey] = list(keys)
+        self.fetches = 0
+        self.status = 200
+        self.delay = 0.0
+        self.gate = threading.Event()  # clear it to hold every fetch until it is set again
+        self.gate.set()
+        self.override: tuple[int, dict[str, str], bytes] | None = None  # status, headers, body
+        self._lock = threading.Lock()
+        self._server = _Server(("127.0.0.1", 0), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._running = False
+
+    @property
+    def issuer(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/oauth2/default"
+
+    @property
+    def jwks_url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}{JWKS_PATH}"
+
+    def jwt_config(self, **overrides: Any) -> dict[str, Any]:
+        """The gateway's `identity.jwt` section for this IdP: users by email, teams by group."""
+        return {
+            "issuer": self.issuer,
+            "audience": AUDIENCE,
+            "jwks_url": self.jwks_url,
+            "algorithms": ["RS256", "ES256", "EdDSA"],
+            "user_claim": "email",
+            "groups_claim": "groups",
+            "group_teams": {"grp-vision": "vision", "grp-audio": "audio"},
+            "admin_claim": "groups",
+            "admin_values": ["grp-gateway-admins"],
+            **overrides,
+        }
+
+    def publish(self, *keys: SigningKey) -> None:
+        """Serve exactly these public keys from now on (a rotation)."""
+        with self._lock:
+            self.published = list(keys)
+
+    def claims(self, **overrides: Any) -> dict[str, Any]:
+        """Valid claims for the gateway's audience, issued now for ten minutes; `None` drops one."""
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "aud": AUDIENCE,
+            "sub": "00u-dave",
+            "email": "dave@example.com",
+            "groups": ["grp-vision", "everyone"],
+            "iat": now,
+            "nbf": now,
+            "exp": now + 600,
+        }
+        claims.update(overrides)
+        return {name: value for name, value in claims.items() if value is not None}
+
+    def token(self, key: SigningKey, *, kid: str | None = None, **overrides: Any) -> str:
+        """A token signed with `key` (its `kid` unless told otherwise), claims as `claims()`."""
+        return jwt.encode(
+            self.claims(**overrides),
+            key.private,
+            algorithm=key.alg,
+            headers={"kid": kid if kid is not None else key.kid},
+        )
+
+    def stop(self) -> None:
+        """Take the IdP off the network: its port refuses connections from now on."""
+        self.gate.set()
+        if self._running:
+            self._server.shutdown()
+            self._running = False
+        self._server.server_close()
+
+    def __enter__(self) -> FakeIdP:
+        self._thread.start()
+        self._running = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _answer(self) -> tuple[int, dict[str, str], bytes]:
+        with self._lock:
+            self.fetches += 1
+            keys = [key.jwk for key in self.published]
+        self.gate.wait(timeout=10)
+        if self.delay:
+            time.sleep(self.delay)
+        if self.override is not None:
+            return self.override
+        if self.status != 200:
+            return self.status, {}, b'{"error": "temporarily_unavailable"}'
+        return 200, {}, json.dumps({"keys": keys}).encode()
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        idp = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                status, headers, body = idp._answer() if self.path == JWKS_PATH else (404, {}, b"")
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("content-length", str(len(body)))
+                # No keep-alive: once stopped, the IdP must refuse every new fetch.
+                self.send_header("connection", "close")
+                self.close_connection = True
+                self.end_headers()
+                # The gateway may have given up (closed, timed out): nobody to deliver to.
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        return Handler
