@@ -8,7 +8,6 @@ mint tokens, good and bad, with `token()`.
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import hmac
 import json
@@ -16,13 +15,14 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
+
+from support.loopback import LoopbackServer, QuietHandler
 
 AUDIENCE = "image-gateway"
 JWKS_PATH = "/oauth2/v1/keys"
@@ -82,10 +82,6 @@ def hmac_with_public_key(key: SigningKey, claims: dict[str, Any]) -> str:
     return head + "." + _b64(mac)
 
 
-class _Server(ThreadingHTTPServer):
-    request_queue_size = 64
-
-
 class FakeIdP:
     """Start with `with FakeIdP() as idp:`; `idp.jwks_url` is what the gateway fetches."""
 
@@ -98,20 +94,15 @@ class FakeIdP:
         self.gate.set()
         self.override: tuple[int, dict[str, str], bytes] | None = None  # status, headers, body
         self._lock = threading.Lock()
-        self._server = _Server(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._running = False
+        self._server = LoopbackServer(self._handler_class())
 
     @property
     def issuer(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/oauth2/default"
+        return self._server.base + "/oauth2/default"
 
     @property
     def jwks_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}{JWKS_PATH}"
+        return self._server.base + JWKS_PATH
 
     def jwt_config(self, **overrides: Any) -> dict[str, Any]:
         """The gateway's `identity.jwt` section for this IdP: users by email, teams by group."""
@@ -161,14 +152,10 @@ class FakeIdP:
     def stop(self) -> None:
         """Take the IdP off the network: its port refuses connections from now on."""
         self.gate.set()
-        if self._running:
-            self._server.shutdown()
-            self._running = False
-        self._server.server_close()
+        self._server.stop()
 
     def __enter__(self) -> FakeIdP:
-        self._thread.start()
-        self._running = True
+        self._server.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -187,28 +174,15 @@ class FakeIdP:
             return self.status, {}, b'{"error": "temporarily_unavailable"}'
         return 200, {}, json.dumps({"keys": keys}).encode()
 
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+    def _handler_class(self) -> type[QuietHandler]:
         idp = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 status, headers, body = idp._answer() if self.path == JWKS_PATH else (404, {}, b"")
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("content-length", str(len(body)))
                 # No keep-alive: once stopped, the IdP must refuse every new fetch.
-                self.send_header("connection", "close")
-                self.close_connection = True
-                self.end_headers()
-                # The gateway may have given up (closed, timed out): nobody to deliver to.
-                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                    self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
+                self.send_body(
+                    status, {"content-type": "application/json", **headers}, body, close=True
+                )
 
         return Handler

@@ -7,7 +7,6 @@ headers, delay) to play every upstream fault.
 from __future__ import annotations
 
 import base64
-import contextlib
 import email.parser
 import email.policy
 import json
@@ -15,17 +14,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from support.loopback import LoopbackServer, QuietHandler
 from support.pngs import make_png
 
 TINY_PNG = make_png(8)
-
-
-class _Server(ThreadingHTTPServer):
-    # The stdlib's backlog of 5 refuses connections when a test fires dozens at once.
-    request_queue_size = 256
 
 
 @dataclass
@@ -91,39 +85,32 @@ class FakeUpstream:
         self.received: list[Received] = []
         self.script: Callable[[Received], Reply] = lambda r: Reply(body=images_response(r))
         self._lock = threading.Lock()
-        self._server = _Server(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        self._server = LoopbackServer(self._handler_class())
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        return self._server.base + "/v1"
 
     def reply(self, reply: Reply) -> None:
         """Answer every following request with `reply`."""
         self.script = lambda _: reply
 
     def __enter__(self) -> FakeUpstream:
-        self._thread.start()
+        self._server.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
 
     def _record(self, received: Received) -> Reply:
         with self._lock:
             self.received.append(received)
         return self.script(received)
 
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+    def _handler_class(self) -> type[QuietHandler]:
         upstream = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
                 headers = {k.lower(): v for k, v in self.headers.items()}
@@ -140,17 +127,7 @@ class FakeUpstream:
                 body = (
                     reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
                 )
-                self.send_response(reply.status)
                 headers = {"content-type": "application/json", "x-request-id": "upstream-req-1"}
-                for name, value in {**headers, **reply.headers}.items():
-                    self.send_header(name, value)
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                # The gateway may have given up (timeout): then there is nobody to deliver to.
-                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                    self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
+                self.send_body(reply.status, {**headers, **reply.headers}, body)
 
         return Handler
