@@ -54,6 +54,16 @@ def clean_redis(redis_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A throwaway redis-server of the test's own, which it may stop and start again."""
+    server = RedisServer(tmp_path).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
 def upstream() -> Iterator[FakeUpstream]:
     """A fake OpenAI upstream on loopback, recording every request it gets."""
     with FakeUpstream() as fake:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -78,23 +77,15 @@ def test_cache_redis_down_while_state_redis_is_up(
     start_gateway: Callable[..., GatewayProcess],
     upstream: FakeUpstream,
     clean_redis: str,
-    tmp_path: Path,
+    own_redis: RedisServer,
 ) -> None:
     """With its own cache Redis stopped, every request still succeeds, as a miss."""
-    cache_redis = RedisServer(tmp_path).start()
-    try:
-        env = {"REDIS_URL": clean_redis, "CACHE_REDIS_URL": cache_redis.url}
-        gateway = start_gateway(cache_config(upstream), env)
-
-        def post() -> httpx.Response:
-            url = gateway.url + "/v1/images/variations"
-            return httpx.post(url, headers=auth(), files={"image": PNG})
-
-        assert [post().headers["x-gateway-cache"] for _ in range(2)] == ["MISS", "HIT"]
-        cache_redis.stop()
-        after = [post() for _ in range(3)]
-        assert [r.status_code for r in after] == [200] * 3
-        assert {r.headers["x-gateway-cache"] for r in after} == {"MISS"}
-        assert httpx.get(gateway.url + "/readyz").status_code == 200  # the state store is fine
-    finally:
-        cache_redis.stop()
+    env = {"REDIS_URL": clean_redis, "CACHE_REDIS_URL": own_redis.url}
+    gateway = start_gateway(cache_config(upstream), env)
+    before = [gateway.post_variation(PNG).headers["x-gateway-cache"] for _ in range(2)]
+    assert before == ["MISS", "HIT"]
+    own_redis.stop()
+    after = [gateway.post_variation(PNG) for _ in range(3)]
+    assert [r.status_code for r in after] == [200] * 3
+    assert {r.headers["x-gateway-cache"] for r in after} == {"MISS"}
+    assert httpx.get(gateway.url + "/readyz").status_code == 200  # the state store is fine

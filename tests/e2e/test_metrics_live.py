@@ -37,15 +37,6 @@ def value(all_samples: dict[Any, float], name: str, **labels: str) -> float:
     return all_samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
-def _post(gateway: GatewayProcess, image: bytes, n: str, user: str = "alice") -> httpx.Response:
-    return httpx.post(
-        gateway.url + "/v1/images/variations",
-        headers=auth(user),
-        files={"image": ("a.png", image)},
-        data={"n": n, "size": "256x256"},
-    )
-
-
 @pytest.fixture
 def known_sequence(
     start_gateway: Callable[..., GatewayProcess], upstream: FakeUpstream
@@ -57,18 +48,18 @@ def known_sequence(
         "quotas": {"default": [{"unit": "images", "limit": 3, "window": "day"}]},
     }
     gateway = start_gateway(config)
-    assert _post(gateway, IMAGES[0], "2").headers["x-gateway-cache"] == "MISS"
-    assert _post(gateway, IMAGES[0], "2").headers["x-gateway-cache"] == "HIT"
-    assert _post(gateway, IMAGES[1], "2").status_code == 429
-    assert _post(gateway, IMAGES[1], "11").status_code == 400
-    assert (
-        httpx.post(
-            gateway.url + "/v1/images/variations", headers={"Authorization": "Bearer nope"}
-        ).status_code
-        == 401
-    )
+
+    def post(image: bytes, n: str) -> httpx.Response:
+        return gateway.post_variation(image, n=n, size="256x256")
+
+    assert post(IMAGES[0], "2").headers["x-gateway-cache"] == "MISS"
+    assert post(IMAGES[0], "2").headers["x-gateway-cache"] == "HIT"
+    assert post(IMAGES[1], "2").status_code == 429
+    assert post(IMAGES[1], "11").status_code == 400
+    bad_key = {"Authorization": "Bearer nope"}
+    assert httpx.post(gateway.url + "/v1/images/variations", headers=bad_key).status_code == 401
     upstream.reply(Reply(500, {"error": {"message": "down", "type": "server_error"}}))
-    assert _post(gateway, IMAGES[2], "1").status_code == 502
+    assert post(IMAGES[2], "1").status_code == 502
     return gateway
 
 

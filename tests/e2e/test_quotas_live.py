@@ -6,7 +6,6 @@ import asyncio
 import socket
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -164,39 +163,30 @@ def _multipart(png: bytes, **fields: str) -> tuple[bytes, str]:
 def test_redis_outage_and_recovery(
     start_gateway: Callable[..., GatewayProcess],
     upstream: FakeUpstream,
-    tmp_path: Path,
+    own_redis: RedisServer,
     on_error: str,
 ) -> None:
     """Redis stopped under the gateway: 503 (closed) or unmetered (open); recovers by itself."""
-    redis_server = RedisServer(tmp_path).start()
-    try:
-        config = limited_config(
-            upstream,
-            {"default": [{"unit": "requests", "limit": 100, "window": "day"}]},
-            store={"on_error": on_error},
-        )
-        gateway = start_gateway(config, {"REDIS_URL": redis_server.url})
-
-        def post() -> httpx.Response:
-            url = gateway.url + "/v1/images/variations"
-            return httpx.post(url, headers=auth(), files={"image": PNG}, timeout=10)
-
-        assert post().status_code == 200
-        redis_server.stop()
-        during = post()
-        if on_error == "fail_closed":
-            assert during.status_code == 503
-            assert during.json()["error"]["code"] == "quota_backend_unavailable"
-            assert 1 <= int(during.headers["retry-after"]) <= 5
-        else:
-            assert during.status_code == 200 and "x-ratelimit-limit-requests" not in during.headers
-        assert httpx.get(gateway.url + "/readyz").status_code == 503
-        assert httpx.get(gateway.url + "/healthz").status_code == 200
-        redis_server.start()
-        returned = time.monotonic()
-        while post().status_code != 200:
-            assert time.monotonic() - returned < 2, "the gateway did not recover within 2 s"
-            time.sleep(0.05)
-        assert httpx.get(gateway.url + "/readyz").status_code == 200
-    finally:
-        redis_server.stop()
+    config = limited_config(
+        upstream,
+        {"default": [{"unit": "requests", "limit": 100, "window": "day"}]},
+        store={"on_error": on_error},
+    )
+    gateway = start_gateway(config, {"REDIS_URL": own_redis.url})
+    assert gateway.post_variation(PNG).status_code == 200
+    own_redis.stop()
+    during = gateway.post_variation(PNG)
+    if on_error == "fail_closed":
+        assert during.status_code == 503
+        assert during.json()["error"]["code"] == "quota_backend_unavailable"
+        assert 1 <= int(during.headers["retry-after"]) <= 5
+    else:
+        assert during.status_code == 200 and "x-ratelimit-limit-requests" not in during.headers
+    assert httpx.get(gateway.url + "/readyz").status_code == 503
+    assert httpx.get(gateway.url + "/healthz").status_code == 200
+    own_redis.start()
+    returned = time.monotonic()
+    while gateway.post_variation(PNG).status_code != 200:
+        assert time.monotonic() - returned < 2, "the gateway did not recover within 2 s"
+        time.sleep(0.05)
+    assert httpx.get(gateway.url + "/readyz").status_code == 200

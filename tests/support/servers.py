@@ -108,5 +108,12 @@ class GatewayProcess:
                 self.proc.wait()
         self.proc = None
 
+    def post_variation(self, image: bytes, user: str = "alice", **fields: str) -> httpx.Response:
+        """One variations request as a caller sends it, with a test principal's key."""
+        from support.config import auth
+
+        url = self.url + "/v1/images/variations"
+        return httpx.post(url, headers=auth(user), files={"image": image}, data=fields, timeout=10)
+
     def output(self) -> str:
         return self.log.read_text(errors="replace")
