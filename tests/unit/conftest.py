@@ -7,76 +7,15 @@ They are fixtures returning plain callables, so that no test module imports anot
 from __future__ import annotations
 
 import asyncio
-import math
-import struct
-import zlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 import pytest
+from support.pngs import build_png as make_png
+from support.pngs import png_chunk
 
 from gateway.multipart import Upload, read_upload
 from gateway.params import FIELDS, IMAGE_FIELD
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
-# Adam7 passes: (x start, y start, x step, y step).
-_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2))
-_ADAM7 += ((0, 1, 1, 2),)
-
-
-def png_chunk(kind: bytes, data: bytes, crc: int | None = None) -> bytes:
-    """One PNG chunk: length, type, data and CRC (the right one unless `crc` is given)."""
-    checksum = zlib.crc32(kind + data) if crc is None else crc
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", checksum)
-
-
-def _scanlines(width: int, height: int, bits_per_pixel: int) -> bytes:
-    """Filter-type-0 rows of a simple gradient, `bits_per_pixel` deep."""
-    row_bytes = math.ceil(width * bits_per_pixel / 8)
-    return b"".join(
-        b"\x00" + bytes((x * 7 + y * 13) % 256 for x in range(row_bytes)) for y in range(height)
-    )
-
-
-def _raw_image(width: int, height: int, bits_per_pixel: int, interlace: int) -> bytes:
-    if not interlace:
-        return _scanlines(width, height, bits_per_pixel)
-    passes = []
-    for x0, y0, dx, dy in _ADAM7:
-        pass_width = max(0, math.ceil((width - x0) / dx))
-        pass_height = max(0, math.ceil((height - y0) / dy))
-        if pass_width and pass_height:  # an empty pass has no rows at all
-            passes.append(_scanlines(pass_width, pass_height, bits_per_pixel))
-    return b"".join(passes)
-
-
-def make_png(
-    width: int = 16,
-    height: int | None = None,
-    *,
-    depth: int = 8,
-    color: int = 2,
-    interlace: int = 0,
-    ihdr: bytes | None = None,
-    idat: bool = True,
-    extra: bytes = b"",
-) -> bytes:
-    """A PNG built chunk by chunk: valid by default, and any field can be set wrong.
-
-    `ihdr` replaces the IHDR payload, `idat=False` leaves the image data out, and `extra`
-    (already framed chunks) goes just before IEND.
-    """
-    height = width if height is None else height
-    header = ihdr or struct.pack(">IIBBBBB", width, height, depth, color, 0, 0, interlace)
-    chunks = [PNG_SIGNATURE, png_chunk(b"IHDR", header)]
-    if color == 3:
-        chunks.append(png_chunk(b"PLTE", bytes(range(256)) * 3))
-    if idat:
-        bits = depth * _CHANNELS.get(color, 1)
-        chunks.append(png_chunk(b"IDAT", zlib.compress(_raw_image(width, height, bits, interlace))))
-    chunks += [extra, png_chunk(b"IEND", b"")]
-    return b"".join(chunks)
 
 
 def png_of_size(total: int) -> bytes:
