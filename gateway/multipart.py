@@ -180,13 +180,9 @@ async def read_upload(
     collector = _FormCollector(allowed, file_field)
     parser = MultipartParser(boundary_of(content_type), collector.callbacks())  # type: ignore[arg-type]
     error: InvalidRequest | None = None
-    received = 0
     try:
         async with asyncio.timeout(timeout_seconds):
-            async for chunk in stream:
-                received += len(chunk)
-                if received > MAX_BODY_BYTES:
-                    raise RequestTooLarge()
+            async for chunk in _capped(stream):
                 if error is None:
                     error = _feed(parser, chunk)
     except TimeoutError:
@@ -196,6 +192,16 @@ async def read_upload(
     if not collector.ended:
         raise _invalid_multipart("the body ended before the closing boundary")
     return collector.upload
+
+
+async def _capped(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """`stream`'s chunks; raises `RequestTooLarge` the moment they pass `MAX_BODY_BYTES`."""
+    received = 0
+    async for chunk in stream:
+        received += len(chunk)
+        if received > MAX_BODY_BYTES:
+            raise RequestTooLarge()
+        yield chunk
 
 
 def _feed(parser: MultipartParser, chunk: bytes) -> InvalidRequest | None:
@@ -214,10 +220,7 @@ async def discard_body(stream: AsyncIterator[bytes], timeout_seconds: float) -> 
     An SDK still writing its upload when the connection closes reports a network error
     (and retries) instead of the refusal; draining lets it read the real answer.
     """
-    received = 0
-    with contextlib.suppress(TimeoutError):
+    with contextlib.suppress(TimeoutError, RequestTooLarge):
         async with asyncio.timeout(timeout_seconds):
-            async for chunk in stream:
-                received += len(chunk)
-                if received > MAX_BODY_BYTES:
-                    return
+            async for _ in _capped(stream):
+                pass

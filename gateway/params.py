@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Literal, cast
 
 from gateway.errors import InvalidRequest
-from gateway.multipart import Upload
-from gateway.png import MAX_IMAGE_BYTES, check_png, looks_like_png
+from gateway.multipart import Upload, read_upload
+from gateway.png import check_png, looks_like_png
 from gateway.settings import SIZES, Size
 
 ResponseFormat = Literal["url", "b64_json"]
@@ -74,13 +75,7 @@ def _image(upload: Upload, max_side: int) -> bytes:
         raise InvalidRequest(
             "'image' must be a file upload, not a text field.", code="invalid_type", param="image"
         )
-    if upload.image_size >= MAX_IMAGE_BYTES:
-        raise InvalidRequest(
-            "Invalid input image: the file must be less than 4 MB.",
-            code="image_too_large",
-            param="image",
-        )
-    check_png(image, max_side=max_side)
+    check_png(image, max_side=max_side, size=upload.image_size)
     return image
 
 
@@ -104,3 +99,21 @@ def parse_params(upload: Upload, *, models: tuple[str, ...], max_side: int) -> V
             _choice("response_format", fields.get("response_format"), "url", RESPONSE_FORMATS),
         ),
     )
+
+
+async def read_variation_request(
+    content_type: str | None,
+    body: AsyncIterator[bytes],
+    *,
+    models: tuple[str, ...],
+    max_side: int,
+    timeout_seconds: float,
+) -> VariationRequest:
+    """Read a variations upload from `body` and validate it: the one way a request is read.
+
+    Raises what `read_upload` and `parse_params` raise.
+    """
+    upload = await read_upload(
+        content_type, body, allowed=FIELDS, file_field=IMAGE_FIELD, timeout_seconds=timeout_seconds
+    )
+    return parse_params(upload, models=models, max_side=max_side)

@@ -74,11 +74,14 @@ def _walk_chunks(view: memoryview) -> None:
     raise _bad_format("the file is truncated (no IEND chunk)")
 
 
-def check_png(data: bytes, *, max_side: int) -> PngInfo:
-    """Validate `data` as OpenAI's variations endpoint does: a square PNG under 4 MiB."""
+def check_png(data: bytes, *, max_side: int, size: int | None = None) -> PngInfo:
+    """Validate `data` as OpenAI's variations endpoint does: a square PNG under 4 MiB.
+
+    `size` is the upload's true size when `data` was cut short on reading (default: its length).
+    """
     if not data:
         raise _bad_format("the file is empty")
-    if len(data) >= MAX_IMAGE_BYTES:
+    if (len(data) if size is None else size) >= MAX_IMAGE_BYTES:
         raise InvalidRequest(
             "Invalid input image: the file must be less than 4 MB.",
             code="image_too_large",

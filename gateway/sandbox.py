@@ -24,8 +24,7 @@ from starlette.routing import Route
 
 from gateway.errors import GatewayError, InvalidRequest, error_response
 from gateway.hosting import ImageHost
-from gateway.multipart import read_upload
-from gateway.params import FIELDS, IMAGE_FIELD, parse_params
+from gateway.params import read_variation_request
 from gateway.store.base import StoreError
 
 BASE_URL = "http://sandbox.invalid/v1"
@@ -57,14 +56,13 @@ def create_sandbox_app(host: ImageHost, *, max_side: int, models: tuple[str, ...
 
     async def variations(request: Request) -> Response:
         try:
-            upload = await read_upload(
+            params = await read_variation_request(
                 request.headers.get("content-type"),
                 request.stream(),
-                allowed=FIELDS,
-                file_field=IMAGE_FIELD,
+                models=models,
+                max_side=max_side,
                 timeout_seconds=_READ_SECONDS,
             )
-            params = parse_params(upload, models=models, max_side=max_side)
         except InvalidRequest as exc:
             return error_response(exc)
         side = int(params.size.partition("x")[0])

@@ -24,8 +24,8 @@ from gateway.auth import Identity
 from gateway.cache import Cached, CacheResult, cache_mode
 from gateway.errors import AuthenticationError, GatewayError, IdentityProviderUnavailable
 from gateway.ledger import Reservation, quota_headers
-from gateway.multipart import check_declared_length, discard_body, read_upload
-from gateway.params import FIELDS, IMAGE_FIELD, VariationRequest, parse_params
+from gateway.multipart import check_declared_length, discard_body
+from gateway.params import VariationRequest, read_variation_request
 from gateway.services import Services
 from gateway.settings import Unit
 from gateway.upstream import UpstreamAnswer
@@ -65,15 +65,12 @@ async def _authenticate(request: Request, services: Services) -> Identity:
 
 async def _read_params(request: Request, services: Services) -> VariationRequest:
     config = services.settings.config
-    upload = await read_upload(
+    return await read_variation_request(
         request.headers.get("content-type"),
         request.stream(),
-        allowed=FIELDS,
-        file_field=IMAGE_FIELD,
+        models=config.upstream.models,
+        max_side=config.limits.max_image_side,
         timeout_seconds=config.limits.body_timeout_seconds,
-    )
-    return parse_params(
-        upload, models=config.upstream.models, max_side=config.limits.max_image_side
     )
 
 
