@@ -27,6 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 
 from gateway.auth import Identity
+from gateway.hosting import URL_LIFETIME_SECONDS
 from gateway.params import VariationRequest
 from gateway.settings import CacheConfig
 from gateway.store.base import CacheStore, Clock, StoreError, make_key
@@ -35,7 +36,6 @@ from gateway.upstream import UpstreamAnswer
 log = logging.getLogger("gateway.cache")
 CacheResult = Literal["HIT", "MISS", "BYPASS", "COALESCED"]
 Mode = Literal["use", "refresh", "bypass"]
-URL_LIFETIME_SECONDS = 3600  # OpenAI: URLs are valid for 60 minutes after `created`
 URL_MARGIN_SECONDS = 300  # a hit's URLs stay valid at least this long
 _POLL_SECONDS = (0.01, 0.02, 0.05, 0.1)
 

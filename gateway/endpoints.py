@@ -8,7 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from gateway.errors import MetricsUnauthorized, NotFound
+from gateway.errors import AuthenticationError, NotFound
 from gateway.metrics import exposition
 from gateway.services import Services
 from gateway.store.base import StoreError
@@ -45,7 +45,7 @@ async def metrics(request: Request) -> Response:
     if token is not None:
         presented = request.headers.get("authorization", "").encode()
         if not hmac.compare_digest(presented, f"Bearer {token.get_secret_value()}".encode()):
-            raise MetricsUnauthorized()
+            raise AuthenticationError("This endpoint needs the metrics bearer token.")
     states = await services.ledger.all_states(services.auth.identities())
     body = exposition(states, services.settings.multiprocess_dir)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -6,7 +6,6 @@
     ├── InvalidRequest                400 <code> / <param>      (bad upload or parameter)
     │   └── RequestTimeout            400 request_timeout       x-should-retry: false
     ├── RequestTooLarge               413 request_too_large     Connection: close
-    ├── MetricsUnauthorized           401 invalid_api_key       (/metrics without its token)
     ├── NotFound                      404 not_found
     ├── MethodNotAllowed              405 method_not_allowed    Allow
     ├── RateLimited                   429 rate_limit_exceeded   Retry-After, retry-after-ms
@@ -101,11 +100,6 @@ class RequestTooLarge(GatewayError):
 
     def default_headers(self) -> Mapping[str, str]:
         return {"connection": "close"}
-
-
-class MetricsUnauthorized(GatewayError):
-    status, type, code = 401, "invalid_request_error", "invalid_api_key"
-    default_message = "This endpoint needs the metrics bearer token."
 
 
 class NotFound(GatewayError):

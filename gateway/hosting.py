@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from gateway.store.base import BlobStore, Clock, make_key
 
-URL_LIFETIME_SECONDS = 3600
+URL_LIFETIME_SECONDS = 3600  # as OpenAI's: valid 60 minutes after `created`
 PATH_PREFIX = "/files/"
 _TOKEN_BYTES = 32
 

@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 from gateway.auth import Identity
 from gateway.errors import StoreUnavailable
 from gateway.metrics import QUOTA_REJECTIONS, STORE_ERRORS
-from gateway.policy import ScopedRule, own_rules, pool_rules
+from gateway.policy import ScopedRule, own_rules, pool_rules, rules_for
 from gateway.quota import (
     Counter,
     RuleState,
-    applicable_rules,
     counters,
     refusal,
     request_cost,
@@ -68,7 +67,7 @@ class QuotaLedger:
         Raises `RateLimited`/`QuotaExceeded` (nothing charged), or `StoreUnavailable` when the
         store fails under fail_closed.
         """
-        rules = applicable_rules(self._quotas, identity)
+        rules = rules_for(self._quotas, identity.user, identity.team)
         if not rules:
             return Reservation()
         cost = request_cost(n, size, self._prices)
@@ -144,7 +143,9 @@ class QuotaLedger:
 
     async def states(self, identity: Identity) -> list[RuleState]:
         """Every rule applicable to `identity`, now; raises `StoreUnavailable`."""
-        return await self._read(applicable_rules(self._quotas, identity), identity.team)
+        return await self._read(
+            rules_for(self._quotas, identity.user, identity.team), identity.team
+        )
 
     async def team_states(self, team: str) -> list[RuleState]:
         """The team pool's rules, now; raises `StoreUnavailable`."""

@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal, NamedTuple
 
-from gateway.auth import Identity
 from gateway.errors import QuotaExceeded, RateLimited
-from gateway.policy import ScopedRule, rules_for
-from gateway.settings import QuotasConfig, Size, Unit, Window
+from gateway.policy import ScopedRule
+from gateway.settings import Size, Unit, Window
 from gateway.store.base import make_key
 
 UNIT_SCALE: Mapping[Unit, int] = {"requests": 1, "images": 1, "usd": 1_000_000}
@@ -140,8 +139,3 @@ def refusal(refused: Sequence[Counter], now: float) -> RateLimited:
     if seconds > 60:
         headers["x-should-retry"] = "false"
     return RateLimited(f"Rate limit reached ({names}). Retry in {seconds} s.", headers=headers)
-
-
-def applicable_rules(quotas: QuotasConfig, identity: Identity) -> tuple[ScopedRule, ...]:
-    """Every rule a request by `identity` must pass."""
-    return rules_for(quotas, identity.user, identity.team)

@@ -125,12 +125,11 @@ class VariationsUpstream:
             raise self._failure(response, request_id)
         try:
             data = orjson.loads(response.content)["data"]
-            images = len(data) if isinstance(data, list) else -1
         except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
             raise UpstreamError("The upstream image service sent a malformed answer.") from exc
-        if images < 0:
+        if not isinstance(data, list):
             raise UpstreamError("The upstream image service sent a malformed answer.")
-        return UpstreamAnswer(response.content, images, request_id)
+        return UpstreamAnswer(response.content, len(data), request_id)
 
     def _failure(self, response: httpx.Response, request_id: str | None) -> UpstreamError:
         status = response.status_code
