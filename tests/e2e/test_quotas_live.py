@@ -97,25 +97,12 @@ def test_usage_survives_a_gateway_restart(
         upstream, {"default": [{"unit": "images", "limit": 3, "window": "day"}]}
     )
     first = start_gateway(config, {"REDIS_URL": clean_redis})
-    assert (
-        httpx.post(
-            first.url + "/v1/images/variations",
-            headers=auth(),
-            files={"image": PNG},
-            data={"n": "3"},
-        ).status_code
-        == 200
-    )
+    assert first.post_variation(PNG, n="3").status_code == 200
     first.stop()
     second = start_gateway(config, {"REDIS_URL": clean_redis})
     rules = httpx.get(second.url + "/v1/quota", headers=auth()).json()["rules"]
     assert [(r["unit"], r["used"], r["remaining"]) for r in rules] == [("images", 3, 0)]
-    assert (
-        httpx.post(
-            second.url + "/v1/images/variations", headers=auth(), files={"image": PNG}
-        ).status_code
-        == 429
-    )
+    assert second.post_variation(PNG).status_code == 429
 
 
 def test_caller_hanging_up_before_upstream_answers_is_refunded(
