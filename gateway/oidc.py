@@ -23,8 +23,8 @@ from jwt.exceptions import InvalidJTIError, InvalidSubjectError
 
 from gateway.errors import AuthenticationError, IdentityProviderUnavailable
 from gateway.identity import NAME_RULE, Identity, external_name
+from gateway.identity_settings import JwtConfig
 from gateway.jwks import JwksCache, JwksUnavailable, UnknownKey, UnusableKey
-from gateway.settings import JwtConfig
 
 # Three base64url segments; a gateway key (`gwk_...`) never has a dot.
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")

@@ -14,7 +14,7 @@ from starlette.datastructures import Headers
 
 from gateway.errors import AuthenticationError
 from gateway.identity import NAME_RULE, Identity, external_name
-from gateway.settings import TrustedHeaderConfig
+from gateway.identity_settings import TrustedHeaderConfig
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 

@@ -7,24 +7,17 @@ environment and are held as `SecretStr`, whose repr is masked.
 
 from __future__ import annotations
 
-import ipaddress
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from typing import Any, Literal
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+
+from gateway.config_types import HexDigest, Name, Price, Strict
+from gateway.identity_settings import IdentityConfig, identity_warnings
 
 Unit = Literal["requests", "images", "usd"]
 Window = Literal["minute", "hour", "day", "month"]
@@ -32,17 +25,57 @@ Size = Literal["256x256", "512x512", "1024x1024"]
 SIZES: tuple[Size, ...] = ("256x256", "512x512", "1024x1024")
 SANDBOX = "sandbox"
 DALL_E_2_PRICES: dict[Size, float] = {"256x256": 0.016, "512x512": 0.018, "1024x1024": 0.020}
+Quality = Literal["low", "medium", "high", "auto"]
+PricedQuality = Literal["low", "medium", "high"]
+VARIATION_PROMPT = (
+    "Create a variation of this image: the same subject, composition, colour palette and "
+    "style, with small natural differences in detail, so that it reads as another take of "
+    "the same picture rather than a copy or a new scene."
+)
 
 
 class ConfigError(Exception):
     """The configuration is unusable; the message names the offending key's path."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class ModelPrice(Strict):
+    """An image model's list prices in USD: per 1024x1024 image by quality, and per 1K tokens.
+
+    The per-image price is what a request reserves; the token prices turn the `usage` the
+    upstream reports into the real cost that the reservation is settled to.
+    """
+
+    image: dict[PricedQuality, Price]
+    input_per_1k_tokens: Price
+    output_per_1k_tokens: Price
+    image_input_per_1k_tokens: Price | None = None  # input image tokens, if priced apart
+
+    @field_validator("image")
+    @classmethod
+    def _every_quality(cls, value: dict[PricedQuality, float]) -> dict[PricedQuality, float]:
+        missing = {"low", "medium", "high"} - set(value)
+        if missing:
+            raise ValueError(f"no image price for quality {', '.join(sorted(missing))}")
+        return value
 
 
-class UpstreamConfig(_Strict):
+class EditsConfig(Strict):
+    """`adapter: edits`: variations fulfilled by a current image model via /images/edits."""
+
+    model: str = Field("gpt-image-1.5", min_length=1)
+    prompt: str = Field(VARIATION_PROMPT, min_length=1, max_length=32000)
+    quality: Quality = "medium"
+    input_fidelity: Literal["low", "high"] | None = None  # None: the model's default
+    prices: dict[str, ModelPrice] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _priced(self) -> EditsConfig:
+        if self.model not in self.prices:
+            raise ValueError(f"prices: no price for the model {self.model}")
+        return self
+
+
+class UpstreamConfig(Strict):
     base_url: str = "https://api.openai.com/v1"
     adapter: Literal["variations", "edits"] = "variations"
     api_key_env: str = "OPENAI_API_KEY"
@@ -52,113 +85,27 @@ class UpstreamConfig(_Strict):
     connect_timeout_seconds: float = Field(5.0, gt=0)
     max_connections: int = Field(512, ge=1)
     models: tuple[str, ...] = Field(("dall-e-2",), min_length=1)
+    edits: EditsConfig | None = None
+
+    @model_validator(mode="after")
+    def _adapter_configured(self) -> UpstreamConfig:
+        if self.adapter == "edits" and self.edits is None:
+            raise ValueError("adapter: edits needs an edits section (model, prices)")
+        return self
 
     @property
     def is_sandbox(self) -> bool:
         return self.base_url == SANDBOX
 
 
-HexDigest = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
-Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._@+-]+$")]
-ClaimName = Annotated[str, Field(min_length=1, max_length=256)]
-HeaderName = Annotated[str, Field(pattern=r"^[A-Za-z0-9-]{1,64}$")]
-
-# Signature algorithms a token may use: public-key ones only, each bound to its key type.
-JWT_ALGORITHMS = frozenset(
-    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
-)
-
-
-def _check_algorithm(name: str) -> str:
-    if name.lower() == "none":
-        raise ValueError("'none' is not allowed: tokens must be signed")
-    if name.upper().startswith("HS"):
-        # An HMAC "secret" would be the IdP's public key, which anyone can fetch.
-        raise ValueError(f"{name} is an HMAC algorithm: only public-key algorithms are allowed")
-    if name not in JWT_ALGORITHMS:
-        raise ValueError(f"{name} is not supported (one of {', '.join(sorted(JWT_ALGORITHMS))})")
-    return name
-
-
-class JwtConfig(_Strict):
-    """Company SSO tokens (OIDC JWTs) as bearer credentials, verified against the IdP's JWKS."""
-
-    issuer: str = Field(min_length=1)  # compared exactly with the token's `iss`
-    audience: tuple[Annotated[str, Field(min_length=1)], ...] = Field(min_length=1)
-    jwks_url: str = Field(pattern=r"^https?://[^\s/]+")
-    algorithms: tuple[str, ...] = Field(("RS256",), min_length=1)
-    leeway_seconds: float = Field(30.0, ge=0, le=600)
-    user_claim: ClaimName = "sub"
-    team_claim: ClaimName | None = None
-    groups_claim: ClaimName | None = None
-    group_teams: dict[str, Name] = Field(default_factory=dict)  # first listed group wins
-    default_team: Name | None = None
-    admin_claim: ClaimName | None = None  # a string or list claim, e.g. roles or groups
-    admin_values: tuple[str, ...] = ()  # any of these in admin_claim makes the caller admin
-    jwks_cache_seconds: float = Field(300.0, gt=0)
-    jwks_min_refresh_seconds: float = Field(30.0, ge=0)
-    jwks_timeout_seconds: float = Field(5.0, gt=0)
-
-    @field_validator("audience", mode="before")
-    @classmethod
-    def _one_or_more(cls, value: Any) -> Any:
-        return (value,) if isinstance(value, str) else value  # the token's `aud` names one
-
-    @field_validator("algorithms")
-    @classmethod
-    def _public_key_algorithms(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(_check_algorithm(name) for name in value)
-
-    @model_validator(mode="after")
-    def _mappings_complete(self) -> JwtConfig:
-        if self.group_teams and not self.groups_claim:
-            raise ValueError("group_teams needs groups_claim (the claim listing the groups)")
-        if not (self.team_claim or self.group_teams or self.default_team):
-            raise ValueError("set team_claim, groups_claim with group_teams, or default_team")
-        if bool(self.admin_claim) != bool(self.admin_values):
-            raise ValueError("admin_claim and admin_values go together")
-        return self
-
-
-class TrustedHeaderConfig(_Strict):
-    """Identity asserted in headers by an authenticating proxy, believed only from `proxies`."""
-
-    user_header: HeaderName = "X-Forwarded-User"
-    team_header: HeaderName | None = None
-    default_team: Name | None = None
-    role_header: HeaderName | None = None  # comma-separated values; see admin_values
-    admin_values: tuple[str, ...] = ("admin",)
-    proxies: tuple[str, ...] = Field(min_length=1)  # CIDRs of the proxies' own addresses
-
-    @field_validator("proxies")
-    @classmethod
-    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for cidr in value:
-            ipaddress.ip_network(cidr)  # ValueError names the bad entry (e.g. host bits set)
-        return value
-
-    @model_validator(mode="after")
-    def _team_source(self) -> TrustedHeaderConfig:
-        if not (self.team_header or self.default_team):
-            raise ValueError("set team_header or default_team")
-        return self
-
-
-class IdentityConfig(_Strict):
-    user_field: Literal["hashed", "plain"] = "hashed"
-    secret_env: str = "GATEWAY_USER_SECRET"  # noqa: S105 - the variable's name, not a secret
-    jwt: JwtConfig | None = None
-    trusted_header: TrustedHeaderConfig | None = None
-
-
-class PrincipalConfig(_Strict):
+class PrincipalConfig(Strict):
     user: Name
     team: Name
     role: Literal["user", "admin"] = "user"
     key_sha256: HexDigest
 
 
-class QuotaRule(_Strict):
+class QuotaRule(Strict):
     unit: Unit
     limit: float = Field(ge=0)
     window: Window
@@ -174,7 +121,7 @@ def _unique_rules(rules: tuple[QuotaRule, ...]) -> tuple[QuotaRule, ...]:
 RuleList = tuple[QuotaRule, ...]
 
 
-class QuotasConfig(_Strict):
+class QuotasConfig(Strict):
     default: RuleList = ()
     users: dict[Name, RuleList] = Field(default_factory=dict)
     teams: dict[Name, RuleList] = Field(default_factory=dict)
@@ -187,7 +134,7 @@ class QuotasConfig(_Strict):
         return self
 
 
-class CacheConfig(_Strict):
+class CacheConfig(Strict):
     enabled: bool = True
     redis_url_env: str = "CACHE_REDIS_URL"
     scope: Literal["global", "team", "user"] = "global"
@@ -198,27 +145,23 @@ class CacheConfig(_Strict):
     coalesce_wait_seconds: float | None = Field(None, gt=0)
 
 
-class StoreConfig(_Strict):
+class StoreConfig(Strict):
     redis_url_env: str = "REDIS_URL"
     on_error: Literal["fail_closed", "fail_open"] = "fail_closed"
 
 
-class MetricsConfig(_Strict):
+class MetricsConfig(Strict):
     token_env: str | None = None
 
 
-class LimitsConfig(_Strict):
+class LimitsConfig(Strict):
     """How much of a caller's upload the gateway reads, and for how long."""
 
     body_timeout_seconds: float = Field(60.0, gt=0)
     max_image_side: int = Field(4096, ge=1)
 
 
-# A negative price would turn usd quotas into credit; NaN or infinity would poison counters.
-Price = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-
-
-class GatewayConfig(_Strict):
+class GatewayConfig(Strict):
     upstream: UpstreamConfig = UpstreamConfig()
     identity: IdentityConfig = IdentityConfig()
     principals: tuple[PrincipalConfig, ...] = ()
@@ -305,34 +248,6 @@ def read_config(path: Path) -> GatewayConfig:
 def _secret(env: Mapping[str, str], name: str | None) -> SecretStr | None:
     value = env.get(name, "") if name else ""
     return SecretStr(value) if value else None
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
-def identity_warnings(identity: IdentityConfig) -> list[str]:
-    """Risky but valid identity settings, said out loud at start-up and by `config check`."""
-    warnings = []
-    jwt = identity.jwt
-    if jwt is not None:
-        url = urlsplit(jwt.jwks_url)
-        if url.scheme == "http" and not _is_loopback(url.hostname or ""):
-            warnings.append(
-                "identity.jwt.jwks_url is plain http: whoever sits on the path can forge tokens"
-            )
-    headers = identity.trusted_header
-    if headers is not None:
-        for cidr in headers.proxies:
-            if ipaddress.ip_network(cidr).prefixlen == 0:
-                warnings.append(
-                    f"identity.trusted_header.proxies: {cidr} trusts every address, so anyone "
-                    "can claim any identity in a header"
-                )
-    return warnings
 
 
 def build_settings(config: GatewayConfig, env: Mapping[str, str]) -> Settings:

@@ -21,8 +21,9 @@ from gateway.auth import (
     require_admin,
 )
 from gateway.errors import AuthenticationError, PermissionDenied
+from gateway.identity_settings import TrustedHeaderConfig
 from gateway.proxy_headers import TrustedHeaders
-from gateway.settings import PrincipalConfig, TrustedHeaderConfig
+from gateway.settings import PrincipalConfig
 
 ALICE_KEY = "gwk_alice_0123456789abcdefghijklmnop"
 ADMIN_KEY = "gwk_grafana_0123456789abcdefghijklmn"

@@ -8,8 +8,9 @@ import pytest
 
 from gateway.errors import AuthenticationError
 from gateway.identity import Identity, external_name
+from gateway.identity_settings import JwtConfig
 from gateway.oidc import check_times, claim, identity_from_claims, looks_like_jwt
-from gateway.settings import ConfigError, JwtConfig, parse_config
+from gateway.settings import ConfigError, parse_config
 
 BASE: dict[str, Any] = {
     "issuer": "https://login.example.com/oauth2/default",

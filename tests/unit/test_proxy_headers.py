@@ -9,8 +9,8 @@ from starlette.datastructures import Headers
 
 from gateway.errors import AuthenticationError
 from gateway.identity import Identity
+from gateway.identity_settings import TrustedHeaderConfig
 from gateway.proxy_headers import TrustedHeaders, peer_address
-from gateway.settings import TrustedHeaderConfig
 
 PROXY = "10.20.0.7"
 
