@@ -42,7 +42,8 @@ def _percentiles(samples: Sequence[float]) -> tuple[float, float]:
 
 
 async def _time_calls(store: Store, calls: int) -> dict[str, tuple[float, float]]:
-    ledger = QuotaLedger(parse_config({"quotas": RULES}), store)
+    config = parse_config({"quotas": RULES})
+    ledger = QuotaLedger(config, store, image_price=config.prices.__getitem__)
     reserve, settle = [], []
     for _ in range(calls):
         started = time.perf_counter()

@@ -15,6 +15,9 @@
     └── UpstreamError                 502 upstream_error        (5xx, unreachable, bad answer)
         ├── UpstreamAuthError         502 upstream_auth_error   x-should-retry: false
         ├── UpstreamTimeout           504 upstream_timeout      x-should-retry: false
+        ├── UpstreamMisconfigured     502 upstream_misconfigured x-should-retry: false
+        │                                 (or upstream_model_unavailable: the gateway's
+        │                                  own upstream settings were refused)
         └── UpstreamRejected          the upstream's 4xx, its type/code/param, sanitised
 
 Lower layers translate their own exceptions into these with `raise ... from exc`; one
@@ -166,6 +169,20 @@ class UpstreamAuthError(UpstreamError):
 class UpstreamTimeout(UpstreamError):
     status, code = 504, "upstream_timeout"
     default_message = "The upstream image service did not answer in time."
+
+    def default_headers(self) -> Mapping[str, str]:
+        return NO_RETRY
+
+
+class UpstreamMisconfigured(UpstreamError):
+    """The upstream refused what the gateway's own settings put in the request (its model,
+    prompt or quality), not anything of the caller's: retrying cannot help."""
+
+    code = "upstream_misconfigured"
+    default_message = (
+        "The upstream image service refused the gateway's own request settings. "
+        "This is a gateway configuration problem: contact the gateway's operators."
+    )
 
     def default_headers(self) -> Mapping[str, str]:
         return NO_RETRY

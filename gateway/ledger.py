@@ -22,6 +22,7 @@ from gateway.quota import (
     refusal,
     request_cost,
     rule_state,
+    usd_amount,
     window_bounds,
 )
 from gateway.settings import GatewayConfig, Size, Unit
@@ -53,9 +54,11 @@ class QuotaLedger:
         self,
         config: GatewayConfig,
         store: QuotaStore,
+        *,
+        image_price: Callable[[Size], float],
         on_store_error: Callable[[], None] = STORE_ERRORS.inc,
     ) -> None:
-        self._quotas, self._prices = config.quotas, config.prices
+        self._quotas, self._image_price = config.quotas, image_price
         self._fail_open = config.store.on_error == "fail_open"
         self._store, self._on_store_error = store, on_store_error
 
@@ -70,7 +73,7 @@ class QuotaLedger:
         rules = rules_for(self._quotas, identity.user, identity.team)
         if not rules:
             return Reservation()
-        cost = request_cost(n, size, self._prices)
+        cost = request_cost(n, self._image_price(size))
         for _ in range(_CLOCK_ATTEMPTS):
             live = counters(rules, identity.team, self._store.clock())
             amounts = [cost[c.unit] if units is None or c.unit in units else 0 for c in live]
@@ -104,20 +107,26 @@ class QuotaLedger:
         log.warning("quota store unavailable, admitting unmetered (fail_open): %r", cause)
         return Reservation(metered=False)
 
-    async def settle(self, reservation: Reservation, delivered: int, asked: int) -> None:
-        """Refund what was not delivered: all of it when nothing was, else the missing images
-        (and their price); the request itself stays charged.
+    async def settle(
+        self, reservation: Reservation, delivered: int, asked: int, usd: float | None = None
+    ) -> None:
+        """Settle a forwarded request to what it delivered and cost.
 
-        Never raises: a refund that cannot reach the store leaves usage over-counted (the
-        safe side) until the window ends, and is logged.
+        Nothing delivered: everything is refunded. Otherwise the request stays charged, the
+        missing images (and their share of the price) are refunded, and when the upstream
+        reported the real cost (`usd`) the `usd` counters are set to it instead: a refund,
+        or a top-up when it cost more than reserved (the images were delivered; the next
+        request sees the overrun).
+
+        Never raises: an adjustment that cannot reach the store is logged and lost.
         """
-        if delivered >= asked:
-            return
-        missing = asked - delivered
+        missing = max(0, asked - delivered)
 
         def share(counter: Counter, amount: int) -> int:
             if delivered == 0:
                 return amount
+            if counter.unit == "usd" and usd is not None:
+                return amount - usd_amount(usd)
             return 0 if counter.unit == "requests" else amount * missing // asked
 
         await self._give_back(reservation, share)
@@ -129,17 +138,17 @@ class QuotaLedger:
     async def _give_back(
         self, reservation: Reservation, share: Callable[[Counter, int], int]
     ) -> None:
-        """Refund `share(counter, charged)` of each counter, once per reservation."""
+        """Refund `share(counter, charged)` of each counter (negative: a top-up), once."""
         if reservation.settled or not reservation.metered:
             return
         reservation.settled = True
         pairs = zip(reservation.counters, reservation.amounts, strict=True)
         refunds = [(counter.key, share(counter, amount)) for counter, amount in pairs]
         try:
-            await self._store.refund([refund for refund in refunds if refund[1] > 0])
+            await self._store.refund([refund for refund in refunds if refund[1] != 0])
         except StoreError as exc:
             self._on_store_error()
-            log.warning("quota refund lost: %r", exc.__cause__ or exc)
+            log.warning("quota settlement lost: %r", exc.__cause__ or exc)
 
     async def states(self, identity: Identity) -> list[RuleState]:
         """Every rule applicable to `identity`, now; raises `StoreUnavailable`."""

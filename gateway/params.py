@@ -32,6 +32,11 @@ class VariationRequest:
     size: Size
     response_format: ResponseFormat
 
+    @property
+    def side(self) -> int:
+        """The asked images' width (and height), in pixels."""
+        return int(self.size.partition("x")[0])
+
 
 def _parse_n(raw: str | None) -> int:
     if raw is None:

@@ -19,7 +19,7 @@ from typing import Literal, NamedTuple
 
 from gateway.errors import QuotaExceeded, RateLimited
 from gateway.policy import ScopedRule
-from gateway.settings import Size, Unit, Window
+from gateway.settings import Unit, Window
 from gateway.store.base import make_key
 
 UNIT_SCALE: Mapping[Unit, int] = {"requests": 1, "images": 1, "usd": 1_000_000}
@@ -82,13 +82,14 @@ def counters(rules: Sequence[ScopedRule], team: str, now: float) -> list[Counter
     return out
 
 
-def request_cost(n: int, size: Size, prices: Mapping[Size, float]) -> dict[Unit, int]:
-    """What one variations request of `n` images at `size` costs, in stored (scaled) units."""
-    return {
-        "requests": 1,
-        "images": n,
-        "usd": round(n * prices[size] * UNIT_SCALE["usd"]),
-    }
+def usd_amount(dollars: float) -> int:
+    """US dollars in the `usd` counters' unit (micro-dollars)."""
+    return round(dollars * UNIT_SCALE["usd"])
+
+
+def request_cost(n: int, image_price: float) -> dict[Unit, int]:
+    """What one request of `n` images at `image_price` USD each reserves, in stored units."""
+    return {"requests": 1, "images": n, "usd": usd_amount(n * image_price)}
 
 
 class RuleState(NamedTuple):

@@ -5,11 +5,15 @@ sandbox request takes exactly the code path of a real one: the multipart is rebu
 sent, the answer parsed and relayed. Variations are deterministic image transforms (a hue
 turn per index, mirrored on odd indexes) at the requested size; `url` answers point at
 files the gateway serves through `ImageHost`.
+
+It also plays a current image model's edits endpoint, so that `adapter: edits` can be
+tried offline: 1024x1024 variations, inline, with a `usage` block whose output tokens
+follow the asked quality as OpenAI's image models count them.
 """
 
 from __future__ import annotations
 
-import base64
+import dataclasses
 import secrets
 import time
 from io import BytesIO
@@ -24,12 +28,29 @@ from starlette.routing import Route
 
 from gateway.errors import GatewayError, InvalidRequest, error_response
 from gateway.hosting import ImageHost
-from gateway.params import read_variation_request
+from gateway.multipart import read_upload
+from gateway.params import IMAGE_FIELD, parse_params, read_variation_request
 from gateway.store.base import StoreError
 
 BASE_URL = "http://sandbox.invalid/v1"
 _READ_SECONDS = 60  # the body comes from the gateway's memory, never from a slow socket
 _HUE_STEP = 47  # out of 256: a visible, never-repeating-soon turn per index
+EDITS_FIELDS = frozenset(
+    {
+        IMAGE_FIELD,
+        "prompt",
+        "model",
+        "n",
+        "size",
+        "quality",
+        "input_fidelity",
+        "output_format",
+        "user",
+    }
+)
+# Output tokens of one 1024x1024 image by quality, as OpenAI's image models count them.
+_OUTPUT_TOKENS = {"low": 272, "medium": 1056, "high": 4160, "auto": 1056}
+_INPUT_IMAGE_TOKENS = 388
 
 
 def _variation(base: Image.Image, index: int) -> bytes:
@@ -52,7 +73,7 @@ def render_variations(png: bytes, n: int, side: int) -> list[bytes]:
 
 
 def create_sandbox_app(host: ImageHost, *, max_side: int, models: tuple[str, ...]) -> Starlette:
-    """The sandbox upstream as an ASGI app serving POST /v1/images/variations."""
+    """The sandbox upstream as an ASGI app serving POST /v1/images/variations and /edits."""
 
     async def variations(request: Request) -> Response:
         try:
@@ -65,23 +86,54 @@ def create_sandbox_app(host: ImageHost, *, max_side: int, models: tuple[str, ...
             )
         except InvalidRequest as exc:
             return error_response(exc)
-        side = int(params.size.partition("x")[0])
-        images = await anyio.to_thread.run_sync(render_variations, params.image, params.n, side)
+        images = await anyio.to_thread.run_sync(
+            render_variations, params.image, params.n, params.side
+        )
         try:
-            data = [await _entry(host, png, params.response_format) for png in images]
+            data = [await host.entry(png, params.response_format) for png in images]
         except StoreError:  # answered as an upstream 5xx, like any upstream's storage fault
             return error_response(GatewayError("The sandbox could not store its images."))
-        body = orjson.dumps({"created": int(time.time()), "data": data})
-        return Response(
-            body,
-            media_type="application/json",
-            headers={"x-request-id": f"sandbox-{secrets.token_hex(8)}"},
-        )
+        return _json({"created": int(time.time()), "data": data})
 
-    return Starlette(routes=[Route("/v1/images/variations", variations, methods=["POST"])])
+    async def edits(request: Request) -> Response:
+        try:
+            upload = await read_upload(
+                request.headers.get("content-type"),
+                request.stream(),
+                allowed=EDITS_FIELDS,
+                file_field=IMAGE_FIELD,
+                timeout_seconds=_READ_SECONDS,
+            )
+            # The image and n are checked as a variation's; the rest is the model's business.
+            only_n = {"n": upload.fields["n"]} if "n" in upload.fields else {}
+            params = parse_params(
+                dataclasses.replace(upload, fields=only_n), models=models, max_side=max_side
+            )
+        except InvalidRequest as exc:
+            return error_response(exc)
+        images = await anyio.to_thread.run_sync(render_variations, params.image, params.n, 1024)
+        data = [await host.entry(png, "b64_json") for png in images]
+        per_image = _OUTPUT_TOKENS.get(upload.fields.get("quality", "auto"), 1056)
+        text = len(upload.fields.get("prompt", "")) // 4
+        usage = {
+            "input_tokens": text + _INPUT_IMAGE_TOKENS,
+            "input_tokens_details": {"text_tokens": text, "image_tokens": _INPUT_IMAGE_TOKENS},
+            "output_tokens": per_image * params.n,
+            "total_tokens": text + _INPUT_IMAGE_TOKENS + per_image * params.n,
+        }
+        return _json({"created": int(time.time()), "data": data, "usage": usage})
+
+    return Starlette(
+        routes=[
+            Route("/v1/images/variations", variations, methods=["POST"]),
+            Route("/v1/images/edits", edits, methods=["POST"]),
+        ]
+    )
 
 
-async def _entry(host: ImageHost, png: bytes, response_format: str) -> dict[str, str]:
-    if response_format == "b64_json":
-        return {"b64_json": base64.b64encode(png).decode("ascii")}
-    return {"url": await host.publish(png)}
+def _json(answer: dict[str, object]) -> Response:
+    return Response(
+        orjson.dumps(answer),
+        media_type="application/json",
+        headers={"x-request-id": f"sandbox-{secrets.token_hex(8)}"},
+    )

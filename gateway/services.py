@@ -16,6 +16,7 @@ import httpx
 from gateway import metrics, sandbox
 from gateway.auth import Authenticator, Identity, KeyAuthenticator, pseudonym
 from gateway.cache import ResponseCache, cache_key
+from gateway.edits import EditsUpstream
 from gateway.hosting import ImageHost
 from gateway.jwks import JwksCache
 from gateway.ledger import QuotaLedger
@@ -26,7 +27,7 @@ from gateway.settings import Settings
 from gateway.store.base import CacheStore, Store, StoreError
 from gateway.store.memory import MemoryCacheStore, MemoryStore
 from gateway.store.redis import RedisCacheStore, RedisStore, connect
-from gateway.upstream import VariationsUpstream, build_client
+from gateway.upstream import Upstream, VariationsUpstream, build_client
 
 
 @dataclass(frozen=True)
@@ -39,15 +40,12 @@ class Services:
     images: ImageHost
     ledger: QuotaLedger
     cache: ResponseCache
-    upstream: VariationsUpstream
+    upstream: Upstream
     upstream_headers: Mapping[str, str]
 
     def cache_key(self, identity: Identity, request: VariationRequest) -> str:
         """The cache entry of this request, within the configured scope."""
-        upstream = self.settings.config.upstream
-        return cache_key(
-            self.settings.config.cache, identity, request, f"{upstream.adapter}@{upstream.base_url}"
-        )
+        return cache_key(self.settings.config.cache, identity, request, self.upstream.identity)
 
     def user_field(self, identity: Identity) -> str:
         """The `user` value sent upstream for this identity (never the caller's own)."""
@@ -63,12 +61,14 @@ def open_store(settings: Settings) -> Store:
     return RedisStore(connect(settings.redis_url.get_secret_value()))
 
 
-def open_cache(settings: Settings) -> ResponseCache:
-    """The answer cache on its own Redis (default: the store's), else in process memory."""
+def open_cache_store(settings: Settings) -> CacheStore:
+    """The cache's own Redis (default: the store's), else process memory."""
     url = settings.cache_redis_url
-    store: CacheStore = (
-        RedisCacheStore(connect(url.get_secret_value())) if url else MemoryCacheStore()
-    )
+    return RedisCacheStore(connect(url.get_secret_value())) if url else MemoryCacheStore()
+
+
+def open_cache(settings: Settings, store: CacheStore) -> ResponseCache:
+    """The answer cache over `store`, with coalescing bounded by the upstream timeout."""
     config = settings.config
     # A leader's lock outlives its upstream call; waiters wait as long, unless told otherwise.
     lock_seconds = config.upstream.timeout_seconds + 10
@@ -118,6 +118,15 @@ def _upstream_transport(
     return httpx.ASGITransport(app=app), sandbox.BASE_URL
 
 
+def open_upstream(
+    settings: Settings, client: httpx.AsyncClient, base_url: str, images: ImageHost
+) -> Upstream:
+    """The configured adapter: forward variations as they are, or fulfil them via edits."""
+    if settings.config.upstream.adapter == "edits":
+        return EditsUpstream(client, settings, base_url, images)
+    return VariationsUpstream(client, settings, base_url)
+
+
 @contextlib.asynccontextmanager
 async def open_services(
     settings: Settings, upstream_transport: httpx.AsyncBaseTransport | None = None
@@ -130,23 +139,30 @@ async def open_services(
     store = open_store(settings)
     with contextlib.suppress(StoreError):  # a store that is down now is /readyz's business
         await store.ping()  # also measures the Redis clock's offset before the first charge
-    cache = open_cache(settings)
+    cache_store = open_cache_store(settings)
+    cache = open_cache(settings, cache_store)
     jwks = open_jwks(settings)
-    images = ImageHost(store, settings.public_url)
+    images = ImageHost(cache_store, settings.public_url)
     transport, base_url = _upstream_transport(settings, images, upstream_transport)
     try:
         async with build_client(settings, transport) as client:
+            upstream = open_upstream(settings, client, base_url, images)
             yield Services(
                 settings=settings,
                 auth=build_authenticator(settings, jwks),
                 store=store,
                 images=images,
-                ledger=QuotaLedger(settings.config, store),
+                ledger=QuotaLedger(settings.config, store, image_price=upstream.image_price),
                 cache=cache,
-                upstream=VariationsUpstream(client, settings, base_url),
-                upstream_headers=(
-                    {"x-gateway-upstream": "sandbox"} if settings.config.upstream.is_sandbox else {}
-                ),
+                upstream=upstream,
+                upstream_headers={
+                    **upstream.headers,
+                    **(
+                        {"x-gateway-upstream": "sandbox"}
+                        if settings.config.upstream.is_sandbox
+                        else {}
+                    ),
+                },
             )
     finally:
         if jwks is not None:

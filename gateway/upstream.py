@@ -1,9 +1,12 @@
-"""The only module that knows OpenAI's variations wire format.
+"""The upstream seam: the `Upstream` interface, the HTTP client, and OpenAI's variations format.
 
-The upstream request is rebuilt from an allowlist (image, model, n, size, response_format,
-user, and the company's credentials); nothing else of the caller's is forwarded. Answers
-and failures are translated here into an `UpstreamAnswer` or a `GatewayError`, so the
-endpoint never sees httpx.
+Two adapters fulfil a variations request: `VariationsUpstream` (here) forwards it to a
+service speaking the variations wire format (OpenAI's, or the sandbox); `EditsUpstream`
+(edits.py) uses a current image model through the edits endpoint. Either way the upstream
+request is rebuilt from an allowlist (the image, the parameters, the pseudonymous `user`
+and the company's credentials); nothing else of the caller's is forwarded. Answers and
+failures are translated into an `UpstreamAnswer` or a `GatewayError`, so the endpoint
+never sees httpx.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import httpx
 import orjson
@@ -24,7 +27,7 @@ from gateway.errors import (
     UpstreamTimeout,
 )
 from gateway.params import VariationRequest
-from gateway.settings import Settings
+from gateway.settings import Settings, Size
 
 MAX_MESSAGE_CHARS = 500
 # Anything that looks like a credential is cut out of upstream messages before relaying.
@@ -34,11 +37,29 @@ _CREDENTIAL = re.compile(
 
 
 class UpstreamAnswer(NamedTuple):
-    """A successful upstream answer: the body to relay unchanged and what it delivered."""
+    """A successful upstream answer: the body to relay and what it delivered.
+
+    `usd` is the real cost when the upstream reported it (token usage), else None: the
+    quota is then settled from the price table.
+    """
 
     body: bytes
     images: int
     request_id: str | None
+    usd: float | None = None
+
+
+class Upstream(Protocol):
+    """One way of fulfilling a variations request (an adapter); see `open_upstream`."""
+
+    identity: str  # what answers, for cache keys: a change of adapter or model is a miss
+    headers: Mapping[str, str]  # added to every answer it produced
+
+    def image_price(self, size: Size) -> float:
+        """USD reserved per image of `size` before the call."""
+
+    async def create_variation(self, request: VariationRequest, user: str) -> UpstreamAnswer:
+        """Fulfil `request` for the pseudonymous `user`; raises an `UpstreamError` subclass."""
 
 
 def build_client(
@@ -81,21 +102,77 @@ def sanitise(message: str, secret: str | None = None) -> str:
     return _CREDENTIAL.sub("[redacted]", message)[:MAX_MESSAGE_CHARS]
 
 
-class VariationsUpstream:
-    """Forwards a validated request to `{base_url}/images/variations`."""
+class UpstreamCall:
+    """Multipart POSTs to one upstream URL with the company's credentials, and failure mapping.
 
-    def __init__(self, client: httpx.AsyncClient, settings: Settings, base_url: str) -> None:
+    Shared by the adapters: they choose the fields; transport failures and non-200 answers
+    become `UpstreamError`s here, sanitised of anything credential-like.
+    """
+
+    def __init__(self, client: httpx.AsyncClient, settings: Settings, url: str) -> None:
         upstream = settings.config.upstream
-        self._client = client
-        self._url = base_url.rstrip("/") + "/images/variations"
-        self._api_key = (
+        self._client, self.url = client, url
+        self.api_key = (
             settings.upstream_api_key.get_secret_value() if settings.upstream_api_key else ""
         )
-        self._headers = {"authorization": f"Bearer {self._api_key}", "accept": "application/json"}
+        self._headers = {"authorization": f"Bearer {self.api_key}", "accept": "application/json"}
         if upstream.organization:
             self._headers["openai-organization"] = upstream.organization
         if upstream.project:
             self._headers["openai-project"] = upstream.project
+
+    async def post(self, fields: Mapping[str, str], image: bytes) -> httpx.Response:
+        """POST `fields` and the PNG `image`: any HTTP answer returns, transport errors raise."""
+        body, content_type = encode_multipart(fields, "image", image)
+        try:
+            return await self._client.post(
+                self.url, content=body, headers={**self._headers, "content-type": content_type}
+            )
+        except httpx.ConnectTimeout as exc:
+            raise UpstreamError("The upstream image service could not be reached.") from exc
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout() from exc
+        except httpx.HTTPError as exc:
+            raise UpstreamError("The upstream image service could not be reached.") from exc
+
+    def failure(self, response: httpx.Response, error: Mapping[str, Any]) -> UpstreamError:
+        """The caller's view of a non-200 answer whose error object is `error`."""
+        status = response.status_code
+        headers = request_id_header(response)
+        if status in (401, 403):
+            return UpstreamAuthError(headers=headers)
+        if not 400 <= status < 500:
+            return UpstreamError(headers=headers)
+        code = str_or_none(error.get("code"))
+        if status == 429:
+            headers.update(_retry_headers(response.headers, code))
+        return UpstreamRejected(
+            status,
+            self.sanitise(str(error.get("message") or "The upstream refused the request.")),
+            type_=str_or_none(error.get("type")) or "invalid_request_error",
+            code=code,
+            param=str_or_none(error.get("param")),
+            headers=headers,
+        )
+
+    def sanitise(self, message: str) -> str:
+        """An upstream message made safe to show a caller."""
+        return sanitise(message, self.api_key)
+
+
+class VariationsUpstream:
+    """Forwards a validated request to `{base_url}/images/variations`, relaying the answer."""
+
+    headers: Mapping[str, str] = {}
+
+    def __init__(self, client: httpx.AsyncClient, settings: Settings, base_url: str) -> None:
+        self._call = UpstreamCall(client, settings, base_url.rstrip("/") + "/images/variations")
+        self._prices = settings.config.prices
+        self.identity = f"variations|{self._call.url}"
+
+    def image_price(self, size: Size) -> float:
+        """dall-e-2's price table, by size."""
+        return self._prices[size]
 
     async def create_variation(self, request: VariationRequest, user: str) -> UpstreamAnswer:
         """Send the request upstream; raises an `UpstreamError` subclass on any failure."""
@@ -106,55 +183,32 @@ class VariationsUpstream:
             "response_format": request.response_format,
             "user": user,
         }
-        body, content_type = encode_multipart(fields, "image", request.image)
-        try:
-            response = await self._client.post(
-                self._url, content=body, headers={**self._headers, "content-type": content_type}
-            )
-        except httpx.ConnectTimeout as exc:
-            raise UpstreamError("The upstream image service could not be reached.") from exc
-        except httpx.TimeoutException as exc:
-            raise UpstreamTimeout() from exc
-        except httpx.HTTPError as exc:
-            raise UpstreamError("The upstream image service could not be reached.") from exc
-        return self._read(response)
-
-    def _read(self, response: httpx.Response) -> UpstreamAnswer:
+        response = await self._call.post(fields, request.image)
         request_id = response.headers.get("x-request-id")
         if response.status_code != 200:
-            raise self._failure(response, request_id)
+            raise self._call.failure(response, error_object(response.content))
         try:
             data = orjson.loads(response.content)["data"]
         except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-            raise UpstreamError("The upstream image service sent a malformed answer.") from exc
+            raise malformed() from exc
         if not isinstance(data, list):
-            raise UpstreamError("The upstream image service sent a malformed answer.")
+            raise malformed()
         return UpstreamAnswer(response.content, len(data), request_id)
 
-    def _failure(self, response: httpx.Response, request_id: str | None) -> UpstreamError:
-        status = response.status_code
-        headers = {"x-upstream-request-id": request_id} if request_id else {}
-        if status in (401, 403):
-            return UpstreamAuthError(headers=headers)
-        if not 400 <= status < 500:
-            return UpstreamError(headers=headers)
-        error = _error_object(response.content)
-        code = _str_or_none(error.get("code"))
-        if status == 429:
-            headers.update(_retry_headers(response.headers, code))
-        return UpstreamRejected(
-            status,
-            sanitise(
-                str(error.get("message") or "The upstream refused the request."), self._api_key
-            ),
-            type_=_str_or_none(error.get("type")) or "invalid_request_error",
-            code=code,
-            param=_str_or_none(error.get("param")),
-            headers=headers,
-        )
+
+def malformed() -> UpstreamError:
+    """The error for an upstream 200 whose body is not what the wire format promises."""
+    return UpstreamError("The upstream image service sent a malformed answer.")
 
 
-def _error_object(content: bytes) -> dict[str, Any]:
+def request_id_header(response: httpx.Response) -> dict[str, str]:
+    """The upstream's request id, as the header relayed to the caller."""
+    request_id = response.headers.get("x-request-id")
+    return {"x-upstream-request-id": request_id} if request_id else {}
+
+
+def error_object(content: bytes) -> dict[str, Any]:
+    """The `error` object of an OpenAI-shaped error body, or {}."""
     try:
         error = orjson.loads(content).get("error")
     except (orjson.JSONDecodeError, AttributeError):
@@ -162,7 +216,8 @@ def _error_object(content: bytes) -> dict[str, Any]:
     return error if isinstance(error, dict) else {}
 
 
-def _str_or_none(value: object) -> str | None:
+def str_or_none(value: object) -> str | None:
+    """A string field of an upstream error, bounded; None for anything else."""
     return value[:128] if isinstance(value, str) else None
 
 

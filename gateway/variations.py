@@ -132,7 +132,8 @@ async def _forward(
         units = services.settings.config.cache.hits_count_against
         await asyncio.shield(services.ledger.settle_as_hit(reservation, units))
     else:
-        await asyncio.shield(services.ledger.settle(reservation, cached.answer.images, params.n))
+        got = cached.answer
+        await asyncio.shield(services.ledger.settle(reservation, got.images, params.n, got.usd))
     return cached
 
 

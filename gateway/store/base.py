@@ -59,24 +59,18 @@ class QuotaStore(Protocol):
         """
 
     async def refund(self, items: Sequence[tuple[str, int]]) -> None:
-        """Subtract each amount from its counter if it still exists, never below 0. Atomic."""
+        """Subtract each amount from its counter if it still exists, never below 0. Atomic.
+
+        A negative amount adds (a top-up: the real cost was above the reservation).
+        """
 
     async def read(self, keys: Sequence[str]) -> list[int]:
         """Current values (0 for missing counters); raises `StoreError`."""
 
 
-class BlobStore(Protocol):
-    """Short-lived binary objects (hosted image files)."""
-
-    async def put_blob(self, key: str, data: bytes, ttl_seconds: int) -> None:
-        """Store `data` under `key` for `ttl_seconds`; raises `StoreError`."""
-
-    async def get_blob(self, key: str) -> bytes | None:
-        """The live object under `key`, or None; raises `StoreError`."""
-
-
 class CacheStore(Protocol):
-    """Cached answers, and short leader locks for coalescing identical misses."""
+    """Cached answers and hosted image files (disposable bytes with a TTL), and short leader
+    locks for coalescing identical misses."""
 
     async def get_entry(self, key: str) -> bytes | None:
         """The live entry, or None; raises `StoreError`."""
@@ -97,7 +91,7 @@ class CacheStore(Protocol):
         """Release connections."""
 
 
-class Store(BlobStore, QuotaStore, Protocol):
+class Store(QuotaStore, Protocol):
     """The gateway's state store."""
 
     async def ping(self) -> None:

@@ -12,18 +12,15 @@ from collections.abc import Sequence
 
 from gateway.store.base import ChargeItem, ChargeOutcome, Clock
 
-DEFAULT_BLOB_BUDGET = 256 * 1024 * 1024
+DEFAULT_BUDGET = 256 * 1024 * 1024  # bytes of cached answers and hosted images
 _SWEEP_AT = 10_000  # counters held before expired ones are swept
 
 
 class MemoryStore:
-    """Implements `Store` in process memory; blobs are bounded by a byte budget."""
+    """Implements `Store` in process memory."""
 
-    def __init__(self, clock: Clock = time.time, blob_budget: int = DEFAULT_BLOB_BUDGET) -> None:
+    def __init__(self, clock: Clock = time.time) -> None:
         self._clock = clock
-        self._blobs: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
-        self._blob_bytes = 0
-        self._blob_budget = blob_budget
         self._counters: dict[str, tuple[float, int]] = {}  # key -> (expires_at, value)
 
     def clock(self) -> float:
@@ -68,28 +65,6 @@ class MemoryStore:
         now = self._clock()
         return [self._value(key, now) for key in keys]
 
-    async def put_blob(self, key: str, data: bytes, ttl_seconds: int) -> None:
-        self._drop(key)
-        self._blobs[key] = (self._clock() + ttl_seconds, data)
-        self._blob_bytes += len(data)
-        while self._blob_bytes > self._blob_budget and self._blobs:
-            self._drop(next(iter(self._blobs)))  # oldest first
-
-    async def get_blob(self, key: str) -> bytes | None:
-        entry = self._blobs.get(key)
-        if entry is None:
-            return None
-        expires_at, data = entry
-        if expires_at <= self._clock():
-            self._drop(key)
-            return None
-        return data
-
-    def _drop(self, key: str) -> None:
-        entry = self._blobs.pop(key, None)
-        if entry is not None:
-            self._blob_bytes -= len(entry[1])
-
     async def ping(self) -> None:
         return None
 
@@ -100,16 +75,33 @@ class MemoryStore:
 class MemoryCacheStore:
     """Implements `CacheStore` in process memory, bounded by a byte budget (oldest out first)."""
 
-    def __init__(self, clock: Clock = time.time, budget: int = DEFAULT_BLOB_BUDGET) -> None:
-        self._entries = MemoryStore(clock, budget)
-        self._locks: dict[str, tuple[float, str]] = {}
+    def __init__(self, clock: Clock = time.time, budget: int = DEFAULT_BUDGET) -> None:
         self._clock = clock
+        self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        self._bytes, self._budget = 0, budget
+        self._locks: dict[str, tuple[float, str]] = {}
 
     async def get_entry(self, key: str) -> bytes | None:
-        return await self._entries.get_blob(key)
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        expires_at, data = entry
+        if expires_at <= self._clock():
+            self._drop(key)
+            return None
+        return data
 
     async def put_entry(self, key: str, value: bytes, ttl_seconds: int) -> None:
-        await self._entries.put_blob(key, value, ttl_seconds)
+        self._drop(key)
+        self._entries[key] = (self._clock() + ttl_seconds, value)
+        self._bytes += len(value)
+        while self._bytes > self._budget and self._entries:
+            self._drop(next(iter(self._entries)))  # oldest first
+
+    def _drop(self, key: str) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._bytes -= len(entry[1])
 
     async def acquire(self, lock: str, token: str, ttl_ms: int) -> bool:
         if await self.locked(lock):

@@ -87,13 +87,6 @@ class RedisStore:
         values = await _call(self._redis.mget(keys))
         return [int(value) if value is not None else 0 for value in values]
 
-    async def put_blob(self, key: str, data: bytes, ttl_seconds: int) -> None:
-        await _call(self._redis.set(key, data, ex=ttl_seconds))
-
-    async def get_blob(self, key: str) -> bytes | None:
-        value = await _call(self._redis.get(key))
-        return value if isinstance(value, bytes) else None
-
     async def ping(self) -> None:
         await _call(self._redis.ping())
         seconds, micros = await _call(self._redis.time())

@@ -21,7 +21,8 @@ def item(key: str, amount: int, limit: int, start: float = 0, end: float = 4e9) 
 
 
 def ledger(store: Store, **quotas: object) -> QuotaLedger:
-    return QuotaLedger(parse_config({"quotas": {"default": [], **quotas}}), store)
+    config = parse_config({"quotas": {"default": [], **quotas}})
+    return QuotaLedger(config, store, image_price=config.prices.__getitem__)
 
 
 async def test_charge_admits_within_the_limit_and_reports_usage(store: Store) -> None:
@@ -61,6 +62,13 @@ async def test_refund_gives_back_but_never_below_zero(store: Store) -> None:
     assert await store.read([item("a", 0, 0).key, item("missing", 0, 0).key]) == [1, 0]
     await store.refund([(item("a", 0, 0).key, 5)])
     assert await store.read([item("a", 0, 0).key]) == [0]
+
+
+async def test_a_negative_refund_tops_up_past_the_limit(store: Store) -> None:
+    """A top-up (the real cost above the reservation) is added even over the limit."""
+    await store.charge([item("a", 8, 10)])
+    await store.refund([(item("a", 0, 0).key, -5), (item("missing", 0, 0).key, -2)])
+    assert await store.read([item("a", 0, 0).key, item("missing", 0, 0).key]) == [13, 0]
 
 
 async def test_concurrent_reservations_admit_exactly_the_limit(store: Store) -> None:
@@ -167,14 +175,15 @@ async def test_fail_closed_and_fail_open_on_a_broken_store() -> None:
             raise StoreError("down")
 
     rules = {"default": [{"unit": "requests", "limit": 1, "window": "day"}]}
-    closed = QuotaLedger(parse_config({"quotas": rules}), Broken())
+    closed = QuotaLedger(parse_config({"quotas": rules}), Broken(), image_price=lambda size: 0.02)
     with pytest.raises(StoreUnavailable):
         await closed.reserve(ALICE, 1, "256x256")
     errors = []
     opened = QuotaLedger(
         parse_config({"quotas": rules, "store": {"on_error": "fail_open"}}),
         Broken(),
-        lambda: errors.append(1),
+        image_price=lambda size: 0.02,
+        on_store_error=lambda: errors.append(1),
     )
     assert not (await opened.reserve(ALICE, 1, "256x256")).metered
     assert errors == [1]

@@ -68,3 +68,23 @@ def write_config(path: Path, config: dict[str, Any]) -> Path:
 def auth(user: str = "alice") -> dict[str, str]:
     """The Authorization header of a test principal."""
     return {"Authorization": f"Bearer {KEYS[user]}"}
+
+
+EDITS_MODEL = "gpt-image-test"
+# Made-up list prices, round enough to compute expected costs by hand.
+EDITS_PRICE = {
+    "image": {"low": 0.01, "medium": 0.04, "high": 0.2},
+    "input_per_1k_tokens": 0.005,
+    "image_input_per_1k_tokens": 0.01,
+    "output_per_1k_tokens": 0.04,
+}
+
+
+def edits_upstream(upstream_url: str, **edits: Any) -> dict[str, Any]:
+    """The `upstream` section of a gateway in edits mode against `upstream_url`."""
+    return {
+        "base_url": upstream_url,
+        "timeout_seconds": 5,
+        "adapter": "edits",
+        "edits": {"model": EDITS_MODEL, "prices": {EDITS_MODEL: EDITS_PRICE}, **edits},
+    }

@@ -9,12 +9,16 @@ from __future__ import annotations
 import base64
 import email.parser
 import email.policy
+import functools
+import io
 import json
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from PIL import Image
 
 from support.loopback import LoopbackServer, QuietHandler
 from support.pngs import make_png
@@ -55,6 +59,41 @@ def images_response(received: Received) -> dict[str, Any]:
             for i in range(n)
         ]
     return {"created": 1700000000, "data": data}
+
+
+@functools.cache
+def generated_png() -> bytes:
+    """A 1024x1024 RGBA PNG, as a current image model answers an edit."""
+    ramp = Image.linear_gradient("L").resize((1024, 1024))
+    bands = (ramp, ramp.transpose(Image.Transpose.ROTATE_90), ramp, Image.new("L", ramp.size, 255))
+    out = io.BytesIO()
+    Image.merge("RGBA", bands).save(out, format="PNG", compress_level=1)
+    return out.getvalue()
+
+
+def edits_usage(
+    n: int, *, text: int = 50, image: int = 388, per_output: int = 1056
+) -> dict[str, Any]:
+    """A `usage` block as the edits endpoint reports it for `n` images."""
+    return {
+        "input_tokens": text + image,
+        "input_tokens_details": {"text_tokens": text, "image_tokens": image},
+        "output_tokens": per_output * n,
+        "total_tokens": text + image + per_output * n,
+    }
+
+
+def edits_response(received: Received) -> dict[str, Any]:
+    """A gpt-image-style edits answer: `n` inline 1024x1024 PNGs and a `usage` block."""
+    n = int(received.fields.get("n", "1"))
+    image = base64.b64encode(generated_png()).decode()
+    return {
+        "created": 1700000000,
+        "data": [{"b64_json": image} for _ in range(n)],
+        "usage": edits_usage(n),
+        "quality": received.fields.get("quality", "auto"),
+        "size": received.fields.get("size", "auto"),
+    }
 
 
 def parse_multipart(

@@ -383,3 +383,11 @@ def test_risky_identity_settings_start_with_a_warning(identity, warned):
     settings = build_settings(parse_config({**REAL, "identity": identity}), SECRETS)
     found = [w for w in settings.warnings if warned and warned in w]
     assert found if warned else not settings.warnings
+
+
+def test_the_shipped_edits_example_parses_and_prices_its_model():
+    """config/gateway.edits.example.yaml: the edits adapter, priced for its model."""
+    config = read_config(SHIPPED_CONFIG.with_name("gateway.edits.example.yaml"))
+    edits = config.upstream.edits
+    assert config.upstream.adapter == "edits" and edits is not None
+    assert edits.model in edits.prices

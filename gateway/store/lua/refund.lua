@@ -1,4 +1,5 @@
--- Give back amounts charged earlier. KEYS[i]: counter i; ARGV[i]: amount.
+-- Give back amounts charged earlier (a negative amount tops up). KEYS[i]: counter i;
+-- ARGV[i]: amount.
 -- A counter that has expired (its window is over) is left alone; none goes below 0.
 for i = 1, #KEYS do
   if redis.call("EXISTS", KEYS[i]) == 1 then
