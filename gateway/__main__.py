@@ -44,6 +44,20 @@ def cmd_keys_new(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_upstream(config: GatewayConfig) -> None:
+    """Where variations go and, for the edits adapter, with which model at what price."""
+    upstream = config.upstream
+    print(f"upstream: {upstream.adapter} adapter, {upstream.base_url}")
+    edits = upstream.edits
+    if upstream.adapter == "edits" and edits is not None:
+        priced = "high" if edits.quality == "auto" else edits.quality
+        reserve = edits.prices[edits.model].image[priced]
+        print(
+            f"  model {edits.model}, quality {edits.quality}: reserves {reserve:g} USD per "
+            "image, settled to the reported usage"
+        )
+
+
 def _print_policy(config: GatewayConfig) -> None:
     for principal in config.principals:
         print(f"{principal.user} (team {principal.team}, role {principal.role}):")
@@ -78,6 +92,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     print(f"{path}: ok")
     for warning in settings.warnings:
         print(f"gateway: warning: {warning}", file=sys.stderr)
+    _print_upstream(config)
     _print_policy(config)
     return 0
 

@@ -154,6 +154,19 @@ def test_config_check_of_the_shipped_config_passes(capsys):
     assert ": ok" in capsys.readouterr().out
 
 
+def test_config_check_says_which_adapter_and_model_answer(capsys, monkeypatch):
+    """Ops switching to the edits adapter see the model and what a request reserves."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "config" / "gateway.edits.example.yaml"
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setenv("GATEWAY_USER_SECRET", "s")
+    assert _check(path) == 0
+    out = capsys.readouterr().out
+    assert "upstream: edits adapter, https://api.openai.com/v1" in out
+    assert "model gpt-image-1.5, quality medium: reserves 0.034 USD per image" in out
+
+
 def test_config_check_reads_gateway_config_env(capsys, write, monkeypatch):
     """Without --config, `config check` reads the file named by GATEWAY_CONFIG."""
     path = write(GOOD, "from-env.yaml")
