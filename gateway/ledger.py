@@ -138,7 +138,8 @@ class QuotaLedger:
     async def _give_back(
         self, reservation: Reservation, share: Callable[[Counter, int], int]
     ) -> None:
-        """Refund `share(counter, charged)` of each counter (negative: a top-up), once."""
+        """Refund `share(counter, charged)` of each counter (negative: a top-up), once; the
+        reservation's usage then shows the settled state (for the answer's headers)."""
         if reservation.settled or not reservation.metered:
             return
         reservation.settled = True
@@ -149,6 +150,11 @@ class QuotaLedger:
         except StoreError as exc:
             self._on_store_error()
             log.warning("quota settlement lost: %r", exc.__cause__ or exc)
+            return
+        reservation.used = [
+            max(0, used - refund)
+            for used, (_, refund) in zip(reservation.used, refunds, strict=True)
+        ]
 
     async def states(self, identity: Identity) -> list[RuleState]:
         """Every rule applicable to `identity`, now; raises `StoreUnavailable`."""

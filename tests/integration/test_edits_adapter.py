@@ -138,6 +138,8 @@ def test_usd_settles_to_the_cost_the_usage_reports(edits, upstream: FakeUpstream
     expected = (50 * 0.005 + 388 * 0.01 + 2112 * 0.04) / 1000
     assert used(client)["usd"] == pytest.approx(expected, abs=1e-6)
     assert expected > 2 * 0.04
+    # The answer's headers show the settled state, not the reservation.
+    assert float(response.headers["x-ratelimit-remaining-usd"]) == pytest.approx(10 - expected)
     assert used(client)["images"] == 2
 
 
