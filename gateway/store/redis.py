@@ -38,6 +38,10 @@ def connect(url: str) -> redis.Redis:
         socket_timeout=SOCKET_TIMEOUT_SECONDS,
         socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
         health_check_interval=30,
+        # RESP2: under RESP3, redis-py 8 turns on maintenance notifications ("auto"), which
+        # skips its check-out test for connections the server has closed; after a Redis
+        # restart every pooled connection would then fail one request before reconnecting.
+        protocol=2,
     )
     return redis.Redis.from_pool(pool)
 

@@ -49,11 +49,16 @@ def _wait(check: object, what: str, proc: subprocess.Popen[bytes] | None = None)
 
 
 class RedisServer:
-    """A throwaway redis-server on its own port, which tests may stop and start again."""
+    """A throwaway redis-server on its own port, which tests may stop and start again.
 
-    def __init__(self, workdir: Path) -> None:
+    `persistent` turns on the append-only file, synced on every write (as the deployment's
+    state Redis): what it acknowledged survives a stop and start.
+    """
+
+    def __init__(self, workdir: Path, *, persistent: bool = False) -> None:
         self.port = free_port()
         self.workdir = workdir
+        self.persistent = persistent
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -62,7 +67,9 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         args = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1"]
-        args += ["--save", "", "--appendonly", "no", "--dir", str(self.workdir)]
+        args += ["--save", "", "--dir", str(self.workdir)]
+        aof = ["yes", "--appendfsync", "always"] if self.persistent else ["no"]
+        args += ["--appendonly", *aof]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis.from_url(self.url)
         _wait(client.ping, "redis-server", self.proc)
