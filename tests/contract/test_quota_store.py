@@ -10,10 +10,11 @@ from gateway.auth import Identity
 from gateway.errors import QuotaExceeded, RateLimited, StoreUnavailable
 from gateway.ledger import QuotaLedger
 from gateway.settings import parse_config
-from gateway.store.base import ChargeItem, Store
+from gateway.store.base import ChargeItem, ChargeOutcome, Receipt, Store, StoreError
 
 pytestmark = pytest.mark.anyio
 ALICE, BOB = Identity("alice", "vision"), Identity("bob", "vision")
+RECEIPT = "gw:v1:receipt:{t}:r1"
 
 
 def item(key: str, amount: int, limit: int, start: float = 0, end: float = 4e9) -> ChargeItem:
@@ -61,6 +62,113 @@ async def test_refund_gives_back_but_never_below_zero(store: Store) -> None:
     assert await store.read([item("a", 0, 0).key, item("missing", 0, 0).key]) == [1, 0]
     await store.refund([(item("a", 0, 0).key, 5)])
     assert await store.read([item("a", 0, 0).key]) == [0]
+
+
+async def test_a_refund_naming_its_receipt_applies_once(store: Store) -> None:
+    """A refund that names the charge's receipt applies once, however often it is retried."""
+    await store.charge([item("a", 4, 10)], Receipt(RECEIPT, 60_000))
+    for _ in range(3):
+        await store.refund([(item("a", 0, 0).key, 3)], RECEIPT)
+    assert await store.read([item("a", 0, 0).key]) == [1]
+
+
+async def test_a_refused_charge_leaves_no_receipt_to_refund(store: Store) -> None:
+    """A refund naming a receipt the store never issued (the charge was refused) gives
+    nothing back."""
+    await store.charge([item("full", 5, 5)])
+    outcome = await store.charge([item("full", 1, 5)], Receipt(RECEIPT, 60_000))
+    assert outcome is not None and not outcome.admitted
+    await store.refund([(item("full", 0, 0).key, 5)], RECEIPT)
+    assert await store.read([item("full", 0, 0).key]) == [5]
+
+
+class LostReplies:
+    """A store whose next `charge` or `refund` reaches it but whose reply is lost (as when
+    Redis dies mid-answer), or, with `unreached`, fails without reaching it."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner, self.lose, self.unreached = inner, set[str](), set[str]()
+
+    def clock(self) -> float:
+        return self.inner.clock()
+
+    def _fail(self, call: str) -> None:
+        if call in self.lose or call in self.unreached:
+            self.lose.discard(call)
+            self.unreached.discard(call)
+            raise StoreError(f"{call}: reply lost")
+
+    async def charge(
+        self, items: list[ChargeItem], receipt: Receipt | None = None
+    ) -> ChargeOutcome | None:
+        if "charge" in self.unreached:
+            self._fail("charge")
+        outcome = await self.inner.charge(items, receipt)
+        self._fail("charge")
+        return outcome
+
+    async def refund(self, items: list[tuple[str, int]], receipt: str | None = None) -> None:
+        if "refund" in self.unreached:
+            self._fail("refund")
+        await self.inner.refund(items, receipt)
+        self._fail("refund")
+
+    async def read(self, keys: list[str]) -> list[int]:
+        return await self.inner.read(keys)
+
+
+async def _used_becomes(quotas: QuotaLedger, identity: Identity, expected: list[float]) -> None:
+    """Wait (briefly) for the ledger's background refunds to bring usage to `expected`."""
+    for _ in range(200):
+        if [s.used for s in await quotas.states(identity)] == expected:
+            return
+        await asyncio.sleep(0.01)
+    assert [s.used for s in await quotas.states(identity)] == expected
+
+
+RULES = {"default": [{"unit": "images", "limit": 100, "window": "day"}]}
+
+
+async def test_a_charge_whose_reply_was_lost_is_taken_back(store: Store) -> None:
+    """Redis charged but died before answering: the caller got a 503, and the charge is
+    taken back as soon as the store answers again."""
+    flaky = LostReplies(store)
+    quotas = QuotaLedger(parse_config({"quotas": RULES}), flaky)  # type: ignore[arg-type]
+    flaky.lose.add("charge")
+    with pytest.raises(StoreUnavailable):
+        await quotas.reserve(ALICE, 3, "256x256")
+    assert [s.used for s in await quotas.states(ALICE)] == [3]  # landed, reply lost
+    await quotas.reserve(BOB, 1, "256x256")  # the store answers again
+    await _used_becomes(quotas, ALICE, [0])
+    assert [s.used for s in await quotas.states(BOB)] == [1]
+
+
+async def test_a_charge_that_never_arrived_is_not_taken_back(store: Store) -> None:
+    """A charge that failed before reaching the store leaves nothing to take back."""
+    flaky = LostReplies(store)
+    quotas = QuotaLedger(parse_config({"quotas": RULES}), flaky)  # type: ignore[arg-type]
+    await quotas.reserve(ALICE, 2, "256x256")
+    flaky.unreached.add("charge")
+    with pytest.raises(StoreUnavailable):
+        await quotas.reserve(ALICE, 3, "256x256")
+    await quotas.reserve(BOB, 1, "256x256")
+    await asyncio.sleep(0.05)
+    assert [s.used for s in await quotas.states(ALICE)] == [2]
+
+
+@pytest.mark.parametrize("failure", ["lose", "unreached"])
+async def test_a_failed_refund_is_made_exactly_once(store: Store, failure: str) -> None:
+    """A refund that failed is made when the store answers again; one whose reply was lost
+    (it landed) is not made twice."""
+    flaky = LostReplies(store)
+    quotas = QuotaLedger(parse_config({"quotas": RULES}), flaky)  # type: ignore[arg-type]
+    reservation = await quotas.reserve(ALICE, 4, "256x256")
+    getattr(flaky, failure).add("refund")
+    await quotas.settle(reservation, delivered=1, asked=4)
+    await quotas.reserve(BOB, 1, "256x256")  # the store answers again
+    await _used_becomes(quotas, ALICE, [1])
+    await asyncio.sleep(0.05)
+    assert [s.used for s in await quotas.states(ALICE)] == [1]
 
 
 async def test_concurrent_reservations_admit_exactly_the_limit(store: Store) -> None:
@@ -159,11 +267,10 @@ async def test_user_override_replaces_the_default_of_the_same_unit_and_window(st
 
 async def test_fail_closed_and_fail_open_on_a_broken_store() -> None:
     """A failing store refuses with 503 under fail_closed and admits under fail_open."""
-    from gateway.store.base import StoreError
     from gateway.store.memory import MemoryStore
 
     class Broken(MemoryStore):
-        async def charge(self, items):  # type: ignore[no-untyped-def]
+        async def charge(self, items, receipt=None):  # type: ignore[no-untyped-def]
             raise StoreError("down")
 
     rules = {"default": [{"unit": "requests", "limit": 1, "window": "day"}]}
