@@ -42,6 +42,8 @@ class Reply:
     body: bytes | dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    # Writes the answer itself, byte by byte if it likes (support/upstream_faults.py).
+    raw: Callable[[QuietHandler], None] | None = None
 
 
 def images_response(received: Received) -> dict[str, Any]:
@@ -124,6 +126,9 @@ class FakeUpstream:
             def _answer(self, reply: Reply) -> None:
                 if reply.delay:
                     time.sleep(reply.delay)
+                if reply.raw is not None:
+                    reply.raw(self)
+                    return
                 body = (
                     reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
                 )
