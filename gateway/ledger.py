@@ -43,6 +43,7 @@ RECEIPT_SECONDS = 15 * 60
 # later charges failed before reaching the store).
 UNSETTLED_LIMIT = 1024
 Refunds = list[tuple[str, int]]
+_UNWIND_TURNS = 10  # event-loop turns a cancelled request needs to start its refund
 
 
 @dataclass
@@ -76,6 +77,7 @@ class QuotaLedger:
         self._receipt_ms = int(max(RECEIPT_SECONDS, 3 * config.upstream.timeout_seconds) * 1000)
         self._unsettled: deque[tuple[str, Refunds]] = deque()
         self._retrying: asyncio.Task[None] | None = None
+        self._refunding = 0  # refunds under way (close waits for them)
 
     async def reserve(
         self, identity: Identity, n: int, size: Size, units: Sequence[Unit] | None = None
@@ -99,9 +101,11 @@ class QuotaLedger:
             ]
             try:
                 outcome = await self._store.charge(items, Receipt(receipt, self._receipt_ms))
-            except StoreError as exc:
+            except (StoreError, asyncio.CancelledError) as exc:
                 # The charge may have landed with its reply lost: take it back when we can.
                 self._keep_unsettled(receipt, [(i.key, i.amount) for i in items if i.amount])
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
                 return self._unmetered(exc)
             self._retry_unsettled()
             if outcome is None:
@@ -158,6 +162,7 @@ class QuotaLedger:
         pairs = zip(reservation.counters, reservation.amounts, strict=True)
         refunds = [(counter.key, share(counter, amount)) for counter, amount in pairs]
         refunds = [refund for refund in refunds if refund[1] > 0]
+        self._refunding += 1
         try:
             await self._store.refund(refunds, reservation.receipt)
         except StoreError as exc:
@@ -165,6 +170,8 @@ class QuotaLedger:
             log.warning("quota refund failed, kept for later: %r", exc.__cause__ or exc)
             if reservation.receipt is not None:
                 self._keep_unsettled(reservation.receipt, refunds)
+        finally:
+            self._refunding -= 1
 
     def _keep_unsettled(self, receipt: str, refunds: Refunds) -> None:
         """Hold a refund (by receipt, so it applies once) until the store answers again."""
@@ -188,6 +195,23 @@ class QuotaLedger:
             except StoreError:
                 return  # down again: the next answer from the store resumes
             self._unsettled.popleft()
+
+    async def close(self, timeout_seconds: float = 5.0) -> None:
+        """Before the store closes: let refunds under way finish and make the held ones.
+
+        At shutdown the server cancels requests that outlive its grace period; each gives
+        back its charge as it unwinds, which takes a few turns of the event loop.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_seconds
+        for _ in range(_UNWIND_TURNS):
+            await asyncio.sleep(0)
+        while (self._refunding or self._unsettled) and loop.time() < deadline:
+            await self._settle_unsettled()
+            await asyncio.sleep(0.02)
+        if self._refunding or self._unsettled:
+            left = self._refunding + len(self._unsettled)
+            log.warning("%d quota refunds not made before shutdown", left)
 
     async def states(self, identity: Identity) -> list[RuleState]:
         """Every rule applicable to `identity`, now; raises `StoreUnavailable`."""

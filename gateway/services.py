@@ -133,6 +133,7 @@ async def open_services(
     cache = open_cache(settings)
     jwks = open_jwks(settings)
     images = ImageHost(store, settings.public_url)
+    ledger = QuotaLedger(settings.config, store)
     transport, base_url = _upstream_transport(settings, images, upstream_transport)
     try:
         async with build_client(settings, transport) as client:
@@ -141,7 +142,7 @@ async def open_services(
                 auth=build_authenticator(settings, jwks),
                 store=store,
                 images=images,
-                ledger=QuotaLedger(settings.config, store),
+                ledger=ledger,
                 cache=cache,
                 upstream=VariationsUpstream(client, settings, base_url),
                 upstream_headers=(
@@ -149,6 +150,7 @@ async def open_services(
                 ),
             )
     finally:
+        await ledger.close()  # refunds of cancelled requests land before the store closes
         if jwks is not None:
             await jwks.close()
         await cache.close()

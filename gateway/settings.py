@@ -208,10 +208,12 @@ class MetricsConfig(_Strict):
 
 
 class LimitsConfig(_Strict):
-    """How much of a caller's upload the gateway reads, and for how long."""
+    """How much of a caller's upload the gateway reads, and for how long; how long a
+    stopping gateway lets requests under way finish."""
 
     body_timeout_seconds: float = Field(60.0, gt=0)
     max_image_side: int = Field(4096, ge=1)
+    shutdown_grace_seconds: int = Field(30, ge=0)
 
 
 # A negative price would turn usd quotas into credit; NaN or infinity would poison counters.

@@ -156,6 +156,30 @@ async def test_a_charge_that_never_arrived_is_not_taken_back(store: Store) -> No
     assert [s.used for s in await quotas.states(ALICE)] == [2]
 
 
+async def test_a_reservation_cancelled_mid_charge_is_taken_back(store: Store) -> None:
+    """A request cancelled while its charge is on the wire (a server shutting down) leaves
+    no charge behind once the store answers again."""
+
+    class Slow(LostReplies):
+        async def charge(
+            self, items: list[ChargeItem], receipt: Receipt | None = None
+        ) -> ChargeOutcome | None:
+            outcome = await self.inner.charge(items, receipt)
+            if items[0].amount == 3:
+                await asyncio.sleep(10)  # the reply is on its way when the request is cancelled
+            return outcome
+
+    slow = Slow(store)
+    quotas = QuotaLedger(parse_config({"quotas": RULES}), slow)  # type: ignore[arg-type]
+    reserving = asyncio.ensure_future(quotas.reserve(ALICE, 3, "256x256"))
+    await asyncio.sleep(0.05)
+    reserving.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await reserving
+    await quotas.close()
+    assert [s.used for s in await quotas.states(ALICE)] == [0]
+
+
 @pytest.mark.parametrize("failure", ["lose", "unreached"])
 async def test_a_failed_refund_is_made_exactly_once(store: Store, failure: str) -> None:
     """A refund that failed is made when the store answers again; one whose reply was lost
