@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import httpx
 
 from gateway import metrics, sandbox
+from gateway.admission import Admission
 from gateway.auth import Authenticator, Identity, KeyAuthenticator, pseudonym
 from gateway.cache import ResponseCache, cache_key
 from gateway.hosting import ImageHost
@@ -41,6 +42,7 @@ class Services:
     cache: ResponseCache
     upstream: VariationsUpstream
     upstream_headers: Mapping[str, str]
+    admission: Admission
 
     def cache_key(self, identity: Identity, request: VariationRequest) -> str:
         """The cache entry of this request, within the configured scope."""
@@ -148,6 +150,7 @@ async def open_services(
                 upstream_headers=(
                     {"x-gateway-upstream": "sandbox"} if settings.config.upstream.is_sandbox else {}
                 ),
+                admission=Admission(settings.config.limits.max_concurrent_requests),
             )
     finally:
         await ledger.close()  # refunds of cancelled requests land before the store closes

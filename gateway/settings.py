@@ -214,6 +214,8 @@ class LimitsConfig(_Strict):
     body_timeout_seconds: float = Field(60.0, gt=0)
     max_image_side: int = Field(4096, ge=1)
     shutdown_grace_seconds: int = Field(30, ge=0)
+    # Variations requests one process serves at once (each holds its upload); null: no limit.
+    max_concurrent_requests: int | None = Field(256, ge=1)
 
 
 # A negative price would turn usd quotas into credit; NaN or infinity would poison counters.

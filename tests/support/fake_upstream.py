@@ -83,7 +83,8 @@ def parse_multipart(
 class FakeUpstream:
     """Start with `with FakeUpstream() as upstream:`; `upstream.url` is the /v1 base URL."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, parse: bool = True) -> None:
+        self.parse = parse  # False: count requests without decoding them (load tests)
         self.received: list[Received] = []
         self.script: Callable[[Received], Reply] = lambda r: Reply(body=images_response(r))
         self._lock = threading.Lock()
@@ -117,7 +118,8 @@ class FakeUpstream:
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 received = Received("POST", self.path, headers)
-                if headers.get("content-type", "").startswith("multipart/form-data"):
+                multipart = headers.get("content-type", "").startswith("multipart/form-data")
+                if multipart and upstream.parse:
                     received.fields, received.files, received.field_names = parse_multipart(
                         headers["content-type"], body
                     )
