@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 import redis
 
+from support import exposure
 from support.config import TEAMS, base_config, merged
 
 PRICES = {"256x256": 0.016, "512x512": 0.018, "1024x1024": 0.020}
@@ -89,6 +90,8 @@ class Tally:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, item: Seen) -> Seen:
+        if item.status >= 400:
+            exposure.record(f"{item.status} error body", item.body)
         with self._lock:
             self.seen.append(item)
         return item
