@@ -136,9 +136,9 @@ async def _forward(
             return Cached(await produce(), "BYPASS")
         if mode == "refresh":  # no-cache: a fresh answer, then stored
             fresh = await produce()
-            await services.cache.put(key, fresh, params.response_format)
+            await services.cache.put(key, fresh, params.response_format, asked=params.n)
             return Cached(fresh, "MISS")
-        return await services.cache.fetch(key, params.response_format, produce)
+        return await services.cache.fetch(key, params.response_format, produce, asked=params.n)
 
     try:
         cached = await _unless_disconnected(request, answer())

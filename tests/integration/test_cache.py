@@ -191,3 +191,23 @@ def test_a_cache_that_fails_becomes_a_miss(make_client, upstream: FakeUpstream) 
     assert [r.status_code for r in responses] == [200, 200]
     assert [r.headers["x-gateway-cache"] for r in responses] == ["MISS", "MISS"]
     assert len(upstream.received) == 2
+
+
+@pytest.mark.parametrize("keep", [0, 1], ids=["no-images", "one-of-three"])
+def test_a_short_answer_is_relayed_but_never_stored(
+    cached: TestClient, upstream: FakeUpstream, keep: int
+) -> None:
+    """An upstream answer with fewer images than asked reaches its caller, and the next
+    identical request asks upstream again instead of getting the short answer for a day."""
+
+    def short(received):  # type: ignore[no-untyped-def]
+        body = images_response(received)
+        body["data"] = body["data"][:keep]
+        return Reply(body=body)
+
+    upstream.script = short
+    fields = {"n": "3", "response_format": "b64_json"}
+    first = post_variation(cached, fields=fields)
+    assert (first.status_code, len(first.json()["data"])) == (200, keep)
+    assert post_variation(cached, fields=fields).headers["x-gateway-cache"] == "MISS"
+    assert len(upstream.received) == 2
