@@ -149,7 +149,7 @@ async def _forward(
             exc.headers.update(_headers(services, reservation, result))
             metrics.CACHE_REQUESTS.labels(result.lower()).inc()
         raise
-    if cached.result == "COALESCED":
+    if cached.result == "COALESCED" and cached.answer.images:
         units = services.settings.config.cache.hits_count_against
         await asyncio.shield(services.ledger.settle_as_hit(reservation, units))
     else:

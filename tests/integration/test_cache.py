@@ -211,3 +211,21 @@ def test_a_short_answer_is_relayed_but_never_stored(
     assert (first.status_code, len(first.json()["data"])) == (200, keep)
     assert post_variation(cached, fields=fields).headers["x-gateway-cache"] == "MISS"
     assert len(upstream.received) == 2
+
+
+def test_a_coalesced_answer_without_images_costs_nothing(
+    make_client, upstream: FakeUpstream
+) -> None:
+    """Callers coalesced onto a leader whose answer had no image are refunded in full, as
+    the leader is: nobody pays a request for nothing."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rules = {"default": [{"unit": "requests", "limit": 100, "window": "day"}]}
+    client = make_client({"cache": {"enabled": True}, "quotas": rules})
+    upstream.reply(Reply(body={"created": 1, "data": []}, delay=0.5))
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: post_variation(client), range(4)))
+    assert {a.headers["x-gateway-cache"] for a in answers} == {"MISS", "COALESCED"}
+    assert len(upstream.received) == 1
+    used = client.get("/v1/quota", headers=auth()).json()["rules"][0]["used"]
+    assert used == 0
