@@ -45,9 +45,9 @@ def test_sigterm_under_load_finishes_in_flight_requests_and_refuses_new_ones(
     marks: dict[str, float] = {}
     crowd = Crowd(gateway.url, IMAGES, clients=16)
     tally = asyncio.run(during(crowd, terminate(gateway, 1.5, marks)))
-    before = [seen for sent, _, seen in crowd.timeline if sent < marks["term"] - 0.05]
+    before = [call.seen for call in crowd.timeline if call.sent < marks["term"] - 0.05]
     assert before and all(seen.status == 200 for seen in before)
-    assert any(sent > marks["term"] for sent, _, _ in crowd.timeline), "nobody came late"
+    assert any(call.sent > marks["term"] for call in crowd.timeline), "nobody came late"
     assert {seen.code for seen in tally.seen if seen.status != 200} <= REFUSED
     assert "Finished server process" in gateway.output()
     assert_balanced(clean_redis, tally.seen)

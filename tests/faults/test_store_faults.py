@@ -72,7 +72,7 @@ def test_quota_redis_stopped_and_restarted_under_16_clients(
         assert set(statuses) == {200}, statuses
         assert any(not seen.metered for seen in tally.seen), "the outage was never felt"
     assert probes == [200, 503], "healthz stays up, readyz tells the store is down"
-    late = [seen for sent, _, seen in crowd.timeline if sent > marks["up"] + RECOVERY_SECONDS]
+    late = [call.seen for call in crowd.timeline if call.sent > marks["up"] + RECOVERY_SECONDS]
     assert late, "no request was sent after the recovery bound"
     assert all(seen.status == 200 and seen.metered for seen in late)
     assert_alive_and_clean(gateway)
@@ -104,7 +104,7 @@ def test_cache_redis_down_while_state_redis_is_up(
     crowd = Crowd(gateway.url, IMAGES, clients=16)
     tally = asyncio.run(during(crowd, outage))
     assert set(tally.statuses()) == {200}
-    after = {seen.cache for sent, _, seen in crowd.timeline if sent > marks["down"] + 0.1}
+    after = {call.seen.cache for call in crowd.timeline if call.sent > marks["down"] + 0.1}
     assert after and after <= {"MISS", "COALESCED"}  # in-process coalescing still works
     after_one = alone.add(seen_of(gateway.post_variation(IMAGES[0])))
     assert (after_one.status, after_one.cache) == (200, "MISS")

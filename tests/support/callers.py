@@ -13,6 +13,7 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import httpx
 
@@ -54,6 +55,16 @@ async def post(
     )
 
 
+class Call(NamedTuple):
+    """One request of a crowd: when it was sent and answered, what it asked and got."""
+
+    sent: float
+    answered: float
+    seen: Seen
+    image: int  # index into the crowd's images
+    n: int
+
+
 @dataclass
 class Crowd:
     """`clients` callers sending one request after another until `stop` is set.
@@ -70,7 +81,7 @@ class Crowd:
     max_n: int = 3
     seed: int = 0
     tally: Tally = field(default_factory=Tally)
-    timeline: list[tuple[float, float, Seen]] = field(default_factory=list)
+    timeline: list[Call] = field(default_factory=list)
 
     async def run(self, stop: asyncio.Event) -> Tally:
         limits = httpx.Limits(max_connections=self.clients)
@@ -82,16 +93,17 @@ class Crowd:
         rng = random.Random(self.seed * 1000 + index)
         while not stop.is_set():
             sent = time.monotonic()
+            image, n = rng.randrange(len(self.images)), rng.randint(1, self.max_n)
             seen = await post(
                 client,
                 self.base_url,
                 self.tally,
-                rng.choice(self.images),
+                self.images[image],
                 user=rng.choice(self.users),
                 size=rng.choice(self.sizes),
-                n=str(rng.randint(1, self.max_n)),
+                n=str(n),
             )
-            self.timeline.append((sent, time.monotonic(), seen))
+            self.timeline.append(Call(sent, time.monotonic(), seen, image, n))
             if seen.status == 0:
                 await asyncio.sleep(0.01)  # no answer at all: do not spin
 

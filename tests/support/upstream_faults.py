@@ -248,7 +248,14 @@ class FaultyUpstream:
         upstream.script = self._script
 
     def image_for(self, name: str) -> bytes:
+        """The PNG that asks for fault `name` (the same one each time: it may be cached)."""
         return self._images[name]
+
+    def new_image_for(self, name: str) -> bytes:
+        """A PNG never seen before that asks for fault `name` (never a cache hit)."""
+        png = make_png(8, noise=True)
+        self._by_image[png] = FAULTS_BY_NAME[name]
+        return png
 
     def _script(self, received: Received) -> Reply:
         image = received.files.get("image", (None, "", b""))[2]
