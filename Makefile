@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 NODE_E2E := tests/e2e/node
 NODE_STAMP := $(NODE_E2E)/node_modules/.installed-stamp
 
-.PHONY: help run test lint bench clean
+.PHONY: help run test lint bench soak clean
 
 help:  ## list the verbs
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
@@ -28,6 +28,9 @@ run: $(STAMP)  ## start the gateway on http://127.0.0.1:8080 (sandbox upstream)
 
 test: $(STAMP) $(NODE_STAMP)  ## run the whole suite (starts a throwaway Redis if REDIS_URL is unset)
 	$(BIN)/python -m pytest --cov --cov-report=term $(PYTEST_ARGS)
+
+soak: $(STAMP)  ## the fault tests for minutes: GATEWAY_SOAK_SECONDS (300) of random faults, 20x the fuzzing
+	GATEWAY_SOAK=1 $(BIN)/python -m pytest tests/faults $(PYTEST_ARGS)
 
 lint: $(STAMP)  ## ruff + mypy --strict
 	$(BIN)/ruff check gateway tests bench

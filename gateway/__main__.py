@@ -136,7 +136,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             access_log=False,
             server_header=False,
             proxy_headers=False,
-            timeout_graceful_shutdown=30,
+            timeout_graceful_shutdown=settings.config.limits.shutdown_grace_seconds,
             log_config=logging_config(),
         )
     finally:

@@ -109,7 +109,10 @@ class Authenticator:
             if asserted is not None:
                 return asserted
         limit = MAX_TOKEN_LENGTH if self._jwt is not None else MAX_KEY_LENGTH
-        value = bearer_value(request.headers.get("authorization"), limit)
+        presented = request.headers.getlist("authorization")
+        if len(presented) > 1:  # which one counts would depend on who reads it
+            raise AuthenticationError("More than one Authorization header: send one.")
+        value = bearer_value(presented[0] if presented else None, limit)
         identity = self._keys.lookup(value)
         if identity is not None:
             return identity

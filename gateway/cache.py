@@ -150,10 +150,14 @@ class ResponseCache:
             return None
         return _unpack(entry) if entry is not None else None
 
-    async def put(self, key: str, answer: UpstreamAnswer, response_format: str) -> None:
-        """Store a successful answer, within the size cap and TTL rules; never raises."""
+    async def put(
+        self, key: str, answer: UpstreamAnswer, response_format: str, *, asked: int
+    ) -> None:
+        """Store a successful answer of all `asked` images, within the size cap and TTL
+        rules; never raises. A short answer is relayed but never stored: the shortfall was
+        the upstream's, and a retry may get every image."""
         size = len(answer.body)
-        if size > self._config.max_entry_bytes:
+        if size > self._config.max_entry_bytes or answer.images < asked:
             return
         ttl = entry_ttl(answer.body, response_format, self._config.ttl_seconds, self._clock())
         if ttl <= 0:
@@ -168,9 +172,15 @@ class ResponseCache:
         log.warning("cache %s failed, treated as a miss: %r", what, exc.__cause__ or exc)
 
     async def fetch(
-        self, key: str, response_format: str, produce: Callable[[], Awaitable[UpstreamAnswer]]
+        self,
+        key: str,
+        response_format: str,
+        produce: Callable[[], Awaitable[UpstreamAnswer]],
+        *,
+        asked: int,
     ) -> Cached:
-        """The answer for a miss: produced here once, or awaited from whoever is producing it."""
+        """The answer for a miss of `asked` images: produced here once, or awaited from
+        whoever is producing it."""
         shared = self._inflight.get(key)
         if shared is not None:
             try:
@@ -182,7 +192,7 @@ class ResponseCache:
         future: asyncio.Future[UpstreamAnswer] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
-            cached = await self._lead_or_wait(key, response_format, produce)
+            cached = await self._lead_or_wait(key, response_format, produce, asked)
         except BaseException as exc:
             future.set_exception(exc if isinstance(exc, Exception) else RuntimeError("cancelled"))
             future.exception()  # retrieved: waiters may be gone
@@ -194,7 +204,11 @@ class ResponseCache:
         return cached
 
     async def _lead_or_wait(
-        self, key: str, response_format: str, produce: Callable[[], Awaitable[UpstreamAnswer]]
+        self,
+        key: str,
+        response_format: str,
+        produce: Callable[[], Awaitable[UpstreamAnswer]],
+        asked: int,
     ) -> Cached:
         """Lead (lock, call, store, unlock), or wait for the process that leads.
 
@@ -210,20 +224,24 @@ class ResponseCache:
             leading = None  # no coalescing without the store: go alone
         if leading:
             try:
-                return await self._produce_and_put(key, response_format, produce)
+                return await self._produce_and_put(key, response_format, produce, asked)
             finally:
                 await self._release(lock, token)
         if leading is False:
             waited = await self._await_leader(key, lock, time.monotonic() + self._wait)
             if waited is not None:
                 return Cached(waited, "COALESCED")
-        return await self._produce_and_put(key, response_format, produce)
+        return await self._produce_and_put(key, response_format, produce, asked)
 
     async def _produce_and_put(
-        self, key: str, response_format: str, produce: Callable[[], Awaitable[UpstreamAnswer]]
+        self,
+        key: str,
+        response_format: str,
+        produce: Callable[[], Awaitable[UpstreamAnswer]],
+        asked: int,
     ) -> Cached:
         answer = await produce()
-        await self.put(key, answer, response_format)
+        await self.put(key, answer, response_format, asked=asked)
         return Cached(answer, "MISS")
 
     async def _await_leader(self, key: str, lock: str, deadline: float) -> UpstreamAnswer | None:

@@ -3,11 +3,19 @@
 `reserve` is one atomic check-and-charge in the store over every applicable counter; a
 refused request consumes nothing. `settle` gives back what was not delivered. When the
 store fails, `on_error` decides: fail_closed refuses with 503, fail_open admits unmetered.
+
+Nothing is lost when the store fails mid-step. Every charge leaves a receipt in the store,
+and refunds name it, so each applies at most once. A charge whose reply never came (Redis
+died before answering) may have landed: it is taken back, and a refund that failed is
+tried again, as soon as the store answers again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import secrets
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -26,10 +34,17 @@ from gateway.quota import (
     window_bounds,
 )
 from gateway.settings import GatewayConfig, Size, Unit
-from gateway.store.base import ChargeItem, QuotaStore, StoreError
+from gateway.store.base import ChargeItem, QuotaStore, Receipt, StoreError, make_key
 
 log = logging.getLogger("gateway.quota")
 _CLOCK_ATTEMPTS = 3
+# How long a charge's receipt is kept: past the longest request, and through an outage.
+RECEIPT_SECONDS = 15 * 60
+# Refunds held for retry while the store is down (the first ones after a failure matter:
+# later charges failed before reaching the store).
+UNSETTLED_LIMIT = 1024
+Refunds = list[tuple[str, int]]
+_UNWIND_TURNS = 10  # event-loop turns a cancelled request needs to start its refund
 
 
 @dataclass
@@ -41,6 +56,7 @@ class Reservation:
     used: list[int] = field(default_factory=list)
     metered: bool = True  # False when fail_open admitted it without the store
     settled: bool = False
+    receipt: str | None = None  # the store's proof of the charge, named by its refund
 
     def states(self) -> list[RuleState]:
         """The charged rules' state right after the charge."""
@@ -61,6 +77,10 @@ class QuotaLedger:
         self._quotas, self._image_price = config.quotas, image_price
         self._fail_open = config.store.on_error == "fail_open"
         self._store, self._on_store_error = store, on_store_error
+        self._receipt_ms = int(max(RECEIPT_SECONDS, 3 * config.upstream.timeout_seconds) * 1000)
+        self._unsettled: deque[tuple[str, Refunds]] = deque()
+        self._retrying: asyncio.Task[None] | None = None
+        self._refunding = 0  # refunds under way (close waits for them)
 
     async def reserve(
         self, identity: Identity, n: int, size: Size, units: Sequence[Unit] | None = None
@@ -74,6 +94,7 @@ class QuotaLedger:
         if not rules:
             return Reservation()
         cost = request_cost(n, self._image_price(size))
+        receipt = make_key("receipt", identity.team, secrets.token_hex(12))
         for _ in range(_CLOCK_ATTEMPTS):
             live = counters(rules, identity.team, self._store.clock())
             amounts = [cost[c.unit] if units is None or c.unit in units else 0 for c in live]
@@ -82,9 +103,14 @@ class QuotaLedger:
                 for c, a in zip(live, amounts, strict=True)
             ]
             try:
-                outcome = await self._store.charge(items)
-            except StoreError as exc:
+                outcome = await self._store.charge(items, Receipt(receipt, self._receipt_ms))
+            except (StoreError, asyncio.CancelledError) as exc:
+                # The charge may have landed with its reply lost: take it back when we can.
+                self._keep_unsettled(receipt, [(i.key, i.amount) for i in items if i.amount])
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
                 return self._unmetered(exc)
+            self._retry_unsettled()
             if outcome is None:
                 continue  # our clock was off a window edge; the store corrected it
             if not outcome.admitted:
@@ -95,7 +121,7 @@ class QuotaLedger:
                     quota_headers(Reservation(live, amounts, outcome.used).states(), outcome.now)
                 )
                 raise error
-            return Reservation(live, amounts, outcome.used)
+            return Reservation(live, amounts, outcome.used, receipt=receipt)
         return self._unmetered(StoreError("the store's clock kept moving across windows"))
 
     def _unmetered(self, exc: StoreError) -> Reservation:
@@ -118,7 +144,8 @@ class QuotaLedger:
         or a top-up when it cost more than reserved (the images were delivered; the next
         request sees the overrun).
 
-        Never raises: an adjustment that cannot reach the store is logged and lost.
+        Never raises: an adjustment that cannot reach the store is kept, and made once the
+        store answers again (usage is over-counted, the safe side, meanwhile).
         """
         missing = max(0, asked - delivered)
 
@@ -144,17 +171,62 @@ class QuotaLedger:
             return
         reservation.settled = True
         pairs = zip(reservation.counters, reservation.amounts, strict=True)
-        refunds = [(counter.key, share(counter, amount)) for counter, amount in pairs]
+        shares = [share(counter, amount) for counter, amount in pairs]
+        refunds = [(c.key, n) for c, n in zip(reservation.counters, shares, strict=True) if n]
+        self._refunding += 1
         try:
-            await self._store.refund([refund for refund in refunds if refund[1] != 0])
+            await self._store.refund(refunds, reservation.receipt)
         except StoreError as exc:
             self._on_store_error()
-            log.warning("quota settlement lost: %r", exc.__cause__ or exc)
+            log.warning("quota refund failed, kept for later: %r", exc.__cause__ or exc)
+            if reservation.receipt is not None:
+                self._keep_unsettled(reservation.receipt, refunds)
             return
+        finally:
+            self._refunding -= 1
         reservation.used = [
-            max(0, used - refund)
-            for used, (_, refund) in zip(reservation.used, refunds, strict=True)
+            max(0, used - n) for used, n in zip(reservation.used, shares, strict=True)
         ]
+
+    def _keep_unsettled(self, receipt: str, refunds: Refunds) -> None:
+        """Hold a refund (by receipt, so it applies once) until the store answers again."""
+        if not refunds:
+            return
+        if len(self._unsettled) >= UNSETTLED_LIMIT:
+            log.warning("quota refund dropped: %d already wait for the store", UNSETTLED_LIMIT)
+            return
+        self._unsettled.append((receipt, refunds))
+
+    def _retry_unsettled(self) -> None:
+        """The store answered: make the held refunds, in the background, one task at a time."""
+        if self._unsettled and (self._retrying is None or self._retrying.done()):
+            self._retrying = asyncio.create_task(self._settle_unsettled())
+
+    async def _settle_unsettled(self) -> None:
+        while self._unsettled:
+            receipt, refunds = self._unsettled[0]
+            try:
+                await self._store.refund(refunds, receipt)
+            except StoreError:
+                return  # down again: the next answer from the store resumes
+            self._unsettled.popleft()
+
+    async def close(self, timeout_seconds: float = 5.0) -> None:
+        """Before the store closes: let refunds under way finish and make the held ones.
+
+        At shutdown the server cancels requests that outlive its grace period; each gives
+        back its charge as it unwinds, which takes a few turns of the event loop.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_seconds
+        for _ in range(_UNWIND_TURNS):
+            await asyncio.sleep(0)
+        while (self._refunding or self._unsettled) and loop.time() < deadline:
+            await self._settle_unsettled()
+            await asyncio.sleep(0.02)
+        if self._refunding or self._unsettled:
+            left = self._refunding + len(self._unsettled)
+            log.warning("%d quota refunds not made before shutdown", left)
 
     async def states(self, identity: Identity) -> list[RuleState]:
         """Every rule applicable to `identity`, now; raises `StoreUnavailable`."""

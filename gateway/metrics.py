@@ -20,6 +20,7 @@ from gateway.errors import (
     GatewayError,
     IdentityProviderUnavailable,
     InvalidRequest,
+    Overloaded,
     PermissionDenied,
     QuotaExceeded,
     RateLimited,
@@ -41,6 +42,7 @@ Outcome = Literal[
     "store_error",
     "internal_error",
     "client_gone",
+    "overloaded",
 ]
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120)
 
@@ -73,6 +75,7 @@ _ERROR_OUTCOMES: tuple[tuple[type[GatewayError], Outcome], ...] = (
     (QuotaExceeded, "quota_exceeded"),
     (RateLimited, "rate_limited"),
     (StoreUnavailable, "store_error"),
+    (Overloaded, "overloaded"),
     (UpstreamError, "upstream_error"),
 )
 

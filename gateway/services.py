@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import httpx
 
 from gateway import metrics, sandbox
+from gateway.admission import Admission
 from gateway.auth import Authenticator, Identity, KeyAuthenticator, pseudonym
 from gateway.cache import ResponseCache, cache_key
 from gateway.edits import EditsUpstream
@@ -42,6 +43,7 @@ class Services:
     cache: ResponseCache
     upstream: Upstream
     upstream_headers: Mapping[str, str]
+    admission: Admission
 
     def cache_key(self, identity: Identity, request: VariationRequest) -> str:
         """The cache entry of this request, within the configured scope."""
@@ -143,16 +145,18 @@ async def open_services(
     cache = open_cache(settings, cache_store)
     jwks = open_jwks(settings)
     images = ImageHost(cache_store, settings.public_url)
+    ledger: QuotaLedger | None = None
     transport, base_url = _upstream_transport(settings, images, upstream_transport)
     try:
         async with build_client(settings, transport) as client:
             upstream = open_upstream(settings, client, base_url, images)
+            ledger = QuotaLedger(settings.config, store, image_price=upstream.image_price)
             yield Services(
                 settings=settings,
                 auth=build_authenticator(settings, jwks),
                 store=store,
                 images=images,
-                ledger=QuotaLedger(settings.config, store, image_price=upstream.image_price),
+                ledger=ledger,
                 cache=cache,
                 upstream=upstream,
                 upstream_headers={
@@ -163,8 +167,11 @@ async def open_services(
                         else {}
                     ),
                 },
+                admission=Admission(settings.config.limits.max_concurrent_requests),
             )
     finally:
+        if ledger is not None:  # refunds of cancelled requests land before the store closes
+            await ledger.close()
         if jwks is not None:
             await jwks.close()
         await cache.close()

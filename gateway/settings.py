@@ -155,10 +155,14 @@ class MetricsConfig(Strict):
 
 
 class LimitsConfig(Strict):
-    """How much of a caller's upload the gateway reads, and for how long."""
+    """How much of a caller's upload the gateway reads, and for how long; how long a
+    stopping gateway lets requests under way finish."""
 
     body_timeout_seconds: float = Field(60.0, gt=0)
     max_image_side: int = Field(4096, ge=1)
+    shutdown_grace_seconds: int = Field(30, ge=0)
+    # Variations requests one process serves at once (each holds its upload); null: no limit.
+    max_concurrent_requests: int | None = Field(256, ge=1)
 
 
 class GatewayConfig(Strict):

@@ -31,8 +31,11 @@ from gateway.settings import Settings, Size
 
 MAX_MESSAGE_CHARS = 500
 # Anything that looks like a credential is cut out of upstream messages before relaying.
+# URLs go whole: a signed URL's query (sig=...) is its credential, and its path names the org.
 _CREDENTIAL = re.compile(
-    r"(sk-[A-Za-z0-9_\-*]{4,}|Bearer\s+\S+|(org|proj)-[A-Za-z0-9]{6,}|key[=:]\s*\S+)", re.I
+    r"(sk-[A-Za-z0-9_\-*]{4,}|Bearer\s+\S+|(org|proj)-[A-Za-z0-9]{6,}|key[=:]\s*\S+"
+    r"|[a-z][a-z0-9+.-]*://\S+)",
+    re.I,
 )
 
 

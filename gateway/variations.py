@@ -1,7 +1,7 @@
 """POST /v1/images/variations, top to bottom:
 
-    authenticate -> read -> validate -> cache lookup -> reserve quota
-                 -> upstream (coalesced) -> store -> settle quota -> relay
+    admit -> authenticate -> read -> validate -> cache lookup -> reserve quota
+          -> upstream (coalesced) -> store -> settle quota -> relay
 
 Every check that can refuse a request runs before anything is spent: a bad key, body or
 parameter never reaches the quota store, the cache or the upstream. Once quota is
@@ -22,7 +22,12 @@ from starlette.responses import Response
 from gateway import metrics
 from gateway.auth import Identity
 from gateway.cache import Cached, CacheResult, cache_mode
-from gateway.errors import AuthenticationError, GatewayError, IdentityProviderUnavailable
+from gateway.errors import (
+    AuthenticationError,
+    GatewayError,
+    IdentityProviderUnavailable,
+    Overloaded,
+)
 from gateway.ledger import Reservation, quota_headers
 from gateway.multipart import check_declared_length, discard_body
 from gateway.params import VariationRequest, read_variation_request
@@ -36,6 +41,16 @@ T = TypeVar("T")
 async def create_variation(request: Request) -> Response:
     """The product: one image variations call on behalf of an authenticated caller."""
     services: Services = request.app.state.services
+    if not services.admission.try_enter():
+        await _refuse_unread(request, services)
+        raise Overloaded()
+    try:
+        return await _variation(request, services)
+    finally:
+        services.admission.leave()
+
+
+async def _variation(request: Request, services: Services) -> Response:
     identity = await _authenticate(request, services)
     request.state.log.update(user=identity.user, team=identity.team, auth=identity.source)
     params = await _read_params(request, services)
@@ -59,8 +74,14 @@ async def _authenticate(request: Request, services: Services) -> Identity:
     try:
         return await services.auth.authenticate(request)
     except (AuthenticationError, IdentityProviderUnavailable):
-        await discard_body(request.stream(), services.settings.config.limits.body_timeout_seconds)
+        await _refuse_unread(request, services)
         raise
+
+
+async def _refuse_unread(request: Request, services: Services) -> None:
+    """Drain the upload of a request refused before reading it, so its caller reads the
+    refusal instead of a reset connection (bounded by the byte cap and the deadline)."""
+    await discard_body(request.stream(), services.settings.config.limits.body_timeout_seconds)
 
 
 async def _read_params(request: Request, services: Services) -> VariationRequest:
@@ -115,9 +136,9 @@ async def _forward(
             return Cached(await produce(), "BYPASS")
         if mode == "refresh":  # no-cache: a fresh answer, then stored
             fresh = await produce()
-            await services.cache.put(key, fresh, params.response_format)
+            await services.cache.put(key, fresh, params.response_format, asked=params.n)
             return Cached(fresh, "MISS")
-        return await services.cache.fetch(key, params.response_format, produce)
+        return await services.cache.fetch(key, params.response_format, produce, asked=params.n)
 
     try:
         cached = await _unless_disconnected(request, answer())
@@ -128,7 +149,7 @@ async def _forward(
             exc.headers.update(_headers(services, reservation, result))
             metrics.CACHE_REQUESTS.labels(result.lower()).inc()
         raise
-    if cached.result == "COALESCED":
+    if cached.result == "COALESCED" and cached.answer.images:
         units = services.settings.config.cache.hits_count_against
         await asyncio.shield(services.ledger.settle_as_hit(reservation, units))
     else:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import redis
 from starlette.testclient import TestClient
+from support import exposure
 from support.config import ENV, base_config, merged, write_config
 from support.fake_idp import FakeIdP, SigningKey, new_key
 from support.fake_upstream import FakeUpstream
@@ -22,6 +25,34 @@ from gateway.store.base import KEY_PREFIX
 pytest.register_assert_rewrite("support.requests")
 
 AppFactory = Callable[..., TestClient]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `last` run after every other one (the secret scan reads their output)."""
+    items.sort(key=lambda item: item.get_closest_marker("last") is not None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def exposed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Keep what the gateway shows the world this run: its in-process log lines and the
+    error bodies and metrics callers got (see support/exposure.py)."""
+    path = tmp_path_factory.getbasetemp() / "exposure" / "recorded.txt"
+    exposure.start(path)
+    handler = logging.FileHandler(path.with_name("in-process.log"), encoding="utf-8")
+    logger = logging.getLogger("gateway")
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    yield path.parent
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+    handler.close()
+
+
+def _record_response(response: httpx.Response) -> None:
+    if response.status_code >= 400 or response.url.path == "/metrics":
+        response.read()
+        exposure.record(f"{response.status_code} {response.url.path}", response.content)
 
 
 @pytest.fixture(scope="session")
@@ -101,6 +132,7 @@ def make_client(upstream: FakeUpstream) -> Iterator[AppFactory]:
         config = parse_config(merged(base_config(upstream.url), overrides or {}))
         settings = build_settings(config, {**ENV, **(env or {})})
         client = TestClient(create_app(settings), base_url="http://gateway.test")
+        client.event_hooks["response"].append(_record_response)
         clients.append(client.__enter__())
         return client
 

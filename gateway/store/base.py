@@ -36,6 +36,18 @@ class ChargeItem(NamedTuple):
     end: float
 
 
+class Receipt(NamedTuple):
+    """Kept by the store for `ttl_ms` after an admitted charge: proof that the charge landed.
+
+    A refund naming the receipt applies only while it is held, and drops it, so a refund
+    retried after its reply was lost, or a charge whose reply was lost taken back, applies
+    exactly once.
+    """
+
+    key: str
+    ttl_ms: int
+
+
 class ChargeOutcome(NamedTuple):
     """What a check-and-charge did, by the store's clock `now`."""
 
@@ -51,17 +63,21 @@ class QuotaStore(Protocol):
     def clock(self) -> float:
         """The store's time in epoch seconds (Redis's own clock for the Redis store)."""
 
-    async def charge(self, items: Sequence[ChargeItem]) -> ChargeOutcome | None:
-        """Atomically: if every item with a positive amount has room, add all; else add none.
+    async def charge(
+        self, items: Sequence[ChargeItem], receipt: Receipt | None = None
+    ) -> ChargeOutcome | None:
+        """Atomically: if every item with a positive amount has room, add all (and keep
+        `receipt`); else add none.
 
         Returns None, charging nothing, when the store's clock is outside an item's window;
         `clock()` is then corrected and the caller recomputes its windows. Raises `StoreError`.
         """
 
-    async def refund(self, items: Sequence[tuple[str, int]]) -> None:
+    async def refund(self, items: Sequence[tuple[str, int]], receipt: str | None = None) -> None:
         """Subtract each amount from its counter if it still exists, never below 0. Atomic.
 
-        A negative amount adds (a top-up: the real cost was above the reservation).
+        A negative amount adds (a top-up: the real cost was above the reservation). With
+        `receipt`: only if that receipt is still held, and it is dropped. Raises `StoreError`.
         """
 
     async def read(self, keys: Sequence[str]) -> list[int]:

@@ -10,7 +10,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 
-from gateway.store.base import ChargeItem, ChargeOutcome, Clock
+from gateway.store.base import ChargeItem, ChargeOutcome, Clock, Receipt
 
 DEFAULT_BUDGET = 256 * 1024 * 1024  # bytes of cached answers and hosted images
 _SWEEP_AT = 10_000  # counters held before expired ones are swept
@@ -34,7 +34,9 @@ class MemoryStore:
         return entry[1]
 
     # No await inside: each of these runs as one step of the event loop, hence atomically.
-    async def charge(self, items: Sequence[ChargeItem]) -> ChargeOutcome | None:
+    async def charge(
+        self, items: Sequence[ChargeItem], receipt: Receipt | None = None
+    ) -> ChargeOutcome | None:
         now = self._clock()
         if any(not item.start <= now < item.end for item in items):
             return None
@@ -50,12 +52,16 @@ class MemoryStore:
             if item.amount > 0:
                 used[i] += item.amount
                 self._counters[item.key] = (item.end + 60, used[i])
+        if receipt is not None:
+            self._counters[receipt.key] = (now + receipt.ttl_ms / 1000, 1)
         if len(self._counters) > _SWEEP_AT:
             self._counters = {k: v for k, v in self._counters.items() if v[0] > now}
         return ChargeOutcome(True, used, [], now)
 
-    async def refund(self, items: Sequence[tuple[str, int]]) -> None:
+    async def refund(self, items: Sequence[tuple[str, int]], receipt: str | None = None) -> None:
         now = self._clock()
+        if not items or (receipt is not None and self._counters.pop(receipt, (0.0, 0))[0] <= now):
+            return  # nothing to give back, or the receipt was used (or never issued)
         for key, amount in items:
             if key in self._counters and self._counters[key][0] > now:
                 expires_at, value = self._counters[key]

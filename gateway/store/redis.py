@@ -15,7 +15,7 @@ from typing import Any
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
-from gateway.store.base import ChargeItem, ChargeOutcome, Clock, StoreError
+from gateway.store.base import ChargeItem, ChargeOutcome, Clock, Receipt, StoreError
 
 SOCKET_TIMEOUT_SECONDS = 2.0
 POOL_SIZE = 64  # per process; a quota step holds a connection for ~0.1 ms
@@ -38,6 +38,10 @@ def connect(url: str) -> redis.Redis:
         socket_timeout=SOCKET_TIMEOUT_SECONDS,
         socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
         health_check_interval=30,
+        # RESP2: under RESP3, redis-py 8 turns on maintenance notifications ("auto"), which
+        # skips its check-out test for connections the server has closed; after a Redis
+        # restart every pooled connection would then fail one request before reconnecting.
+        protocol=2,
     )
     return redis.Redis.from_pool(pool)
 
@@ -63,11 +67,17 @@ class RedisStore:
     def clock(self) -> float:
         return self._injected() if self._injected else time.time() + self._offset
 
-    async def charge(self, items: Sequence[ChargeItem]) -> ChargeOutcome | None:
+    async def charge(
+        self, items: Sequence[ChargeItem], receipt: Receipt | None = None
+    ) -> ChargeOutcome | None:
         args: list[Any] = [repr(self._injected()) if self._injected else ""]
         for item in items:
             args += [item.amount, item.limit, repr(item.start), repr(item.end)]
-        reply = await _call(self._charge(keys=[item.key for item in items], args=args))
+        keys = [item.key for item in items]
+        if receipt is not None:
+            keys.append(receipt.key)
+            args.append(receipt.ttl_ms)
+        reply = await _call(self._charge(keys=keys, args=args))
         status, now = reply[0].decode(), float(reply[1])
         if status == "clock":
             self._offset = now - time.time()
@@ -76,10 +86,11 @@ class RedisStore:
         refused = [int(index) for index in reply[3]] if status == "refused" else []
         return ChargeOutcome(status == "ok", used, refused, now)
 
-    async def refund(self, items: Sequence[tuple[str, int]]) -> None:
+    async def refund(self, items: Sequence[tuple[str, int]], receipt: str | None = None) -> None:
         if items:
             keys, amounts = zip(*items, strict=True)
-            await _call(self._refund(keys=list(keys), args=list(amounts)))
+            receipts = [receipt] if receipt is not None else []
+            await _call(self._refund(keys=[*keys, *receipts], args=list(amounts)))
 
     async def read(self, keys: Sequence[str]) -> list[int]:
         if not keys:

@@ -9,11 +9,17 @@ import pytest
 from gateway.auth import Identity
 from gateway.errors import QuotaExceeded, RateLimited, StoreUnavailable
 from gateway.ledger import QuotaLedger
-from gateway.settings import parse_config
-from gateway.store.base import ChargeItem, Store
+from gateway.settings import DALL_E_2_PRICES, Size, parse_config
+from gateway.store.base import ChargeItem, ChargeOutcome, Receipt, Store, StoreError
 
 pytestmark = pytest.mark.anyio
 ALICE, BOB = Identity("alice", "vision"), Identity("bob", "vision")
+RECEIPT = "gw:v1:receipt:{t}:r1"
+
+
+def price(size: Size) -> float:
+    """dall-e-2's list price, as the variations adapter reserves it."""
+    return DALL_E_2_PRICES[size]
 
 
 def item(key: str, amount: int, limit: int, start: float = 0, end: float = 4e9) -> ChargeItem:
@@ -22,7 +28,7 @@ def item(key: str, amount: int, limit: int, start: float = 0, end: float = 4e9) 
 
 def ledger(store: Store, **quotas: object) -> QuotaLedger:
     config = parse_config({"quotas": {"default": [], **quotas}})
-    return QuotaLedger(config, store, image_price=config.prices.__getitem__)
+    return QuotaLedger(config, store, image_price=price)
 
 
 async def test_charge_admits_within_the_limit_and_reports_usage(store: Store) -> None:
@@ -65,10 +71,142 @@ async def test_refund_gives_back_but_never_below_zero(store: Store) -> None:
 
 
 async def test_a_negative_refund_tops_up_past_the_limit(store: Store) -> None:
-    """A top-up (the real cost above the reservation) is added even over the limit."""
-    await store.charge([item("a", 8, 10)])
-    await store.refund([(item("a", 0, 0).key, -5), (item("missing", 0, 0).key, -2)])
+    """A top-up (the real cost above the reservation) is added even over the limit, once."""
+    await store.charge([item("a", 8, 10)], Receipt(RECEIPT, 60_000))
+    for _ in range(2):
+        await store.refund([(item("a", 0, 0).key, -5), (item("missing", 0, 0).key, -2)], RECEIPT)
     assert await store.read([item("a", 0, 0).key, item("missing", 0, 0).key]) == [13, 0]
+
+
+async def test_a_refund_naming_its_receipt_applies_once(store: Store) -> None:
+    """A refund that names the charge's receipt applies once, however often it is retried."""
+    await store.charge([item("a", 4, 10)], Receipt(RECEIPT, 60_000))
+    for _ in range(3):
+        await store.refund([(item("a", 0, 0).key, 3)], RECEIPT)
+    assert await store.read([item("a", 0, 0).key]) == [1]
+
+
+async def test_a_refused_charge_leaves_no_receipt_to_refund(store: Store) -> None:
+    """A refund naming a receipt the store never issued (the charge was refused) gives
+    nothing back."""
+    await store.charge([item("full", 5, 5)])
+    outcome = await store.charge([item("full", 1, 5)], Receipt(RECEIPT, 60_000))
+    assert outcome is not None and not outcome.admitted
+    await store.refund([(item("full", 0, 0).key, 5)], RECEIPT)
+    assert await store.read([item("full", 0, 0).key]) == [5]
+
+
+class LostReplies:
+    """A store whose next `charge` or `refund` reaches it but whose reply is lost (as when
+    Redis dies mid-answer), or, with `unreached`, fails without reaching it."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner, self.lose, self.unreached = inner, set[str](), set[str]()
+
+    def clock(self) -> float:
+        return self.inner.clock()
+
+    def _fail(self, call: str) -> None:
+        if call in self.lose or call in self.unreached:
+            self.lose.discard(call)
+            self.unreached.discard(call)
+            raise StoreError(f"{call}: reply lost")
+
+    async def charge(
+        self, items: list[ChargeItem], receipt: Receipt | None = None
+    ) -> ChargeOutcome | None:
+        if "charge" in self.unreached:
+            self._fail("charge")
+        outcome = await self.inner.charge(items, receipt)
+        self._fail("charge")
+        return outcome
+
+    async def refund(self, items: list[tuple[str, int]], receipt: str | None = None) -> None:
+        if "refund" in self.unreached:
+            self._fail("refund")
+        await self.inner.refund(items, receipt)
+        self._fail("refund")
+
+    async def read(self, keys: list[str]) -> list[int]:
+        return await self.inner.read(keys)
+
+
+async def _used_becomes(quotas: QuotaLedger, identity: Identity, expected: list[float]) -> None:
+    """Wait (briefly) for the ledger's background refunds to bring usage to `expected`."""
+    for _ in range(200):
+        if [s.used for s in await quotas.states(identity)] == expected:
+            return
+        await asyncio.sleep(0.01)
+    assert [s.used for s in await quotas.states(identity)] == expected
+
+
+RULES = {"default": [{"unit": "images", "limit": 100, "window": "day"}]}
+
+
+async def test_a_charge_whose_reply_was_lost_is_taken_back(store: Store) -> None:
+    """Redis charged but died before answering: the caller got a 503, and the charge is
+    taken back as soon as the store answers again."""
+    flaky = LostReplies(store)
+    quotas = QuotaLedger(parse_config({"quotas": RULES}), flaky, image_price=price)  # type: ignore[arg-type]
+    flaky.lose.add("charge")
+    with pytest.raises(StoreUnavailable):
+        await quotas.reserve(ALICE, 3, "256x256")
+    assert [s.used for s in await quotas.states(ALICE)] == [3]  # landed, reply lost
+    await quotas.reserve(BOB, 1, "256x256")  # the store answers again
+    await _used_becomes(quotas, ALICE, [0])
+    assert [s.used for s in await quotas.states(BOB)] == [1]
+
+
+async def test_a_charge_that_never_arrived_is_not_taken_back(store: Store) -> None:
+    """A charge that failed before reaching the store leaves nothing to take back."""
+    flaky = LostReplies(store)
+    quotas = QuotaLedger(parse_config({"quotas": RULES}), flaky, image_price=price)  # type: ignore[arg-type]
+    await quotas.reserve(ALICE, 2, "256x256")
+    flaky.unreached.add("charge")
+    with pytest.raises(StoreUnavailable):
+        await quotas.reserve(ALICE, 3, "256x256")
+    await quotas.reserve(BOB, 1, "256x256")
+    await asyncio.sleep(0.05)
+    assert [s.used for s in await quotas.states(ALICE)] == [2]
+
+
+async def test_a_reservation_cancelled_mid_charge_is_taken_back(store: Store) -> None:
+    """A request cancelled while its charge is on the wire (a server shutting down) leaves
+    no charge behind once the store answers again."""
+
+    class Slow(LostReplies):
+        async def charge(
+            self, items: list[ChargeItem], receipt: Receipt | None = None
+        ) -> ChargeOutcome | None:
+            outcome = await self.inner.charge(items, receipt)
+            if items[0].amount == 3:
+                await asyncio.sleep(10)  # the reply is on its way when the request is cancelled
+            return outcome
+
+    slow = Slow(store)
+    quotas = QuotaLedger(parse_config({"quotas": RULES}), slow, image_price=price)  # type: ignore[arg-type]
+    reserving = asyncio.ensure_future(quotas.reserve(ALICE, 3, "256x256"))
+    await asyncio.sleep(0.05)
+    reserving.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await reserving
+    await quotas.close()
+    assert [s.used for s in await quotas.states(ALICE)] == [0]
+
+
+@pytest.mark.parametrize("failure", ["lose", "unreached"])
+async def test_a_failed_refund_is_made_exactly_once(store: Store, failure: str) -> None:
+    """A refund that failed is made when the store answers again; one whose reply was lost
+    (it landed) is not made twice."""
+    flaky = LostReplies(store)
+    quotas = QuotaLedger(parse_config({"quotas": RULES}), flaky, image_price=price)  # type: ignore[arg-type]
+    reservation = await quotas.reserve(ALICE, 4, "256x256")
+    getattr(flaky, failure).add("refund")
+    await quotas.settle(reservation, delivered=1, asked=4)
+    await quotas.reserve(BOB, 1, "256x256")  # the store answers again
+    await _used_becomes(quotas, ALICE, [1])
+    await asyncio.sleep(0.05)
+    assert [s.used for s in await quotas.states(ALICE)] == [1]
 
 
 async def test_concurrent_reservations_admit_exactly_the_limit(store: Store) -> None:
@@ -167,22 +305,21 @@ async def test_user_override_replaces_the_default_of_the_same_unit_and_window(st
 
 async def test_fail_closed_and_fail_open_on_a_broken_store() -> None:
     """A failing store refuses with 503 under fail_closed and admits under fail_open."""
-    from gateway.store.base import StoreError
     from gateway.store.memory import MemoryStore
 
     class Broken(MemoryStore):
-        async def charge(self, items):  # type: ignore[no-untyped-def]
+        async def charge(self, items, receipt=None):  # type: ignore[no-untyped-def]
             raise StoreError("down")
 
     rules = {"default": [{"unit": "requests", "limit": 1, "window": "day"}]}
-    closed = QuotaLedger(parse_config({"quotas": rules}), Broken(), image_price=lambda size: 0.02)
+    closed = QuotaLedger(parse_config({"quotas": rules}), Broken(), image_price=price)
     with pytest.raises(StoreUnavailable):
         await closed.reserve(ALICE, 1, "256x256")
     errors = []
     opened = QuotaLedger(
         parse_config({"quotas": rules, "store": {"on_error": "fail_open"}}),
         Broken(),
-        image_price=lambda size: 0.02,
+        image_price=price,
         on_store_error=lambda: errors.append(1),
     )
     assert not (await opened.reserve(ALICE, 1, "256x256")).metered

@@ -191,3 +191,41 @@ def test_a_cache_that_fails_becomes_a_miss(make_client, upstream: FakeUpstream) 
     assert [r.status_code for r in responses] == [200, 200]
     assert [r.headers["x-gateway-cache"] for r in responses] == ["MISS", "MISS"]
     assert len(upstream.received) == 2
+
+
+@pytest.mark.parametrize("keep", [0, 1], ids=["no-images", "one-of-three"])
+def test_a_short_answer_is_relayed_but_never_stored(
+    cached: TestClient, upstream: FakeUpstream, keep: int
+) -> None:
+    """An upstream answer with fewer images than asked reaches its caller, and the next
+    identical request asks upstream again instead of getting the short answer for a day."""
+
+    def short(received):  # type: ignore[no-untyped-def]
+        body = images_response(received)
+        body["data"] = body["data"][:keep]
+        return Reply(body=body)
+
+    upstream.script = short
+    fields = {"n": "3", "response_format": "b64_json"}
+    first = post_variation(cached, fields=fields)
+    assert (first.status_code, len(first.json()["data"])) == (200, keep)
+    assert post_variation(cached, fields=fields).headers["x-gateway-cache"] == "MISS"
+    assert len(upstream.received) == 2
+
+
+def test_a_coalesced_answer_without_images_costs_nothing(
+    make_client, upstream: FakeUpstream
+) -> None:
+    """Callers coalesced onto a leader whose answer had no image are refunded in full, as
+    the leader is: nobody pays a request for nothing."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rules = {"default": [{"unit": "requests", "limit": 100, "window": "day"}]}
+    client = make_client({"cache": {"enabled": True}, "quotas": rules})
+    upstream.reply(Reply(body={"created": 1, "data": []}, delay=0.5))
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: post_variation(client), range(4)))
+    assert {a.headers["x-gateway-cache"] for a in answers} == {"MISS", "COALESCED"}
+    assert len(upstream.received) == 1
+    used = client.get("/v1/quota", headers=auth()).json()["rules"][0]["used"]
+    assert used == 0

@@ -46,6 +46,8 @@ class Reply:
     body: bytes | dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    # Writes the answer itself, byte by byte if it likes (support/upstream_faults.py).
+    raw: Callable[[QuietHandler], None] | None = None
 
 
 def images_response(received: Received) -> dict[str, Any]:
@@ -120,7 +122,8 @@ def parse_multipart(
 class FakeUpstream:
     """Start with `with FakeUpstream() as upstream:`; `upstream.url` is the /v1 base URL."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, parse: bool = True) -> None:
+        self.parse = parse  # False: count requests without decoding them (load tests)
         self.received: list[Received] = []
         self.script: Callable[[Received], Reply] = lambda r: Reply(body=images_response(r))
         self._lock = threading.Lock()
@@ -154,7 +157,8 @@ class FakeUpstream:
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 received = Received("POST", self.path, headers)
-                if headers.get("content-type", "").startswith("multipart/form-data"):
+                multipart = headers.get("content-type", "").startswith("multipart/form-data")
+                if multipart and upstream.parse:
                     received.fields, received.files, received.field_names = parse_multipart(
                         headers["content-type"], body
                     )
@@ -163,6 +167,9 @@ class FakeUpstream:
             def _answer(self, reply: Reply) -> None:
                 if reply.delay:
                     time.sleep(reply.delay)
+                if reply.raw is not None:
+                    reply.raw(self)
+                    return
                 body = (
                     reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
                 )

@@ -110,3 +110,37 @@ def build_png(
         chunks.append(png_chunk(b"IDAT", zlib.compress(_raw_image(width, height, bits, interlace))))
     chunks += [extra, png_chunk(b"IEND", b"")]
     return b"".join(chunks)
+
+
+def apng(side: int = 16, frames: int = 2) -> bytes:
+    """An animated PNG: acTL, then per frame an fcTL and its data (IDAT first, then fdAT)."""
+    rows = zlib.compress(_scanlines(side, side, 24))
+    chunks = [PNG_SIGNATURE, png_chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0))]
+    chunks.append(png_chunk(b"acTL", struct.pack(">II", frames, 0)))
+    sequence = 0
+    for frame in range(frames):
+        control = struct.pack(">IIIIIHHBB", sequence, side, side, 0, 0, 1, 10, 0, 0)
+        chunks.append(png_chunk(b"fcTL", control))
+        sequence += 1
+        if frame == 0:
+            chunks.append(png_chunk(b"IDAT", rows))
+        else:
+            chunks.append(png_chunk(b"fdAT", struct.pack(">I", sequence) + rows))
+            sequence += 1
+    chunks.append(png_chunk(b"IEND", b""))
+    return b"".join(chunks)
+
+
+def bomb(declared: int, *, height: int | None = None, depth: int = 8) -> bytes:
+    """A tiny PNG whose IHDR declares `declared` pixels a side (its IDAT is a few zeros)."""
+    header = struct.pack(
+        ">IIBBBBB", declared, declared if height is None else height, depth, 0, 0, 0, 0
+    )
+    return b"".join(
+        (
+            PNG_SIGNATURE,
+            png_chunk(b"IHDR", header),
+            png_chunk(b"IDAT", zlib.compress(bytes(1 << 16), 9)),
+            png_chunk(b"IEND", b""),
+        )
+    )

@@ -14,6 +14,8 @@ from pathlib import Path
 import httpx
 import redis
 
+from support import exposure
+
 STARTUP_SECONDS = 20.0
 
 
@@ -49,11 +51,16 @@ def _wait(check: object, what: str, proc: subprocess.Popen[bytes] | None = None)
 
 
 class RedisServer:
-    """A throwaway redis-server on its own port, which tests may stop and start again."""
+    """A throwaway redis-server on its own port, which tests may stop and start again.
 
-    def __init__(self, workdir: Path) -> None:
+    `persistent` turns on the append-only file, synced on every write (as the deployment's
+    state Redis): what it acknowledged survives a stop and start.
+    """
+
+    def __init__(self, workdir: Path, *, persistent: bool = False) -> None:
         self.port = free_port()
         self.workdir = workdir
+        self.persistent = persistent
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -62,7 +69,9 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         args = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1"]
-        args += ["--save", "", "--appendonly", "no", "--dir", str(self.workdir)]
+        args += ["--save", "", "--dir", str(self.workdir)]
+        aof = ["yes", "--appendfsync", "always"] if self.persistent else ["no"]
+        args += ["--appendonly", *aof]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis.from_url(self.url)
         _wait(client.ping, "redis-server", self.proc)
@@ -100,6 +109,7 @@ class GatewayProcess:
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
+            self._record_metrics()
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=15)
@@ -108,12 +118,25 @@ class GatewayProcess:
                 self.proc.wait()
         self.proc = None
 
+    def _record_metrics(self) -> None:
+        """Keep the last /metrics page for the run's secret scan (support/exposure.py)."""
+        try:
+            response = httpx.get(self.url + "/metrics", timeout=5)
+        except httpx.HTTPError:
+            return
+        exposure.record(f"{response.status_code} {self.url}/metrics", response.content)
+
     def post_variation(self, image: bytes, user: str = "alice", **fields: str) -> httpx.Response:
         """One variations request as a caller sends it, with a test principal's key."""
         from support.config import auth
 
         url = self.url + "/v1/images/variations"
-        return httpx.post(url, headers=auth(user), files={"image": image}, data=fields, timeout=10)
+        response = httpx.post(
+            url, headers=auth(user), files={"image": image}, data=fields, timeout=10
+        )
+        if response.status_code >= 400:
+            exposure.record(f"{response.status_code} {url}", response.content)
+        return response
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")

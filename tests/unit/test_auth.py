@@ -158,11 +158,11 @@ def test_pseudonym_depends_on_user_and_secret():
     assert "alice" not in pseudonym("s", "alice")
 
 
-def request(peer: str, **headers: str) -> Request:
-    """A request from `peer` with these headers (underscores in names become dashes)."""
-    raw = [
-        (name.replace("_", "-").lower().encode(), value.encode()) for name, value in headers.items()
-    ]
+def request(peer: str, *extra: tuple[str, str], **headers: str) -> Request:
+    """A request from `peer` with these headers (underscores in names become dashes), then
+    the `extra` (name, value) pairs, which may repeat a name."""
+    pairs = [*((name.replace("_", "-"), value) for name, value in headers.items()), *extra]
+    raw = [(name.lower().encode(), value.encode()) for name, value in pairs]
     return Request(
         {"type": "http", "method": "GET", "path": "/", "headers": raw, "client": (peer, 5000)}
     )
@@ -200,6 +200,18 @@ def test_proxy_without_user_header_lets_key_callers_through(authenticator):
     """A trusted proxy passing a request without the user header leaves it to the key."""
     req = request("10.1.1.1", authorization=f"Bearer {ADMIN_KEY}")
     assert authenticate(both(authenticator), req) == Identity("grafana", "ops", "admin")
+
+
+def test_two_authorization_headers_are_refused(authenticator):
+    """Two Authorization headers are refused, even both valid: a proxy in front may have
+    checked the other one."""
+    req = request(
+        "192.168.1.1",
+        ("Authorization", f"Bearer {ALICE_KEY}"),
+        ("Authorization", f"Bearer {ADMIN_KEY}"),
+    )
+    with pytest.raises(AuthenticationError, match="More than one Authorization header"):
+        authenticate(Authenticator(authenticator), req)
 
 
 def test_without_sso_a_long_bearer_is_malformed(authenticator):

@@ -87,6 +87,16 @@ def test_sanitise_removes_anything_that_looks_like_a_credential():
     assert "Incorrect API key provided" in out
 
 
+def test_sanitise_removes_urls_whole():
+    """A URL in an upstream message is redacted whole: a signed URL's query is a credential."""
+    url = (
+        "https://oaidalleapiprodscus.blob.core.windows.net/private/org-x/img.png"
+        "?se=2099-01-01T00%3A00%3A00Z&sp=r&sig=AbC%2Bdef%3D"
+    )
+    out = sanitise(f"Could not fetch {url} (expired).")
+    assert out == "Could not fetch [redacted] (expired)."
+
+
 def test_sanitise_bounds_the_length():
     """A very long upstream message is cut to MAX_MESSAGE_CHARS."""
     assert len(sanitise("x" * 10_000)) == MAX_MESSAGE_CHARS

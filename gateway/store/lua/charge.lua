@@ -1,6 +1,8 @@
 -- Atomic check-and-charge over every counter a request needs.
 -- KEYS[i]: counter i. ARGV[1]: the time to decide at, or "" for Redis's own clock (the
 -- normal case; tests inject a clock). Then, 4 per counter: amount, limit, window start, end.
+-- An extra last key is the charge's receipt, kept for the milliseconds in the last ARGV
+-- when the charge is admitted (refund.lua takes it back once).
 -- Returns {"clock", now} when Redis's clock is outside a window (the caller's was stale),
 -- {"refused", now, used[], refused_indexes[]} charging nothing, or {"ok", now, used_after[]}.
 local now = tonumber(ARGV[1])
@@ -8,7 +10,7 @@ if not now then
   local t = redis.call("TIME")
   now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
-local n = #KEYS
+local n = math.floor((#ARGV - 1) / 4)
 for i = 1, n do
   local base = (i - 1) * 4 + 1
   if now < tonumber(ARGV[base + 3]) or now >= tonumber(ARGV[base + 4]) then
@@ -35,5 +37,8 @@ for i = 1, n do
     -- Kept a minute past the window so that late refunds still land.
     redis.call("EXPIREAT", KEYS[i], math.ceil(tonumber(ARGV[base + 4])) + 60)
   end
+end
+if #KEYS > n then
+  redis.call("SET", KEYS[n + 1], "1", "PX", ARGV[#ARGV])
 end
 return {"ok", tostring(now), used}

@@ -1,7 +1,13 @@
 -- Give back amounts charged earlier (a negative amount tops up). KEYS[i]: counter i;
 -- ARGV[i]: amount.
 -- A counter that has expired (its window is over) is left alone; none goes below 0.
-for i = 1, #KEYS do
+-- An extra last key is the charge's receipt: nothing is given back unless it is still
+-- there, and it goes, so that a refund retried after a lost reply applies once.
+local n = #ARGV
+if #KEYS > n and redis.call("DEL", KEYS[n + 1]) == 0 then
+  return 0
+end
+for i = 1, n do
   if redis.call("EXISTS", KEYS[i]) == 1 then
     local left = redis.call("DECRBY", KEYS[i], tonumber(ARGV[i]))
     if left < 0 then
@@ -9,4 +15,4 @@ for i = 1, #KEYS do
     end
   end
 end
-return #KEYS
+return n

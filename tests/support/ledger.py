@@ -1,0 +1,160 @@
+"""The quota ledger's books, checked from outside: what callers received against what Redis
+holds.
+
+`Tally` records every answer callers saw (status, images, how it was served, whether it
+was metered). `quota_counters` reads the counters straight from Redis, without asking the
+gateway. `assert_balanced` says they agree: every counter holds exactly what the delivered
+answers cost (SPEC 6.2: charge before forwarding, refund what was not delivered; a refused
+request consumes nothing; a hit consumes only `hits_count_against`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import redis
+
+from support import exposure
+from support.config import TEAMS, base_config, merged
+
+PRICES = {"256x256": 0.016, "512x512": 0.018, "1024x1024": 0.020}
+USD_SCALE = 1_000_000  # the gateway counts usd in micro-dollars
+# One rule per unit, per user and per team: generous, so that only faults refuse.
+LEDGER_QUOTAS: dict[str, Any] = {
+    "default": [
+        {"unit": "requests", "limit": 1_000_000, "window": "day"},
+        {"unit": "images", "limit": 1_000_000, "window": "day"},
+    ],
+    "teams": {
+        team: [{"unit": "usd", "limit": 1_000_000.0, "window": "month"}]
+        for team in sorted(set(TEAMS.values()))
+    },
+}
+
+
+def ledger_config(upstream_url: str, **sections: Any) -> dict[str, Any]:
+    """The test config with `LEDGER_QUOTAS`, plus `sections` merged in."""
+    return merged(base_config(upstream_url), {"quotas": LEDGER_QUOTAS, **sections})
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One answer as its caller saw it (status 0: no HTTP answer at all)."""
+
+    user: str
+    size: str
+    status: int
+    images: int = 0
+    cache: str | None = None
+    metered: bool = False
+    code: str | None = None
+    body: bytes = b""
+    headers: Mapping[str, str] = field(default_factory=dict)  # lower-cased names
+
+
+def seen_from(user: str, size: str, status: int, headers: Mapping[str, str], body: bytes) -> Seen:
+    """A `Seen` from a raw answer: images counted from `data`, metered if it carries quota
+    headers (fail_open admits unmetered without them)."""
+    images, code = 0, None
+    try:
+        decoded = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        decoded = None
+    if isinstance(decoded, dict):
+        if status == 200 and isinstance(decoded.get("data"), list):
+            images = len(decoded["data"])
+        error = decoded.get("error")
+        if isinstance(error, dict):
+            code = error.get("code")
+    lowered = {k.lower(): v for k, v in headers.items()}
+    metered = any(name.startswith("x-ratelimit-limit-") for name in lowered)
+    cache = lowered.get("x-gateway-cache")
+    return Seen(user, size, status, images, cache, metered, code, body, lowered)
+
+
+def seen_of(response: Any, user: str = "alice", size: str = "1024x1024") -> Seen:
+    """A `Seen` from an httpx (or test client) response to `user` asking for `size`."""
+    return seen_from(user, size, response.status_code, response.headers, response.content)
+
+
+@dataclass
+class Tally:
+    """Every answer callers saw, thread- and task-safe to append to."""
+
+    seen: list[Seen] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, item: Seen) -> Seen:
+        if item.status >= 400:
+            exposure.record(f"{item.status} error body", item.body)
+        with self._lock:
+            self.seen.append(item)
+        return item
+
+    def statuses(self) -> Counter[int]:
+        return Counter(item.status for item in self.seen)
+
+    def codes(self) -> Counter[str | None]:
+        return Counter(item.code for item in self.seen if item.status != 200)
+
+    def images(self) -> int:
+        return sum(item.images for item in self.seen)
+
+
+Books = dict[tuple[str, str, str], int]  # (scope, subject, unit) -> stored amount
+
+
+def quota_counters(redis_url: str) -> Books:
+    """Every quota counter in Redis, summed over windows, by (scope, subject, unit)."""
+    books: Books = defaultdict(int)
+    with redis.Redis.from_url(redis_url) as client:
+        for key in client.scan_iter(match="gw:v1:quota:*", count=1000):
+            # gw:v1:quota:{team}:<scope>:<subject>:<unit>:<window>:<stamp>
+            parts = key.decode().split(":")
+            scope, subject, unit = parts[4], parts[5], parts[6]
+            books[(scope, subject, unit)] += int(client.get(key) or 0)
+    return {k: v for k, v in books.items() if v}
+
+
+def expected_books(
+    seen: Iterable[Seen],
+    *,
+    hits_count_against: tuple[str, ...] = ("requests",),
+    units: tuple[str, ...] = ("requests", "images", "usd"),
+) -> Books:
+    """What the counters must hold for these answers under `LEDGER_QUOTAS`.
+
+    A metered answer that delivered images costs 1 request, its images and their price; a
+    cache hit (or coalesced answer) only the `hits_count_against` units; anything else
+    (refused, failed, nothing delivered, unmetered) costs nothing.
+    """
+    books: Books = defaultdict(int)
+    for item in seen:
+        if not (item.status == 200 and item.metered and item.images > 0):
+            continue
+        cost = {
+            "requests": 1,
+            "images": item.images,
+            "usd": round(item.images * PRICES[item.size] * USD_SCALE),
+        }
+        if item.cache in ("HIT", "COALESCED"):
+            cost = {unit: cost[unit] for unit in hits_count_against}
+        team = TEAMS[item.user]
+        for unit, amount in cost.items():
+            if unit in units and amount:
+                scope, subject = ("team", team) if unit == "usd" else ("user", item.user)
+                books[(scope, subject, unit)] += amount
+    return dict(books)
+
+
+def assert_balanced(redis_url: str, seen: Iterable[Seen], **options: Any) -> Books:
+    """Redis's counters hold exactly what the delivered answers cost: charged = delivered."""
+    expected = expected_books(seen, **options)
+    actual = quota_counters(redis_url)
+    assert actual == expected, f"charged {actual} != delivered {expected}"
+    return actual
