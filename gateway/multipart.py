@@ -48,7 +48,7 @@ class Upload:
 class _Part:
     name: str
     is_file: bool
-    chunks: list[bytes] = field(default_factory=list)
+    chunks: list[bytes | memoryview] = field(default_factory=list)
     size: int = 0
 
 
@@ -118,7 +118,9 @@ class _FormCollector:
         part.size += end - start
         if part.name == self.file_field:
             if part.size <= MAX_IMAGE_BYTES:  # past that only the size matters
-                chunk = data[start:end]
+                # A view, not a copy: the parser hands over immutable bytes (the received
+                # chunk, or its boundary), so the image is copied once, when it is joined.
+                chunk = memoryview(data)[start:end] if type(data) is bytes else data[start:end]
                 self._hash.update(chunk)
                 part.chunks.append(chunk)
         elif part.size > MAX_TEXT_BYTES:
