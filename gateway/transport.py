@@ -33,6 +33,7 @@ class _Body(httpx.AsyncByteStream):
 
     def __init__(self, response: aiohttp.ClientResponse) -> None:
         self._response = response
+        self.answer: httpx.Response | None = None  # the httpx answer this is the body of
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
@@ -43,6 +44,13 @@ class _Body(httpx.AsyncByteStream):
 
     async def aclose(self) -> None:
         self._response.release()
+        answer, self.answer = self.answer, None
+        if answer is not None:
+            # httpx binds an answer and its stream to each other (Response.stream is a
+            # BoundAsyncStream holding the Response): a cycle that only the garbage collector
+            # frees, and with it the request and its multi-MB body, often long after (once
+            # they have reached the oldest generation). A closed answer reads no more: cut it.
+            answer.stream = _CLOSED
 
 
 def _translate(exc: BaseException) -> httpx.TransportError:
@@ -73,6 +81,17 @@ def _timeout(extension: dict[str, float | None]) -> aiohttp.ClientTimeout:
 async def _stream(request: httpx.Request) -> AsyncIterator[bytes]:
     async for chunk in request.stream:  # type: ignore[union-attr]
         yield chunk
+
+
+async def _once(body: bytes) -> AsyncIterator[bytes]:
+    yield body
+
+
+_CLOSED = httpx.ByteStream(b"")
+# aiohttp warns about bytes bodies over 1 MiB ("might lock the event loop"): the transport
+# writes them without blocking all the same, but as a one-chunk stream, sized by the
+# Content-Length header httpx set, they go through without the warning.
+_LARGE_BODY = 2**20
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -132,6 +151,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         session = self._open()
         try:
             data: bytes | AsyncIterator[bytes] = request.content
+            if len(request.content) > _LARGE_BODY:
+                data = _once(request.content)
         except httpx.RequestNotRead:
             # aiohttp frames it: by the caller's Content-Length if set, else chunked.
             request.headers.pop("transfer-encoding", None)
@@ -148,15 +169,17 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             )
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _translate(exc) from exc
-        return httpx.Response(
+        body = _Body(response)
+        body.answer = httpx.Response(
             response.status,
             headers=response.raw_headers,
-            stream=_Body(response),
+            stream=body,
             extensions={
                 "http_version": b"HTTP/1.1",
                 "reason_phrase": (response.reason or "").encode(),
             },
         )
+        return body.answer
 
     async def aclose(self) -> None:
         if self._session is not None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 import threading
+import weakref
 from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
@@ -101,3 +103,33 @@ def test_environment_proxy_is_used_except_for_no_proxy_hosts(
     assert transport._proxy("https", "api.openai.com") == "http://proxy.example:3128"
     assert transport._proxy("https", "internal.example") is None
     assert transport._proxy("http", "api.openai.com") is None
+
+
+def test_a_read_answer_lets_go_of_its_request_without_the_garbage_collector(
+    upstream: FakeUpstream,
+) -> None:
+    """Once read, the answer no longer keeps the request, and its body, alive: a multi-MB
+    upload must not wait for a garbage collection to be freed."""
+
+    class Body(httpx.AsyncByteStream):
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            yield b"x"
+
+    async def scenario() -> weakref.ref[Body]:
+        body = Body()
+        alive = weakref.ref(body)
+        async with httpx.AsyncClient(transport=AiohttpTransport(LIMITS, proxies={})) as client:
+            request = client.build_request(
+                "POST", upstream.url + "/x", content=body, headers={"content-length": "1"}
+            )
+            response = await client.send(request)
+            assert response.status_code == 200
+            del request, response, body
+        return alive
+
+    gc.collect()
+    gc.disable()
+    try:
+        assert asyncio.run(scenario())() is None
+    finally:
+        gc.enable()
