@@ -11,6 +11,7 @@
     ├── RateLimited                   429 rate_limit_exceeded   Retry-After, retry-after-ms
     │   └── QuotaExceeded             429 insufficient_quota    x-should-retry: false
     ├── StoreUnavailable              503 quota_backend_unavailable
+    ├── Overloaded                    503 overloaded            (uploads held at capacity)
     ├── IdentityProviderUnavailable   503 identity_provider_unavailable (JWKS unreachable)
     └── UpstreamError                 502 upstream_error        (5xx, unreachable, bad answer)
         ├── UpstreamAuthError         502 upstream_auth_error   x-should-retry: false
@@ -131,6 +132,16 @@ class StoreUnavailable(GatewayError):
 
     def default_headers(self) -> Mapping[str, str]:
         return {"retry-after": "2"}
+
+
+class Overloaded(GatewayError):
+    """The process holds as many uploads in memory as it may, and none was freed in time."""
+
+    status, type, code = 503, "server_error", "overloaded"
+    default_message = "The gateway is busy with other uploads. Retry shortly."
+
+    def default_headers(self) -> Mapping[str, str]:
+        return {"retry-after": "1"}
 
 
 class IdentityProviderUnavailable(GatewayError):

@@ -20,6 +20,7 @@ from gateway.errors import (
     GatewayError,
     IdentityProviderUnavailable,
     InvalidRequest,
+    Overloaded,
     PermissionDenied,
     QuotaExceeded,
     RateLimited,
@@ -39,6 +40,7 @@ Outcome = Literal[
     "quota_exceeded",
     "upstream_error",
     "store_error",
+    "overloaded",
     "internal_error",
     "client_gone",
 ]
@@ -73,6 +75,7 @@ _ERROR_OUTCOMES: tuple[tuple[type[GatewayError], Outcome], ...] = (
     (QuotaExceeded, "quota_exceeded"),
     (RateLimited, "rate_limited"),
     (StoreUnavailable, "store_error"),
+    (Overloaded, "overloaded"),
     (UpstreamError, "upstream_error"),
 )
 

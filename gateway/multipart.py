@@ -156,14 +156,28 @@ def boundary_of(content_type: str | None) -> bytes:
     return boundary
 
 
-def check_declared_length(content_length: str | None) -> None:
-    """Refuse, before reading, a body whose declared length is over the cap."""
+def _declared(content_length: str | None) -> int | None:
+    """The declared length, if it is a number; anything over the cap counts as cap + 1."""
     if not content_length or not (content_length.isascii() and content_length.isdigit()):
-        return  # absent or not a number: the streamed count is the check
+        return None  # absent or not a number: the streamed count is the check
     digits = content_length.lstrip("0")
     # Compare lengths first: int() refuses strings of thousands of digits.
-    if len(digits) > len(str(MAX_BODY_BYTES)) or int(digits or "0") > MAX_BODY_BYTES:
+    if len(digits) > len(str(MAX_BODY_BYTES)):
+        return MAX_BODY_BYTES + 1
+    return min(int(digits or "0"), MAX_BODY_BYTES + 1)
+
+
+def check_declared_length(content_length: str | None) -> None:
+    """Refuse, before reading, a body whose declared length is over the cap."""
+    declared = _declared(content_length)
+    if declared is not None and declared > MAX_BODY_BYTES:
         raise RequestTooLarge()
+
+
+def body_bound(content_length: str | None) -> int:
+    """The most bytes the body can take in memory: its declared length, else the cap."""
+    declared = _declared(content_length)
+    return MAX_BODY_BYTES if declared is None else min(declared, MAX_BODY_BYTES)
 
 
 async def read_upload(

@@ -15,6 +15,7 @@ import httpx
 
 from gateway import metrics, sandbox
 from gateway.auth import Authenticator, Identity, KeyAuthenticator, pseudonym
+from gateway.budget import UploadBudget
 from gateway.cache import ResponseCache, cache_key
 from gateway.hosting import ImageHost
 from gateway.jwks import JwksCache
@@ -41,6 +42,7 @@ class Services:
     cache: ResponseCache
     upstream: VariationsUpstream
     upstream_headers: Mapping[str, str]
+    uploads: UploadBudget
 
     def cache_key(self, identity: Identity, request: VariationRequest) -> str:
         """The cache entry of this request, within the configured scope."""
@@ -79,6 +81,13 @@ def open_cache(settings: Settings) -> ResponseCache:
         lock_seconds=lock_seconds,
         on_error=metrics.CACHE_REQUESTS.labels("error").inc,
     )
+
+
+def open_upload_budget(settings: Settings) -> UploadBudget:
+    """The bytes of uploads this process may hold at once; a request waits for its share as
+    long as it would be given to send its body."""
+    limits = settings.config.limits
+    return UploadBudget(limits.upload_buffer_mb * 2**20, limits.body_timeout_seconds)
 
 
 def open_jwks(settings: Settings) -> JwksCache | None:
@@ -147,6 +156,7 @@ async def open_services(
                 upstream_headers=(
                     {"x-gateway-upstream": "sandbox"} if settings.config.upstream.is_sandbox else {}
                 ),
+                uploads=open_upload_budget(settings),
             )
     finally:
         if jwks is not None:

@@ -212,6 +212,8 @@ class LimitsConfig(_Strict):
 
     body_timeout_seconds: float = Field(60.0, gt=0)
     max_image_side: int = Field(4096, ge=1)
+    # Per process: uploads held in memory at once, by declared size (one upload at least).
+    upload_buffer_mb: int = Field(64, ge=5)
 
 
 # A negative price would turn usd quotas into credit; NaN or infinity would poison counters.

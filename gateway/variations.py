@@ -1,6 +1,6 @@
 """POST /v1/images/variations, top to bottom:
 
-    authenticate -> read -> validate -> cache lookup -> reserve quota
+    authenticate -> wait for memory -> read -> validate -> cache lookup -> reserve quota
                  -> upstream (coalesced) -> store -> settle quota -> relay
 
 Every check that can refuse a request runs before anything is spent: a bad key, body or
@@ -24,7 +24,7 @@ from gateway.auth import Identity
 from gateway.cache import Cached, CacheResult, cache_mode
 from gateway.errors import AuthenticationError, GatewayError, IdentityProviderUnavailable
 from gateway.ledger import Reservation, quota_headers
-from gateway.multipart import check_declared_length, discard_body
+from gateway.multipart import body_bound, check_declared_length, discard_body
 from gateway.params import VariationRequest, read_variation_request
 from gateway.services import Services
 from gateway.settings import Unit
@@ -38,6 +38,12 @@ async def create_variation(request: Request) -> Response:
     services: Services = request.app.state.services
     identity = await _authenticate(request, services)
     request.state.log.update(user=identity.user, team=identity.team, auth=identity.source)
+    # The upload is held in memory until the answer: wait for room before reading it.
+    async with services.uploads.hold(body_bound(request.headers.get("content-length"))):
+        return await _serve(request, services, identity)
+
+
+async def _serve(request: Request, services: Services, identity: Identity) -> Response:
     params = await _read_params(request, services)
     mode = cache_mode(request.headers.get("cache-control")) if services.cache.enabled else "bypass"
     key = services.cache_key(identity, params)
