@@ -16,6 +16,7 @@ from typing import Any
 from gateway.auth import key_digest
 from gateway.policy import rules_for
 from gateway.settings import ConfigError, GatewayConfig, build_settings, read_config
+from gateway.tuning import tune_malloc
 
 DEFAULT_CONFIG = "config/gateway.yaml"
 KEY_PREFIX = "gwk_"
@@ -108,6 +109,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # Workers write their counters here; /metrics in any worker adds them all up.
         metrics_dir = tempfile.mkdtemp(prefix="gateway-metrics-")
         env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    tune_malloc(env)
     os.environ.update(env)  # the workers build their settings from this environment
     if settings.demo_key:
         print(f"demo key: {settings.demo_key.get_secret_value()}", flush=True)
