@@ -18,6 +18,7 @@ httpx's.
 
 from __future__ import annotations
 
+import functools
 import ssl
 import urllib.request
 from collections.abc import AsyncIterator, Mapping
@@ -69,13 +70,11 @@ def _translate(exc: BaseException) -> httpx.TransportError:
     return httpx.ReadError(message)
 
 
-def _timeout(extension: dict[str, float | None]) -> aiohttp.ClientTimeout:
-    return aiohttp.ClientTimeout(
-        total=None,
-        connect=extension.get("pool"),
-        sock_connect=extension.get("connect"),
-        sock_read=extension.get("read"),
-    )
+@functools.lru_cache(maxsize=16)  # one per distinct timeout configuration
+def _timeout(
+    pool: float | None, connect: float | None, read: float | None
+) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=None, connect=pool, sock_connect=connect, sock_read=read)
 
 
 async def _stream(request: httpx.Request) -> AsyncIterator[bytes]:
@@ -92,6 +91,7 @@ _CLOSED = httpx.ByteStream(b"")
 # writes them without blocking all the same, but as a one-chunk stream, sized by the
 # Content-Length header httpx set, they go through without the warning.
 _LARGE_BODY = 2**20
+_MAX_TARGETS = 64
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -110,7 +110,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._limits = limits
         self._ssl = ssl_context or httpx.create_ssl_context()
         self._proxies = dict(urllib.request.getproxies() if proxies is None else proxies)
-        self._proxy_of: dict[tuple[str, str], str | None] = {}
+        self._targets: dict[str, tuple[URL, str | None]] = {}
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> AiohttpTransport:
@@ -138,13 +138,21 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return self._session
 
     def _proxy(self, scheme: str, host: str) -> str | None:
-        """The proxy for `scheme://host`, looked up once per origin (the upstream's)."""
-        origin = (scheme, host)
-        if origin not in self._proxy_of:
-            bypass = not self._proxies or urllib.request.proxy_bypass(host)  # NO_PROXY
-            proxy = None if bypass else self._proxies.get(scheme) or self._proxies.get("all")
-            self._proxy_of[origin] = proxy
-        return self._proxy_of[origin]
+        """The proxy for `scheme://host` (None: direct)."""
+        if not self._proxies or urllib.request.proxy_bypass(host):  # NO_PROXY
+            return None
+        return self._proxies.get(scheme) or self._proxies.get("all")
+
+    def _target(self, url: httpx.URL) -> tuple[URL, str | None]:
+        """`url` for aiohttp, and its proxy: worked out once per URL (the gateway uses one)."""
+        key = str(url)
+        target = self._targets.get(key)
+        if target is None:
+            if len(self._targets) >= _MAX_TARGETS:
+                self._targets.clear()
+            target = (URL(key, encoded=True), self._proxy(url.scheme, url.host))
+            self._targets[key] = target
+        return target
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send `request`; raises an `httpx.TransportError` subclass when it fails."""
@@ -157,15 +165,17 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             # aiohttp frames it: by the caller's Content-Length if set, else chunked.
             request.headers.pop("transfer-encoding", None)
             data = _stream(request)
+        url, proxy = self._target(request.url)
+        timeout = request.extensions.get("timeout", {})
         try:
             response = await session.request(
                 request.method,
-                URL(str(request.url), encoded=True),
+                url,
                 headers=request.headers.multi_items(),
                 data=data,
                 allow_redirects=False,
-                timeout=_timeout(request.extensions.get("timeout", {})),
-                proxy=self._proxy(request.url.scheme, request.url.host),
+                timeout=_timeout(timeout.get("pool"), timeout.get("connect"), timeout.get("read")),
+                proxy=proxy,
             )
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _translate(exc) from exc
