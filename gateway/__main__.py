@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gateway.auth import key_digest
 from gateway.policy import rules_for
 from gateway.settings import ConfigError, GatewayConfig, build_settings, read_config
 from gateway.tuning import tune_malloc
@@ -37,6 +36,10 @@ def new_key() -> str:
 
 
 def cmd_keys_new(args: argparse.Namespace) -> int:
+    # Here, not at the top: `serve` spawns its workers sooner without the auth stack (JWT,
+    # cryptography, starlette) loaded first in the parent.
+    from gateway.auth import key_digest
+
     key = new_key()
     print(f"key (shown once, give it to {args.user}): {key}")
     print("add to principals in the config:")
