@@ -7,6 +7,7 @@ store fails, `on_error` decides: fail_closed refuses with 503, fail_open admits 
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -56,6 +57,8 @@ class QuotaLedger:
         on_store_error: Callable[[], None] = STORE_ERRORS.inc,
     ) -> None:
         self._quotas, self._prices = config.quotas, config.prices
+        # The rules of a (user, team) are fixed for the process: looked up once, not per request.
+        self._rules = functools.lru_cache(maxsize=4096)(functools.partial(rules_for, config.quotas))
         self._fail_open = config.store.on_error == "fail_open"
         self._store, self._on_store_error = store, on_store_error
 
@@ -67,7 +70,7 @@ class QuotaLedger:
         Raises `RateLimited`/`QuotaExceeded` (nothing charged), or `StoreUnavailable` when the
         store fails under fail_closed.
         """
-        rules = rules_for(self._quotas, identity.user, identity.team)
+        rules = self._rules(identity.user, identity.team)
         if not rules:
             return Reservation()
         cost = request_cost(n, size, self._prices)
@@ -143,9 +146,7 @@ class QuotaLedger:
 
     async def states(self, identity: Identity) -> list[RuleState]:
         """Every rule applicable to `identity`, now; raises `StoreUnavailable`."""
-        return await self._read(
-            rules_for(self._quotas, identity.user, identity.team), identity.team
-        )
+        return await self._read(self._rules(identity.user, identity.team), identity.team)
 
     async def team_states(self, team: str) -> list[RuleState]:
         """The team pool's rules, now; raises `StoreUnavailable`."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -52,6 +53,30 @@ class _Part:
     size: int = 0
 
 
+def _describe_part(
+    disposition: bytes | None, content_type: bytes | None
+) -> tuple[str, bool] | None:
+    """A part's field name and whether it is a file, from its headers; None if it has no name."""
+    kind, options = parse_options_header(disposition)
+    raw_name = options.get(b"name")
+    if kind != b"form-data" or raw_name is None:
+        return None
+    has_filename = b"filename" in options or b"filename*" in options
+    is_file = has_filename or parse_options_header(content_type)[0] not in (b"", b"text/plain")
+    return raw_name.decode("utf-8", "replace"), is_file
+
+
+# The SDKs send the same few part headers on every request: their parse is remembered.
+_describe_known = functools.lru_cache(maxsize=256)(_describe_part)
+_MAX_REMEMBERED = 256  # bytes of a header worth remembering; longer ones are parsed each time
+
+
+def _describe(disposition: bytes | None, content_type: bytes | None) -> tuple[str, bool] | None:
+    if len(disposition or b"") + len(content_type or b"") > _MAX_REMEMBERED:
+        return _describe_part(disposition, content_type)
+    return _describe_known(disposition, content_type)
+
+
 class _FormCollector:
     """python-multipart callbacks that build an `Upload`, enforcing the field rules."""
 
@@ -88,11 +113,12 @@ class _FormCollector:
         self._header_value.clear()
 
     def _headers_finished(self) -> None:
-        disposition, options = parse_options_header(self._headers.get(b"content-disposition"))
-        raw_name = options.get(b"name")
-        if disposition != b"form-data" or raw_name is None:
+        described = _describe(
+            self._headers.get(b"content-disposition"), self._headers.get(b"content-type")
+        )
+        if described is None:
             raise _invalid_multipart("a part has no form-data name")
-        name = raw_name.decode("utf-8", "replace")
+        name, is_file = described
         if name not in self.allowed:
             raise InvalidRequest(
                 f"Unrecognized request argument supplied: {name[:64]}",
@@ -106,9 +132,6 @@ class _FormCollector:
                 param=name,
             )
         self._seen.add(name)
-        part_type = parse_options_header(self._headers.get(b"content-type"))[0]
-        has_filename = b"filename" in options or b"filename*" in options
-        is_file = has_filename or part_type not in (b"", b"text/plain")
         self._part = _Part(name, is_file)
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
