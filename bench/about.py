@@ -54,8 +54,8 @@ def gateway_setup(redis_url: str) -> str:
     return (
         f"`REDIS_URL` = a throwaway {redis} at {redis_url} (quota store and cache store); "
         "quota rules user requests 1e9/minute and images 1e9/day, team usd 1e9/month; cache "
-        "enabled. `gateway` sends `Cache-Control: no-cache` (every answer a stored MISS), "
-        "`gateway-hit` does not (every answer a HIT)"
+        "enabled. `gateway` uploads a different image in every request (every answer a "
+        "MISS, through the cache lookup), `gateway-hit` the same one (every answer a HIT)"
     )
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import secrets
 from pathlib import Path
 from typing import NamedTuple
 
 import httpx
 
 from bench import memory, procs
-from bench.images import BenchImage
+from bench.images import BenchImage, with_unique_chunk
 from bench.nginx import start_nginx
 from bench.plan import GATEWAY_TARGETS, Spec
 from bench.report import Cell
@@ -24,11 +25,12 @@ from bench.wrk import Load, run_wrk
 
 PATH = "/v1/images/variations"
 # The gateway targets share one gateway process; each expects this x-gateway-cache value on
-# every answer. `gateway` sends Cache-Control: no-cache, so it skips the lookup but still
-# reserves quota, calls upstream, stores the answer and settles: the whole miss path.
-# `gateway-hit` sends the same request without it: after the first, every one is a hit.
+# every answer. `gateway` uploads a different image in every request (wrk_unique.lua), so
+# each one takes the whole miss path: cache lookup, quota reserve, the coalescing lock,
+# upstream, store, settle. `gateway-hit` sends the same image every time: after the first,
+# every one is a hit.
 EXPECTED_CACHE = {"gateway": "MISS", "gateway-hit": "HIT"}
-EXTRA_HEADERS = {"gateway": ("Cache-Control: no-cache",)}
+UNIQUE_IMAGE = frozenset({"gateway"})
 GATEWAY_CACHE = {"enabled": True}
 MEMORY_SECONDS = 10
 
@@ -41,16 +43,20 @@ class Startup(NamedTuple):
 
 
 def send_once(load: Load) -> httpx.Response:
-    """The benchmark's request, once, with httpx."""
+    """The benchmark's request, once, with httpx (with an image of its own if the load has)."""
     headers = {"authorization": f"Bearer {load.key}", "content-type": load.content_type}
     for header in load.headers:
         name, _, value = header.partition(":")
         headers[name.strip()] = value.strip()
-    return httpx.post(load.url, content=load.body_path.read_bytes(), headers=headers, timeout=30)
+    body = load.body_path.read_bytes()
+    if load.unique_image:
+        body = with_unique_chunk(body, secrets.token_hex(8))
+    return httpx.post(load.url, content=body, headers=headers, timeout=30)
 
 
 def curl_command(load: Load) -> str:
-    """A curl command line that sends exactly the benchmark's request once."""
+    """A curl command line that sends the benchmark's request once (for a unique-image load,
+    with the body file's own image, which the cache may hold by then)."""
     extra = "".join(f" -H '{header}'" for header in load.headers)
     return (
         f"curl -sS -i {load.url} -H 'Authorization: Bearer {load.key}' "
@@ -163,7 +169,7 @@ class Session:
         body = self.work / f"body-{image.label}.bin"
         url = f"http://127.0.0.1:{self.ports[target]}{PATH}"
         key = procs.BENCH_KEY if target in GATEWAY_TARGETS else procs.UPSTREAM_KEY
-        return Load(url, body, key, image.content_type, EXTRA_HEADERS.get(target, ()))
+        return Load(url, body, key, image.content_type, unique_image=target in UNIQUE_IMAGE)
 
     def _cpu(self, spec: Spec) -> tuple[float, float, float]:
         """CPU seconds so far of the proxy in the path (gateway or nginx), upstream, Redis."""
