@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import platform
 import subprocess
@@ -32,11 +31,20 @@ def machine() -> str:
 
 
 def gateway_code() -> str:
-    """Where the gateway's code comes from (PYTHONPATH can point at a snapshot), and its commit."""
-    spec = importlib.util.find_spec("gateway")
-    if spec is None or spec.origin is None:
+    """Where the gateway's code comes from (PYTHONPATH can point at a snapshot), and its commit.
+
+    Asked of a fresh interpreter outside the checkout, as the gateway process finds it: in
+    this one, the current directory (the checkout) comes before PYTHONPATH.
+    """
+    found = subprocess.run(
+        [sys.executable, "-c", "import gateway; print(gateway.__file__)"],
+        capture_output=True,
+        text=True,
+        cwd="/",
+    )
+    if found.returncode != 0:
         return "not importable"
-    where = Path(spec.origin).parent
+    where = Path(found.stdout.strip()).parent
     git = ["git", "-C", str(where)]
     head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
     if head.returncode != 0:
