@@ -11,6 +11,8 @@ import io
 import math
 import random
 import re
+import struct
+import zlib
 from typing import NamedTuple
 
 from PIL import Image
@@ -86,3 +88,15 @@ def build_image(label: str, seed: int = 0) -> BenchImage:
     """The noise PNG for a size label and its multipart body."""
     png = noise_png(parse_size(label), seed)
     return BenchImage(label, png, multipart_body(png))
+
+
+def with_unique_chunk(body: bytes, tag: str) -> bytes:
+    """`body` with one more PNG chunk after IHDR holding `tag`: other image bytes, same image.
+
+    The chunk is private and ancillary ("bnCh") with a valid CRC, as bench/wrk_unique.lua
+    builds it for every request, so the upload is a cache miss and still a valid PNG.
+    """
+    at = body.index(b"\x89PNG\r\n\x1a\n") + 33  # the signature and IHDR
+    data = b"bnCh" + tag.encode()
+    chunk = struct.pack(">I", len(data) - 4) + data + struct.pack(">I", zlib.crc32(data))
+    return body[:at] + chunk + body[at:]

@@ -57,16 +57,23 @@ def _spawn(command: list[str], env: dict[str, str], log: Path) -> Popen:
         )
 
 
-def wait_ready(proc: Popen, url: str, log: Path, timeout_s: float = 30) -> None:
-    """Poll `url` until it answers 200; raises `RuntimeError` (with the log) otherwise."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url}: process exited with {proc.returncode}:\n{log.read_text()}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        time.sleep(0.1)
+def wait_ready(proc: Popen, url: str, log: Path, timeout_s: float = 30) -> float:
+    """Poll `url` every 10 ms until it answers 200; the seconds that took.
+
+    Raises `RuntimeError` (with the log) if the process exits or the time runs out.
+    """
+    started = time.monotonic()
+    deadline = started + timeout_s
+    with httpx.Client(timeout=1) as client:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"{url}: process exited with {proc.returncode}:\n{log.read_text()}"
+                )
+            with contextlib.suppress(httpx.HTTPError):
+                if client.get(url).status_code == 200:
+                    return time.monotonic() - started
+            time.sleep(0.01)
     raise RuntimeError(f"{url}: not ready after {timeout_s:g}s:\n{log.read_text()}")
 
 
@@ -77,6 +84,12 @@ def start_upstream(port: int, delay_ms: float, work: Path) -> Popen:
     proc = _spawn([*command, "--delay-ms", str(delay_ms)], dict(os.environ), log)
     wait_ready(proc, f"http://127.0.0.1:{port}/healthz", log)
     return proc
+
+
+def set_upstream_delay(port: int, delay_ms: float) -> None:
+    """Change the running fake upstream's delay (see bench.upstream)."""
+    url = f"http://127.0.0.1:{port}/bench/delay"
+    httpx.put(url, content=str(delay_ms).encode(), timeout=5).raise_for_status()
 
 
 def write_gateway_config(
@@ -116,12 +129,38 @@ def start_gateway(
     cache: dict[str, Any] | None = None,
     redis_url: str | None = None,
     name: str = "gateway",
+    workers: int = 1,
 ) -> Popen:
     """`gateway serve` with a generated config (in-process stores unless `redis_url`), ready.
 
     `redis_url` becomes `REDIS_URL`, the quota store and (with no `CACHE_REDIS_URL`) the
     cache's store too.
     """
+    return launch_gateway(
+        port,
+        upstream_port,
+        work,
+        quotas=quotas,
+        cache=cache,
+        redis_url=redis_url,
+        name=name,
+        workers=workers,
+    )[0]
+
+
+def launch_gateway(
+    port: int,
+    upstream_port: int,
+    work: Path,
+    *,
+    quotas: dict[str, Any] | None = None,
+    cache: dict[str, Any] | None = None,
+    redis_url: str | None = None,
+    name: str = "gateway",
+    workers: int = 1,
+) -> tuple[Popen, float]:
+    """`start_gateway`, and the seconds from spawning the command to `/readyz` answering 200
+    (with several workers: to the last worker's start-up being complete)."""
     config, log = work / f"{name}.yaml", work / f"{name}.log"
     write_gateway_config(config, upstream_port, quotas, cache)
     env = {k: v for k, v in os.environ.items() if k not in _CLEARED_ENV}
@@ -129,9 +168,24 @@ def start_gateway(
     if redis_url:
         env["REDIS_URL"] = redis_url
     args = ["serve", "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
-    proc = _spawn([*_gateway_command(), *args], env, log)
+    started = time.monotonic()
+    proc = _spawn([*_gateway_command(), *args, "--workers", str(workers)], env, log)
     wait_ready(proc, f"http://127.0.0.1:{port}/readyz", log)
-    return proc
+    if workers > 1:
+        _wait_workers(proc, workers, f"http://127.0.0.1:{port}/readyz", log)
+    return proc, time.monotonic() - started
+
+
+def _wait_workers(proc: Popen, workers: int, url: str, log: Path, timeout_s: float = 30) -> None:
+    """Wait until every worker answers: one worker up is not a started gateway."""
+    deadline = time.monotonic() + timeout_s
+    while (
+        len(psutil.Process(proc.pid).children()) < workers
+        or log.read_text().count("Application startup complete") < workers
+    ):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url}: fewer than {workers} workers started:\n{log.read_text()}")
+        time.sleep(0.01)
 
 
 @contextlib.contextmanager

@@ -1,49 +1,33 @@
-"""The results: one row per cell, a markdown table with ratios to `direct`, and problems.
+"""The results: one table per kind of cell, ratios to `direct` and `nginx` of the same run,
+and the problems.
 
 A cell with any non-2xx answer or socket error is never folded silently into the numbers:
-its count is shown in bold and listed under the table with its status codes. So is a
+its count is shown in bold and listed under the tables with its status codes. So is a
 gateway cell where any answer's `x-gateway-cache` is not the one its target measures
 (e.g. a MISS in the cache-hit target).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from bench.plan import Kind, Spec
 from bench.wrk import WrkResult
-
-COLUMNS = (
-    "target",
-    "image",
-    "conc",
-    "requests",
-    "req/s",
-    "p50 ms",
-    "p99 ms",
-    "non-2xx",
-    "sock err",
-    "gw CPU ms/req",
-    "up CPU ms/req",
-    "redis CPU ms/req",
-    "req/s vs direct",
-    "p50 vs direct",
-)
 
 
 @dataclass(frozen=True)
 class Cell:
     """One measured cell of the matrix."""
 
-    target: str
-    image: str
+    spec: Spec
     png_bytes: int
-    concurrency: int
     result: WrkResult
-    gateway_cpu_ms: float | None  # per request; None when the gateway was not in the path
+    proxy_cpu_ms: float | None  # per request, gateway's or nginx's tree; None for direct
     upstream_cpu_ms: float
     redis_cpu_ms: float | None = None  # per request; None when no Redis was in the path
     expected_cache: str | None = None  # the x-gateway-cache value every answer must carry
+    peak_rss_mb: float | None = None  # highest peak RSS of any gateway worker (memory cells)
 
     @property
     def cache_mismatch(self) -> bool:
@@ -58,6 +42,12 @@ class Cell:
         r = self.result
         return r.non_2xx > 0 or r.errors > 0 or r.requests == 0 or self.cache_mismatch
 
+    @property
+    def ideal_rps(self) -> float | None:
+        """conc / delay: what a free proxy would give with a slow upstream."""
+        delay = self.spec.delay_ms
+        return self.spec.concurrency * 1000 / delay if delay else None
+
 
 def _ms(value: float | None) -> str:
     if value is None:
@@ -65,42 +55,133 @@ def _ms(value: float | None) -> str:
     return f"{value:.2f}" if value < 100 else f"{value:.0f}"
 
 
-def _ratio(value: float, base: float | None) -> str:
-    return f"{value / base:.2f}x" if base else "—"
+def _ratio(value: float | None, base: float | None) -> str:
+    return f"{value / base:.2f}x" if value is not None and base else "—"
 
 
 def _flag(count: int) -> str:
     return f"**{count} ⚠**" if count else "0"
 
 
-def _row(cell: Cell, direct: Cell | None) -> list[str]:
-    r = cell.result
-    return [
-        cell.target,
-        f"{cell.image} ({cell.png_bytes / 1e6:.2f} MB)",
-        str(cell.concurrency),
-        str(r.requests),
-        f"{r.rps:.1f}",
-        _ms(r.p50_ms),
-        _ms(r.p99_ms),
-        _flag(r.non_2xx),
-        _flag(r.errors),
-        _ms(cell.gateway_cpu_ms),
-        _ms(cell.upstream_cpu_ms),
-        _ms(cell.redis_cpu_ms),
-        _ratio(r.rps, direct.result.rps if direct and cell is not direct else None),
-        _ratio(r.p50_ms, direct.result.p50_ms if direct and cell is not direct else None),
-    ]
+class Peers:
+    """The `direct` and `nginx` cells of the run, by image, concurrency and delay."""
+
+    def __init__(self, cells: Sequence[Cell]) -> None:
+        self._by: dict[tuple[str, str, int, float], Cell] = {
+            (c.spec.target, c.spec.size, c.spec.concurrency, c.spec.delay_ms): c
+            for c in cells
+            if c.spec.target in ("direct", "nginx")
+        }
+
+    def of(self, target: str, cell: Cell) -> Cell | None:
+        """`target`'s cell with the same load as `cell` (None for that very cell)."""
+        s = cell.spec
+        peer = self._by.get((target, s.size, s.concurrency, s.delay_ms))
+        return None if peer is cell else peer
 
 
-def table(cells: Sequence[Cell]) -> str:
-    """The markdown table; gateway rows get ratios to the direct cell of the same image/conc."""
-    direct = {(c.image, c.concurrency): c for c in cells if c.target == "direct"}
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    for cell in cells:
-        row = _row(cell, direct.get((cell.image, cell.concurrency)))
-        lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines)
+Column = tuple[str, Callable[[Cell, Peers], str]]
+
+
+def _vs(target: str, field: str) -> Callable[[Cell, Peers], str]:
+    def ratio(cell: Cell, peers: Peers) -> str:
+        peer = peers.of(target, cell)
+        return _ratio(getattr(cell.result, field), getattr(peer.result, field) if peer else None)
+
+    return ratio
+
+
+def _added_p50(cell: Cell, peers: Peers) -> str:
+    direct = peers.of("direct", cell)
+    return _ms(cell.result.p50_ms - direct.result.p50_ms) if direct else "—"
+
+
+COLUMNS: dict[str, Callable[[Cell, Peers], str]] = {
+    "target": lambda c, _: c.spec.target,
+    "workers": lambda c, _: str(c.spec.workers) if c.spec.through_gateway else "—",
+    "image": lambda c, _: f"{c.spec.size} ({c.png_bytes / 1e6:.2f} MB)",
+    "conc": lambda c, _: str(c.spec.concurrency),
+    "delay ms": lambda c, _: f"{c.spec.delay_ms:g}",
+    "requests": lambda c, _: str(c.result.requests),
+    "req/s": lambda c, _: f"{c.result.rps:.1f}",
+    "vs ideal": lambda c, _: _ratio(c.result.rps, c.ideal_rps),
+    "p50 ms": lambda c, _: _ms(c.result.p50_ms),
+    "p99 ms": lambda c, _: _ms(c.result.p99_ms),
+    "added p50 ms": _added_p50,
+    "non-2xx": lambda c, _: _flag(c.result.non_2xx),
+    "sock err": lambda c, _: _flag(c.result.errors),
+    "proxy CPU ms/req": lambda c, _: _ms(c.proxy_cpu_ms),
+    "up CPU ms/req": lambda c, _: _ms(c.upstream_cpu_ms),
+    "redis CPU ms/req": lambda c, _: _ms(c.redis_cpu_ms),
+    "peak RSS MB/worker": lambda c, _: _ms(c.peak_rss_mb),
+    "req/s vs direct": _vs("direct", "rps"),
+    "req/s vs nginx": _vs("nginx", "rps"),
+    "p50 vs direct": _vs("direct", "p50_ms"),
+    "p50 vs nginx": _vs("nginx", "p50_ms"),
+}
+_COMMON = ("target", "workers", "image", "conc")
+_ERRORS = ("non-2xx", "sock err")
+_CPU = ("proxy CPU ms/req", "up CPU ms/req", "redis CPU ms/req")
+_VS = ("req/s vs direct", "req/s vs nginx")
+LAYOUT: dict[Kind, tuple[str, tuple[str, ...]]] = {
+    "fast": (
+        "Zero-latency upstream: what the proxy costs",
+        (
+            *_COMMON,
+            "requests",
+            "req/s",
+            "p50 ms",
+            "p99 ms",
+            "added p50 ms",
+            *_ERRORS,
+            *_CPU,
+            *_VS,
+            "p50 vs direct",
+            "p50 vs nginx",
+        ),
+    ),
+    "inflight": (
+        "Slow upstream, many requests in flight: does throughput hold",
+        (
+            *_COMMON,
+            "delay ms",
+            "requests",
+            "req/s",
+            "vs ideal",
+            "p50 ms",
+            "p99 ms",
+            *_ERRORS,
+            *_CPU,
+            *_VS,
+        ),
+    ),
+    "memory": (
+        "Many large uploads at once: memory",
+        (
+            *_COMMON,
+            "delay ms",
+            "requests",
+            "req/s",
+            "p50 ms",
+            "p99 ms",
+            *_ERRORS,
+            "proxy CPU ms/req",
+            "peak RSS MB/worker",
+        ),
+    ),
+}
+
+
+def table(cells: Sequence[Cell], kind: Kind, peers: Peers) -> list[str]:
+    """One kind's section: a heading and its markdown table (nothing when it has no cells)."""
+    chosen = [cell for cell in cells if cell.spec.kind == kind]
+    if not chosen:
+        return []
+    title, names = LAYOUT[kind]
+    lines = [f"### {title}", "", "| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
+    for cell in chosen:
+        lines.append("| " + " | ".join(COLUMNS[name](cell, peers) for name in names) + " |")
+    return [*lines, ""]
 
 
 def problems(cells: Sequence[Cell]) -> list[str]:
@@ -108,11 +189,11 @@ def problems(cells: Sequence[Cell]) -> list[str]:
     lines = []
     for cell in cells:
         if cell.failed:
-            r = cell.result
+            r, s = cell.result, cell.spec
             statuses = ", ".join(f"{code}: {n}" for code, n in sorted(r.statuses.items()))
             errors = ", ".join(f"{kind}: {n}" for kind, n in r.socket_errors.items() if n)
             line = (
-                f"- {cell.target} {cell.image} c={cell.concurrency}: "
+                f"- {s.kind} {s.target} w{s.workers} {s.size} c={s.concurrency}: "
                 f"statuses {{{statuses}}}; socket errors {{{errors or 'none'}}}"
             )
             if cell.cache_mismatch:
@@ -122,9 +203,14 @@ def problems(cells: Sequence[Cell]) -> list[str]:
     return lines
 
 
-def document(header: Sequence[str], cells: Sequence[Cell]) -> str:
-    """The whole results.md: header lines, the table, and the problems if any."""
-    parts = ["# Benchmark results", "", *header, "", table(cells), ""]
+def document(header: Sequence[str], cells: Sequence[Cell], goals: Sequence[str]) -> str:
+    """The whole results.md: header lines, the goals, the tables, and the problems if any."""
+    peers = Peers(cells)
+    parts = ["# Benchmark results", "", *header, ""]
+    if goals:
+        parts += ["### Goals of the performance issue", "", *goals, ""]
+    for kind in LAYOUT:
+        parts += table(cells, kind, peers)
     failed = problems(cells)
     if failed:
         parts += ["## ⚠ Cells with errors (their numbers are not clean)", "", *failed, ""]

@@ -2,7 +2,9 @@
 
 `POST /v1/images/variations` reads and drops the whole body, waits `--delay-ms` if asked
 (to hold many requests in flight), and answers a fixed small ImagesResponse. `GET /healthz`
-answers 200; anything else 404. Run it as `python -m bench.upstream --port P`.
+answers 200; `PUT /bench/delay` with a number of milliseconds as its body changes the delay
+(the matrix runs its zero-latency and its slow-upstream cells against one process); anything
+else 404. Run it as `python -m bench.upstream --port P`.
 """
 
 from __future__ import annotations
@@ -24,26 +26,32 @@ ANSWER = (
     b'"https://example.invalid/img.png?se=2099-01-01T00%3A00%3A00Z"}]}'
 )
 PATH = "/v1/images/variations"
+DELAY_PATH = "/bench/delay"
 
 
 def create_app(delay_ms: float = 0.0) -> Callable[[Message, Receive, Send], Awaitable[None]]:
     """The fake upstream as a raw ASGI app; `delay_ms` is added before each answer."""
-    delay = delay_ms / 1000.0
+    delay = [delay_ms / 1000.0]
     ids = itertools.count(1)
 
     async def app(scope: Message, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        more = True
+        received, more = b"", True
         while more:  # read and drop the whole body, whatever the path
             message = await receive()
+            if scope["path"] == DELAY_PATH:
+                received += message.get("body", b"")
             more = message.get("more_body", False) and message["type"] == "http.request"
         if scope["method"] == "POST" and scope["path"] == PATH:
-            if delay:
-                await asyncio.sleep(delay)
+            if delay[0]:
+                await asyncio.sleep(delay[0])
             status, body = 200, ANSWER
         elif scope["method"] == "GET" and scope["path"] == "/healthz":
             status, body = 200, b'{"status": "ok"}'
+        elif scope["method"] == "PUT" and scope["path"] == DELAY_PATH:
+            delay[0] = float(received) / 1000.0
+            status, body = 200, b'{"delay_ms": %g}' % (delay[0] * 1000)
         else:
             status, body = 404, b'{"error": {"message": "not found"}}'
         headers = [

@@ -1,12 +1,17 @@
 -- bench/wrk.lua: POST one prebuilt body, count statuses, report exact numbers as JSON.
 -- Arguments (after `--`): body file, bearer key, Content-Type, then any extra request
--- headers, one argument each, as "Name: value" (e.g. "Cache-Control: no-cache").
+-- headers, one argument each, as "Name: value" (e.g. "Cache-Control: no-cache"), or
+-- "unique-image: <run id>", which wrk_unique.lua uses (see there).
 -- Also counts the values of the gateway's x-gateway-cache answer header.
+-- No request() function here: wrk then builds the request once and sends it as is.
 local threads = {}
 
 function setup(thread)
   table.insert(threads, thread)
+  thread:set("thread_number", #threads)
 end
+
+run_id, head, rest = nil, nil, nil
 
 function init(args)
   local file = assert(io.open(args[1], "rb"))
@@ -18,11 +23,20 @@ function init(args)
   for i = 4, #args do
     local name, value = string.match(args[i], "^([^:]+):%s*(.*)$")
     assert(name, "extra header not in 'Name: value' form: " .. args[i])
-    wrk.headers[name] = value
+    if name == "unique-image" then
+      run_id = value
+    else
+      wrk.headers[name] = value
+    end
+  end
+  if run_id then  -- the new chunk goes right after IHDR (8 + 25 bytes into the PNG)
+    local png = assert(string.find(wrk.body, "\137PNG\r\n\26\n", 1, true), "no PNG in the body")
+    head, rest = wrk.body:sub(1, png + 32), wrk.body:sub(png + 33)
   end
   statuses = {}
   caches = {}
 end
+
 
 function response(status, headers, body)
   statuses[status] = (statuses[status] or 0) + 1

@@ -11,12 +11,14 @@ still requested and kept in each cell's log for a human to read.
 from __future__ import annotations
 
 import json
+import secrets
 import shutil
 import subprocess
 from pathlib import Path
 from typing import NamedTuple
 
 SCRIPT = Path(__file__).with_name("wrk.lua")
+UNIQUE_SCRIPT = Path(__file__).with_name("wrk_unique.lua")
 MARKER = "BENCH_RESULT "
 
 
@@ -87,6 +89,7 @@ class Load(NamedTuple):
     key: str
     content_type: str
     headers: tuple[str, ...] = ()  # "Name: value" each, e.g. "Cache-Control: no-cache"
+    unique_image: bool = False  # a distinct PNG in every request (wrk_unique.lua)
 
 
 def run_wrk(
@@ -102,11 +105,12 @@ def run_wrk(
         f"--timeout={max(1, round(timeout_s))}s",
         "--latency",
         "-s",
-        str(SCRIPT),
+        str(UNIQUE_SCRIPT if load.unique_image else SCRIPT),
         load.url,
         "--",
     ]
-    arguments = [str(load.body_path), load.key, load.content_type, *load.headers]
+    unique = (f"unique-image: {secrets.token_hex(6)}",) if load.unique_image else ()
+    arguments = [str(load.body_path), load.key, load.content_type, *load.headers, *unique]
     done = subprocess.run(
         [*command, *arguments],
         capture_output=True,

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gateway.auth import key_digest
 from gateway.policy import rules_for
 from gateway.settings import ConfigError, GatewayConfig, build_settings, read_config
+from gateway.tuning import tune_malloc
 
 DEFAULT_CONFIG = "config/gateway.yaml"
 KEY_PREFIX = "gwk_"
@@ -36,6 +36,10 @@ def new_key() -> str:
 
 
 def cmd_keys_new(args: argparse.Namespace) -> int:
+    # Here, not at the top: `serve` spawns its workers sooner without the auth stack (JWT,
+    # cryptography, starlette) loaded first in the parent.
+    from gateway.auth import key_digest
+
     key = new_key()
     print(f"key (shown once, give it to {args.user}): {key}")
     print("add to principals in the config:")
@@ -123,6 +127,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # Workers write their counters here; /metrics in any worker adds them all up.
         metrics_dir = tempfile.mkdtemp(prefix="gateway-metrics-")
         env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    tune_malloc(env)
     os.environ.update(env)  # the workers build their settings from this environment
     if settings.demo_key:
         print(f"demo key: {settings.demo_key.get_secret_value()}", flush=True)

@@ -106,6 +106,16 @@ class Cached(NamedTuple):
     result: CacheResult
 
 
+class Probe(NamedTuple):
+    """A lookup, and on a miss the bid to lead: `leading` is True when this request took the
+    key's lock (it calls upstream), False when another holds it, None when the store failed."""
+
+    answer: UpstreamAnswer | None
+    lock: str
+    token: str
+    leading: bool | None
+
+
 def _pack(answer: UpstreamAnswer) -> bytes:
     return b"%d\n" % answer.images + answer.body
 
@@ -150,22 +160,55 @@ class ResponseCache:
             return None
         return _unpack(entry) if entry is not None else None
 
+    async def probe(self, key: str) -> Probe:
+        """The cached answer; on a miss, the lock taken if free (see `abandon`). One round trip."""
+        lock, token = key + ":lock", secrets.token_hex(12)
+        try:
+            found = await self._store.get_or_lock(key, lock, token, self._lock_ms)
+        except StoreError as exc:
+            self._failed("lookup", exc)
+            return Probe(None, lock, token, None)  # no coalescing without the store: go alone
+        if isinstance(found, bytes):
+            return Probe(_unpack(found), lock, token, False)
+        return Probe(None, lock, token, found)
+
+    async def abandon(self, probe: Probe) -> None:
+        """Give up the lock a probe took, if this request will not call upstream after all
+        (refused, failed); never raises. Harmless once `fetch` has released it."""
+        if probe.leading:
+            await self._release(probe.lock, probe.token)
+
     async def put(
         self, key: str, answer: UpstreamAnswer, response_format: str, *, asked: int
     ) -> None:
         """Store a successful answer of all `asked` images, within the size cap and TTL
         rules; never raises. A short answer is relayed but never stored: the shortfall was
         the upstream's, and a retry may get every image."""
-        size = len(answer.body)
-        if size > self._config.max_entry_bytes or answer.images < asked:
-            return
+        await self._put(key, answer, response_format, asked)
+
+    async def _put(
+        self,
+        key: str,
+        answer: UpstreamAnswer,
+        response_format: str,
+        asked: int,
+        probe: Probe | None = None,
+    ) -> bool:
+        """`put`, releasing `probe`'s lock in the same step; whether that release was done."""
+        if len(answer.body) > self._config.max_entry_bytes or answer.images < asked:
+            return False
         ttl = entry_ttl(answer.body, response_format, self._config.ttl_seconds, self._clock())
         if ttl <= 0:
-            return
+            return False
         try:
-            await self._store.put_entry(key, _pack(answer), ttl)
+            if probe is None:
+                await self._store.put_entry(key, _pack(answer), ttl)
+                return False
+            await self._store.put_and_release(key, _pack(answer), ttl, probe.lock, probe.token)
         except StoreError as exc:
             self._failed("store", exc)
+            return False
+        return True
 
     def _failed(self, what: str, exc: StoreError) -> None:
         self._on_error()
@@ -176,23 +219,27 @@ class ResponseCache:
         key: str,
         response_format: str,
         produce: Callable[[], Awaitable[UpstreamAnswer]],
+        probe: Probe,
         *,
         asked: int,
     ) -> Cached:
-        """The answer for a miss of `asked` images: produced here once, or awaited from
-        whoever is producing it."""
+        """The answer for a miss of `asked` images `probe`d before: produced here once, or
+        awaited from whoever is producing it."""
         shared = self._inflight.get(key)
-        if shared is not None:
+        if shared is not None and not probe.leading:  # a lock holder never waits on others
             try:
                 answer = await asyncio.wait_for(asyncio.shield(shared), self._wait)
-            except Exception:  # the leader failed or took too long: try ourselves
+            except Exception:  # the leader failed or took too long: bid to lead in its place
                 log.debug("in-process leader gave nothing for %s", key)
+                probe = await self.probe(key)
+                if probe.answer is not None:
+                    return Cached(probe.answer, "COALESCED")
             else:
                 return Cached(answer, "COALESCED")
         future: asyncio.Future[UpstreamAnswer] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
-            cached = await self._lead_or_wait(key, response_format, produce, asked)
+            cached = await self._lead_or_wait(key, response_format, produce, probe, asked)
         except BaseException as exc:
             future.set_exception(exc if isinstance(exc, Exception) else RuntimeError("cancelled"))
             future.exception()  # retrieved: waiters may be gone
@@ -208,27 +255,27 @@ class ResponseCache:
         key: str,
         response_format: str,
         produce: Callable[[], Awaitable[UpstreamAnswer]],
+        probe: Probe,
         asked: int,
     ) -> Cached:
-        """Lead (lock, call, store, unlock), or wait for the process that leads.
+        """Lead (call, store and unlock: the probe took the lock), or wait for the process
+        that leads.
 
         A waiter whose leader vanished without leaving an entry (it failed, or its answer
         could not be cached) or outlived the bound calls upstream itself: retrying under the
         lock instead would queue every waiter behind the next one, one call at a time.
         """
-        lock, token = key + ":lock", secrets.token_hex(12)
-        try:
-            leading = await self._store.acquire(lock, token, self._lock_ms)
-        except StoreError as exc:
-            self._failed("lock", exc)
-            leading = None  # no coalescing without the store: go alone
-        if leading:
+        if probe.leading:
+            released = False
             try:
-                return await self._produce_and_put(key, response_format, produce, asked)
+                answer = await produce()
+                released = await self._put(key, answer, response_format, asked, probe)
+                return Cached(answer, "MISS")
             finally:
-                await self._release(lock, token)
-        if leading is False:
-            waited = await self._await_leader(key, lock, time.monotonic() + self._wait)
+                if not released:
+                    await self._release(probe.lock, probe.token)
+        if probe.leading is False:
+            waited = await self._await_leader(key, probe.lock, time.monotonic() + self._wait)
             if waited is not None:
                 return Cached(waited, "COALESCED")
         return await self._produce_and_put(key, response_format, produce, asked)

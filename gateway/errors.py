@@ -11,7 +11,8 @@
     ├── RateLimited                   429 rate_limit_exceeded   Retry-After, retry-after-ms
     │   └── QuotaExceeded             429 insufficient_quota    x-should-retry: false
     ├── StoreUnavailable              503 quota_backend_unavailable
-    ├── Overloaded                    503 server_overloaded     Retry-After (too many in flight)
+    ├── Overloaded                    503 server_overloaded     Retry-After (too many in flight,
+    │                                                            or uploads held at capacity)
     ├── IdentityProviderUnavailable   503 identity_provider_unavailable (JWKS unreachable)
     └── UpstreamError                 502 upstream_error        (5xx, unreachable, bad answer)
         ├── UpstreamAuthError         502 upstream_auth_error   x-should-retry: false
@@ -138,7 +139,8 @@ class StoreUnavailable(GatewayError):
 
 
 class Overloaded(GatewayError):
-    """The process already serves `limits.max_concurrent_requests` variations requests."""
+    """The process is at capacity: `limits.max_concurrent_requests` requests in flight, or
+    `limits.upload_buffer_mb` of uploads held with none freed in time."""
 
     status, type, code = 503, "server_error", "server_overloaded"
     default_message = "The gateway is serving too many requests right now. Retry shortly."

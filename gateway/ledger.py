@@ -13,6 +13,7 @@ tried again, as soon as the store answers again.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 from collections import deque
@@ -75,6 +76,8 @@ class QuotaLedger:
         on_store_error: Callable[[], None] = STORE_ERRORS.inc,
     ) -> None:
         self._quotas, self._image_price = config.quotas, image_price
+        # The rules of a (user, team) are fixed for the process: looked up once, not per request.
+        self._rules = functools.lru_cache(maxsize=4096)(functools.partial(rules_for, config.quotas))
         self._fail_open = config.store.on_error == "fail_open"
         self._store, self._on_store_error = store, on_store_error
         self._receipt_ms = int(max(RECEIPT_SECONDS, 3 * config.upstream.timeout_seconds) * 1000)
@@ -90,7 +93,7 @@ class QuotaLedger:
         Raises `RateLimited`/`QuotaExceeded` (nothing charged), or `StoreUnavailable` when the
         store fails under fail_closed.
         """
-        rules = rules_for(self._quotas, identity.user, identity.team)
+        rules = self._rules(identity.user, identity.team)
         if not rules:
             return Reservation()
         cost = request_cost(n, self._image_price(size))
@@ -230,9 +233,7 @@ class QuotaLedger:
 
     async def states(self, identity: Identity) -> list[RuleState]:
         """Every rule applicable to `identity`, now; raises `StoreUnavailable`."""
-        return await self._read(
-            rules_for(self._quotas, identity.user, identity.team), identity.team
-        )
+        return await self._read(self._rules(identity.user, identity.team), identity.team)
 
     async def team_states(self, team: str) -> list[RuleState]:
         """The team pool's rules, now; raises `StoreUnavailable`."""

@@ -40,9 +40,9 @@ Outcome = Literal[
     "quota_exceeded",
     "upstream_error",
     "store_error",
+    "overloaded",
     "internal_error",
     "client_gone",
-    "overloaded",
 ]
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120)
 

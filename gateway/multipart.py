@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -48,8 +49,32 @@ class Upload:
 class _Part:
     name: str
     is_file: bool
-    chunks: list[bytes] = field(default_factory=list)
+    chunks: list[bytes | memoryview] = field(default_factory=list)
     size: int = 0
+
+
+def _describe_part(
+    disposition: bytes | None, content_type: bytes | None
+) -> tuple[str, bool] | None:
+    """A part's field name and whether it is a file, from its headers; None if it has no name."""
+    kind, options = parse_options_header(disposition)
+    raw_name = options.get(b"name")
+    if kind != b"form-data" or raw_name is None:
+        return None
+    has_filename = b"filename" in options or b"filename*" in options
+    is_file = has_filename or parse_options_header(content_type)[0] not in (b"", b"text/plain")
+    return raw_name.decode("utf-8", "replace"), is_file
+
+
+# The SDKs send the same few part headers on every request: their parse is remembered.
+_describe_known = functools.lru_cache(maxsize=256)(_describe_part)
+_MAX_REMEMBERED = 256  # bytes of a header worth remembering; longer ones are parsed each time
+
+
+def _describe(disposition: bytes | None, content_type: bytes | None) -> tuple[str, bool] | None:
+    if len(disposition or b"") + len(content_type or b"") > _MAX_REMEMBERED:
+        return _describe_part(disposition, content_type)
+    return _describe_known(disposition, content_type)
 
 
 class _FormCollector:
@@ -88,11 +113,12 @@ class _FormCollector:
         self._header_value.clear()
 
     def _headers_finished(self) -> None:
-        disposition, options = parse_options_header(self._headers.get(b"content-disposition"))
-        raw_name = options.get(b"name")
-        if disposition != b"form-data" or raw_name is None:
+        described = _describe(
+            self._headers.get(b"content-disposition"), self._headers.get(b"content-type")
+        )
+        if described is None:
             raise _invalid_multipart("a part has no form-data name")
-        name = raw_name.decode("utf-8", "replace")
+        name, is_file = described
         if name not in self.allowed:
             raise InvalidRequest(
                 f"Unrecognized request argument supplied: {name[:64]}",
@@ -106,9 +132,6 @@ class _FormCollector:
                 param=name,
             )
         self._seen.add(name)
-        part_type = parse_options_header(self._headers.get(b"content-type"))[0]
-        has_filename = b"filename" in options or b"filename*" in options
-        is_file = has_filename or part_type not in (b"", b"text/plain")
         self._part = _Part(name, is_file)
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
@@ -118,7 +141,9 @@ class _FormCollector:
         part.size += end - start
         if part.name == self.file_field:
             if part.size <= MAX_IMAGE_BYTES:  # past that only the size matters
-                chunk = data[start:end]
+                # A view, not a copy: the parser hands over immutable bytes (the received
+                # chunk, or its boundary), so the image is copied once, when it is joined.
+                chunk = memoryview(data)[start:end] if type(data) is bytes else data[start:end]
                 self._hash.update(chunk)
                 part.chunks.append(chunk)
         elif part.size > MAX_TEXT_BYTES:
@@ -154,14 +179,28 @@ def boundary_of(content_type: str | None) -> bytes:
     return boundary
 
 
-def check_declared_length(content_length: str | None) -> None:
-    """Refuse, before reading, a body whose declared length is over the cap."""
+def _declared(content_length: str | None) -> int | None:
+    """The declared length, if it is a number; anything over the cap counts as cap + 1."""
     if not content_length or not (content_length.isascii() and content_length.isdigit()):
-        return  # absent or not a number: the streamed count is the check
+        return None  # absent or not a number: the streamed count is the check
     digits = content_length.lstrip("0")
     # Compare lengths first: int() refuses strings of thousands of digits.
-    if len(digits) > len(str(MAX_BODY_BYTES)) or int(digits or "0") > MAX_BODY_BYTES:
+    if len(digits) > len(str(MAX_BODY_BYTES)):
+        return MAX_BODY_BYTES + 1
+    return min(int(digits or "0"), MAX_BODY_BYTES + 1)
+
+
+def check_declared_length(content_length: str | None) -> None:
+    """Refuse, before reading, a body whose declared length is over the cap."""
+    declared = _declared(content_length)
+    if declared is not None and declared > MAX_BODY_BYTES:
         raise RequestTooLarge()
+
+
+def body_bound(content_length: str | None) -> int:
+    """The most bytes the body can take in memory: its declared length, else the cap."""
+    declared = _declared(content_length)
+    return MAX_BODY_BYTES if declared is None else min(declared, MAX_BODY_BYTES)
 
 
 async def read_upload(

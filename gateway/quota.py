@@ -71,14 +71,33 @@ def counter_key(team: str, scoped: ScopedRule, stamp: str) -> str:
     return make_key("quota", team, scoped.scope, scoped.subject, rule.unit, rule.window, stamp)
 
 
+class _Span(NamedTuple):
+    start: float
+    end: float
+    stamp: str
+
+
+_current: dict[Window, _Span] = {}
+
+
+def _span(window: Window, now: float) -> _Span:
+    """The window holding `now` and its key stamp, worked out once per window, not per request."""
+    span = _current.get(window)
+    if span is None or not span.start <= now < span.end:
+        start, end = window_bounds(window, now)
+        span = _Span(start, end, datetime.fromtimestamp(start, UTC).strftime(_STAMP[window]))
+        _current[window] = span
+    return span
+
+
 def counters(rules: Sequence[ScopedRule], team: str, now: float) -> list[Counter]:
     """The live counter of every rule at `now`."""
     out = []
     for scoped in rules:
-        start, end = window_bounds(scoped.rule.window, now)
-        stamp = datetime.fromtimestamp(start, UTC).strftime(_STAMP[scoped.rule.window])
+        span = _span(scoped.rule.window, now)
         limit = math.floor(scoped.rule.limit * UNIT_SCALE[scoped.rule.unit] + 1e-9)
-        out.append(Counter(scoped, counter_key(team, scoped, stamp), limit, start, end))
+        key = counter_key(team, scoped, span.stamp)
+        out.append(Counter(scoped, key, limit, span.start, span.end))
     return out
 
 

@@ -16,6 +16,7 @@ import httpx
 from gateway import metrics, sandbox
 from gateway.admission import Admission
 from gateway.auth import Authenticator, Identity, KeyAuthenticator, pseudonym
+from gateway.budget import UploadBudget
 from gateway.cache import ResponseCache, cache_key
 from gateway.edits import EditsUpstream
 from gateway.hosting import ImageHost
@@ -44,6 +45,7 @@ class Services:
     upstream: Upstream
     upstream_headers: Mapping[str, str]
     admission: Admission
+    uploads: UploadBudget
 
     def cache_key(self, identity: Identity, request: VariationRequest) -> str:
         """The cache entry of this request, within the configured scope."""
@@ -81,6 +83,13 @@ def open_cache(settings: Settings, store: CacheStore) -> ResponseCache:
         lock_seconds=lock_seconds,
         on_error=metrics.CACHE_REQUESTS.labels("error").inc,
     )
+
+
+def open_upload_budget(settings: Settings) -> UploadBudget:
+    """The bytes of uploads this process may hold at once; a request waits for its share as
+    long as it would be given to send its body."""
+    limits = settings.config.limits
+    return UploadBudget(limits.upload_buffer_mb * 2**20, limits.body_timeout_seconds)
 
 
 def open_jwks(settings: Settings) -> JwksCache | None:
@@ -168,6 +177,7 @@ async def open_services(
                     ),
                 },
                 admission=Admission(settings.config.limits.max_concurrent_requests),
+                uploads=open_upload_budget(settings),
             )
     finally:
         if ledger is not None:  # refunds of cancelled requests land before the store closes

@@ -163,6 +163,8 @@ class LimitsConfig(Strict):
     shutdown_grace_seconds: int = Field(30, ge=0)
     # Variations requests one process serves at once (each holds its upload); null: no limit.
     max_concurrent_requests: int | None = Field(256, ge=1)
+    # Per process: uploads held in memory at once, by declared size (one upload at least).
+    upload_buffer_mb: int = Field(64, ge=5)
 
 
 class GatewayConfig(Strict):

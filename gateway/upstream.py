@@ -28,6 +28,7 @@ from gateway.errors import (
 )
 from gateway.params import VariationRequest
 from gateway.settings import Settings, Size
+from gateway.transport import AiohttpTransport
 
 MAX_MESSAGE_CHARS = 500
 # Anything that looks like a credential is cut out of upstream messages before relaying.
@@ -68,15 +69,19 @@ class Upstream(Protocol):
 def build_client(
     settings: Settings, transport: httpx.AsyncBaseTransport | None = None
 ) -> httpx.AsyncClient:
-    """The one long-lived client, with explicit timeouts and pool limits."""
+    """The one long-lived client, with explicit timeouts and pool limits.
+
+    Its wire is aiohttp's pool (`gateway.transport`: httpx's own slows down with every open
+    connection), unless a transport is given (the sandbox, tests).
+    """
     upstream = settings.config.upstream
+    limits = httpx.Limits(
+        max_connections=upstream.max_connections,
+        max_keepalive_connections=upstream.max_connections,
+    )
     return httpx.AsyncClient(
-        transport=transport,
+        transport=transport or AiohttpTransport(limits),
         timeout=httpx.Timeout(upstream.timeout_seconds, connect=upstream.connect_timeout_seconds),
-        limits=httpx.Limits(
-            max_connections=upstream.max_connections,
-            max_keepalive_connections=upstream.max_connections,
-        ),
         follow_redirects=False,
     )
 

@@ -1,7 +1,8 @@
 """POST /v1/images/variations, top to bottom:
 
-    admit -> authenticate -> read -> validate -> cache lookup -> reserve quota
-          -> upstream (coalesced) -> store -> settle quota -> relay
+    admit -> authenticate -> wait for memory -> read -> validate -> cache lookup (and, on a
+    miss, the bid to lead) -> reserve quota -> upstream (coalesced) -> store -> settle quota
+    -> relay
 
 Every check that can refuse a request runs before anything is spent: a bad key, body or
 parameter never reaches the quota store, the cache or the upstream. Once quota is
@@ -21,7 +22,7 @@ from starlette.responses import Response
 
 from gateway import metrics
 from gateway.auth import Identity
-from gateway.cache import Cached, CacheResult, cache_mode
+from gateway.cache import Cached, CacheResult, Probe, cache_mode
 from gateway.errors import (
     AuthenticationError,
     GatewayError,
@@ -29,7 +30,7 @@ from gateway.errors import (
     Overloaded,
 )
 from gateway.ledger import Reservation, quota_headers
-from gateway.multipart import check_declared_length, discard_body
+from gateway.multipart import body_bound, check_declared_length, discard_body
 from gateway.params import VariationRequest, read_variation_request
 from gateway.services import Services
 from gateway.settings import Unit
@@ -53,19 +54,29 @@ async def create_variation(request: Request) -> Response:
 async def _variation(request: Request, services: Services) -> Response:
     identity = await _authenticate(request, services)
     request.state.log.update(user=identity.user, team=identity.team, auth=identity.source)
+    # The upload is held in memory until the answer: wait for room before reading it.
+    async with services.uploads.hold(body_bound(request.headers.get("content-length"))):
+        return await _serve(request, services, identity)
+
+
+async def _serve(request: Request, services: Services, identity: Identity) -> Response:
     params = await _read_params(request, services)
     mode = cache_mode(request.headers.get("cache-control")) if services.cache.enabled else "bypass"
     key = services.cache_key(identity, params)
-    if mode == "use":
-        hit = await services.cache.lookup(key)
-        if hit is not None:
-            units = services.settings.config.cache.hits_count_against
-            reservation = await _reserve(services, identity, params, "HIT", units)
-            return _relay(request, services, Cached(hit, "HIT"), reservation)
-    reservation = await _reserve(
-        services, identity, params, "BYPASS" if mode == "bypass" else "MISS"
-    )
-    cached = await _forward(request, services, identity, params, reservation, mode, key)
+    probe = await services.cache.probe(key) if mode == "use" else None  # a miss may lead
+    if probe is not None and probe.answer is not None:
+        units = services.settings.config.cache.hits_count_against
+        reservation = await _reserve(services, identity, params, "HIT", units)
+        return _relay(request, services, Cached(probe.answer, "HIT"), reservation)
+    try:
+        reservation = await _reserve(
+            services, identity, params, "BYPASS" if mode == "bypass" else "MISS"
+        )
+    except BaseException:
+        if probe is not None:
+            await asyncio.shield(services.cache.abandon(probe))
+        raise
+    cached = await _forward(request, services, identity, params, reservation, mode, key, probe)
     return _relay(request, services, cached, reservation)
 
 
@@ -118,8 +129,10 @@ async def _forward(
     reservation: Reservation,
     mode: str,
     key: str,
+    probe: Probe | None,
 ) -> Cached:
-    """Get the answer from upstream (or a coalesced leader), settling quota however it ends."""
+    """Get the answer from upstream (or a coalesced leader), settling quota (and the probe's
+    lock) however it ends."""
     user = services.user_field(identity)
 
     async def produce() -> UpstreamAnswer:
@@ -138,11 +151,16 @@ async def _forward(
             fresh = await produce()
             await services.cache.put(key, fresh, params.response_format, asked=params.n)
             return Cached(fresh, "MISS")
-        return await services.cache.fetch(key, params.response_format, produce, asked=params.n)
+        assert probe is not None  # mode "use" probed
+        return await services.cache.fetch(
+            key, params.response_format, produce, probe, asked=params.n
+        )
 
     try:
         cached = await _unless_disconnected(request, answer())
     except BaseException as exc:
+        if probe is not None:  # the lock too, if fetch never got to run
+            await asyncio.shield(services.cache.abandon(probe))
         await asyncio.shield(services.ledger.settle(reservation, 0, params.n))
         if isinstance(exc, GatewayError):
             result: CacheResult = "BYPASS" if mode == "bypass" else "MISS"

@@ -94,8 +94,15 @@ class CacheStore(Protocol):
     async def put_entry(self, key: str, value: bytes, ttl_seconds: int) -> None:
         """Store an entry for `ttl_seconds`; raises `StoreError`."""
 
-    async def acquire(self, lock: str, token: str, ttl_ms: int) -> bool:
-        """Take `lock` for `ttl_ms` unless someone holds it (atomic); raises `StoreError`."""
+    async def get_or_lock(self, key: str, lock: str, token: str, ttl_ms: int) -> bytes | bool:
+        """The live entry of `key`; else take `lock` for `ttl_ms` unless someone holds it:
+        True if this call took it, False if another holds it. One atomic step (a miss's
+        lookup and its bid to lead, in one round trip); raises `StoreError`."""
+
+    async def put_and_release(
+        self, key: str, value: bytes, ttl_seconds: int, lock: str, token: str
+    ) -> None:
+        """`put_entry`, then `release`, in one atomic step; raises `StoreError`."""
 
     async def locked(self, lock: str) -> bool:
         """Whether anyone holds `lock`; raises `StoreError`."""

@@ -109,11 +109,20 @@ class MemoryCacheStore:
         if entry is not None:
             self._bytes -= len(entry[1])
 
-    async def acquire(self, lock: str, token: str, ttl_ms: int) -> bool:
+    async def get_or_lock(self, key: str, lock: str, token: str, ttl_ms: int) -> bytes | bool:
+        entry = await self.get_entry(key)
+        if entry is not None:
+            return entry
         if await self.locked(lock):
             return False
         self._locks[lock] = (self._clock() + ttl_ms / 1000, token)
         return True
+
+    async def put_and_release(
+        self, key: str, value: bytes, ttl_seconds: int, lock: str, token: str
+    ) -> None:
+        await self.put_entry(key, value, ttl_seconds)
+        await self.release(lock, token)
 
     async def locked(self, lock: str) -> bool:
         held = self._locks.get(lock)

@@ -113,6 +113,8 @@ class RedisCacheStore:
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client
         self._release = client.register_script(_script("release.lua"))
+        self._get_or_lock = client.register_script(_script("get_or_lock.lua"))
+        self._put_and_release = client.register_script(_script("put_and_release.lua"))
 
     async def get_entry(self, key: str) -> bytes | None:
         value = await _call(self._redis.get(key))
@@ -121,8 +123,14 @@ class RedisCacheStore:
     async def put_entry(self, key: str, value: bytes, ttl_seconds: int) -> None:
         await _call(self._redis.set(key, value, ex=ttl_seconds))
 
-    async def acquire(self, lock: str, token: str, ttl_ms: int) -> bool:
-        return bool(await _call(self._redis.set(lock, token, nx=True, px=ttl_ms)))
+    async def get_or_lock(self, key: str, lock: str, token: str, ttl_ms: int) -> bytes | bool:
+        found = await _call(self._get_or_lock(keys=[key, lock], args=[token, ttl_ms]))
+        return found if isinstance(found, bytes) else bool(found)
+
+    async def put_and_release(
+        self, key: str, value: bytes, ttl_seconds: int, lock: str, token: str
+    ) -> None:
+        await _call(self._put_and_release(keys=[key, lock], args=[value, ttl_seconds, token]))
 
     async def locked(self, lock: str) -> bool:
         return bool(await _call(self._redis.exists(lock)))

@@ -1,0 +1,207 @@
+"""The targets of the performance issue, checked against the cells of one run.
+
+Each goal becomes rows of PASS / FAIL (or `—` when its cells were not measured), for the
+full cache-miss path (`gateway`) unless it says otherwise:
+
+- slow upstream, many in flight, first worker count: req/s >= 0.9 x ideal (conc / delay) at
+  each in-flight size, and CPU per request <= 1.5 x the zero-latency concurrency-1 figure;
+- zero latency, concurrency 1: CPU per request <= 1.2 ms at 50k, 2.5 ms at 1m, 6 ms at 3.9m;
+  added p50 (gateway p50 - direct p50) <= 1.2 x that CPU; the gateway's p99 <= 2 x its p50;
+- a cache hit (`gateway-hit`) at 1m, concurrency 1: p50 <= 1.5 ms end to end;
+- every other worker count at each concurrency above 1: req/s >= 1.7 x the first count's
+  (the issue's "--workers 2 at concurrency 32: >= 1.7x one worker");
+- the memory cell: peak RSS of every worker <= 350 MB, and no request failed;
+- every gateway start: /readyz answering 200 within 1.5 s of the spawn.
+
+Timing goals live here, in the bench, never in a unit test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from bench.report import Cell
+from bench.session import Startup
+
+CPU_LIMIT_MS = {"50k": 1.2, "1m": 2.5, "3.9m": 6.0}
+INFLIGHT_RATIO, INFLIGHT_CPU = 0.9, 1.5
+ADDED_P50_PER_CPU, P99_PER_P50 = 1.2, 2.0
+HIT_P50_MS, HIT_SIZE = 1.5, "1m"
+WORKERS_SPEEDUP = 1.7
+RSS_LIMIT_MB = 350.0
+STARTUP_LIMIT_S = 1.5
+
+Row = tuple[str, str, str, str, bool | None]  # goal, cell, measured, limit, passed
+
+
+def _find(cells: Iterable[Cell], **where: object) -> Cell | None:
+    for cell in cells:
+        if all(getattr(cell.spec, name) == value for name, value in where.items()):
+            return cell
+    return None
+
+
+def _inflight(cells: Sequence[Cell], workers: int) -> list[Row]:
+    rows: list[Row] = []
+    for cell in cells:
+        s = cell.spec
+        if s.kind != "inflight" or s.target != "gateway" or s.workers != workers:
+            continue
+        where = f"{s.size} c{s.concurrency} {s.delay_ms:g} ms"
+        ideal, rps = cell.ideal_rps or 0.0, cell.result.rps
+        rows.append(
+            (
+                "in flight: req/s vs ideal",
+                where,
+                f"{rps / ideal:.2f}x",
+                f">= {INFLIGHT_RATIO}x",
+                rps >= INFLIGHT_RATIO * ideal and not cell.failed,
+            )
+        )
+        base = _find(
+            cells, kind="fast", target="gateway", workers=workers, size=s.size, concurrency=1
+        )
+        if base and base.proxy_cpu_ms and cell.proxy_cpu_ms is not None:
+            ratio = cell.proxy_cpu_ms / base.proxy_cpu_ms
+            rows.append(
+                (
+                    "in flight: CPU/req vs c1",
+                    where,
+                    f"{cell.proxy_cpu_ms:.2f} ms = {ratio:.2f}x",
+                    f"<= {INFLIGHT_CPU}x",
+                    ratio <= INFLIGHT_CPU,
+                )
+            )
+    return rows
+
+
+def _single(cells: Sequence[Cell], workers: int) -> list[Row]:
+    rows: list[Row] = []
+    for cell in cells:
+        s = cell.spec
+        if s.kind != "fast" or s.target != "gateway" or s.workers != workers:
+            continue
+        if s.concurrency != 1 or cell.proxy_cpu_ms is None:
+            continue
+        cpu, r, where = cell.proxy_cpu_ms, cell.result, f"{s.size} c1"
+        limit = CPU_LIMIT_MS.get(s.size)
+        if limit is not None:
+            rows.append(("c1: CPU/req", where, f"{cpu:.2f} ms", f"<= {limit} ms", cpu <= limit))
+        direct = _find(cells, kind="fast", target="direct", size=s.size, concurrency=1)
+        if direct:
+            added = r.p50_ms - direct.result.p50_ms
+            rows.append(
+                (
+                    "c1: added p50 vs CPU/req",
+                    where,
+                    f"{added:.2f} ms",
+                    f"<= {ADDED_P50_PER_CPU} x {cpu:.2f} ms",
+                    added <= ADDED_P50_PER_CPU * cpu,
+                )
+            )
+        rows.append(
+            (
+                "c1: p99 vs p50",
+                where,
+                f"{r.p99_ms:.2f} ms",
+                f"<= {P99_PER_P50} x {r.p50_ms:.2f} ms",
+                r.p99_ms <= P99_PER_P50 * r.p50_ms,
+            )
+        )
+    return rows
+
+
+def _hit(cells: Sequence[Cell], workers: int) -> list[Row]:
+    cell = _find(
+        cells, kind="fast", target="gateway-hit", workers=workers, size=HIT_SIZE, concurrency=1
+    )
+    if cell is None:
+        return [("cache hit: p50", f"{HIT_SIZE} c1", "not measured", f"<= {HIT_P50_MS} ms", None)]
+    p50 = cell.result.p50_ms
+    return [
+        (
+            "cache hit: p50",
+            f"{HIT_SIZE} c1",
+            f"{p50:.2f} ms",
+            f"<= {HIT_P50_MS} ms",
+            p50 <= HIT_P50_MS and not cell.failed,
+        )
+    ]
+
+
+def _workers(cells: Sequence[Cell], first: int) -> list[Row]:
+    rows: list[Row] = []
+    for cell in cells:
+        s = cell.spec
+        if s.kind != "fast" or s.target != "gateway" or s.workers == first:
+            continue
+        base = _find(
+            cells,
+            kind="fast",
+            target="gateway",
+            workers=first,
+            size=s.size,
+            concurrency=s.concurrency,
+        )
+        if base and base.result.rps:
+            ratio = cell.result.rps / base.result.rps
+            rows.append(
+                (
+                    f"{s.workers} workers vs {first}",
+                    f"{s.size} c{s.concurrency}",
+                    f"{ratio:.2f}x",
+                    f">= {WORKERS_SPEEDUP}x",
+                    ratio >= WORKERS_SPEEDUP,
+                )
+            )
+    return rows
+
+
+def _memory(cells: Sequence[Cell]) -> list[Row]:
+    rows: list[Row] = []
+    for cell in cells:
+        s = cell.spec
+        if s.kind != "memory" or cell.peak_rss_mb is None:
+            continue
+        where = f"{s.concurrency} x {s.size}, {s.workers} worker(s)"
+        rows.append(
+            (
+                "memory: peak RSS per worker",
+                where,
+                f"{cell.peak_rss_mb:.0f} MB",
+                f"<= {RSS_LIMIT_MB:.0f} MB",
+                cell.peak_rss_mb <= RSS_LIMIT_MB,
+            )
+        )
+        failed = cell.result.non_2xx + cell.result.errors
+        rows.append(("memory: failed requests", where, str(failed), "0", not cell.failed))
+    return rows
+
+
+def evaluate(
+    cells: Sequence[Cell], startups: Sequence[Startup], workers: Sequence[int]
+) -> list[Row]:
+    """Every goal's rows for this run."""
+    first = workers[0]
+    rows = [*_inflight(cells, first), *_single(cells, first), *_hit(cells, first)]
+    rows += [*_workers(cells, first), *_memory(cells)]
+    rows += [
+        (
+            "start-up to /readyz 200",
+            f"{s.workers} worker(s)",
+            f"{s.seconds:.2f} s",
+            f"<= {STARTUP_LIMIT_S} s",
+            s.seconds <= STARTUP_LIMIT_S,
+        )
+        for s in startups
+    ]
+    return rows
+
+
+def goals_table(rows: Sequence[Row]) -> list[str]:
+    """The goals as a markdown table, PASS / FAIL / — per row."""
+    lines = ["| goal | cell | measured | target | result |", "|---|---|---|---|---|"]
+    for goal, where, measured, limit, passed in rows:
+        verdict = "—" if passed is None else ("PASS" if passed else "**FAIL**")
+        lines.append(f"| {goal} | {where} | {measured} | {limit} | {verdict} |")
+    return lines

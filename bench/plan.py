@@ -1,0 +1,97 @@
+"""The matrix: which cells run, in which order.
+
+Three kinds of cell, each answering one question of the performance issue:
+
+- `fast`: a zero-latency upstream at `--concurrency` (1 and 32): what the proxy itself
+  costs per request, in CPU and latency, next to `direct` and `nginx`;
+- `inflight`: an upstream answering in `--inflight-delay-ms` (200) with `--inflight` (128)
+  connections: does throughput stay near the ideal, conc / delay, with many requests in
+  flight (the production case: real image calls take seconds);
+- `memory`: `--memory-uploads` (200) connections uploading `--memory-size` (3.9m) through
+  the gateway at once: its peak RSS per worker, and that no request fails.
+
+Every cell runs against the first `--workers` value; the gateway's miss path then runs again
+with each other value (at the concurrencies above 1, and in flight), so that one table shows
+how it scales. Cells are ordered to restart the gateway and change the upstream's delay as
+rarely as possible.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Literal, NamedTuple
+
+Kind = Literal["fast", "inflight", "memory"]
+TARGETS = ("direct", "nginx", "gateway", "gateway-hit")
+GATEWAY_TARGETS = frozenset({"gateway", "gateway-hit"})
+
+
+class Spec(NamedTuple):
+    """One cell to measure."""
+
+    kind: Kind
+    target: str
+    workers: int  # the gateway's; 1 for direct and nginx (not in the path)
+    size: str
+    concurrency: int
+    delay_ms: float
+
+    @property
+    def through_gateway(self) -> bool:
+        return self.target in GATEWAY_TARGETS
+
+
+def _first_workers(args: argparse.Namespace, workers: int) -> list[Spec]:
+    targets = args.targets
+    cells = [
+        Spec("fast", target, workers, size, conc, args.delay_ms)
+        for size in args.sizes
+        for conc in args.concurrency
+        for target in targets
+    ]
+    if args.inflight:
+        cells += [
+            Spec("inflight", target, workers, size, args.inflight, args.inflight_delay_ms)
+            for size in args.inflight_sizes
+            for target in targets
+            if target != "gateway-hit"
+        ]
+    if args.memory_uploads and "gateway" in targets:
+        cells.append(
+            Spec(
+                "memory",
+                "gateway",
+                workers,
+                args.memory_size,
+                args.memory_uploads,
+                args.inflight_delay_ms,
+            )
+        )
+    return cells
+
+
+def _other_workers(args: argparse.Namespace, workers: int) -> list[Spec]:
+    if "gateway" not in args.targets:
+        return []
+    cells = []
+    if args.inflight:
+        cells += [
+            Spec("inflight", "gateway", workers, size, args.inflight, args.inflight_delay_ms)
+            for size in args.inflight_sizes
+        ]
+    cells += [
+        Spec("fast", "gateway", workers, size, conc, args.delay_ms)
+        for size in args.sizes
+        for conc in args.concurrency
+        if conc > 1
+    ]
+    return cells
+
+
+def build_plan(args: argparse.Namespace) -> list[Spec]:
+    """Every cell of the run, in the order it is measured."""
+    first, *others = args.workers
+    cells = _first_workers(args, first)
+    for workers in others:
+        cells += _other_workers(args, workers)
+    return cells
