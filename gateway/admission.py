@@ -1,9 +1,9 @@
 """How many variations requests one process serves at once; the rest are refused.
 
-Each request in flight holds its upload (up to 4 MiB) about twice, and more while it is
-forwarded, so the number in flight is what bounds the gateway's memory. Past the limit a
-request is refused at once with an OpenAI-shaped 503 (`server_overloaded`, `Retry-After`),
-which the SDKs retry with backoff, instead of the plain-text 503 of uvicorn's own
+The upload bytes held are bounded by `budget.UploadBudget` (requests wait for room); this
+bounds the requests themselves: their sockets, tasks and waiting. Past the limit a request
+is refused at once with an OpenAI-shaped 503 (`server_overloaded`, `Retry-After`), which
+the SDKs retry with backoff, instead of the plain-text 503 of uvicorn's own
 `--limit-concurrency` (which also counts idle keep-alive connections).
 """
 
