@@ -120,34 +120,6 @@ def _gateway_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "gateway"]
 
 
-def start_gateway(
-    port: int,
-    upstream_port: int,
-    work: Path,
-    *,
-    quotas: dict[str, Any] | None = None,
-    cache: dict[str, Any] | None = None,
-    redis_url: str | None = None,
-    name: str = "gateway",
-    workers: int = 1,
-) -> Popen:
-    """`gateway serve` with a generated config (in-process stores unless `redis_url`), ready.
-
-    `redis_url` becomes `REDIS_URL`, the quota store and (with no `CACHE_REDIS_URL`) the
-    cache's store too.
-    """
-    return launch_gateway(
-        port,
-        upstream_port,
-        work,
-        quotas=quotas,
-        cache=cache,
-        redis_url=redis_url,
-        name=name,
-        workers=workers,
-    )[0]
-
-
 def launch_gateway(
     port: int,
     upstream_port: int,
@@ -159,8 +131,10 @@ def launch_gateway(
     name: str = "gateway",
     workers: int = 1,
 ) -> tuple[Popen, float]:
-    """`start_gateway`, and the seconds from spawning the command to `/readyz` answering 200
-    (with several workers: to the last worker's start-up being complete)."""
+    """`gateway serve` with a generated config (in-process stores unless `redis_url`, which
+    becomes `REDIS_URL`: the quota store and, without `CACHE_REDIS_URL`, the cache's), ready;
+    and the seconds from spawning the command to `/readyz` answering 200 (with several
+    workers: to the last worker's start-up being complete)."""
     config, log = work / f"{name}.yaml", work / f"{name}.log"
     write_gateway_config(config, upstream_port, quotas, cache)
     env = {k: v for k, v in os.environ.items() if k not in _CLEARED_ENV}

@@ -101,11 +101,10 @@ def burst(redis_url: str, count: int, limit: int, work: Path) -> dict[int, int]:
         started.append(procs.start_upstream(upstream_port, 0, work))
         ports = [procs.free_port(), procs.free_port()]
         for i, port in enumerate(ports):
-            started.append(
-                procs.start_gateway(
-                    port, upstream_port, work, quotas=quotas, redis_url=redis_url, name=f"gw{i}"
-                )
+            gateway, _ = procs.launch_gateway(
+                port, upstream_port, work, quotas=quotas, redis_url=redis_url, name=f"gw{i}"
             )
+            started.append(gateway)
         return asyncio.run(_burst([f"http://127.0.0.1:{p}" for p in ports], count))
     finally:
         for proc in reversed(started):
