@@ -1,7 +1,7 @@
 """How many bytes of uploads one process holds in memory at once.
 
 A variations request holds its whole upload from the moment it is read until it is
-answered (the image, then the body rebuilt for the upstream, while the upstream works):
+answered (the image, which the upstream body is sent from, while the upstream works):
 with a slow upstream and large images, hundreds of requests at once would take gigabytes
 (825 MB of RSS for 200 concurrent 3.9 MB uploads, bench/README.md, issue 8). So a request
 reserves its declared length (the cap, for a body streamed without one) before reading

@@ -1,6 +1,6 @@
 """Process tuning for `gateway serve`: glibc's malloc keeps large buffers for reuse.
 
-Every upload is a few MB held briefly: the image, then the body rebuilt for the upstream.
+Every upload is a few MB held briefly: its received chunks, then the image joined from them.
 With glibc's defaults a buffer that large is mmap'ed and unmapped again, or, once glibc's
 adaptive threshold has risen, carved from a heap whose top is trimmed back to the OS when
 it is freed; either way the next request page-faults the same megabytes in again. On the
@@ -19,7 +19,7 @@ import ctypes
 import os
 from collections.abc import MutableMapping
 
-# Over the largest buffer a request holds (a 4 MiB upload, and its rebuilt body).
+# Over the largest buffer a request holds (a 4 MiB image).
 MMAP_THRESHOLD = 16 * 2**20
 # Free heap kept for reuse before any is returned to the OS.
 TRIM_THRESHOLD = 64 * 2**20

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, NamedTuple, Protocol
 
 import httpx
@@ -86,10 +86,8 @@ def build_client(
     )
 
 
-def encode_multipart(
-    fields: Mapping[str, str], file_field: str, file_bytes: bytes
-) -> tuple[bytes, str]:
-    """A multipart/form-data body (built once, in one join) and its Content-Type."""
+def multipart_frame(fields: Mapping[str, str], file_field: str) -> tuple[bytes, bytes, str]:
+    """What goes before and after the PNG in a multipart/form-data body, and its Content-Type."""
     boundary = secrets.token_hex(16)
     head = "".join(
         f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
@@ -99,8 +97,21 @@ def encode_multipart(
         f'--{boundary}\r\nContent-Disposition: form-data; name="{file_field}"; '
         'filename="image.png"\r\nContent-Type: image/png\r\n\r\n'
     )
-    body = b"".join(((head + file_head).encode(), file_bytes, f"\r\n--{boundary}--\r\n".encode()))
-    return body, f"multipart/form-data; boundary={boundary}"
+    tail = f"\r\n--{boundary}--\r\n"
+    return (head + file_head).encode(), tail.encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def encode_multipart(
+    fields: Mapping[str, str], file_field: str, file_bytes: bytes
+) -> tuple[bytes, str]:
+    """A whole multipart/form-data body and its Content-Type."""
+    head, tail, content_type = multipart_frame(fields, file_field)
+    return b"".join((head, file_bytes, tail)), content_type
+
+
+async def _parts(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
 
 
 def sanitise(message: str, secret: str | None = None) -> str:
@@ -130,11 +141,20 @@ class UpstreamCall:
             self._headers["openai-project"] = upstream.project
 
     async def post(self, fields: Mapping[str, str], image: bytes) -> httpx.Response:
-        """POST `fields` and the PNG `image`: any HTTP answer returns, transport errors raise."""
-        body, content_type = encode_multipart(fields, "image", image)
+        """POST `fields` and the PNG `image`: any HTTP answer returns, transport errors raise.
+
+        The body goes out as its three parts, framing, image, framing: never joined, so the
+        image (up to 4 MiB) is not copied once more for each request.
+        """
+        head, tail, content_type = multipart_frame(fields, "image")
+        headers = {
+            **self._headers,
+            "content-type": content_type,
+            "content-length": str(len(head) + len(image) + len(tail)),
+        }
         try:
             return await self._client.post(
-                self.url, content=body, headers={**self._headers, "content-type": content_type}
+                self.url, content=_parts(head, image, tail), headers=headers
             )
         except httpx.ConnectTimeout as exc:
             raise UpstreamError("The upstream image service could not be reached.") from exc
