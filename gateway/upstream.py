@@ -11,6 +11,7 @@ never sees httpx.
 
 from __future__ import annotations
 
+import http.cookiejar
 import re
 import secrets
 from collections.abc import AsyncIterator, Mapping
@@ -66,10 +67,22 @@ class Upstream(Protocol):
         """Fulfil `request` for the pseudonymous `user`; raises an `UpstreamError` subclass."""
 
 
+class _NoCookies(http.cookiejar.CookieJar):
+    """A cookie jar that keeps nothing: the one client serves every caller, so a cookie the
+    upstream sets for one request must never be sent with the next (and not storing them
+    saves httpx's cookie work on every answer)."""
+
+    def extract_cookies(self, response: object, request: object) -> None:
+        pass
+
+    def add_cookie_header(self, request: object) -> None:
+        pass
+
+
 def build_client(
     settings: Settings, transport: httpx.AsyncBaseTransport | None = None
 ) -> httpx.AsyncClient:
-    """The one long-lived client, with explicit timeouts and pool limits.
+    """The one long-lived client, with explicit timeouts and pool limits, and no cookies.
 
     Its wire is aiohttp's pool (`gateway.transport`: httpx's own slows down with every open
     connection), unless a transport is given (the sandbox, tests).
@@ -83,6 +96,7 @@ def build_client(
         transport=transport or AiohttpTransport(limits),
         timeout=httpx.Timeout(upstream.timeout_seconds, connect=upstream.connect_timeout_seconds),
         follow_redirects=False,
+        cookies=_NoCookies(),
     )
 
 

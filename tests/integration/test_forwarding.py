@@ -103,6 +103,15 @@ def test_answer_is_relayed_unchanged_with_upstream_request_id(
         assert name not in response.headers
 
 
+def test_upstream_cookies_are_never_sent_back(client: TestClient, upstream: FakeUpstream) -> None:
+    """The upstream client is shared by every caller: a cookie the upstream sets in one
+    answer must not ride along on the next request (someone else's, say)."""
+    upstream.reply(Reply(body=b'{"created": 1, "data": []}', headers={"set-cookie": "a=b; Path=/"}))
+    assert post_variation(client).status_code == 200
+    assert post_variation(client, fields={"n": "2"}).status_code == 200
+    assert [seen.headers.get("cookie") for seen in upstream.received] == [None, None]
+
+
 @pytest.mark.parametrize("filename", [None, "x", "image.jpg"])
 def test_png_is_recognised_by_its_bytes_whatever_the_filename(
     client: TestClient, filename: str | None
