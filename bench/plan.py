@@ -22,8 +22,9 @@ import argparse
 from typing import Literal, NamedTuple
 
 Kind = Literal["fast", "inflight", "memory"]
-TARGETS = ("direct", "nginx", "gateway", "gateway-hit")
+TARGETS = ("direct", "nginx", "stack", "gateway", "gateway-hit")
 GATEWAY_TARGETS = frozenset({"gateway", "gateway-hit"})
+REDIS_TARGETS = GATEWAY_TARGETS | {"stack"}
 
 
 class Spec(NamedTuple):
@@ -39,6 +40,10 @@ class Spec(NamedTuple):
     @property
     def through_gateway(self) -> bool:
         return self.target in GATEWAY_TARGETS
+
+    @property
+    def through_redis(self) -> bool:
+        return self.target in REDIS_TARGETS
 
 
 def _first_workers(args: argparse.Namespace, workers: int) -> list[Spec]:

@@ -86,6 +86,16 @@ def start_upstream(port: int, delay_ms: float, work: Path) -> Popen:
     return proc
 
 
+def start_stack(port: int, upstream_port: int, redis_url: str, work: Path) -> Popen:
+    """The `stack` target (bench.stack), ready."""
+    log = work / "stack.log"
+    upstream = f"http://127.0.0.1:{upstream_port}/v1"
+    command = [sys.executable, "-m", "bench.stack", "--port", str(port), "--upstream", upstream]
+    proc = _spawn([*command, "--redis", redis_url], dict(os.environ), log)
+    wait_ready(proc, f"http://127.0.0.1:{port}/healthz", log)
+    return proc
+
+
 def set_upstream_delay(port: int, delay_ms: float) -> None:
     """Change the running fake upstream's delay (see bench.upstream)."""
     url = f"http://127.0.0.1:{port}/bench/delay"

@@ -19,7 +19,7 @@ import httpx
 from bench import memory, procs
 from bench.images import BenchImage, with_unique_chunk
 from bench.nginx import start_nginx
-from bench.plan import GATEWAY_TARGETS, Spec
+from bench.plan import GATEWAY_TARGETS, REDIS_TARGETS, Spec
 from bench.report import Cell
 from bench.wrk import Load, run_wrk
 
@@ -30,7 +30,8 @@ PATH = "/v1/images/variations"
 # upstream, store, settle. `gateway-hit` sends the same image every time: after the first,
 # every one is a hit.
 EXPECTED_CACHE = {"gateway": "MISS", "gateway-hit": "HIT"}
-UNIQUE_IMAGE = frozenset({"gateway"})
+# `stack` too, so that wrk does the same work per request as for `gateway`.
+UNIQUE_IMAGE = frozenset({"gateway", "stack"})
 GATEWAY_CACHE = {"enabled": True}
 MEMORY_SECONDS = 10
 
@@ -97,6 +98,7 @@ class Session:
         self.ports: dict[str, int] = {}
         self.upstream: procs.Popen | None = None
         self.nginx: procs.Popen | None = None
+        self.stack: procs.Popen | None = None
         self.gateway: procs.Popen | None = None
         self.gateway_workers = 0
         self.redis_url: str | None = None
@@ -120,13 +122,20 @@ class Session:
                 self.nginx_binary, self.ports["nginx"], self.ports["direct"], self.work
             )
             self._smoke("nginx")
-        if targets & GATEWAY_TARGETS:
+        if targets & REDIS_TARGETS:
             self.redis_url = self._exit.enter_context(procs.redis_server(from_env=False))
             self.redis_pid = procs.child_pid("redis-server")
+        if "stack" in targets and self.redis_url:
+            self.ports["stack"] = procs.free_port()
+            self.stack = procs.start_stack(
+                self.ports["stack"], self.ports["direct"], self.redis_url, self.work
+            )
+            self._smoke("stack")
 
     def stop(self) -> None:
         """Stop whatever was started."""
         procs.stop(self.gateway)
+        procs.stop(self.stack)
         procs.stop(self.nginx)
         procs.stop(self.upstream)
         self._exit.close()
@@ -172,10 +181,10 @@ class Session:
         return Load(url, body, key, image.content_type, unique_image=target in UNIQUE_IMAGE)
 
     def _cpu(self, spec: Spec) -> tuple[float, float, float]:
-        """CPU seconds so far of the proxy in the path (gateway or nginx), upstream, Redis."""
-        proxy = self.gateway if spec.through_gateway else self.nginx
+        """CPU seconds so far of the proxy in the path (gateway, stack, nginx), upstream, Redis."""
+        proxy = {"nginx": self.nginx, "stack": self.stack}.get(spec.target, self.gateway)
         in_path = spec.target != "direct" and proxy is not None
-        redis = spec.through_gateway and self.redis_pid is not None
+        redis = spec.through_redis and self.redis_pid is not None
         assert self.upstream is not None
         return (
             procs.cpu_seconds(proxy.pid) if in_path and proxy else 0.0,
@@ -213,7 +222,7 @@ class Session:
             result=result,
             proxy_cpu_ms=(after[0] - before[0]) * per_request if in_path else None,
             upstream_cpu_ms=(after[1] - before[1]) * per_request,
-            redis_cpu_ms=(after[2] - before[2]) * per_request if spec.through_gateway else None,
+            redis_cpu_ms=(after[2] - before[2]) * per_request if spec.through_redis else None,
             expected_cache=EXPECTED_CACHE.get(spec.target),
             peak_rss_mb=max(peaks.values()) if peaks else None,
         )
