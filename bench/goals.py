@@ -98,11 +98,11 @@ def _inflight(cells: Sequence[Cell], workers: int) -> list[Row]:
     return rows
 
 
-def _single_checks(cells: Sequence[Cell], cell: Cell) -> list[tuple[str, str, Check | None]]:
+def _single_checks(cells: Sequence[Cell], cell: Cell) -> list[tuple[str, str, Check]]:
     """The concurrency-1 goals for one cell: (goal, limit, check), in the table's order."""
     s, r = cell.spec, cell.result
     cpu = cell.proxy_cpu_ms or 0.0
-    checks: list[tuple[str, str, Check | None]] = []
+    checks: list[tuple[str, str, Check]] = []
     limit = CPU_LIMIT_MS.get(s.size)
     if limit is not None:
         checks.append(("c1: CPU/req", f"<= {limit} ms", (f"{cpu:.2f} ms", cpu <= limit)))
@@ -137,7 +137,6 @@ def _single(cells: Sequence[Cell], workers: int) -> list[Row]:
             dict((goal, check) for goal, _, check in _single_checks(cells, stack)) if stack else {}
         )
         for goal, limit, check in _single_checks(cells, cell):
-            assert check is not None
             rows.append(
                 (goal, f"{s.size} c1", check[0], _shown(stacked.get(goal)), limit, check[1])
             )
