@@ -8,8 +8,8 @@ decision. Per request, it:
 - reads the body from the ASGI receive loop, hashing it (SHA-256, as the cache key does);
 - runs three Lua scripts in Redis, the round trips of a gateway miss (cache lookup and
   lock, quota reserve, store and unlock), through `gateway.store.redis.connect`'s pool;
-- POSTs the body, as received, to the upstream through the gateway's own client (httpx over
-  `gateway.transport`), and relays the answer.
+- POSTs the body, as received, to the upstream with httpx over the gateway's transport
+  (`gateway.transport`), and relays the answer.
 
 No auth, no multipart parsing, no PNG checks, no quota or cache logic, no logs or metrics:
 whatever the gateway costs beyond this row is the gateway's own code. `GET /healthz` answers
