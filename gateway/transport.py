@@ -82,8 +82,10 @@ async def _stream(request: httpx.Request) -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def _once(body: bytes) -> AsyncIterator[bytes]:
-    yield body
+async def byte_stream(*parts: bytes) -> AsyncIterator[bytes]:
+    """`parts`, one after the other, as a request body httpx streams (no joined copy)."""
+    for part in parts:
+        yield part
 
 
 _CLOSED = httpx.ByteStream(b"")
@@ -160,7 +162,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         try:
             data: bytes | AsyncIterator[bytes] = request.content
             if len(request.content) > _LARGE_BODY:
-                data = _once(request.content)
+                data = byte_stream(request.content)
         except httpx.RequestNotRead:
             # aiohttp frames it: by the caller's Content-Length if set, else chunked.
             request.headers.pop("transfer-encoding", None)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import http.cookiejar
 import re
 import secrets
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any, NamedTuple, Protocol
 
 import httpx
@@ -29,7 +29,7 @@ from gateway.errors import (
 )
 from gateway.params import VariationRequest
 from gateway.settings import Settings, Size
-from gateway.transport import AiohttpTransport
+from gateway.transport import AiohttpTransport, byte_stream
 
 MAX_MESSAGE_CHARS = 500
 # Anything that looks like a credential is cut out of upstream messages before relaying.
@@ -123,11 +123,6 @@ def encode_multipart(
     return b"".join((head, file_bytes, tail)), content_type
 
 
-async def _parts(*parts: bytes) -> AsyncIterator[bytes]:
-    for part in parts:
-        yield part
-
-
 def sanitise(message: str, secret: str | None = None) -> str:
     """An upstream message made safe to show a caller: no credentials, bounded length."""
     if secret:
@@ -168,7 +163,7 @@ class UpstreamCall:
         }
         try:
             return await self._client.post(
-                self.url, content=_parts(head, image, tail), headers=headers
+                self.url, content=byte_stream(head, image, tail), headers=headers
             )
         except httpx.ConnectTimeout as exc:
             raise UpstreamError("The upstream image service could not be reached.") from exc
