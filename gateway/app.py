@@ -22,6 +22,7 @@ from gateway.metrics import outcome_of_error
 from gateway.middleware import RequestContextMiddleware
 from gateway.services import open_services
 from gateway.settings import Settings, load_settings
+from gateway.store.base import Clock
 
 
 def _note(request: Request, **fields: object) -> None:
@@ -52,13 +53,17 @@ async def _client_gone(request: Request, exc: Exception) -> Response:
 
 
 def create_app(
-    settings: Settings, *, upstream_transport: httpx.AsyncBaseTransport | None = None
+    settings: Settings,
+    *,
+    upstream_transport: httpx.AsyncBaseTransport | None = None,
+    store_clock: Clock | None = None,
 ) -> Starlette:
-    """The gateway as an ASGI app; `upstream_transport` lets tests swap the upstream."""
+    """The gateway as an ASGI app; tests may swap the upstream's transport and the clock
+    that quota windows are decided on."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with open_services(settings, upstream_transport) as services:
+        async with open_services(settings, upstream_transport, store_clock) as services:
             app.state.services = services
             yield
 

@@ -26,7 +26,7 @@ from gateway.oidc import JwtVerifier
 from gateway.params import VariationRequest
 from gateway.proxy_headers import TrustedHeaders
 from gateway.settings import Settings
-from gateway.store.base import CacheStore, Store, StoreError
+from gateway.store.base import CacheStore, Clock, Store, StoreError
 from gateway.store.memory import MemoryCacheStore, MemoryStore
 from gateway.store.redis import RedisCacheStore, RedisStore, connect
 from gateway.upstream import Upstream, VariationsUpstream, build_client
@@ -58,11 +58,14 @@ class Services:
         return pseudonym(self.settings.user_secret.get_secret_value(), identity.user)
 
 
-def open_store(settings: Settings) -> Store:
-    """Redis when a URL is configured, else the in-process store."""
+def open_store(settings: Settings, clock: Clock | None = None) -> Store:
+    """Redis when a URL is configured, else the in-process store.
+
+    `clock` replaces the store's own (Redis's) for deciding quota windows: tests only.
+    """
     if settings.redis_url is None:
-        return MemoryStore()
-    return RedisStore(connect(settings.redis_url.get_secret_value()))
+        return MemoryStore(clock) if clock else MemoryStore()
+    return RedisStore(connect(settings.redis_url.get_secret_value()), clock)
 
 
 def open_cache_store(settings: Settings) -> CacheStore:
@@ -140,14 +143,16 @@ def open_upstream(
 
 @contextlib.asynccontextmanager
 async def open_services(
-    settings: Settings, upstream_transport: httpx.AsyncBaseTransport | None = None
+    settings: Settings,
+    upstream_transport: httpx.AsyncBaseTransport | None = None,
+    store_clock: Clock | None = None,
 ) -> AsyncIterator[Services]:
     """Open the store, the cache, the IdP's key cache and the upstream client; close all on exit.
 
     The JWKS client is its own (short timeouts, never the upstream's transport, which the
     sandbox and tests replace).
     """
-    store = open_store(settings)
+    store = open_store(settings, store_clock)
     with contextlib.suppress(StoreError):  # a store that is down now is /readyz's business
         await store.ping()  # also measures the Redis clock's offset before the first charge
     cache_store = open_cache_store(settings)

@@ -13,6 +13,7 @@ import pytest
 import redis
 from starlette.testclient import TestClient
 from support import exposure
+from support.clock import WindowSafeClock, wait_clear_of_day_edge
 from support.config import ENV, base_config, merged, write_config
 from support.fake_idp import FakeIdP, SigningKey, new_key
 from support.fake_upstream import FakeUpstream
@@ -131,7 +132,10 @@ def make_client(upstream: FakeUpstream) -> Iterator[AppFactory]:
     ) -> TestClient:
         config = parse_config(merged(base_config(upstream.url), overrides or {}))
         settings = build_settings(config, {**ENV, **(env or {})})
-        client = TestClient(create_app(settings), base_url="http://gateway.test")
+        # Quota windows on a clock that reads just past a minute boundary as each app
+        # starts: no window rolls over inside a test, whatever the time of day.
+        app = create_app(settings, store_clock=WindowSafeClock())
+        client = TestClient(app, base_url="http://gateway.test")
         client.event_hooks["response"].append(_record_response)
         clients.append(client.__enter__())
         return client
@@ -151,6 +155,7 @@ def client(make_client: AppFactory) -> TestClient:
 def start_gateway(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
     """Start `gateway serve` processes from a config dict; all are stopped after the test."""
     started: list[GatewayProcess] = []
+    wait_clear_of_day_edge()
 
     def start(
         config: dict[str, Any], env: dict[str, str] | None = None, *extra: str, workers: int = 1

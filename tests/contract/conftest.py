@@ -5,25 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+from support.clock import FakeClock
 
 from gateway.store.base import CacheStore, Store
 from gateway.store.memory import MemoryCacheStore, MemoryStore
 from gateway.store.redis import RedisCacheStore, RedisStore, connect
-
-START = 1_795_305_600.0  # 2026-11-22T00:00:00Z: a day, hour and minute boundary
-
-
-class FakeClock:
-    """A clock tests move by hand, so windows roll over without sleeping."""
-
-    def __init__(self, now: float = START + 30) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture
