@@ -9,7 +9,7 @@ same numbers. Labels are closed sets or configured names, never ids, keys or ima
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Literal
+from typing import Literal, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -20,6 +20,8 @@ from gateway.errors import (
     GatewayError,
     IdentityProviderUnavailable,
     InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
     Overloaded,
     PermissionDenied,
     QuotaExceeded,
@@ -41,9 +43,12 @@ Outcome = Literal[
     "upstream_error",
     "store_error",
     "overloaded",
+    "not_found",
+    "method_not_allowed",
     "internal_error",
     "client_gone",
 ]
+CacheResult = Literal["hit", "miss", "bypass", "coalesced", "error"]
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120)
 
 REQUESTS = Counter("gateway_requests", "Variations requests by outcome.", ["outcome"])
@@ -66,6 +71,8 @@ QUOTA_REJECTIONS = Counter(
 STORE_ERRORS = Counter("gateway_store_errors", "Quota store operations that failed.")
 
 _ERROR_OUTCOMES: tuple[tuple[type[GatewayError], Outcome], ...] = (
+    (NotFound, "not_found"),
+    (MethodNotAllowed, "method_not_allowed"),
     (AuthenticationError, "unauthenticated"),
     # Not authenticated either; the access log's error code tells the IdP outage apart.
     (IdentityProviderUnavailable, "unauthenticated"),
@@ -86,6 +93,23 @@ def outcome_of_error(error: GatewayError) -> Outcome:
         if isinstance(error, kind):
             return outcome
     return "internal_error"
+
+
+def precreate(rule_labels: Iterable[tuple[str, str, str]], teams: Iterable[str]) -> None:
+    """Create every label set the gateway can emit, at zero, before the first request.
+
+    A series that appears only when first incremented starts at 1, so Prometheus never
+    sees its first jump: `increase()` and alerts would miss the rare events that matter.
+    """
+    for outcome in get_args(Outcome):
+        REQUESTS.labels(outcome)
+        REQUEST_SECONDS.labels(outcome)
+    for result in get_args(CacheResult):
+        CACHE_REQUESTS.labels(result)
+    for scope, unit, window in rule_labels:
+        QUOTA_REJECTIONS.labels(scope, unit, window)
+    for team in teams:
+        IMAGES.labels(team)
 
 
 def quota_gauges(states: Iterable[RuleState]) -> list[GaugeMetricFamily]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal, NamedTuple
 
-from gateway.settings import QuotaRule, QuotasConfig
+from gateway.settings import GatewayConfig, QuotaRule, QuotasConfig, Unit, Window
 
 Scope = Literal["user", "team"]
 
@@ -38,3 +38,24 @@ def pool_rules(quotas: QuotasConfig, team: str) -> tuple[ScopedRule, ...]:
 def rules_for(quotas: QuotasConfig, user: str, team: str) -> tuple[ScopedRule, ...]:
     """Every rule a request by `user` of `team` must pass: theirs and their team's pool."""
     return own_rules(quotas, user) + pool_rules(quotas, team)
+
+
+def rule_labels(quotas: QuotasConfig) -> frozenset[tuple[Scope, Unit, Window]]:
+    """Every (scope, unit, window) a configured rule can refuse under."""
+    users = (*quotas.default, *(rule for rules in quotas.users.values() for rule in rules))
+    teams = (rule for rules in quotas.teams.values() for rule in rules)
+    return frozenset(
+        [("user", rule.unit, rule.window) for rule in users]
+        + [("team", rule.unit, rule.window) for rule in teams]
+    )
+
+
+def configured_teams(config: GatewayConfig) -> frozenset[str]:
+    """Every team the config names: its principals', its pools', its identity sources'."""
+    identity = config.identity
+    named = [p.team for p in config.principals] + list(config.quotas.teams)
+    if identity.jwt is not None:
+        named += [*identity.jwt.group_teams.values(), identity.jwt.default_team or ""]
+    if identity.trusted_header is not None:
+        named.append(identity.trusted_header.default_team or "")
+    return frozenset(team for team in named if team)

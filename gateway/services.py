@@ -24,6 +24,7 @@ from gateway.jwks import JwksCache
 from gateway.ledger import QuotaLedger
 from gateway.oidc import JwtVerifier
 from gateway.params import VariationRequest
+from gateway.policy import configured_teams, rule_labels
 from gateway.proxy_headers import TrustedHeaders
 from gateway.settings import Settings
 from gateway.store.base import CacheStore, Clock, Store, StoreError
@@ -152,6 +153,7 @@ async def open_services(
     The JWKS client is its own (short timeouts, never the upstream's transport, which the
     sandbox and tests replace).
     """
+    metrics.precreate(rule_labels(settings.config.quotas), configured_teams(settings.config))
     store = open_store(settings, store_clock)
     with contextlib.suppress(StoreError):  # a store that is down now is /readyz's business
         await store.ping()  # also measures the Redis clock's offset before the first charge

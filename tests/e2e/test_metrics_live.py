@@ -169,3 +169,52 @@ def test_two_workers_report_the_sum_of_their_counts(
         with httpx.Client() as fresh:  # new connections: any worker may answer
             metrics = samples(fresh.get(gateway.url + "/metrics").text)
         assert value(metrics, "gateway_requests_total", outcome="ok") == 20
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("workers", [1, 2])
+def test_every_series_exists_at_zero_before_the_first_request(
+    start_gateway: Callable[..., GatewayProcess],
+    upstream: FakeUpstream,
+    clean_redis: str,
+    workers: int,
+) -> None:
+    """A fresh gateway exposes every outcome, cache result, configured rule's rejection
+    series and configured team's images at 0, so the first event of each is an increase."""
+    quotas = {
+        "default": [{"unit": "requests", "limit": 5, "window": "minute"}],
+        "users": {"alice": [{"unit": "images", "limit": 9, "window": "hour"}]},
+        "teams": {"vision": [{"unit": "usd", "limit": 1.0, "window": "month"}]},
+    }
+    config = {**base_config(upstream.url), "quotas": quotas}
+    gateway = start_gateway(config, {"REDIS_URL": clean_redis}, workers=workers)
+    metrics = samples(httpx.get(gateway.url + "/metrics").text)
+    outcomes = ("ok", "upstream_error", "store_error", "rate_limited", "not_found")
+    assert [value(metrics, "gateway_requests_total", outcome=o) for o in outcomes] == [0] * 5
+    assert all(("gateway_requests_total", (("outcome", o),)) in metrics for o in outcomes)
+    for result in ("hit", "miss", "bypass", "coalesced", "error"):
+        assert ("gateway_cache_requests_total", (("result", result),)) in metrics
+    rejections = {
+        dict(labels)["scope"] + ":" + dict(labels)["unit"] + ":" + dict(labels)["window"]
+        for name, labels in metrics
+        if name == "gateway_quota_rejections_total"
+    }
+    assert rejections == {"user:requests:minute", "user:images:hour", "team:usd:month"}
+    teams = {dict(labels)["team"] for name, labels in metrics if name == "gateway_images_total"}
+    assert teams == {"vision", "audio", "ops"}
+
+
+def test_wrong_paths_and_methods_are_the_callers_outcomes(live: GatewayProcess) -> None:
+    """A GET on the variations path is method_not_allowed and a POST to an unknown path
+    not_found, in the access log and the request metrics, never internal_error."""
+    assert httpx.get(live.url + "/v1/images/variations", headers=auth()).status_code == 405
+    assert httpx.post(live.url + "/v1/images/nope", headers=auth()).status_code == 404
+    metrics = samples(httpx.get(live.url + "/metrics").text)
+    assert value(metrics, "gateway_requests_total", outcome="method_not_allowed") == 1
+    assert value(metrics, "gateway_requests_total", outcome="internal_error") == 0
+    live.stop()
+    lines = [json.loads(line) for line in live.output().splitlines() if '"request_id"' in line]
+    assert [(line["status"], line["outcome"]) for line in lines if "/v1/" in line["path"]] == [
+        (405, "method_not_allowed"),
+        (404, "not_found"),
+    ]
