@@ -28,6 +28,14 @@ MAX_BODY_BYTES = MAX_IMAGE_BYTES + BODY_SLACK
 MAX_TEXT_BYTES = 1024
 
 
+def _too_large() -> RequestTooLarge:
+    # The same limit the image check states, so a 5 MB and a 4.2 MB upload read alike.
+    return RequestTooLarge(
+        f"The request body is too large: the image must be less than 4 MB, and the whole "
+        f"multipart body at most {MAX_BODY_BYTES} bytes (the image plus 64 KiB of fields)."
+    )
+
+
 def _invalid_multipart(why: str) -> InvalidRequest:
     return InvalidRequest(
         f"Could not parse multipart form: {why}.", code="invalid_multipart", param=None
@@ -194,7 +202,7 @@ def check_declared_length(content_length: str | None) -> None:
     """Refuse, before reading, a body whose declared length is over the cap."""
     declared = _declared(content_length)
     if declared is not None and declared > MAX_BODY_BYTES:
-        raise RequestTooLarge()
+        raise _too_large()
 
 
 def body_bound(content_length: str | None) -> int:
@@ -239,7 +247,7 @@ async def _capped(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     async for chunk in stream:
         received += len(chunk)
         if received > MAX_BODY_BYTES:
-            raise RequestTooLarge()
+            raise _too_large()
         yield chunk
 
 

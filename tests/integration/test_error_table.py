@@ -83,7 +83,8 @@ def test_declared_oversize_body_is_413_with_connection_close(client: TestClient)
         "Content-Length": str(50 * 1024 * 1024),
     }
     response = client.post(PATH, content=b"x" * 10, headers=headers)
-    assert_openai_error(response, 413, "request_too_large")
+    error = assert_openai_error(response, 413, "request_too_large")
+    assert "less than 4 MB" in error["message"]
     assert response.headers["connection"] == "close"
 
 
@@ -100,7 +101,8 @@ def test_streamed_oversize_body_is_413(client: TestClient) -> None:
         "Content-Type": "multipart/form-data; boundary=b",
     }
     response = client.post(PATH, content=chunks(), headers=headers)
-    assert_openai_error(response, 413, "request_too_large")
+    error = assert_openai_error(response, 413, "request_too_large")
+    assert "less than 4 MB" in error["message"]
     assert response.headers["connection"] == "close"
 
 
