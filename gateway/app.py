@@ -77,7 +77,7 @@ def create_app(
             Route("/readyz", endpoints.readyz, methods=["GET"]),
             Route(PATH_PREFIX + "{token}.png", endpoints.hosted_file, methods=["GET"]),
         ],
-        middleware=[Middleware(RequestContextMiddleware)],
+        middleware=[Middleware(RequestContextMiddleware, log_polls=settings.config.logging.polls)],
         exception_handlers={
             GatewayError: _gateway_error,
             HTTPException: _http_error,

@@ -29,6 +29,10 @@ class Identity:
     role: Role = "user"
     source: Source = field(default="key", compare=False)
 
+    def log_fields(self) -> dict[str, str]:
+        """What the access log says of the caller: never a key or a token."""
+        return {"user": self.user, "team": self.team, "auth": self.source}
+
 
 def external_name(value: object) -> str | None:
     """`value` if it is usable as a user id or team name from outside the config, else None."""

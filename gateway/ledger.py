@@ -28,6 +28,7 @@ from gateway.quota import (
     Counter,
     RuleState,
     counters,
+    duration,
     refusal,
     request_cost,
     rule_state,
@@ -275,16 +276,6 @@ def _count_rejections(refused: Sequence[Counter]) -> None:
         QUOTA_REJECTIONS.labels(scoped.scope, scoped.rule.unit, scoped.rule.window).inc()
 
 
-def _duration(seconds: float) -> str:
-    """A reset delay as OpenAI writes it: 1s, 6m0s, 2h3m4s."""
-    total = max(1, round(seconds))
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes}m{secs}s"
-    return f"{minutes}m{secs}s" if minutes else f"{secs}s"
-
-
 def _tightest(states: Sequence[RuleState]) -> dict[Unit, RuleState]:
     """Per unit, the rule with the least room left (the later reset on ties)."""
     best: dict[Unit, RuleState] = {}
@@ -308,7 +299,7 @@ def quota_headers(states: Sequence[RuleState], now: float) -> dict[str, str]:
     for unit, state in _tightest(states).items():
         headers[f"x-ratelimit-limit-{unit}"] = _number(state.limit)
         headers[f"x-ratelimit-remaining-{unit}"] = _number(state.remaining)
-        headers[f"x-ratelimit-reset-{unit}"] = _duration(state.resets_at - now)
+        headers[f"x-ratelimit-reset-{unit}"] = duration(state.resets_at - now)
     # The IETF fields take integer quotas: usd rules appear only in x-ratelimit-*-usd.
     counted = [s for s in states if s.unit != "usd"]
     if counted:

@@ -19,6 +19,7 @@ from gateway.hosting import PATH_PREFIX
 log = logging.getLogger("gateway")
 access_log = logging.getLogger("gateway.access")
 VARIATIONS_PATH = "/v1/images/variations"
+POLL_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 def new_request_id() -> str:
@@ -41,8 +42,10 @@ class RequestContextMiddleware:
     so a crash is answered here (with the request id), not with a plain-text 500.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, log_polls: bool = True) -> None:
         self.app = app
+        # Probes and scrapers poll every few seconds: their successes drown the log.
+        self._quiet = frozenset() if log_polls else POLL_PATHS
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -73,10 +76,11 @@ class RequestContextMiddleware:
         finally:
             self._record(scope, request_id, status, fields, time.perf_counter() - started)
 
-    @staticmethod
     def _record(
-        scope: Scope, request_id: str, status: int, fields: dict[str, Any], seconds: float
+        self, scope: Scope, request_id: str, status: int, fields: dict[str, Any], seconds: float
     ) -> None:
+        if status == 200 and scope["path"] in self._quiet:
+            return
         if scope["path"] == VARIATIONS_PATH:
             outcome = fields.setdefault("outcome", "ok" if status == 200 else "internal_error")
             metrics.REQUESTS.labels(outcome).inc()

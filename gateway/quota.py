@@ -146,6 +146,16 @@ def kind_of(counter: Counter) -> Kind:
     return "rate" if rule.unit == "requests" and rule.window in SHORT_WINDOWS else "quota"
 
 
+def duration(seconds: float) -> str:
+    """A reset delay as OpenAI writes it: 1s, 6m0s, 2h3m4s."""
+    total = max(1, round(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    return f"{minutes}m{secs}s" if minutes else f"{secs}s"
+
+
 def refusal(refused: Sequence[Counter], now: float) -> RateLimited:
     """The 429 for a refused request: waiting for the last refused counter to reset."""
     wait = max(counter.end for counter in refused) - now
@@ -154,8 +164,8 @@ def refusal(refused: Sequence[Counter], now: float) -> RateLimited:
     names = ", ".join(f"{c.scoped.scope} {c.unit} per {c.scoped.rule.window}" for c in refused)
     if any(kind_of(counter) == "quota" for counter in refused):
         return QuotaExceeded(
-            f"Quota exhausted ({names}). It resets in {seconds} s.", headers=headers
+            f"Quota exhausted ({names}). It resets in {duration(wait)}.", headers=headers
         )
     if seconds > 60:
         headers["x-should-retry"] = "false"
-    return RateLimited(f"Rate limit reached ({names}). Retry in {seconds} s.", headers=headers)
+    return RateLimited(f"Rate limit reached ({names}). Retry in {duration(wait)}.", headers=headers)

@@ -17,15 +17,20 @@ def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _number(value: float) -> int | float:
+    # 60, not 60.0: limits and counts of requests and images are whole numbers.
+    return int(value) if float(value).is_integer() else value
+
+
 def _rule(state: RuleState) -> dict[str, Any]:
     return {
         "scope": state.scope,
         "subject": state.subject,
         "unit": state.unit,
         "window": state.window,
-        "limit": state.limit,
-        "used": state.used,
-        "remaining": state.remaining,
+        "limit": _number(state.limit),
+        "used": _number(state.used),
+        "remaining": _number(state.remaining),
         "resets_at": _iso(state.resets_at),
     }
 
@@ -35,11 +40,16 @@ async def _principal(services: Services, identity: Identity) -> dict[str, Any]:
     return {"user": identity.user, "team": identity.team, "rules": [_rule(s) for s in states]}
 
 
+async def _caller(request: Request, services: Services) -> Identity:
+    identity = await services.auth.authenticate(request)
+    request.state.log.update(identity.log_fields())
+    return identity
+
+
 async def own_quota(request: Request) -> Response:
     """The caller's rules: limit, used, remaining and reset time of each."""
     services: Services = request.app.state.services
-    identity = await services.auth.authenticate(request)
-    return JSONResponse(await _principal(services, identity))
+    return JSONResponse(await _principal(services, await _caller(request, services)))
 
 
 async def all_quotas(request: Request) -> Response:
@@ -49,7 +59,7 @@ async def all_quotas(request: Request) -> Response:
     them one request at a time.
     """
     services: Services = request.app.state.services
-    require_admin(await services.auth.authenticate(request))
+    require_admin(await _caller(request, services))
     principals = [await _principal(services, identity) for identity in services.auth.identities()]
     teams = []
     for team in sorted(services.settings.config.quotas.teams):

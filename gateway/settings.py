@@ -154,6 +154,13 @@ class MetricsConfig(Strict):
     token_env: str | None = None
 
 
+class LoggingConfig(Strict):
+    """What the access log leaves out."""
+
+    # Successful /healthz, /readyz and /metrics polls: a line every few seconds per prober.
+    polls: bool = False
+
+
 class LimitsConfig(Strict):
     """How much of a caller's upload the gateway reads, and for how long; how long a
     stopping gateway lets requests under way finish."""
@@ -176,6 +183,7 @@ class GatewayConfig(Strict):
     cache: CacheConfig = CacheConfig()
     store: StoreConfig = StoreConfig()
     metrics: MetricsConfig = MetricsConfig()
+    logging: LoggingConfig = LoggingConfig()
     limits: LimitsConfig = LimitsConfig()
 
     @model_validator(mode="after")

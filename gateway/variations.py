@@ -53,7 +53,7 @@ async def create_variation(request: Request) -> Response:
 
 async def _variation(request: Request, services: Services) -> Response:
     identity = await _authenticate(request, services)
-    request.state.log.update(user=identity.user, team=identity.team, auth=identity.source)
+    request.state.log.update(identity.log_fields())
     # The upload is held in memory until the answer: wait for room before reading it.
     async with services.uploads.hold(body_bound(request.headers.get("content-length"))):
         return await _serve(request, services, identity)

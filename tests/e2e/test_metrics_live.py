@@ -218,3 +218,23 @@ def test_wrong_paths_and_methods_are_the_callers_outcomes(live: GatewayProcess) 
         (405, "method_not_allowed"),
         (404, "not_found"),
     ]
+
+
+@pytest.mark.parametrize("polls", [False, True])
+def test_polls_are_logged_only_when_asked(
+    start_gateway: Callable[..., GatewayProcess], upstream: FakeUpstream, polls: bool
+) -> None:
+    """Successful health, readiness and metrics polls stay out of the access log unless
+    `logging.polls` is on; /v1/quota lines name the caller."""
+    config = {**base_config(upstream.url), "logging": {"polls": polls}}
+    gateway = start_gateway(config)
+    for path in ("/healthz", "/readyz", "/metrics"):
+        assert httpx.get(gateway.url + path).status_code == 200
+    assert httpx.get(gateway.url + "/v1/quota", headers=auth("carol")).status_code == 200
+    gateway.stop()
+    lines = [json.loads(line) for line in gateway.output().splitlines() if '"request_id"' in line]
+    logged = [line["path"] for line in lines]
+    assert logged.count("/healthz") == int(polls)
+    assert ("/readyz" in logged, "/metrics" in logged) == (polls, polls)
+    quota = next(line for line in lines if line["path"] == "/v1/quota")
+    assert (quota["user"], quota["team"], quota["auth"]) == ("carol", "audio", "key")

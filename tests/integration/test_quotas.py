@@ -66,6 +66,8 @@ def test_quota_exhaustion_is_insufficient_quota(
     response = post_variation(limited, fields={"n": "6"})
     assert_openai_error(response, 429, "insufficient_quota", type_="insufficient_quota")
     assert response.headers["x-should-retry"] == "false"
+    reset = response.headers["x-ratelimit-reset-images"]
+    assert response.json()["error"]["message"].endswith(f"It resets in {reset}.")
     assert upstream.received == []
     assert used(limited) == {"user:requests:minute": 0, "user:images:day": 0, "team:usd:month": 0}
 
@@ -129,6 +131,8 @@ def test_own_quota_shape(limited: TestClient) -> None:
         "resets_at",
     }
     assert rule["resets_at"].endswith("Z") and rule["subject"] == "carol"
+    assert (rule["limit"], rule["used"], rule["remaining"]) == (3, 0, 3)
+    assert '"limit":3,' in limited.get("/v1/quota", headers=auth("carol")).text  # not 3.0
 
 
 def test_admin_quotas_needs_the_admin_role(limited: TestClient) -> None:
