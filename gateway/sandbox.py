@@ -2,9 +2,9 @@
 
 It is an ASGI app that the upstream client reaches through `httpx.ASGITransport`, so a
 sandbox request takes exactly the code path of a real one: the multipart is rebuilt and
-sent, the answer parsed and relayed. Variations are deterministic image transforms (a hue
-turn per index, mirrored on odd indexes) at the requested size; `url` answers point at
-files the gateway serves through `ImageHost`.
+sent, the answer parsed and relayed. Variations are deterministic re-takes of the input at
+the requested size (`variation_art`); `url` answers point at files the gateway serves
+through `ImageHost`.
 
 It also plays a current image model's edits endpoint, so that `adapter: edits` can be
 tried offline: 1024x1024 variations, inline, with a `usage` block whose output tokens
@@ -16,11 +16,9 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import time
-from io import BytesIO
 
 import anyio.to_thread
 import orjson
-from PIL import Image, ImageOps
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -31,10 +29,10 @@ from gateway.hosting import ImageHost
 from gateway.multipart import read_upload
 from gateway.params import IMAGE_FIELD, parse_params, read_variation_request
 from gateway.store.base import StoreError
+from gateway.variation_art import render_variations
 
 BASE_URL = "http://sandbox.invalid/v1"
 _READ_SECONDS = 60  # the body comes from the gateway's memory, never from a slow socket
-_HUE_STEP = 47  # out of 256: a visible, never-repeating-soon turn per index
 EDITS_FIELDS = frozenset(
     {
         IMAGE_FIELD,
@@ -51,25 +49,6 @@ EDITS_FIELDS = frozenset(
 # Output tokens of one 1024x1024 image by quality, as OpenAI's image models count them.
 _OUTPUT_TOKENS = {"low": 272, "medium": 1056, "high": 4160, "auto": 1056}
 _INPUT_IMAGE_TOKENS = 388
-
-
-def _variation(base: Image.Image, index: int) -> bytes:
-    hue, saturation, value = base.convert("HSV").split()
-    turn = (index + 1) * _HUE_STEP % 256
-    hue = hue.point(lambda v: (v + turn) % 256)
-    image = Image.merge("HSV", (hue, saturation, value)).convert("RGB")
-    if index % 2:
-        image = ImageOps.mirror(image)
-    out = BytesIO()
-    image.save(out, format="PNG", compress_level=1)
-    return out.getvalue()
-
-
-def render_variations(png: bytes, n: int, side: int) -> list[bytes]:
-    """`n` distinct PNG variations of `png`, each `side` pixels square."""
-    with Image.open(BytesIO(png)) as source:
-        base = source.convert("RGB").resize((side, side), Image.Resampling.BILINEAR)
-    return [_variation(base, index) for index in range(n)]
 
 
 def create_sandbox_app(host: ImageHost, *, max_side: int, models: tuple[str, ...]) -> Starlette:

@@ -144,3 +144,31 @@ def bomb(declared: int, *, height: int | None = None, depth: int = 8) -> bytes:
             png_chunk(b"IEND", b""),
         )
     )
+
+
+def painted_scene(side: int = 512) -> bytes:
+    """A small painted landscape (sky, sun, hills, a house, a tree) as a PNG: a picture a
+    person can judge a variation of, with a composition tests can measure."""
+    from PIL import ImageDraw
+
+    image = Image.new("RGB", (512, 512))
+    draw = ImageDraw.Draw(image)
+    for y in range(512):
+        t = y / 512
+        draw.line(
+            [(0, y), (512, y)], fill=(int(90 + 120 * t), int(150 + 80 * t), int(235 - 40 * t))
+        )
+    draw.ellipse([360, 60, 450, 150], fill=(255, 214, 90))
+    hills = [(0, 330), (140, 230), (290, 320), (420, 250), (512, 300), (512, 512), (0, 512)]
+    draw.polygon(hills, fill=(70, 140, 70))
+    draw.polygon([(0, 400), (200, 340), (512, 390), (512, 512), (0, 512)], fill=(50, 110, 55))
+    draw.rectangle([170, 300, 300, 410], fill=(200, 80, 60))
+    draw.polygon([(155, 305), (235, 240), (315, 305)], fill=(120, 50, 40))
+    draw.rectangle([220, 350, 250, 410], fill=(90, 60, 40))
+    for left in (185, 260):
+        draw.rectangle([left, 320, left + 25, 345], fill=(240, 240, 200))
+    draw.ellipse([360, 300, 430, 370], fill=(40, 100, 40))
+    draw.rectangle([390, 365, 400, 410], fill=(90, 60, 40))
+    out = io.BytesIO()
+    image.resize((side, side), Image.Resampling.LANCZOS).save(out, format="PNG")
+    return out.getvalue()
