@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from gateway.config_types import check_name
 from gateway.policy import rules_for
 from gateway.settings import ConfigError, GatewayConfig, build_settings, read_config
 from gateway.tuning import tune_malloc
@@ -33,6 +34,14 @@ def _fail(message: str) -> int:
 def new_key() -> str:
     """A fresh random gateway key."""
     return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def _name_argument(value: str) -> str:
+    """A --user or --team value, held to the rule the config applies to the printed entry."""
+    try:
+        return check_name(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def cmd_keys_new(args: argparse.Namespace) -> int:
@@ -198,8 +207,8 @@ def _parser() -> argparse.ArgumentParser:
         dest="action", required=True
     )
     new = keys.add_parser("new", help="print a fresh key and its config entry")
-    new.add_argument("--user", required=True)
-    new.add_argument("--team", required=True)
+    new.add_argument("--user", required=True, type=_name_argument)
+    new.add_argument("--team", required=True, type=_name_argument)
     new.add_argument("--role", choices=("user", "admin"), default="user")
     new.set_defaults(handler=cmd_keys_new)
 

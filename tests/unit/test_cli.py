@@ -240,3 +240,28 @@ def test_real_upstream_with_its_secrets_passes(capsys, write, monkeypatch):
     out = capsys.readouterr().out
     assert "sk-test-upstream" not in out
     assert "hmac" not in out
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [("--user", "a b"), ("--team", "vision!"), ("--user", "x" * 129), ("--team", 'a"b')],
+)
+def test_keys_new_refuses_names_the_config_would_refuse(capsys, flag, value):
+    """`keys new` exits 2 on a name `config check` would reject, saying the rule, and prints
+    no key."""
+    names = {"--user": "alice", "--team": "vision", flag: value}
+    with pytest.raises(SystemExit) as caught:
+        main(["keys", "new", "--user", names["--user"], "--team", names["--team"]])
+    assert caught.value.code == 2
+    captured = capsys.readouterr()
+    assert "gwk_" not in captured.out
+    assert f"argument {flag}" in captured.err
+    assert "letter, a digit or one of . _ @ + -" in captured.err
+
+
+def test_config_refuses_the_same_names_with_the_same_rule(capsys, write):
+    """A principal named like `--user 'a b'` fails `config check`, with the rule `keys new` says."""
+    config = {**GOOD, "principals": [{"user": "a b", "team": "vision", "key_sha256": DIGEST}]}
+    err = _broken(capsys, write(config))
+    assert "principals[0].user:" in err
+    assert "letter, a digit or one of . _ @ + -" in err
