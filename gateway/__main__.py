@@ -13,9 +13,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from gateway.config_report import (
+    print_environment,
+    print_other_sources,
+    print_principals,
+    print_quota_rules,
+    print_upstream,
+)
 from gateway.config_types import check_name
-from gateway.policy import rules_for
-from gateway.settings import ConfigError, GatewayConfig, build_settings, read_config
+from gateway.environment import missing_required
+from gateway.settings import ConfigError, build_settings, config_warnings, read_config
 from gateway.tuning import tune_malloc
 
 DEFAULT_CONFIG = "config/gateway.yaml"
@@ -57,56 +64,23 @@ def cmd_keys_new(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_upstream(config: GatewayConfig) -> None:
-    """Where variations go and, for the edits adapter, with which model at what price."""
-    upstream = config.upstream
-    print(f"upstream: {upstream.adapter} adapter, {upstream.base_url}")
-    edits = upstream.edits
-    if upstream.adapter == "edits" and edits is not None:
-        priced = "high" if edits.quality == "auto" else edits.quality
-        reserve = edits.prices[edits.model].image[priced]
-        print(
-            f"  model {edits.model}, quality {edits.quality}: reserves {reserve:g} USD per "
-            "image, settled to the reported usage"
-        )
-
-
-def _print_policy(config: GatewayConfig) -> None:
-    for principal in config.principals:
-        print(f"{principal.user} (team {principal.team}, role {principal.role}):")
-        rules = rules_for(config.quotas, principal.user, principal.team)
-        for scope, subject, rule in rules:
-            print(f"  {scope:<4} {subject:<16} {rule.unit:<8} {rule.limit:>10g} per {rule.window}")
-        if not rules:
-            print("  no quota rules: unlimited")
-    _print_other_sources(config)
-
-
-def _print_other_sources(config: GatewayConfig) -> None:
-    """Callers the config does not list: who vouches for them, and which rules they get."""
-    sources = []
-    if config.identity.jwt is not None:
-        sources.append(f"SSO tokens issued by {config.identity.jwt.issuer}")
-    if config.identity.trusted_header is not None:
-        proxies = ", ".join(config.identity.trusted_header.proxies)
-        sources.append(f"trusted headers from {proxies}")
-    if sources:
-        print(f"other users ({'; '.join(sources)}):")
-        print("  the default rules (or their quotas.users entry), plus their team's pool")
-
-
 def cmd_config_check(args: argparse.Namespace) -> int:
     path = _config_path(args)
     try:
         config = read_config(path)
-        settings = build_settings(config, os.environ)
     except ConfigError as exc:
         return _fail(f"{path}: invalid configuration\n{exc}")
     print(f"{path}: ok")
-    for warning in settings.warnings:
+    for warning in config_warnings(config):
         print(f"gateway: warning: {warning}", file=sys.stderr)
-    _print_upstream(config)
-    _print_policy(config)
+    print_upstream(config)
+    print_environment(config, os.environ)
+    print_quota_rules(config)
+    print_principals(config)
+    print_other_sources(config)
+    missing = missing_required(config, os.environ)
+    if args.require_env and missing:
+        return _fail(f"serve needs {', '.join(var.name for var in missing)} set")
     return 0
 
 
@@ -215,8 +189,17 @@ def _parser() -> argparse.ArgumentParser:
     config = commands.add_parser("config", help="configuration").add_subparsers(
         dest="action", required=True
     )
-    check = config.add_parser("check", help="validate the config, print the policy per user")
+    check = config.add_parser(
+        "check",
+        help="validate the config (no secret needed), list the variables serve reads, "
+        "print the policy",
+    )
     check.add_argument("--config")
+    check.add_argument(
+        "--require-env",
+        action="store_true",
+        help="also exit 2 if a variable serve requires is unset (a deployment's pre-flight)",
+    )
     check.set_defaults(handler=cmd_config_check)
     return parser
 
