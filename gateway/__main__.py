@@ -21,11 +21,17 @@ from gateway.config_report import (
     print_upstream,
 )
 from gateway.config_types import check_name
-from gateway.environment import missing_required
+from gateway.environment import PUBLIC_URL, missing_required
+from gateway.preflight import base_url, listen_problem, public_url_warning
 from gateway.settings import ConfigError, build_settings, config_warnings, read_config
 from gateway.tuning import tune_malloc
 
 DEFAULT_CONFIG = "config/gateway.yaml"
+# How long an idle keep-alive connection stays open. Longer than the load balancer's own
+# upstream keepalive_timeout (config/nginx.conf): the side that closes an idle connection
+# must be nginx, or it may send a POST down a connection the gateway is closing, and nginx
+# never retries a POST it has sent (the caller gets a 502).
+KEEP_ALIVE_SECONDS = 40
 KEY_PREFIX = "gwk_"
 
 
@@ -90,7 +96,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     path = _config_path(args)
     env = dict(os.environ)
     env["GATEWAY_CONFIG"] = str(path)
-    env.setdefault("GATEWAY_PUBLIC_URL", f"http://{args.host}:{args.port}")
+    env.setdefault(PUBLIC_URL, base_url(args.host, args.port))
     if args.demo_key and not env.get("GATEWAY_DEMO_KEY"):
         env["GATEWAY_DEMO_KEY"] = new_key()
     try:
@@ -103,7 +109,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f"{settings.config.store.redis_url_env} to a Redis URL "
             "(the in-process store serves one process only)"
         )
-    for warning in settings.warnings:
+    problem = listen_problem(args.host, args.port)
+    if problem:
+        return _fail(problem)
+    unreachable = public_url_warning(settings.config, args.host, args.port, os.environ)
+    for warning in (*settings.warnings, *([unreachable] if unreachable else [])):
         print(f"gateway: warning: {warning}", file=sys.stderr)
     metrics_dir = None
     if args.workers > 1 and not env.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -125,6 +135,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             server_header=False,
             proxy_headers=False,
             timeout_graceful_shutdown=settings.config.limits.shutdown_grace_seconds,
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
             log_config=logging_config(),
         )
     finally:
