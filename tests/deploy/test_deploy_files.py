@@ -343,6 +343,73 @@ def test_load_balancer_never_redirects() -> None:
     assert settings["absolute_redirect"] == ["off"]
 
 
+def _upstream_block() -> list[list[str]]:
+    """The directives inside nginx's `upstream gateway { ... }` block."""
+    text = re.sub(r"#[^\n]*", "", NGINX_CONF.read_text(encoding="utf-8"))
+    match = re.search(r"upstream\s+gateway\s*\{([^}]*)\}", text)
+    assert match, "no upstream gateway block"
+    return [part.split() for part in match[1].split(";") if part.strip()]
+
+
+def _seconds(value: str) -> float:
+    """An nginx time (`30s`, `1m`, `500ms`, `5`) in seconds."""
+    number, unit = re.fullmatch(r"(\d+)(ms|s|m|h)?", value).groups()
+    return int(number) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[unit]
+
+
+def _retry_after_of_own_502() -> int:
+    text = NGINX_CONF.read_text(encoding="utf-8")
+    block = re.search(r"location @unavailable \{([^}]*)\}", text)
+    assert block
+    return int(re.search(r"add_header Retry-After (\d+)", block[1])[1])
+
+
+def test_a_replica_that_is_back_takes_traffic_within_the_callers_retry() -> None:
+    """Failure accounting never outlasts the Retry-After of nginx's own 502, so after both
+    replicas were down, the callers' retries reach the first one back (no ~13 s outage)."""
+    servers = [d for d in _upstream_block() if d[0] == "server"]
+    assert len(servers) == len(GATEWAY_SERVICES)
+    for server in servers:
+        params = dict(param.split("=", 1) for param in server[2:] if "=" in param)
+        if params.get("max_fails") == "0":
+            continue  # no failure accounting at all
+        assert _seconds(params.get("fail_timeout", "10s")) <= _retry_after_of_own_502(), server
+
+
+def test_only_a_refused_connection_is_retried_on_the_other_replica() -> None:
+    """proxy_next_upstream is `error` alone, never `non_idempotent`, timeouts or the gateway's
+    own error statuses: a POST that may have reached a gateway is never sent twice."""
+    settings = {d[0]: d[1:] for d in _nginx_directives()}
+    assert settings["proxy_next_upstream"] == ["error"]
+    assert settings["proxy_next_upstream_tries"] == ["2"]
+
+
+def test_nginx_closes_idle_upstream_connections_before_the_gateway_does(monkeypatch) -> None:
+    """nginx's upstream keepalive_timeout is shorter than the keep-alive `gateway serve` gives
+    uvicorn, so nginx never reuses a connection the gateway is closing."""
+    from support.serve import serve_until_uvicorn
+
+    (timeout,) = [d[1] for d in _upstream_block() if d[0] == "keepalive_timeout"]
+    for name in ("GATEWAY_PUBLIC_URL", "GATEWAY_DEMO_KEY", "GATEWAY_CONFIG", "REDIS_URL"):
+        monkeypatch.delenv(name, raising=False)
+    options = serve_until_uvicorn(
+        monkeypatch, "--config", str(CONFIG / "gateway.yaml"), "--port", "0"
+    )
+    assert options is not None
+    assert _seconds(timeout) < options["timeout_keep_alive"]
+
+
+def test_restarts_are_one_replica_at_a_time_in_compose_and_readme() -> None:
+    """Every `docker compose restart` the compose file or the README suggests names one
+    replica: restarting both at once is an outage."""
+    for path in (COMPOSE_FILE, ROOT / "README.md"):
+        commands = re.findall(r"docker compose restart ([^&;\n`]*)", path.read_text("utf-8"))
+        assert commands, path
+        for command in commands:
+            replicas = [word for word in command.split() if word in GATEWAY_SERVICES or "$" in word]
+            assert len(replicas) == 1, (path, command)
+
+
 # --- Prometheus and alerts ----------------------------------------------------------------
 
 
