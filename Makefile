@@ -2,7 +2,14 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-stamp
+# One venv, two stamps: `run` needs only the package; test, lint, soak and bench add the
+# dev extras (pytest, mypy, the openai SDK...), about four times the download.
+RUN_STAMP := $(VENV)/.run-stamp
+DEV_STAMP := $(VENV)/.dev-stamp
+# make run PORT=9000 HOST=0.0.0.0 CONFIG=config/gateway.edits.yaml
+PORT   ?= 8080
+HOST   ?= 127.0.0.1
+CONFIG ?= config/gateway.yaml
 NODE_E2E := tests/e2e/node
 NODE_STAMP := $(NODE_E2E)/node_modules/.installed-stamp
 
@@ -11,9 +18,13 @@ NODE_STAMP := $(NODE_E2E)/node_modules/.installed-stamp
 help:  ## list the verbs
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(RUN_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(DEV_STAMP): $(RUN_STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
@@ -23,21 +34,21 @@ $(NODE_STAMP): $(NODE_E2E)/package.json $(NODE_E2E)/package-lock.json
 		cd $(NODE_E2E) && npm ci --silent --no-audit --no-fund && touch node_modules/.installed-stamp; \
 	else echo "npm not found: node SDK tests will be skipped"; fi
 
-run: $(STAMP)  ## start the gateway on http://127.0.0.1:8080 (sandbox upstream)
-	$(BIN)/gateway serve --config config/gateway.yaml --host 127.0.0.1 --port 8080 --demo-key
+run: $(RUN_STAMP)  ## start the gateway, sandbox upstream (PORT=8080 HOST=127.0.0.1 CONFIG=config/gateway.yaml)
+	$(BIN)/gateway serve --config $(CONFIG) --host $(HOST) --port $(PORT) --demo-key
 
-test: $(STAMP) $(NODE_STAMP)  ## run the whole suite (starts a throwaway Redis if REDIS_URL is unset)
+test: $(DEV_STAMP) $(NODE_STAMP)  ## run the whole suite (starts a throwaway Redis if REDIS_URL is unset)
 	$(BIN)/python -m pytest --cov --cov-report=term $(PYTEST_ARGS)
 
-soak: $(STAMP)  ## the fault tests for minutes: GATEWAY_SOAK_SECONDS (300) of random faults, 20x the fuzzing
+soak: $(DEV_STAMP)  ## the fault tests for minutes: GATEWAY_SOAK_SECONDS (300) of random faults, 20x the fuzzing
 	GATEWAY_SOAK=1 $(BIN)/python -m pytest tests/faults $(PYTEST_ARGS)
 
-lint: $(STAMP)  ## ruff + mypy --strict
+lint: $(DEV_STAMP)  ## ruff + mypy --strict
 	$(BIN)/ruff check gateway tests bench
 	$(BIN)/ruff format --check gateway tests bench
 	$(BIN)/mypy
 
-bench: $(STAMP)  ## run the benchmark matrix, write bench/results.md
+bench: $(DEV_STAMP)  ## run the benchmark matrix, write bench/results.md
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:  ## remove the virtualenv and caches

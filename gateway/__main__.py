@@ -13,11 +13,25 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gateway.policy import rules_for
-from gateway.settings import ConfigError, GatewayConfig, build_settings, read_config
+from gateway.config_report import (
+    print_environment,
+    print_other_sources,
+    print_principals,
+    print_quota_rules,
+    print_upstream,
+)
+from gateway.config_types import check_name
+from gateway.environment import PUBLIC_URL, missing_required
+from gateway.preflight import base_url, listen_problem, public_url_warning
+from gateway.settings import ConfigError, build_settings, config_warnings, read_config
 from gateway.tuning import tune_malloc
 
 DEFAULT_CONFIG = "config/gateway.yaml"
+# How long an idle keep-alive connection stays open. Longer than the load balancer's own
+# upstream keepalive_timeout (config/nginx.conf): the side that closes an idle connection
+# must be nginx, or it may send a POST down a connection the gateway is closing, and nginx
+# never retries a POST it has sent (the caller gets a 502).
+KEEP_ALIVE_SECONDS = 40
 KEY_PREFIX = "gwk_"
 
 
@@ -35,6 +49,14 @@ def new_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
+def _name_argument(value: str) -> str:
+    """A --user or --team value, held to the rule the config applies to the printed entry."""
+    try:
+        return check_name(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def cmd_keys_new(args: argparse.Namespace) -> int:
     # Here, not at the top: `serve` spawns its workers sooner without the auth stack (JWT,
     # cryptography, starlette) loaded first in the parent.
@@ -48,56 +70,23 @@ def cmd_keys_new(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_upstream(config: GatewayConfig) -> None:
-    """Where variations go and, for the edits adapter, with which model at what price."""
-    upstream = config.upstream
-    print(f"upstream: {upstream.adapter} adapter, {upstream.base_url}")
-    edits = upstream.edits
-    if upstream.adapter == "edits" and edits is not None:
-        priced = "high" if edits.quality == "auto" else edits.quality
-        reserve = edits.prices[edits.model].image[priced]
-        print(
-            f"  model {edits.model}, quality {edits.quality}: reserves {reserve:g} USD per "
-            "image, settled to the reported usage"
-        )
-
-
-def _print_policy(config: GatewayConfig) -> None:
-    for principal in config.principals:
-        print(f"{principal.user} (team {principal.team}, role {principal.role}):")
-        rules = rules_for(config.quotas, principal.user, principal.team)
-        for scope, subject, rule in rules:
-            print(f"  {scope:<4} {subject:<16} {rule.unit:<8} {rule.limit:>10g} per {rule.window}")
-        if not rules:
-            print("  no quota rules: unlimited")
-    _print_other_sources(config)
-
-
-def _print_other_sources(config: GatewayConfig) -> None:
-    """Callers the config does not list: who vouches for them, and which rules they get."""
-    sources = []
-    if config.identity.jwt is not None:
-        sources.append(f"SSO tokens issued by {config.identity.jwt.issuer}")
-    if config.identity.trusted_header is not None:
-        proxies = ", ".join(config.identity.trusted_header.proxies)
-        sources.append(f"trusted headers from {proxies}")
-    if sources:
-        print(f"other users ({'; '.join(sources)}):")
-        print("  the default rules (or their quotas.users entry), plus their team's pool")
-
-
 def cmd_config_check(args: argparse.Namespace) -> int:
     path = _config_path(args)
     try:
         config = read_config(path)
-        settings = build_settings(config, os.environ)
     except ConfigError as exc:
         return _fail(f"{path}: invalid configuration\n{exc}")
     print(f"{path}: ok")
-    for warning in settings.warnings:
+    for warning in config_warnings(config):
         print(f"gateway: warning: {warning}", file=sys.stderr)
-    _print_upstream(config)
-    _print_policy(config)
+    print_upstream(config)
+    print_environment(config, os.environ)
+    print_quota_rules(config)
+    print_principals(config)
+    print_other_sources(config)
+    missing = missing_required(config, os.environ)
+    if args.require_env and missing:
+        return _fail(f"serve needs {', '.join(var.name for var in missing)} set")
     return 0
 
 
@@ -107,7 +96,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     path = _config_path(args)
     env = dict(os.environ)
     env["GATEWAY_CONFIG"] = str(path)
-    env.setdefault("GATEWAY_PUBLIC_URL", f"http://{args.host}:{args.port}")
+    env.setdefault(PUBLIC_URL, base_url(args.host, args.port))
     if args.demo_key and not env.get("GATEWAY_DEMO_KEY"):
         env["GATEWAY_DEMO_KEY"] = new_key()
     try:
@@ -120,7 +109,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f"{settings.config.store.redis_url_env} to a Redis URL "
             "(the in-process store serves one process only)"
         )
-    for warning in settings.warnings:
+    problem = listen_problem(args.host, args.port)
+    if problem:
+        return _fail(problem)
+    unreachable = public_url_warning(settings.config, args.host, args.port, os.environ)
+    for warning in (*settings.warnings, *([unreachable] if unreachable else [])):
         print(f"gateway: warning: {warning}", file=sys.stderr)
     metrics_dir = None
     if args.workers > 1 and not env.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -142,6 +135,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             server_header=False,
             proxy_headers=False,
             timeout_graceful_shutdown=settings.config.limits.shutdown_grace_seconds,
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
             log_config=logging_config(),
         )
     finally:
@@ -198,16 +192,25 @@ def _parser() -> argparse.ArgumentParser:
         dest="action", required=True
     )
     new = keys.add_parser("new", help="print a fresh key and its config entry")
-    new.add_argument("--user", required=True)
-    new.add_argument("--team", required=True)
+    new.add_argument("--user", required=True, type=_name_argument)
+    new.add_argument("--team", required=True, type=_name_argument)
     new.add_argument("--role", choices=("user", "admin"), default="user")
     new.set_defaults(handler=cmd_keys_new)
 
     config = commands.add_parser("config", help="configuration").add_subparsers(
         dest="action", required=True
     )
-    check = config.add_parser("check", help="validate the config, print the policy per user")
+    check = config.add_parser(
+        "check",
+        help="validate the config (no secret needed), list the variables serve reads, "
+        "print the policy",
+    )
     check.add_argument("--config")
+    check.add_argument(
+        "--require-env",
+        action="store_true",
+        help="also exit 2 if a variable serve requires is unset (a deployment's pre-flight)",
+    )
     check.set_defaults(handler=cmd_config_check)
     return parser
 

@@ -17,6 +17,7 @@ import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 
 from gateway.config_types import HexDigest, Name, Price, Strict
+from gateway.environment import DEMO_KEY, PUBLIC_URL, missing_required
 from gateway.identity_settings import IdentityConfig, identity_warnings
 
 Unit = Literal["requests", "images", "usd"]
@@ -264,29 +265,47 @@ def _secret(env: Mapping[str, str], name: str | None) -> SecretStr | None:
     return SecretStr(value) if value else None
 
 
+def config_warnings(config: GatewayConfig) -> list[str]:
+    """Valid settings that are likely mistakes, said at start-up and by `config check`."""
+    warnings = identity_warnings(config.identity)
+    if "upstream" not in config.model_fields_set:
+        warnings.append(
+            f"no upstream: section: requests go to {config.upstream.base_url} "
+            "(set upstream.base_url; `sandbox` stays offline)"
+        )
+    if "quotas" not in config.model_fields_set:
+        warnings.append("no quotas: section: every caller may call without limit")
+    return warnings
+
+
+def _require(config: GatewayConfig, env: Mapping[str, str]) -> None:
+    missing = missing_required(config, env)
+    if missing:
+        raise ConfigError(
+            "\n".join(
+                f"{var.key}: environment variable {var.name} is not set ({var.purpose})"
+                for var in missing
+            )
+        )
+
+
 def build_settings(config: GatewayConfig, env: Mapping[str, str]) -> Settings:
     """Join a validated config with the secrets of `env`; raises `ConfigError` if one is missing."""
-    warnings = identity_warnings(config.identity)
+    _require(config, env)
+    warnings = config_warnings(config)
     upstream_key = _secret(env, config.upstream.api_key_env)
-    if upstream_key is None and not config.upstream.is_sandbox:
-        raise ConfigError(
-            f"upstream.api_key_env: environment variable {config.upstream.api_key_env} is not set"
-        )
     user_secret = _secret(env, config.identity.secret_env)
     if user_secret is None:
-        if config.identity.user_field == "hashed" and not config.upstream.is_sandbox:
-            raise ConfigError(
-                f"identity.secret_env: environment variable {config.identity.secret_env} "
-                "is not set (needed for user_field: hashed)"
-            )
-        # Sandbox only: a per-process secret keeps local runs zero-setup.
+        # Not required here (sandbox, or plain user ids): a per-process secret keeps
+        # local runs zero-setup.
         user_secret = SecretStr(secrets.token_hex(32))
-        warnings.append(f"{config.identity.secret_env} unset: using a random per-process secret")
-    demo_key = _secret(env, "GATEWAY_DEMO_KEY")
+        if config.identity.user_field == "hashed":
+            warnings.append(
+                f"{config.identity.secret_env} unset: using a random per-process secret"
+            )
+    demo_key = _secret(env, DEMO_KEY)
     if demo_key is not None and not config.upstream.is_sandbox:
-        raise ConfigError(
-            "GATEWAY_DEMO_KEY: a demo key is only allowed with upstream.base_url: sandbox"
-        )
+        raise ConfigError(f"{DEMO_KEY}: a demo key is only allowed with upstream.base_url: sandbox")
     redis_url = _secret(env, config.store.redis_url_env)
     return Settings(
         config=config,
@@ -296,7 +315,7 @@ def build_settings(config: GatewayConfig, env: Mapping[str, str]) -> Settings:
         cache_redis_url=_secret(env, config.cache.redis_url_env) or redis_url,
         metrics_token=_secret(env, config.metrics.token_env),
         demo_key=demo_key,
-        public_url=env.get("GATEWAY_PUBLIC_URL", "http://127.0.0.1:8080").rstrip("/"),
+        public_url=env.get(PUBLIC_URL, "http://127.0.0.1:8080").rstrip("/"),
         multiprocess_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or None,
         warnings=tuple(warnings),
     )

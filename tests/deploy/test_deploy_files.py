@@ -26,6 +26,8 @@ import pytest
 import yaml
 from support.deploy_files import (
     ALERT_RULES,
+    ALERTMANAGER_CONFIG,
+    ALERTMANAGER_RENDER,
     COMPOSE_FILE,
     CONFIG,
     DASHBOARD,
@@ -92,7 +94,10 @@ def _require_tool(name: str, command: list[str] | None) -> list[str]:
     """The tool's command, or skip (fail in CI, which installs it: see .ci/run)."""
     if command is not None:
         return command
-    message = f"{name} is not installed (Debian: apt-get install docker-compose prometheus)"
+    message = (
+        f"{name} is not installed (Debian: apt-get install docker-compose prometheus "
+        "prometheus-alertmanager)"
+    )
     if os.environ.get("CI"):
         pytest.fail(f"{message}; CI must install it before the tests")
     pytest.skip(message)
@@ -114,6 +119,11 @@ def _compose_command() -> tuple[str, ...] | None:
 def _compose() -> list[str]:
     command = _compose_command()
     return _require_tool("docker compose / docker-compose", list(command) if command else None)
+
+
+def _amtool() -> list[str]:
+    amtool = shutil.which("amtool")
+    return _require_tool("amtool", [amtool] if amtool else None)
 
 
 def _promtool() -> list[str]:
@@ -189,7 +199,7 @@ def test_every_service_has_a_healthcheck_and_gateways_probe_health_endpoints() -
 def test_secrets_come_only_from_the_environment() -> None:
     """Secret variables are required `${VAR:?...}` references with no default or literal value."""
     required = re.compile(r"^\$\{(?P<name>[A-Z0-9_]+):\?[^}]*\}$")
-    secret_like = re.compile(r"KEY|SECRET|PASSWORD|TOKEN")
+    secret_like = re.compile(r"KEY|SECRET|PASSWORD|TOKEN|WEBHOOK")
     seen = set()
     for name, service in _services().items():
         for key, value in _environment(service).items():
@@ -343,6 +353,73 @@ def test_load_balancer_never_redirects() -> None:
     assert settings["absolute_redirect"] == ["off"]
 
 
+def _upstream_block() -> list[list[str]]:
+    """The directives inside nginx's `upstream gateway { ... }` block."""
+    text = re.sub(r"#[^\n]*", "", NGINX_CONF.read_text(encoding="utf-8"))
+    match = re.search(r"upstream\s+gateway\s*\{([^}]*)\}", text)
+    assert match, "no upstream gateway block"
+    return [part.split() for part in match[1].split(";") if part.strip()]
+
+
+def _seconds(value: str) -> float:
+    """An nginx time (`30s`, `1m`, `500ms`, `5`) in seconds."""
+    number, unit = re.fullmatch(r"(\d+)(ms|s|m|h)?", value).groups()
+    return int(number) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[unit]
+
+
+def _retry_after_of_own_502() -> int:
+    text = NGINX_CONF.read_text(encoding="utf-8")
+    block = re.search(r"location @unavailable \{([^}]*)\}", text)
+    assert block
+    return int(re.search(r"add_header Retry-After (\d+)", block[1])[1])
+
+
+def test_a_replica_that_is_back_takes_traffic_within_the_callers_retry() -> None:
+    """Failure accounting never outlasts the Retry-After of nginx's own 502, so after both
+    replicas were down, the callers' retries reach the first one back (no ~13 s outage)."""
+    servers = [d for d in _upstream_block() if d[0] == "server"]
+    assert len(servers) == len(GATEWAY_SERVICES)
+    for server in servers:
+        params = dict(param.split("=", 1) for param in server[2:] if "=" in param)
+        if params.get("max_fails") == "0":
+            continue  # no failure accounting at all
+        assert _seconds(params.get("fail_timeout", "10s")) <= _retry_after_of_own_502(), server
+
+
+def test_only_a_refused_connection_is_retried_on_the_other_replica() -> None:
+    """proxy_next_upstream is `error` alone, never `non_idempotent`, timeouts or the gateway's
+    own error statuses: a POST that may have reached a gateway is never sent twice."""
+    settings = {d[0]: d[1:] for d in _nginx_directives()}
+    assert settings["proxy_next_upstream"] == ["error"]
+    assert settings["proxy_next_upstream_tries"] == ["2"]
+
+
+def test_nginx_closes_idle_upstream_connections_before_the_gateway_does(monkeypatch) -> None:
+    """nginx's upstream keepalive_timeout is shorter than the keep-alive `gateway serve` gives
+    uvicorn, so nginx never reuses a connection the gateway is closing."""
+    from support.serve import serve_until_uvicorn
+
+    (timeout,) = [d[1] for d in _upstream_block() if d[0] == "keepalive_timeout"]
+    for name in ("GATEWAY_PUBLIC_URL", "GATEWAY_DEMO_KEY", "GATEWAY_CONFIG", "REDIS_URL"):
+        monkeypatch.delenv(name, raising=False)
+    options = serve_until_uvicorn(
+        monkeypatch, "--config", str(CONFIG / "gateway.yaml"), "--port", "0"
+    )
+    assert options is not None
+    assert _seconds(timeout) < options["timeout_keep_alive"]
+
+
+def test_restarts_are_one_replica_at_a_time_in_compose_and_readme() -> None:
+    """Every `docker compose restart` the compose file or the README suggests names one
+    replica: restarting both at once is an outage."""
+    for path in (COMPOSE_FILE, ROOT / "README.md"):
+        commands = re.findall(r"docker compose restart ([^&;\n`]*)", path.read_text("utf-8"))
+        assert commands, path
+        for command in commands:
+            replicas = [word for word in command.split() if word in GATEWAY_SERVICES or "$" in word]
+            assert len(replicas) == 1, (path, command)
+
+
 # --- Prometheus and alerts ----------------------------------------------------------------
 
 
@@ -494,6 +571,81 @@ def test_alerts_fire_on_the_right_series(tmp_path: Path) -> None:
     tests.write_text(yaml.safe_dump(_alert_unit_tests(), sort_keys=False))
     result = _run([*_promtool(), "test", "rules", str(tests)])
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- Alertmanager -------------------------------------------------------------------------
+
+# Characters a sed replacement or a YAML plain scalar could trip on, all legal in a URL.
+# Where the container writes the rendered config: its tmpfs, not the image or a volume.
+RENDERED = "/tmp/alertmanager.yml"  # noqa: S108 - a path inside the container
+WEBHOOK_URL = "https://hooks.example.com/services/T0/B0/x?a=1&b=2|c\\d#e"
+
+
+def _render(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run render.sh as the Alertmanager container does, into tmp_path/alertmanager.yml."""
+    sh = shutil.which("sh")
+    assert sh, "a POSIX sh is needed"
+    target = tmp_path / "alertmanager.yml"
+    return _run([sh, str(ALERTMANAGER_RENDER), str(ALERTMANAGER_CONFIG), str(target)], env)
+
+
+def _rendered(tmp_path: Path) -> Path:
+    env = {**_environ_without_secrets(), "ALERT_WEBHOOK_URL": WEBHOOK_URL}
+    result = _render(tmp_path, env)
+    assert result.returncode == 0, result.stderr
+    return tmp_path / "alertmanager.yml"
+
+
+def test_alertmanager_config_passes_amtool(tmp_path: Path) -> None:
+    """The config, rendered with a webhook URL as the container renders it, passes
+    `amtool check-config`."""
+    result = _run([*_amtool(), "check-config", str(_rendered(tmp_path))])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_alerts_are_posted_to_the_webhook_url_from_the_environment(tmp_path: Path) -> None:
+    """Every route ends at the receiver whose webhook URL is ALERT_WEBHOOK_URL, byte for byte,
+    and resolved alerts are posted too."""
+    config = _load_yaml(_rendered(tmp_path))
+    (receiver,) = config["receivers"]
+    (webhook,) = receiver["webhook_configs"]
+    assert webhook["url"] == WEBHOOK_URL
+    assert webhook["send_resolved"] is True
+    routes = [config["route"], *config["route"].get("routes", [])]
+    assert {route.get("receiver", receiver["name"]) for route in routes} == {receiver["name"]}
+    assert WEBHOOK_URL not in ALERTMANAGER_CONFIG.read_text(encoding="utf-8")
+
+
+def test_alertmanager_refuses_to_start_without_its_webhook_url(tmp_path: Path) -> None:
+    """Without ALERT_WEBHOOK_URL, rendering fails naming it and writes no config."""
+    result = _render(tmp_path, _environ_without_secrets())
+    assert result.returncode != 0
+    assert "ALERT_WEBHOOK_URL" in result.stderr
+    assert not (tmp_path / "alertmanager.yml").exists()
+
+
+def test_compose_runs_alertmanager_on_the_rendered_config() -> None:
+    """Compose mounts the config directory, renders it to the tmpfs and starts Alertmanager on
+    the rendered file, with the URL from the environment."""
+    service = _services()["alertmanager"]
+    mounts = _mounts(service)
+    assert mounts["/etc/alertmanager"].endswith("config/alertmanager")
+    entrypoint = " ".join(service["entrypoint"])
+    render = f"/etc/alertmanager/{ALERTMANAGER_RENDER.name}"
+    template = f"/etc/alertmanager/{ALERTMANAGER_CONFIG.name}"
+    assert f"{render} {template} {RENDERED}" in entrypoint
+    assert f"--config.file={RENDERED}" in entrypoint
+    assert str(Path(RENDERED).parent) in service["tmpfs"]
+    assert _environment(service)["ALERT_WEBHOOK_URL"].startswith("${ALERT_WEBHOOK_URL:?")
+
+
+def test_prometheus_sends_alerts_to_the_compose_alertmanager() -> None:
+    """Prometheus's `alerting:` block targets the compose Alertmanager service."""
+    config = _load_yaml(PROMETHEUS_CONFIG)
+    (manager,) = config["alerting"]["alertmanagers"]
+    targets = {target for group in manager["static_configs"] for target in group["targets"]}
+    assert targets == {"alertmanager:9093"}
+    assert "alertmanager" in _services()
 
 
 # --- Grafana ------------------------------------------------------------------------------

@@ -309,3 +309,29 @@ def test_the_sandbox_plays_the_edits_endpoint_offline(make_client) -> None:
     text_tokens = len(VARIATION_PROMPT) // 4
     expected = (text_tokens * 0.005 + 388 * 0.01 + 2 * 272 * 0.04) / 1000
     assert used(client)["usd"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_the_shipped_offline_edits_config_runs_with_no_environment() -> None:
+    """config/gateway.edits.yaml (what `make run CONFIG=...` serves) needs no secret and
+    answers variations through the edits adapter, offline, at hosted URLs."""
+    from pathlib import Path
+
+    import yaml
+    from support.clock import WindowSafeClock
+    from support.config import principals
+
+    from gateway.app import create_app
+    from gateway.settings import build_settings, parse_config
+
+    path = Path(__file__).resolve().parents[2] / "config" / "gateway.edits.yaml"
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    settings = build_settings(parse_config({**raw, "principals": principals()}), {})
+    app = create_app(settings, store_clock=WindowSafeClock())
+    with TestClient(app, base_url="http://gateway.test") as client:
+        response = post_variation(client, fields={"n": "2", "size": "512x512"})
+        assert response.status_code == 200, response.text
+        assert response.headers["x-gateway-upstream"] == "sandbox"
+        assert response.headers["x-gateway-upstream-model"] == raw["upstream"]["edits"]["model"]
+        urls = [item["url"] for item in response.json()["data"]]
+        images = [client.get(urlsplit(url).path).content for url in urls]
+    assert [png_side(image) for image in images] == [("PNG", (512, 512))] * 2

@@ -21,6 +21,9 @@ GATEWAY_CONFIG = CONFIG / "gateway.compose.yaml"
 NGINX_CONF = CONFIG / "nginx.conf"
 PROMETHEUS_CONFIG = CONFIG / "prometheus.yml"
 ALERT_RULES = CONFIG / "alerts.yml"
+ALERTMANAGER = CONFIG / "alertmanager"
+ALERTMANAGER_CONFIG = ALERTMANAGER / "alertmanager.yml"
+ALERTMANAGER_RENDER = ALERTMANAGER / "render.sh"
 GRAFANA = CONFIG / "grafana"
 DASHBOARD = GRAFANA / "dashboards" / "gateway.json"
 DATASOURCES = GRAFANA / "provisioning" / "datasources" / "prometheus.yml"
@@ -29,7 +32,13 @@ DASHBOARD_PROVIDERS = GRAFANA / "provisioning" / "dashboards" / "dashboards.yml"
 GATEWAY_SERVICES = ("gateway-1", "gateway-2")
 GATEWAY_PORT = 8080
 IMAGE_CONFIG_PATH = "/etc/gateway/gateway.yaml"
-SECRET_VARIABLES = ("OPENAI_API_KEY", "GATEWAY_USER_SECRET", "GRAFANA_ADMIN_PASSWORD")
+# A chat webhook's URL is its credential: it is handled like the other secrets.
+SECRET_VARIABLES = (
+    "OPENAI_API_KEY",
+    "GATEWAY_USER_SECRET",
+    "GRAFANA_ADMIN_PASSWORD",
+    "ALERT_WEBHOOK_URL",
+)
 DUMMY_SECRETS = {name: f"dummy-{name.lower()}" for name in SECRET_VARIABLES}
 
 # SPEC section 6.5: the only metric names the gateway exposes.

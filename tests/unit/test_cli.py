@@ -225,10 +225,95 @@ def test_non_utf8_file_exits_2(capsys, tmp_path):
     assert "latin1.yaml" in _broken(capsys, path)
 
 
-def test_real_upstream_without_its_key_exits_2(capsys, write):
-    """A real upstream with OPENAI_API_KEY unset exits 2 naming upstream.api_key_env."""
+def _env_line(out: str, name: str) -> list[str]:
+    """The `config check` line about environment variable `name`, as words."""
+    return next(line.split() for line in out.splitlines() if line.split()[:1] == [name])
+
+
+def test_real_upstream_checks_without_its_secrets(capsys, write):
+    """With no secret in the environment, a real-upstream config passes `config check`, which
+    lists the variables serve needs as required and unset."""
     config = {**GOOD, "upstream": {"base_url": "https://api.openai.com/v1"}}
-    assert "upstream.api_key_env" in _broken(capsys, write(config))
+    assert _check(write(config)) == 0
+    out = capsys.readouterr().out
+    assert _env_line(out, "OPENAI_API_KEY")[:4] == [
+        "OPENAI_API_KEY",
+        "required",
+        "unset",
+        "upstream.api_key_env:",
+    ]
+    assert _env_line(out, "GATEWAY_USER_SECRET")[:3] == ["GATEWAY_USER_SECRET", "required", "unset"]
+    assert _env_line(out, "REDIS_URL")[:3] == ["REDIS_URL", "optional", "unset"]
+
+
+def test_require_env_exits_2_naming_what_serve_lacks(capsys, write, monkeypatch):
+    """`config check --require-env` exits 2 naming each required variable that is unset."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-upstream")
+    path = write({**GOOD, "upstream": {"base_url": "https://api.openai.com/v1"}})
+    assert main(["config", "check", "--config", str(path), "--require-env"]) == 2
+    err = capsys.readouterr().err
+    assert "GATEWAY_USER_SECRET" in err
+    assert "OPENAI_API_KEY" not in err
+
+
+def test_environment_list_says_set_but_never_the_value(capsys, write, monkeypatch):
+    """A variable that is set is reported as set, and its value appears nowhere."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-upstream-value")
+    monkeypatch.setenv("REDIS_URL", "redis://:hunter2@redis:6379/0")
+    path = write({**GOOD, "upstream": {"base_url": "https://api.openai.com/v1"}})
+    assert main(["config", "check", "--config", str(path), "--require-env"]) == 2
+    captured = capsys.readouterr()
+    assert _env_line(captured.out, "OPENAI_API_KEY")[1:3] == ["required", "set"]
+    assert _env_line(captured.out, "REDIS_URL")[1:3] == ["optional", "set"]
+    for value in ("sk-test-upstream-value", "hunter2"):
+        assert value not in captured.out + captured.err
+
+
+def test_default_config_prints_default_rules_and_team_pools(capsys, write):
+    """Without principals, `config check` still prints the default rules, the overrides and the
+    team pools, the policy every SSO or header caller gets."""
+    config = {**GOOD, "principals": []}
+    assert _check(write(config)) == 0
+    lines = _lines(capsys.readouterr().out)
+    rules = lines.index(["default", "rules,", "per", "user", "(quotas.default):"])
+    assert lines[rules + 1 : rules + 3] == [
+        ["requests", "60", "per", "minute"],
+        ["images", "200", "per", "day"],
+    ]
+    assert ["alice", "images", "500", "per", "day"] in lines
+    assert ["vision", "usd", "50", "per", "month"] in lines
+    assert lines[-1][:2] == ["principals:", "none"]
+
+
+def test_shipped_config_prints_its_default_policy(capsys):
+    """config/gateway.yaml, which lists no principal, shows its default rules."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "config" / "gateway.yaml"
+    assert _check(path) == 0
+    lines = _lines(capsys.readouterr().out)
+    assert ["requests", "60", "per", "minute"] in lines
+    assert ["images", "200", "per", "day"] in lines
+
+
+@pytest.mark.parametrize(
+    ("drop", "warned"),
+    [("upstream", "requests go to https://api.openai.com/v1"), ("quotas", "without limit")],
+)
+def test_missing_upstream_or_quotas_section_is_warned(capsys, write, drop, warned):
+    """A file without `upstream:` (which means api.openai.com) or without `quotas:` (which
+    means no limit) still passes, with a warning naming the section."""
+    config = {key: value for key, value in GOOD.items() if key != drop}
+    assert _check(write(config)) == 0
+    err = capsys.readouterr().err
+    assert f"no {drop}: section" in err
+    assert warned in err
+
+
+def test_complete_config_gets_no_section_warning(capsys, write):
+    """A file with both sections gets neither warning."""
+    assert _check(write(GOOD)) == 0
+    assert "section" not in capsys.readouterr().err
 
 
 def test_real_upstream_with_its_secrets_passes(capsys, write, monkeypatch):
@@ -240,3 +325,28 @@ def test_real_upstream_with_its_secrets_passes(capsys, write, monkeypatch):
     out = capsys.readouterr().out
     assert "sk-test-upstream" not in out
     assert "hmac" not in out
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [("--user", "a b"), ("--team", "vision!"), ("--user", "x" * 129), ("--team", 'a"b')],
+)
+def test_keys_new_refuses_names_the_config_would_refuse(capsys, flag, value):
+    """`keys new` exits 2 on a name `config check` would reject, saying the rule, and prints
+    no key."""
+    names = {"--user": "alice", "--team": "vision", flag: value}
+    with pytest.raises(SystemExit) as caught:
+        main(["keys", "new", "--user", names["--user"], "--team", names["--team"]])
+    assert caught.value.code == 2
+    captured = capsys.readouterr()
+    assert "gwk_" not in captured.out
+    assert f"argument {flag}" in captured.err
+    assert "letter, a digit or one of . _ @ + -" in captured.err
+
+
+def test_config_refuses_the_same_names_with_the_same_rule(capsys, write):
+    """A principal named like `--user 'a b'` fails `config check`, with the rule `keys new` says."""
+    config = {**GOOD, "principals": [{"user": "a b", "team": "vision", "key_sha256": DIGEST}]}
+    err = _broken(capsys, write(config))
+    assert "principals[0].user:" in err
+    assert "letter, a digit or one of . _ @ + -" in err

@@ -270,6 +270,22 @@ def test_sandbox_needs_no_secrets_and_warns():
     assert any("GATEWAY_USER_SECRET" in w for w in settings.warnings)
 
 
+def test_serve_warns_of_a_missing_upstream_or_quotas_section():
+    """The settings `serve` starts with carry the same missing-section warnings as
+    `config check`: an empty file means api.openai.com and no limit."""
+    warnings = build_settings(parse_config(None), SECRETS).warnings
+    assert any("no upstream: section" in w for w in warnings)
+    assert any("no quotas: section" in w for w in warnings)
+
+
+def test_every_missing_secret_is_named_at_once():
+    """A real upstream with neither secret set names both variables in one error."""
+    with pytest.raises(ConfigError) as caught:
+        build_settings(parse_config(REAL), {})
+    assert "OPENAI_API_KEY" in str(caught.value)
+    assert "GATEWAY_USER_SECRET" in str(caught.value)
+
+
 def test_demo_key_is_refused_with_a_real_upstream():
     """GATEWAY_DEMO_KEY is only allowed with the sandbox upstream."""
     with pytest.raises(ConfigError) as caught:
@@ -380,7 +396,8 @@ def test_identity_sources_are_off_by_default_and_parse_when_set():
 )
 def test_risky_identity_settings_start_with_a_warning(identity, warned):
     """A plain-http JWKS off loopback, or proxies trusting every address, is warned about."""
-    settings = build_settings(parse_config({**REAL, "identity": identity}), SECRETS)
+    config = parse_config({**REAL, "quotas": {}, "identity": identity})
+    settings = build_settings(config, SECRETS)
     found = [w for w in settings.warnings if warned and warned in w]
     assert found if warned else not settings.warnings
 

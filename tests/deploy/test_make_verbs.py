@@ -1,0 +1,78 @@
+"""The Makefile's verbs as a newcomer types them: `make run PORT=9000`, and what each installs.
+
+Read with `make -n -B` (print every command, as if nothing were built yet; run none).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+from support.deploy_files import ROOT
+
+
+def _plan(*args: str) -> list[str]:
+    """The commands `make args` would run on a fresh clone, one per line."""
+    make = shutil.which("make")
+    if make is None:
+        pytest.fail("make is not installed: the README's verbs need it")
+    env = {key: value for key, value in os.environ.items() if key not in {"PORT", "HOST"}}
+    result = subprocess.run(
+        [make, "-n", "-B", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return result.stdout.splitlines()
+
+
+def _serve_line(plan: list[str]) -> list[str]:
+    (line,) = [line for line in plan if " serve " in line]
+    return line.split()
+
+
+def _option(words: list[str], name: str) -> str:
+    return words[words.index(name) + 1]
+
+
+def test_make_run_serves_loopback_8080_by_default() -> None:
+    """Plain `make run` serves config/gateway.yaml on 127.0.0.1:8080 with a demo key."""
+    words = _serve_line(_plan("run"))
+    assert _option(words, "--port") == "8080"
+    assert _option(words, "--host") == "127.0.0.1"
+    assert _option(words, "--config") == "config/gateway.yaml"
+    assert "--demo-key" in words
+
+
+def test_make_run_honours_port_host_and_config() -> None:
+    """`make run PORT=9000 HOST=0.0.0.0 CONFIG=...` reaches `gateway serve`."""
+    words = _serve_line(
+        _plan("run", "PORT=9000", "HOST=0.0.0.0", "CONFIG=config/gateway.edits.yaml")
+    )
+    assert _option(words, "--port") == "9000"
+    assert _option(words, "--host") == "0.0.0.0"  # noqa: S104 - a make variable, not a bind
+    assert _option(words, "--config") == "config/gateway.edits.yaml"
+
+
+def _installs(plan: list[str]) -> list[str]:
+    return [line for line in plan if "pip install" in line and "--upgrade pip" not in line]
+
+
+def test_make_run_installs_only_what_running_needs() -> None:
+    """`make run` installs the package without its dev extras (test and lint tools)."""
+    installs = _installs(_plan("run"))
+    assert installs
+    assert not any("[dev]" in line for line in installs), installs
+
+
+@pytest.mark.parametrize("verb", ["test", "lint"])
+def test_make_test_and_lint_add_the_dev_extras_to_the_same_venv(verb: str) -> None:
+    """`make test` and `make lint` install the dev extras into the one .venv `make run` uses."""
+    plan = _plan(verb)
+    assert any("[dev]" in line for line in _installs(plan))
+    assert [line for line in plan if " -m venv " in line] == ["python3 -m venv .venv"]
