@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.policy import rules_for
+from gateway.redaction import without_credentials
 from gateway.settings import ConfigError, GatewayConfig, build_settings, read_config
 from gateway.tuning import tune_malloc
 
@@ -51,7 +52,7 @@ def cmd_keys_new(args: argparse.Namespace) -> int:
 def _print_upstream(config: GatewayConfig) -> None:
     """Where variations go and, for the edits adapter, with which model at what price."""
     upstream = config.upstream
-    print(f"upstream: {upstream.adapter} adapter, {upstream.base_url}")
+    print(f"upstream: {upstream.adapter} adapter, {without_credentials(upstream.base_url)}")
     edits = upstream.edits
     if upstream.adapter == "edits" and edits is not None:
         priced = "high" if edits.quality == "auto" else edits.quality

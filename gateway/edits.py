@@ -139,7 +139,12 @@ class EditsUpstream:
                 headers=request_id_header(response),
             )
         if status in (400, 422) and param is not None and param not in CALLER_PARAMS:
-            log.error("upstream refused the gateway's edits setting %r (%s)", param, code)
+            call = self._call  # the upstream's words, logged as a caller would see them
+            log.error(
+                "upstream refused the gateway's edits setting %r (%s)",
+                call.sanitise(param),
+                call.sanitise(code or ""),
+            )
             return UpstreamMisconfigured(headers=request_id_header(response))
         if param == "image[]":
             error = {**error, "param": "image"}

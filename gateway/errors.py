@@ -20,7 +20,9 @@
         ├── UpstreamMisconfigured     502 upstream_misconfigured x-should-retry: false
         │                                 (or upstream_model_unavailable: the gateway's
         │                                  own upstream settings were refused)
-        └── UpstreamRejected          the upstream's 4xx, its type/code/param, sanitised
+        └── UpstreamRejected          the upstream's 4xx, its type/code/param rebuilt from a
+                                          known set (the caller's own request when 400, 413,
+                                          415 or 422: outcome `invalid`, not the upstream's)
 
 Lower layers translate their own exceptions into these with `raise ... from exc`; one
 handler (`error_response`) renders them all in OpenAI's shape, always with all four keys.
@@ -34,6 +36,8 @@ import orjson
 from starlette.responses import Response
 
 NO_RETRY = {"x-should-retry": "false"}
+# Upstream statuses that refuse the request's content: the caller's to fix.
+CALLER_STATUSES = frozenset({400, 413, 415, 422})
 
 
 class GatewayError(Exception):
@@ -219,6 +223,12 @@ class UpstreamRejected(UpstreamError):
 
     def default_headers(self) -> Mapping[str, str]:
         return {}
+
+    @property
+    def callers_fault(self) -> bool:
+        """Whether the upstream refused something of the caller's (their image, their `n`),
+        rather than failing or limiting the company's account."""
+        return self.status in CALLER_STATUSES
 
 
 def error_response(error: GatewayError, extra_headers: Mapping[str, str] | None = None) -> Response:
