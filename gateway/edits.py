@@ -26,7 +26,12 @@ import anyio.to_thread
 import httpx
 import orjson
 
-from gateway.errors import UpstreamError, UpstreamMisconfigured, UpstreamRejected
+from gateway.errors import (
+    UpstreamAnswerLost,
+    UpstreamError,
+    UpstreamMisconfigured,
+    UpstreamRejected,
+)
 from gateway.hosting import ImageHost
 from gateway.imaging import ImageUnreadable, fit_png
 from gateway.params import VariationRequest
@@ -95,7 +100,7 @@ class EditsUpstream:
             pngs = await anyio.to_thread.run_sync(_fit_all, generated, request.side)
             data = [await self._images.entry(png, request.response_format) for png in pngs]
         except StoreError as exc:
-            raise UpstreamError("The gateway could not store the generated images.") from exc
+            raise UpstreamAnswerLost("The gateway could not store the generated images.") from exc
         body = orjson.dumps({"created": created, "data": data})
         request_id = response.headers.get("x-request-id")
         return UpstreamAnswer(body, len(data), request_id, usage_cost(usage, self._price))

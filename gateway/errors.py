@@ -14,9 +14,11 @@
     ├── Overloaded                    503 server_overloaded     Retry-After (too many in flight,
     │                                                            or uploads held at capacity)
     ├── IdentityProviderUnavailable   503 identity_provider_unavailable (JWKS unreachable)
-    └── UpstreamError                 502 upstream_error        (5xx, unreachable, bad answer)
+    └── UpstreamError                 502 upstream_error        (5xx, unreachable: nothing made)
+        ├── UpstreamAnswerLost        502 upstream_error        (sent, but its answer was lost
+        │   │                                                    or unusable: it may have billed)
+        │   └── UpstreamTimeout       504 upstream_timeout      x-should-retry: false
         ├── UpstreamAuthError         502 upstream_auth_error   x-should-retry: false
-        ├── UpstreamTimeout           504 upstream_timeout      x-should-retry: false
         ├── UpstreamMisconfigured     502 upstream_misconfigured x-should-retry: false
         │                                 (or upstream_model_unavailable: the gateway's
         │                                  own upstream settings were refused)
@@ -167,12 +169,23 @@ class IdentityProviderUnavailable(GatewayError):
 
 
 class UpstreamError(GatewayError):
+    """The upstream produced nothing: it said so (an error status) or never got the request."""
+
     status, type = 502, "server_error"
     code: str | None = "upstream_error"
     default_message = "The upstream image service failed. Retry shortly."
+    # Whether the upstream may have produced (and billed) the images all the same.
+    may_have_billed = False
 
     def default_headers(self) -> Mapping[str, str]:
         return {"retry-after": "1"}
+
+
+class UpstreamAnswerLost(UpstreamError):
+    """The request was sent, but its answer never came whole (a reset, a truncated or
+    malformed body, images the gateway could not keep): the upstream may have billed."""
+
+    may_have_billed = True
 
 
 class UpstreamAuthError(UpstreamError):
@@ -183,7 +196,7 @@ class UpstreamAuthError(UpstreamError):
         return NO_RETRY
 
 
-class UpstreamTimeout(UpstreamError):
+class UpstreamTimeout(UpstreamAnswerLost):
     status, code = 504, "upstream_timeout"
     default_message = "The upstream image service did not answer in time."
 

@@ -16,6 +16,7 @@ import httpx
 from gateway import metrics, sandbox
 from gateway.admission import Admission
 from gateway.auth import Authenticator, Identity, KeyAuthenticator, pseudonym
+from gateway.background import Detached
 from gateway.budget import UploadBudget
 from gateway.cache import ResponseCache, cache_key
 from gateway.edits import EditsUpstream
@@ -46,6 +47,7 @@ class Services:
     upstream_headers: Mapping[str, str]
     admission: Admission
     uploads: UploadBudget
+    background: Detached  # upstream calls whose caller left after dispatch
 
     def cache_key(self, identity: Identity, request: VariationRequest) -> str:
         """The cache entry of this request, within the configured scope."""
@@ -160,30 +162,35 @@ async def open_services(
     jwks = open_jwks(settings)
     images = ImageHost(cache_store, settings.public_url)
     ledger: QuotaLedger | None = None
+    background = Detached()
     transport, base_url = _upstream_transport(settings, images, upstream_transport)
     try:
         async with build_client(settings, transport) as client:
             upstream = open_upstream(settings, client, base_url, images)
             ledger = QuotaLedger(settings.config, store, image_price=upstream.image_price)
-            yield Services(
-                settings=settings,
-                auth=build_authenticator(settings, jwks),
-                store=store,
-                images=images,
-                ledger=ledger,
-                cache=cache,
-                upstream=upstream,
-                upstream_headers={
-                    **upstream.headers,
-                    **(
-                        {"x-gateway-upstream": "sandbox"}
-                        if settings.config.upstream.is_sandbox
-                        else {}
-                    ),
-                },
-                admission=Admission(settings.config.limits.max_concurrent_requests),
-                uploads=open_upload_budget(settings),
-            )
+            try:
+                yield Services(
+                    settings=settings,
+                    auth=build_authenticator(settings, jwks),
+                    store=store,
+                    images=images,
+                    ledger=ledger,
+                    cache=cache,
+                    upstream=upstream,
+                    upstream_headers={
+                        **upstream.headers,
+                        **(
+                            {"x-gateway-upstream": "sandbox"}
+                            if settings.config.upstream.is_sandbox
+                            else {}
+                        ),
+                    },
+                    admission=Admission(settings.config.limits.max_concurrent_requests),
+                    uploads=open_upload_budget(settings),
+                    background=background,
+                )
+            finally:  # calls whose callers left finish (or are cancelled) while the client is open
+                await background.close(settings.config.limits.shutdown_grace_seconds)
     finally:
         if ledger is not None:  # refunds of cancelled requests land before the store closes
             await ledger.close()

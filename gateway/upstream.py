@@ -21,6 +21,7 @@ import orjson
 
 from gateway.errors import (
     NO_RETRY,
+    UpstreamAnswerLost,
     UpstreamAuthError,
     UpstreamError,
     UpstreamRejected,
@@ -152,12 +153,12 @@ class UpstreamCall:
             return await self._client.post(
                 self.url, content=byte_stream(head, image, tail), headers=headers
             )
-        except httpx.ConnectTimeout as exc:
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # nothing was sent
             raise UpstreamError("The upstream image service could not be reached.") from exc
         except httpx.TimeoutException as exc:
             raise UpstreamTimeout() from exc
-        except httpx.HTTPError as exc:
-            raise UpstreamError("The upstream image service could not be reached.") from exc
+        except httpx.HTTPError as exc:  # sent, maybe in full: the answer is what was lost
+            raise UpstreamAnswerLost("The upstream image service's answer was lost.") from exc
 
     def failure(self, response: httpx.Response, error: Mapping[str, Any]) -> UpstreamError:
         """The caller's view of a non-200 answer whose error object is `error`."""
@@ -221,8 +222,9 @@ class VariationsUpstream:
 
 
 def malformed() -> UpstreamError:
-    """The error for an upstream 200 whose body is not what the wire format promises."""
-    return UpstreamError("The upstream image service sent a malformed answer.")
+    """The error for an upstream 200 whose body is not what the wire format promises (the
+    upstream said it succeeded: it may have billed)."""
+    return UpstreamAnswerLost("The upstream image service sent a malformed answer.")
 
 
 def request_id_header(response: httpx.Response) -> dict[str, str]:
