@@ -15,6 +15,7 @@
     │                                                            or uploads held at capacity)
     ├── IdentityProviderUnavailable   503 identity_provider_unavailable (JWKS unreachable)
     └── UpstreamError                 502 upstream_error        (5xx, unreachable: nothing made)
+        ├── UpstreamUnreachable       502 upstream_error        (never sent: refunded in full)
         ├── UpstreamAnswerLost        502 upstream_error        (sent, but its answer was lost
         │   │                                                    or unusable: it may have billed)
         │   └── UpstreamTimeout       504 upstream_timeout      x-should-retry: false
@@ -179,6 +180,12 @@ class UpstreamError(GatewayError):
 
     def default_headers(self) -> Mapping[str, str]:
         return {"retry-after": "1"}
+
+
+class UpstreamUnreachable(UpstreamError):
+    """The upstream could not be connected to: the request was never sent."""
+
+    default_message = "The upstream image service could not be reached."
 
 
 class UpstreamAnswerLost(UpstreamError):

@@ -3,8 +3,8 @@
 Once a request has been sent upstream the company may be billed, so the charge follows the
 upstream, not the caller:
 
-- a caller who hangs up before the request is sent (still uploading to the cache leader,
-  waiting on a coalesced call, ...) gets everything back;
+- a request never sent (the caller hung up while waiting on a coalesced call, the upstream
+  could not be connected to) gets everything back;
 - after it is sent, hanging up does not cancel the call: it finishes in the background
   (`Detached`), is settled as delivered and cached, so the caller's retry is a hit;
 - the upstream saying it produced nothing (an error status) keeps the request unit and
@@ -25,7 +25,7 @@ from starlette.requests import ClientDisconnect, Request
 from gateway import metrics
 from gateway.auth import Identity
 from gateway.cache import Cached, Mode, Probe
-from gateway.errors import UpstreamError
+from gateway.errors import UpstreamError, UpstreamUnreachable
 from gateway.ledger import Reservation
 from gateway.params import VariationRequest
 from gateway.services import Services
@@ -119,7 +119,7 @@ class Forward:
         if self.probe is not None:  # the lock too, if fetch never got to run
             await self.services.cache.abandon(self.probe)
         ledger, n = self.services.ledger, self.params.n
-        if not self.sent:
+        if not self.sent or isinstance(exc, UpstreamUnreachable):  # nothing went out
             await ledger.refund(self.reservation)
         elif self.answer is not None:  # answered (and maybe stored): delivered
             await ledger.settle(self.reservation, self.answer.images, n, self.answer.usd)

@@ -26,6 +26,7 @@ from gateway.errors import (
     UpstreamError,
     UpstreamRejected,
     UpstreamTimeout,
+    UpstreamUnreachable,
 )
 from gateway.params import VariationRequest
 from gateway.redaction import known_fields, sanitise
@@ -154,7 +155,7 @@ class UpstreamCall:
                 self.url, content=byte_stream(head, image, tail), headers=headers
             )
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # nothing was sent
-            raise UpstreamError("The upstream image service could not be reached.") from exc
+            raise UpstreamUnreachable() from exc
         except httpx.TimeoutException as exc:
             raise UpstreamTimeout() from exc
         except httpx.HTTPError as exc:  # sent, maybe in full: the answer is what was lost

@@ -91,7 +91,7 @@ def test_each_upstream_fault_answers_per_spec_and_balances_the_ledger(
     for (response, _), (n, _, _) in zip(answers, ASKS, strict=True):
         assert_answer(fault, response, int(n))
     assert len(upstream.received) == (0 if fault.refused else len(ASKS))
-    assert_balanced(clean_redis, tally.seen)
+    assert_balanced(clean_redis, tally.seen, upstream.received)
 
 
 def test_upstream_5xx_keeps_its_request_id_and_a_short_retry_after(
