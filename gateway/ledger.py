@@ -27,6 +27,7 @@ from gateway.errors import StoreUnavailable
 from gateway.metrics import QUOTA_REJECTIONS, STORE_ERRORS
 from gateway.policy import ScopedRule, own_rules, pool_rules, rules_for
 from gateway.quota import (
+    QUOTA_TAG,
     Counter,
     RuleState,
     counters,
@@ -99,7 +100,7 @@ class QuotaLedger:
         if not rules:
             return Reservation()
         cost = request_cost(n, self._image_price(size))
-        receipt = make_key("receipt", identity.team, secrets.token_hex(12))
+        receipt = make_key("receipt", QUOTA_TAG, secrets.token_hex(12))
         for _ in range(_CLOCK_ATTEMPTS):
             live = counters(rules, identity.team, self._store.clock())
             amounts = [cost[c.unit] if units is None or c.unit in units else 0 for c in live]

@@ -115,11 +115,27 @@ def build_authenticator(settings: Settings, jwks: JwksCache | None) -> Authentic
     """API keys (and the demo key), plus SSO tokens and trusted headers when configured."""
     identity = settings.config.identity
     demo_key = settings.demo_key.get_secret_value() if settings.demo_key else None
+    teams = configured_teams(settings)
+    jwt = identity.jwt
+    headers = identity.trusted_header
     return Authenticator(
         KeyAuthenticator(settings.config.principals, demo_key),
-        jwt=JwtVerifier(identity.jwt, jwks) if identity.jwt and jwks is not None else None,
-        headers=TrustedHeaders(identity.trusted_header) if identity.trusted_header else None,
+        jwt=JwtVerifier(jwt, jwks, teams=teams) if jwt and jwks is not None else None,
+        headers=TrustedHeaders(headers, teams) if headers else None,
     )
+
+
+def configured_teams(settings: Settings) -> frozenset[str]:
+    """Every team the config names: its principals', its pools', and the identity sections'
+    mappings and defaults. Teams from tokens and headers must be one of these."""
+    config = settings.config
+    teams = {p.team for p in config.principals} | set(config.quotas.teams)
+    jwt, headers = config.identity.jwt, config.identity.trusted_header
+    if jwt is not None:
+        teams |= set(jwt.group_teams.values()) | {jwt.default_team or ""}
+    if headers is not None:
+        teams.add(headers.default_team or "")
+    return frozenset(teams - {""})
 
 
 def _upstream_transport(

@@ -377,7 +377,7 @@ async def test_redis_counters_expire_with_their_window(clean_redis: str, clock) 
     finally:
         await store.close()
     key = reservation.counters[0].key
-    assert key.startswith("gw:v1:quota:{vision}:user:alice:requests:hour:")
+    assert key.startswith("gw:v1:quota:{q}:user:alice:requests:hour:")
     async with aioredis.Redis.from_url(clean_redis) as client:
         expire_at = await client.expiretime(key)
     assert expire_at == int(reservation.counters[0].end) + 60
