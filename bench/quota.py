@@ -92,7 +92,7 @@ def burst(redis_url: str, count: int, limit: int, work: Path) -> dict[int, int]:
     import redis
 
     with redis.Redis.from_url(redis_url) as client:
-        for key in client.scan_iter(match="gw:v1:quota:{bench}:*"):
+        for key in client.scan_iter(match="gw:v1:quota:{q}:*"):
             client.delete(key)
     quotas = {"default": [{"unit": "requests", "limit": limit, "window": "day"}]}
     upstream_port = procs.free_port()

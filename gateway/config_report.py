@@ -10,13 +10,14 @@ from collections.abc import Mapping
 
 from gateway.environment import environment_needs
 from gateway.policy import rules_for
+from gateway.redaction import without_credentials
 from gateway.settings import GatewayConfig, QuotaRule
 
 
 def print_upstream(config: GatewayConfig) -> None:
     """Where variations go and, for the edits adapter, with which model at what price."""
     upstream = config.upstream
-    print(f"upstream: {upstream.adapter} adapter, {upstream.base_url}")
+    print(f"upstream: {upstream.adapter} adapter, {without_credentials(upstream.base_url)}")
     edits = upstream.edits
     if upstream.adapter == "edits" and edits is not None:
         priced = "high" if edits.quality == "auto" else edits.quality

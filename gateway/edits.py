@@ -26,7 +26,12 @@ import anyio.to_thread
 import httpx
 import orjson
 
-from gateway.errors import UpstreamError, UpstreamMisconfigured, UpstreamRejected
+from gateway.errors import (
+    UpstreamAnswerLost,
+    UpstreamError,
+    UpstreamMisconfigured,
+    UpstreamRejected,
+)
 from gateway.hosting import ImageHost
 from gateway.imaging import ImageUnreadable, fit_png
 from gateway.params import VariationRequest
@@ -95,7 +100,7 @@ class EditsUpstream:
             pngs = await anyio.to_thread.run_sync(_fit_all, generated, request.side)
             data = [await self._images.entry(png, request.response_format) for png in pngs]
         except StoreError as exc:
-            raise UpstreamError("The gateway could not store the generated images.") from exc
+            raise UpstreamAnswerLost("The gateway could not store the generated images.") from exc
         body = orjson.dumps({"created": created, "data": data})
         request_id = response.headers.get("x-request-id")
         return UpstreamAnswer(body, len(data), request_id, usage_cost(usage, self._price))
@@ -139,7 +144,12 @@ class EditsUpstream:
                 headers=request_id_header(response),
             )
         if status in (400, 422) and param is not None and param not in CALLER_PARAMS:
-            log.error("upstream refused the gateway's edits setting %r (%s)", param, code)
+            call = self._call  # the upstream's words, logged as a caller would see them
+            log.error(
+                "upstream refused the gateway's edits setting %r (%s)",
+                call.sanitise(param),
+                call.sanitise(code or ""),
+            )
             return UpstreamMisconfigured(headers=request_id_header(response))
         if param == "image[]":
             error = {**error, "param": "image"}

@@ -14,13 +14,18 @@
     ├── Overloaded                    503 server_overloaded     Retry-After (too many in flight,
     │                                                            or uploads held at capacity)
     ├── IdentityProviderUnavailable   503 identity_provider_unavailable (JWKS unreachable)
-    └── UpstreamError                 502 upstream_error        (5xx, unreachable, bad answer)
+    └── UpstreamError                 502 upstream_error        (5xx, unreachable: nothing made)
+        ├── UpstreamUnreachable       502 upstream_error        (never sent: refunded in full)
+        ├── UpstreamAnswerLost        502 upstream_error        (sent, but its answer was lost
+        │   │                                                    or unusable: it may have billed)
+        │   └── UpstreamTimeout       504 upstream_timeout      x-should-retry: false
         ├── UpstreamAuthError         502 upstream_auth_error   x-should-retry: false
-        ├── UpstreamTimeout           504 upstream_timeout      x-should-retry: false
         ├── UpstreamMisconfigured     502 upstream_misconfigured x-should-retry: false
         │                                 (or upstream_model_unavailable: the gateway's
         │                                  own upstream settings were refused)
-        └── UpstreamRejected          the upstream's 4xx, its type/code/param, sanitised
+        └── UpstreamRejected          the upstream's 4xx, its type/code/param rebuilt from a
+                                          known set (the caller's own request when 400, 413,
+                                          415 or 422: outcome `invalid`, not the upstream's)
 
 Lower layers translate their own exceptions into these with `raise ... from exc`; one
 handler (`error_response`) renders them all in OpenAI's shape, always with all four keys.
@@ -34,6 +39,8 @@ import orjson
 from starlette.responses import Response
 
 NO_RETRY = {"x-should-retry": "false"}
+# Upstream statuses that refuse the request's content: the caller's to fix.
+CALLER_STATUSES = frozenset({400, 413, 415, 422})
 
 
 class GatewayError(Exception):
@@ -163,12 +170,29 @@ class IdentityProviderUnavailable(GatewayError):
 
 
 class UpstreamError(GatewayError):
+    """The upstream produced nothing: it said so (an error status) or never got the request."""
+
     status, type = 502, "server_error"
     code: str | None = "upstream_error"
     default_message = "The upstream image service failed. Retry shortly."
+    # Whether the upstream may have produced (and billed) the images all the same.
+    may_have_billed = False
 
     def default_headers(self) -> Mapping[str, str]:
         return {"retry-after": "1"}
+
+
+class UpstreamUnreachable(UpstreamError):
+    """The upstream could not be connected to: the request was never sent."""
+
+    default_message = "The upstream image service could not be reached."
+
+
+class UpstreamAnswerLost(UpstreamError):
+    """The request was sent, but its answer never came whole (a reset, a truncated or
+    malformed body, images the gateway could not keep): the upstream may have billed."""
+
+    may_have_billed = True
 
 
 class UpstreamAuthError(UpstreamError):
@@ -179,7 +203,7 @@ class UpstreamAuthError(UpstreamError):
         return NO_RETRY
 
 
-class UpstreamTimeout(UpstreamError):
+class UpstreamTimeout(UpstreamAnswerLost):
     status, code = 504, "upstream_timeout"
     default_message = "The upstream image service did not answer in time."
 
@@ -219,6 +243,12 @@ class UpstreamRejected(UpstreamError):
 
     def default_headers(self) -> Mapping[str, str]:
         return {}
+
+    @property
+    def callers_fault(self) -> bool:
+        """Whether the upstream refused something of the caller's (their image, their `n`),
+        rather than failing or limiting the company's account."""
+        return self.status in CALLER_STATUSES
 
 
 def error_response(error: GatewayError, extra_headers: Mapping[str, str] | None = None) -> Response:

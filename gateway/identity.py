@@ -39,3 +39,13 @@ def external_name(value: object) -> str | None:
     if isinstance(value, str) and _EXTERNAL_NAME.fullmatch(value):
         return value
     return None
+
+
+def known_team(
+    team: str, teams: frozenset[str], default_team: str | None, unknown: str
+) -> str | None:
+    """`team` if it is a configured team; else `default_team` when the policy maps unknown
+    teams there; else None (the caller is refused)."""
+    if team in teams:
+        return team
+    return default_team if unknown == "default_team" else None

@@ -40,6 +40,9 @@ class JwtConfig(Strict):
     groups_claim: ClaimName | None = None
     group_teams: dict[str, Name] = Field(default_factory=dict)  # first listed group wins
     default_team: Name | None = None
+    # A team named by the token that is not a configured team: refuse (401), or count the
+    # caller in default_team. Each team string would otherwise be a fresh allowance.
+    unknown_team: Literal["refuse", "default_team"] = "refuse"
     admin_claim: ClaimName | None = None  # a string or list claim, e.g. roles or groups
     admin_values: tuple[str, ...] = ()  # any of these in admin_claim makes the caller admin
     jwks_cache_seconds: float = Field(300.0, gt=0)
@@ -64,6 +67,8 @@ class JwtConfig(Strict):
             raise ValueError("set team_claim, groups_claim with group_teams, or default_team")
         if bool(self.admin_claim) != bool(self.admin_values):
             raise ValueError("admin_claim and admin_values go together")
+        if self.unknown_team == "default_team" and not self.default_team:
+            raise ValueError("unknown_team: default_team needs default_team")
         return self
 
 
@@ -73,6 +78,7 @@ class TrustedHeaderConfig(Strict):
     user_header: HeaderName = "X-Forwarded-User"
     team_header: HeaderName | None = None
     default_team: Name | None = None
+    unknown_team: Literal["refuse", "default_team"] = "refuse"  # as for tokens
     role_header: HeaderName | None = None  # comma-separated values; see admin_values
     admin_values: tuple[str, ...] = ("admin",)
     proxies: tuple[str, ...] = Field(min_length=1)  # CIDRs of the proxies' own addresses
@@ -88,6 +94,8 @@ class TrustedHeaderConfig(Strict):
     def _team_source(self) -> TrustedHeaderConfig:
         if not (self.team_header or self.default_team):
             raise ValueError("set team_header or default_team")
+        if self.unknown_team == "default_team" and not self.default_team:
+            raise ValueError("unknown_team: default_team needs default_team")
         return self
 
 

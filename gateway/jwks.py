@@ -29,6 +29,8 @@ from typing import Any
 import httpx
 from jwt import PyJWK, PyJWTError
 
+from gateway.redaction import without_credentials
+
 log = logging.getLogger("gateway.jwks")
 JwkDict = dict[str, Any]
 MAX_JWKS_BYTES = 1024 * 1024
@@ -161,7 +163,7 @@ class JwksCache:
             self._failure = str(exc) if expected else "the JWKS fetch failed"
             log.warning(
                 "JWKS fetch from %s failed (%s); keeping %d cached keys",
-                self._url,
+                without_credentials(self._url),  # a URL may carry user:password@
                 self._failure,
                 len(self._keys),
                 exc_info=not expected,

@@ -1,7 +1,9 @@
 """The quota ledger: reserve before forwarding, settle after, report state.
 
 `reserve` is one atomic check-and-charge in the store over every applicable counter; a
-refused request consumes nothing. `settle` gives back what was not delivered. When the
+refused request consumes nothing. `settle` follows what the upstream did (the request unit
+stays, images and usd not produced are given back); `refund` gives back a request that
+never reached it. When the
 store fails, `on_error` decides: fail_closed refuses with 503, fail_open admits unmetered.
 
 Nothing is lost when the store fails mid-step. Every charge leaves a receipt in the store,
@@ -25,6 +27,7 @@ from gateway.errors import StoreUnavailable
 from gateway.metrics import QUOTA_REJECTIONS, STORE_ERRORS
 from gateway.policy import ScopedRule, own_rules, pool_rules, rules_for
 from gateway.quota import (
+    QUOTA_TAG,
     Counter,
     RuleState,
     counters,
@@ -98,7 +101,7 @@ class QuotaLedger:
         if not rules:
             return Reservation()
         cost = request_cost(n, self._image_price(size))
-        receipt = make_key("receipt", identity.team, secrets.token_hex(12))
+        receipt = make_key("receipt", QUOTA_TAG, secrets.token_hex(12))
         for _ in range(_CLOCK_ATTEMPTS):
             live = counters(rules, identity.team, self._store.clock())
             amounts = [cost[c.unit] if units is None or c.unit in units else 0 for c in live]
@@ -140,13 +143,13 @@ class QuotaLedger:
     async def settle(
         self, reservation: Reservation, delivered: int, asked: int, usd: float | None = None
     ) -> None:
-        """Settle a forwarded request to what it delivered and cost.
+        """Settle a request that was sent upstream to what the upstream produced and cost.
 
-        Nothing delivered: everything is refunded. Otherwise the request stays charged, the
-        missing images (and their share of the price) are refunded, and when the upstream
-        reported the real cost (`usd`) the `usd` counters are set to it instead: a refund,
-        or a top-up when it cost more than reserved (the images were delivered; the next
-        request sees the overrun).
+        The request unit stays charged whatever the answer (the call was made). The images
+        not produced (all of them when the upstream produced nothing) and their share of
+        the price are refunded; when the upstream reported the real cost (`usd`) the `usd`
+        counters are set to it instead: a refund, or a top-up when it cost more than
+        reserved (the next request sees the overrun).
 
         Never raises: an adjustment that cannot reach the store is kept, and made once the
         store answers again (usage is over-counted, the safe side, meanwhile).
@@ -154,13 +157,17 @@ class QuotaLedger:
         missing = max(0, asked - delivered)
 
         def share(counter: Counter, amount: int) -> int:
-            if delivered == 0:
-                return amount
+            if counter.unit == "requests":
+                return 0
             if counter.unit == "usd" and usd is not None:
                 return amount - usd_amount(usd)
-            return 0 if counter.unit == "requests" else amount * missing // asked
+            return amount * missing // asked
 
         await self._give_back(reservation, share)
+
+    async def refund(self, reservation: Reservation) -> None:
+        """Give back everything: the request never reached the upstream. Never raises."""
+        await self._give_back(reservation, lambda counter, amount: amount)
 
     async def settle_as_hit(self, reservation: Reservation, hit_units: Sequence[Unit]) -> None:
         """Refund every unit a cache hit does not consume (for a coalesced request)."""

@@ -29,6 +29,7 @@ from gateway.errors import (
     RequestTooLarge,
     StoreUnavailable,
     UpstreamError,
+    UpstreamRejected,
 )
 from gateway.quota import RuleState
 
@@ -88,7 +89,13 @@ _ERROR_OUTCOMES: tuple[tuple[type[GatewayError], Outcome], ...] = (
 
 
 def outcome_of_error(error: GatewayError) -> Outcome:
-    """The outcome label of a refused or failed request."""
+    """The outcome label of a refused or failed request: whose fault it was.
+
+    The upstream refusing the caller's own image or parameters is `invalid`, like the
+    gateway's own refusal: `upstream_error` (the alert's numerator) is the upstream's failures.
+    """
+    if isinstance(error, UpstreamRejected) and error.callers_fault:
+        return "invalid"
     for kind, outcome in _ERROR_OUTCOMES:
         if isinstance(error, kind):
             return outcome

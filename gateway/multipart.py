@@ -17,7 +17,7 @@ import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from python_multipart.exceptions import MultipartParseError
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from gateway.errors import InvalidRequest, RequestTimeout, RequestTooLarge
@@ -225,7 +225,7 @@ async def read_upload(
     `RequestTooLarge` (more than `MAX_BODY_BYTES`) or `RequestTimeout`.
     """
     collector = _FormCollector(allowed, file_field)
-    parser = MultipartParser(boundary_of(content_type), collector.callbacks())  # type: ignore[arg-type]
+    parser = _parser(boundary_of(content_type), collector)
     error: InvalidRequest | None = None
     try:
         async with asyncio.timeout(timeout_seconds):
@@ -239,6 +239,14 @@ async def read_upload(
     if not collector.ended:
         raise _invalid_multipart("the body ended before the closing boundary")
     return collector.upload
+
+
+def _parser(boundary: bytes, collector: _FormCollector) -> MultipartParser:
+    """The streaming parser; a boundary it refuses (over 256 bytes, say) is the caller's 400."""
+    try:
+        return MultipartParser(boundary, collector.callbacks())  # type: ignore[arg-type]
+    except (FormParserError, ValueError):
+        raise _invalid_multipart("the boundary is not usable") from None
 
 
 async def _capped(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -256,7 +264,7 @@ def _feed(parser: MultipartParser, chunk: bytes) -> InvalidRequest | None:
         parser.write(chunk)
     except InvalidRequest as exc:
         return exc
-    except MultipartParseError:
+    except FormParserError:  # every error the parser raises, MultipartParseError among them
         return _invalid_multipart("malformed body")
     return None
 

@@ -22,7 +22,7 @@ import jwt
 from jwt.exceptions import InvalidJTIError, InvalidSubjectError
 
 from gateway.errors import AuthenticationError, IdentityProviderUnavailable
-from gateway.identity import NAME_RULE, Identity, external_name
+from gateway.identity import NAME_RULE, Identity, external_name, known_team
 from gateway.identity_settings import JwtConfig
 from gateway.jwks import JwksCache, JwksUnavailable, UnknownKey, UnusableKey
 
@@ -89,10 +89,20 @@ def _team(config: JwtConfig, claims: Mapping[str, Any]) -> str:
     raise rejected(f"missing team: no group in claim '{config.groups_claim}' maps to a team")
 
 
-def identity_from_claims(config: JwtConfig, claims: Mapping[str, Any]) -> Identity:
-    """The caller a verified token names; raises `AuthenticationError` for a missing claim."""
+def identity_from_claims(
+    config: JwtConfig, claims: Mapping[str, Any], teams: frozenset[str] | None = None
+) -> Identity:
+    """The caller a verified token names; raises `AuthenticationError` for a missing claim,
+    or a team outside `teams` (the configured ones) unless `unknown_team` maps it."""
     user = _name_claim(claims, config.user_claim, "user id")
-    team = _team(config, claims)
+    named = _team(config, claims)
+    team = (
+        named
+        if teams is None
+        else known_team(named, teams, config.default_team, config.unknown_team)
+    )
+    if team is None:
+        raise rejected(f"team '{named[:64]}' is not a team of this gateway")
     admin = bool(
         config.admin_claim
         and set(_strings(claim(claims, config.admin_claim))) & set(config.admin_values)
@@ -147,9 +157,15 @@ class JwtVerifier:
     """Verifies company SSO tokens against the IdP's keys and maps them to an `Identity`."""
 
     def __init__(
-        self, config: JwtConfig, keys: JwksCache, clock: Callable[[], float] = time.time
+        self,
+        config: JwtConfig,
+        keys: JwksCache,
+        clock: Callable[[], float] = time.time,
+        *,
+        teams: frozenset[str] | None = None,
     ) -> None:
         self._config, self._keys, self._clock = config, keys, clock
+        self._teams = teams  # the configured teams (None: any, for unit tests of claims)
 
     async def authenticate(self, token: str) -> Identity:
         """The token's identity; raises `AuthenticationError` (401) naming what is wrong, or
@@ -166,7 +182,7 @@ class JwtVerifier:
             raise IdentityProviderUnavailable() from exc
         claims = self._verified_claims(token, key)
         check_times(claims, self._clock(), self._config.leeway_seconds)
-        return identity_from_claims(self._config, claims)
+        return identity_from_claims(self._config, claims, self._teams)
 
     def _header(self, token: str) -> tuple[str, str]:
         """The token's `alg` (if allowed) and `kid`, read before anything is trusted."""

@@ -51,7 +51,8 @@ def rule_labels(quotas: QuotasConfig) -> frozenset[tuple[Scope, Unit, Window]]:
 
 
 def configured_teams(config: GatewayConfig) -> frozenset[str]:
-    """Every team the config names: its principals', its pools', its identity sources'."""
+    """Every team the config names: its principals', its pools', and the identity sections'
+    mappings and defaults. Teams from tokens and headers must be one of these."""
     identity = config.identity
     named = [p.team for p in config.principals] + list(config.quotas.teams)
     if identity.jwt is not None:

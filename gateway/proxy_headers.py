@@ -13,7 +13,7 @@ import ipaddress
 from starlette.datastructures import Headers
 
 from gateway.errors import AuthenticationError
-from gateway.identity import NAME_RULE, Identity, external_name
+from gateway.identity import NAME_RULE, Identity, external_name, known_team
 from gateway.identity_settings import TrustedHeaderConfig
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -33,8 +33,8 @@ def peer_address(host: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Addr
 class TrustedHeaders:
     """Reads user, team and role headers set by a proxy in `config.proxies`."""
 
-    def __init__(self, config: TrustedHeaderConfig) -> None:
-        self._config = config
+    def __init__(self, config: TrustedHeaderConfig, teams: frozenset[str] | None = None) -> None:
+        self._config, self._teams = config, teams  # teams: the configured ones (None: any)
         self._networks: tuple[Network, ...] = tuple(
             ipaddress.ip_network(cidr) for cidr in config.proxies
         )
@@ -67,7 +67,16 @@ class TrustedHeaders:
         name = self._config.team_header
         value = self._single(headers, name) if name else None
         if value is not None and name is not None:
-            return self._name(value, name, "team")
+            named = self._name(value, name, "team")
+            if self._teams is None:
+                return named
+            config = self._config
+            team = known_team(named, self._teams, config.default_team, config.unknown_team)
+            if team is None:
+                raise AuthenticationError(
+                    f"The trusted proxy's {name} header names no team of this gateway."
+                )
+            return team
         if self._config.default_team:
             return self._config.default_team
         raise AuthenticationError(f"The trusted proxy sent no {name} header (team).")

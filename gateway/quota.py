@@ -61,14 +61,18 @@ class Counter:
         return self.scoped.rule.unit
 
 
-def counter_key(team: str, scoped: ScopedRule, stamp: str) -> str:
-    """`gw:v1:quota:{team}:<scope>:<subject>:<unit>:<window>:<stamp>`.
+# Every quota counter and receipt shares one Redis Cluster hash tag: a request's counters
+# (the user's, keyed by the user alone, and the team pool's) sit in one slot, so the
+# check-and-charge script stays a single atomic step. A user's counters must not depend on
+# the team string, or each new team would be a fresh allowance.
+QUOTA_TAG = "q"
 
-    The hash tag is the team: a request's counters (the user's and the team pool's) share
-    one Redis Cluster slot, so the check-and-charge script stays a single atomic step.
-    """
+
+def counter_key(team: str, scoped: ScopedRule, stamp: str) -> str:
+    """`gw:v1:quota:{q}:<scope>:<subject>:<unit>:<window>:<stamp>` (`team` is not in it:
+    the subject of a team pool is its team)."""
     rule = scoped.rule
-    return make_key("quota", team, scoped.scope, scoped.subject, rule.unit, rule.window, stamp)
+    return make_key("quota", QUOTA_TAG, scoped.scope, scoped.subject, rule.unit, rule.window, stamp)
 
 
 class _Span(NamedTuple):

@@ -16,6 +16,7 @@ import httpx
 from gateway import metrics, sandbox
 from gateway.admission import Admission
 from gateway.auth import Authenticator, Identity, KeyAuthenticator, pseudonym
+from gateway.background import Detached
 from gateway.budget import UploadBudget
 from gateway.cache import ResponseCache, cache_key
 from gateway.edits import EditsUpstream
@@ -47,6 +48,7 @@ class Services:
     upstream_headers: Mapping[str, str]
     admission: Admission
     uploads: UploadBudget
+    background: Detached  # upstream calls whose caller left after dispatch
 
     def cache_key(self, identity: Identity, request: VariationRequest) -> str:
         """The cache entry of this request, within the configured scope."""
@@ -114,10 +116,13 @@ def build_authenticator(settings: Settings, jwks: JwksCache | None) -> Authentic
     """API keys (and the demo key), plus SSO tokens and trusted headers when configured."""
     identity = settings.config.identity
     demo_key = settings.demo_key.get_secret_value() if settings.demo_key else None
+    teams = configured_teams(settings.config)
+    jwt = identity.jwt
+    headers = identity.trusted_header
     return Authenticator(
         KeyAuthenticator(settings.config.principals, demo_key),
-        jwt=JwtVerifier(identity.jwt, jwks) if identity.jwt and jwks is not None else None,
-        headers=TrustedHeaders(identity.trusted_header) if identity.trusted_header else None,
+        jwt=JwtVerifier(jwt, jwks, teams=teams) if jwt and jwks is not None else None,
+        headers=TrustedHeaders(headers, teams) if headers else None,
     )
 
 
@@ -162,30 +167,35 @@ async def open_services(
     jwks = open_jwks(settings)
     images = ImageHost(cache_store, settings.public_url)
     ledger: QuotaLedger | None = None
+    background = Detached()
     transport, base_url = _upstream_transport(settings, images, upstream_transport)
     try:
         async with build_client(settings, transport) as client:
             upstream = open_upstream(settings, client, base_url, images)
             ledger = QuotaLedger(settings.config, store, image_price=upstream.image_price)
-            yield Services(
-                settings=settings,
-                auth=build_authenticator(settings, jwks),
-                store=store,
-                images=images,
-                ledger=ledger,
-                cache=cache,
-                upstream=upstream,
-                upstream_headers={
-                    **upstream.headers,
-                    **(
-                        {"x-gateway-upstream": "sandbox"}
-                        if settings.config.upstream.is_sandbox
-                        else {}
-                    ),
-                },
-                admission=Admission(settings.config.limits.max_concurrent_requests),
-                uploads=open_upload_budget(settings),
-            )
+            try:
+                yield Services(
+                    settings=settings,
+                    auth=build_authenticator(settings, jwks),
+                    store=store,
+                    images=images,
+                    ledger=ledger,
+                    cache=cache,
+                    upstream=upstream,
+                    upstream_headers={
+                        **upstream.headers,
+                        **(
+                            {"x-gateway-upstream": "sandbox"}
+                            if settings.config.upstream.is_sandbox
+                            else {}
+                        ),
+                    },
+                    admission=Admission(settings.config.limits.max_concurrent_requests),
+                    uploads=open_upload_budget(settings),
+                    background=background,
+                )
+            finally:  # calls whose callers left finish (or are cancelled) while the client is open
+                await background.close(settings.config.limits.shutdown_grace_seconds)
     finally:
         if ledger is not None:  # refunds of cancelled requests land before the store closes
             await ledger.close()

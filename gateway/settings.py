@@ -87,6 +87,10 @@ class UpstreamConfig(Strict):
     max_connections: int = Field(512, ge=1)
     models: tuple[str, ...] = Field(("dall-e-2",), min_length=1)
     edits: EditsConfig | None = None
+    # A call sent upstream whose answer never came whole (a timeout, a lost connection, a
+    # shutdown): the upstream may have made and billed the images. keep_charge (the safe
+    # side) keeps the reservation; refund gives back its images and usd.
+    on_timeout: Literal["keep_charge", "refund"] = "keep_charge"
 
     @model_validator(mode="after")
     def _adapter_configured(self) -> UpstreamConfig:

@@ -12,7 +12,6 @@ never sees httpx.
 from __future__ import annotations
 
 import http.cookiejar
-import re
 import secrets
 from collections.abc import Mapping
 from typing import Any, NamedTuple, Protocol
@@ -22,23 +21,17 @@ import orjson
 
 from gateway.errors import (
     NO_RETRY,
+    UpstreamAnswerLost,
     UpstreamAuthError,
     UpstreamError,
     UpstreamRejected,
     UpstreamTimeout,
+    UpstreamUnreachable,
 )
 from gateway.params import VariationRequest
+from gateway.redaction import known_fields, sanitise
 from gateway.settings import Settings, Size
 from gateway.transport import AiohttpTransport, byte_stream
-
-MAX_MESSAGE_CHARS = 500
-# Anything that looks like a credential is cut out of upstream messages before relaying.
-# URLs go whole: a signed URL's query (sig=...) is its credential, and its path names the org.
-_CREDENTIAL = re.compile(
-    r"(sk-[A-Za-z0-9_\-*]{4,}|Bearer\s+\S+|(org|proj)-[A-Za-z0-9]{6,}|key[=:]\s*\S+"
-    r"|[a-z][a-z0-9+.-]*://\S+)",
-    re.I,
-)
 
 
 class UpstreamAnswer(NamedTuple):
@@ -123,18 +116,11 @@ def encode_multipart(
     return b"".join((head, file_bytes, tail)), content_type
 
 
-def sanitise(message: str, secret: str | None = None) -> str:
-    """An upstream message made safe to show a caller: no credentials, bounded length."""
-    if secret:
-        message = message.replace(secret, "[redacted]")
-    return _CREDENTIAL.sub("[redacted]", message)[:MAX_MESSAGE_CHARS]
-
-
 class UpstreamCall:
     """Multipart POSTs to one upstream URL with the company's credentials, and failure mapping.
 
     Shared by the adapters: they choose the fields; transport failures and non-200 answers
-    become `UpstreamError`s here, sanitised of anything credential-like.
+    become `UpstreamError`s here, rebuilt from what `gateway.redaction` lets through.
     """
 
     def __init__(self, client: httpx.AsyncClient, settings: Settings, url: str) -> None:
@@ -148,6 +134,9 @@ class UpstreamCall:
             self._headers["openai-organization"] = upstream.organization
         if upstream.project:
             self._headers["openai-project"] = upstream.project
+        # Never shown to a caller, whatever the upstream's message says.
+        named = (self.api_key, upstream.organization, upstream.project)
+        self._secrets = tuple(value for value in named if value)
 
     async def post(self, fields: Mapping[str, str], image: bytes) -> httpx.Response:
         """POST `fields` and the PNG `image`: any HTTP answer returns, transport errors raise.
@@ -165,12 +154,12 @@ class UpstreamCall:
             return await self._client.post(
                 self.url, content=byte_stream(head, image, tail), headers=headers
             )
-        except httpx.ConnectTimeout as exc:
-            raise UpstreamError("The upstream image service could not be reached.") from exc
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # nothing was sent
+            raise UpstreamUnreachable() from exc
         except httpx.TimeoutException as exc:
             raise UpstreamTimeout() from exc
-        except httpx.HTTPError as exc:
-            raise UpstreamError("The upstream image service could not be reached.") from exc
+        except httpx.HTTPError as exc:  # sent, maybe in full: the answer is what was lost
+            raise UpstreamAnswerLost("The upstream image service's answer was lost.") from exc
 
     def failure(self, response: httpx.Response, error: Mapping[str, Any]) -> UpstreamError:
         """The caller's view of a non-200 answer whose error object is `error`."""
@@ -180,21 +169,21 @@ class UpstreamCall:
             return UpstreamAuthError(headers=headers)
         if not 400 <= status < 500:
             return UpstreamError(headers=headers)
-        code = str_or_none(error.get("code"))
+        fields = known_fields(status, error.get("type"), error.get("code"), error.get("param"))
         if status == 429:
-            headers.update(_retry_headers(response.headers, code))
+            headers.update(_retry_headers(response.headers, fields.code))
         return UpstreamRejected(
             status,
             self.sanitise(str(error.get("message") or "The upstream refused the request.")),
-            type_=str_or_none(error.get("type")) or "invalid_request_error",
-            code=code,
-            param=str_or_none(error.get("param")),
+            type_=fields.type,
+            code=fields.code,
+            param=fields.param,
             headers=headers,
         )
 
     def sanitise(self, message: str) -> str:
         """An upstream message made safe to show a caller."""
-        return sanitise(message, self.api_key)
+        return sanitise(message, self._secrets)
 
 
 class VariationsUpstream:
@@ -234,8 +223,9 @@ class VariationsUpstream:
 
 
 def malformed() -> UpstreamError:
-    """The error for an upstream 200 whose body is not what the wire format promises."""
-    return UpstreamError("The upstream image service sent a malformed answer.")
+    """The error for an upstream 200 whose body is not what the wire format promises (the
+    upstream said it succeeded: it may have billed)."""
+    return UpstreamAnswerLost("The upstream image service sent a malformed answer.")
 
 
 def request_id_header(response: httpx.Response) -> dict[str, str]:

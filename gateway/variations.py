@@ -6,37 +6,33 @@
 
 Every check that can refuse a request runs before anything is spent: a bad key, body or
 parameter never reaches the quota store, the cache or the upstream. Once quota is
-reserved, every way out (upstream error, timeout, the caller hanging up, cancellation)
-settles it.
+reserved, every way out settles it to what the upstream did (`gateway.forwarding`): a
+caller who hangs up after the request was sent does not cancel it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Sequence
-from typing import TypeVar
+from collections.abc import Sequence
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway import metrics
 from gateway.auth import Identity
-from gateway.cache import Cached, CacheResult, Probe, cache_mode
+from gateway.cache import Cached, CacheResult, Mode, Probe, cache_mode
 from gateway.errors import (
     AuthenticationError,
     GatewayError,
     IdentityProviderUnavailable,
     Overloaded,
 )
+from gateway.forwarding import Forward
 from gateway.ledger import Reservation, quota_headers
 from gateway.multipart import body_bound, check_declared_length, discard_body
 from gateway.params import VariationRequest, read_variation_request
 from gateway.services import Services
 from gateway.settings import Unit
-from gateway.upstream import UpstreamAnswer
-
-T = TypeVar("T")
 
 
 async def create_variation(request: Request) -> Response:
@@ -127,53 +123,20 @@ async def _forward(
     identity: Identity,
     params: VariationRequest,
     reservation: Reservation,
-    mode: str,
+    mode: Mode,
     key: str,
     probe: Probe | None,
 ) -> Cached:
-    """Get the answer from upstream (or a coalesced leader), settling quota (and the probe's
-    lock) however it ends."""
-    user = services.user_field(identity)
-
-    async def produce() -> UpstreamAnswer:
-        started = time.perf_counter()
-        try:
-            return await services.upstream.create_variation(params, user)
-        finally:
-            seconds = time.perf_counter() - started
-            metrics.UPSTREAM_SECONDS.observe(seconds)
-            request.state.log["upstream_ms"] = round(seconds * 1000, 2)
-
-    async def answer() -> Cached:
-        if mode == "bypass":
-            return Cached(await produce(), "BYPASS")
-        if mode == "refresh":  # no-cache: a fresh answer, then stored
-            fresh = await produce()
-            await services.cache.put(key, fresh, params.response_format, asked=params.n)
-            return Cached(fresh, "MISS")
-        assert probe is not None  # mode "use" probed
-        return await services.cache.fetch(
-            key, params.response_format, produce, probe, asked=params.n
-        )
-
+    """The answer from upstream (or a coalesced leader), quota settled to what the upstream
+    did (see `gateway.forwarding`)."""
+    forward = Forward(request, services, identity, params, reservation, mode, key, probe)
     try:
-        cached = await _unless_disconnected(request, answer())
-    except BaseException as exc:
-        if probe is not None:  # the lock too, if fetch never got to run
-            await asyncio.shield(services.cache.abandon(probe))
-        await asyncio.shield(services.ledger.settle(reservation, 0, params.n))
-        if isinstance(exc, GatewayError):
-            result: CacheResult = "BYPASS" if mode == "bypass" else "MISS"
-            exc.headers.update(_headers(services, reservation, result))
-            metrics.CACHE_REQUESTS.labels(result.lower()).inc()
+        return await forward.run()
+    except GatewayError as exc:
+        result: CacheResult = "BYPASS" if mode == "bypass" else "MISS"
+        exc.headers.update(_headers(services, reservation, result))
+        metrics.CACHE_REQUESTS.labels(result.lower()).inc()
         raise
-    if cached.result == "COALESCED" and cached.answer.images:
-        units = services.settings.config.cache.hits_count_against
-        await asyncio.shield(services.ledger.settle_as_hit(reservation, units))
-    else:
-        got = cached.answer
-        await asyncio.shield(services.ledger.settle(reservation, got.images, params.n, got.usd))
-    return cached
 
 
 def _headers(services: Services, reservation: Reservation, result: CacheResult) -> dict[str, str]:
@@ -195,22 +158,3 @@ def _relay(
     if cached.answer.request_id:
         headers["x-upstream-request-id"] = cached.answer.request_id
     return Response(cached.answer.body, media_type="application/json", headers=headers)
-
-
-async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:
-    """Await `work`, cancelling it if the caller hangs up first (raises ClientDisconnect)."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_wait_disconnect(request))
-    try:
-        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watcher.cancel()
-    if not task.done():
-        task.cancel()
-        raise ClientDisconnect()
-    return task.result()
-
-
-async def _wait_disconnect(request: Request) -> None:
-    while (await request.receive())["type"] != "http.disconnect":
-        pass

@@ -258,12 +258,34 @@ async def test_usd_is_charged_by_size_and_refunded_for_missing_images(store: Sto
     assert [s.used for s in await quotas.states(ALICE)] == [1, pytest.approx(0.036)]
 
 
-async def test_nothing_delivered_refunds_everything(store: Store) -> None:
-    """An upstream failure gives back every unit, requests included."""
+async def test_nothing_produced_upstream_keeps_the_request_and_refunds_the_rest(
+    store: Store,
+) -> None:
+    """A call the upstream answered with nothing keeps its request unit (the call was made)
+    and gives back its images, once however often it is settled."""
+    quotas = ledger(
+        store,
+        default=[
+            {"unit": "requests", "limit": 1, "window": "day"},
+            {"unit": "images", "limit": 10, "window": "day"},
+        ],
+    )
+    reservation = await quotas.reserve(ALICE, 3, "256x256")
+    await quotas.settle(reservation, delivered=0, asked=3)
+    await quotas.settle(reservation, delivered=0, asked=3)  # settling twice refunds once
+    assert [s.used for s in await quotas.states(ALICE)] == [1, 0]
+    with pytest.raises(RateLimited):
+        await quotas.reserve(ALICE, 1, "256x256")
+
+
+async def test_a_request_that_never_reached_the_upstream_is_refunded_in_full(
+    store: Store,
+) -> None:
+    """`refund` gives back every unit, requests included, once."""
     quotas = ledger(store, default=[{"unit": "requests", "limit": 1, "window": "day"}])
     reservation = await quotas.reserve(ALICE, 1, "256x256")
-    await quotas.settle(reservation, delivered=0, asked=1)
-    await quotas.settle(reservation, delivered=0, asked=1)  # settling twice refunds once
+    await quotas.refund(reservation)
+    await quotas.refund(reservation)
     assert [s.used for s in await quotas.states(ALICE)] == [0]
     await quotas.reserve(ALICE, 1, "256x256")
 
@@ -355,7 +377,7 @@ async def test_redis_counters_expire_with_their_window(clean_redis: str, clock) 
     finally:
         await store.close()
     key = reservation.counters[0].key
-    assert key.startswith("gw:v1:quota:{vision}:user:alice:requests:hour:")
+    assert key.startswith("gw:v1:quota:{q}:user:alice:requests:hour:")
     async with aioredis.Redis.from_url(clean_redis) as client:
         expire_at = await client.expiretime(key)
     assert expire_at == int(reservation.counters[0].end) + 60

@@ -50,14 +50,15 @@ def test_sigterm_under_load_finishes_in_flight_requests_and_refuses_new_ones(
     assert any(call.sent > marks["term"] for call in crowd.timeline), "nobody came late"
     assert {seen.code for seen in tally.seen if seen.status != 200} <= REFUSED
     assert "Finished server process" in gateway.output()
-    assert_balanced(clean_redis, tally.seen)
+    assert_balanced(clean_redis, tally.seen, upstream.received)
 
 
-def test_requests_cancelled_past_the_shutdown_grace_are_refunded(
+def test_requests_cancelled_past_the_shutdown_grace_keep_the_charge_of_their_calls(
     start_gateway: Callable[..., GatewayProcess], upstream: FakeUpstream, clean_redis: str
 ) -> None:
-    """Requests still waiting on upstream when the grace period ends are cancelled, and
-    everything they were charged is given back before the process exits."""
+    """Requests still waiting on upstream when the grace period ends are cancelled; their
+    calls were sent (the upstream may bill them), so they stay charged as asked
+    (`upstream.on_timeout: keep_charge`), settled before the process exits."""
     upstream.script = lambda r: Reply(body=images_response(r), delay=6)
     config = ledger_config(upstream.url, limits={"shutdown_grace_seconds": 1})
     gateway = start_gateway(config, {"REDIS_URL": clean_redis})
@@ -74,4 +75,4 @@ def test_requests_cancelled_past_the_shutdown_grace_are_refunded(
     assert len(upstream.received) == 8
     assert marks["exit"] - marks["term"] < 10
     assert tally.statuses()[200] == 0
-    assert_balanced(clean_redis, tally.seen)
+    assert_balanced(clean_redis, tally.seen, upstream.received)

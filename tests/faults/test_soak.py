@@ -146,7 +146,7 @@ def test_the_fault_matrix_at_random_under_load_with_chaos(
     output = gateway.output()
     assert "unhandled error" not in output and "Traceback" not in output
     time.sleep(0.5)  # refunds held through an outage land after the next charge
-    assert_balanced(persistent_redis.url, [*tally.seen, *director.gone])
+    assert_balanced(persistent_redis.url, [*tally.seen, *director.gone], upstream.received)
     faults = Counter(PLAYED[call.image].name for call in crowd.timeline)
     measured(
         f"soak (seed {seed}, {duration:.0f} s): {len(crowd.timeline)} requests over "

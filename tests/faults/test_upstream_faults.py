@@ -91,7 +91,7 @@ def test_each_upstream_fault_answers_per_spec_and_balances_the_ledger(
     for (response, _), (n, _, _) in zip(answers, ASKS, strict=True):
         assert_answer(fault, response, int(n))
     assert len(upstream.received) == (0 if fault.refused else len(ASKS))
-    assert_balanced(clean_redis, tally.seen)
+    assert_balanced(clean_redis, tally.seen, upstream.received)
 
 
 def test_upstream_5xx_keeps_its_request_id_and_a_short_retry_after(
@@ -109,8 +109,8 @@ def test_upstream_4xx_message_is_relayed_with_credentials_cut_out(
     client: TestClient, upstream: FakeUpstream
 ) -> None:
     """A 4xx about the request keeps its words, with each credential-like token redacted."""
-    upstream.reply(Reply(400, error_body(type="invalid_request_error", code="bad_image")))
-    error = assert_openai_error(post_variation(client), 400, "bad_image")
+    upstream.reply(Reply(400, error_body(type="invalid_request_error", code="invalid_image")))
+    error = assert_openai_error(post_variation(client), 400, "invalid_image")
     assert error["message"].startswith("Request failed for key [redacted]")
     assert error["message"].count("[redacted]") >= 4
 

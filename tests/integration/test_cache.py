@@ -213,11 +213,11 @@ def test_a_short_answer_is_relayed_but_never_stored(
     assert len(upstream.received) == 2
 
 
-def test_a_coalesced_answer_without_images_costs_nothing(
+def test_a_coalesced_answer_without_images_costs_only_the_leaders_call(
     make_client, upstream: FakeUpstream
 ) -> None:
-    """Callers coalesced onto a leader whose answer had no image are refunded in full, as
-    the leader is: nobody pays a request for nothing."""
+    """Callers coalesced onto a leader whose answer had no image are refunded in full; the
+    leader keeps the request unit of the one call it made upstream."""
     from concurrent.futures import ThreadPoolExecutor
 
     rules = {"default": [{"unit": "requests", "limit": 100, "window": "day"}]}
@@ -228,4 +228,4 @@ def test_a_coalesced_answer_without_images_costs_nothing(
     assert {a.headers["x-gateway-cache"] for a in answers} == {"MISS", "COALESCED"}
     assert len(upstream.received) == 1
     used = client.get("/v1/quota", headers=auth()).json()["rules"][0]["used"]
-    assert used == 0
+    assert used == 1

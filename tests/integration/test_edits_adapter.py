@@ -276,15 +276,19 @@ FAILURES = [
 
 
 @pytest.mark.parametrize(("status", "body", "caller", "code", "param", "type_"), FAILURES)
-def test_edits_failures_map_to_the_error_table_and_refund_everything(
+def test_edits_failures_map_to_the_error_table_and_settle_to_what_the_model_did(
     edits, upstream: FakeUpstream, status, body, caller, code, param, type_
 ) -> None:
+    """Each failure gets its error-table answer; a refusal (an error status) gives back
+    images and usd, a 200 the gateway could not use keeps them (the model worked, and
+    billed: `upstream.on_timeout: keep_charge`)."""
     client = edits()
     upstream.reply(Reply(status=status, body=body))
     response = post_variation(client, fields={"n": "2"})
     error = assert_openai_error(response, caller, code, param, type_=type_)
     assert "sk-live" not in response.text
-    assert used(client) == {"usd": 0, "images": 0}
+    reserved = {"usd": pytest.approx(2 * EDITS_PRICE["image"]["medium"]), "images": 2}
+    assert used(client) == (reserved if status == 200 else {"usd": 0, "images": 0})
     if caller == 502 and code != "upstream_error":
         assert response.headers["x-should-retry"] == "false"
     if code == "moderation_blocked":

@@ -9,11 +9,11 @@ import pytest
 from starlette.testclient import TestClient
 from support.config import KEYS
 from support.fake_upstream import FakeUpstream
-from support.pngs import make_png, raw_png
+from support.pngs import make_png, png_chunk, raw_png
 from support.requests import DEFAULT_PNG, PATH, assert_openai_error, post_variation
 
 from gateway.multipart import MAX_BODY_BYTES
-from gateway.png import MAX_IMAGE_BYTES
+from gateway.png import MAX_CHUNKS, MAX_IMAGE_BYTES
 
 
 @pytest.fixture(autouse=True)
@@ -223,3 +223,41 @@ def test_wrong_method_is_405_with_allow(client: TestClient) -> None:
     response = client.get(PATH)
     assert_openai_error(response, 405, "method_not_allowed")
     assert response.headers["allow"] == "POST"
+
+
+def test_a_boundary_over_256_characters_is_invalid_multipart(client: TestClient) -> None:
+    """A boundary the parser cannot take is the caller's 400, not a 500 with a traceback."""
+    boundary = "b" * 300
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="n"\r\n\r\n1\r\n--{boundary}--\r\n'
+    ).encode()
+    headers = {
+        "Authorization": f"Bearer {KEYS['alice']}",
+        "Content-Type": f"multipart/form-data; boundary={boundary}",
+    }
+    response = client.post(PATH, content=body, headers=headers)
+    error = assert_openai_error(response, 400, "invalid_multipart")
+    assert "Traceback" not in response.text and boundary not in error["message"]
+
+
+def flooded_png(chunks: int) -> bytes:
+    """A valid 32x32 PNG with `chunks` empty private chunks between IHDR and the data."""
+    png = make_png(32)
+    ihdr_end = 8 + 25
+    return png[:ihdr_end] + png_chunk(b"prVt", b"") * chunks + png[ihdr_end:]
+
+
+def test_a_png_of_hundreds_of_thousands_of_empty_chunks_is_refused(client: TestClient) -> None:
+    """300,000 empty chunks (3.6 MB, every CRC right) are refused at the chunk cap instead of
+    walked one by one; a PNG with a few thousand chunks is still read."""
+    response = post_variation(client, image=flooded_png(300_000))
+    error = assert_openai_error(response, 400, "invalid_image_format", "image")
+    assert f"more than {MAX_CHUNKS} chunks" in error["message"]
+
+
+def test_the_text_fields_are_checked_before_the_image(client: TestClient) -> None:
+    """A bad `n` is refused as such even when the image is corrupt too: the cheap checks
+    come before the image's walk."""
+    corrupt = DEFAULT_PNG[:40] + b"\xff" + DEFAULT_PNG[41:]
+    response = post_variation(client, image=corrupt, fields={"n": "11"})
+    assert_openai_error(response, 400, "integer_above_max_value", "n")

@@ -213,3 +213,26 @@ def test_close_cancels_a_refresh_in_flight(idp: FakeIdP) -> None:
             await lookup
 
     run(idp, Clock(), body)
+
+
+def test_a_jwks_url_with_credentials_is_logged_without_them(
+    idp: FakeIdP, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failed fetch logs the JWKS URL without its user:password@ part."""
+    idp.stop()
+    url = idp.jwks_url.replace("http://", "http://svc:hunter2pass@")
+
+    async def main() -> None:
+        cache = JwksCache(
+            url, algorithms=ALGORITHMS, cache_seconds=300, min_refresh_seconds=30, timeout_seconds=2
+        )
+        try:
+            with pytest.raises(JwksUnavailable):
+                await cache.key("rsa-1", "RS256")
+        finally:
+            await cache.close()
+
+    asyncio.run(main())
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "JWKS fetch from" in logged
+    assert "hunter2pass" not in logged and "svc:" not in logged

@@ -78,13 +78,28 @@ def test_invalid_requests_consume_nothing(limited: TestClient) -> None:
     assert set(used(limited).values()) == {0}
 
 
-def test_upstream_failure_refunds_everything(limited: TestClient, upstream: FakeUpstream) -> None:
-    """An upstream 500 gives back the request, its images and its dollars."""
-    upstream.reply(Reply(500, {"error": {"message": "x", "type": "server_error"}}))
+@pytest.mark.parametrize("status", [400, 429, 500])
+def test_upstream_failure_keeps_the_request_and_refunds_images_and_usd(
+    limited: TestClient, upstream: FakeUpstream, status: int
+) -> None:
+    """An upstream 400, 429 or 500 gives back the images and dollars (nothing was made) but
+    keeps the request unit: the call reached the upstream."""
+    upstream.reply(Reply(status, {"error": {"message": "x", "type": "server_error"}}))
     response = post_variation(limited, fields={"n": "2"})
-    assert response.status_code == 502
+    assert response.status_code in (400, 429, 502)
     assert response.headers["x-ratelimit-limit-images"] == "5"
-    assert set(used(limited).values()) == {0}
+    assert used(limited) == {"user:requests:minute": 1, "user:images:day": 0, "team:usd:month": 0}
+
+
+def test_the_rate_limit_bounds_calls_to_a_failing_upstream(
+    limited: TestClient, upstream: FakeUpstream
+) -> None:
+    """With 3 requests a minute and an upstream answering 429 to all, the 4th call is the
+    gateway's own 429: a user cannot keep the company's rate-limited project saturated."""
+    upstream.reply(Reply(429, {"error": {"message": "x", "code": "rate_limit_exceeded"}}))
+    statuses = [post_variation(limited).status_code for _ in range(5)]
+    assert statuses == [429] * 5
+    assert len(upstream.received) == 3
 
 
 def test_fewer_images_than_asked_refunds_the_rest(

@@ -36,6 +36,10 @@ class Received:
     fields: dict[str, str] = field(default_factory=dict)
     files: dict[str, tuple[str | None, str, bytes]] = field(default_factory=dict)
     field_names: list[str] = field(default_factory=list)
+    request_id: str = ""  # the x-request-id it answered with, unique per call
+    # Images it made (and would bill): None when its answer never reaches the gateway whole
+    # (hung, reset, truncated, malformed), which the gateway then charges as asked.
+    produced: int | None = None
 
 
 @dataclass
@@ -119,6 +123,17 @@ def parse_multipart(
     return fields, files, names
 
 
+def produced(reply: Reply) -> int | None:
+    """How many images `reply` says were made: 0 for an error status, None when the answer
+    cannot be read whole (the gateway cannot know what was made)."""
+    if reply.raw is not None:
+        return None
+    if reply.status != 200:
+        return 0
+    data = reply.body.get("data") if isinstance(reply.body, dict) else None
+    return len(data) if isinstance(data, list) else None
+
+
 class FakeUpstream:
     """Start with `with FakeUpstream() as upstream:`; `upstream.url` is the /v1 base URL."""
 
@@ -147,12 +162,17 @@ class FakeUpstream:
     def _record(self, received: Received) -> Reply:
         with self._lock:
             self.received.append(received)
-        return self.script(received)
+            received.request_id = f"upstream-req-{len(self.received)}"
+        reply = self.script(received)
+        received.produced = produced(reply)
+        return reply
 
     def _handler_class(self) -> type[QuietHandler]:
         upstream = self
 
         class Handler(QuietHandler):
+            request_id = ""
+
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
                 headers = {k.lower(): v for k, v in self.headers.items()}
@@ -162,7 +182,9 @@ class FakeUpstream:
                     received.fields, received.files, received.field_names = parse_multipart(
                         headers["content-type"], body
                     )
-                self._answer(upstream._record(received))
+                reply = upstream._record(received)
+                self.request_id = received.request_id
+                self._answer(reply)
 
             def _answer(self, reply: Reply) -> None:
                 if reply.delay:
@@ -173,7 +195,7 @@ class FakeUpstream:
                 body = (
                     reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
                 )
-                headers = {"content-type": "application/json", "x-request-id": "upstream-req-1"}
+                headers = {"content-type": "application/json", "x-request-id": self.request_id}
                 self.send_body(reply.status, {**headers, **reply.headers}, body)
 
         return Handler

@@ -1,16 +1,21 @@
-"""The quota ledger's books, checked from outside: what callers received against what Redis
-holds.
+"""The quota ledger's books, checked from outside: what the upstream did and what callers
+received, against what Redis holds.
 
 `Tally` records every answer callers saw (status, images, how it was served, whether it
-was metered). `quota_counters` reads the counters straight from Redis, without asking the
-gateway. `assert_balanced` says they agree: every counter holds exactly what the delivered
-answers cost (SPEC 6.2: charge before forwarding, refund what was not delivered; a refused
-request consumes nothing; a hit consumes only `hits_count_against`).
+was metered); the fake upstream records every call it got and what it made
+(`Received.produced`). `quota_counters` reads the counters straight from Redis, without
+asking the gateway. `assert_balanced` says they agree, by SPEC 6.2's rule that the charge
+follows what the upstream did, not whether the caller stayed: every call the upstream got
+costs its request unit and the images it made (all it was asked for when its answer was
+lost: the default `upstream.on_timeout: keep_charge`), whether its caller waited or not; a
+cache hit (or coalesced answer) costs only `hits_count_against`; anything refused or never
+sent costs nothing.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -20,10 +25,12 @@ import orjson
 import redis
 
 from support import exposure
-from support.config import TEAMS, base_config, merged
+from support.config import TEAMS, USER_SECRET, base_config, merged
+from support.fake_upstream import Received
 
 PRICES = {"256x256": 0.016, "512x512": 0.018, "1024x1024": 0.020}
 USD_SCALE = 1_000_000  # the gateway counts usd in micro-dollars
+SETTLE_SECONDS = 3.0  # how long a background settlement may take to land
 # One rule per unit, per user and per team: generous, so that only faults refuse.
 LEDGER_QUOTAS: dict[str, Any] = {
     "default": [
@@ -121,40 +128,65 @@ def quota_counters(redis_url: str) -> Books:
     return {k: v for k, v in books.items() if v}
 
 
+def _users_by_pseudonym() -> dict[str, str]:
+    from gateway.auth import pseudonym
+
+    return {pseudonym(USER_SECRET, user): user for user in TEAMS}
+
+
+def _add(books: Books, user: str, cost: Mapping[str, int], units: tuple[str, ...]) -> None:
+    for unit, amount in cost.items():
+        if unit in units and amount:
+            scope, subject = ("team", TEAMS[user]) if unit == "usd" else ("user", user)
+            books[(scope, subject, unit)] += amount
+
+
+def call_cost(call: Received) -> dict[str, int]:
+    """What one upstream call costs: its request, and the images it made (as asked when its
+    answer was lost) at the asked size's price."""
+    asked = int(call.fields.get("n", "1"))
+    images = asked if call.produced is None else min(call.produced, asked)
+    price = PRICES[call.fields.get("size", "1024x1024")]
+    return {"requests": 1, "images": images, "usd": round(images * price * USD_SCALE)}
+
+
 def expected_books(
     seen: Iterable[Seen],
+    calls: Iterable[Received],
     *,
     hits_count_against: tuple[str, ...] = ("requests",),
     units: tuple[str, ...] = ("requests", "images", "usd"),
 ) -> Books:
-    """What the counters must hold for these answers under `LEDGER_QUOTAS`.
+    """What the counters must hold under `LEDGER_QUOTAS` for these upstream calls and answers.
 
-    A metered answer that delivered images costs 1 request, its images and their price; a
-    cache hit (or coalesced answer) only the `hits_count_against` units; anything else
-    (refused, failed, nothing delivered, unmetered) costs nothing.
+    Calls answered to a caller without quota headers (fail_open admitted them unmetered)
+    cost nothing; so do refused requests and callers who left before their request was sent.
     """
+    seen = list(seen)
+    unmetered = {s.headers.get("x-upstream-request-id") for s in seen if not s.metered}
+    users = _users_by_pseudonym()
     books: Books = defaultdict(int)
+    for call in calls:
+        if call.request_id not in unmetered:
+            _add(books, users[call.fields["user"]], call_cost(call), units)
     for item in seen:
-        if not (item.status == 200 and item.metered and item.images > 0):
-            continue
-        cost = {
-            "requests": 1,
-            "images": item.images,
-            "usd": round(item.images * PRICES[item.size] * USD_SCALE),
-        }
-        if item.cache in ("HIT", "COALESCED"):
-            cost = {unit: cost[unit] for unit in hits_count_against}
-        team = TEAMS[item.user]
-        for unit, amount in cost.items():
-            if unit in units and amount:
-                scope, subject = ("team", team) if unit == "usd" else ("user", item.user)
-                books[(scope, subject, unit)] += amount
+        shared = item.cache in ("HIT", "COALESCED")
+        if shared and item.status == 200 and item.metered and item.images > 0:
+            price = round(item.images * PRICES[item.size] * USD_SCALE)
+            cost = {"requests": 1, "images": item.images, "usd": price}
+            _add(books, item.user, {u: cost[u] for u in hits_count_against}, units)
     return dict(books)
 
 
-def assert_balanced(redis_url: str, seen: Iterable[Seen], **options: Any) -> Books:
-    """Redis's counters hold exactly what the delivered answers cost: charged = delivered."""
-    expected = expected_books(seen, **options)
+def assert_balanced(
+    redis_url: str, seen: Iterable[Seen], calls: Iterable[Received], **options: Any
+) -> Books:
+    """Redis's counters hold exactly what the upstream did and the hits callers got."""
+    expected = expected_books(seen, list(calls), **options)
+    deadline = time.monotonic() + SETTLE_SECONDS
     actual = quota_counters(redis_url)
-    assert actual == expected, f"charged {actual} != delivered {expected}"
+    while actual != expected and time.monotonic() < deadline:
+        time.sleep(0.05)  # calls whose callers left settle in the background
+        actual = quota_counters(redis_url)
+    assert actual == expected, f"charged {actual} != upstream did {expected}"
     return actual

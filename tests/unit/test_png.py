@@ -7,9 +7,10 @@ import struct
 
 import pytest
 from PIL import Image
+from support.pngs import make_png, png_chunk
 
 from gateway.errors import InvalidRequest
-from gateway.png import MAX_IMAGE_BYTES, PngInfo, check_png, looks_like_png
+from gateway.png import MAX_CHUNKS, MAX_IMAGE_BYTES, PngInfo, check_png, looks_like_png
 
 MAX_SIDE = 4096
 
@@ -204,3 +205,10 @@ def test_image_of_exactly_4_mib_is_image_too_large(png_of_size):
 def test_image_just_under_4_mib_is_accepted(png_of_size):
     """A valid PNG one byte under 4 MiB is accepted."""
     assert check_png(png_of_size(MAX_IMAGE_BYTES - 1), max_side=MAX_SIDE) == PngInfo(8, 8)
+
+
+def test_a_png_with_many_chunks_below_the_cap_is_valid() -> None:
+    """Thousands of small chunks (as some encoders write image data) stay accepted."""
+    png = make_png(32)
+    flooded = png[:33] + png_chunk(b"prVt", b"") * (MAX_CHUNKS - 10) + png[33:]
+    assert check_png(flooded, max_side=4096) == (32, 32)

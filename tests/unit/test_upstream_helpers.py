@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
-from gateway.upstream import MAX_MESSAGE_CHARS, encode_multipart, sanitise
+from gateway.redaction import MAX_MESSAGE_CHARS, sanitise
+from gateway.upstream import encode_multipart
 
 FIELDS = {
     "model": "dall-e-2",
@@ -64,7 +65,7 @@ def test_sanitise_keeps_an_ordinary_message():
 def test_sanitise_removes_the_company_key():
     """The company's own upstream key is cut out wherever it appears."""
     secret = "company-secret-key-value"
-    out = sanitise(f"key {secret} was refused; {secret}!", secret)
+    out = sanitise(f"key {secret} was refused; {secret}!", [secret])
     assert secret not in out
     assert out.count("[redacted]") == 2
 
