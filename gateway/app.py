@@ -18,7 +18,6 @@ from starlette.routing import Route
 from gateway import endpoints, quota_endpoints, variations
 from gateway.errors import GatewayError, MethodNotAllowed, NotFound, error_response
 from gateway.hosting import PATH_PREFIX
-from gateway.metrics import outcome_of_error
 from gateway.middleware import RequestContextMiddleware
 from gateway.services import open_services
 from gateway.settings import Settings, load_settings
@@ -31,7 +30,7 @@ def _note(request: Request, **fields: object) -> None:
 
 async def _gateway_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GatewayError)
-    _note(request, outcome=outcome_of_error(exc), error=exc.code)
+    _note(request, outcome=exc.outcome, error=exc.code)
     return error_response(exc)
 
 

@@ -34,10 +34,29 @@ handler (`error_response`) renders them all in OpenAI's shape, always with all f
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Literal
 
 import orjson
 from starlette.responses import Response
 
+# Every request ends in one of these (gateway_requests_total{outcome}, the access log);
+# each error class names its own, so there is no table to keep in step.
+Outcome = Literal[
+    "ok",
+    "cache_hit",
+    "invalid",
+    "unauthenticated",
+    "forbidden",
+    "rate_limited",
+    "quota_exceeded",
+    "upstream_error",
+    "store_error",
+    "overloaded",
+    "not_found",
+    "method_not_allowed",
+    "internal_error",
+    "client_gone",
+]
 NO_RETRY = {"x-should-retry": "false"}
 # Upstream statuses that refuse the request's content: the caller's to fix.
 CALLER_STATUSES = frozenset({400, 413, 415, 422})
@@ -49,6 +68,7 @@ class GatewayError(Exception):
     status: int = 500
     type: str = "server_error"
     code: str | None = "internal_error"
+    outcome: Outcome = "internal_error"
     default_message = "The gateway hit an internal error. The request id identifies it."
 
     def __init__(
@@ -85,16 +105,19 @@ class GatewayError(Exception):
 
 class AuthenticationError(GatewayError):
     status, type, code = 401, "invalid_request_error", "invalid_api_key"
+    outcome: Outcome = "unauthenticated"
     default_message = "Incorrect API key provided."
 
 
 class PermissionDenied(GatewayError):
     status, type, code = 403, "invalid_request_error", "permission_denied"
+    outcome: Outcome = "forbidden"
     default_message = "This key is not allowed to use this endpoint."
 
 
 class InvalidRequest(GatewayError):
     status, type, code = 400, "invalid_request_error", "invalid_request"
+    outcome: Outcome = "invalid"
     default_message = "The request is not valid."
 
 
@@ -108,6 +131,7 @@ class RequestTimeout(InvalidRequest):
 
 class RequestTooLarge(GatewayError):
     status, type, code = 413, "invalid_request_error", "request_too_large"
+    outcome: Outcome = "invalid"
     default_message = "The request body is too large."
 
     def default_headers(self) -> Mapping[str, str]:
@@ -116,21 +140,25 @@ class RequestTooLarge(GatewayError):
 
 class NotFound(GatewayError):
     status, type, code = 404, "invalid_request_error", "not_found"
+    outcome: Outcome = "not_found"
     default_message = "Unknown path. This gateway serves POST /v1/images/variations."
 
 
 class MethodNotAllowed(GatewayError):
     status, type, code = 405, "invalid_request_error", "method_not_allowed"
+    outcome: Outcome = "method_not_allowed"
     default_message = "Method not allowed for this path."
 
 
 class RateLimited(GatewayError):
     status, type, code = 429, "requests", "rate_limit_exceeded"
+    outcome: Outcome = "rate_limited"
     default_message = "Rate limit reached."
 
 
 class QuotaExceeded(RateLimited):
     type, code = "insufficient_quota", "insufficient_quota"
+    outcome: Outcome = "quota_exceeded"
     default_message = "Quota exhausted."
 
     def default_headers(self) -> Mapping[str, str]:
@@ -139,6 +167,7 @@ class QuotaExceeded(RateLimited):
 
 class StoreUnavailable(GatewayError):
     status, type, code = 503, "server_error", "quota_backend_unavailable"
+    outcome: Outcome = "store_error"
     default_message = "The quota backend is unavailable. Retry shortly."
 
     def default_headers(self) -> Mapping[str, str]:
@@ -150,6 +179,7 @@ class Overloaded(GatewayError):
     `limits.upload_buffer_mb` of uploads held with none freed in time."""
 
     status, type, code = 503, "server_error", "server_overloaded"
+    outcome: Outcome = "overloaded"
     default_message = "The gateway is serving too many requests right now. Retry shortly."
 
     def default_headers(self) -> Mapping[str, str]:
@@ -160,6 +190,8 @@ class IdentityProviderUnavailable(GatewayError):
     """A token's signing key is not cached and the IdP's JWKS cannot be fetched right now."""
 
     status, type, code = 503, "server_error", "identity_provider_unavailable"
+    # Not authenticated either; the access log's error code tells the IdP outage apart.
+    outcome: Outcome = "unauthenticated"
     default_message = (
         "The company identity provider cannot be reached to check this token's signing key. "
         "Retry shortly."
@@ -173,6 +205,7 @@ class UpstreamError(GatewayError):
     """The upstream produced nothing: it said so (an error status) or never got the request."""
 
     status, type = 502, "server_error"
+    outcome: Outcome = "upstream_error"
     code: str | None = "upstream_error"
     default_message = "The upstream image service failed. Retry shortly."
     # Whether the upstream may have produced (and billed) the images all the same.
@@ -240,6 +273,11 @@ class UpstreamRejected(UpstreamError):
     ) -> None:
         super().__init__(message, param=param, headers=headers)
         self.status, self.type, self.code = status, type_, code
+        # The upstream refusing the caller's own image or parameters is the caller's
+        # mistake, like the gateway's own refusal: upstream_error (the alert's numerator)
+        # is kept for the upstream's failures.
+        if self.callers_fault:
+            self.outcome = "invalid"
 
     def default_headers(self) -> Mapping[str, str]:
         return {}

@@ -1,4 +1,4 @@
-"""Every metric, defined once; the outcome of a request; the /metrics exposition.
+"""Every metric, defined once; the /metrics exposition.
 
 Counters and histograms live in prometheus-client's registry (its multiprocess mode when
 `gateway serve --workers N` sets PROMETHEUS_MULTIPROC_DIR). The quota gauges are not kept
@@ -15,40 +15,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from gateway.errors import (
-    AuthenticationError,
-    GatewayError,
-    IdentityProviderUnavailable,
-    InvalidRequest,
-    MethodNotAllowed,
-    NotFound,
-    Overloaded,
-    PermissionDenied,
-    QuotaExceeded,
-    RateLimited,
-    RequestTooLarge,
-    StoreUnavailable,
-    UpstreamError,
-    UpstreamRejected,
-)
+from gateway.errors import Outcome
 from gateway.quota import RuleState
 
-Outcome = Literal[
-    "ok",
-    "cache_hit",
-    "invalid",
-    "unauthenticated",
-    "forbidden",
-    "rate_limited",
-    "quota_exceeded",
-    "upstream_error",
-    "store_error",
-    "overloaded",
-    "not_found",
-    "method_not_allowed",
-    "internal_error",
-    "client_gone",
-]
 CacheResult = Literal["hit", "miss", "bypass", "coalesced", "error"]
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120)
 
@@ -70,36 +39,6 @@ QUOTA_REJECTIONS = Counter(
     "gateway_quota_rejections", "Requests refused by a quota rule.", ["scope", "unit", "window"]
 )
 STORE_ERRORS = Counter("gateway_store_errors", "Quota store operations that failed.")
-
-_ERROR_OUTCOMES: tuple[tuple[type[GatewayError], Outcome], ...] = (
-    (NotFound, "not_found"),
-    (MethodNotAllowed, "method_not_allowed"),
-    (AuthenticationError, "unauthenticated"),
-    # Not authenticated either; the access log's error code tells the IdP outage apart.
-    (IdentityProviderUnavailable, "unauthenticated"),
-    (PermissionDenied, "forbidden"),
-    (InvalidRequest, "invalid"),
-    (RequestTooLarge, "invalid"),
-    (QuotaExceeded, "quota_exceeded"),
-    (RateLimited, "rate_limited"),
-    (StoreUnavailable, "store_error"),
-    (Overloaded, "overloaded"),
-    (UpstreamError, "upstream_error"),
-)
-
-
-def outcome_of_error(error: GatewayError) -> Outcome:
-    """The outcome label of a refused or failed request: whose fault it was.
-
-    The upstream refusing the caller's own image or parameters is `invalid`, like the
-    gateway's own refusal: `upstream_error` (the alert's numerator) is the upstream's failures.
-    """
-    if isinstance(error, UpstreamRejected) and error.callers_fault:
-        return "invalid"
-    for kind, outcome in _ERROR_OUTCOMES:
-        if isinstance(error, kind):
-            return outcome
-    return "internal_error"
 
 
 def precreate(rule_labels: Iterable[tuple[str, str, str]], teams: Iterable[str]) -> None:
