@@ -12,38 +12,14 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
-import redis.asyncio as redis
 from redis.exceptions import RedisError
 
 from gateway.store.base import ChargeItem, ChargeOutcome, Clock, Receipt, StoreError
-
-SOCKET_TIMEOUT_SECONDS = 2.0
-POOL_SIZE = 64  # per process; a quota step holds a connection for ~0.1 ms
+from gateway.store.client import RedisClient
 
 
 def _script(name: str) -> str:
     return resources.files("gateway.store").joinpath("lua", name).read_text(encoding="utf-8")
-
-
-def connect(url: str) -> redis.Redis:
-    """A client with short timeouts, so an unreachable Redis fails fast instead of hanging.
-
-    The pool blocks (briefly) when all its connections are busy: a burst of requests waits
-    for a connection instead of failing, and Redis never sees more than the pool's size.
-    """
-    pool = redis.BlockingConnectionPool.from_url(
-        url,
-        max_connections=POOL_SIZE,
-        timeout=SOCKET_TIMEOUT_SECONDS,
-        socket_timeout=SOCKET_TIMEOUT_SECONDS,
-        socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
-        health_check_interval=30,
-        # RESP2: under RESP3, redis-py 8 turns on maintenance notifications ("auto"), which
-        # skips its check-out test for connections the server has closed; after a Redis
-        # restart every pooled connection would then fail one request before reconnecting.
-        protocol=2,
-    )
-    return redis.Redis.from_pool(pool)
 
 
 async def _call(awaitable: Any) -> Any:
@@ -57,7 +33,7 @@ async def _call(awaitable: Any) -> Any:
 class RedisStore:
     """Implements `Store` on Redis; every driver error becomes `StoreError`."""
 
-    def __init__(self, client: redis.Redis, clock: Clock | None = None) -> None:
+    def __init__(self, client: RedisClient, clock: Clock | None = None) -> None:
         self._redis = client
         self._injected = clock  # tests only: decide at this time instead of Redis's
         self._charge = client.register_script(_script("charge.lua"))
@@ -110,7 +86,7 @@ class RedisStore:
 class RedisCacheStore:
     """Implements `CacheStore` on Redis (the cache's own, if configured: LRU is fine here)."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: RedisClient) -> None:
         self._redis = client
         self._release = client.register_script(_script("release.lua"))
         self._get_or_lock = client.register_script(_script("get_or_lock.lua"))

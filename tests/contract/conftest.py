@@ -8,8 +8,9 @@ import pytest
 from support.clock import FakeClock
 
 from gateway.store.base import CacheStore, Store
+from gateway.store.client import connect
 from gateway.store.memory import MemoryCacheStore, MemoryStore
-from gateway.store.redis import RedisCacheStore, RedisStore, connect
+from gateway.store.redis import RedisCacheStore, RedisStore
 
 
 @pytest.fixture

@@ -329,7 +329,8 @@ async def test_fail_closed_and_fail_open_on_a_broken_store() -> None:
 @pytest.mark.redis
 async def test_a_burst_waits_for_pool_connections_instead_of_failing(clean_redis: str) -> None:
     """1000 concurrent charges on one process all get an answer: the pool queues, never errors."""
-    from gateway.store.redis import RedisStore, connect
+    from gateway.store.client import connect
+    from gateway.store.redis import RedisStore
 
     store = RedisStore(connect(clean_redis))
     try:
@@ -346,7 +347,8 @@ async def test_redis_counters_expire_with_their_window(clean_redis: str, clock) 
     """A counter's Redis TTL ends a minute after its window does, so usage never piles up."""
     import redis.asyncio as aioredis
 
-    from gateway.store.redis import RedisStore, connect
+    from gateway.store.client import connect
+    from gateway.store.redis import RedisStore
 
     store = RedisStore(connect(clean_redis), clock=clock)
     quotas = ledger(store, default=[{"unit": "requests", "limit": 5, "window": "hour"}])
