@@ -29,7 +29,7 @@ from gateway.auth import Identity
 from gateway.ledger import QuotaLedger
 from gateway.settings import parse_config
 from gateway.store.base import Store
-from gateway.store.client import connect
+from gateway.store.connect import connect
 from gateway.store.memory import MemoryStore
 from gateway.store.redis import RedisStore
 

@@ -100,7 +100,7 @@ class QuotaLedger:
         cost = request_cost(n, self._image_price(size))
         receipt = make_key("receipt", identity.team, secrets.token_hex(12))
         for _ in range(_CLOCK_ATTEMPTS):
-            live = counters(rules, identity.team, self._store.clock())
+            live = counters(rules, identity.team, self._store.clock(identity.team))
             amounts = [cost[c.unit] if units is None or c.unit in units else 0 for c in live]
             items = [
                 ChargeItem(c.key, a, c.limit, c.start, c.end)
@@ -257,7 +257,7 @@ class QuotaLedger:
         return states
 
     async def _read(self, rules: Sequence[ScopedRule], team: str) -> list[RuleState]:
-        live = counters(rules, team, self._store.clock())
+        live = counters(rules, team, self._store.clock(team))
         try:
             used = await self._store.read([c.key for c in live])
         except StoreError as exc:

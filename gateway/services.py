@@ -28,9 +28,10 @@ from gateway.policy import configured_teams, rule_labels
 from gateway.proxy_headers import TrustedHeaders
 from gateway.settings import Settings
 from gateway.store.base import CacheStore, Clock, Store, StoreError
-from gateway.store.client import Connections
+from gateway.store.connect import Connections
 from gateway.store.memory import MemoryCacheStore, MemoryStore
 from gateway.store.redis import RedisCacheStore, RedisStore
+from gateway.store.topology import verify
 from gateway.upstream import Upstream, VariationsUpstream, build_client
 
 
@@ -67,13 +68,31 @@ def open_store(settings: Settings, redis: Connections, clock: Clock | None = Non
     """
     if settings.redis_url is None:
         return MemoryStore(clock) if clock else MemoryStore()
-    return RedisStore(redis.client(settings.redis_url.get_secret_value()), clock)
+    client = redis.client(settings.redis_url.get_secret_value(), settings.redis_options)
+    return RedisStore(client, clock)
+
+
+async def verify_redis(settings: Settings) -> None:
+    """Refuse to start, naming the problem, when a configured Redis is not the topology its
+    URL says (raises `TopologyError`); one that does not answer yet is left to /readyz."""
+    targets = {
+        (url.get_secret_value(), options)
+        for url, options in (
+            (settings.redis_url, settings.redis_options),
+            (settings.cache_redis_url, settings.cache_redis_options),
+        )
+        if url is not None
+    }
+    for url, options in targets:
+        await verify(url, options)
 
 
 def open_cache_store(settings: Settings, redis: Connections) -> CacheStore:
     """The cache's own Redis (default: the store's, sharing its client), else process memory."""
     url = settings.cache_redis_url
-    return RedisCacheStore(redis.client(url.get_secret_value())) if url else MemoryCacheStore()
+    if url is None:
+        return MemoryCacheStore()
+    return RedisCacheStore(redis.client(url.get_secret_value(), settings.cache_redis_options))
 
 
 def open_cache(settings: Settings, store: CacheStore) -> ResponseCache:
@@ -155,6 +174,7 @@ async def open_services(
     sandbox and tests replace).
     """
     metrics.precreate(rule_labels(settings.config.quotas), configured_teams(settings.config))
+    await verify_redis(settings)
     redis = Connections()
     store = open_store(settings, redis, store_clock)
     with contextlib.suppress(StoreError):  # a store that is down now is /readyz's business

@@ -103,8 +103,8 @@ class LostReplies:
     def __init__(self, inner: Store) -> None:
         self.inner, self.lose, self.unreached = inner, set[str](), set[str]()
 
-    def clock(self) -> float:
-        return self.inner.clock()
+    def clock(self, tag: str = "") -> float:
+        return self.inner.clock(tag)
 
     def _fail(self, call: str) -> None:
         if call in self.lose or call in self.unreached:
@@ -329,7 +329,7 @@ async def test_fail_closed_and_fail_open_on_a_broken_store() -> None:
 @pytest.mark.redis
 async def test_a_burst_waits_for_pool_connections_instead_of_failing(clean_redis: str) -> None:
     """1000 concurrent charges on one process all get an answer: the pool queues, never errors."""
-    from gateway.store.client import connect
+    from gateway.store.connect import connect
     from gateway.store.redis import RedisStore
 
     store = RedisStore(connect(clean_redis))
@@ -347,7 +347,7 @@ async def test_redis_counters_expire_with_their_window(clean_redis: str, clock) 
     """A counter's Redis TTL ends a minute after its window does, so usage never piles up."""
     import redis.asyncio as aioredis
 
-    from gateway.store.client import connect
+    from gateway.store.connect import connect
     from gateway.store.redis import RedisStore
 
     store = RedisStore(connect(clean_redis), clock=clock)

@@ -8,7 +8,7 @@ import pytest
 from support.servers import RedisServer
 
 from gateway.store.base import ChargeItem
-from gateway.store.client import connect
+from gateway.store.connect import connect
 from gateway.store.redis import RedisStore
 
 pytestmark = pytest.mark.redis
