@@ -14,7 +14,7 @@ import threading
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import redis
@@ -109,15 +109,26 @@ class Tally:
 Books = dict[tuple[str, str, str], int]  # (scope, subject, unit) -> stored amount
 
 
-def quota_counters(redis_url: str) -> Books:
-    """Every quota counter in Redis, summed over windows, by (scope, subject, unit)."""
+class Primaries(Protocol):
+    """A Redis topology of several servers (support/redis_topologies.py)."""
+
+    def primary_clients(self) -> list[redis.Redis]: ...
+
+
+def quota_counters(source: str | Primaries) -> Books:
+    """Every quota counter in Redis (a URL, or every primary of a topology), summed over
+    windows, by (scope, subject, unit)."""
     books: Books = defaultdict(int)
-    with redis.Redis.from_url(redis_url) as client:
-        for key in client.scan_iter(match="gw:v1:quota:*", count=1000):
-            # gw:v1:quota:{team}:<scope>:<subject>:<unit>:<window>:<stamp>
-            parts = key.decode().split(":")
-            scope, subject, unit = parts[4], parts[5], parts[6]
-            books[(scope, subject, unit)] += int(client.get(key) or 0)
+    clients = (
+        [redis.Redis.from_url(source)] if isinstance(source, str) else source.primary_clients()
+    )
+    for client in clients:
+        with client:
+            for key in client.scan_iter(match="gw:v1:quota:*", count=1000):
+                # gw:v1:quota:{team}:<scope>:<subject>:<unit>:<window>:<stamp>
+                parts = key.decode().split(":")
+                scope, subject, unit = parts[4], parts[5], parts[6]
+                books[(scope, subject, unit)] += int(client.get(key) or 0)
     return {k: v for k, v in books.items() if v}
 
 
@@ -152,9 +163,9 @@ def expected_books(
     return dict(books)
 
 
-def assert_balanced(redis_url: str, seen: Iterable[Seen], **options: Any) -> Books:
+def assert_balanced(source: str | Primaries, seen: Iterable[Seen], **options: Any) -> Books:
     """Redis's counters hold exactly what the delivered answers cost: charged = delivered."""
     expected = expected_books(seen, **options)
-    actual = quota_counters(redis_url)
+    actual = quota_counters(source)
     assert actual == expected, f"charged {actual} != delivered {expected}"
     return actual

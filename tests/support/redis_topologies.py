@@ -97,16 +97,31 @@ class RedisClusterGroup:
                     port = int(primary[1])
         return next(n for n in self.nodes if n.port == port)
 
-    def wipe(self, pattern: str) -> None:
-        """Delete every key matching `pattern` on every primary."""
+    def primary_clients(self) -> list[redis.Redis]:
+        """A client to each live primary (close them after use)."""
+        clients = []
         for node in self.nodes:
             if node.proc is None:
                 continue
-            with node.client() as client:
-                if client.info("replication")["role"] != "master":
-                    continue
+            client = node.client()
+            if client.info("replication")["role"] == "master":
+                clients.append(client)
+            else:
+                client.close()
+        return clients
+
+    def wipe(self, pattern: str) -> None:
+        """Delete every key matching `pattern` on every primary."""
+        for client in self.primary_clients():
+            with client:
                 for key in list(client.scan_iter(match=pattern, count=1000)):
                     client.delete(key)
+
+    def kill_owner(self, key: str) -> None:
+        """Kill the primary serving `key`, and wait until its replica has taken over."""
+        dead = self.owner(key)
+        dead.kill()
+        _until(lambda: self.owner(key) is not dead and self._healthy(), "a cluster failover")
 
     def stop(self) -> None:
         for node in self.nodes:
@@ -184,11 +199,21 @@ class SentinelGroup:
             _, port = client.sentinel_get_master_addr_by_name(SERVICE)
         return self.primary if int(port) == self.primary.port else self.replica
 
+    def primary_clients(self) -> list[redis.Redis]:
+        """A client to the current primary (close it after use)."""
+        return [self.current_primary().client()]
+
     def wipe(self, pattern: str) -> None:
         """Delete every key matching `pattern` on the current primary."""
         with self.current_primary().client() as client:
             for key in list(client.scan_iter(match=pattern, count=1000)):
                 client.delete(key)
+
+    def kill_owner(self, key: str) -> None:
+        """Kill the primary (whatever `key`), and wait until the Sentinels promoted the replica."""
+        dead = self.current_primary()
+        dead.kill()
+        _until(lambda: self.current_primary() is not dead, "a Sentinel failover")
 
     def stop(self) -> None:
         for server in (*self.sentinels, self.replica, self.primary):

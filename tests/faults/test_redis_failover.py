@@ -1,0 +1,124 @@
+"""Gateways on a Redis Cluster and on a Sentinel-managed primary: exact limits across
+processes, and a primary killed under load.
+
+Real servers on loopback (support/redis_topologies.py). A failover is a short outage of
+the team's slot: callers get the configured fail_closed answer for its seconds, never a
+500, service comes back by itself, and the counters equal what callers received.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from support.callers import Crowd, during
+from support.config import auth
+from support.fake_upstream import FakeUpstream, Received, Reply, images_response
+from support.ledger import assert_balanced, ledger_config
+from support.pngs import make_png
+from support.redis_topologies import RedisClusterGroup, SentinelGroup
+from support.servers import GatewayProcess
+
+from gateway.store.base import KEY_PREFIX
+
+pytestmark = [pytest.mark.e2e, pytest.mark.redis]
+IMAGES = [make_png(16 + i) for i in range(4)]
+RECOVERY_SECONDS = 10.0  # normal service this soon after the primary died
+K, N = 10, 60
+
+
+def _admit_at_a_barrier(upstream: FakeUpstream, parties: int) -> None:
+    """The upstream answers nobody until `parties` requests are waiting at once (10 s at
+    most, else the barrier breaks and the test fails)."""
+    barrier = threading.Barrier(parties, timeout=10)
+
+    def script(received: Received) -> Reply:
+        barrier.wait()
+        return Reply(body=images_response(received))
+
+    upstream.script = script
+
+
+async def _burst(urls: list[str], count: int) -> list[int]:
+    """`count` concurrent requests, alternating gateways and the two vision users."""
+    async with httpx.AsyncClient(timeout=30) as client:
+        calls = [
+            client.post(
+                urls[i % len(urls)] + "/v1/images/variations",
+                headers=auth(("alice", "bob")[i % 2]),
+                files={"image": ("a.png", IMAGES[0], "image/png")},
+                data={"size": "256x256"},
+            )
+            for i in range(count)
+        ]
+        return [r.status_code for r in await asyncio.gather(*calls)]
+
+
+def test_two_gateways_on_a_cluster_admit_exactly_k_of_n(
+    start_gateway: Callable[..., GatewayProcess],
+    upstream: FakeUpstream,
+    redis_cluster: RedisClusterGroup,
+) -> None:
+    """60 concurrent requests over two gateway processes sharing a Cluster, against a team
+    pool of 10 images: exactly 10 are admitted, all 10 in flight at once."""
+    redis_cluster.wipe(f"{KEY_PREFIX}:*")
+    config = ledger_config(
+        upstream.url,
+        quotas={"teams": {"vision": [{"unit": "images", "limit": K, "window": "month"}]}},
+    )
+    env = {"REDIS_URL": redis_cluster.url}
+    gateways = [start_gateway(config, env) for _ in range(2)]
+    _admit_at_a_barrier(upstream, K)
+    statuses = asyncio.run(_burst([g.url for g in gateways], N))
+    assert statuses.count(200) == K and statuses.count(429) == N - K, statuses
+    assert len(upstream.received) == K
+    redis_cluster.wipe(f"{KEY_PREFIX}:*")
+
+
+Topology = RedisClusterGroup | SentinelGroup
+
+
+@pytest.fixture(params=["cluster", "sentinel"])
+def doomed(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Topology]:
+    """A topology of the test's own, whose primary the test kills."""
+    group: Topology = (
+        RedisClusterGroup(tmp_path / "cluster")
+        if request.param == "cluster"
+        else SentinelGroup(tmp_path / "sentinel")
+    )
+    try:
+        yield group.start()
+    finally:
+        group.stop()
+
+
+def test_a_primary_killed_under_load_fails_over_without_a_500(
+    start_gateway: Callable[..., GatewayProcess], upstream: FakeUpstream, doomed: Topology
+) -> None:
+    """The primary holding the vision team's counters dies under 16 clients: only 200s and
+    fail_closed 503s, metered 200s again within 10 s, and charged equals delivered."""
+    gateway = start_gateway(ledger_config(upstream.url), {"REDIS_URL": doomed.url})
+    marks: dict[str, float] = {}
+
+    def failover() -> None:
+        time.sleep(1.0)
+        marks["killed"] = time.monotonic()
+        doomed.kill_owner(f"{KEY_PREFIX}:quota:{{vision}}")
+        time.sleep(RECOVERY_SECONDS + 1.0)
+
+    crowd = Crowd(gateway.url, IMAGES, clients=16)
+    tally = asyncio.run(during(crowd, failover))
+    statuses = tally.statuses()
+    assert set(statuses) <= {200, 503}, statuses
+    assert set(tally.codes()) <= {"quota_backend_unavailable"}
+    late = [c.seen for c in crowd.timeline if c.sent > marks["killed"] + RECOVERY_SECONDS]
+    assert late, "no request was sent after the recovery bound"
+    assert all(seen.status == 200 and seen.metered for seen in late)
+    output = gateway.output()
+    assert "Traceback" not in output and "unhandled error" not in output
+    assert_balanced(doomed, tally.seen)
