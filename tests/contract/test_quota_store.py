@@ -47,6 +47,16 @@ async def test_a_refusal_charges_no_counter(store: Store) -> None:
     assert await store.read([item("free", 0, 0).key, item("full", 0, 0).key]) == [0, 5]
 
 
+async def test_a_read_spans_teams_in_any_order(store: Store) -> None:
+    """Counters of several teams (several Cluster slots) are read in one call, each value
+    where its key was asked, never as one cross-slot command."""
+    keys = [f"gw:v1:test:{{{team}}}:x" for team in ("vision", "audio", "ops", "ml", "web")]
+    for amount, key in enumerate(keys, start=1):
+        await store.charge([ChargeItem(key, amount, 100, 0, 4e9)])
+    order = [keys[3], keys[0], "gw:v1:test:{none}:x", keys[4], keys[1], keys[2]]
+    assert await store.read(order) == [4, 1, 0, 5, 2, 3]
+
+
 async def test_zero_amounts_never_refuse(store: Store) -> None:
     """A counter charged nothing (a unit a cache hit does not consume) cannot refuse."""
     await store.charge([item("full", 5, 5)])
