@@ -9,6 +9,7 @@ the team's slot: callers get the configured fail_closed answer for its seconds, 
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -59,17 +60,27 @@ async def _burst(urls: list[str], count: int) -> list[int]:
         return [r.status_code for r in await asyncio.gather(*calls)]
 
 
+def _quota_used(metrics: str) -> dict[tuple[str, str, str], float]:
+    """gateway_quota_used by (scope, subject, unit), from a /metrics page."""
+    pattern = r'gateway_quota_used\{scope="(\w+)",subject="(\w+)",unit="(\w+)",window="\w+"\} (\S+)'
+    return {match[:3]: float(match[3]) for match in re.findall(pattern, metrics)}
+
+
 def test_two_gateways_on_a_cluster_admit_exactly_k_of_n(
     start_gateway: Callable[..., GatewayProcess],
     upstream: FakeUpstream,
     redis_cluster: RedisClusterGroup,
 ) -> None:
     """60 concurrent requests over two gateway processes sharing a Cluster, against a team
-    pool of 10 images: exactly 10 are admitted, all 10 in flight at once."""
+    pool of 10 images: exactly 10 are admitted, all 10 in flight at once; the scrape, which
+    reads every principal's and team's counters (several slots), reports the pool used up."""
     redis_cluster.wipe(f"{KEY_PREFIX}:*")
     config = ledger_config(
         upstream.url,
-        quotas={"teams": {"vision": [{"unit": "images", "limit": K, "window": "month"}]}},
+        quotas={
+            "default": [{"unit": "requests", "limit": 1000, "window": "day"}],
+            "teams": {"vision": [{"unit": "images", "limit": K, "window": "month"}]},
+        },
     )
     env = {"REDIS_URL": redis_cluster.url}
     gateways = [start_gateway(config, env) for _ in range(2)]
@@ -77,6 +88,10 @@ def test_two_gateways_on_a_cluster_admit_exactly_k_of_n(
     statuses = asyncio.run(_burst([g.url for g in gateways], N))
     assert statuses.count(200) == K and statuses.count(429) == N - K, statuses
     assert len(upstream.received) == K
+    used = _quota_used(httpx.get(gateways[1].url + "/metrics").text)
+    assert used[("team", "vision", "images")] == K
+    assert used[("user", "alice", "requests")] + used[("user", "bob", "requests")] == K
+    assert used[("user", "carol", "requests")] == used[("user", "grafana", "requests")] == 0
     redis_cluster.wipe(f"{KEY_PREFIX}:*")
 
 
