@@ -35,8 +35,10 @@ async def _call(awaitable: Any) -> Any:
     """Await a Redis command, turning every driver failure into `StoreError`."""
     try:
         return await awaitable
-    # RedisClusterException is not a RedisError: a slot no node covers, mid-failover, raises it.
-    except (RedisError, RedisClusterException, OSError) as exc:
+    # Not RedisErrors, yet driver failures: a slot no node covers, mid-failover, raises
+    # RedisClusterException; and redis-py's cluster client (8.1) may tear down a connection
+    # another command is still opening when a node fails, which surfaces as AttributeError.
+    except (RedisError, RedisClusterException, OSError, AttributeError) as exc:
         raise StoreError(f"redis: {type(exc).__name__}") from exc
 
 

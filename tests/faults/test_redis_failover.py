@@ -20,7 +20,7 @@ import pytest
 from support.callers import Crowd, during
 from support.config import auth
 from support.fake_upstream import FakeUpstream, Received, Reply, images_response
-from support.ledger import assert_balanced, ledger_config
+from support.ledger import expected_books, ledger_config, quota_counters
 from support.pngs import make_png
 from support.redis_topologies import RedisClusterGroup, SentinelGroup
 from support.servers import GatewayProcess
@@ -116,7 +116,8 @@ def test_a_primary_killed_under_load_fails_over_without_a_500(
     start_gateway: Callable[..., GatewayProcess], upstream: FakeUpstream, doomed: Topology
 ) -> None:
     """The primary holding the vision team's counters dies under 16 clients: only 200s and
-    fail_closed 503s, metered 200s again within 10 s, and charged equals delivered."""
+    fail_closed 503s, metered 200s again within 10 s, and charged equals delivered up to
+    what asynchronous replication may drop (the last second before the kill)."""
     gateway = start_gateway(ledger_config(upstream.url), {"REDIS_URL": doomed.url})
     marks: dict[str, float] = {}
 
@@ -136,4 +137,16 @@ def test_a_primary_killed_under_load_fails_over_without_a_500(
     assert all(seen.status == 200 and seen.metered for seen in late)
     output = gateway.output()
     assert "Traceback" not in output and "unhandled error" not in output
-    assert_balanced(doomed, tally.seen)
+    _assert_nothing_but_the_last_second_lost(doomed, crowd, marks["killed"])
+
+
+def _assert_nothing_but_the_last_second_lost(doomed: Topology, crowd: Crowd, killed: float) -> None:
+    """The counters equal what was delivered, but for charges made in the last second
+    before the kill that the dead primary had not yet replicated (asynchronous
+    replication): never more than delivered, never less than that margin allows."""
+    delivered = expected_books(crowd.tally.seen)
+    at_risk = expected_books(c.seen for c in crowd.timeline if killed - 1.0 <= c.sent <= killed)
+    charged = quota_counters(doomed)
+    assert set(charged) <= set(delivered), charged
+    for key, amount in delivered.items():
+        assert amount - at_risk.get(key, 0) <= charged.get(key, 0) <= amount, (key, charged)
