@@ -8,7 +8,8 @@
 2. Two `gateway serve` processes on one Redis with a limit of `--limit` requests a day;
    `--burst` concurrent requests spread over both. Exactly `--limit` must be admitted.
 
-Uses $REDIS_URL if set, else a throwaway redis-server from PATH on a free port.
+Uses $REDIS_URL if set (any form the gateway takes: redis+cluster://..., for the cost on
+a Cluster), else a throwaway redis-server from PATH on a free port.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ from gateway.auth import Identity
 from gateway.ledger import QuotaLedger
 from gateway.settings import parse_config
 from gateway.store.base import Store
+from gateway.store.connect import connect, parse_url
 from gateway.store.memory import MemoryStore
-from gateway.store.redis import RedisStore, connect
+from gateway.store.redis import RedisStore
 
 RULES = procs.UNREFUSING_QUOTAS
 WHO = Identity("bench", "bench")
@@ -87,13 +89,25 @@ async def _burst(urls: Sequence[str], count: int) -> dict[int, int]:
         return statuses
 
 
-def burst(redis_url: str, count: int, limit: int, work: Path) -> dict[int, int]:
-    """Statuses of `count` concurrent requests over two gateways sharing `redis_url`."""
+def _forget_usage(redis_url: str) -> None:
+    """Delete the bench principal's counters (on a Cluster, on the node of its slot)."""
     import redis
+    from redis.cluster import RedisCluster
 
-    with redis.Redis.from_url(redis_url) as client:
+    target = parse_url(redis_url)
+    client: redis.Redis | RedisCluster = (
+        RedisCluster(*target.hosts[0])
+        if target.topology == "cluster"
+        else redis.Redis.from_url(redis_url)
+    )
+    with client:
         for key in client.scan_iter(match="gw:v1:quota:{q}:*"):
             client.delete(key)
+
+
+def burst(redis_url: str, count: int, limit: int, work: Path) -> dict[int, int]:
+    """Statuses of `count` concurrent requests over two gateways sharing `redis_url`."""
+    _forget_usage(redis_url)
     quotas = {"default": [{"unit": "requests", "limit": limit, "window": "day"}]}
     upstream_port = procs.free_port()
     started: list[procs.Popen] = []

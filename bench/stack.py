@@ -7,7 +7,7 @@ decision. Per request, it:
 
 - reads the body from the ASGI receive loop, hashing it (SHA-256, as the cache key does);
 - runs three Lua scripts in Redis, the round trips of a gateway miss (cache lookup and
-  lock, quota reserve, store and unlock), through `gateway.store.redis.connect`'s pool;
+  lock, quota reserve, store and unlock), through `gateway.store.connect.connect`'s pool;
 - POSTs the body, as received, to the upstream with httpx over the gateway's transport
   (`gateway.transport`), and relays the answer.
 
@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 import uvicorn
 
-from gateway.store.redis import connect
+from gateway.store.connect import connect
 from gateway.transport import AiohttpTransport
 from gateway.tuning import tune_malloc
 

@@ -103,7 +103,7 @@ class QuotaLedger:
         cost = request_cost(n, self._image_price(size))
         receipt = make_key("receipt", QUOTA_TAG, secrets.token_hex(12))
         for _ in range(_CLOCK_ATTEMPTS):
-            live = counters(rules, identity.team, self._store.clock())
+            live = counters(rules, identity.team, self._store.clock(QUOTA_TAG))
             amounts = [cost[c.unit] if units is None or c.unit in units else 0 for c in live]
             items = [
                 ChargeItem(c.key, a, c.limit, c.start, c.end)
@@ -250,21 +250,29 @@ class QuotaLedger:
     async def all_states(self, identities: Sequence[Identity]) -> list[RuleState]:
         """Every rule of every identity and every configured team pool (for scrapes).
 
-        The store being down yields no states rather than an error: the scrape still
-        reports the process's own metrics, and the gap shows on dashboards.
+        One store read for all of them (grouped by slot in the store, so a Cluster answers it
+        node by node, concurrently). The store being down yields no states rather than an
+        error: the scrape still reports the process's own metrics, and the gap shows on
+        dashboards.
         """
-        states: list[RuleState] = []
+        subjects = [(own_rules(self._quotas, i.user), i.team) for i in identities]
+        subjects += [(pool_rules(self._quotas, team), team) for team in sorted(self._quotas.teams)]
         try:
-            for identity in identities:
-                states += await self._read(own_rules(self._quotas, identity.user), identity.team)
-            for team in sorted(self._quotas.teams):
-                states += await self.team_states(team)
+            return await self._read_many(subjects)
         except StoreUnavailable:
             return []
-        return states
 
     async def _read(self, rules: Sequence[ScopedRule], team: str) -> list[RuleState]:
-        live = counters(rules, team, self._store.clock())
+        return await self._read_many([(rules, team)])
+
+    async def _read_many(
+        self, subjects: Sequence[tuple[Sequence[ScopedRule], str]]
+    ) -> list[RuleState]:
+        live = [
+            c
+            for rules, team in subjects
+            for c in counters(rules, team, self._store.clock(QUOTA_TAG))
+        ]
         try:
             used = await self._store.read([c.key for c in live])
         except StoreError as exc:
@@ -274,7 +282,7 @@ class QuotaLedger:
 
     def clock(self) -> float:
         """The store's clock."""
-        return self._store.clock()
+        return self._store.clock(QUOTA_TAG)
 
 
 def _count_rejections(refused: Sequence[Counter]) -> None:

@@ -29,8 +29,10 @@ from gateway.policy import configured_teams, rule_labels
 from gateway.proxy_headers import TrustedHeaders
 from gateway.settings import Settings
 from gateway.store.base import CacheStore, Clock, Store, StoreError
+from gateway.store.connect import Connections
 from gateway.store.memory import MemoryCacheStore, MemoryStore
-from gateway.store.redis import RedisCacheStore, RedisStore, connect
+from gateway.store.redis import RedisCacheStore, RedisStore
+from gateway.store.topology import verify
 from gateway.upstream import Upstream, VariationsUpstream, build_client
 
 
@@ -61,20 +63,38 @@ class Services:
         return pseudonym(self.settings.user_secret.get_secret_value(), identity.user)
 
 
-def open_store(settings: Settings, clock: Clock | None = None) -> Store:
+def open_store(settings: Settings, redis: Connections, clock: Clock | None = None) -> Store:
     """Redis when a URL is configured, else the in-process store.
 
     `clock` replaces the store's own (Redis's) for deciding quota windows: tests only.
     """
     if settings.redis_url is None:
         return MemoryStore(clock) if clock else MemoryStore()
-    return RedisStore(connect(settings.redis_url.get_secret_value()), clock)
+    client = redis.client(settings.redis_url.get_secret_value(), settings.redis_options)
+    return RedisStore(client, clock)
 
 
-def open_cache_store(settings: Settings) -> CacheStore:
-    """The cache's own Redis (default: the store's), else process memory."""
+async def verify_redis(settings: Settings) -> None:
+    """Refuse to start, naming the problem, when a configured Redis is not the topology its
+    URL says (raises `TopologyError`); one that does not answer yet is left to /readyz."""
+    targets = {
+        (url.get_secret_value(), options)
+        for url, options in (
+            (settings.redis_url, settings.redis_options),
+            (settings.cache_redis_url, settings.cache_redis_options),
+        )
+        if url is not None
+    }
+    for url, options in targets:
+        await verify(url, options)
+
+
+def open_cache_store(settings: Settings, redis: Connections) -> CacheStore:
+    """The cache's own Redis (default: the store's, sharing its client), else process memory."""
     url = settings.cache_redis_url
-    return RedisCacheStore(connect(url.get_secret_value())) if url else MemoryCacheStore()
+    if url is None:
+        return MemoryCacheStore()
+    return RedisCacheStore(redis.client(url.get_secret_value(), settings.cache_redis_options))
 
 
 def open_cache(settings: Settings, store: CacheStore) -> ResponseCache:
@@ -159,10 +179,12 @@ async def open_services(
     sandbox and tests replace).
     """
     metrics.precreate(rule_labels(settings.config.quotas), configured_teams(settings.config))
-    store = open_store(settings, store_clock)
+    await verify_redis(settings)
+    redis = Connections()
+    store = open_store(settings, redis, store_clock)
     with contextlib.suppress(StoreError):  # a store that is down now is /readyz's business
         await store.ping()  # also measures the Redis clock's offset before the first charge
-    cache_store = open_cache_store(settings)
+    cache_store = open_cache_store(settings, redis)
     cache = open_cache(settings, cache_store)
     jwks = open_jwks(settings)
     images = ImageHost(cache_store, settings.public_url)

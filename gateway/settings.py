@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +19,8 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from gateway.config_types import HexDigest, Name, Price, Strict
 from gateway.environment import DEMO_KEY, PUBLIC_URL, missing_required
 from gateway.identity_settings import IdentityConfig, identity_warnings
+from gateway.redis_settings import RedisConnectionConfig, redis_options
+from gateway.store.connect import ConnectOptions
 
 Unit = Literal["requests", "images", "usd"]
 Window = Literal["minute", "hour", "day", "month"]
@@ -142,6 +144,7 @@ class QuotasConfig(Strict):
 class CacheConfig(Strict):
     enabled: bool = True
     redis_url_env: str = "CACHE_REDIS_URL"
+    redis: RedisConnectionConfig = RedisConnectionConfig()  # used with the cache's own URL
     scope: Literal["global", "team", "user"] = "global"
     ttl_seconds: int = Field(86400, ge=1)
     max_entry_bytes: int = Field(32 * 1024 * 1024, ge=1)
@@ -152,6 +155,7 @@ class CacheConfig(Strict):
 
 class StoreConfig(Strict):
     redis_url_env: str = "REDIS_URL"
+    redis: RedisConnectionConfig = RedisConnectionConfig()
     on_error: Literal["fail_closed", "fail_open"] = "fail_closed"
 
 
@@ -218,6 +222,8 @@ class Settings:
     demo_key: SecretStr | None
     public_url: str
     multiprocess_dir: str | None = None  # set by `serve --workers N` for shared metrics
+    redis_options: ConnectOptions = field(default_factory=ConnectOptions)
+    cache_redis_options: ConnectOptions = field(default_factory=ConnectOptions)
     warnings: tuple[str, ...] = ()
 
 
@@ -293,6 +299,20 @@ def _require(config: GatewayConfig, env: Mapping[str, str]) -> None:
         )
 
 
+def _redis_options(
+    section: StoreConfig | CacheConfig, url: SecretStr | None, env: Mapping[str, str], path: str
+) -> ConnectOptions:
+    """How to reach the section's Redis; raises `ConfigError` naming the variable or key."""
+    if url is None:
+        return ConnectOptions()
+    try:
+        return redis_options(
+            section.redis, url.get_secret_value(), section.redis_url_env, env, f"{path}.redis"
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def build_settings(config: GatewayConfig, env: Mapping[str, str]) -> Settings:
     """Join a validated config with the secrets of `env`; raises `ConfigError` if one is missing."""
     _require(config, env)
@@ -311,12 +331,19 @@ def build_settings(config: GatewayConfig, env: Mapping[str, str]) -> Settings:
     if demo_key is not None and not config.upstream.is_sandbox:
         raise ConfigError(f"{DEMO_KEY}: a demo key is only allowed with upstream.base_url: sandbox")
     redis_url = _secret(env, config.store.redis_url_env)
+    cache_url = _secret(env, config.cache.redis_url_env)
     return Settings(
         config=config,
         upstream_api_key=upstream_key,
         user_secret=user_secret,
         redis_url=redis_url,
-        cache_redis_url=_secret(env, config.cache.redis_url_env) or redis_url,
+        cache_redis_url=cache_url or redis_url,
+        redis_options=_redis_options(config.store, redis_url, env, "store"),
+        cache_redis_options=(
+            _redis_options(config.cache, cache_url, env, "cache")
+            if cache_url
+            else _redis_options(config.store, redis_url, env, "store")
+        ),
         metrics_token=_secret(env, config.metrics.token_env),
         demo_key=demo_key,
         public_url=env.get(PUBLIC_URL, "http://127.0.0.1:8080").rstrip("/"),

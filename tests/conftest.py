@@ -17,6 +17,7 @@ from support.clock import WindowSafeClock, wait_clear_of_day_edge
 from support.config import ENV, base_config, merged, write_config
 from support.fake_idp import FakeIdP, SigningKey, new_key
 from support.fake_upstream import FakeUpstream
+from support.redis_topologies import RedisClusterGroup, SentinelGroup
 from support.servers import GatewayProcess, RedisServer
 
 from gateway.app import create_app
@@ -83,6 +84,27 @@ def clean_redis(redis_url: str) -> Iterator[str]:
     wipe()
     yield redis_url
     wipe()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterGroup]:
+    """A 3-primary/3-replica Redis Cluster for the session (tests that kill nodes start
+    their own)."""
+    group = RedisClusterGroup(tmp_path_factory.mktemp("cluster"))
+    try:
+        yield group.start()
+    finally:
+        group.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelGroup]:
+    """A Sentinel group (primary, replica, three Sentinels) for the session."""
+    group = SentinelGroup(tmp_path_factory.mktemp("sentinel"))
+    try:
+        yield group.start()
+    finally:
+        group.stop()
 
 
 @pytest.fixture

@@ -60,8 +60,9 @@ class ChargeOutcome(NamedTuple):
 class QuotaStore(Protocol):
     """Integer counters with atomic multi-counter check-and-charge."""
 
-    def clock(self) -> float:
-        """The store's time in epoch seconds (Redis's own clock for the Redis store)."""
+    def clock(self, tag: str = "") -> float:
+        """The store's time in epoch seconds for the keys of `tag` (for the Redis store, the
+        clock of the node that holds them)."""
 
     async def charge(
         self, items: Sequence[ChargeItem], receipt: Receipt | None = None

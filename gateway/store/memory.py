@@ -23,7 +23,7 @@ class MemoryStore:
         self._clock = clock
         self._counters: dict[str, tuple[float, int]] = {}  # key -> (expires_at, value)
 
-    def clock(self) -> float:
+    def clock(self, tag: str = "") -> float:
         return self._clock()
 
     def _value(self, key: str, now: float) -> int:

@@ -1,71 +1,62 @@
 """The Redis store: shared by every gateway process, state survives restarts.
 
 Multi-step work is one Lua script each (store/lua/), registered once and run by SHA.
-Time is Redis's own: `clock()` is the local clock corrected by the offset to Redis's
-`TIME`, re-measured whenever the charge script reports that they disagree.
+Time is Redis's own: `clock(tag)` is the local clock corrected by the offset to the clock of
+the node that holds `tag`'s slot, measured whenever the charge script reports that they
+disagree (on a Cluster each slot's owner may keep its own time, and a failover may hand a
+slot to a node whose clock differs). Keys of several slots are read slot by slot, never
+by one cross-slot command.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
-import redis.asyncio as redis
-from redis.exceptions import RedisError
+from redis.crc import key_slot
+from redis.exceptions import RedisClusterException, RedisError
 
 from gateway.store.base import ChargeItem, ChargeOutcome, Clock, Receipt, StoreError
-
-SOCKET_TIMEOUT_SECONDS = 2.0
-POOL_SIZE = 64  # per process; a quota step holds a connection for ~0.1 ms
+from gateway.store.client import RedisClient
 
 
 def _script(name: str) -> str:
     return resources.files("gateway.store").joinpath("lua", name).read_text(encoding="utf-8")
 
 
-def connect(url: str) -> redis.Redis:
-    """A client with short timeouts, so an unreachable Redis fails fast instead of hanging.
-
-    The pool blocks (briefly) when all its connections are busy: a burst of requests waits
-    for a connection instead of failing, and Redis never sees more than the pool's size.
-    """
-    pool = redis.BlockingConnectionPool.from_url(
-        url,
-        max_connections=POOL_SIZE,
-        timeout=SOCKET_TIMEOUT_SECONDS,
-        socket_timeout=SOCKET_TIMEOUT_SECONDS,
-        socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
-        health_check_interval=30,
-        # RESP2: under RESP3, redis-py 8 turns on maintenance notifications ("auto"), which
-        # skips its check-out test for connections the server has closed; after a Redis
-        # restart every pooled connection would then fail one request before reconnecting.
-        protocol=2,
-    )
-    return redis.Redis.from_pool(pool)
+def _slot(key: str) -> int:
+    return int(key_slot(key.encode()))
 
 
 async def _call(awaitable: Any) -> Any:
     """Await a Redis command, turning every driver failure into `StoreError`."""
     try:
         return await awaitable
-    except (RedisError, OSError) as exc:
+    # Not RedisErrors, yet driver failures: a slot no node covers, mid-failover, raises
+    # RedisClusterException; and redis-py's cluster client (8.1) may tear down a connection
+    # another command is still opening when a node fails, which surfaces as AttributeError.
+    except (RedisError, RedisClusterException, OSError, AttributeError) as exc:
         raise StoreError(f"redis: {type(exc).__name__}") from exc
 
 
 class RedisStore:
     """Implements `Store` on Redis; every driver error becomes `StoreError`."""
 
-    def __init__(self, client: redis.Redis, clock: Clock | None = None) -> None:
+    def __init__(self, client: RedisClient, clock: Clock | None = None) -> None:
         self._redis = client
         self._injected = clock  # tests only: decide at this time instead of Redis's
         self._charge = client.register_script(_script("charge.lua"))
         self._refund = client.register_script(_script("refund.lua"))
-        self._offset = 0.0  # Redis's clock minus ours
+        self._offset = 0.0  # Redis's clock minus ours, as the first node measured answered
+        self._offsets: dict[int, float] = {}  # per slot, its owner's clock minus ours
 
-    def clock(self) -> float:
-        return self._injected() if self._injected else time.time() + self._offset
+    def clock(self, tag: str = "") -> float:
+        if self._injected:
+            return self._injected()
+        return time.time() + self._offsets.get(_slot("{" + tag + "}"), self._offset)
 
     async def charge(
         self, items: Sequence[ChargeItem], receipt: Receipt | None = None
@@ -80,7 +71,7 @@ class RedisStore:
         reply = await _call(self._charge(keys=keys, args=args))
         status, now = reply[0].decode(), float(reply[1])
         if status == "clock":
-            self._offset = now - time.time()
+            self._offsets[_slot(keys[0])] = now - time.time()
             return None
         used = [int(value) for value in reply[2]]
         refused = [int(index) for index in reply[3]] if status == "refused" else []
@@ -93,10 +84,20 @@ class RedisStore:
             await _call(self._refund(keys=[*keys, *receipts], args=list(amounts)))
 
     async def read(self, keys: Sequence[str]) -> list[int]:
-        if not keys:
-            return []
-        values = await _call(self._redis.mget(keys))
-        return [int(value) if value is not None else 0 for value in values]
+        by_slot: dict[int, list[int]] = {}
+        for index, key in enumerate(keys):
+            by_slot.setdefault(_slot(key), []).append(index)
+        replies = await asyncio.gather(
+            *(_call(self._redis.mget([keys[i] for i in group])) for group in by_slot.values()),
+            return_exceptions=True,
+        )
+        values = [0] * len(keys)
+        for group, reply in zip(by_slot.values(), replies, strict=True):
+            if isinstance(reply, BaseException):
+                raise reply
+            for index, value in zip(group, reply, strict=True):
+                values[index] = int(value) if value is not None else 0
+        return values
 
     async def ping(self) -> None:
         await _call(self._redis.ping())
@@ -110,7 +111,7 @@ class RedisStore:
 class RedisCacheStore:
     """Implements `CacheStore` on Redis (the cache's own, if configured: LRU is fine here)."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: RedisClient) -> None:
         self._redis = client
         self._release = client.register_script(_script("release.lua"))
         self._get_or_lock = client.register_script(_script("get_or_lock.lua"))

@@ -1,4 +1,5 @@
-"""Every store backend behind one fixture: each contract test runs on memory and on a real Redis."""
+"""Every store backend behind one fixture: each contract test runs on memory, a standalone
+Redis, a 3-primary/3-replica Redis Cluster and a Sentinel-managed primary."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from collections.abc import AsyncIterator
 import pytest
 from support.clock import FakeClock
 
-from gateway.store.base import CacheStore, Store
+from gateway.store.base import KEY_PREFIX, CacheStore, Store
+from gateway.store.connect import connect
 from gateway.store.memory import MemoryCacheStore, MemoryStore
-from gateway.store.redis import RedisCacheStore, RedisStore, connect
+from gateway.store.redis import RedisCacheStore, RedisStore
 
 
 @pytest.fixture
@@ -22,21 +24,33 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture(params=["memory", "redis"])
+REDIS_BACKENDS = ["redis", "cluster", "sentinel"]
+
+
+def redis_backend_url(request: pytest.FixtureRequest, kind: str) -> str:
+    """The URL of a real Redis of topology `kind`, with the gateway's keys wiped around the test."""
+    if kind == "redis":
+        return str(request.getfixturevalue("clean_redis"))
+    group = request.getfixturevalue(f"redis_{kind}")
+    group.wipe(f"{KEY_PREFIX}:*")
+    request.addfinalizer(lambda: group.wipe(f"{KEY_PREFIX}:*"))
+    return str(group.url)
+
+
+@pytest.fixture(params=["memory", *REDIS_BACKENDS])
 async def store(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[Store]:
     """The store under contract, on the injected clock."""
     if request.param == "memory":
         yield MemoryStore(clock=clock)
         return
-    redis_url = request.getfixturevalue("clean_redis")
-    backend = RedisStore(connect(redis_url), clock=clock)
+    backend = RedisStore(connect(redis_backend_url(request, request.param)), clock=clock)
     try:
         yield backend
     finally:
         await backend.close()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", *REDIS_BACKENDS])
 async def cache_store(
     request: pytest.FixtureRequest, clock: FakeClock
 ) -> AsyncIterator[CacheStore]:
@@ -44,7 +58,7 @@ async def cache_store(
     if request.param == "memory":
         yield MemoryCacheStore(clock=clock)
         return
-    backend = RedisCacheStore(connect(request.getfixturevalue("clean_redis")))
+    backend = RedisCacheStore(connect(redis_backend_url(request, request.param)))
     try:
         yield backend
     finally:

@@ -47,6 +47,16 @@ async def test_a_refusal_charges_no_counter(store: Store) -> None:
     assert await store.read([item("free", 0, 0).key, item("full", 0, 0).key]) == [0, 5]
 
 
+async def test_a_read_spans_teams_in_any_order(store: Store) -> None:
+    """Counters of several teams (several Cluster slots) are read in one call, each value
+    where its key was asked, never as one cross-slot command."""
+    keys = [f"gw:v1:test:{{{team}}}:x" for team in ("vision", "audio", "ops", "ml", "web")]
+    for amount, key in enumerate(keys, start=1):
+        await store.charge([ChargeItem(key, amount, 100, 0, 4e9)])
+    order = [keys[3], keys[0], "gw:v1:test:{none}:x", keys[4], keys[1], keys[2]]
+    assert await store.read(order) == [4, 1, 0, 5, 2, 3]
+
+
 async def test_zero_amounts_never_refuse(store: Store) -> None:
     """A counter charged nothing (a unit a cache hit does not consume) cannot refuse."""
     await store.charge([item("full", 5, 5)])
@@ -103,8 +113,8 @@ class LostReplies:
     def __init__(self, inner: Store) -> None:
         self.inner, self.lose, self.unreached = inner, set[str](), set[str]()
 
-    def clock(self) -> float:
-        return self.inner.clock()
+    def clock(self, tag: str = "") -> float:
+        return self.inner.clock(tag)
 
     def _fail(self, call: str) -> None:
         if call in self.lose or call in self.unreached:
@@ -351,7 +361,8 @@ async def test_fail_closed_and_fail_open_on_a_broken_store() -> None:
 @pytest.mark.redis
 async def test_a_burst_waits_for_pool_connections_instead_of_failing(clean_redis: str) -> None:
     """1000 concurrent charges on one process all get an answer: the pool queues, never errors."""
-    from gateway.store.redis import RedisStore, connect
+    from gateway.store.connect import connect
+    from gateway.store.redis import RedisStore
 
     store = RedisStore(connect(clean_redis))
     try:
@@ -368,7 +379,8 @@ async def test_redis_counters_expire_with_their_window(clean_redis: str, clock) 
     """A counter's Redis TTL ends a minute after its window does, so usage never piles up."""
     import redis.asyncio as aioredis
 
-    from gateway.store.redis import RedisStore, connect
+    from gateway.store.connect import connect
+    from gateway.store.redis import RedisStore
 
     store = RedisStore(connect(clean_redis), clock=clock)
     quotas = ledger(store, default=[{"unit": "requests", "limit": 5, "window": "hour"}])

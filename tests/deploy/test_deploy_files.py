@@ -44,6 +44,7 @@ from support.deploy_files import (
     PROMETHEUS_CONFIG,
     ROOT,
     SECRET_VARIABLES,
+    SENTINEL_OVERRIDE,
     _load_dashboard,
     _walk,
     alert_rules,
@@ -137,13 +138,14 @@ def _run(command: list[str], env: dict[str, str] | None = None) -> subprocess.Co
     )
 
 
-def _compose_config(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _compose_config(
+    tmp_path: Path, env: dict[str, str], *overrides: Path
+) -> subprocess.CompletedProcess[str]:
     # An empty env file: a developer's own .env must not decide the outcome.
     env_file = tmp_path / "empty.env"
     env_file.write_text("")
-    return _run(
-        [*_compose(), "--env-file", str(env_file), "-f", str(COMPOSE_FILE), "config", "-q"], env
-    )
+    files = [arg for path in (COMPOSE_FILE, *overrides) for arg in ("-f", str(path))]
+    return _run([*_compose(), "--env-file", str(env_file), *files, "config", "-q"], env)
 
 
 def _environ_without_secrets() -> dict[str, str]:
@@ -245,6 +247,14 @@ def test_compose_gateway_config_passes_config_check() -> None:
 def test_compose_file_validates(tmp_path: Path) -> None:
     """`docker compose config -q` accepts the file once the secrets are set."""
     result = _compose_config(tmp_path, {**_environ_without_secrets(), **DUMMY_SECRETS})
+    assert result.returncode == 0, result.stderr
+
+
+def test_compose_sentinel_override_validates(tmp_path: Path) -> None:
+    """`docker compose -f docker-compose.yml -f docker-compose.sentinel.yml config -q` accepts
+    the Sentinel deployment once the secrets are set."""
+    env = {**_environ_without_secrets(), **DUMMY_SECRETS}
+    result = _compose_config(tmp_path, env, SENTINEL_OVERRIDE)
     assert result.returncode == 0, result.stderr
 
 

@@ -8,7 +8,8 @@ import pytest
 from support.servers import RedisServer
 
 from gateway.store.base import ChargeItem
-from gateway.store.redis import RedisStore, connect
+from gateway.store.connect import connect
+from gateway.store.redis import RedisStore
 
 pytestmark = pytest.mark.redis
 

@@ -19,7 +19,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import redis
@@ -116,15 +116,26 @@ class Tally:
 Books = dict[tuple[str, str, str], int]  # (scope, subject, unit) -> stored amount
 
 
-def quota_counters(redis_url: str) -> Books:
-    """Every quota counter in Redis, summed over windows, by (scope, subject, unit)."""
+class Primaries(Protocol):
+    """A Redis topology of several servers (support/redis_topologies.py)."""
+
+    def primary_clients(self) -> list[redis.Redis]: ...
+
+
+def quota_counters(source: str | Primaries) -> Books:
+    """Every quota counter in Redis (a URL, or every primary of a topology), summed over
+    windows, by (scope, subject, unit)."""
     books: Books = defaultdict(int)
-    with redis.Redis.from_url(redis_url) as client:
-        for key in client.scan_iter(match="gw:v1:quota:*", count=1000):
-            # gw:v1:quota:{team}:<scope>:<subject>:<unit>:<window>:<stamp>
-            parts = key.decode().split(":")
-            scope, subject, unit = parts[4], parts[5], parts[6]
-            books[(scope, subject, unit)] += int(client.get(key) or 0)
+    clients = (
+        [redis.Redis.from_url(source)] if isinstance(source, str) else source.primary_clients()
+    )
+    for client in clients:
+        with client:
+            for key in client.scan_iter(match="gw:v1:quota:*", count=1000):
+                # gw:v1:quota:{q}:<scope>:<subject>:<unit>:<window>:<stamp>
+                parts = key.decode().split(":")
+                scope, subject, unit = parts[4], parts[5], parts[6]
+                books[(scope, subject, unit)] += int(client.get(key) or 0)
     return {k: v for k, v in books.items() if v}
 
 
@@ -179,14 +190,14 @@ def expected_books(
 
 
 def assert_balanced(
-    redis_url: str, seen: Iterable[Seen], calls: Iterable[Received], **options: Any
+    source: str | Primaries, seen: Iterable[Seen], calls: Iterable[Received], **options: Any
 ) -> Books:
     """Redis's counters hold exactly what the upstream did and the hits callers got."""
     expected = expected_books(seen, list(calls), **options)
     deadline = time.monotonic() + SETTLE_SECONDS
-    actual = quota_counters(redis_url)
+    actual = quota_counters(source)
     while actual != expected and time.monotonic() < deadline:
         time.sleep(0.05)  # calls whose callers left settle in the background
-        actual = quota_counters(redis_url)
+        actual = quota_counters(source)
     assert actual == expected, f"charged {actual} != upstream did {expected}"
     return actual

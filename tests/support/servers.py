@@ -9,7 +9,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 import redis
@@ -54,33 +56,54 @@ class RedisServer:
     """A throwaway redis-server on its own port, which tests may stop and start again.
 
     `persistent` turns on the append-only file, synced on every write (as the deployment's
-    state Redis): what it acknowledged survives a stop and start.
+    state Redis): what it acknowledged survives a stop and start. `extra` are more
+    redis-server arguments (cluster mode, replication); `probe` the client options its
+    start-up check needs (TLS).
     """
 
-    def __init__(self, workdir: Path, *, persistent: bool = False) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        persistent: bool = False,
+        extra: Sequence[str] = (),
+        probe: dict[str, Any] | None = None,
+    ) -> None:
         self.port = free_port()
         self.workdir = workdir
         self.persistent = persistent
+        self.extra, self.probe = list(extra), probe or {}
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    def client(self) -> redis.Redis:
+        """A plain synchronous client to this server (for setting it up and inspecting it)."""
+        return redis.Redis(host="127.0.0.1", port=self.port, **self.probe)
+
     def start(self) -> RedisServer:
+        self.workdir.mkdir(parents=True, exist_ok=True)
         args = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1"]
         args += ["--save", "", "--dir", str(self.workdir)]
         aof = ["yes", "--appendfsync", "always"] if self.persistent else ["no"]
-        args += ["--appendonly", *aof]
+        args += ["--appendonly", *aof, *self.extra]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis.from_url(self.url)
-        _wait(client.ping, "redis-server", self.proc)
-        client.close()
+        with self.client() as client:
+            _wait(client.ping, "redis-server", self.proc)
         return self
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def kill(self) -> None:
+        """Die at once, as a crashed host does: no shutdown, no goodbye to replicas."""
+        if self.proc is not None:
+            self.proc.kill()
             self.proc.wait(timeout=10)
         self.proc = None
 
