@@ -14,6 +14,9 @@ from dataclasses import dataclass
 import httpx
 
 from gateway import metrics, sandbox
+from gateway.admin_ops import AdminOps
+from gateway.admin_state import RuntimeState
+from gateway.admin_store import AdminStore, MemoryAdminStore, RedisAdminStore
 from gateway.admission import Admission
 from gateway.auth import Authenticator, Identity, KeyAuthenticator, pseudonym
 from gateway.budget import UploadBudget
@@ -47,6 +50,7 @@ class Services:
     upstream_headers: Mapping[str, str]
     admission: Admission
     uploads: UploadBudget
+    admin: AdminOps
 
     def cache_key(self, identity: Identity, request: VariationRequest) -> str:
         """The cache entry of this request, within the configured scope."""
@@ -110,15 +114,27 @@ def open_jwks(settings: Settings) -> JwksCache | None:
     )
 
 
-def build_authenticator(settings: Settings, jwks: JwksCache | None) -> Authenticator:
-    """API keys (and the demo key), plus SSO tokens and trusted headers when configured."""
+def build_authenticator(
+    settings: Settings, jwks: JwksCache | None, runtime: RuntimeState | None = None
+) -> Authenticator:
+    """API keys (and the demo key, and keys issued at run time), plus SSO tokens and
+    trusted headers when configured."""
     identity = settings.config.identity
     demo_key = settings.demo_key.get_secret_value() if settings.demo_key else None
     return Authenticator(
         KeyAuthenticator(settings.config.principals, demo_key),
         jwt=JwtVerifier(identity.jwt, jwks) if identity.jwt and jwks is not None else None,
         headers=TrustedHeaders(identity.trusted_header) if identity.trusted_header else None,
+        runtime_keys=runtime.lookup if runtime is not None else None,
     )
+
+
+def open_admin_store(settings: Settings, store: Store) -> AdminStore:
+    """The admin plane's state: in the state Redis, else beside the in-process store."""
+    if settings.redis_url is None:
+        assert isinstance(store, MemoryStore)
+        return MemoryAdminStore(lambda: store.books)
+    return RedisAdminStore(connect(settings.redis_url.get_secret_value()))
 
 
 def _upstream_transport(
@@ -162,14 +178,18 @@ async def open_services(
     jwks = open_jwks(settings)
     images = ImageHost(cache_store, settings.public_url)
     ledger: QuotaLedger | None = None
+    runtime = RuntimeState(open_admin_store(settings, store), settings.config.quotas)
     transport, base_url = _upstream_transport(settings, images, upstream_transport)
     try:
+        await runtime.start()
         async with build_client(settings, transport) as client:
             upstream = open_upstream(settings, client, base_url, images)
-            ledger = QuotaLedger(settings.config, store, image_price=upstream.image_price)
+            ledger = QuotaLedger(
+                settings.config, store, image_price=upstream.image_price, policy=runtime.policy
+            )
             yield Services(
                 settings=settings,
-                auth=build_authenticator(settings, jwks),
+                auth=build_authenticator(settings, jwks, runtime),
                 store=store,
                 images=images,
                 ledger=ledger,
@@ -185,8 +205,11 @@ async def open_services(
                 },
                 admission=Admission(settings.config.limits.max_concurrent_requests),
                 uploads=open_upload_budget(settings),
+                admin=AdminOps(runtime),
             )
     finally:
+        await runtime.close()
+        await runtime.store.close()
         if ledger is not None:  # refunds of cancelled requests land before the store closes
             await ledger.close()
         if jwks is not None:
