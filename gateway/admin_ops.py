@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, NamedTuple
@@ -27,6 +27,7 @@ from gateway.errors import GatewayError, InvalidRequest, NotFound
 from gateway.identity import NAME_RULE, external_name
 from gateway.policy import Scope
 from gateway.settings import QuotaRule, Unit, Window
+from gateway.usage import book_keys, month_stamp
 
 audit_log = logging.getLogger("gateway.audit")
 MAX_KEYS_PER_USER = 20
@@ -136,6 +137,18 @@ class AdminOps:
                 await self.state.refresh()  # this replica sees its own write at once
                 return result
         raise AdminBusy()
+
+    async def month_usd(self, teams: Iterable[str], now: float) -> dict[str, float]:
+        """Each team's usd booked this UTC month (for the dashboard); raises `StoreError`."""
+        names = sorted({*teams, *(r.team for r in self.state.snapshot.keys.values())})
+        names += [s for (scope, s) in self.state.snapshot.overrides if scope == "team"]
+        names = sorted(set(names))
+        keys = [book_keys("", team, month_stamp(now))[1] for team in names]
+        books = await self.state.store.read_books(keys)
+        return {
+            team: book.get("usd_micros", 0) / 1_000_000
+            for team, book in zip(names, books, strict=True)
+        }
 
     async def create_key(self, body: Mapping[str, Any], actor: Actor) -> Created:
         """A new key for a user (at most `MAX_KEYS_PER_USER` live ones each)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import orjson
@@ -67,6 +67,9 @@ class AdminStore(Protocol):
 
     async def books(self, by: By, stamp: str) -> Books:
         """The chargeback books of a month (`YYYYMM`), by owner."""
+
+    async def read_books(self, keys: Sequence[str]) -> list[dict[str, int]]:
+        """The books at `keys` (empty for none), in one round trip."""
 
     async def close(self) -> None:
         """Release connections."""
@@ -151,6 +154,10 @@ class MemoryAdminStore:
     async def mark_used(self, seen: Mapping[str, float]) -> None:
         for key_id, when in seen.items():
             self._used[key_id] = max(when, self._used.get(key_id, 0.0))
+
+    async def read_books(self, keys: Sequence[str]) -> list[dict[str, int]]:
+        books = self._books()
+        return [dict(books.get(key, {})) for key in keys]
 
     async def books(self, by: By, stamp: str) -> Books:
         pattern = book_pattern(by, stamp)
@@ -243,6 +250,13 @@ class RedisAdminStore:
         if seen:
             args = [part for key_id, when in seen.items() for part in (key_id, repr(when))]
             await _call(self._mark_used(keys=[admin_key("last-used")], args=args))
+
+    async def read_books(self, keys: Sequence[str]) -> list[dict[str, int]]:
+        pipe = self._redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.hgetall(key)
+        values = await _call(pipe.execute()) if keys else []
+        return [{f.decode(): int(v) for f, v in fields.items()} for fields in values]
 
     async def books(self, by: By, stamp: str) -> Books:
         # A SCAN of the keyspace: finance reads a month once, no request ever waits on it.

@@ -89,10 +89,6 @@ class MemoryStore:
             for name, amount in usage.amounts.items():
                 book[name] = max(0, book.get(name, 0) + sign * amount)
 
-    async def usage(self, keys: Sequence[str]) -> list[dict[str, int]]:
-        """The chargeback books of `keys` (empty for none)."""
-        return [dict(self.books.get(key, {})) for key in keys]
-
     async def read(self, keys: Sequence[str]) -> list[int]:
         now = self._clock()
         return [self._value(key, now) for key in keys]
