@@ -119,7 +119,7 @@ class QuotaLedger:
                 self._keep_unsettled(receipt, [(i.key, i.amount) for i in items if i.amount], usage)
                 if isinstance(exc, asyncio.CancelledError):
                     raise
-                return self._unmetered(exc)
+                return self._unmetered(exc, quota=bool(rules))
             self._retry_unsettled()
             if outcome is None:
                 continue  # our clock was off a window edge; the store corrected it
@@ -134,9 +134,12 @@ class QuotaLedger:
             return Reservation(live, amounts, outcome.used, receipt=receipt, usage=usage)
         return self._unmetered(StoreError("the store's clock kept moving across windows"))
 
-    def _unmetered(self, exc: StoreError) -> Reservation:
+    def _unmetered(self, exc: StoreError, quota: bool = True) -> Reservation:
         self._on_store_error()
         cause = exc.__cause__ or exc
+        if not quota:  # only the usage books were at stake: they do not refuse anyone
+            log.warning("quota store unavailable, serving without usage books: %r", cause)
+            return Reservation(metered=False)
         if not self._fail_open:
             log.warning("quota store unavailable, refusing (fail_closed): %r", cause)
             raise StoreUnavailable() from exc

@@ -16,7 +16,7 @@ import pytest
 from support.config import KEYS, auth, base_config
 from support.fake_upstream import FakeUpstream
 from support.pngs import make_png
-from support.servers import GatewayProcess
+from support.servers import GatewayProcess, RedisServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 PROPAGATION_SECONDS = 1.0
@@ -136,3 +136,48 @@ def test_the_cli_says_why_a_change_is_refused(pair: list[GatewayProcess]) -> Non
         env=env, capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
     assert done.returncode == 2 and "permission_denied" in done.stderr
+
+
+def test_with_the_state_redis_down_replicas_keep_the_last_admin_state(
+    start_gateway: Callable[..., GatewayProcess], upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    """Redis stopped: a runtime key keeps opening, a revoked one stays refused, a gateway
+    without quota rules keeps serving (the books alone refuse nobody), admin calls are 503;
+    once Redis is back a revocation made then reaches the replica."""
+    own_redis = RedisServer(tmp_path, persistent=True).start()
+    try:
+        _outage(start_gateway(base_config(upstream.url), {"REDIS_URL": own_redis.url}), own_redis)
+    finally:
+        own_redis.stop()
+
+
+def _variation_with(gateway: GatewayProcess, key: str) -> int:
+    response = httpx.post(
+        gateway.url + "/v1/images/variations",
+        headers={"Authorization": f"Bearer {key}"},
+        files={"image": ("a.png", PNG, "image/png")},
+        timeout=10,
+    )
+    return response.status_code
+
+
+def _outage(gateway: GatewayProcess, own_redis: RedisServer) -> None:
+    admin = {"headers": auth("grafana"), "timeout": 10}
+    kept = httpx.post(
+        gateway.url + "/admin/keys", json={"user": "dave", "team": "vision"}, **admin
+    ).json()
+    gone = httpx.post(
+        gateway.url + "/admin/keys", json={"user": "erin", "team": "vision"}, **admin
+    ).json()
+    httpx.delete(f"{gateway.url}/admin/keys/{gone['id']}", **admin)
+    own_redis.stop()
+    assert _variation_with(gateway, kept["key"]) == 200
+    assert _variation_with(gateway, gone["key"]) == 401
+    refused = httpx.get(gateway.url + "/admin/keys", **admin)
+    assert (
+        refused.status_code == 503
+        and refused.json()["error"]["code"] == "quota_backend_unavailable"
+    )
+    own_redis.start()
+    assert httpx.delete(f"{gateway.url}/admin/keys/{kept['id']}", **admin).status_code == 200
+    assert _becomes(lambda: _status_on(gateway, kept["key"]) == 401)
