@@ -87,7 +87,8 @@ class MemoryStore:
         for key in usage.keys:
             book = self.books.setdefault(key, {})
             for name, amount in usage.amounts.items():
-                book[name] = max(0, book.get(name, 0) + sign * amount)
+                if amount:  # as in Redis: a field appears once something moved it
+                    book[name] = max(0, book.get(name, 0) + sign * amount)
 
     async def read(self, keys: Sequence[str]) -> list[int]:
         now = self._clock()
