@@ -1,4 +1,4 @@
-"""The `gateway` command: serve, keys new, config check."""
+"""The `gateway` command: serve, keys, quotas, usage, config check."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from gateway import admin_cli
 from gateway.config_report import (
     print_environment,
     print_other_sources,
@@ -162,11 +163,12 @@ def logging_config() -> dict[str, Any]:
         "stream": "ext://sys.stdout",
     }
     config["loggers"]["gateway"] = {"handlers": ["gateway"], "level": "INFO", "propagate": False}
-    config["loggers"]["gateway.access"] = {
-        "handlers": ["gateway_access"],
-        "level": "INFO",
-        "propagate": False,
-    }
+    for json_logger in ("gateway.access", "gateway.audit"):
+        config["loggers"][json_logger] = {
+            "handlers": ["gateway_access"],
+            "level": "INFO",
+            "propagate": False,
+        }
     return dict(config)
 
 
@@ -196,6 +198,8 @@ def _parser() -> argparse.ArgumentParser:
     new.add_argument("--team", required=True, type=_name_argument)
     new.add_argument("--role", choices=("user", "admin"), default="user")
     new.set_defaults(handler=cmd_keys_new)
+    admin_cli.add_key_commands(keys)  # the runtime ones, through a gateway's admin API
+    admin_cli.add_commands(commands)
 
     config = commands.add_parser("config", help="configuration").add_subparsers(
         dest="action", required=True

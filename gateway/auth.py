@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from starlette.requests import HTTPConnection
 
@@ -92,8 +92,11 @@ class Authenticator:
         keys: KeyAuthenticator,
         jwt: JwtVerifier | None = None,
         headers: TrustedHeaders | None = None,
+        runtime_keys: Callable[[str], Identity | None] | None = None,
     ) -> None:
         self._keys, self._jwt, self._headers = keys, jwt, headers
+        # Keys issued at run time (admin_state.py), after the config's: no I/O either.
+        self._runtime_keys = runtime_keys or (lambda key: None)
 
     def identities(self) -> list[Identity]:
         """The configured principals (callers known only to the IdP or a proxy are not)."""
@@ -113,7 +116,7 @@ class Authenticator:
         if len(presented) > 1:  # which one counts would depend on who reads it
             raise AuthenticationError("More than one Authorization header: send one.")
         value = bearer_value(presented[0] if presented else None, limit)
-        identity = self._keys.lookup(value)
+        identity = self._keys.lookup(value) or self._runtime_keys(value)
         if identity is not None:
             return identity
         if self._jwt is not None and looks_like_jwt(value):

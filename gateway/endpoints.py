@@ -9,7 +9,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from gateway.errors import AuthenticationError, NotFound
-from gateway.metrics import exposition
+from gateway.metrics import exposition, usage_gauge
+from gateway.policy import configured_teams
 from gateway.services import Services
 from gateway.store.base import StoreError
 
@@ -47,5 +48,10 @@ async def metrics(request: Request) -> Response:
         if not hmac.compare_digest(presented, f"Bearer {token.get_secret_value()}".encode()):
             raise AuthenticationError("This endpoint needs the metrics bearer token.")
     states = await services.ledger.all_states(services.auth.identities())
-    body = exposition(states, services.settings.multiprocess_dir)
+    try:
+        teams = configured_teams(services.settings.config)
+        usage = [usage_gauge(await services.admin.month_usd(teams, services.ledger.clock()))]
+    except StoreError:
+        usage = []  # as for the quota gauges: the gap shows on dashboards
+    body = exposition(states, services.settings.multiprocess_dir, usage)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

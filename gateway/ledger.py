@@ -15,7 +15,6 @@ tried again, as soon as the store answers again.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import secrets
 from collections import deque
@@ -25,7 +24,7 @@ from dataclasses import dataclass, field
 from gateway.auth import Identity
 from gateway.errors import StoreUnavailable
 from gateway.metrics import QUOTA_REJECTIONS, STORE_ERRORS
-from gateway.policy import ScopedRule, own_rules, pool_rules, rules_for
+from gateway.policy import QuotaPolicy, ScopedRule, own_rules, pool_rules
 from gateway.quota import (
     QUOTA_TAG,
     Counter,
@@ -39,7 +38,8 @@ from gateway.quota import (
     window_bounds,
 )
 from gateway.settings import GatewayConfig, Size, Unit
-from gateway.store.base import ChargeItem, QuotaStore, Receipt, StoreError, make_key
+from gateway.store.base import ChargeItem, QuotaStore, Receipt, StoreError, UsageCharge, make_key
+from gateway.usage import usage_charge
 
 log = logging.getLogger("gateway.quota")
 _CLOCK_ATTEMPTS = 3
@@ -49,6 +49,7 @@ RECEIPT_SECONDS = 15 * 60
 # later charges failed before reaching the store).
 UNSETTLED_LIMIT = 1024
 Refunds = list[tuple[str, int]]
+Share = Callable[[str, int], int]  # (unit, amount charged) -> amount to give back
 _UNWIND_TURNS = 10  # event-loop turns a cancelled request needs to start its refund
 
 
@@ -62,6 +63,7 @@ class Reservation:
     metered: bool = True  # False when fail_open admitted it without the store
     settled: bool = False
     receipt: str | None = None  # the store's proof of the charge, named by its refund
+    usage: UsageCharge | None = None  # the chargeback books it moved (usage.py)
 
     def states(self) -> list[RuleState]:
         """The charged rules' state right after the charge."""
@@ -78,14 +80,16 @@ class QuotaLedger:
         *,
         image_price: Callable[[Size], float],
         on_store_error: Callable[[], None] = STORE_ERRORS.inc,
+        policy: Callable[[], QuotaPolicy] | None = None,
     ) -> None:
-        self._quotas, self._image_price = config.quotas, image_price
-        # The rules of a (user, team) are fixed for the process: looked up once, not per request.
-        self._rules = functools.lru_cache(maxsize=4096)(functools.partial(rules_for, config.quotas))
+        self._image_price = image_price
+        # The rules in force: the config's, or with runtime overrides (admin_state.py).
+        static = QuotaPolicy(config.quotas)
+        self._policy = policy or (lambda: static)
         self._fail_open = config.store.on_error == "fail_open"
         self._store, self._on_store_error = store, on_store_error
         self._receipt_ms = int(max(RECEIPT_SECONDS, 3 * config.upstream.timeout_seconds) * 1000)
-        self._unsettled: deque[tuple[str, Refunds]] = deque()
+        self._unsettled: deque[tuple[str, Refunds, UsageCharge | None]] = deque()
         self._retrying: asyncio.Task[None] | None = None
         self._refunding = 0  # refunds under way (close waits for them)
 
@@ -97,9 +101,7 @@ class QuotaLedger:
         Raises `RateLimited`/`QuotaExceeded` (nothing charged), or `StoreUnavailable` when the
         store fails under fail_closed.
         """
-        rules = self._rules(identity.user, identity.team)
-        if not rules:
-            return Reservation()
+        rules = self._policy().rules_for(identity.user, identity.team)
         cost = request_cost(n, self._image_price(size))
         receipt = make_key("receipt", QUOTA_TAG, secrets.token_hex(12))
         for _ in range(_CLOCK_ATTEMPTS):
@@ -109,14 +111,18 @@ class QuotaLedger:
                 ChargeItem(c.key, a, c.limit, c.start, c.end)
                 for c, a in zip(live, amounts, strict=True)
             ]
+            # The books get what the counters get, whichever rules exist; a hit, one hit.
+            booked = {u: a for u, a in cost.items() if units is None or u in units}
+            hits = {"cache_hits": int(units is not None)}
+            usage = usage_charge(identity.user, identity.team, self._store.clock(), booked | hits)
             try:
-                outcome = await self._store.charge(items, Receipt(receipt, self._receipt_ms))
+                outcome = await self._store.charge(items, Receipt(receipt, self._receipt_ms), usage)
             except (StoreError, asyncio.CancelledError) as exc:
                 # The charge may have landed with its reply lost: take it back when we can.
-                self._keep_unsettled(receipt, [(i.key, i.amount) for i in items if i.amount])
+                self._keep_unsettled(receipt, [(i.key, i.amount) for i in items if i.amount], usage)
                 if isinstance(exc, asyncio.CancelledError):
                     raise
-                return self._unmetered(exc)
+                return self._unmetered(exc, quota=bool(rules))
             self._retry_unsettled()
             if outcome is None:
                 continue  # our clock was off a window edge; the store corrected it
@@ -128,12 +134,15 @@ class QuotaLedger:
                     quota_headers(Reservation(live, amounts, outcome.used).states(), outcome.now)
                 )
                 raise error
-            return Reservation(live, amounts, outcome.used, receipt=receipt)
+            return Reservation(live, amounts, outcome.used, receipt=receipt, usage=usage)
         return self._unmetered(StoreError("the store's clock kept moving across windows"))
 
-    def _unmetered(self, exc: StoreError) -> Reservation:
+    def _unmetered(self, exc: StoreError, quota: bool = True) -> Reservation:
         self._on_store_error()
         cause = exc.__cause__ or exc
+        if not quota:  # only the usage books were at stake: they do not refuse anyone
+            log.warning("quota store unavailable, serving without usage books: %r", cause)
+            return Reservation(metered=False)
         if not self._fail_open:
             log.warning("quota store unavailable, refusing (fail_closed): %r", cause)
             raise StoreUnavailable() from exc
@@ -156,10 +165,10 @@ class QuotaLedger:
         """
         missing = max(0, asked - delivered)
 
-        def share(counter: Counter, amount: int) -> int:
-            if counter.unit == "requests":
+        def share(unit: str, amount: int) -> int:
+            if unit == "requests":
                 return 0
-            if counter.unit == "usd" and usd is not None:
+            if unit == "usd" and usd is not None:
                 return amount - usd_amount(usd)
             return amount * missing // asked
 
@@ -167,31 +176,33 @@ class QuotaLedger:
 
     async def refund(self, reservation: Reservation) -> None:
         """Give back everything: the request never reached the upstream. Never raises."""
-        await self._give_back(reservation, lambda counter, amount: amount)
+        await self._give_back(reservation, lambda unit, amount: amount)
 
     async def settle_as_hit(self, reservation: Reservation, hit_units: Sequence[Unit]) -> None:
         """Refund every unit a cache hit does not consume (for a coalesced request)."""
-        await self._give_back(reservation, lambda c, amount: 0 if c.unit in hit_units else amount)
+        await self._give_back(
+            reservation, lambda unit, amount: 0 if unit in hit_units else amount, hits=1
+        )
 
-    async def _give_back(
-        self, reservation: Reservation, share: Callable[[Counter, int], int]
-    ) -> None:
-        """Refund `share(counter, charged)` of each counter (negative: a top-up), once; the
-        reservation's usage then shows the settled state (for the answer's headers)."""
+    async def _give_back(self, reservation: Reservation, share: Share, hits: int = 0) -> None:
+        """Refund `share(unit, charged)` of each counter and of the books (negative: a
+        top-up), and book `hits` cache hits, once; the reservation's usage then shows the
+        settled state (for the answer's headers)."""
         if reservation.settled or not reservation.metered:
             return
         reservation.settled = True
         pairs = zip(reservation.counters, reservation.amounts, strict=True)
-        shares = [share(counter, amount) for counter, amount in pairs]
+        shares = [share(counter.unit, amount) for counter, amount in pairs]
         refunds = [(c.key, n) for c, n in zip(reservation.counters, shares, strict=True) if n]
+        usage = _usage_refund(reservation.usage, share, hits)
         self._refunding += 1
         try:
-            await self._store.refund(refunds, reservation.receipt)
+            await self._store.refund(refunds, reservation.receipt, usage)
         except StoreError as exc:
             self._on_store_error()
             log.warning("quota refund failed, kept for later: %r", exc.__cause__ or exc)
             if reservation.receipt is not None:
-                self._keep_unsettled(reservation.receipt, refunds)
+                self._keep_unsettled(reservation.receipt, refunds, usage)
             return
         finally:
             self._refunding -= 1
@@ -199,14 +210,14 @@ class QuotaLedger:
             max(0, used - n) for used, n in zip(reservation.used, shares, strict=True)
         ]
 
-    def _keep_unsettled(self, receipt: str, refunds: Refunds) -> None:
+    def _keep_unsettled(self, receipt: str, refunds: Refunds, usage: UsageCharge | None) -> None:
         """Hold a refund (by receipt, so it applies once) until the store answers again."""
-        if not refunds:
+        if not refunds and usage is None:
             return
         if len(self._unsettled) >= UNSETTLED_LIMIT:
             log.warning("quota refund dropped: %d already wait for the store", UNSETTLED_LIMIT)
             return
-        self._unsettled.append((receipt, refunds))
+        self._unsettled.append((receipt, refunds, usage))
 
     def _retry_unsettled(self) -> None:
         """The store answered: make the held refunds, in the background, one task at a time."""
@@ -215,9 +226,9 @@ class QuotaLedger:
 
     async def _settle_unsettled(self) -> None:
         while self._unsettled:
-            receipt, refunds = self._unsettled[0]
+            receipt, refunds, usage = self._unsettled[0]
             try:
-                await self._store.refund(refunds, receipt)
+                await self._store.refund(refunds, receipt, usage)
             except StoreError:
                 return  # down again: the next answer from the store resumes
             self._unsettled.popleft()
@@ -241,11 +252,12 @@ class QuotaLedger:
 
     async def states(self, identity: Identity) -> list[RuleState]:
         """Every rule applicable to `identity`, now; raises `StoreUnavailable`."""
-        return await self._read(self._rules(identity.user, identity.team), identity.team)
+        rules = self._policy().rules_for(identity.user, identity.team)
+        return await self._read(rules, identity.team)
 
     async def team_states(self, team: str) -> list[RuleState]:
         """The team pool's rules, now; raises `StoreUnavailable`."""
-        return await self._read(pool_rules(self._quotas, team), team)
+        return await self._read(pool_rules(self._policy().quotas, team), team)
 
     async def all_states(self, identities: Sequence[Identity]) -> list[RuleState]:
         """Every rule of every identity and every configured team pool (for scrapes).
@@ -255,8 +267,9 @@ class QuotaLedger:
         error: the scrape still reports the process's own metrics, and the gap shows on
         dashboards.
         """
-        subjects = [(own_rules(self._quotas, i.user), i.team) for i in identities]
-        subjects += [(pool_rules(self._quotas, team), team) for team in sorted(self._quotas.teams)]
+        quotas = self._policy().quotas
+        subjects = [(own_rules(quotas, i.user), i.team) for i in identities]
+        subjects += [(pool_rules(quotas, team), team) for team in sorted(quotas.teams)]
         try:
             return await self._read_many(subjects)
         except StoreUnavailable:
@@ -283,6 +296,15 @@ class QuotaLedger:
     def clock(self) -> float:
         """The store's clock."""
         return self._store.clock(QUOTA_TAG)
+
+
+def _usage_refund(usage: UsageCharge | None, share: Share, hits: int) -> UsageCharge | None:
+    """What a settlement gives back of the books a reservation moved (`hits` booked as -1s)."""
+    if usage is None:
+        return None
+    units = {"requests": "requests", "images": "images", "usd_micros": "usd"}
+    back = {f: share(units[f], a) for f, a in usage.amounts.items() if f in units}
+    return usage._replace(amounts={**back, "cache_hits": -hits})
 
 
 def _count_rejections(refused: Sequence[Counter]) -> None:

@@ -8,7 +8,7 @@ same numbers. Labels are closed sets or configured names, never ids, keys or ima
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Literal, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -79,6 +79,16 @@ def quota_gauges(states: Iterable[RuleState]) -> list[GaugeMetricFamily]:
     return list(families.values())
 
 
+def usage_gauge(usd_by_team: Mapping[str, float]) -> GaugeMetricFamily:
+    """gateway_usage_usd{team}: USD booked this UTC month, from the chargeback books."""
+    family = GaugeMetricFamily(
+        "gateway_usage_usd", "USD booked this calendar month (UTC), per team.", labels=["team"]
+    )
+    for team, usd in sorted(usd_by_team.items()):
+        family.add_metric([team], usd)
+    return family
+
+
 class _Families:
     def __init__(self, families: list[GaugeMetricFamily]) -> None:
         self._families = families
@@ -87,7 +97,11 @@ class _Families:
         return self._families
 
 
-def exposition(states: Iterable[RuleState], multiprocess_dir: str | None) -> bytes:
+def exposition(
+    states: Iterable[RuleState],
+    multiprocess_dir: str | None,
+    extra: Sequence[GaugeMetricFamily] = (),
+) -> bytes:
     """The Prometheus text: this process's (or all workers') metrics plus the quota gauges."""
     registry = CollectorRegistry()
     if multiprocess_dir:
@@ -98,5 +112,5 @@ def exposition(states: Iterable[RuleState], multiprocess_dir: str | None) -> byt
 
         own = generate_latest(REGISTRY)
     gauges = CollectorRegistry()
-    gauges.register(_Families(quota_gauges(states)))
+    gauges.register(_Families([*quota_gauges(states), *extra]))
     return own + generate_latest(gauges)

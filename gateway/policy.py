@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
 from typing import Literal, NamedTuple
 
 from gateway.settings import GatewayConfig, QuotaRule, QuotasConfig, Unit, Window
@@ -38,6 +40,36 @@ def pool_rules(quotas: QuotasConfig, team: str) -> tuple[ScopedRule, ...]:
 def rules_for(quotas: QuotasConfig, user: str, team: str) -> tuple[ScopedRule, ...]:
     """Every rule a request by `user` of `team` must pass: theirs and their team's pool."""
     return own_rules(quotas, user) + pool_rules(quotas, team)
+
+
+Overrides = Mapping[tuple[Scope, str], tuple[QuotaRule, ...]]  # (scope, subject) -> rules
+
+
+def _replace(base: tuple[QuotaRule, ...], top: tuple[QuotaRule, ...]) -> tuple[QuotaRule, ...]:
+    """`base` with each rule of the same unit+window as one of `top` replaced by it."""
+    replaced = {(rule.unit, rule.window) for rule in top}
+    return tuple(rule for rule in base if (rule.unit, rule.window) not in replaced) + top
+
+
+def with_overrides(quotas: QuotasConfig, overrides: Overrides) -> QuotasConfig:
+    """The config's quotas with runtime rules on top: each replaces the config's rule of the
+    same unit and window for its user (over the user's own and the default rules) or its
+    team's pool, and a rule of a new unit and window is added."""
+    users, teams = dict(quotas.users), dict(quotas.teams)
+    for (scope, subject), rules in overrides.items():
+        if scope == "user":
+            users[subject] = _replace(users.get(subject, ()), rules)
+        else:
+            teams[subject] = _replace(teams.get(subject, ()), rules)
+    return quotas.model_copy(update={"users": users, "teams": teams})
+
+
+class QuotaPolicy:
+    """The quota rules in force, looked up once per (user, team), not per request."""
+
+    def __init__(self, quotas: QuotasConfig) -> None:
+        self.quotas = quotas
+        self.rules_for = functools.lru_cache(maxsize=4096)(functools.partial(rules_for, quotas))
 
 
 def rule_labels(quotas: QuotasConfig) -> frozenset[tuple[Scope, Unit, Window]]:

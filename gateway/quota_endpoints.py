@@ -8,7 +8,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from gateway.admin_ops import rule_dicts
 from gateway.auth import Identity, require_admin
+from gateway.policy import Scope
 from gateway.quota import RuleState
 from gateway.services import Services
 
@@ -22,7 +24,9 @@ def _number(value: float) -> int | float:
     return int(value) if float(value).is_integer() else value
 
 
-def _rule(state: RuleState) -> dict[str, Any]:
+def _rule(services: Services, state: RuleState) -> dict[str, Any]:
+    scope: Scope = "user" if state.scope == "user" else "team"
+    source = services.admin.state.source(scope, state.subject, state.unit, state.window)
     return {
         "scope": state.scope,
         "subject": state.subject,
@@ -32,12 +36,14 @@ def _rule(state: RuleState) -> dict[str, Any]:
         "used": _number(state.used),
         "remaining": _number(state.remaining),
         "resets_at": _iso(state.resets_at),
+        "source": source,
     }
 
 
 async def _principal(services: Services, identity: Identity) -> dict[str, Any]:
     states = await services.ledger.states(identity)
-    return {"user": identity.user, "team": identity.team, "rules": [_rule(s) for s in states]}
+    rules = [_rule(services, s) for s in states]
+    return {"user": identity.user, "team": identity.team, "rules": rules}
 
 
 async def _caller(request: Request, services: Services) -> Identity:
@@ -53,16 +59,23 @@ async def own_quota(request: Request) -> Response:
 
 
 async def all_quotas(request: Request) -> Response:
-    """Every configured principal's rules, and every team pool's. Admin role only.
+    """Every configured principal's rules (and every runtime key's), every team pool's, and
+    the runtime rules as set. Admin role only.
 
     Callers known only to the IdP or a trusted proxy are not listed: the gateway learns of
-    them one request at a time.
+    them one request at a time (their runtime rules are in `overrides`).
     """
     services: Services = request.app.state.services
     require_admin(await _caller(request, services))
-    principals = [await _principal(services, identity) for identity in services.auth.identities()]
+    runtime = services.admin.state
+    identities = dict.fromkeys([*services.auth.identities(), *runtime.identities()])
+    principals = [await _principal(services, identity) for identity in identities]
     teams = []
-    for team in sorted(services.settings.config.quotas.teams):
+    for team in sorted(runtime.policy().quotas.teams):
         states = await services.ledger.team_states(team)
-        teams.append({"team": team, "rules": [_rule(s) for s in states]})
-    return JSONResponse({"principals": principals, "teams": teams})
+        teams.append({"team": team, "rules": [_rule(services, s) for s in states]})
+    overrides = [
+        {"scope": scope, "subject": subject, "rules": rule_dicts(rules)}
+        for (scope, subject), rules in sorted(runtime.snapshot.overrides.items())
+    ]
+    return JSONResponse({"principals": principals, "teams": teams, "overrides": overrides})

@@ -12,8 +12,13 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
 import httpx
+import redis.asyncio as redis
+from redis.asyncio.cluster import RedisCluster
 
 from gateway import metrics, sandbox
+from gateway.admin_ops import AdminOps
+from gateway.admin_state import RuntimeState
+from gateway.admin_store import AdminStore, MemoryAdminStore, RedisAdminStore
 from gateway.admission import Admission
 from gateway.auth import Authenticator, Identity, KeyAuthenticator, pseudonym
 from gateway.background import Detached
@@ -29,7 +34,7 @@ from gateway.policy import configured_teams, rule_labels
 from gateway.proxy_headers import TrustedHeaders
 from gateway.settings import Settings
 from gateway.store.base import CacheStore, Clock, Store, StoreError
-from gateway.store.connect import Connections
+from gateway.store.connect import Connections, connect
 from gateway.store.memory import MemoryCacheStore, MemoryStore
 from gateway.store.redis import RedisCacheStore, RedisStore
 from gateway.store.topology import verify
@@ -51,6 +56,7 @@ class Services:
     admission: Admission
     uploads: UploadBudget
     background: Detached  # upstream calls whose caller left after dispatch
+    admin: AdminOps
 
     def cache_key(self, identity: Identity, request: VariationRequest) -> str:
         """The cache entry of this request, within the configured scope."""
@@ -132,8 +138,11 @@ def open_jwks(settings: Settings) -> JwksCache | None:
     )
 
 
-def build_authenticator(settings: Settings, jwks: JwksCache | None) -> Authenticator:
-    """API keys (and the demo key), plus SSO tokens and trusted headers when configured."""
+def build_authenticator(
+    settings: Settings, jwks: JwksCache | None, runtime: RuntimeState | None = None
+) -> Authenticator:
+    """API keys (and the demo key, and keys issued at run time), plus SSO tokens and
+    trusted headers when configured."""
     identity = settings.config.identity
     demo_key = settings.demo_key.get_secret_value() if settings.demo_key else None
     teams = configured_teams(settings.config)
@@ -143,7 +152,20 @@ def build_authenticator(settings: Settings, jwks: JwksCache | None) -> Authentic
         KeyAuthenticator(settings.config.principals, demo_key),
         jwt=JwtVerifier(jwt, jwks, teams=teams) if jwt and jwks is not None else None,
         headers=TrustedHeaders(headers, teams) if headers else None,
+        runtime_keys=runtime.lookup if runtime is not None else None,
     )
+
+
+def open_admin_store(settings: Settings, store: Store) -> AdminStore:
+    """The admin plane's state: in the state Redis, else beside the in-process store."""
+    if settings.redis_url is None:
+        assert isinstance(store, MemoryStore)
+        return MemoryAdminStore(lambda: store.books)
+    client = connect(settings.redis_url.get_secret_value(), settings.redis_options)
+    # The admin plane uses commands beyond the stores' protocol (hashes, a stream, pub/sub):
+    # it takes the concrete client connect() built for the URL's topology.
+    assert isinstance(client, redis.Redis | RedisCluster)
+    return RedisAdminStore(client)
 
 
 def _upstream_transport(
@@ -190,15 +212,19 @@ async def open_services(
     images = ImageHost(cache_store, settings.public_url)
     ledger: QuotaLedger | None = None
     background = Detached()
+    runtime = RuntimeState(open_admin_store(settings, store), settings.config.quotas)
     transport, base_url = _upstream_transport(settings, images, upstream_transport)
     try:
+        await runtime.start()
         async with build_client(settings, transport) as client:
             upstream = open_upstream(settings, client, base_url, images)
-            ledger = QuotaLedger(settings.config, store, image_price=upstream.image_price)
+            ledger = QuotaLedger(
+                settings.config, store, image_price=upstream.image_price, policy=runtime.policy
+            )
             try:
                 yield Services(
                     settings=settings,
-                    auth=build_authenticator(settings, jwks),
+                    auth=build_authenticator(settings, jwks, runtime),
                     store=store,
                     images=images,
                     ledger=ledger,
@@ -215,10 +241,13 @@ async def open_services(
                     admission=Admission(settings.config.limits.max_concurrent_requests),
                     uploads=open_upload_budget(settings),
                     background=background,
+                    admin=AdminOps(runtime),
                 )
             finally:  # calls whose callers left finish (or are cancelled) while the client is open
                 await background.close(settings.config.limits.shutdown_grace_seconds)
     finally:
+        await runtime.close()
+        await runtime.store.close()
         if ledger is not None:  # refunds of cancelled requests land before the store closes
             await ledger.close()
         if jwks is not None:

@@ -6,7 +6,7 @@ failures surface as `StoreError`, never as a driver exception.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple, Protocol
 
 KEY_PREFIX = "gw:v1"
@@ -48,6 +48,18 @@ class Receipt(NamedTuple):
     ttl_ms: int
 
 
+class UsageCharge(NamedTuple):
+    """Chargeback books moved in the same atomic step as a charge or refund.
+
+    Each hash in `keys` gets `amounts` (field -> integer) added by a charge, subtracted by
+    a refund (never below 0), and is kept until `expire_at` (epoch seconds).
+    """
+
+    keys: tuple[str, ...]
+    amounts: Mapping[str, int]
+    expire_at: int
+
+
 class ChargeOutcome(NamedTuple):
     """What a check-and-charge did, by the store's clock `now`."""
 
@@ -65,17 +77,26 @@ class QuotaStore(Protocol):
         clock of the node that holds them)."""
 
     async def charge(
-        self, items: Sequence[ChargeItem], receipt: Receipt | None = None
+        self,
+        items: Sequence[ChargeItem],
+        receipt: Receipt | None = None,
+        usage: UsageCharge | None = None,
     ) -> ChargeOutcome | None:
         """Atomically: if every item with a positive amount has room, add all (and keep
-        `receipt`); else add none.
+        `receipt`, and add `usage` to its books); else add none.
 
         Returns None, charging nothing, when the store's clock is outside an item's window;
         `clock()` is then corrected and the caller recomputes its windows. Raises `StoreError`.
         """
 
-    async def refund(self, items: Sequence[tuple[str, int]], receipt: str | None = None) -> None:
-        """Subtract each amount from its counter if it still exists, never below 0. Atomic.
+    async def refund(
+        self,
+        items: Sequence[tuple[str, int]],
+        receipt: str | None = None,
+        usage: UsageCharge | None = None,
+    ) -> None:
+        """Subtract each amount from its counter if it still exists, never below 0, and
+        `usage`'s amounts from its books. Atomic.
 
         A negative amount adds (a top-up: the real cost was above the reservation). With
         `receipt`: only if that receipt is still held, and it is dropped. Raises `StoreError`.

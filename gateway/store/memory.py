@@ -10,7 +10,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 
-from gateway.store.base import ChargeItem, ChargeOutcome, Clock, Receipt
+from gateway.store.base import ChargeItem, ChargeOutcome, Clock, Receipt, UsageCharge
 
 DEFAULT_BUDGET = 256 * 1024 * 1024  # bytes of cached answers and hosted images
 _SWEEP_AT = 10_000  # counters held before expired ones are swept
@@ -22,6 +22,7 @@ class MemoryStore:
     def __init__(self, clock: Clock = time.time) -> None:
         self._clock = clock
         self._counters: dict[str, tuple[float, int]] = {}  # key -> (expires_at, value)
+        self.books: dict[str, dict[str, int]] = {}  # chargeback usage: key -> field -> amount
 
     def clock(self, tag: str = "") -> float:
         return self._clock()
@@ -35,7 +36,10 @@ class MemoryStore:
 
     # No await inside: each of these runs as one step of the event loop, hence atomically.
     async def charge(
-        self, items: Sequence[ChargeItem], receipt: Receipt | None = None
+        self,
+        items: Sequence[ChargeItem],
+        receipt: Receipt | None = None,
+        usage: UsageCharge | None = None,
     ) -> ChargeOutcome | None:
         now = self._clock()
         if any(not item.start <= now < item.end for item in items):
@@ -54,18 +58,37 @@ class MemoryStore:
                 self._counters[item.key] = (item.end + 60, used[i])
         if receipt is not None:
             self._counters[receipt.key] = (now + receipt.ttl_ms / 1000, 1)
+        self._add_usage(usage, 1)
         if len(self._counters) > _SWEEP_AT:
             self._counters = {k: v for k, v in self._counters.items() if v[0] > now}
         return ChargeOutcome(True, used, [], now)
 
-    async def refund(self, items: Sequence[tuple[str, int]], receipt: str | None = None) -> None:
+    async def refund(
+        self,
+        items: Sequence[tuple[str, int]],
+        receipt: str | None = None,
+        usage: UsageCharge | None = None,
+    ) -> None:
         now = self._clock()
-        if not items or (receipt is not None and self._counters.pop(receipt, (0.0, 0))[0] <= now):
+        if not (items or usage) or (
+            receipt is not None and self._counters.pop(receipt, (0.0, 0))[0] <= now
+        ):
             return  # nothing to give back, or the receipt was used (or never issued)
         for key, amount in items:
             if key in self._counters and self._counters[key][0] > now:
                 expires_at, value = self._counters[key]
                 self._counters[key] = (expires_at, max(0, value - amount))
+        self._add_usage(usage, -1)
+
+    def _add_usage(self, usage: UsageCharge | None, sign: int) -> None:
+        """Move the chargeback books (kept for the process's life: no expiry needed here)."""
+        if usage is None:
+            return
+        for key in usage.keys:
+            book = self.books.setdefault(key, {})
+            for name, amount in usage.amounts.items():
+                if amount:  # as in Redis: a field appears once something moved it
+                    book[name] = max(0, book.get(name, 0) + sign * amount)
 
     async def read(self, keys: Sequence[str]) -> list[int]:
         now = self._clock()

@@ -16,10 +16,18 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
+import orjson
 from redis.crc import key_slot
 from redis.exceptions import RedisClusterException, RedisError
 
-from gateway.store.base import ChargeItem, ChargeOutcome, Clock, Receipt, StoreError
+from gateway.store.base import (
+    ChargeItem,
+    ChargeOutcome,
+    Clock,
+    Receipt,
+    StoreError,
+    UsageCharge,
+)
 from gateway.store.client import RedisClient
 
 
@@ -29,6 +37,21 @@ def _script(name: str) -> str:
 
 def _slot(key: str) -> int:
     return int(key_slot(key.encode()))
+
+
+def _with_usage(name: str) -> str:
+    """A quota script with the chargeback usage helpers it calls (usage.lua) in front."""
+    return _script("usage.lua") + _script(name)
+
+
+def _usage_arg(usage: UsageCharge | None) -> str:
+    """The usage argument of charge.lua and refund.lua: "" for none, else its JSON."""
+    if usage is None:
+        return ""
+    # Zero amounts are left out: they change nothing, and Lua would send -0 to HINCRBY.
+    add = {field: amount for field, amount in usage.amounts.items() if amount}
+    spec = {"keys": len(usage.keys), "add": add, "expire_at": usage.expire_at}
+    return orjson.dumps(spec).decode()
 
 
 async def _call(awaitable: Any) -> Any:
@@ -48,8 +71,8 @@ class RedisStore:
     def __init__(self, client: RedisClient, clock: Clock | None = None) -> None:
         self._redis = client
         self._injected = clock  # tests only: decide at this time instead of Redis's
-        self._charge = client.register_script(_script("charge.lua"))
-        self._refund = client.register_script(_script("refund.lua"))
+        self._charge = client.register_script(_with_usage("charge.lua"))
+        self._refund = client.register_script(_with_usage("refund.lua"))
         self._offset = 0.0  # Redis's clock minus ours, as the first node measured answered
         self._offsets: dict[int, float] = {}  # per slot, its owner's clock minus ours
 
@@ -59,7 +82,10 @@ class RedisStore:
         return time.time() + self._offsets.get(_slot("{" + tag + "}"), self._offset)
 
     async def charge(
-        self, items: Sequence[ChargeItem], receipt: Receipt | None = None
+        self,
+        items: Sequence[ChargeItem],
+        receipt: Receipt | None = None,
+        usage: UsageCharge | None = None,
     ) -> ChargeOutcome | None:
         args: list[Any] = [repr(self._injected()) if self._injected else ""]
         for item in items:
@@ -68,6 +94,8 @@ class RedisStore:
         if receipt is not None:
             keys.append(receipt.key)
             args.append(receipt.ttl_ms)
+        keys += usage.keys if usage is not None else ()
+        args.append(_usage_arg(usage))
         reply = await _call(self._charge(keys=keys, args=args))
         status, now = reply[0].decode(), float(reply[1])
         if status == "clock":
@@ -77,11 +105,17 @@ class RedisStore:
         refused = [int(index) for index in reply[3]] if status == "refused" else []
         return ChargeOutcome(status == "ok", used, refused, now)
 
-    async def refund(self, items: Sequence[tuple[str, int]], receipt: str | None = None) -> None:
-        if items:
-            keys, amounts = zip(*items, strict=True)
-            receipts = [receipt] if receipt is not None else []
-            await _call(self._refund(keys=[*keys, *receipts], args=list(amounts)))
+    async def refund(
+        self,
+        items: Sequence[tuple[str, int]],
+        receipt: str | None = None,
+        usage: UsageCharge | None = None,
+    ) -> None:
+        if items or usage is not None:
+            keys = [key for key, _ in items] + ([receipt] if receipt is not None else [])
+            keys += usage.keys if usage is not None else ()
+            args = [amount for _, amount in items] + [_usage_arg(usage)]
+            await _call(self._refund(keys=keys, args=args))
 
     async def read(self, keys: Sequence[str]) -> list[int]:
         by_slot: dict[int, list[int]] = {}

@@ -10,7 +10,14 @@ from gateway.auth import Identity
 from gateway.errors import QuotaExceeded, RateLimited, StoreUnavailable
 from gateway.ledger import QuotaLedger
 from gateway.settings import DALL_E_2_PRICES, Size, parse_config
-from gateway.store.base import ChargeItem, ChargeOutcome, Receipt, Store, StoreError
+from gateway.store.base import (
+    ChargeItem,
+    ChargeOutcome,
+    Receipt,
+    Store,
+    StoreError,
+    UsageCharge,
+)
 
 pytestmark = pytest.mark.anyio
 ALICE, BOB = Identity("alice", "vision"), Identity("bob", "vision")
@@ -123,18 +130,26 @@ class LostReplies:
             raise StoreError(f"{call}: reply lost")
 
     async def charge(
-        self, items: list[ChargeItem], receipt: Receipt | None = None
+        self,
+        items: list[ChargeItem],
+        receipt: Receipt | None = None,
+        usage: UsageCharge | None = None,
     ) -> ChargeOutcome | None:
         if "charge" in self.unreached:
             self._fail("charge")
-        outcome = await self.inner.charge(items, receipt)
+        outcome = await self.inner.charge(items, receipt, usage)
         self._fail("charge")
         return outcome
 
-    async def refund(self, items: list[tuple[str, int]], receipt: str | None = None) -> None:
+    async def refund(
+        self,
+        items: list[tuple[str, int]],
+        receipt: str | None = None,
+        usage: UsageCharge | None = None,
+    ) -> None:
         if "refund" in self.unreached:
             self._fail("refund")
-        await self.inner.refund(items, receipt)
+        await self.inner.refund(items, receipt, usage)
         self._fail("refund")
 
     async def read(self, keys: list[str]) -> list[int]:
@@ -186,9 +201,12 @@ async def test_a_reservation_cancelled_mid_charge_is_taken_back(store: Store) ->
 
     class Slow(LostReplies):
         async def charge(
-            self, items: list[ChargeItem], receipt: Receipt | None = None
+            self,
+            items: list[ChargeItem],
+            receipt: Receipt | None = None,
+            usage: UsageCharge | None = None,
         ) -> ChargeOutcome | None:
-            outcome = await self.inner.charge(items, receipt)
+            outcome = await self.inner.charge(items, receipt, usage)
             if items[0].amount == 3:
                 await asyncio.sleep(10)  # the reply is on its way when the request is cancelled
             return outcome
@@ -340,7 +358,7 @@ async def test_fail_closed_and_fail_open_on_a_broken_store() -> None:
     from gateway.store.memory import MemoryStore
 
     class Broken(MemoryStore):
-        async def charge(self, items, receipt=None):  # type: ignore[no-untyped-def]
+        async def charge(self, items, receipt=None, usage=None):  # type: ignore[no-untyped-def]
             raise StoreError("down")
 
     rules = {"default": [{"unit": "requests", "limit": 1, "window": "day"}]}

@@ -131,7 +131,8 @@ def test_team_pool_is_shared_across_members(limited: TestClient) -> None:
 
 
 def test_own_quota_shape(limited: TestClient) -> None:
-    """GET /v1/quota lists the caller's rules with limit, used, remaining and resets_at."""
+    """GET /v1/quota lists the caller's rules with limit, used, remaining, resets_at and
+    where each rule comes from."""
     body = limited.get("/v1/quota", headers=auth("carol")).json()
     assert (body["user"], body["team"]) == ("carol", "audio")
     rule = body["rules"][0]
@@ -144,8 +145,10 @@ def test_own_quota_shape(limited: TestClient) -> None:
         "used",
         "remaining",
         "resets_at",
+        "source",
     }
     assert rule["resets_at"].endswith("Z") and rule["subject"] == "carol"
+    assert rule["source"] == "config"
     assert (rule["limit"], rule["used"], rule["remaining"]) == (3, 0, 3)
     assert '"limit":3,' in limited.get("/v1/quota", headers=auth("carol")).text  # not 3.0
 

@@ -55,6 +55,8 @@ SPEC_METRICS = frozenset(
         "gateway_quota_remaining",
         "gateway_quota_rejections_total",
         "gateway_store_errors_total",
+        # Beyond 6.5: the chargeback books' month per team (the admin plane, docs/admin-api.md).
+        "gateway_usage_usd",
     }
 )
 SPEC_HISTOGRAMS = frozenset(

@@ -56,3 +56,28 @@ def test_override_for_a_user_does_not_leak_to_teammates():
     bob = rules_for(QUOTAS, "bob", "vision")
     assert ScopedRule("user", "bob", IMAGES_DAY) in bob
     assert all(rule.rule != ALICE_IMAGES_DAY for rule in bob)
+
+
+def test_runtime_rules_replace_the_configs_of_the_same_unit_and_window() -> None:
+    """A runtime rule replaces the config's user override and default of its unit+window,
+    adds a new unit+window, and makes a team pool where the config had none."""
+    from gateway.policy import rules_for, with_overrides
+    from gateway.settings import QuotaRule, parse_config
+
+    quotas = parse_config(
+        {"quotas": {"default": [{"unit": "images", "limit": 1, "window": "day"},
+                                {"unit": "requests", "limit": 9, "window": "minute"}],
+                    "users": {"alice": [{"unit": "images", "limit": 2, "window": "day"}]}}}
+    ).quotas  # fmt: skip
+    runtime = {
+        ("user", "alice"): (QuotaRule(unit="images", limit=7, window="day"),
+                            QuotaRule(unit="usd", limit=3, window="month")),
+        ("team", "vision"): (QuotaRule(unit="requests", limit=4, window="day"),),
+    }  # fmt: skip
+    merged = rules_for(with_overrides(quotas, runtime), "alice", "vision")
+    assert {(s.scope, r.unit, r.window, r.limit) for s in merged for r in [s.rule]} == {
+        ("user", "requests", "minute", 9),
+        ("user", "images", "day", 7),
+        ("user", "usd", "month", 3),
+        ("team", "requests", "day", 4),
+    }

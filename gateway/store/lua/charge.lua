@@ -3,6 +3,8 @@
 -- normal case; tests inject a clock). Then, 4 per counter: amount, limit, window start, end.
 -- An extra last key is the charge's receipt, kept for the milliseconds in the last ARGV
 -- when the charge is admitted (refund.lua takes it back once).
+-- The last ARGV is the chargeback usage ("" for none), see usage.lua: the last keys are its
+-- books, moved here so that the books and the quotas can never disagree.
 -- Returns {"clock", now} when Redis's clock is outside a window (the caller's was stale),
 -- {"refused", now, used[], refused_indexes[]} charging nothing, or {"ok", now, used_after[]}.
 local now = tonumber(ARGV[1])
@@ -10,7 +12,7 @@ if not now then
   local t = redis.call("TIME")
   now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
-local n = math.floor((#ARGV - 1) / 4)
+local n = math.floor((#ARGV - 2) / 4)
 for i = 1, n do
   local base = (i - 1) * 4 + 1
   if now < tonumber(ARGV[base + 3]) or now >= tonumber(ARGV[base + 4]) then
@@ -38,7 +40,9 @@ for i = 1, n do
     redis.call("EXPIREAT", KEYS[i], math.ceil(tonumber(ARGV[base + 4])) + 60)
   end
 end
-if #KEYS > n then
-  redis.call("SET", KEYS[n + 1], "1", "PX", ARGV[#ARGV])
+local usage = ARGV[#ARGV]
+if #KEYS > n + usage_keys(usage) then
+  redis.call("SET", KEYS[n + 1], "1", "PX", ARGV[#ARGV - 1])
 end
+add_usage(usage, 1)
 return {"ok", tostring(now), used}

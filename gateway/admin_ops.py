@@ -1,0 +1,309 @@
+"""What an admin may change at run time, checked, applied once, and audited.
+
+Each operation reads the admin store's current state, decides (refusing bad input with a
+400 that changes nothing), and writes one change with its audit entry in one atomic step,
+compare-and-set on the state's generation: two admins racing never both win on stale
+state. The audit entry says who (actor, request id, source address), what (action,
+target), and the record before and after, never a secret.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, NamedTuple
+
+from pydantic import AfterValidator, Field, StrictFloat, StrictInt, ValidationError
+
+from gateway.admin_records import Change, KeyRecord, Snapshot, encode_rules, iso, quota_field
+from gateway.admin_state import RuntimeState
+from gateway.auth import key_digest
+from gateway.config_types import Strict
+from gateway.errors import GatewayError, InvalidRequest, NotFound, Outcome
+from gateway.identity import NAME_RULE, external_name
+from gateway.policy import Scope
+from gateway.settings import QuotaRule, Unit, Window
+from gateway.usage import book_keys, month_stamp
+
+audit_log = logging.getLogger("gateway.audit")
+MAX_KEYS_PER_USER = 20
+MAX_GRACE_SECONDS = 30 * 86_400
+MAX_LIMIT = 1e12  # past this, micro-dollar counters lose integer precision
+_ATTEMPTS = 5
+KEY_PREFIX = "gwk_"
+
+
+def _name(value: str) -> str:
+    if external_name(value) is None:
+        raise ValueError(f"must be {NAME_RULE}")
+    return value
+
+
+IdentityName = Annotated[str, AfterValidator(_name)]
+
+
+class KeyCreate(Strict):
+    user: IdentityName
+    team: IdentityName
+    role: Literal["user", "admin"] = "user"
+    expires_at: datetime | None = None
+    note: str = Field("", max_length=200)
+
+
+class KeyRotate(Strict):
+    grace_seconds: StrictInt = Field(0, ge=0, le=MAX_GRACE_SECONDS)
+
+
+class RuleIn(Strict):
+    unit: Unit
+    window: Window
+    limit: StrictFloat = Field(ge=0, le=MAX_LIMIT, allow_inf_nan=False)
+
+
+class RulesPut(Strict):
+    rules: list[RuleIn] = Field(min_length=1, max_length=16)
+
+
+class AdminBusy(GatewayError):
+    """Other admin writes kept winning the race for this one: retrying helps."""
+
+    status, type, code = 503, "server_error", "admin_busy"
+    outcome: Outcome = "overloaded"
+    default_message = "Other admin changes kept racing this one. Retry shortly."
+
+    def default_headers(self) -> Mapping[str, str]:
+        return {"retry-after": "1"}
+
+
+class Actor(NamedTuple):
+    """Who asks for a change, for the audit."""
+
+    user: str
+    request_id: str
+    source: str | None
+
+
+class Created(NamedTuple):
+    """A key just created or rotated, and its secret (shown this once)."""
+
+    record: KeyRecord
+    secret: str
+
+
+def parse(model: type[Strict], body: Mapping[str, Any]) -> Any:
+    """`body` validated as `model`; a 400 naming the first bad field otherwise."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = ".".join(str(part) for part in first["loc"]) or None
+        codes = {"extra_forbidden": "unknown_parameter", "missing": "missing_required_parameter"}
+        message = "unknown parameter" if first["type"] == "extra_forbidden" else first["msg"]
+        code = codes.get(first["type"], "invalid_value")
+        raise InvalidRequest(f"{param}: {message}", code=code, param=param) from None
+
+
+def name(value: str, param: str) -> str:
+    """A user or team name from a path, checked against the identity rules."""
+    if external_name(value) is None:
+        raise InvalidRequest(f"{param}: must be {NAME_RULE}", code="invalid_value", param=param)
+    return value
+
+
+class AdminOps:
+    """The admin operations over one replica's `RuntimeState` (and its store)."""
+
+    def __init__(self, state: RuntimeState) -> None:
+        self.state = state
+
+    async def _write(self, decide: Any, actor: Actor) -> Any:
+        """Run `decide(snapshot, now) -> (change, result)` and apply it, retrying on a race."""
+        for _ in range(_ATTEMPTS):
+            snapshot, now = await self.state.store.snapshot(), self.state.clock()
+            change, result = decide(snapshot, now)
+            if change is None:
+                return result  # nothing to change: nothing written, nothing audited
+            audit = {**change.audit, "actor": actor.user, "request_id": actor.request_id}
+            audit["source_address"] = actor.source
+            audit["time"] = iso(now)
+            entry_id = await self.state.store.apply(
+                replace(change, audit=audit), snapshot.generation, now
+            )
+            if entry_id is not None:
+                audit_log.info(json.dumps({"audit_id": entry_id, **audit}, sort_keys=True))
+                await self.state.refresh()  # this replica sees its own write at once
+                return result
+        raise AdminBusy()
+
+    async def month_usd(self, teams: Iterable[str], now: float) -> dict[str, float]:
+        """Each team's usd booked this UTC month (for the dashboard); raises `StoreError`."""
+        names = sorted({*teams, *(r.team for r in self.state.snapshot.keys.values())})
+        names += [s for (scope, s) in self.state.snapshot.overrides if scope == "team"]
+        names = sorted(set(names))
+        keys = [book_keys("", team, month_stamp(now))[1] for team in names]
+        books = await self.state.store.read_books(keys)
+        return {
+            team: book.get("usd_micros", 0) / 1_000_000
+            for team, book in zip(names, books, strict=True)
+        }
+
+    async def create_key(self, body: Mapping[str, Any], actor: Actor) -> Created:
+        """A new key for a user (at most `MAX_KEYS_PER_USER` live ones each)."""
+        asked: KeyCreate = parse(KeyCreate, body)
+        expires = _epoch(asked.expires_at)
+
+        def decide(snapshot: Snapshot, now: float) -> tuple[Change, Created]:
+            if expires is not None and expires <= now:
+                raise InvalidRequest(
+                    "expires_at: must be in the future", code="invalid_value", param="expires_at"
+                )
+            live = [r for r in snapshot.keys.values() if r.user == asked.user and r.live(now)]
+            if len(live) >= MAX_KEYS_PER_USER:
+                raise InvalidRequest(
+                    f"user: {asked.user} already has {MAX_KEYS_PER_USER} live keys; revoke one "
+                    "first.",
+                    code="too_many_keys",
+                    param="user",
+                )
+            secret = new_secret()
+            record = KeyRecord(
+                "key_" + secrets.token_hex(8), asked.user, asked.team, asked.role,
+                key_digest(secret), now, actor.user, expires, asked.note,
+            )  # fmt: skip
+            return _key_change("key.create", None, record), Created(record, secret)
+
+        created: Created = await self._write(decide, actor)
+        return created
+
+    async def revoke_key(self, key_id: str, actor: Actor) -> KeyRecord:
+        """Revoke a key (and its previous secret); revoking a revoked key changes nothing."""
+
+        def decide(snapshot: Snapshot, now: float) -> tuple[Change | None, KeyRecord]:
+            record = _existing(snapshot, key_id)
+            if record.revoked_at is not None:
+                return None, record
+            after = replace(record, revoked_at=now)
+            return _key_change("key.revoke", record, after), after
+
+        revoked: KeyRecord = await self._write(decide, actor)
+        return revoked
+
+    async def rotate_key(self, key_id: str, body: Mapping[str, Any], actor: Actor) -> Created:
+        """A new secret for a live key; the old one works `grace_seconds` more, then stops."""
+        grace = parse(KeyRotate, body).grace_seconds
+
+        def decide(snapshot: Snapshot, now: float) -> tuple[Change, Created]:
+            record = _existing(snapshot, key_id)
+            if record.revoked_at is not None:
+                raise InvalidRequest(
+                    f"Key {key_id} is revoked: create a new one.", code="key_revoked"
+                )
+            if not record.live(now):
+                raise InvalidRequest(
+                    f"Key {key_id} is expired: create a new one.", code="key_expired"
+                )
+            secret = new_secret()
+            after = replace(
+                record,
+                key_sha256=key_digest(secret),
+                previous_sha256=record.key_sha256 if grace else None,
+                previous_expires_at=now + grace if grace else None,
+            )
+            return _key_change("key.rotate", record, after), Created(after, secret)
+
+        rotated: Created = await self._write(decide, actor)
+        return rotated
+
+    async def set_rules(
+        self, scope: Scope, subject: str, body: Mapping[str, Any], actor: Actor
+    ) -> tuple[QuotaRule, ...]:
+        """Replace the subject's runtime rules (each overrides the config's rule of its
+        unit and window)."""
+        name(subject, scope)
+        asked: RulesPut = parse(RulesPut, body)
+        if len({(r.unit, r.window) for r in asked.rules}) != len(asked.rules):
+            raise InvalidRequest(
+                "rules: two rules with the same unit and window", code="duplicate_rule",
+                param="rules",
+            )  # fmt: skip
+        rules = tuple(
+            QuotaRule(unit=r.unit, limit=float(r.limit), window=r.window) for r in asked.rules
+        )
+
+        def decide(snapshot: Snapshot, now: float) -> tuple[Change | None, tuple[QuotaRule, ...]]:
+            before = snapshot.overrides.get((scope, subject))
+            if before == rules:
+                return None, rules
+            return _rules_change("quota.set", scope, subject, before, rules), rules
+
+        result: tuple[QuotaRule, ...] = await self._write(decide, actor)
+        return result
+
+    async def unset_rules(self, scope: Scope, subject: str, actor: Actor) -> tuple[QuotaRule, ...]:
+        """Drop the subject's runtime rules: the config's apply again. The dropped rules."""
+        name(subject, scope)
+
+        def decide(snapshot: Snapshot, now: float) -> tuple[Change, tuple[QuotaRule, ...]]:
+            before = snapshot.overrides.get((scope, subject))
+            if before is None:
+                raise NotFound(f"No runtime quota rules for {scope} {subject}.")
+            return _rules_change("quota.unset", scope, subject, before, None), before
+
+        dropped: tuple[QuotaRule, ...] = await self._write(decide, actor)
+        return dropped
+
+
+def new_secret() -> str:
+    """A fresh random key, in the format of the config's keys."""
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def _epoch(moment: datetime | None) -> float | None:
+    if moment is None:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def _existing(snapshot: Snapshot, key_id: str) -> KeyRecord:
+    record = snapshot.keys.get(key_id)
+    if record is None:
+        raise NotFound(f"No key with id {key_id[:64]}.")
+    return record
+
+
+def _key_change(action: str, before: KeyRecord | None, after: KeyRecord) -> Change:
+    audit = {
+        "action": action,
+        "target": after.id,
+        "before": before.public() if before else None,
+        "after": after.public(),
+    }
+    return Change("keys", after.id, after.encode(), audit)
+
+
+def rule_dicts(rules: tuple[QuotaRule, ...] | None) -> list[dict[str, Any]] | None:
+    """Rules as answers and the audit show them."""
+    if rules is None:
+        return None
+    return [{"unit": r.unit, "window": r.window, "limit": _number(r.limit)} for r in rules]
+
+
+def _number(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else value
+
+
+def _rules_change(
+    action: str,
+    scope: Scope,
+    subject: str,
+    before: tuple[QuotaRule, ...] | None,
+    after: tuple[QuotaRule, ...] | None,
+) -> Change:
+    target = quota_field(scope, subject)
+    audit = {"action": action, "target": target, "before": rule_dicts(before)}
+    audit["after"] = rule_dicts(after)
+    return Change("quotas", target, encode_rules(after) if after else None, audit)

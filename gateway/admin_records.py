@@ -1,0 +1,130 @@
+"""The admin plane's records: runtime keys, runtime quota rules, audit entries, snapshots.
+
+Plain data and their JSON forms, shared by the admin store, the per-replica state and the
+routes. A key record holds the SHA-256 of its secret (and of the previous secret during a
+rotation's grace period), never a secret; `public()` is what any answer or audit shows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import orjson
+
+from gateway.identity import Role
+from gateway.policy import Overrides, Scope
+from gateway.settings import QuotaRule
+
+Target = Literal["keys", "quotas"]
+
+
+def iso(epoch: float | None) -> str | None:
+    """An epoch time as ISO 8601 UTC (None stays None)."""
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """A runtime key: who it names, its lifetime, and the digests that open it."""
+
+    id: str
+    user: str
+    team: str
+    role: Role
+    key_sha256: str
+    created_at: float
+    created_by: str
+    expires_at: float | None = None
+    note: str = ""
+    revoked_at: float | None = None
+    previous_sha256: str | None = None  # the secret before the last rotation ...
+    previous_expires_at: float | None = None  # ... working until then
+
+    def live(self, now: float) -> bool:
+        """Whether the key still opens (not revoked, not expired)."""
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+    def public(self, last_used: float | None = None) -> dict[str, Any]:
+        """What answers and the audit show: no secret, no digest."""
+        return {
+            "id": self.id,
+            "user": self.user,
+            "team": self.team,
+            "role": self.role,
+            "note": self.note,
+            "created_at": iso(self.created_at),
+            "created_by": self.created_by,
+            "expires_at": iso(self.expires_at),
+            "last_used_at": iso(last_used),
+            "revoked_at": iso(self.revoked_at),
+            "previous_key_expires_at": iso(self.previous_expires_at),
+        }
+
+    def encode(self) -> str:
+        return orjson.dumps(asdict(self)).decode()
+
+    @staticmethod
+    def decode(raw: str | bytes) -> KeyRecord:
+        return KeyRecord(**orjson.loads(raw))
+
+
+def quota_field(scope: Scope, subject: str) -> str:
+    """The field naming a subject's runtime rules: `user:<name>` or `team:<name>`."""
+    return f"{scope}:{subject}"
+
+
+def encode_rules(rules: tuple[QuotaRule, ...]) -> str:
+    return orjson.dumps([rule.model_dump() for rule in rules]).decode()
+
+
+def decode_overrides(raw: Mapping[str, str | bytes]) -> Overrides:
+    """The runtime rules of a store's quota hash, by (scope, subject)."""
+    out: dict[tuple[Scope, str], tuple[QuotaRule, ...]] = {}
+    for name, value in raw.items():
+        scope, _, subject = name.partition(":")
+        if scope in ("user", "team"):
+            rules = tuple(QuotaRule.model_validate(rule) for rule in orjson.loads(value))
+            out[("user" if scope == "user" else "team", subject)] = rules
+    return out
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Every runtime key and quota rule, as of one generation of the admin state."""
+
+    generation: int = 0
+    keys: Mapping[str, KeyRecord] = field(default_factory=dict)  # by id
+    overrides: Overrides = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One admin write: set (or, with `value` None, delete) one field, and its audit entry."""
+
+    target: Target
+    field: str
+    value: str | None
+    audit: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class AuditQuery:
+    """Which audit entries to read, newest first: `before` is the paging cursor."""
+
+    limit: int = 50
+    before: str | None = None  # an entry id: only older ones
+    since_ms: int | None = None
+    until_ms: int | None = None
+    actor: str | None = None
+    action: str | None = None
+    target: str | None = None
+
+    def matches(self, entry: Mapping[str, Any]) -> bool:
+        """Whether `entry` passes the field filters."""
+        wanted = {"actor": self.actor, "action": self.action, "target": self.target}
+        return all(value is None or entry.get(name) == value for name, value in wanted.items())

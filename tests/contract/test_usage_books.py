@@ -1,0 +1,76 @@
+"""The chargeback books every store backend keeps: moved by the quota scripts themselves."""
+
+from __future__ import annotations
+
+import pytest
+import redis.asyncio as redis
+from redis.asyncio.cluster import RedisCluster
+
+from gateway.admin_store import AdminStore, MemoryAdminStore, RedisAdminStore
+from gateway.auth import Identity
+from gateway.ledger import QuotaLedger
+from gateway.settings import DALL_E_2_PRICES, Size, parse_config
+from gateway.store.base import Store
+from gateway.store.connect import connect
+from gateway.store.memory import MemoryStore
+from gateway.usage import book_keys, month_stamp
+
+pytestmark = pytest.mark.anyio
+ALICE = Identity("alice", "vision")
+RULES = {"default": [{"unit": "images", "limit": 5, "window": "day"}]}
+
+
+def price(size: Size) -> float:
+    return DALL_E_2_PRICES[size]
+
+
+def books_of(store: Store, request: pytest.FixtureRequest) -> AdminStore:
+    """The admin store's reader of the books, on the same backend as `store`."""
+    if isinstance(store, MemoryStore):
+        return MemoryAdminStore(lambda: store.books)
+    kind = request.node.callspec.params["store"]
+    if kind == "redis":
+        url = request.getfixturevalue("clean_redis")
+    else:
+        url = request.getfixturevalue(f"redis_{kind}").url
+    client = connect(url)
+    assert isinstance(client, redis.Redis | RedisCluster)
+    return RedisAdminStore(client)
+
+
+async def read(store: Store, request: pytest.FixtureRequest) -> list[dict[str, int]]:
+    admin = books_of(store, request)
+    try:
+        return await admin.read_books(book_keys("alice", "vision", month_stamp(store.clock())))
+    finally:
+        await admin.close()
+
+
+async def test_books_hold_the_charge_minus_the_refund(
+    store: Store, request: pytest.FixtureRequest
+) -> None:
+    """A request of 3 that delivered 2: the user's and the team's books say 1 request,
+    2 images and their price, like the counters."""
+    ledger = QuotaLedger(parse_config({"quotas": RULES}), store, image_price=price)
+    reservation = await ledger.reserve(ALICE, 3, "256x256")
+    await ledger.settle(reservation, delivered=2, asked=3)
+    expected = {"requests": 1, "images": 2, "usd_micros": 32_000}
+    assert await read(store, request) == [expected, expected]
+    assert [s.used for s in await ledger.states(ALICE)] == [2]
+
+
+async def test_a_refused_request_books_nothing_and_a_hit_books_one(
+    store: Store, request: pytest.FixtureRequest
+) -> None:
+    """Over the limit: nothing booked; a hit books its charged units and one cache hit; a
+    coalesced answer settles as a hit; a refund never applies twice."""
+    ledger = QuotaLedger(parse_config({"quotas": RULES}), store, image_price=price)
+    with pytest.raises(Exception, match="Quota"):
+        await ledger.reserve(ALICE, 6, "256x256")
+    assert await read(store, request) == [{}, {}]
+    await ledger.reserve(ALICE, 2, "256x256", units=("requests",))
+    coalesced = await ledger.reserve(ALICE, 2, "256x256")
+    await ledger.settle_as_hit(coalesced, ("requests",))
+    await ledger.settle_as_hit(coalesced, ("requests",))
+    expected = {"requests": 2, "images": 0, "usd_micros": 0, "cache_hits": 2}
+    assert await read(store, request) == [expected, expected]

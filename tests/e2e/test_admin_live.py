@@ -1,0 +1,183 @@
+"""The admin plane across live gateway processes sharing one Redis, driven by the CLI."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from support.config import KEYS, auth, base_config
+from support.fake_upstream import FakeUpstream
+from support.pngs import make_png
+from support.servers import GatewayProcess, RedisServer
+
+pytestmark = [pytest.mark.e2e, pytest.mark.redis]
+PROPAGATION_SECONDS = 1.0
+PNG = make_png(16)
+
+
+def _status_on(gateway: GatewayProcess, key: str) -> int:
+    headers = {"Authorization": f"Bearer {key}"}
+    return httpx.get(gateway.url + "/v1/quota", headers=headers, timeout=5).status_code
+
+
+def _becomes(check: Callable[[], bool], seconds: float = PROPAGATION_SECONDS) -> bool:
+    """Whether `check` holds within `seconds` of now (polled; a bounded wait)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if check():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def pair(
+    start_gateway: Callable[..., GatewayProcess], upstream: FakeUpstream, clean_redis: str
+) -> list[GatewayProcess]:
+    """Two gateway processes on one Redis, images limited to 1 a day per user."""
+    config = {**base_config(upstream.url)}
+    config["quotas"] = {"default": [{"unit": "images", "limit": 1, "window": "day"}]}
+    return [start_gateway(config, {"REDIS_URL": clean_redis}) for _ in range(2)]
+
+
+def test_a_key_made_on_one_replica_opens_the_other_and_a_revoke_closes_both(
+    pair: list[GatewayProcess],
+) -> None:
+    """Created through A, the key works on B within 1 s; revoked through B, it is refused
+    on both within 1 s."""
+    first, second = pair
+    body = {"user": "dave", "team": "vision"}
+    created = httpx.post(first.url + "/admin/keys", json=body, headers=auth("grafana")).json()
+    assert _becomes(lambda: _status_on(second, created["key"]) == 200)
+    revoked = httpx.delete(f"{second.url}/admin/keys/{created['id']}", headers=auth("grafana"))
+    assert revoked.status_code == 200
+    assert _becomes(lambda: {_status_on(g, created["key"]) for g in pair} == {401})
+
+
+def test_a_quota_raised_on_one_replica_admits_on_the_other(pair: list[GatewayProcess]) -> None:
+    """alice's 1 image a day is spent; raised to 3 through A, B admits her within 1 s."""
+    first, second = pair
+    assert second.post_variation(PNG).status_code == 200
+    assert second.post_variation(PNG).status_code == 429
+    rules = {"rules": [{"unit": "images", "window": "day", "limit": 3}]}
+    put = httpx.put(first.url + "/admin/quotas/users/alice", json=rules, headers=auth("grafana"))
+    assert put.status_code == 200
+    assert _becomes(
+        lambda: httpx.get(second.url + "/v1/quota", headers=auth()).json()["rules"][0]["limit"] == 3
+    )
+    assert second.post_variation(PNG).status_code == 200
+
+
+def _cli(gateway: GatewayProcess, *args: str, cwd: Path | None = None) -> Any:
+    env = {"GATEWAY_ADMIN_KEY": KEYS["grafana"], "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway", *args, "--url", gateway.url],
+        env=env, capture_output=True, text=True, timeout=30, cwd=cwd, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return orjson.loads(done.stdout) if done.stdout.startswith(("{", "[")) else done.stdout
+
+
+def test_the_cli_drives_keys_quotas_and_usage_export(
+    pair: list[GatewayProcess], tmp_path: Path
+) -> None:
+    """keys create/list/rotate/revoke, quotas set/unset and usage export against a live
+    gateway; each change is one audit entry; the exported CSV is what the API says."""
+    gateway = pair[0]
+    created = _cli(gateway, "keys", "create", "--user", "dave", "--team", "vision")
+    assert _status_on(gateway, created["key"]) == 200
+    assert [k["id"] for k in _cli(gateway, "keys", "list", "--user", "dave")] == [created["id"]]
+    rotated = _cli(gateway, "keys", "rotate", created["id"], "--grace-seconds", "60")
+    assert {_status_on(gateway, k) for k in (created["key"], rotated["key"])} == {200}
+    _cli(gateway, "keys", "revoke", created["id"])
+    assert _status_on(gateway, rotated["key"]) == 401
+    _cli(gateway, "quotas", "set", "--team", "vision", "--rule", "images:day:5")
+    _cli(gateway, "quotas", "unset", "--team", "vision")
+    assert gateway.post_variation(PNG, n="1", size="256x256").status_code == 200
+    audit = httpx.get(gateway.url + "/admin/audit", headers=auth("grafana")).json()["data"]
+    assert [e["action"] for e in audit] == [
+        "quota.unset", "quota.set", "key.revoke", "key.rotate", "key.create",
+    ]  # fmt: skip
+    month = time.strftime("%Y-%m", time.gmtime())
+    _cli(
+        gateway,
+        "usage",
+        "export",
+        "--month",
+        month,
+        "--by",
+        "user",
+        "--format",
+        "csv",
+        cwd=tmp_path,
+    )
+    with (tmp_path / f"usage-{month}-by-user.csv").open() as exported:
+        rows = list(csv.DictReader(exported))
+    assert rows == [
+        {"team": "vision", "user": "alice", "requests": "1", "images": "1", "usd": "0.016000",
+         "cache_hits": "0"}
+    ]  # fmt: skip
+
+
+def test_the_cli_says_why_a_change_is_refused(pair: list[GatewayProcess]) -> None:
+    """A refused change exits 2 with the gateway's error code, and changes nothing."""
+    env = {"GATEWAY_ADMIN_KEY": KEYS["alice"], "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway", "keys", "list", "--url", pair[0].url],
+        env=env, capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2 and "permission_denied" in done.stderr
+
+
+def test_with_the_state_redis_down_replicas_keep_the_last_admin_state(
+    start_gateway: Callable[..., GatewayProcess], upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    """Redis stopped: a runtime key keeps opening, a revoked one stays refused, a gateway
+    without quota rules keeps serving (the books alone refuse nobody), admin calls are 503;
+    once Redis is back a revocation made then reaches the replica."""
+    own_redis = RedisServer(tmp_path, persistent=True).start()
+    try:
+        _outage(start_gateway(base_config(upstream.url), {"REDIS_URL": own_redis.url}), own_redis)
+    finally:
+        own_redis.stop()
+
+
+def _variation_with(gateway: GatewayProcess, key: str) -> int:
+    response = httpx.post(
+        gateway.url + "/v1/images/variations",
+        headers={"Authorization": f"Bearer {key}"},
+        files={"image": ("a.png", PNG, "image/png")},
+        timeout=10,
+    )
+    return response.status_code
+
+
+def _outage(gateway: GatewayProcess, own_redis: RedisServer) -> None:
+    admin = {"headers": auth("grafana"), "timeout": 10}
+    kept = httpx.post(
+        gateway.url + "/admin/keys", json={"user": "dave", "team": "vision"}, **admin
+    ).json()
+    gone = httpx.post(
+        gateway.url + "/admin/keys", json={"user": "erin", "team": "vision"}, **admin
+    ).json()
+    httpx.delete(f"{gateway.url}/admin/keys/{gone['id']}", **admin)
+    own_redis.stop()
+    assert _variation_with(gateway, kept["key"]) == 200
+    assert _variation_with(gateway, gone["key"]) == 401
+    refused = httpx.get(gateway.url + "/admin/keys", **admin)
+    assert (
+        refused.status_code == 503
+        and refused.json()["error"]["code"] == "quota_backend_unavailable"
+    )
+    own_redis.start()
+    assert httpx.delete(f"{gateway.url}/admin/keys/{kept['id']}", **admin).status_code == 200
+    assert _becomes(lambda: _status_on(gateway, kept["key"]) == 401)

@@ -1,0 +1,292 @@
+"""The admin API in-process, on the in-process store and on a real Redis: keys, quota rules,
+the audit trail, and who may use any of it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+from support.config import auth
+from support.requests import assert_openai_error, post_variation
+
+ADMIN = auth("grafana")
+ROUTES = [
+    ("POST", "/admin/keys"),
+    ("GET", "/admin/keys"),
+    ("DELETE", "/admin/keys/key_0"),
+    ("POST", "/admin/keys/key_0/rotate"),
+    ("PUT", "/admin/quotas/users/alice"),
+    ("DELETE", "/admin/quotas/users/alice"),
+    ("PUT", "/admin/quotas/teams/vision"),
+    ("DELETE", "/admin/quotas/teams/vision"),
+    ("GET", "/admin/audit"),
+    ("GET", "/admin/usage?month=2026-01"),
+    ("GET", "/admin/quotas"),
+]
+
+
+@pytest.fixture(params=["memory", "redis"])
+def admin_client(
+    request: pytest.FixtureRequest, make_client: Callable[..., TestClient]
+) -> TestClient:
+    """The gateway on the in-process store, or on a real Redis."""
+    if request.param == "memory":
+        return make_client()
+    return make_client(env={"REDIS_URL": request.getfixturevalue("clean_redis")})
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def create(client: TestClient, **body: Any) -> dict[str, Any]:
+    response = client.post(
+        "/admin/keys", json={"user": "dave", "team": "vision", **body}, headers=ADMIN
+    )
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+def audit(client: TestClient) -> list[dict[str, Any]]:
+    return list(client.get("/admin/audit", headers=ADMIN).json()["data"])
+
+
+@pytest.mark.parametrize(("method", "path"), ROUTES)
+def test_every_admin_route_refuses_callers_without_a_key(
+    client: TestClient, method: str, path: str
+) -> None:
+    """No credentials: 401 invalid_api_key, before anything is read or changed."""
+    response = client.request(method, path, json={"user": "x", "team": "y"})
+    assert_openai_error(response, 401, "invalid_api_key")
+
+
+@pytest.mark.parametrize(("method", "path"), ROUTES)
+def test_every_admin_route_refuses_non_admins(client: TestClient, method: str, path: str) -> None:
+    """A valid key without the admin role: 403 permission_denied, and no audit entry."""
+    response = client.request(method, path, json={"user": "x", "team": "y"}, headers=auth("alice"))
+    assert_openai_error(response, 403, "permission_denied")
+    assert audit(client) == []
+
+
+def test_a_created_key_works_at_once_and_its_secret_is_shown_once(admin_client: TestClient) -> None:
+    """The new key calls the product as its user; listings never show a secret or digest."""
+    created = create(admin_client, note="launch")
+    assert created["key"].startswith("gwk_") and created["id"].startswith("key_")
+    assert created["created_by"] == "grafana" and created["revoked_at"] is None
+    assert post_variation(admin_client, user="alice").status_code == 200
+    quota = admin_client.get("/v1/quota", headers=bearer(created["key"]))
+    assert quota.status_code == 200 and quota.json()["user"] == "dave"
+    listed = admin_client.get("/admin/keys?user=dave", headers=ADMIN).json()["data"]
+    assert [k["id"] for k in listed] == [created["id"]]
+    assert created["key"] not in str(listed) and "sha256" not in str(listed)
+    assert listed[0]["last_used_at"] is not None
+
+
+def test_a_revoked_key_is_refused(admin_client: TestClient) -> None:
+    """After DELETE the key gets 401; revoking again changes nothing and audits nothing."""
+    created = create(admin_client)
+    assert admin_client.delete(f"/admin/keys/{created['id']}", headers=ADMIN).status_code == 200
+    assert_openai_error(
+        admin_client.get("/v1/quota", headers=bearer(created["key"])), 401, "invalid_api_key"
+    )
+    again = admin_client.delete(f"/admin/keys/{created['id']}", headers=ADMIN)
+    assert again.status_code == 200 and again.json()["revoked_at"] is not None
+    assert [e["action"] for e in audit(admin_client)] == ["key.revoke", "key.create"]
+
+
+def test_rotation_keeps_the_old_secret_for_the_grace_period_only(admin_client: TestClient) -> None:
+    """Rotated with grace: both secrets work; rotated again without: only the newest does."""
+    created = create(admin_client)
+    path = f"/admin/keys/{created['id']}/rotate"
+    first = admin_client.post(path, json={"grace_seconds": 600}, headers=ADMIN).json()
+    assert first["id"] == created["id"] and first["key"] != created["key"]
+    for key in (created["key"], first["key"]):
+        assert admin_client.get("/v1/quota", headers=bearer(key)).status_code == 200
+    second = admin_client.post(path, headers=ADMIN).json()
+    for key in (created["key"], first["key"]):
+        assert admin_client.get("/v1/quota", headers=bearer(key)).status_code == 401
+    assert admin_client.get("/v1/quota", headers=bearer(second["key"])).status_code == 200
+
+
+def test_the_audit_has_one_entry_per_change_and_no_secret(admin_client: TestClient) -> None:
+    """Each change is one entry (actor, action, target, before, after, time, request id,
+    source address); no secret appears; filters and paging work."""
+    created = create(admin_client)
+    admin_client.post(f"/admin/keys/{created['id']}/rotate", headers=ADMIN)
+    rules = {"rules": [{"unit": "images", "window": "day", "limit": 5}]}
+    admin_client.put("/admin/quotas/users/alice", json=rules, headers=ADMIN)
+    admin_client.put("/admin/quotas/users/alice", json=rules, headers=ADMIN)  # no change
+    admin_client.delete("/admin/quotas/users/alice", headers=ADMIN)
+    entries = audit(admin_client)
+    assert [e["action"] for e in entries] == [
+        "quota.unset",
+        "quota.set",
+        "key.rotate",
+        "key.create",
+    ]
+    for entry in entries:
+        assert {"id", "actor", "action", "target", "before", "after", "time", "request_id"} <= set(
+            entry
+        )
+        assert entry["actor"] == "grafana" and entry["request_id"].startswith("req_")
+        assert "source_address" in entry
+    assert "gwk_" not in str(entries)
+    assert entries[1]["after"] == [{"unit": "images", "window": "day", "limit": 5}]
+    page = admin_client.get("/admin/audit?limit=2", headers=ADMIN).json()
+    rest = admin_client.get(f"/admin/audit?before={page['next_before']}", headers=ADMIN).json()
+    assert [e["id"] for e in page["data"] + rest["data"]] == [e["id"] for e in entries]
+    only = admin_client.get("/admin/audit?action=key.create", headers=ADMIN).json()["data"]
+    assert [e["target"] for e in only] == [created["id"]]
+
+
+def test_a_runtime_rule_replaces_the_configs_and_says_so(
+    make_client: Callable[..., TestClient],
+) -> None:
+    """A runtime images/day rule replaces the config's; /v1/quota shows source runtime, the
+    rest config; the new limit is enforced at once; DELETE restores the config's."""
+    client = make_client(
+        {"quotas": {"default": [{"unit": "images", "limit": 1, "window": "day"},
+                                {"unit": "requests", "limit": 100, "window": "minute"}]}}
+    )  # fmt: skip
+    assert post_variation(client).status_code == 200
+    assert post_variation(client).status_code == 429
+    rules = {"rules": [{"unit": "images", "window": "day", "limit": 3}]}
+    assert client.put("/admin/quotas/users/alice", json=rules, headers=ADMIN).status_code == 200
+    shown = {
+        (r["unit"], r["limit"], r["source"])
+        for r in client.get("/v1/quota", headers=auth()).json()["rules"]
+    }
+    assert shown == {("images", 3, "runtime"), ("requests", 100, "config")}
+    assert post_variation(client).status_code == 200
+    assert client.delete("/admin/quotas/users/alice", headers=ADMIN).status_code == 200
+    assert post_variation(client).status_code == 429
+    everyone = client.get("/admin/quotas", headers=ADMIN).json()
+    assert everyone["overrides"] == []
+
+
+def test_a_runtime_team_pool_is_enforced(make_client: Callable[..., TestClient]) -> None:
+    """A team rule set at run time pools the team's members, and is listed as a team."""
+    client = make_client()
+    rules = {"rules": [{"unit": "requests", "window": "day", "limit": 1}]}
+    assert client.put("/admin/quotas/teams/vision", json=rules, headers=ADMIN).status_code == 200
+    assert post_variation(client, user="alice").status_code == 200
+    assert post_variation(client, user="bob").status_code == 429
+    teams = client.get("/admin/quotas", headers=ADMIN).json()["teams"]
+    assert [(t["team"], t["rules"][0]["source"]) for t in teams] == [("vision", "runtime")]
+
+
+def _future(days: int) -> str:
+    return (datetime.now(UTC) + timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+BAD_KEYS = [
+    ({"user": "has space", "team": "vision"}, "invalid_value", "user"),
+    ({"user": "dave", "team": "{vision}"}, "invalid_value", "team"),
+    ({"user": "dave"}, "missing_required_parameter", "team"),
+    ({"user": "dave", "team": "vision", "role": "root"}, "invalid_value", "role"),
+    (
+        {"user": "dave", "team": "vision", "expires_at": "2001-01-01T00:00:00Z"},
+        "invalid_value",
+        "expires_at",
+    ),
+    ({"user": "dave", "team": "vision", "expires_at": "soon"}, "invalid_value", "expires_at"),
+    ({"user": "dave", "team": "vision", "secret": "x"}, "unknown_parameter", "secret"),
+]
+BAD_RULES = [
+    (
+        {"rules": [{"unit": "images", "window": "day", "limit": -1}]},
+        "invalid_value",
+        "rules.0.limit",
+    ),
+    (
+        {"rules": [{"unit": "images", "window": "day", "limit": "5"}]},
+        "invalid_value",
+        "rules.0.limit",
+    ),
+    (
+        {"rules": [{"unit": "images", "window": "day", "limit": True}]},
+        "invalid_value",
+        "rules.0.limit",
+    ),
+    ({"rules": [{"unit": "tokens", "window": "day", "limit": 5}]}, "invalid_value", "rules.0.unit"),
+    (
+        {"rules": [{"unit": "images", "window": "week", "limit": 5}]},
+        "invalid_value",
+        "rules.0.window",
+    ),
+    ({"rules": []}, "invalid_value", "rules"),
+    (
+        {"rules": [{"unit": "images", "window": "day", "limit": 5}] * 2},
+        "duplicate_rule",
+        "rules",
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "code", "param"), BAD_KEYS)
+def test_bad_key_requests_are_refused_and_change_nothing(
+    admin_client: TestClient, body: dict[str, Any], code: str, param: str
+) -> None:
+    """Names breaking the identity rules, a past or malformed expiry, unknown fields: 400."""
+    response = admin_client.post("/admin/keys", json=body, headers=ADMIN)
+    assert_openai_error(response, 400, code, param)
+    assert admin_client.get("/admin/keys", headers=ADMIN).json()["data"] == []
+    assert audit(admin_client) == []
+
+
+@pytest.mark.parametrize(("body", "code", "param"), BAD_RULES)
+def test_bad_quota_rules_are_refused_and_change_nothing(
+    admin_client: TestClient, body: dict[str, Any], code: str, param: str
+) -> None:
+    """Negative or non-numeric limits, unknown units or windows, duplicates: 400."""
+    response = admin_client.put("/admin/quotas/users/alice", json=body, headers=ADMIN)
+    assert_openai_error(response, 400, code, param)
+    assert admin_client.get("/admin/quotas", headers=ADMIN).json()["overrides"] == []
+    assert audit(admin_client) == []
+
+
+def test_other_bad_admin_requests_change_nothing(admin_client: TestClient) -> None:
+    """Malformed JSON, a bad subject name, unknown keys and rules, rotating a revoked key,
+    a 21st live key for one user: clear errors, nothing audited beyond the real changes."""
+    bad = admin_client.post("/admin/keys", content=b"{nope", headers=ADMIN)
+    assert_openai_error(bad, 400, "invalid_json")
+    rules = {"rules": [{"unit": "images", "window": "day", "limit": 1}]}
+    assert_openai_error(
+        admin_client.put("/admin/quotas/users/a%20b", json=rules, headers=ADMIN),
+        400,
+        "invalid_value",
+        "user",
+    )
+    assert_openai_error(
+        admin_client.delete("/admin/quotas/teams/vision", headers=ADMIN), 404, "not_found"
+    )
+    assert_openai_error(
+        admin_client.delete("/admin/keys/key_nope", headers=ADMIN), 404, "not_found"
+    )
+    created = create(admin_client, expires_at=_future(30))
+    admin_client.delete(f"/admin/keys/{created['id']}", headers=ADMIN)
+    rotated = admin_client.post(f"/admin/keys/{created['id']}/rotate", headers=ADMIN)
+    assert_openai_error(rotated, 400, "key_revoked")
+    for _ in range(20):
+        create(admin_client)
+    assert_openai_error(
+        admin_client.post("/admin/keys", json={"user": "dave", "team": "vision"}, headers=ADMIN),
+        400, "too_many_keys", "user",
+    )  # fmt: skip
+    assert len(audit(admin_client)) == 22
+    for query in ("month=2026-13", "month=2026-01&by=x"):
+        response = admin_client.get(f"/admin/usage?{query}", headers=ADMIN)
+        assert response.status_code == 400
+
+
+def test_a_runtime_admin_key_reaches_the_admin_api(client: TestClient) -> None:
+    """A key created with role admin is an admin; one with role user is not."""
+    admin = create(client, user="erin", team="ops", role="admin")
+    assert client.get("/admin/keys", headers=bearer(admin["key"])).status_code == 200
+    user = create(client, user="frank", team="ops")
+    assert_openai_error(
+        client.get("/admin/keys", headers=bearer(user["key"])), 403, "permission_denied"
+    )
