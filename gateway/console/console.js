@@ -141,8 +141,8 @@ function percent(rule) {
 }
 
 function meter(rule) {
-  return h("span", { class: "gauge" }, h("meter", { min: 0, max: 1, low: 0.7, high: 0.9,
-    optimum: 0, value: Math.min(closeness(rule), 1) }), `${percent(rule)}%`);
+  return h("span", { class: "gauge" }, h("meter", { min: 0, max: 100, low: 70, high: 90,
+    optimum: 0, value: Math.min(percent(rule), 100) }), h("span", {}, `${percent(rule)}%`));
 }
 
 // ---- signing in --------------------------------------------------------------------
