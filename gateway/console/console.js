@@ -141,7 +141,8 @@ function percent(rule) {
 }
 
 function meter(rule) {
-  return h("span", { class: "gauge" }, h("meter", { min: 0, max: 100, low: 70, high: 90,
+  // 70% turns it amber and 90% red (a value equal to `high` still counts as amber).
+  return h("span", { class: "gauge" }, h("meter", { min: 0, max: 100, low: 69.5, high: 89.5,
     optimum: 0, value: Math.min(percent(rule), 100) }), h("span", {}, `${percent(rule)}%`));
 }
 

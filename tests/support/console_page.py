@@ -88,7 +88,10 @@ class ConsoleTab:
     def shoot(self, name: str, copy_to: str | None = None) -> Path:
         """A full-page screenshot into the test's directory (and a copy where asked)."""
         path = self.shots / f"console-{name}.png"
-        self.page.screenshot(path=path, full_page=True)
+        # Down to the end of the content, not of the window: no empty band below.
+        bottom = self.page.evaluate("Math.ceil(document.body.getBoundingClientRect().bottom)")
+        clip = {"x": 0, "y": 0, "width": VIEWPORT["width"], "height": bottom}
+        self.page.screenshot(path=path, full_page=True, clip=clip)  # type: ignore[arg-type]
         if copy_to:
             shutil.copyfile(path, copy_to)
         return path
