@@ -211,9 +211,18 @@ function wireSignIn() {
 const PAGES = { overview: overviewPage, keys: keysPage, quotas: quotasPage, usage: usagePage,
   audit: auditPage };
 
+// A part of the #fragment as typed, when it is not valid percent-encoding.
+function decoded(part) {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    return part;
+  }
+}
+
 // The page named by the address's #fragment: #page or #page/arg/arg.
 async function route() {
-  const [name, ...args] = location.hash.slice(1).split("/").map(decodeURIComponent);
+  const [name, ...args] = location.hash.slice(1).split("/").map(decoded);
   const page = PAGES[name] ? name : "overview";
   document.querySelectorAll("#nav a").forEach((a) => {
     a.toggleAttribute("aria-current", a.dataset.page === page);

@@ -21,6 +21,7 @@ import pytest
 from support.browser import headless_chromium
 from support.config import KEYS, auth, base_config
 from support.console_page import ConsoleTab
+from support.fake_idp import FakeIdP, SigningKey
 from support.fake_upstream import FakeUpstream
 from support.pngs import make_png
 from support.servers import GatewayProcess
@@ -67,10 +68,14 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def gateway(
-    start_gateway: Callable[..., GatewayProcess], upstream: FakeUpstream, clean_redis: str
+    start_gateway: Callable[..., GatewayProcess],
+    upstream: FakeUpstream,
+    idp: FakeIdP,
+    clean_redis: str,
 ) -> GatewayProcess:
-    """A gateway on Redis with per-user and team rules, the cache on, and a sign-in proxy
-    trusted on loopback (its headers count only when a test sends them)."""
+    """A gateway on Redis with per-user and team rules, the cache on, the company IdP's
+    tokens accepted, and a sign-in proxy trusted on loopback (its headers count only when
+    a test sends them)."""
     config = base_config(upstream.url)
     config["quotas"] = {
         "default": [
@@ -84,13 +89,14 @@ def gateway(
     }
     config["cache"] = {"enabled": True}
     config["identity"] = {
+        "jwt": idp.jwt_config(),
         "trusted_header": {
             "user_header": "X-Forwarded-User",
             "team_header": "X-Forwarded-Team",
             "role_header": "X-Forwarded-Groups",
             "admin_values": ["gw-admins"],
             "proxies": ["127.0.0.1/32"],
-        }
+        },
     }
     return start_gateway(config, {"REDIS_URL": clean_redis})
 
@@ -340,6 +346,22 @@ def test_behind_the_sign_in_proxy_an_admin_needs_no_key_and_others_are_refused(
     expect(admin.page.locator("#sign-out")).to_be_hidden()
     user = tabs(PROXY_HEADERS)
     expect(user.page.locator("#refused")).to_contain_text("signed in as root (team ops)")
+
+
+def test_an_sso_token_signs_an_admin_in_and_an_expired_one_says_why(
+    tabs: Callable[..., ConsoleTab], idp: FakeIdP, signing_keys: dict[str, SigningKey]
+) -> None:
+    """A company token of the admins' group opens the console as its user; an expired
+    token is not accepted, and the page says it expired."""
+    expect = _expect()
+    now = int(time.time())
+    expired = idp.token(signing_keys["rsa-1"], iat=now - 900, nbf=now - 900, exp=now - 300)
+    tab = tabs()
+    tab.sign_in(expired)
+    expect(tab.page.locator("#sign-in-error")).to_contain_text("expired (exp)")
+    tab.sign_in(idp.token(signing_keys["rsa-1"], groups=["grp-vision", "grp-gateway-admins"]))
+    expect(tab.page.locator("#who")).to_have_text("dave@example.com · vision")
+    expect(tab.page.locator("#view h2")).to_have_text("Overview")
 
 
 def test_the_credential_lives_only_in_the_tab(tabs: Callable[..., ConsoleTab]) -> None:
