@@ -15,7 +15,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import admin_routes, endpoints, quota_endpoints, variations
+from gateway import admin_routes, console_routes, endpoints, quota_endpoints, variations
 from gateway.errors import GatewayError, MethodNotAllowed, NotFound, error_response
 from gateway.hosting import PATH_PREFIX
 from gateway.middleware import RequestContextMiddleware
@@ -76,6 +76,7 @@ def create_app(
             Route("/readyz", endpoints.readyz, methods=["GET"]),
             Route(PATH_PREFIX + "{token}.png", endpoints.hosted_file, methods=["GET"]),
             *admin_routes.ROUTES,
+            *console_routes.ROUTES,
         ],
         middleware=[Middleware(RequestContextMiddleware, log_polls=settings.config.logging.polls)],
         exception_handlers={
