@@ -127,6 +127,26 @@ class QuotaLedger:
             return Reservation(live, amounts, outcome.used, receipt=receipt)
         return self._unmetered(StoreError("the store's clock kept moving across windows"))
 
+    async def check_room(self, identity: Identity, units: Sequence[Unit]) -> None:
+        """Refuse, as `reserve` would, a caller with a rule of one of `units` spent in its
+        current window: one read, nothing charged. A store error lets it through (`reserve`
+        decides then, under `on_error`)."""
+        rules = [r for r in self._rules(identity.user, identity.team) if r.rule.unit in units]
+        if not rules:
+            return
+        live = counters(rules, identity.team, self._store.clock())
+        try:
+            used = await self._store.read([c.key for c in live])
+        except StoreError:
+            return
+        refused = [c for c, u in zip(live, used, strict=True) if u >= c.limit]
+        if refused:
+            _count_rejections(refused)
+            now = self._store.clock()
+            error = refusal(refused, now)
+            error.headers.update(quota_headers(Reservation(live, [], used).states(), now))
+            raise error
+
     def _unmetered(self, exc: StoreError) -> Reservation:
         self._on_store_error()
         cause = exc.__cause__ or exc

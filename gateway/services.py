@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import httpx
 
 from gateway import metrics, sandbox
-from gateway.admission import Admission
+from gateway.admission import Admission, Doorstep, RoomCheck
 from gateway.auth import Authenticator, Identity, KeyAuthenticator, pseudonym
 from gateway.budget import UploadBudget
 from gateway.cache import ResponseCache, cache_key
@@ -46,6 +46,8 @@ class Services:
     upstream_headers: Mapping[str, str]
     admission: Admission
     uploads: UploadBudget
+    doorstep: Doorstep
+    room: RoomCheck
 
     def cache_key(self, identity: Identity, request: VariationRequest) -> str:
         """The cache entry of this request, within the configured scope."""
@@ -89,10 +91,15 @@ def open_cache(settings: Settings, store: CacheStore) -> ResponseCache:
 
 
 def open_upload_budget(settings: Settings) -> UploadBudget:
-    """The bytes of uploads this process may hold at once; a request waits for its share as
-    long as it would be given to send its body."""
+    """The bytes of uploads this process may hold at once, and uploads per caller; a request
+    waits for room at most half the time it is given to send its body, so that a wait
+    too long ends in a retryable 503, not in the body's own timeout (400)."""
     limits = settings.config.limits
-    return UploadBudget(limits.upload_buffer_mb * 2**20, limits.body_timeout_seconds)
+    return UploadBudget(
+        limits.upload_buffer_mb * 2**20,
+        limits.body_timeout_seconds / 2,
+        per_caller=limits.max_uploads_per_caller,
+    )
 
 
 def open_jwks(settings: Settings) -> JwksCache | None:
@@ -183,6 +190,8 @@ async def open_services(
                 },
                 admission=Admission(settings.config.limits.max_concurrent_requests),
                 uploads=open_upload_budget(settings),
+                doorstep=Doorstep(),
+                room=RoomCheck(ledger, settings.config.cache.hits_count_against),
             )
     finally:
         if ledger is not None:  # refunds of cancelled requests land before the store closes

@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import ssl
 import urllib.request
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
 
 import aiohttp
@@ -82,10 +82,20 @@ async def _stream(request: httpx.Request) -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def byte_stream(*parts: bytes) -> AsyncIterator[bytes]:
-    """`parts`, one after the other, as a request body httpx streams (no joined copy)."""
+async def byte_stream(
+    *parts: bytes, then: Callable[[], None] | None = None
+) -> AsyncIterator[bytes]:
+    """`parts`, one after the other, as a request body httpx streams (no joined copy).
+
+    `then` is called when the transport asks for more after the last part: it has written
+    the whole body (to the socket, or to its buffer of at most a flow-control window), so
+    the parts are let go of first.
+    """
     for part in parts:
         yield part
+    parts = ()
+    if then is not None:
+        then()
 
 
 _CLOSED = httpx.ByteStream(b"")

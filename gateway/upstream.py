@@ -14,7 +14,7 @@ from __future__ import annotations
 import http.cookiejar
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, Protocol
 
 import httpx
@@ -149,11 +149,14 @@ class UpstreamCall:
         if upstream.project:
             self._headers["openai-project"] = upstream.project
 
-    async def post(self, fields: Mapping[str, str], image: bytes) -> httpx.Response:
+    async def post(
+        self, fields: Mapping[str, str], image: bytes, sent: Callable[[], None] | None = None
+    ) -> httpx.Response:
         """POST `fields` and the PNG `image`: any HTTP answer returns, transport errors raise.
 
         The body goes out as its three parts, framing, image, framing: never joined, so the
-        image (up to 4 MiB) is not copied once more for each request.
+        image (up to 4 MiB) is not copied once more for each request. `sent` is called once
+        the transport has written it all; from then on only the caller's `sent` keeps it.
         """
         head, tail, content_type = multipart_frame(fields, "image")
         headers = {
@@ -161,10 +164,10 @@ class UpstreamCall:
             "content-type": content_type,
             "content-length": str(len(head) + len(image) + len(tail)),
         }
+        body = byte_stream(head, image, tail, then=sent)
+        del image  # the body holds it until written, not this frame until the answer
         try:
-            return await self._client.post(
-                self.url, content=byte_stream(head, image, tail), headers=headers
-            )
+            return await self._client.post(self.url, content=body, headers=headers)
         except httpx.ConnectTimeout as exc:
             raise UpstreamError("The upstream image service could not be reached.") from exc
         except httpx.TimeoutException as exc:
@@ -220,7 +223,7 @@ class VariationsUpstream:
             "response_format": request.response_format,
             "user": user,
         }
-        response = await self._call.post(fields, request.image)
+        response = await self._call.post(fields, request.image, request.sent)
         request_id = response.headers.get("x-request-id")
         if response.status_code != 200:
             raise self._call.failure(response, error_object(response.content))
