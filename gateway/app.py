@@ -20,6 +20,7 @@ from gateway.errors import GatewayError, MethodNotAllowed, NotFound, error_respo
 from gateway.hosting import PATH_PREFIX
 from gateway.metrics import outcome_of_error
 from gateway.middleware import RequestContextMiddleware
+from gateway.protocol import HEAD_SECONDS_STATE
 from gateway.services import open_services
 from gateway.settings import Settings, load_settings
 from gateway.store.base import Clock
@@ -62,10 +63,11 @@ def create_app(
     that quota windows are decided on."""
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, float]]:
         async with open_services(settings, upstream_transport, store_clock) as services:
             app.state.services = services
-            yield
+            # For the server's connections (protocol.py), which outlive no request's scope.
+            yield {HEAD_SECONDS_STATE: settings.config.limits.header_timeout_seconds}
 
     app = Starlette(
         routes=[

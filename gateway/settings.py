@@ -160,6 +160,8 @@ class LimitsConfig(Strict):
     stopping gateway lets requests under way finish."""
 
     body_timeout_seconds: float = Field(60.0, gt=0)
+    # The request line and headers must arrive within this (else 400 request_timeout).
+    header_timeout_seconds: float = Field(10.0, gt=0)
     max_image_side: int = Field(4096, ge=1)
     shutdown_grace_seconds: int = Field(30, ge=0)
     # Variations requests one process serves at once, most of them waiting on the upstream
