@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import itertools
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 from gateway.errors import Overloaded
 
@@ -31,8 +31,8 @@ from gateway.errors import Overloaded
 class Lease:
     """One request's share of the budget: the bytes it holds now (see `UploadBudget.lease`)."""
 
-    def __init__(self, budget: UploadBudget, order: int) -> None:
-        self._budget, self.order = budget, order
+    def __init__(self, budget: UploadBudget, order: int, caller: str) -> None:
+        self._budget, self.order, self.caller = budget, order, caller
         self.held = 0
         self.released = False
 
@@ -43,7 +43,8 @@ class Lease:
             await self._budget._take(self, nbytes)
 
     def release(self) -> None:
-        """Give back everything held, now and for good: the bytes are no longer needed."""
+        """Give back everything held, and the caller's place, now and for good: the bytes
+        are no longer needed."""
         if not self.released:
             self.released = True
             self._budget._give_back(self)
@@ -76,13 +77,12 @@ class UploadBudget:
         """A lease for one of `caller`'s uploads, for the block (given back at its end at the
         latest); raises `Overloaded` if the caller's other uploads keep it waiting too long."""
         await self._enter(caller)
-        lease = Lease(self, next(self._orders))
+        lease = Lease(self, next(self._orders), caller)
         self._live[lease.order] = lease
         try:
             yield lease
         finally:
             lease.release()
-            self._leave(caller)
 
     async def _take(self, lease: Lease, nbytes: int) -> None:
         if self._oldest() is lease or (not self._queue and nbytes <= self._free):
@@ -108,6 +108,7 @@ class UploadBudget:
         self._free += lease.held
         lease.held = 0
         self._live.pop(lease.order, None)
+        self._leave(lease.caller)
         self._wake()
 
     def _oldest(self) -> Lease | None:
@@ -171,3 +172,30 @@ class UploadBudget:
         self._callers[caller] -= 1
         if not self._callers[caller]:
             del self._callers[caller]
+
+
+class ImageShelf:
+    """One copy of each distinct image among the requests waiting on a coalesced leader.
+
+    A waiter gives back its lease at once (it will probably never send its image), but if
+    its leader fails it leads in turn and needs the image after all. Identical waiters
+    hold equal bytes, so they share one copy: N waiters on one image cost one image.
+    """
+
+    def __init__(self) -> None:
+        self._copies: dict[str, tuple[bytes, int]] = {}
+
+    @contextlib.contextmanager
+    def share(self, digest: str, image: bytes) -> Iterator[bytes]:
+        """The one copy of the image whose SHA-256 is `digest` (`image`, if it is the first),
+        kept while any request holds it."""
+        copy, holders = self._copies.get(digest, (image, 0))
+        self._copies[digest] = (copy, holders + 1)
+        try:
+            yield copy
+        finally:
+            copy, holders = self._copies[digest]
+            if holders == 1:
+                del self._copies[digest]
+            else:
+                self._copies[digest] = (copy, holders - 1)

@@ -38,7 +38,12 @@ class VariationRequest:
         """The image has reached the upstream, or will not be sent: let go of its bytes (the
         request's only mutation) and call `on_sent`. An image held while the upstream takes
         10-60 s to answer would cost its size per request waiting."""
-        object.__setattr__(self, "image", b"")
+        self.share(b"")
+
+    def share(self, image: bytes) -> None:
+        """Hold `image` (the same bytes, shared with identical requests) instead of this
+        request's own copy, and call `on_sent`: the request's own upload is let go of."""
+        object.__setattr__(self, "image", image)
         if self.on_sent is not None:
             self.on_sent()
 

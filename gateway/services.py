@@ -16,7 +16,7 @@ import httpx
 from gateway import metrics, sandbox
 from gateway.admission import Admission, Doorstep, RoomCheck
 from gateway.auth import Authenticator, Identity, KeyAuthenticator, pseudonym
-from gateway.budget import UploadBudget
+from gateway.budget import ImageShelf, UploadBudget
 from gateway.cache import ResponseCache, cache_key
 from gateway.edits import EditsUpstream
 from gateway.hosting import ImageHost
@@ -48,6 +48,7 @@ class Services:
     uploads: UploadBudget
     doorstep: Doorstep
     room: RoomCheck
+    shelf: ImageShelf
 
     def cache_key(self, identity: Identity, request: VariationRequest) -> str:
         """The cache entry of this request, within the configured scope."""
@@ -192,6 +193,7 @@ async def open_services(
                 uploads=open_upload_budget(settings),
                 doorstep=Doorstep(),
                 room=RoomCheck(ledger, settings.config.cache.hits_count_against),
+                shelf=ImageShelf(),
             )
     finally:
         if ledger is not None:  # refunds of cancelled requests land before the store closes

@@ -87,15 +87,18 @@ async def byte_stream(
 ) -> AsyncIterator[bytes]:
     """`parts`, one after the other, as a request body httpx streams (no joined copy).
 
-    `then` is called when the transport asks for more after the last part: it has written
-    the whole body (to the socket, or to its buffer of at most a flow-control window), so
-    the parts are let go of first.
+    `then` is called when the transport asks for the last part: it has written all the
+    others (to the socket, or to its buffer of at most a flow-control window), which are
+    let go of first. Not after the last part: a transport that knows the length stops
+    asking once it has it.
     """
-    for part in parts:
-        yield part
+    *first, last = parts or (b"",)
     parts = ()
+    while first:
+        yield first.pop(0)  # held by the transport alone once written
     if then is not None:
         then()
+    yield last
 
 
 _CLOSED = httpx.ByteStream(b"")

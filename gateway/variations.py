@@ -16,8 +16,9 @@ settles it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
 from dataclasses import replace
 from typing import TypeVar
 
@@ -28,7 +29,7 @@ from gateway import metrics
 from gateway.auth import Identity
 from gateway.budget import Lease
 from gateway.cache import Cached, CacheResult, Probe, cache_mode
-from gateway.errors import GatewayError, Overloaded, UpstreamError
+from gateway.errors import GatewayError, Overloaded
 from gateway.ledger import Reservation, quota_headers
 from gateway.multipart import check_declared_length
 from gateway.params import VariationRequest, read_variation_request
@@ -61,22 +62,36 @@ async def _serve(
     mode = cache_mode(request.headers.get("cache-control")) if services.cache.enabled else "bypass"
     key = services.cache_key(identity, params)
     probe = await services.cache.probe(key) if mode == "use" else None  # a miss may lead
-    if probe is not None and (probe.answer is not None or probe.leading is False):
-        params.sent()  # answered from the cache, or by the leader: the image is not needed
     if probe is not None and probe.answer is not None:
+        params.sent()  # answered from the cache: the image is not needed
         units = services.settings.config.cache.hits_count_against
         reservation = await _reserve(services, identity, params, "HIT", units)
         return _relay(request, services, Cached(probe.answer, "HIT"), reservation)
-    try:
-        reservation = await _reserve(
-            services, identity, params, "BYPASS" if mode == "bypass" else "MISS"
-        )
-    except BaseException:
-        if probe is not None:
-            await asyncio.shield(services.cache.abandon(probe))
-        raise
-    cached = await _forward(request, services, identity, params, reservation, mode, key, probe)
-    return _relay(request, services, cached, reservation)
+    with _one_copy_while_waiting(services, params, probe):
+        try:
+            reservation = await _reserve(
+                services, identity, params, "BYPASS" if mode == "bypass" else "MISS"
+            )
+        except BaseException:
+            if probe is not None:
+                await asyncio.shield(services.cache.abandon(probe))
+            raise
+        cached = await _forward(request, services, identity, params, reservation, mode, key, probe)
+        return _relay(request, services, cached, reservation)
+
+
+@contextlib.contextmanager
+def _one_copy_while_waiting(
+    services: Services, params: VariationRequest, probe: Probe | None
+) -> Iterator[None]:
+    """A request that will wait on a coalesced leader gives back its upload at once, keeping
+    only the one copy of the image its identical waiters share (`ImageShelf`)."""
+    if probe is None or probe.leading is not False:
+        yield
+        return
+    with services.shelf.share(params.image_sha256, params.image) as copy:
+        params.share(copy)
+        yield
 
 
 async def _authenticate(request: Request, services: Services) -> Identity:
@@ -153,8 +168,6 @@ async def _forward(
     user = services.user_field(identity)
 
     async def produce() -> UpstreamAnswer:
-        if not params.image:  # let go of while waiting on a leader, which then failed
-            raise UpstreamError("The identical request this one waited on failed: retry.")
         started = time.perf_counter()
         try:
             return await services.upstream.create_variation(params, user)

@@ -184,3 +184,19 @@ def test_a_cancelled_waiter_leaves_the_queue_and_frees_the_way() -> None:
         return budget.free, budget.leases
 
     assert asyncio.run(scenario()) == (10, 0)
+
+
+def test_a_callers_place_is_free_once_its_upload_is_sent_not_when_answered() -> None:
+    """A caller at its cap can start another upload as soon as one of its uploads has been
+    sent upstream (its lease released), while that request still waits for the answer."""
+
+    async def scenario() -> int:
+        budget = UploadBudget(100, wait_seconds=BOUND, per_caller=1)
+        async with budget.lease("alice") as first:
+            await first.take(10)
+            first.release()  # sent: the request now waits on the upstream
+            async with asyncio.timeout(BOUND), budget.lease("alice") as second:
+                await second.take(10)
+                return budget.leases
+
+    assert asyncio.run(scenario()) == 1
