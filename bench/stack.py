@@ -61,7 +61,10 @@ class StackApp:
                 self._script = connect(self._redis_url).register_script(_SCRIPT)
                 # As the gateway's default pool: one connection per request in flight.
                 limits = httpx.Limits(max_connections=4096, max_keepalive_connections=4096)
-                self._client = httpx.AsyncClient(transport=AiohttpTransport(limits))
+                self._client = httpx.AsyncClient(
+                    transport=AiohttpTransport(limits),
+                    timeout=120,  # the gateway's default
+                )
                 await self._client.__aenter__()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
