@@ -8,11 +8,16 @@ answer once; the run is over when the last one has its answer (or gave up after
 `timeout_s`). Every body is the cell's body with one more PNG chunk after IHDR naming the
 caller (as `with_unique_chunk`), sent as three writes that share the image bytes, so a
 thousand 1 MB callers do not take a gigabyte of the bench's own memory.
+
+`Flood` is the flood cell's background: connections without a key, as many as asked,
+knocking again as soon as they are refused.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
+import threading
 import time
 from collections import Counter
 
@@ -100,3 +105,47 @@ def _percentile(sorted_ms: list[float], fraction: float) -> float:
     if not sorted_ms:
         return 0.0
     return sorted_ms[min(len(sorted_ms) - 1, int(fraction * len(sorted_ms)))]
+
+
+class Flood:
+    """`with Flood(port, path, connections):` keeps that many connections at the gateway,
+    each announcing a 4 MB upload without a key, sending none of it, reading the refusal and
+    coming back `PAUSE_S` later, from a thread of its own, for the block."""
+
+    PAUSE_S = 1.0  # about `connections` refusals a second: a flood, not the harness's limit
+
+    def __init__(self, port: int, path: str, connections: int) -> None:
+        self.port, self.connections, self.refused = port, connections, 0
+        self._head = (
+            f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n"
+            "content-type: multipart/form-data; boundary=x\r\ncontent-length: 4000000\r\n\r\n"
+        ).encode()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+
+    def __enter__(self) -> Flood:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    async def _run(self) -> None:
+        await asyncio.gather(*(self._knock() for _ in range(self.connections)))
+
+    async def _knock(self) -> None:
+        await asyncio.sleep(random.uniform(0, self.PAUSE_S))  # spread out, not in lockstep
+        while not self._stop.is_set():
+            writer = None
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                writer.write(self._head)
+                await asyncio.wait_for(reader.read(65536), 10)
+                self.refused += 1
+            except (OSError, TimeoutError):
+                pass
+            finally:
+                if writer is not None:
+                    writer.close()
+            await asyncio.sleep(self.PAUSE_S)

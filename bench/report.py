@@ -173,6 +173,10 @@ LAYOUT: dict[Kind, tuple[str, tuple[str, ...]]] = {
             "peak RSS MB/worker",
         ),
     ),
+    "flood": (
+        "Zero latency, concurrency 1, while keyless connections flood the gateway",
+        (*_COMMON, "requests", "req/s", "p50 ms", "p99 ms", *_ERRORS, "proxy CPU ms/req"),
+    ),
     "slow": (
         "Image-model upstream: callers at once, each waiting the delay",
         (

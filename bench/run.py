@@ -59,6 +59,7 @@ def _add_arguments(add: Callable[..., object]) -> None:
     add("--slow", type=int, default=1000, help="callers at once, slow cells, 0: none (1000)")
     add("--slow-delay-s", type=float, default=20.0, help="slow cells' upstream delay (20 s)")
     add("--slow-sizes", type=sizes, default=["50k", "1m"], help="slow cells' sizes: 50k,1m")
+    add("--flood", type=int, default=1000, help="keyless connections, flood cell, 0: none")
     add("--timeout", type=int, default=30, help="wrk per-request timeout, seconds (default 30)")
     add("--output", type=Path, default=BENCH_DIR / "results.md", help="default bench/results.md")
     add("--work-dir", type=Path, default=BENCH_DIR / ".work", help="bodies, configs, logs")
@@ -75,7 +76,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error(f"--targets: choose from {', '.join(TARGETS)}")
     if args.duration < 1 or args.warmup < 0 or min(args.concurrency, default=0) < 1:
         parser.error("--duration and --concurrency must be at least 1, --warmup at least 0")
-    if min(args.workers) < 1 or min(args.inflight, args.memory_uploads, args.slow) < 0:
+    if min(args.workers) < 1 or min(args.inflight, args.memory_uploads, args.slow, args.flood) < 0:
         parser.error("--workers must be at least 1, --inflight, --memory-uploads, --slow >= 0")
     return args
 

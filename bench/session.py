@@ -18,7 +18,7 @@ from typing import NamedTuple
 import httpx
 
 from bench import memory, procs
-from bench.crowd import Crowd
+from bench.crowd import Crowd, Flood
 from bench.images import BenchImage, with_unique_chunk
 from bench.nginx import start_nginx
 from bench.plan import GATEWAY_TARGETS, REDIS_TARGETS, Spec
@@ -226,6 +226,9 @@ class Session:
             before = self._cpu(spec)
             if spec.kind == "slow":
                 result = self._crowd(spec, load)
+            elif spec.kind == "flood":
+                with Flood(self.ports[spec.target], PATH, args.flood):
+                    result = run_wrk(self.wrk, load, seconds=seconds, log=log, **run)
             else:
                 result = run_wrk(self.wrk, load, seconds=seconds, log=log, **run)
             after = self._cpu(spec)
