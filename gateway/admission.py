@@ -79,7 +79,8 @@ class Doorstep:
     ) -> GatewayError:
         """`error`, marked to close the connection, after a bounded drain of `body`."""
         error.headers["connection"] = "close"
-        small = body_bound(content_length) <= self._max_bytes
+        # A body without a length (the node SDK's) may be small: drained up to the bound.
+        small = not content_length or body_bound(content_length) <= self._max_bytes
         if small and (expect or "").lower() != "100-continue":
             await self._drain(body)
         return error
