@@ -11,7 +11,11 @@ full cache-miss path (`gateway`) unless it says otherwise:
 - every other worker count at each concurrency above 1: req/s >= 1.7 x the first count's
   (the issue's "--workers 2 at concurrency 32: >= 1.7x one worker");
 - the memory cell: peak RSS of every worker <= 350 MB, and no request failed;
-- every gateway start: /readyz answering 200 within 1.5 s of the spawn.
+- every gateway start: /readyz answering 200 within 1.5 s of the spawn;
+- the slow cells (issue 15: C callers at once against a 20 s upstream): every caller
+  answered 200, wall time <= 1.2 x nginx's in the same cell, peak RSS <= 400 MB, CPU per
+  request <= 1.2 x the zero-latency concurrency-1 figure of the same size;
+- the flood cell: a valid caller's p99 <= 2 x its p99 in the same cell without the flood.
 
 Next to the gateway's figure, each row shows the same measure of the `stack` target
 (bench/stack.py: the libraries the gateway is built on doing only a miss's I/O) where
@@ -34,6 +38,8 @@ HIT_P50_MS, HIT_SIZE = 1.5, "1m"
 WORKERS_SPEEDUP = 1.7
 RSS_LIMIT_MB = 350.0
 STARTUP_LIMIT_S = 1.5
+SLOW_WALL_VS_NGINX, SLOW_RSS_MB, SLOW_CPU = 1.2, 400.0, 1.2
+FLOOD_P99 = 2.0
 
 Row = tuple[str, str, str, str, str, bool | None]  # goal, cell, measured, stack, limit, passed
 Check = tuple[str, bool]  # what a cell measured, and whether that meets the goal
@@ -214,13 +220,63 @@ def _memory(cells: Sequence[Cell]) -> list[Row]:
     return rows
 
 
+def _slow_rows(cells: Sequence[Cell], cell: Cell) -> list[Row]:
+    s, r = cell.spec, cell.result
+    where = f"{s.concurrency} x {s.size}, {s.delay_ms / 1000:g} s"
+    answered = r.statuses.get(200, 0)
+    rows: list[Row] = [
+        ("slow: answered 200", where, f"{answered} / {r.requests}", "—", "all", not cell.failed)
+    ]
+    nginx = _peer(cells, cell, "nginx")
+    if nginx is not None and nginx.result.duration_s:
+        ratio = r.duration_s / nginx.result.duration_s
+        wall = f"{r.duration_s:.1f} s = {ratio:.2f}x"
+        rows.append(
+            ("slow: wall vs nginx", where, wall, "—", "<= 1.2x", ratio <= SLOW_WALL_VS_NGINX)
+        )
+    if cell.peak_rss_mb is not None:
+        rss_ok = cell.peak_rss_mb <= SLOW_RSS_MB
+        peak = f"{cell.peak_rss_mb:.0f} MB"
+        rows.append(("slow: peak RSS per worker", where, peak, "—", "<= 400 MB", rss_ok))
+    base = _peer(cells, cell, cell.spec.target, kind="fast", concurrency=1, delay_ms=0.0)
+    if base and base.proxy_cpu_ms and cell.proxy_cpu_ms is not None:
+        ratio = cell.proxy_cpu_ms / base.proxy_cpu_ms
+        cpu = f"{cell.proxy_cpu_ms:.2f} ms = {ratio:.2f}x"
+        rows.append(("slow: CPU/req vs c1", where, cpu, "—", "<= 1.2x", ratio <= SLOW_CPU))
+    return rows
+
+
+def _slow(cells: Sequence[Cell]) -> list[Row]:
+    rows: list[Row] = []
+    for cell in cells:
+        if cell.spec.kind == "slow" and cell.spec.target == "gateway":
+            rows += _slow_rows(cells, cell)
+    return rows
+
+
+def _flood(cells: Sequence[Cell]) -> list[Row]:
+    rows: list[Row] = []
+    for cell in cells:
+        if cell.spec.kind != "flood":
+            continue
+        calm = _peer(cells, cell, cell.spec.target, kind="fast", workers=cell.spec.workers)
+        if calm is None or not calm.result.p99_ms:
+            continue
+        ratio = cell.result.p99_ms / calm.result.p99_ms
+        measured = f"{cell.result.p99_ms:.2f} / {calm.result.p99_ms:.2f} ms = {ratio:.2f}x"
+        where = f"{cell.spec.size} c1, {cell.spec.target}"
+        passed = ratio <= FLOOD_P99 and not cell.failed
+        rows.append(("flood: p99 vs without", where, measured, "—", "<= 2x", passed))
+    return rows
+
+
 def evaluate(
     cells: Sequence[Cell], startups: Sequence[Startup], workers: Sequence[int]
 ) -> list[Row]:
     """Every goal's rows for this run."""
     first = workers[0]
     rows = [*_inflight(cells, first), *_single(cells, first), *_hit(cells, first)]
-    rows += [*_workers(cells, first), *_memory(cells)]
+    rows += [*_workers(cells, first), *_memory(cells), *_slow(cells), *_flood(cells)]
     rows += [
         (
             "start-up to /readyz 200",

@@ -96,7 +96,16 @@ def with_unique_chunk(body: bytes, tag: str) -> bytes:
     The chunk is private and ancillary ("bnCh") with a valid CRC, as bench/wrk_unique.lua
     builds it for every request, so the upload is a cache miss and still a valid PNG.
     """
+    return b"".join(unique_parts(body, tag))
+
+
+def unique_parts(body: bytes, tag: str) -> tuple[bytes, bytes, bytes]:
+    """`with_unique_chunk(body, tag)` as three parts: before the chunk, the chunk, after."""
     at = body.index(b"\x89PNG\r\n\x1a\n") + 33  # the signature and IHDR
+    return body[:at], unique_chunk(tag), body[at:]
+
+
+def unique_chunk(tag: str) -> bytes:
+    """The PNG chunk holding `tag` (see `with_unique_chunk`)."""
     data = b"bnCh" + tag.encode()
-    chunk = struct.pack(">I", len(data) - 4) + data + struct.pack(">I", zlib.crc32(data))
-    return body[:at] + chunk + body[at:]
+    return struct.pack(">I", len(data) - 4) + data + struct.pack(">I", zlib.crc32(data))

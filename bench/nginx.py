@@ -22,7 +22,8 @@ CONFIG = """\
 daemon off;
 pid {work}/nginx.pid;
 error_log {work}/nginx-error.log warn;
-events {{ worker_connections 4096; }}
+worker_rlimit_nofile 20000;
+events {{ worker_connections 16384; }}
 http {{
     access_log off;
     client_body_temp_path {work}/nginx-temp/body;

@@ -8,7 +8,14 @@ Three kinds of cell, each answering one question of the performance issue:
   connections: does throughput stay near the ideal, conc / delay, with many requests in
   flight (the production case: real image calls take seconds);
 - `memory`: `--memory-uploads` (200) connections uploading `--memory-size` (3.9m) through
-  the gateway at once: its peak RSS per worker, and that no request fails.
+  the gateway at once: its peak RSS per worker, and that no request fails;
+- `slow`: `--slow` (1,000) callers at once, each one request with its own image, half of
+  them chunked, against an upstream answering in `--slow-delay-s` (20 s), at each
+  `--slow-sizes` (50k, 1m): is every one answered, in about the delay, with bounded memory
+  (today's image models answer in 10 to 60 s; bench/crowd.py);
+- `flood`: the gateway's zero-latency concurrency-1 cell at the first `--sizes`, measured
+  again while `--flood` (1,000) connections without a key knock at once and again: a valid
+  caller's p99 next to its normal one.
 
 Every cell runs against the first `--workers` value; the gateway's miss path then runs again
 with each other value (at the concurrencies above 1, and in flight), so that one table shows
@@ -21,7 +28,7 @@ from __future__ import annotations
 import argparse
 from typing import Literal, NamedTuple
 
-Kind = Literal["fast", "inflight", "memory"]
+Kind = Literal["fast", "inflight", "memory", "slow", "flood"]
 TARGETS = ("direct", "nginx", "stack", "gateway", "gateway-hit")
 GATEWAY_TARGETS = frozenset({"gateway", "gateway-hit"})
 REDIS_TARGETS = GATEWAY_TARGETS | {"stack"}
@@ -72,6 +79,15 @@ def _first_workers(args: argparse.Namespace, workers: int) -> list[Spec]:
                 args.inflight_delay_ms,
             )
         )
+    if args.flood and "gateway" in targets:
+        cells.append(Spec("flood", "gateway", workers, args.sizes[0], 1, args.delay_ms))
+    if args.slow:
+        cells += [
+            Spec("slow", target, workers, size, args.slow, args.slow_delay_s * 1000)
+            for size in args.slow_sizes
+            for target in targets
+            if target != "gateway-hit"
+        ]
     return cells
 
 

@@ -56,6 +56,10 @@ def _add_arguments(add: Callable[..., object]) -> None:
     add("--inflight-sizes", type=sizes, default=["50k", "1m"], help="slow-upstream sizes: 50k,1m")
     add("--memory-uploads", type=int, default=200, help="uploads at once, memory cell, 0: none")
     add("--memory-size", type=_size_label, default="3.9m", help="memory cell size (3.9m)")
+    add("--slow", type=int, default=1000, help="callers at once, slow cells, 0: none (1000)")
+    add("--slow-delay-s", type=float, default=20.0, help="slow cells' upstream delay (20 s)")
+    add("--slow-sizes", type=sizes, default=["50k", "1m"], help="slow cells' sizes: 50k,1m")
+    add("--flood", type=int, default=1000, help="keyless connections, flood cell, 0: none")
     add("--timeout", type=int, default=30, help="wrk per-request timeout, seconds (default 30)")
     add("--output", type=Path, default=BENCH_DIR / "results.md", help="default bench/results.md")
     add("--work-dir", type=Path, default=BENCH_DIR / ".work", help="bodies, configs, logs")
@@ -72,8 +76,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error(f"--targets: choose from {', '.join(TARGETS)}")
     if args.duration < 1 or args.warmup < 0 or min(args.concurrency, default=0) < 1:
         parser.error("--duration and --concurrency must be at least 1, --warmup at least 0")
-    if min(args.workers) < 1 or args.inflight < 0 or args.memory_uploads < 0:
-        parser.error("--workers must be at least 1, --inflight and --memory-uploads at least 0")
+    if min(args.workers) < 1 or min(args.inflight, args.memory_uploads, args.slow, args.flood) < 0:
+        parser.error("--workers must be at least 1, --inflight, --memory-uploads, --slow >= 0")
     return args
 
 
@@ -122,7 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_at_start = about.loadavg()
     nginx = find_nginx()
     plan, notes = _plan(args, nginx)
-    images = prepare_images([*args.sizes, *args.inflight_sizes, args.memory_size], args.work_dir)
+    labels = [*args.sizes, *args.inflight_sizes, args.memory_size, *args.slow_sizes]
+    images = prepare_images(labels, args.work_dir)
     session = Session(args, wrk, nginx, images)
     cells: list[Cell] = []
     try:

@@ -9,6 +9,7 @@ of workers, and each start is timed (spawn to `/readyz` answering 200) and smoke
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import secrets
 from pathlib import Path
@@ -17,11 +18,12 @@ from typing import NamedTuple
 import httpx
 
 from bench import memory, procs
+from bench.crowd import Crowd, Flood
 from bench.images import BenchImage, with_unique_chunk
 from bench.nginx import start_nginx
 from bench.plan import GATEWAY_TARGETS, REDIS_TARGETS, Spec
 from bench.report import Cell
-from bench.wrk import Load, run_wrk
+from bench.wrk import Load, WrkResult, run_wrk
 
 PATH = "/v1/images/variations"
 # The gateway targets share one gateway process; each expects this x-gateway-cache value on
@@ -192,8 +194,17 @@ class Session:
             procs.cpu_seconds(self.redis_pid) if redis and self.redis_pid else 0.0,
         )
 
+    def _crowd(self, spec: Spec, load: Load) -> WrkResult:
+        """The slow cell's callers, all at once (bench/crowd.py), each given the delay plus
+        the harness's per-request timeout to be answered."""
+        headers = {"authorization": f"Bearer {load.key}", "content-type": load.content_type}
+        port = self.ports[spec.target]
+        crowd = Crowd(port, PATH, headers, self.images[spec.size].body)
+        return asyncio.run(crowd.run(spec.concurrency, spec.delay_ms / 1000 + self.args.timeout))
+
     def cell(self, spec: Spec) -> Cell:
-        """Warm up, then measure one cell with wrk and the CPU the processes spent on it."""
+        """Warm up, then measure one cell with wrk (the slow cells: with bench/crowd.py) and
+        the CPU the processes spent on it."""
         if spec.through_gateway:
             self._gateway(spec.workers)
         self._delay(spec.delay_ms)
@@ -202,17 +213,24 @@ class Session:
         if spec.target == "gateway-hit":  # fill the cache, so even without warm-up all are hits
             send_once(load)
         burst = spec.kind == "memory"
-        pids = memory.workers(self.gateway.pid) if burst and self.gateway else []
+        rss = spec.kind in ("memory", "slow") and spec.through_gateway
+        pids = memory.workers(self.gateway.pid) if rss and self.gateway else []
         name = f"{spec.kind}-{spec.target}-w{spec.workers}-{spec.size}-c{spec.concurrency}"
         log = self.work / f"wrk-{name}.log"
         # A burst is measured from its start, in one longer run: a warm-up cut off would leave
         # hundreds of uploads, already in the gateway's socket buffers, for the run to pay for.
         seconds = max(MEMORY_SECONDS, args.duration + args.warmup) if burst else args.duration
         with memory.peak_rss(pids) as peaks:
-            if args.warmup and not burst:
+            if args.warmup and not burst and spec.kind != "slow":
                 run_wrk(self.wrk, load, seconds=args.warmup, log=None, **run)
             before = self._cpu(spec)
-            result = run_wrk(self.wrk, load, seconds=seconds, log=log, **run)
+            if spec.kind == "slow":
+                result = self._crowd(spec, load)
+            elif spec.kind == "flood":
+                with Flood(self.ports[spec.target], PATH, args.flood):
+                    result = run_wrk(self.wrk, load, seconds=seconds, log=log, **run)
+            else:
+                result = run_wrk(self.wrk, load, seconds=seconds, log=log, **run)
             after = self._cpu(spec)
         per_request = 1000.0 / result.requests if result.requests else 0.0
         in_path = spec.target != "direct"

@@ -59,8 +59,12 @@ class StackApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 self._script = connect(self._redis_url).register_script(_SCRIPT)
-                limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
-                self._client = httpx.AsyncClient(transport=AiohttpTransport(limits))
+                # As the gateway's default pool: one connection per request in flight.
+                limits = httpx.Limits(max_connections=4096, max_keepalive_connections=4096)
+                self._client = httpx.AsyncClient(
+                    transport=AiohttpTransport(limits),
+                    timeout=120,  # the gateway's default
+                )
                 await self._client.__aenter__()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
@@ -115,6 +119,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         server_header=False,
         proxy_headers=False,
         log_level="warning",
+        backlog=4096,  # as the gateway: the slow cells' callers all connect at once
     )
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway import admin_cli
+from gateway.capacity import describe as describe_capacity
+from gateway.capacity import nofile_limits, raise_nofile
 from gateway.config_report import (
     print_environment,
     print_other_sources,
@@ -24,7 +26,13 @@ from gateway.config_report import (
 from gateway.config_types import check_name
 from gateway.environment import PUBLIC_URL, missing_required
 from gateway.preflight import base_url, listen_problem, public_url_warning
-from gateway.settings import ConfigError, build_settings, config_warnings, read_config
+from gateway.settings import (
+    ConfigError,
+    GatewayConfig,
+    build_settings,
+    config_warnings,
+    read_config,
+)
 from gateway.tuning import tune_malloc
 
 DEFAULT_CONFIG = "config/gateway.yaml"
@@ -81,6 +89,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     for warning in config_warnings(config):
         print(f"gateway: warning: {warning}", file=sys.stderr)
     print_upstream(config)
+    nofile = nofile_limits()
+    print(f"served here, {describe_capacity(config, nofile.now if nofile else None)}")
     print_environment(config, os.environ)
     print_quota_rules(config)
     print_principals(config)
@@ -122,6 +132,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         metrics_dir = tempfile.mkdtemp(prefix="gateway-metrics-")
         env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     tune_malloc(env)
+    _say_capacity(settings.config)
     os.environ.update(env)  # the workers build their settings from this environment
     if settings.demo_key:
         print(f"demo key: {settings.demo_key.get_secret_value()}", flush=True)
@@ -136,13 +147,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
             server_header=False,
             proxy_headers=False,
             timeout_graceful_shutdown=settings.config.limits.shutdown_grace_seconds,
+            # The head's size and timeout are guarded in front of the parser.
+            http="gateway.protocol:GuardedHttpToolsProtocol",
             timeout_keep_alive=KEEP_ALIVE_SECONDS,
+            # Callers arriving at once wait in the kernel's queue, not in SYN retries.
+            backlog=max(2048, settings.config.limits.max_concurrent_requests or 0),
             log_config=logging_config(),
         )
     finally:
         if metrics_dir:
             shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
+
+
+def _say_capacity(config: GatewayConfig) -> None:
+    """Raise the open-file limit (workers inherit it) and say what a process can hold."""
+    nofile = raise_nofile()
+    if nofile is not None and nofile.now > nofile.was:
+        print(f"gateway: open files limit raised from {nofile.was:,} to {nofile.now:,}")
+    print(f"gateway: {describe_capacity(config, nofile.now if nofile else None)}", flush=True)
 
 
 def logging_config() -> dict[str, Any]:

@@ -1,13 +1,39 @@
-"""How many variations requests one process serves at once; the rest are refused.
+"""Who gets in, before anything is held for them: the in-flight limit, the quota-room check,
+and refusing at the door.
 
-The upload bytes held are bounded by `budget.UploadBudget` (requests wait for room); this
-bounds the requests themselves: their sockets, tasks and waiting. Past the limit a request
-is refused at once with an OpenAI-shaped 503 (`server_overloaded`, `Retry-After`), which
-the SDKs retry with backoff, instead of the plain-text 503 of uvicorn's own
-`--limit-concurrency` (which also counts idle keep-alive connections).
+Order of a variations request: authenticate (a caller without a valid key holds nothing),
+check the caller has quota room at all (`RoomCheck`), then take a place in flight
+(`Admission`), then upload budget (`budget.py`). A request refused before its body is read
+is answered with `Connection: close`, so the server stops reading the rest of its body
+(`Doorstep`); only a small body is drained first, so that its caller reads the refusal
+rather than a reset connection, and only by a few requests at once.
+
+Past the in-flight limit a request is refused at once with an OpenAI-shaped 503
+(`server_overloaded`, `Retry-After`), which the SDKs retry with backoff, instead of the
+plain-text 503 of uvicorn's own `--limit-concurrency` (which also counts idle keep-alive
+connections).
 """
 
 from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+
+from gateway.errors import GatewayError, RateLimited
+from gateway.identity import Identity
+from gateway.ledger import QuotaLedger
+from gateway.multipart import body_bound
+from gateway.settings import Unit
+
+# A refused body is drained only up to this (the SDKs' small uploads fit) ...
+DRAIN_BYTES = 64 * 1024
+# ... for at most this long ...
+DRAIN_SECONDS = 2.0
+# ... by at most this many requests at once per process; past it, refusals close at once.
+MAX_DRAINING = 32
+# Callers remembered as refused (a bound on the memo, not on callers).
+_MAX_REMEMBERED = 4096
 
 
 class Admission:
@@ -28,3 +54,77 @@ class Admission:
     def leave(self) -> None:
         """Give the place back."""
         self.active -= 1
+
+
+class Doorstep:
+    """Refusals of requests whose body was not read: closed after the answer, drained first
+    only when the body is small, the caller is not waiting for `100 Continue`, and fewer
+    than `max_draining` requests are being drained."""
+
+    def __init__(
+        self,
+        max_draining: int = MAX_DRAINING,
+        max_bytes: int = DRAIN_BYTES,
+        seconds: float = DRAIN_SECONDS,
+    ) -> None:
+        self._max_draining, self._max_bytes, self._seconds = max_draining, max_bytes, seconds
+        self.draining = 0
+
+    async def refuse(
+        self,
+        error: GatewayError,
+        content_length: str | None,
+        expect: str | None,
+        body: AsyncIterator[bytes],
+    ) -> GatewayError:
+        """`error`, marked to close the connection, after a bounded drain of `body`."""
+        error.headers["connection"] = "close"
+        # A body without a length (the node SDK's) may be small: drained up to the bound.
+        small = not content_length or body_bound(content_length) <= self._max_bytes
+        if small and (expect or "").lower() != "100-continue":
+            await self._drain(body)
+        return error
+
+    async def _drain(self, body: AsyncIterator[bytes]) -> None:
+        if self.draining >= self._max_draining:
+            return
+        self.draining += 1
+        received = 0
+        try:
+            async with asyncio.timeout(self._seconds):
+                async for chunk in body:
+                    received += len(chunk)
+                    if received > self._max_bytes:
+                        break
+        except (TimeoutError, OSError):
+            pass
+        finally:
+            self.draining -= 1
+
+
+class RoomCheck:
+    """Refuses, before it holds anything, a caller refused for quota a moment ago whose rules
+    are still spent: one read for those callers, nothing at all for the others."""
+
+    def __init__(self, ledger: QuotaLedger, units: Sequence[Unit]) -> None:
+        # A request needs at least what a cache hit consumes: without room there, it is refused
+        # whatever it asks for; with room, a hit may still be served.
+        self._ledger, self._units = ledger, tuple(units)
+        self._refused: dict[tuple[str, str], None] = {}
+
+    def note(self, identity: Identity, error: GatewayError) -> None:
+        """Remember a refusal of `identity` for quota, so its next request is checked first."""
+        if isinstance(error, RateLimited):
+            if len(self._refused) >= _MAX_REMEMBERED:
+                self._refused.clear()
+            self._refused[(identity.user, identity.team)] = None
+
+    async def check(self, identity: Identity) -> None:
+        """Raise the quota refusal (nothing charged) if a remembered caller is still out of
+        room; forget the caller once it has room again."""
+        key = (identity.user, identity.team)
+        if key not in self._refused or not self._units:
+            return
+        await self._ledger.check_room(identity, self._units)
+        with contextlib.suppress(KeyError):
+            del self._refused[key]

@@ -19,6 +19,7 @@ from gateway import admin_routes, console_routes, endpoints, quota_endpoints, va
 from gateway.errors import GatewayError, MethodNotAllowed, NotFound, error_response
 from gateway.hosting import PATH_PREFIX
 from gateway.middleware import RequestContextMiddleware
+from gateway.protocol import HEAD_SECONDS_STATE
 from gateway.services import open_services
 from gateway.settings import Settings, load_settings
 from gateway.store.base import Clock
@@ -61,10 +62,11 @@ def create_app(
     that quota windows are decided on."""
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, float]]:
         async with open_services(settings, upstream_transport, store_clock) as services:
             app.state.services = services
-            yield
+            # For the server's connections (protocol.py), which outlive no request's scope.
+            yield {HEAD_SECONDS_STATE: settings.config.limits.header_timeout_seconds}
 
     app = Starlette(
         routes=[

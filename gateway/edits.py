@@ -92,7 +92,7 @@ class EditsUpstream:
 
     async def create_variation(self, request: VariationRequest, user: str) -> UpstreamAnswer:
         """Ask the model for `request.n` variations; raises an `UpstreamError` subclass."""
-        response = await self._call.post(self._fields(request, user), request.image)
+        response = await self._call.post(self._fields(request, user), request.image, request.sent)
         if response.status_code != 200:
             raise self._failure(response)
         created, generated, usage = _read_answer(response.content)

@@ -6,6 +6,8 @@
     ├── InvalidRequest                400 <code> / <param>      (bad upload or parameter)
     │   └── RequestTimeout            400 request_timeout       x-should-retry: false
     ├── RequestTooLarge               413 request_too_large     Connection: close
+    ├── UriTooLong                    414 uri_too_long          Connection: close
+    ├── HeadersTooLarge               431 request_header_fields_too_large  Connection: close
     ├── NotFound                      404 not_found
     ├── MethodNotAllowed              405 method_not_allowed    Allow
     ├── RateLimited                   429 rate_limit_exceeded   Retry-After, retry-after-ms
@@ -136,6 +138,20 @@ class RequestTooLarge(GatewayError):
 
     def default_headers(self) -> Mapping[str, str]:
         return {"connection": "close"}
+
+
+class UriTooLong(RequestTooLarge):
+    """A request line past the limit (answered in front of the HTTP parser)."""
+
+    status, code = 414, "uri_too_long"
+    default_message = "The request URL is too long."
+
+
+class HeadersTooLarge(RequestTooLarge):
+    """A request head past the limit (answered in front of the HTTP parser)."""
+
+    status, code = 431, "request_header_fields_too_large"
+    default_message = "The request headers are too large."
 
 
 class NotFound(GatewayError):

@@ -137,6 +137,27 @@ class QuotaLedger:
             return Reservation(live, amounts, outcome.used, receipt=receipt, usage=usage)
         return self._unmetered(StoreError("the store's clock kept moving across windows"))
 
+    async def check_room(self, identity: Identity, units: Sequence[Unit]) -> None:
+        """Refuse, as `reserve` would, a caller with a rule of one of `units` spent in its
+        current window: one read, nothing charged. A store error lets it through (`reserve`
+        decides then, under `on_error`)."""
+        rules = self._policy().rules_for(identity.user, identity.team)
+        rules = tuple(r for r in rules if r.rule.unit in units)
+        if not rules:
+            return
+        live = counters(rules, identity.team, self._store.clock(QUOTA_TAG))
+        try:
+            used = await self._store.read([c.key for c in live])
+        except StoreError:
+            return
+        refused = [c for c, u in zip(live, used, strict=True) if u >= c.limit]
+        if refused:
+            _count_rejections(refused)
+            now = self._store.clock(QUOTA_TAG)
+            error = refusal(refused, now)
+            error.headers.update(quota_headers(Reservation(live, [], used).states(), now))
+            raise error
+
     def _unmetered(self, exc: StoreError, quota: bool = True) -> Reservation:
         self._on_store_error()
         cause = exc.__cause__ or exc

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from typing import Literal, cast
 
 from gateway.errors import InvalidRequest
@@ -31,6 +31,21 @@ class VariationRequest:
     n: int
     size: Size
     response_format: ResponseFormat
+    # Called once the image is no longer needed (see `sent`): gives back its upload budget.
+    on_sent: Callable[[], None] | None = field(default=None, compare=False, repr=False)
+
+    def sent(self) -> None:
+        """The image has reached the upstream, or will not be sent: let go of its bytes (the
+        request's only mutation) and call `on_sent`. An image held while the upstream takes
+        10-60 s to answer would cost its size per request waiting."""
+        self.share(b"")
+
+    def share(self, image: bytes) -> None:
+        """Hold `image` (the same bytes, shared with identical requests) instead of this
+        request's own copy, and call `on_sent`: the request's own upload is let go of."""
+        object.__setattr__(self, "image", image)
+        if self.on_sent is not None:
+            self.on_sent()
 
     @property
     def side(self) -> int:

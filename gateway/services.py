@@ -19,10 +19,10 @@ from gateway import metrics, sandbox
 from gateway.admin_ops import AdminOps
 from gateway.admin_state import RuntimeState
 from gateway.admin_store import AdminStore, MemoryAdminStore, RedisAdminStore
-from gateway.admission import Admission
+from gateway.admission import Admission, Doorstep, RoomCheck
 from gateway.auth import Authenticator, Identity, KeyAuthenticator, pseudonym
 from gateway.background import Detached
-from gateway.budget import UploadBudget
+from gateway.budget import ImageShelf, UploadBudget
 from gateway.cache import ResponseCache, cache_key
 from gateway.edits import EditsUpstream
 from gateway.hosting import ImageHost
@@ -57,6 +57,9 @@ class Services:
     uploads: UploadBudget
     background: Detached  # upstream calls whose caller left after dispatch
     admin: AdminOps
+    doorstep: Doorstep
+    room: RoomCheck
+    shelf: ImageShelf
 
     def cache_key(self, identity: Identity, request: VariationRequest) -> str:
         """The cache entry of this request, within the configured scope."""
@@ -118,10 +121,15 @@ def open_cache(settings: Settings, store: CacheStore) -> ResponseCache:
 
 
 def open_upload_budget(settings: Settings) -> UploadBudget:
-    """The bytes of uploads this process may hold at once; a request waits for its share as
-    long as it would be given to send its body."""
+    """The bytes of uploads this process may hold at once, and uploads per caller; a request
+    waits for room at most half the time it is given to send its body, so that a wait
+    too long ends in a retryable 503, not in the body's own timeout (400)."""
     limits = settings.config.limits
-    return UploadBudget(limits.upload_buffer_mb * 2**20, limits.body_timeout_seconds)
+    return UploadBudget(
+        limits.upload_buffer_mb * 2**20,
+        limits.body_timeout_seconds / 2,
+        per_caller=limits.max_uploads_per_caller,
+    )
 
 
 def open_jwks(settings: Settings) -> JwksCache | None:
@@ -242,6 +250,9 @@ async def open_services(
                     uploads=open_upload_budget(settings),
                     background=background,
                     admin=AdminOps(runtime),
+                    doorstep=Doorstep(),
+                    room=RoomCheck(ledger, settings.config.cache.hits_count_against),
+                    shelf=ImageShelf(),
                 )
             finally:  # calls whose callers left finish (or are cancelled) while the client is open
                 await background.close(settings.config.limits.shutdown_grace_seconds)

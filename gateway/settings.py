@@ -86,7 +86,8 @@ class UpstreamConfig(Strict):
     project: str | None = None
     timeout_seconds: float = Field(120.0, gt=0)
     connect_timeout_seconds: float = Field(5.0, gt=0)
-    max_connections: int = Field(512, ge=1)
+    # The one client's pool: every request in flight may hold one upstream connection.
+    max_connections: int = Field(4096, ge=1)
     models: tuple[str, ...] = Field(("dall-e-2",), min_length=1)
     edits: EditsConfig | None = None
     # A call sent upstream whose answer never came whole (a timeout, a lost connection, a
@@ -175,12 +176,17 @@ class LimitsConfig(Strict):
     stopping gateway lets requests under way finish."""
 
     body_timeout_seconds: float = Field(60.0, gt=0)
+    # The request line and headers must arrive within this (else 400 request_timeout).
+    header_timeout_seconds: float = Field(10.0, gt=0)
     max_image_side: int = Field(4096, ge=1)
     shutdown_grace_seconds: int = Field(30, ge=0)
-    # Variations requests one process serves at once (each holds its upload); null: no limit.
-    max_concurrent_requests: int | None = Field(256, ge=1)
-    # Per process: uploads held in memory at once, by declared size (one upload at least).
+    # Variations requests one process serves at once, most of them waiting on the upstream
+    # (each holds two sockets, and little memory once its upload is sent); null: no limit.
+    max_concurrent_requests: int | None = Field(4096, ge=1)
+    # Per process: bytes of uploads held in memory at once, as received, until sent upstream.
     upload_buffer_mb: int = Field(64, ge=5)
+    # Uploads one caller holds at once (being read, or not yet sent); the rest wait unread.
+    max_uploads_per_caller: int = Field(16, ge=1)
 
 
 class GatewayConfig(Strict):

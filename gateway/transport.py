@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import ssl
 import urllib.request
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
 
 import aiohttp
@@ -82,10 +82,23 @@ async def _stream(request: httpx.Request) -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def byte_stream(*parts: bytes) -> AsyncIterator[bytes]:
-    """`parts`, one after the other, as a request body httpx streams (no joined copy)."""
-    for part in parts:
-        yield part
+async def byte_stream(
+    *parts: bytes, then: Callable[[], None] | None = None
+) -> AsyncIterator[bytes]:
+    """`parts`, one after the other, as a request body httpx streams (no joined copy).
+
+    `then` is called when the transport asks for the last part: it has written all the
+    others (to the socket, or to its buffer of at most a flow-control window), which are
+    let go of first. Not after the last part: a transport that knows the length stops
+    asking once it has it.
+    """
+    *first, last = parts or (b"",)
+    parts = ()
+    while first:
+        yield first.pop(0)  # held by the transport alone once written
+    if then is not None:
+        then()
+    yield last
 
 
 _CLOSED = httpx.ByteStream(b"")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import http.cookiejar
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, Protocol
 
 import httpx
@@ -138,11 +138,14 @@ class UpstreamCall:
         named = (self.api_key, upstream.organization, upstream.project)
         self._secrets = tuple(value for value in named if value)
 
-    async def post(self, fields: Mapping[str, str], image: bytes) -> httpx.Response:
+    async def post(
+        self, fields: Mapping[str, str], image: bytes, sent: Callable[[], None] | None = None
+    ) -> httpx.Response:
         """POST `fields` and the PNG `image`: any HTTP answer returns, transport errors raise.
 
         The body goes out as its three parts, framing, image, framing: never joined, so the
-        image (up to 4 MiB) is not copied once more for each request.
+        image (up to 4 MiB) is not copied once more for each request. `sent` is called once
+        the transport has written it all; from then on only the caller's `sent` keeps it.
         """
         head, tail, content_type = multipart_frame(fields, "image")
         headers = {
@@ -150,10 +153,10 @@ class UpstreamCall:
             "content-type": content_type,
             "content-length": str(len(head) + len(image) + len(tail)),
         }
+        body = byte_stream(head, image, tail, then=sent)
+        del image  # the body holds it until written, not this frame until the answer
         try:
-            return await self._client.post(
-                self.url, content=byte_stream(head, image, tail), headers=headers
-            )
+            return await self._client.post(self.url, content=body, headers=headers)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # nothing was sent
             raise UpstreamUnreachable() from exc
         except httpx.TimeoutException as exc:
@@ -209,7 +212,7 @@ class VariationsUpstream:
             "response_format": request.response_format,
             "user": user,
         }
-        response = await self._call.post(fields, request.image)
+        response = await self._call.post(fields, request.image, request.sent)
         request_id = response.headers.get("x-request-id")
         if response.status_code != 200:
             raise self._call.failure(response, error_object(response.content))

@@ -134,9 +134,10 @@ VARIANTS = ("trickle", "trickle-chunked", "stall-after-head", "stall-mid-image",
 def test_slow_loris_bodies_are_cut_off_at_the_deadline_while_others_are_served(
     gateway: GatewayProcess, upstream: FakeUpstream, clean_redis: str
 ) -> None:
-    """25 slow callers (trickling, stalled, chunked, with a bad key) are each answered at the
-    body deadline (400 request_timeout, or 401), cost nothing, reach no upstream, and a
-    normal caller is served meanwhile."""
+    """25 slow callers (trickling, stalled, chunked, with a bad key) are each answered by the
+    body deadline (400 request_timeout; 401; or 503, unread, past the caller's cap of
+    uploads at once), cost nothing, reach no upstream, and another caller is served
+    meanwhile."""
     answers: dict[int, bytes] = {}
 
     def run(index: int) -> None:
@@ -147,15 +148,19 @@ def test_slow_loris_bodies_are_cut_off_at_the_deadline_while_others_are_served(
     for thread in threads:
         thread.start()
     time.sleep(0.2)
-    served = gateway.post_variation(PNG, size="256x256")
+    # Another caller: alice's own further uploads wait behind her cap of uploads at once.
+    served = gateway.post_variation(PNG, user="carol", size="256x256")
     for thread in threads:
         thread.join(timeout=20)
     elapsed = time.monotonic() - started
     assert served.status_code == 200
     for index, answer in answers.items():
-        expected = 401 if VARIANTS[index % len(VARIANTS)] == "bad-key" else 400
-        assert status_of(answer) == expected, answer[:300]
-        if expected == 400:
+        if VARIANTS[index % len(VARIANTS)] == "bad-key":
+            assert status_of(answer) == 401, answer[:300]
+        elif status_of(answer) == 503:  # past alice's cap of uploads at once: never read
+            assert b'"server_overloaded"' in answer and b"connection: close" in answer
+        else:
+            assert status_of(answer) == 400, answer[:300]
             assert b'"request_timeout"' in answer and b"x-should-retry: false" in answer
     assert len(answers) == 25
     assert elapsed < 10 * DEADLINE  # cut off at the deadline, not when the caller finished

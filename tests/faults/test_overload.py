@@ -67,8 +67,10 @@ def test_past_the_concurrency_limit_uploads_are_refused_openai_shaped(
     quick_upstream: FakeUpstream,
     measured: Callable[[str], None],
 ) -> None:
-    """With limits.max_concurrent_requests at 20, the rest of 200 concurrent uploads get a
-    503 server_overloaded in OpenAI's shape, and memory is bounded by the 20."""
+    """With limits.max_concurrent_requests at 20, the rest of 200 concurrent uploads are
+    refused unread: a 503 server_overloaded in OpenAI's shape, or (for a caller still
+    sending its 3.9 MB when the connection closes after it) a connection error, which the
+    SDKs retry; memory is bounded by the 20."""
     limit = 20
     config = {**base_config(quick_upstream.url), "limits": {"max_concurrent_requests": limit}}
     gateway = start_gateway(config, ENV)
@@ -76,7 +78,7 @@ def test_past_the_concurrency_limit_uploads_are_refused_openai_shaped(
     with PeakRss(gateway.proc.pid) as rss:
         tally = asyncio.run(_crowd(gateway.url, CROWD))
     statuses = tally.statuses()
-    assert set(statuses) == {200, 503} and statuses[200] >= limit
+    assert set(statuses) <= {0, 200, 503} and statuses[200] >= limit
     assert len(quick_upstream.received) == statuses[200]
     refused = [seen for seen in tally.seen if seen.status == 503]
     for seen in refused:
@@ -87,4 +89,4 @@ def test_past_the_concurrency_limit_uploads_are_refused_openai_shaped(
         f"{CROWD} concurrent uploads, at most {limit} in flight: peak RSS "
         f"{rss.peak / MiB:.0f} MiB (base {rss.base / MiB:.0f}); {len(refused)} refused 503"
     )
-    assert rss.growth < limit * PER_REQUEST + 128 * MiB  # + the refused ones being drained
+    assert rss.growth < limit * PER_REQUEST + 128 * MiB

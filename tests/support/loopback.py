@@ -13,7 +13,7 @@ from typing import Any
 
 class _Server(ThreadingHTTPServer):
     # The stdlib's backlog of 5 refuses connections when a test fires dozens at once.
-    request_queue_size = 256
+    request_queue_size = 1024
     daemon_threads = True
 
 

@@ -1,0 +1,160 @@
+"""uvicorn's HTTP/1.1 protocol (httptools) with a guard in front of its parser.
+
+uvicorn has neither a limit on the size of a request head nor a timeout for receiving one:
+a connection can stream a 100 MB header value (httptools joins its pieces as they come,
+so the copying grows with the square of the size, and the memory is never given back) or
+send half a head and wait forever, holding a socket. The guard counts the bytes of each
+head before the parser sees them and answers, in OpenAI's shape, with the connection
+closed:
+
+- a request line longer than `MAX_REQUEST_LINE`: 414 `uri_too_long`;
+- a head (request line and headers) longer than `MAX_HEAD`: 431
+  `request_header_fields_too_large`;
+- a head not received within `limits.header_timeout_seconds` of the connection opening,
+  or of its first byte on a reused connection: 400 `request_timeout` (a connection that
+  sent nothing is just closed);
+- a head the parser cannot read: 400 `invalid_request` (uvicorn's answer is plain text).
+
+The timeout comes from the app's lifespan state (`HEAD_SECONDS_STATE`), as the config
+file is read in the app, not in the server.
+
+Idle keep-alive connections are closed by uvicorn's own `timeout_keep_alive`; bodies have
+`limits.body_timeout_seconds`. Bytes the parser is given in the same read as the end of a
+head (a body, a pipelined request) are not counted, so a head is bounded by the limit plus
+one read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from gateway.errors import (
+    GatewayError,
+    HeadersTooLarge,
+    InvalidRequest,
+    RequestTimeout,
+    UriTooLong,
+)
+from gateway.middleware import new_request_id
+
+MAX_REQUEST_LINE = 8 * 1024  # nginx's default large_client_header_buffers size
+MAX_HEAD = 64 * 1024  # room for an SSO token (up to 16 KiB) and the usual headers
+HEAD_SECONDS = 10.0  # the default of limits.header_timeout_seconds
+HEAD_SECONDS_STATE = "gateway.header_timeout_seconds"
+_END_OF_HEAD = b"\r\n\r\n"
+
+
+def raw_response(error: GatewayError) -> bytes:
+    """`error` as a whole HTTP/1.1 response that closes the connection."""
+    body = orjson.dumps(error.body())
+    headers = {
+        **error.headers,
+        "content-type": "application/json",
+        "content-length": str(len(body)),
+        "x-request-id": new_request_id(),
+        "connection": "close",
+    }
+    head = f"HTTP/1.1 {error.status} {_REASONS.get(error.status, 'Error')}\r\n"
+    head += "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    return (head + "\r\n").encode("latin-1") + body
+
+
+_REASONS = {400: "Bad Request", 414: "URI Too Long", 431: "Request Header Fields Too Large"}
+
+
+class HeadGuard:
+    """Counts one head's bytes as they arrive; says when it is complete or too large."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+        self.line_ended = False
+        self.complete = False
+        self._tail = b""
+
+    def feed(self, data: bytes) -> GatewayError | None:
+        """Account for `data`: the refusal if the head is now too large, else None (and
+        `complete` tells whether the head ended in `data`)."""
+        window = self._tail + data
+        end = window.find(_END_OF_HEAD)
+        scanned = len(data) if end < 0 else end + len(_END_OF_HEAD) - len(self._tail)
+        if not self.line_ended:
+            newline = window.find(b"\n")
+            line = self.seen + (newline - len(self._tail) if newline >= 0 else len(data))
+            if line > MAX_REQUEST_LINE:
+                return UriTooLong()
+            self.line_ended = newline >= 0
+        self.seen += scanned
+        self.complete = end >= 0
+        if self.seen > MAX_HEAD:
+            return HeadersTooLarge()
+        self._tail = window[-3:]
+        return None
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """`HttpToolsProtocol` with `HeadGuard` and the head timeout in front of its parser."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._guard: HeadGuard | None = HeadGuard()  # None while a body is being parsed
+        self._head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._guard is not None:
+            refusal = self._guard.feed(data)
+            if refusal is not None:
+                self._refuse(refusal)
+                return
+            if self._guard.complete:
+                self._guard = None
+                self._disarm()
+            else:
+                self._arm()
+        super().data_received(data)
+
+    def on_headers_complete(self) -> None:
+        self._guard = None  # the rest of this message is body: uncounted
+        self._disarm()
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._guard = HeadGuard()  # whatever comes next is the next head
+
+    def send_400_response(self, msg: str) -> None:
+        self._refuse(InvalidRequest("Invalid HTTP request received.", code="invalid_request"))
+
+    def _arm(self) -> None:
+        if self._head_timer is None:
+            seconds = float(self.app_state.get(HEAD_SECONDS_STATE, HEAD_SECONDS))
+            self._head_timer = self.loop.call_later(seconds, self._timed_out)
+
+    def _disarm(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _timed_out(self) -> None:
+        self._head_timer = None
+        if self._guard is not None and self._guard.seen == 0:
+            self.transport.close()  # nothing sent at all: nobody to answer
+            return
+        self._refuse(RequestTimeout("The request headers were not received in time."))
+
+    def _refuse(self, error: GatewayError) -> None:
+        self._disarm()
+        if not self.transport.is_closing():
+            self.transport.write(raw_response(error))
+            self.transport.close()
