@@ -26,7 +26,7 @@ import httpx
 
 from bench import procs
 from bench.images import noise_png
-from gateway.auth import Identity
+from gateway.auth.authenticator import Identity
 from gateway.ledger import QuotaLedger
 from gateway.settings import parse_config
 from gateway.store.base import Store

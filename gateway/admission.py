@@ -20,8 +20,8 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 
+from gateway.auth.identity import Identity
 from gateway.errors import GatewayError, RateLimited
-from gateway.identity import Identity
 from gateway.ledger import QuotaLedger
 from gateway.multipart import body_bound
 from gateway.settings import Unit

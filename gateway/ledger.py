@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from gateway.auth import Identity
+from gateway.auth.authenticator import Identity
 from gateway.errors import StoreUnavailable
 from gateway.metrics import QUOTA_REJECTIONS, STORE_ERRORS
 from gateway.policy import QuotaPolicy, ScopedRule, own_rules, pool_rules

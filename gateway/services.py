@@ -15,30 +15,31 @@ import httpx
 import redis.asyncio as redis
 from redis.asyncio.cluster import RedisCluster
 
-from gateway import metrics, sandbox
+from gateway import metrics
 from gateway.admin_ops import AdminOps
 from gateway.admin_state import RuntimeState
 from gateway.admin_store import AdminStore, MemoryAdminStore, RedisAdminStore
 from gateway.admission import Admission, Doorstep, RoomCheck
-from gateway.auth import Authenticator, Identity, KeyAuthenticator, pseudonym
+from gateway.auth.authenticator import Authenticator, Identity, KeyAuthenticator, pseudonym
+from gateway.auth.jwks import JwksCache
+from gateway.auth.oidc import JwtVerifier
+from gateway.auth.proxy_headers import TrustedHeaders
 from gateway.background import Detached
 from gateway.budget import ImageShelf, UploadBudget
 from gateway.cache import ResponseCache, cache_key
-from gateway.edits import EditsUpstream
-from gateway.hosting import ImageHost
-from gateway.jwks import JwksCache
 from gateway.ledger import QuotaLedger
-from gateway.oidc import JwtVerifier
 from gateway.params import VariationRequest
 from gateway.policy import configured_teams, rule_labels
-from gateway.proxy_headers import TrustedHeaders
 from gateway.settings import Settings
 from gateway.store.base import CacheStore, Clock, Store, StoreError
 from gateway.store.connect import Connections, connect
 from gateway.store.memory import MemoryCacheStore, MemoryStore
 from gateway.store.redis import RedisCacheStore, RedisStore
 from gateway.store.topology import verify
-from gateway.upstream import Upstream, VariationsUpstream, build_client
+from gateway.upstream import sandbox
+from gateway.upstream.edits import EditsUpstream
+from gateway.upstream.hosting import ImageHost
+from gateway.upstream.variations import Upstream, VariationsUpstream, build_client
 
 
 @dataclass(frozen=True)

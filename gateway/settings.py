@@ -16,9 +16,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 
+from gateway.auth.identity_settings import IdentityConfig, identity_warnings
 from gateway.config_types import HexDigest, Name, Price, Strict
 from gateway.environment import DEMO_KEY, PUBLIC_URL, missing_required
-from gateway.identity_settings import IdentityConfig, identity_warnings
 from gateway.redis_settings import RedisConnectionConfig, redis_options
 from gateway.store.connect import ConnectOptions
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from gateway.auth import Identity
+from gateway.auth.authenticator import Identity
 from gateway.errors import QuotaExceeded, RateLimited, StoreUnavailable
 from gateway.ledger import QuotaLedger
 from gateway.settings import DALL_E_2_PRICES, Size, parse_config

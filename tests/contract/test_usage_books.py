@@ -7,7 +7,7 @@ import redis.asyncio as redis
 from redis.asyncio.cluster import RedisCluster
 
 from gateway.admin_store import AdminStore, MemoryAdminStore, RedisAdminStore
-from gateway.auth import Identity
+from gateway.auth.authenticator import Identity
 from gateway.ledger import QuotaLedger
 from gateway.settings import DALL_E_2_PRICES, Size, parse_config
 from gateway.store.base import Store

@@ -11,7 +11,7 @@ import hmac
 import pytest
 from starlette.requests import Request
 
-from gateway.auth import (
+from gateway.auth.authenticator import (
     MAX_KEY_LENGTH,
     Authenticator,
     Identity,
@@ -20,9 +20,9 @@ from gateway.auth import (
     pseudonym,
     require_admin,
 )
+from gateway.auth.identity_settings import TrustedHeaderConfig
+from gateway.auth.proxy_headers import TrustedHeaders
 from gateway.errors import AuthenticationError, PermissionDenied
-from gateway.identity_settings import TrustedHeaderConfig
-from gateway.proxy_headers import TrustedHeaders
 from gateway.settings import PrincipalConfig
 
 ALICE_KEY = "gwk_alice_0123456789abcdefghijklmnop"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from gateway.auth import Identity
+from gateway.auth.authenticator import Identity
 from gateway.cache import URL_MARGIN_SECONDS, cache_key, cache_mode, entry_ttl
 from gateway.params import VariationRequest
 from gateway.settings import CacheConfig

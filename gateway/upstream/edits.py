@@ -32,12 +32,12 @@ from gateway.errors import (
     UpstreamMisconfigured,
     UpstreamRejected,
 )
-from gateway.hosting import ImageHost
-from gateway.imaging import ImageUnreadable, fit_png
 from gateway.params import VariationRequest
 from gateway.settings import ModelPrice, Settings, Size
 from gateway.store.base import StoreError
-from gateway.upstream import (
+from gateway.upstream.hosting import ImageHost
+from gateway.upstream.imaging import ImageUnreadable, fit_png
+from gateway.upstream.variations import (
     UpstreamAnswer,
     UpstreamCall,
     error_object,

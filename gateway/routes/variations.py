@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway import metrics
-from gateway.auth import Identity
+from gateway.auth.authenticator import Identity
 from gateway.budget import Lease
 from gateway.cache import Cached, CacheResult, Mode, Probe, cache_mode
 from gateway.errors import GatewayError, Overloaded

@@ -31,7 +31,7 @@ from gateway.errors import (
 from gateway.params import VariationRequest
 from gateway.redaction import known_fields, sanitise
 from gateway.settings import Settings, Size
-from gateway.transport import AiohttpTransport, byte_stream
+from gateway.upstream.transport import AiohttpTransport, byte_stream
 
 
 class UpstreamAnswer(NamedTuple):
@@ -77,7 +77,7 @@ def build_client(
 ) -> httpx.AsyncClient:
     """The one long-lived client, with explicit timeouts and pool limits, and no cookies.
 
-    Its wire is aiohttp's pool (`gateway.transport`: httpx's own slows down with every open
+    Its wire is aiohttp's pool (`gateway.upstream.transport`: httpx's own slows down with every open
     connection), unless a transport is given (the sandbox, tests).
     """
     upstream = settings.config.upstream

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from gateway.admin_ops import rule_dicts
-from gateway.auth import Identity, require_admin
+from gateway.auth.authenticator import Identity, require_admin
 from gateway.policy import Scope
 from gateway.quota import RuleState
 from gateway.services import Services

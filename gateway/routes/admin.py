@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from gateway.admin_ops import Actor, AdminOps, Created, rule_dicts
 from gateway.admin_records import AuditQuery, KeyRecord
-from gateway.auth import Identity, require_admin
+from gateway.auth.authenticator import Identity, require_admin
 from gateway.errors import InvalidRequest, RequestTooLarge, StoreUnavailable
 from gateway.policy import Scope
 from gateway.services import Services

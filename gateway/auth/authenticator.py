@@ -22,10 +22,10 @@ from collections.abc import Callable, Iterable
 
 from starlette.requests import HTTPConnection
 
+from gateway.auth.identity import Identity, Role
+from gateway.auth.oidc import MAX_TOKEN_LENGTH, JwtVerifier, looks_like_jwt
+from gateway.auth.proxy_headers import TrustedHeaders
 from gateway.errors import AuthenticationError, PermissionDenied
-from gateway.identity import Identity, Role
-from gateway.oidc import MAX_TOKEN_LENGTH, JwtVerifier, looks_like_jwt
-from gateway.proxy_headers import TrustedHeaders
 from gateway.settings import PrincipalConfig
 
 __all__ = [
