@@ -26,13 +26,14 @@ import httpx
 
 from bench import procs
 from bench.images import noise_png
-from gateway.auth.authenticator import Identity
+from gateway.auth.identity import Identity
 from gateway.ledger import QuotaLedger
 from gateway.settings import parse_config
 from gateway.store.base import Store
-from gateway.store.connect import connect, parse_url
+from gateway.store.connect import connect
 from gateway.store.memory import MemoryStore
 from gateway.store.redis import RedisStore
+from gateway.store.urls import parse_url
 
 RULES = procs.UNREFUSING_QUOTAS
 WHO = Identity("bench", "bench")

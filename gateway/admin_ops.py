@@ -26,8 +26,9 @@ from gateway.auth.identity import NAME_RULE, external_name
 from gateway.config_types import Strict
 from gateway.errors import GatewayError, InvalidRequest, NotFound, Outcome
 from gateway.policy import Scope
-from gateway.settings import QuotaRule, Unit, Window
+from gateway.settings import QuotaRule
 from gateway.usage import book_keys, month_stamp
+from gateway.vocabulary import Unit, Window
 
 audit_log = logging.getLogger("gateway.audit")
 MAX_KEYS_PER_USER = 20

@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from gateway.auth.authenticator import Identity
+from gateway.auth.identity import Identity
 from gateway.errors import StoreUnavailable
 from gateway.metrics import QUOTA_REJECTIONS, STORE_ERRORS
 from gateway.policy import QuotaPolicy, ScopedRule, own_rules, pool_rules
@@ -37,9 +37,10 @@ from gateway.quota import (
     usd_amount,
     window_bounds,
 )
-from gateway.settings import GatewayConfig, Size, Unit
+from gateway.settings import GatewayConfig
 from gateway.store.base import ChargeItem, QuotaStore, Receipt, StoreError, UsageCharge, make_key
 from gateway.usage import usage_charge
+from gateway.vocabulary import Size, Unit
 
 log = logging.getLogger("gateway.quota")
 _CLOCK_ATTEMPTS = 3

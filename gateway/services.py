@@ -8,8 +8,7 @@ transport here rather than patching anything.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 
 import httpx
 import redis.asyncio as redis
@@ -20,15 +19,15 @@ from gateway.admin_ops import AdminOps
 from gateway.admin_state import RuntimeState
 from gateway.admin_store import AdminStore, MemoryAdminStore, RedisAdminStore
 from gateway.admission import Admission, Doorstep, RoomCheck
-from gateway.auth.authenticator import Authenticator, Identity, KeyAuthenticator, pseudonym
+from gateway.auth.authenticator import Authenticator, KeyAuthenticator
 from gateway.auth.jwks import JwksCache
 from gateway.auth.oidc import JwtVerifier
 from gateway.auth.proxy_headers import TrustedHeaders
 from gateway.background import Detached
 from gateway.budget import ImageShelf, UploadBudget
-from gateway.cache import ResponseCache, cache_key
+from gateway.cache import ResponseCache
+from gateway.container import Services
 from gateway.ledger import QuotaLedger
-from gateway.params import VariationRequest
 from gateway.policy import configured_teams, rule_labels
 from gateway.settings import Settings
 from gateway.store.base import CacheStore, Clock, Store, StoreError
@@ -37,40 +36,11 @@ from gateway.store.memory import MemoryCacheStore, MemoryStore
 from gateway.store.redis import RedisCacheStore, RedisStore
 from gateway.store.topology import verify
 from gateway.upstream import sandbox
+from gateway.upstream.base import Upstream
+from gateway.upstream.client import build_client
 from gateway.upstream.edits import EditsUpstream
 from gateway.upstream.hosting import ImageHost
-from gateway.upstream.variations import Upstream, VariationsUpstream, build_client
-
-
-@dataclass(frozen=True)
-class Services:
-    """Everything a request handler needs, built from one `Settings`."""
-
-    settings: Settings
-    auth: Authenticator
-    store: Store
-    images: ImageHost
-    ledger: QuotaLedger
-    cache: ResponseCache
-    upstream: Upstream
-    upstream_headers: Mapping[str, str]
-    admission: Admission
-    uploads: UploadBudget
-    background: Detached  # upstream calls whose caller left after dispatch
-    admin: AdminOps
-    doorstep: Doorstep
-    room: RoomCheck
-    shelf: ImageShelf
-
-    def cache_key(self, identity: Identity, request: VariationRequest) -> str:
-        """The cache entry of this request, within the configured scope."""
-        return cache_key(self.settings.config.cache, identity, request, self.upstream.identity)
-
-    def user_field(self, identity: Identity) -> str:
-        """The `user` value sent upstream for this identity (never the caller's own)."""
-        if self.settings.config.identity.user_field == "plain":
-            return identity.user
-        return pseudonym(self.settings.user_secret.get_secret_value(), identity.user)
+from gateway.upstream.variations import VariationsUpstream
 
 
 def open_store(settings: Settings, redis: Connections, clock: Clock | None = None) -> Store:

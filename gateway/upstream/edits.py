@@ -32,19 +32,19 @@ from gateway.errors import (
     UpstreamMisconfigured,
     UpstreamRejected,
 )
-from gateway.params import VariationRequest
-from gateway.settings import ModelPrice, Settings, Size
+from gateway.settings import ModelPrice, Settings
 from gateway.store.base import StoreError
-from gateway.upstream.hosting import ImageHost
-from gateway.upstream.imaging import ImageUnreadable, fit_png
-from gateway.upstream.variations import (
-    UpstreamAnswer,
+from gateway.upstream.base import UpstreamAnswer, VariationRequest
+from gateway.upstream.client import (
     UpstreamCall,
     error_object,
     malformed,
     request_id_header,
     str_or_none,
 )
+from gateway.upstream.hosting import ImageHost
+from gateway.upstream.imaging import ImageUnreadable, fit_png
+from gateway.vocabulary import Size
 
 log = logging.getLogger("gateway.edits")
 GENERATED_SIZE = "1024x1024"

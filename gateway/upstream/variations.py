@@ -1,4 +1,4 @@
-"""The upstream seam: the `Upstream` interface, the HTTP client, and OpenAI's variations format.
+"""The variations adapter: OpenAI's variations wire format, forwarded as it is.
 
 Two adapters fulfil a variations request: `VariationsUpstream` (here) forwards it to a
 service speaking the variations wire format (OpenAI's, or the sandbox); `EditsUpstream`
@@ -11,182 +11,15 @@ never sees httpx.
 
 from __future__ import annotations
 
-import http.cookiejar
-import secrets
-from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple, Protocol
+from collections.abc import Mapping
 
 import httpx
 import orjson
 
-from gateway.errors import (
-    NO_RETRY,
-    UpstreamAnswerLost,
-    UpstreamAuthError,
-    UpstreamError,
-    UpstreamRejected,
-    UpstreamTimeout,
-    UpstreamUnreachable,
-)
-from gateway.params import VariationRequest
-from gateway.redaction import known_fields, sanitise
-from gateway.settings import Settings, Size
-from gateway.upstream.transport import AiohttpTransport, byte_stream
-
-
-class UpstreamAnswer(NamedTuple):
-    """A successful upstream answer: the body to relay and what it delivered.
-
-    `usd` is the real cost when the upstream reported it (token usage), else None: the
-    quota is then settled from the price table.
-    """
-
-    body: bytes
-    images: int
-    request_id: str | None
-    usd: float | None = None
-
-
-class Upstream(Protocol):
-    """One way of fulfilling a variations request (an adapter); see `open_upstream`."""
-
-    identity: str  # what answers, for cache keys: a change of adapter or model is a miss
-    headers: Mapping[str, str]  # added to every answer it produced
-
-    def image_price(self, size: Size) -> float:
-        """USD reserved per image of `size` before the call."""
-
-    async def create_variation(self, request: VariationRequest, user: str) -> UpstreamAnswer:
-        """Fulfil `request` for the pseudonymous `user`; raises an `UpstreamError` subclass."""
-
-
-class _NoCookies(http.cookiejar.CookieJar):
-    """A cookie jar that keeps nothing: the one client serves every caller, so a cookie the
-    upstream sets for one request must never be sent with the next (and not storing them
-    saves httpx's cookie work on every answer)."""
-
-    def extract_cookies(self, response: object, request: object) -> None:
-        pass
-
-    def add_cookie_header(self, request: object) -> None:
-        pass
-
-
-def build_client(
-    settings: Settings, transport: httpx.AsyncBaseTransport | None = None
-) -> httpx.AsyncClient:
-    """The one long-lived client, with explicit timeouts and pool limits, and no cookies.
-
-    Its wire is aiohttp's pool (`gateway.upstream.transport`: httpx's own slows down with every open
-    connection), unless a transport is given (the sandbox, tests).
-    """
-    upstream = settings.config.upstream
-    limits = httpx.Limits(
-        max_connections=upstream.max_connections,
-        max_keepalive_connections=upstream.max_connections,
-    )
-    return httpx.AsyncClient(
-        transport=transport or AiohttpTransport(limits),
-        timeout=httpx.Timeout(upstream.timeout_seconds, connect=upstream.connect_timeout_seconds),
-        follow_redirects=False,
-        cookies=_NoCookies(),
-    )
-
-
-def multipart_frame(fields: Mapping[str, str], file_field: str) -> tuple[bytes, bytes, str]:
-    """What goes before and after the PNG in a multipart/form-data body, and its Content-Type."""
-    boundary = secrets.token_hex(16)
-    head = "".join(
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
-        for name, value in fields.items()
-    )
-    file_head = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{file_field}"; '
-        'filename="image.png"\r\nContent-Type: image/png\r\n\r\n'
-    )
-    tail = f"\r\n--{boundary}--\r\n"
-    return (head + file_head).encode(), tail.encode(), f"multipart/form-data; boundary={boundary}"
-
-
-def encode_multipart(
-    fields: Mapping[str, str], file_field: str, file_bytes: bytes
-) -> tuple[bytes, str]:
-    """A whole multipart/form-data body and its Content-Type."""
-    head, tail, content_type = multipart_frame(fields, file_field)
-    return b"".join((head, file_bytes, tail)), content_type
-
-
-class UpstreamCall:
-    """Multipart POSTs to one upstream URL with the company's credentials, and failure mapping.
-
-    Shared by the adapters: they choose the fields; transport failures and non-200 answers
-    become `UpstreamError`s here, rebuilt from what `gateway.redaction` lets through.
-    """
-
-    def __init__(self, client: httpx.AsyncClient, settings: Settings, url: str) -> None:
-        upstream = settings.config.upstream
-        self._client, self.url = client, url
-        self.api_key = (
-            settings.upstream_api_key.get_secret_value() if settings.upstream_api_key else ""
-        )
-        self._headers = {"authorization": f"Bearer {self.api_key}", "accept": "application/json"}
-        if upstream.organization:
-            self._headers["openai-organization"] = upstream.organization
-        if upstream.project:
-            self._headers["openai-project"] = upstream.project
-        # Never shown to a caller, whatever the upstream's message says.
-        named = (self.api_key, upstream.organization, upstream.project)
-        self._secrets = tuple(value for value in named if value)
-
-    async def post(
-        self, fields: Mapping[str, str], image: bytes, sent: Callable[[], None] | None = None
-    ) -> httpx.Response:
-        """POST `fields` and the PNG `image`: any HTTP answer returns, transport errors raise.
-
-        The body goes out as its three parts, framing, image, framing: never joined, so the
-        image (up to 4 MiB) is not copied once more for each request. `sent` is called once
-        the transport has written it all; from then on only the caller's `sent` keeps it.
-        """
-        head, tail, content_type = multipart_frame(fields, "image")
-        headers = {
-            **self._headers,
-            "content-type": content_type,
-            "content-length": str(len(head) + len(image) + len(tail)),
-        }
-        body = byte_stream(head, image, tail, then=sent)
-        del image  # the body holds it until written, not this frame until the answer
-        try:
-            return await self._client.post(self.url, content=body, headers=headers)
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # nothing was sent
-            raise UpstreamUnreachable() from exc
-        except httpx.TimeoutException as exc:
-            raise UpstreamTimeout() from exc
-        except httpx.HTTPError as exc:  # sent, maybe in full: the answer is what was lost
-            raise UpstreamAnswerLost("The upstream image service's answer was lost.") from exc
-
-    def failure(self, response: httpx.Response, error: Mapping[str, Any]) -> UpstreamError:
-        """The caller's view of a non-200 answer whose error object is `error`."""
-        status = response.status_code
-        headers = request_id_header(response)
-        if status in (401, 403):
-            return UpstreamAuthError(headers=headers)
-        if not 400 <= status < 500:
-            return UpstreamError(headers=headers)
-        fields = known_fields(status, error.get("type"), error.get("code"), error.get("param"))
-        if status == 429:
-            headers.update(_retry_headers(response.headers, fields.code))
-        return UpstreamRejected(
-            status,
-            self.sanitise(str(error.get("message") or "The upstream refused the request.")),
-            type_=fields.type,
-            code=fields.code,
-            param=fields.param,
-            headers=headers,
-        )
-
-    def sanitise(self, message: str) -> str:
-        """An upstream message made safe to show a caller."""
-        return sanitise(message, self._secrets)
+from gateway.settings import Settings
+from gateway.upstream.base import UpstreamAnswer, VariationRequest
+from gateway.upstream.client import UpstreamCall, error_object, malformed
+from gateway.vocabulary import Size
 
 
 class VariationsUpstream:
@@ -223,36 +56,3 @@ class VariationsUpstream:
         if not isinstance(data, list):
             raise malformed()
         return UpstreamAnswer(response.content, len(data), request_id)
-
-
-def malformed() -> UpstreamError:
-    """The error for an upstream 200 whose body is not what the wire format promises (the
-    upstream said it succeeded: it may have billed)."""
-    return UpstreamAnswerLost("The upstream image service sent a malformed answer.")
-
-
-def request_id_header(response: httpx.Response) -> dict[str, str]:
-    """The upstream's request id, as the header relayed to the caller."""
-    request_id = response.headers.get("x-request-id")
-    return {"x-upstream-request-id": request_id} if request_id else {}
-
-
-def error_object(content: bytes) -> dict[str, Any]:
-    """The `error` object of an OpenAI-shaped error body, or {}."""
-    try:
-        error = orjson.loads(content).get("error")
-    except (orjson.JSONDecodeError, AttributeError):
-        return {}
-    return error if isinstance(error, dict) else {}
-
-
-def str_or_none(value: object) -> str | None:
-    """A string field of an upstream error, bounded; None for anything else."""
-    return value[:128] if isinstance(value, str) else None
-
-
-def _retry_headers(upstream: httpx.Headers, code: str | None) -> dict[str, str]:
-    headers = {k: upstream[k] for k in ("retry-after", "retry-after-ms") if k in upstream}
-    if code == "insufficient_quota":
-        headers.update(NO_RETRY)
-    return headers

@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 
-from gateway.auth.authenticator import Identity
+from gateway.auth.identity import Identity
 from gateway.errors import QuotaExceeded, RateLimited, StoreUnavailable
 from gateway.ledger import QuotaLedger
-from gateway.settings import DALL_E_2_PRICES, Size, parse_config
+from gateway.settings import DALL_E_2_PRICES, parse_config
 from gateway.store.base import (
     ChargeItem,
     ChargeOutcome,
@@ -18,6 +18,7 @@ from gateway.store.base import (
     StoreError,
     UsageCharge,
 )
+from gateway.vocabulary import Size
 
 pytestmark = pytest.mark.anyio
 ALICE, BOB = Identity("alice", "vision"), Identity("bob", "vision")

@@ -14,12 +14,12 @@ from starlette.requests import Request
 from gateway.auth.authenticator import (
     MAX_KEY_LENGTH,
     Authenticator,
-    Identity,
     KeyAuthenticator,
     key_digest,
     pseudonym,
     require_admin,
 )
+from gateway.auth.identity import Identity
 from gateway.auth.identity_settings import TrustedHeaderConfig
 from gateway.auth.proxy_headers import TrustedHeaders
 from gateway.errors import AuthenticationError, PermissionDenied
