@@ -46,7 +46,7 @@ def _percentiles(samples: Sequence[float]) -> tuple[float, float]:
 
 async def _time_calls(store: Store, calls: int) -> dict[str, tuple[float, float]]:
     config = parse_config({"quotas": RULES})
-    ledger = QuotaLedger(config, store, image_price=config.prices.__getitem__)
+    ledger = QuotaLedger(config.quotas, store, image_price=config.prices.__getitem__)
     reserve, settle = [], []
     for _ in range(calls):
         started = time.perf_counter()

@@ -37,7 +37,7 @@ from gateway.store.redis import RedisCacheStore, RedisStore
 from gateway.store.topology import verify
 from gateway.upstream import sandbox
 from gateway.upstream.base import Upstream
-from gateway.upstream.client import build_client
+from gateway.upstream.client import Account, build_client
 from gateway.upstream.edits import EditsUpstream
 from gateway.upstream.hosting import ImageHost
 from gateway.upstream.variations import VariationsUpstream
@@ -159,13 +159,35 @@ def _upstream_transport(
     return httpx.ASGITransport(app=app), sandbox.BASE_URL
 
 
+def open_ledger(
+    settings: Settings, store: Store, upstream: Upstream, runtime: RuntimeState
+) -> QuotaLedger:
+    """The quota ledger: the configured rules with runtime overrides, priced by the adapter."""
+    config = settings.config
+    return QuotaLedger(
+        config.quotas,
+        store,
+        image_price=upstream.image_price,
+        fail_open=config.store.on_error == "fail_open",
+        upstream_timeout_seconds=config.upstream.timeout_seconds,
+        policy=runtime.policy,
+    )
+
+
 def open_upstream(
     settings: Settings, client: httpx.AsyncClient, base_url: str, images: ImageHost
 ) -> Upstream:
     """The configured adapter: forward variations as they are, or fulfil them via edits."""
-    if settings.config.upstream.adapter == "edits":
-        return EditsUpstream(client, settings, base_url, images)
-    return VariationsUpstream(client, settings, base_url)
+    upstream = settings.config.upstream
+    key = settings.upstream_api_key
+    account = Account(
+        key.get_secret_value() if key else "", upstream.organization, upstream.project
+    )
+    if upstream.adapter == "edits":
+        if upstream.edits is None:
+            raise ValueError("the edits adapter needs upstream.edits")
+        return EditsUpstream(client, account, base_url, images, upstream.edits)
+    return VariationsUpstream(client, account, base_url, settings.config.prices)
 
 
 @contextlib.asynccontextmanager
@@ -195,11 +217,9 @@ async def open_services(
     transport, base_url = _upstream_transport(settings, images, upstream_transport)
     try:
         await runtime.start()
-        async with build_client(settings, transport) as client:
+        async with build_client(settings.config.upstream, transport) as client:
             upstream = open_upstream(settings, client, base_url, images)
-            ledger = QuotaLedger(
-                settings.config, store, image_price=upstream.image_price, policy=runtime.policy
-            )
+            ledger = open_ledger(settings, store, upstream, runtime)
             try:
                 yield Services(
                     settings=settings,

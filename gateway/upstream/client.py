@@ -6,7 +6,7 @@ from __future__ import annotations
 import http.cookiejar
 import secrets
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import orjson
@@ -21,8 +21,16 @@ from gateway.errors import (
     UpstreamUnreachable,
 )
 from gateway.redaction import known_fields, sanitise
-from gateway.settings import Settings
+from gateway.settings import UpstreamConfig
 from gateway.upstream.transport import AiohttpTransport, byte_stream
+
+
+class Account(NamedTuple):
+    """The company's credentials for the upstream: its key, organization and project."""
+
+    api_key: str
+    organization: str | None = None
+    project: str | None = None
 
 
 class _NoCookies(http.cookiejar.CookieJar):
@@ -38,14 +46,13 @@ class _NoCookies(http.cookiejar.CookieJar):
 
 
 def build_client(
-    settings: Settings, transport: httpx.AsyncBaseTransport | None = None
+    upstream: UpstreamConfig, transport: httpx.AsyncBaseTransport | None = None
 ) -> httpx.AsyncClient:
     """The one long-lived client, with explicit timeouts and pool limits, and no cookies.
 
     Its wire is aiohttp's pool (`gateway.upstream.transport`: httpx's own slows down with every open
     connection), unless a transport is given (the sandbox, tests).
     """
-    upstream = settings.config.upstream
     limits = httpx.Limits(
         max_connections=upstream.max_connections,
         max_keepalive_connections=upstream.max_connections,
@@ -88,19 +95,15 @@ class UpstreamCall:
     become `UpstreamError`s here, rebuilt from what `gateway.redaction` lets through.
     """
 
-    def __init__(self, client: httpx.AsyncClient, settings: Settings, url: str) -> None:
-        upstream = settings.config.upstream
-        self._client, self.url = client, url
-        self.api_key = (
-            settings.upstream_api_key.get_secret_value() if settings.upstream_api_key else ""
-        )
+    def __init__(self, client: httpx.AsyncClient, account: Account, url: str) -> None:
+        self._client, self.url, self.api_key = client, url, account.api_key
         self._headers = {"authorization": f"Bearer {self.api_key}", "accept": "application/json"}
-        if upstream.organization:
-            self._headers["openai-organization"] = upstream.organization
-        if upstream.project:
-            self._headers["openai-project"] = upstream.project
+        if account.organization:
+            self._headers["openai-organization"] = account.organization
+        if account.project:
+            self._headers["openai-project"] = account.project
         # Never shown to a caller, whatever the upstream's message says.
-        named = (self.api_key, upstream.organization, upstream.project)
+        named = (self.api_key, account.organization, account.project)
         self._secrets = tuple(value for value in named if value)
 
     async def post(

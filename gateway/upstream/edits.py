@@ -32,10 +32,11 @@ from gateway.errors import (
     UpstreamMisconfigured,
     UpstreamRejected,
 )
-from gateway.settings import ModelPrice, Settings
+from gateway.settings import EditsConfig, ModelPrice
 from gateway.store.base import StoreError
 from gateway.upstream.base import UpstreamAnswer, VariationRequest
 from gateway.upstream.client import (
+    Account,
     UpstreamCall,
     error_object,
     malformed,
@@ -61,15 +62,13 @@ class EditsUpstream:
     def __init__(
         self,
         client: httpx.AsyncClient,
-        settings: Settings,
+        account: Account,
         base_url: str,
         images: ImageHost,
+        config: EditsConfig,
     ) -> None:
-        config = settings.config.upstream.edits
-        if config is None:
-            raise ValueError("the edits adapter needs upstream.edits")
         self._config, self._price = config, config.prices[config.model]
-        self._call = UpstreamCall(client, settings, base_url.rstrip("/") + "/images/edits")
+        self._call = UpstreamCall(client, account, base_url.rstrip("/") + "/images/edits")
         self._images = images
         prompt = hashlib.sha256(config.prompt.encode()).hexdigest()[:16]
         self.identity = "|".join(

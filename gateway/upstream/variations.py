@@ -16,9 +16,8 @@ from collections.abc import Mapping
 import httpx
 import orjson
 
-from gateway.settings import Settings
 from gateway.upstream.base import UpstreamAnswer, VariationRequest
-from gateway.upstream.client import UpstreamCall, error_object, malformed
+from gateway.upstream.client import Account, UpstreamCall, error_object, malformed
 from gateway.vocabulary import Size
 
 
@@ -27,9 +26,15 @@ class VariationsUpstream:
 
     headers: Mapping[str, str] = {}
 
-    def __init__(self, client: httpx.AsyncClient, settings: Settings, base_url: str) -> None:
-        self._call = UpstreamCall(client, settings, base_url.rstrip("/") + "/images/variations")
-        self._prices = settings.config.prices
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        account: Account,
+        base_url: str,
+        prices: Mapping[Size, float],
+    ) -> None:
+        self._call = UpstreamCall(client, account, base_url.rstrip("/") + "/images/variations")
+        self._prices = prices
         self.identity = f"variations|{self._call.url}"
 
     def image_price(self, size: Size) -> float:
