@@ -3,16 +3,16 @@ app's lifespan and the routes find it at `request.app.state.services`."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from gateway.admin_ops import AdminOps
 from gateway.admission import Admission, Doorstep, RoomCheck
-from gateway.auth.authenticator import Authenticator, pseudonym
+from gateway.auth.authenticator import Authenticator
 from gateway.auth.identity import Identity
 from gateway.background import Detached
 from gateway.budget import ImageShelf, UploadBudget
-from gateway.cache import ResponseCache, cache_key
+from gateway.cache import ResponseCache
 from gateway.ledger import QuotaLedger
 from gateway.settings import Settings
 from gateway.store.base import Store
@@ -39,13 +39,7 @@ class Services:
     doorstep: Doorstep
     room: RoomCheck
     shelf: ImageShelf
-
-    def cache_key(self, identity: Identity, request: VariationRequest) -> str:
-        """The cache entry of this request, within the configured scope."""
-        return cache_key(self.settings.config.cache, identity, request, self.upstream.identity)
-
-    def user_field(self, identity: Identity) -> str:
-        """The `user` value sent upstream for this identity (never the caller's own)."""
-        if self.settings.config.identity.user_field == "plain":
-            return identity.user
-        return pseudonym(self.settings.user_secret.get_secret_value(), identity.user)
+    # The cache entry of a request, within the configured scope and for what answers.
+    cache_key: Callable[[Identity, VariationRequest], str]
+    # The `user` value sent upstream for an identity (never the caller's own).
+    user_field: Callable[[Identity], str]

@@ -8,7 +8,8 @@ transport here rather than patching anything.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from functools import partial
 
 import httpx
 import redis.asyncio as redis
@@ -19,13 +20,14 @@ from gateway.admin_ops import AdminOps
 from gateway.admin_state import RuntimeState
 from gateway.admin_store import AdminStore, MemoryAdminStore, RedisAdminStore
 from gateway.admission import Admission, Doorstep, RoomCheck
-from gateway.auth.authenticator import Authenticator, KeyAuthenticator
+from gateway.auth.authenticator import Authenticator, KeyAuthenticator, user_field
+from gateway.auth.identity import Identity
 from gateway.auth.jwks import JwksCache
 from gateway.auth.oidc import JwtVerifier
 from gateway.auth.proxy_headers import TrustedHeaders
 from gateway.background import Detached
 from gateway.budget import ImageShelf, UploadBudget
-from gateway.cache import ResponseCache
+from gateway.cache import ResponseCache, cache_key
 from gateway.container import Services
 from gateway.ledger import QuotaLedger
 from gateway.policy import configured_teams, rule_labels
@@ -159,6 +161,13 @@ def _upstream_transport(
     return httpx.ASGITransport(app=app), sandbox.BASE_URL
 
 
+def open_user_field(settings: Settings) -> Callable[[Identity], str]:
+    """The `user` sent upstream: the caller's name (`plain`), else its keyed pseudonym."""
+    if settings.config.identity.user_field == "plain":
+        return user_field(None)
+    return user_field(settings.user_secret.get_secret_value())
+
+
 def open_ledger(
     settings: Settings, store: Store, upstream: Upstream, runtime: RuntimeState
 ) -> QuotaLedger:
@@ -215,6 +224,7 @@ async def open_services(
     background = Detached()
     runtime = RuntimeState(open_admin_store(settings, store), settings.config.quotas)
     transport, base_url = _upstream_transport(settings, images, upstream_transport)
+    cache_config = settings.config.cache
     try:
         await runtime.start()
         async with build_client(settings.config.upstream, transport) as client:
@@ -244,6 +254,8 @@ async def open_services(
                     doorstep=Doorstep(),
                     room=RoomCheck(ledger, settings.config.cache.hits_count_against),
                     shelf=ImageShelf(),
+                    cache_key=partial(cache_key, cache_config, upstream_id=upstream.identity),
+                    user_field=open_user_field(settings),
                 )
             finally:  # calls whose callers left finish (or are cancelled) while the client is open
                 await background.close(settings.config.limits.shutdown_grace_seconds)

@@ -132,6 +132,14 @@ def require_admin(identity: Identity) -> None:
         raise PermissionDenied("This endpoint requires the admin role.")
 
 
+def user_field(secret: str | None) -> Callable[[Identity], str]:
+    """What `user` is sent upstream for an identity: its own name when `secret` is None
+    (the config's `plain`), else its pseudonym under `secret`."""
+    if secret is None:
+        return lambda identity: identity.user
+    return lambda identity: pseudonym(secret, identity.user)
+
+
 def pseudonym(secret: str, user: str) -> str:
     """The `user` field sent upstream: HMAC-SHA256(secret, user id), hex."""
     return hmac.new(secret.encode("utf-8"), user.encode("utf-8"), hashlib.sha256).hexdigest()
