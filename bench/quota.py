@@ -26,13 +26,14 @@ import httpx
 
 from bench import procs
 from bench.images import noise_png
-from gateway.auth import Identity
+from gateway.auth.identity import Identity
 from gateway.ledger import QuotaLedger
 from gateway.settings import parse_config
 from gateway.store.base import Store
-from gateway.store.connect import connect, parse_url
+from gateway.store.connect import connect
 from gateway.store.memory import MemoryStore
 from gateway.store.redis import RedisStore
+from gateway.store.urls import parse_url
 
 RULES = procs.UNREFUSING_QUOTAS
 WHO = Identity("bench", "bench")
@@ -45,7 +46,7 @@ def _percentiles(samples: Sequence[float]) -> tuple[float, float]:
 
 async def _time_calls(store: Store, calls: int) -> dict[str, tuple[float, float]]:
     config = parse_config({"quotas": RULES})
-    ledger = QuotaLedger(config, store, image_price=config.prices.__getitem__)
+    ledger = QuotaLedger(config.quotas, store, image_price=config.prices.__getitem__)
     reserve, settle = [], []
     for _ in range(calls):
         started = time.perf_counter()

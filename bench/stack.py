@@ -9,7 +9,7 @@ decision. Per request, it:
 - runs three Lua scripts in Redis, the round trips of a gateway miss (cache lookup and
   lock, quota reserve, store and unlock), through `gateway.store.connect.connect`'s pool;
 - POSTs the body, as received, to the upstream with httpx over the gateway's transport
-  (`gateway.transport`), and relays the answer.
+  (`gateway.upstream.transport`), and relays the answer.
 
 No auth, no multipart parsing, no PNG checks, no quota or cache logic, no logs or metrics:
 whatever the gateway costs beyond this row is the gateway's own code. `GET /healthz` answers
@@ -29,8 +29,8 @@ import httpx
 import uvicorn
 
 from gateway.store.connect import connect
-from gateway.transport import AiohttpTransport
 from gateway.tuning import tune_malloc
+from gateway.upstream.transport import AiohttpTransport
 
 # Each script touches one key of its own, as the gateway's do.
 _SCRIPT = "return redis.call('INCR', KEYS[1])"

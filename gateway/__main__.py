@@ -69,7 +69,7 @@ def _name_argument(value: str) -> str:
 def cmd_keys_new(args: argparse.Namespace) -> int:
     # Here, not at the top: `serve` spawns its workers sooner without the auth stack (JWT,
     # cryptography, starlette) loaded first in the parent.
-    from gateway.auth import key_digest
+    from gateway.auth.authenticator import key_digest
 
     key = new_key()
     print(f"key (shown once, give it to {args.user}): {key}")

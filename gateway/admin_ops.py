@@ -21,13 +21,14 @@ from pydantic import AfterValidator, Field, StrictFloat, StrictInt, ValidationEr
 
 from gateway.admin_records import Change, KeyRecord, Snapshot, encode_rules, iso, quota_field
 from gateway.admin_state import RuntimeState
-from gateway.auth import key_digest
+from gateway.auth.authenticator import key_digest
+from gateway.auth.identity import NAME_RULE, external_name
 from gateway.config_types import Strict
 from gateway.errors import GatewayError, InvalidRequest, NotFound, Outcome
-from gateway.identity import NAME_RULE, external_name
 from gateway.policy import Scope
-from gateway.settings import QuotaRule, Unit, Window
+from gateway.settings import QuotaRule
 from gateway.usage import book_keys, month_stamp
+from gateway.vocabulary import Unit, Window
 
 audit_log = logging.getLogger("gateway.audit")
 MAX_KEYS_PER_USER = 20

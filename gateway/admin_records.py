@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import orjson
 
-from gateway.identity import Role
+from gateway.auth.identity import Role
 from gateway.policy import Overrides, Scope
 from gateway.settings import QuotaRule
 

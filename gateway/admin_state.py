@@ -21,8 +21,8 @@ from collections.abc import Callable
 
 from gateway.admin_records import KeyRecord, Snapshot
 from gateway.admin_store import AdminStore
-from gateway.auth import key_digest
-from gateway.identity import Identity
+from gateway.auth.authenticator import key_digest
+from gateway.auth.identity import Identity
 from gateway.policy import QuotaPolicy, Scope, with_overrides
 from gateway.settings import QuotasConfig
 from gateway.store.base import StoreError

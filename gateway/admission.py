@@ -20,11 +20,11 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 
+from gateway.auth.identity import Identity
 from gateway.errors import GatewayError, RateLimited
-from gateway.identity import Identity
 from gateway.ledger import QuotaLedger
 from gateway.multipart import body_bound
-from gateway.settings import Unit
+from gateway.vocabulary import Unit
 
 # A refused body is drained only up to this (the SDKs' small uploads fit) ...
 DRAIN_BYTES = 64 * 1024

@@ -15,14 +15,14 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import admin_routes, console_routes, endpoints, quota_endpoints, variations
 from gateway.errors import GatewayError, MethodNotAllowed, NotFound, error_response
-from gateway.hosting import PATH_PREFIX
 from gateway.middleware import RequestContextMiddleware
 from gateway.protocol import HEAD_SECONDS_STATE
+from gateway.routes import admin, console, ops, quotas, variations
 from gateway.services import open_services
 from gateway.settings import Settings, load_settings
 from gateway.store.base import Clock
+from gateway.upstream.hosting import PATH_PREFIX
 
 
 def _note(request: Request, **fields: object) -> None:
@@ -71,14 +71,14 @@ def create_app(
     app = Starlette(
         routes=[
             Route("/v1/images/variations", variations.create_variation, methods=["POST"]),
-            Route("/v1/quota", quota_endpoints.own_quota, methods=["GET"]),
-            Route("/admin/quotas", quota_endpoints.all_quotas, methods=["GET"]),
-            Route("/metrics", endpoints.metrics, methods=["GET"]),
-            Route("/healthz", endpoints.healthz, methods=["GET"]),
-            Route("/readyz", endpoints.readyz, methods=["GET"]),
-            Route(PATH_PREFIX + "{token}.png", endpoints.hosted_file, methods=["GET"]),
-            *admin_routes.ROUTES,
-            *console_routes.ROUTES,
+            Route("/v1/quota", quotas.own_quota, methods=["GET"]),
+            Route("/admin/quotas", quotas.all_quotas, methods=["GET"]),
+            Route("/metrics", ops.metrics, methods=["GET"]),
+            Route("/healthz", ops.healthz, methods=["GET"]),
+            Route("/readyz", ops.readyz, methods=["GET"]),
+            Route(PATH_PREFIX + "{token}.png", ops.hosted_file, methods=["GET"]),
+            *admin.ROUTES,
+            *console.ROUTES,
         ],
         middleware=[Middleware(RequestContextMiddleware, log_polls=settings.config.logging.polls)],
         exception_handlers={

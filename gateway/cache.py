@@ -26,12 +26,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
-from gateway.auth import Identity
-from gateway.hosting import URL_LIFETIME_SECONDS
-from gateway.params import VariationRequest
+from gateway.auth.identity import Identity
 from gateway.settings import CacheConfig
 from gateway.store.base import CacheStore, Clock, StoreError, make_key
-from gateway.upstream import UpstreamAnswer
+from gateway.upstream.base import URL_LIFETIME_SECONDS, UpstreamAnswer, VariationRequest
 
 log = logging.getLogger("gateway.cache")
 CacheResult = Literal["HIT", "MISS", "BYPASS", "COALESCED"]

@@ -23,13 +23,12 @@ from dataclasses import dataclass
 from starlette.requests import ClientDisconnect, Request
 
 from gateway import metrics
-from gateway.auth import Identity
+from gateway.auth.identity import Identity
 from gateway.cache import Cached, Mode, Probe
+from gateway.container import Services
 from gateway.errors import UpstreamError, UpstreamUnreachable
 from gateway.ledger import Reservation
-from gateway.params import VariationRequest
-from gateway.services import Services
-from gateway.upstream import UpstreamAnswer
+from gateway.upstream.base import UpstreamAnswer, VariationRequest
 
 
 @dataclass

@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from gateway.auth import Identity
+from gateway.auth.identity import Identity
 from gateway.errors import StoreUnavailable
 from gateway.metrics import QUOTA_REJECTIONS, STORE_ERRORS
 from gateway.policy import QuotaPolicy, ScopedRule, own_rules, pool_rules
@@ -37,9 +37,10 @@ from gateway.quota import (
     usd_amount,
     window_bounds,
 )
-from gateway.settings import GatewayConfig, Size, Unit
+from gateway.settings import QuotasConfig
 from gateway.store.base import ChargeItem, QuotaStore, Receipt, StoreError, UsageCharge, make_key
 from gateway.usage import usage_charge
+from gateway.vocabulary import Size, Unit
 
 log = logging.getLogger("gateway.quota")
 _CLOCK_ATTEMPTS = 3
@@ -75,20 +76,23 @@ class QuotaLedger:
 
     def __init__(
         self,
-        config: GatewayConfig,
+        quotas: QuotasConfig,
         store: QuotaStore,
         *,
         image_price: Callable[[Size], float],
+        fail_open: bool = False,
+        upstream_timeout_seconds: float = 0.0,
         on_store_error: Callable[[], None] = STORE_ERRORS.inc,
         policy: Callable[[], QuotaPolicy] | None = None,
     ) -> None:
         self._image_price = image_price
         # The rules in force: the config's, or with runtime overrides (admin_state.py).
-        static = QuotaPolicy(config.quotas)
+        static = QuotaPolicy(quotas)
         self._policy = policy or (lambda: static)
-        self._fail_open = config.store.on_error == "fail_open"
+        self._fail_open = fail_open
         self._store, self._on_store_error = store, on_store_error
-        self._receipt_ms = int(max(RECEIPT_SECONDS, 3 * config.upstream.timeout_seconds) * 1000)
+        # A receipt outlives any upstream call that could still settle against it.
+        self._receipt_ms = int(max(RECEIPT_SECONDS, 3 * upstream_timeout_seconds) * 1000)
         self._unsettled: deque[tuple[str, Refunds, UsageCharge | None]] = deque()
         self._retrying: asyncio.Task[None] | None = None
         self._refunding = 0  # refunds under way (close waits for them)

@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import metrics
 from gateway.errors import GatewayError, error_response
-from gateway.hosting import PATH_PREFIX
+from gateway.upstream.hosting import PATH_PREFIX
 
 log = logging.getLogger("gateway")
 access_log = logging.getLogger("gateway.access")

@@ -3,54 +3,20 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
-from typing import Literal, cast
+from collections.abc import AsyncIterator
+from typing import cast
 
 from gateway.errors import InvalidRequest
 from gateway.multipart import Upload, read_upload
 from gateway.png import check_png, looks_like_png
-from gateway.settings import SIZES, Size
+from gateway.upstream.base import VariationRequest
+from gateway.vocabulary import RESPONSE_FORMATS, SIZES, ResponseFormat, Size
 
-ResponseFormat = Literal["url", "b64_json"]
-RESPONSE_FORMATS: tuple[ResponseFormat, ...] = ("url", "b64_json")
 IMAGE_FIELD = "image"
 FIELDS = frozenset({IMAGE_FIELD, "model", "n", "size", "response_format", "user"})
 MAX_N = 10
 DEFAULT_MODEL = "dall-e-2"  # OpenAI's default; the first allowed model if it is not allowed
 _INTEGER = re.compile(r"[+-]?[0-9]+")
-
-
-@dataclass(frozen=True)
-class VariationRequest:
-    """A validated request: the PNG bytes, their SHA-256, and normalised parameters."""
-
-    image: bytes
-    image_sha256: str
-    model: str
-    n: int
-    size: Size
-    response_format: ResponseFormat
-    # Called once the image is no longer needed (see `sent`): gives back its upload budget.
-    on_sent: Callable[[], None] | None = field(default=None, compare=False, repr=False)
-
-    def sent(self) -> None:
-        """The image has reached the upstream, or will not be sent: let go of its bytes (the
-        request's only mutation) and call `on_sent`. An image held while the upstream takes
-        10-60 s to answer would cost its size per request waiting."""
-        self.share(b"")
-
-    def share(self, image: bytes) -> None:
-        """Hold `image` (the same bytes, shared with identical requests) instead of this
-        request's own copy, and call `on_sent`: the request's own upload is let go of."""
-        object.__setattr__(self, "image", image)
-        if self.on_sent is not None:
-            self.on_sent()
-
-    @property
-    def side(self) -> int:
-        """The asked images' width (and height), in pixels."""
-        return int(self.size.partition("x")[0])
 
 
 def _parse_n(raw: str | None) -> int:

@@ -19,8 +19,8 @@ from typing import Literal, NamedTuple
 
 from gateway.errors import QuotaExceeded, RateLimited
 from gateway.policy import ScopedRule
-from gateway.settings import Unit, Window
 from gateway.store.base import make_key
+from gateway.vocabulary import Unit, Window
 
 UNIT_SCALE: Mapping[Unit, int] = {"requests": 1, "images": 1, "usd": 1_000_000}
 WINDOW_SECONDS: Mapping[Window, int] = {"minute": 60, "hour": 3600, "day": 86400}

@@ -13,7 +13,7 @@ from pathlib import Path
 from pydantic import model_validator
 
 from gateway.config_types import Strict
-from gateway.store.connect import ConnectOptions, TlsFiles, parse_url
+from gateway.store.urls import ConnectOptions, TlsFiles, parse_url
 
 
 class RedisTlsConfig(Strict):

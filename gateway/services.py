@@ -8,68 +8,41 @@ transport here rather than patching anything.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from functools import partial
 
 import httpx
 import redis.asyncio as redis
 from redis.asyncio.cluster import RedisCluster
 
-from gateway import metrics, sandbox
+from gateway import metrics
 from gateway.admin_ops import AdminOps
 from gateway.admin_state import RuntimeState
 from gateway.admin_store import AdminStore, MemoryAdminStore, RedisAdminStore
 from gateway.admission import Admission, Doorstep, RoomCheck
-from gateway.auth import Authenticator, Identity, KeyAuthenticator, pseudonym
+from gateway.auth.authenticator import Authenticator, KeyAuthenticator, user_field
+from gateway.auth.identity import Identity
+from gateway.auth.jwks import JwksCache
+from gateway.auth.oidc import JwtVerifier
+from gateway.auth.proxy_headers import TrustedHeaders
 from gateway.background import Detached
 from gateway.budget import ImageShelf, UploadBudget
 from gateway.cache import ResponseCache, cache_key
-from gateway.edits import EditsUpstream
-from gateway.hosting import ImageHost
-from gateway.jwks import JwksCache
+from gateway.container import Services
 from gateway.ledger import QuotaLedger
-from gateway.oidc import JwtVerifier
-from gateway.params import VariationRequest
 from gateway.policy import configured_teams, rule_labels
-from gateway.proxy_headers import TrustedHeaders
 from gateway.settings import Settings
 from gateway.store.base import CacheStore, Clock, Store, StoreError
 from gateway.store.connect import Connections, connect
 from gateway.store.memory import MemoryCacheStore, MemoryStore
 from gateway.store.redis import RedisCacheStore, RedisStore
 from gateway.store.topology import verify
-from gateway.upstream import Upstream, VariationsUpstream, build_client
-
-
-@dataclass(frozen=True)
-class Services:
-    """Everything a request handler needs, built from one `Settings`."""
-
-    settings: Settings
-    auth: Authenticator
-    store: Store
-    images: ImageHost
-    ledger: QuotaLedger
-    cache: ResponseCache
-    upstream: Upstream
-    upstream_headers: Mapping[str, str]
-    admission: Admission
-    uploads: UploadBudget
-    background: Detached  # upstream calls whose caller left after dispatch
-    admin: AdminOps
-    doorstep: Doorstep
-    room: RoomCheck
-    shelf: ImageShelf
-
-    def cache_key(self, identity: Identity, request: VariationRequest) -> str:
-        """The cache entry of this request, within the configured scope."""
-        return cache_key(self.settings.config.cache, identity, request, self.upstream.identity)
-
-    def user_field(self, identity: Identity) -> str:
-        """The `user` value sent upstream for this identity (never the caller's own)."""
-        if self.settings.config.identity.user_field == "plain":
-            return identity.user
-        return pseudonym(self.settings.user_secret.get_secret_value(), identity.user)
+from gateway.upstream import sandbox
+from gateway.upstream.base import Upstream
+from gateway.upstream.client import Account, build_client
+from gateway.upstream.edits import EditsUpstream
+from gateway.upstream.hosting import ImageHost
+from gateway.upstream.variations import VariationsUpstream
 
 
 def open_store(settings: Settings, redis: Connections, clock: Clock | None = None) -> Store:
@@ -188,13 +161,42 @@ def _upstream_transport(
     return httpx.ASGITransport(app=app), sandbox.BASE_URL
 
 
+def open_user_field(settings: Settings) -> Callable[[Identity], str]:
+    """The `user` sent upstream: the caller's name (`plain`), else its keyed pseudonym."""
+    if settings.config.identity.user_field == "plain":
+        return user_field(None)
+    return user_field(settings.user_secret.get_secret_value())
+
+
+def open_ledger(
+    settings: Settings, store: Store, upstream: Upstream, runtime: RuntimeState
+) -> QuotaLedger:
+    """The quota ledger: the configured rules with runtime overrides, priced by the adapter."""
+    config = settings.config
+    return QuotaLedger(
+        config.quotas,
+        store,
+        image_price=upstream.image_price,
+        fail_open=config.store.on_error == "fail_open",
+        upstream_timeout_seconds=config.upstream.timeout_seconds,
+        policy=runtime.policy,
+    )
+
+
 def open_upstream(
     settings: Settings, client: httpx.AsyncClient, base_url: str, images: ImageHost
 ) -> Upstream:
     """The configured adapter: forward variations as they are, or fulfil them via edits."""
-    if settings.config.upstream.adapter == "edits":
-        return EditsUpstream(client, settings, base_url, images)
-    return VariationsUpstream(client, settings, base_url)
+    upstream = settings.config.upstream
+    key = settings.upstream_api_key
+    account = Account(
+        key.get_secret_value() if key else "", upstream.organization, upstream.project
+    )
+    if upstream.adapter == "edits":
+        if upstream.edits is None:
+            raise ValueError("the edits adapter needs upstream.edits")
+        return EditsUpstream(client, account, base_url, images, upstream.edits)
+    return VariationsUpstream(client, account, base_url, settings.config.prices)
 
 
 @contextlib.asynccontextmanager
@@ -222,13 +224,12 @@ async def open_services(
     background = Detached()
     runtime = RuntimeState(open_admin_store(settings, store), settings.config.quotas)
     transport, base_url = _upstream_transport(settings, images, upstream_transport)
+    cache_config = settings.config.cache
     try:
         await runtime.start()
-        async with build_client(settings, transport) as client:
+        async with build_client(settings.config.upstream, transport) as client:
             upstream = open_upstream(settings, client, base_url, images)
-            ledger = QuotaLedger(
-                settings.config, store, image_price=upstream.image_price, policy=runtime.policy
-            )
+            ledger = open_ledger(settings, store, upstream, runtime)
             try:
                 yield Services(
                     settings=settings,
@@ -253,6 +254,8 @@ async def open_services(
                     doorstep=Doorstep(),
                     room=RoomCheck(ledger, settings.config.cache.hits_count_against),
                     shelf=ImageShelf(),
+                    cache_key=partial(cache_key, cache_config, upstream_id=upstream.identity),
+                    user_field=open_user_field(settings),
                 )
             finally:  # calls whose callers left finish (or are cancelled) while the client is open
                 await background.close(settings.config.limits.shutdown_grace_seconds)

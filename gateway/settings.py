@@ -16,16 +16,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 
+from gateway.auth.identity_settings import IdentityConfig, identity_warnings
 from gateway.config_types import HexDigest, Name, Price, Strict
 from gateway.environment import DEMO_KEY, PUBLIC_URL, missing_required
-from gateway.identity_settings import IdentityConfig, identity_warnings
 from gateway.redis_settings import RedisConnectionConfig, redis_options
-from gateway.store.connect import ConnectOptions
+from gateway.store.urls import ConnectOptions
+from gateway.vocabulary import SIZES, Size, Unit, Window
 
-Unit = Literal["requests", "images", "usd"]
-Window = Literal["minute", "hour", "day", "month"]
-Size = Literal["256x256", "512x512", "1024x1024"]
-SIZES: tuple[Size, ...] = ("256x256", "512x512", "1024x1024")
 SANDBOX = "sandbox"
 DALL_E_2_PRICES: dict[Size, float] = {"256x256": 0.016, "512x512": 0.018, "1024x1024": 0.020}
 Quality = Literal["low", "medium", "high", "auto"]

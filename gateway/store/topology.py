@@ -14,14 +14,8 @@ from typing import Any
 import redis.asyncio as redis
 from redis.exceptions import AuthenticationError, RedisError
 
-from gateway.store.connect import (
-    TIMEOUTS,
-    ConnectOptions,
-    Target,
-    auth_kwargs,
-    parse_url,
-    tls_kwargs,
-)
+from gateway.store.connect import TIMEOUTS, auth_kwargs, tls_kwargs
+from gateway.store.urls import ConnectOptions, Target, parse_url
 
 HINTS = {
     "standalone": "redis://host:port/db (rediss:// for TLS)",

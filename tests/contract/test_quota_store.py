@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 
-from gateway.auth import Identity
+from gateway.auth.identity import Identity
 from gateway.errors import QuotaExceeded, RateLimited, StoreUnavailable
 from gateway.ledger import QuotaLedger
-from gateway.settings import DALL_E_2_PRICES, Size, parse_config
+from gateway.settings import DALL_E_2_PRICES, parse_config
 from gateway.store.base import (
     ChargeItem,
     ChargeOutcome,
@@ -18,6 +18,7 @@ from gateway.store.base import (
     StoreError,
     UsageCharge,
 )
+from gateway.vocabulary import Size
 
 pytestmark = pytest.mark.anyio
 ALICE, BOB = Identity("alice", "vision"), Identity("bob", "vision")
@@ -35,7 +36,7 @@ def item(key: str, amount: int, limit: int, start: float = 0, end: float = 4e9) 
 
 def ledger(store: Store, **quotas: object) -> QuotaLedger:
     config = parse_config({"quotas": {"default": [], **quotas}})
-    return QuotaLedger(config, store, image_price=price)
+    return QuotaLedger(config.quotas, store, image_price=price)
 
 
 async def test_charge_admits_within_the_limit_and_reports_usage(store: Store) -> None:
@@ -172,7 +173,7 @@ async def test_a_charge_whose_reply_was_lost_is_taken_back(store: Store) -> None
     """Redis charged but died before answering: the caller got a 503, and the charge is
     taken back as soon as the store answers again."""
     flaky = LostReplies(store)
-    quotas = QuotaLedger(parse_config({"quotas": RULES}), flaky, image_price=price)  # type: ignore[arg-type]
+    quotas = QuotaLedger(parse_config({"quotas": RULES}).quotas, flaky, image_price=price)  # type: ignore[arg-type]
     flaky.lose.add("charge")
     with pytest.raises(StoreUnavailable):
         await quotas.reserve(ALICE, 3, "256x256")
@@ -185,7 +186,7 @@ async def test_a_charge_whose_reply_was_lost_is_taken_back(store: Store) -> None
 async def test_a_charge_that_never_arrived_is_not_taken_back(store: Store) -> None:
     """A charge that failed before reaching the store leaves nothing to take back."""
     flaky = LostReplies(store)
-    quotas = QuotaLedger(parse_config({"quotas": RULES}), flaky, image_price=price)  # type: ignore[arg-type]
+    quotas = QuotaLedger(parse_config({"quotas": RULES}).quotas, flaky, image_price=price)  # type: ignore[arg-type]
     await quotas.reserve(ALICE, 2, "256x256")
     flaky.unreached.add("charge")
     with pytest.raises(StoreUnavailable):
@@ -212,7 +213,7 @@ async def test_a_reservation_cancelled_mid_charge_is_taken_back(store: Store) ->
             return outcome
 
     slow = Slow(store)
-    quotas = QuotaLedger(parse_config({"quotas": RULES}), slow, image_price=price)  # type: ignore[arg-type]
+    quotas = QuotaLedger(parse_config({"quotas": RULES}).quotas, slow, image_price=price)  # type: ignore[arg-type]
     reserving = asyncio.ensure_future(quotas.reserve(ALICE, 3, "256x256"))
     await asyncio.sleep(0.05)
     reserving.cancel()
@@ -227,7 +228,7 @@ async def test_a_failed_refund_is_made_exactly_once(store: Store, failure: str) 
     """A refund that failed is made when the store answers again; one whose reply was lost
     (it landed) is not made twice."""
     flaky = LostReplies(store)
-    quotas = QuotaLedger(parse_config({"quotas": RULES}), flaky, image_price=price)  # type: ignore[arg-type]
+    quotas = QuotaLedger(parse_config({"quotas": RULES}).quotas, flaky, image_price=price)  # type: ignore[arg-type]
     reservation = await quotas.reserve(ALICE, 4, "256x256")
     getattr(flaky, failure).add("refund")
     await quotas.settle(reservation, delivered=1, asked=4)
@@ -362,14 +363,15 @@ async def test_fail_closed_and_fail_open_on_a_broken_store() -> None:
             raise StoreError("down")
 
     rules = {"default": [{"unit": "requests", "limit": 1, "window": "day"}]}
-    closed = QuotaLedger(parse_config({"quotas": rules}), Broken(), image_price=price)
+    closed = QuotaLedger(parse_config({"quotas": rules}).quotas, Broken(), image_price=price)
     with pytest.raises(StoreUnavailable):
         await closed.reserve(ALICE, 1, "256x256")
     errors = []
     opened = QuotaLedger(
-        parse_config({"quotas": rules, "store": {"on_error": "fail_open"}}),
+        parse_config({"quotas": rules}).quotas,
         Broken(),
         image_price=price,
+        fail_open=True,
         on_store_error=lambda: errors.append(1),
     )
     assert not (await opened.reserve(ALICE, 1, "256x256")).metered

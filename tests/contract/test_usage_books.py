@@ -7,13 +7,14 @@ import redis.asyncio as redis
 from redis.asyncio.cluster import RedisCluster
 
 from gateway.admin_store import AdminStore, MemoryAdminStore, RedisAdminStore
-from gateway.auth import Identity
+from gateway.auth.identity import Identity
 from gateway.ledger import QuotaLedger
-from gateway.settings import DALL_E_2_PRICES, Size, parse_config
+from gateway.settings import DALL_E_2_PRICES, parse_config
 from gateway.store.base import Store
 from gateway.store.connect import connect
 from gateway.store.memory import MemoryStore
 from gateway.usage import book_keys, month_stamp
+from gateway.vocabulary import Size
 
 pytestmark = pytest.mark.anyio
 ALICE = Identity("alice", "vision")
@@ -51,7 +52,7 @@ async def test_books_hold_the_charge_minus_the_refund(
 ) -> None:
     """A request of 3 that delivered 2: the user's and the team's books say 1 request,
     2 images and their price, like the counters."""
-    ledger = QuotaLedger(parse_config({"quotas": RULES}), store, image_price=price)
+    ledger = QuotaLedger(parse_config({"quotas": RULES}).quotas, store, image_price=price)
     reservation = await ledger.reserve(ALICE, 3, "256x256")
     await ledger.settle(reservation, delivered=2, asked=3)
     expected = {"requests": 1, "images": 2, "usd_micros": 32_000}
@@ -64,7 +65,7 @@ async def test_a_refused_request_books_nothing_and_a_hit_books_one(
 ) -> None:
     """Over the limit: nothing booked; a hit books its charged units and one cache hit; a
     coalesced answer settles as a hit; a refund never applies twice."""
-    ledger = QuotaLedger(parse_config({"quotas": RULES}), store, image_price=price)
+    ledger = QuotaLedger(parse_config({"quotas": RULES}).quotas, store, image_price=price)
     with pytest.raises(Exception, match="Quota"):
         await ledger.reserve(ALICE, 6, "256x256")
     assert await read(store, request) == [{}, {}]

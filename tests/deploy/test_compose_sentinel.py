@@ -18,7 +18,7 @@ from support.deploy_files import (
     SENTINEL_OVERRIDE,
 )
 
-from gateway.store.connect import parse_url
+from gateway.store.urls import parse_url
 
 SENTINEL_CONF = CONFIG / "sentinel.conf"
 

@@ -36,7 +36,7 @@ from support.pngs import PNG_SIGNATURE, apng, bomb, build_png, make_png, png_chu
 from support.soak import examples
 
 from gateway.app import create_app
-from gateway.auth import pseudonym
+from gateway.auth.authenticator import pseudonym
 from gateway.errors import GatewayError, InvalidRequest, RequestTooLarge
 from gateway.multipart import MAX_BODY_BYTES, read_upload
 from gateway.params import FIELDS, IMAGE_FIELD, parse_params

@@ -12,7 +12,7 @@ import jwt
 import pytest
 from support.fake_idp import FakeIdP, SigningKey
 
-from gateway.jwks import JwksCache, JwksUnavailable, UnknownKey, UnusableKey
+from gateway.auth.jwks import JwksCache, JwksUnavailable, UnknownKey, UnusableKey
 
 T = TypeVar("T")
 Keys = dict[str, SigningKey]

@@ -16,10 +16,11 @@ from support.tls import TlsFiles, make_tls_files, tls_client_options, tls_server
 
 from gateway.settings import ConfigError, build_settings, parse_config
 from gateway.store.base import ChargeItem, StoreError
-from gateway.store.connect import ConnectOptions, connect
-from gateway.store.connect import TlsFiles as ClientTls
+from gateway.store.connect import connect
 from gateway.store.redis import RedisStore
 from gateway.store.topology import TopologyError, verify
+from gateway.store.urls import ConnectOptions
+from gateway.store.urls import TlsFiles as ClientTls
 
 pytestmark = pytest.mark.redis
 

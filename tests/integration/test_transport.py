@@ -14,7 +14,7 @@ import httpx
 import pytest
 from support.fake_upstream import FakeUpstream, Reply
 
-from gateway.transport import AiohttpTransport, _translate
+from gateway.upstream.transport import AiohttpTransport, _translate
 
 LIMITS = httpx.Limits(max_connections=8, max_keepalive_connections=8)
 

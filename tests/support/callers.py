@@ -25,7 +25,7 @@ PATH = "/v1/images/variations"
 
 def multipart(png: bytes, **fields: str) -> tuple[bytes, str]:
     """A variations body as an SDK writes it, and its Content-Type."""
-    from gateway.upstream import encode_multipart
+    from gateway.upstream.client import encode_multipart
 
     return encode_multipart(fields, "image", png)
 

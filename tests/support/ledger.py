@@ -140,7 +140,7 @@ def quota_counters(source: str | Primaries) -> Books:
 
 
 def _users_by_pseudonym() -> dict[str, str]:
-    from gateway.auth import pseudonym
+    from gateway.auth.authenticator import pseudonym
 
     return {pseudonym(USER_SECRET, user): user for user in TEAMS}
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from PIL import Image
 
 sys.path[:0] = [str(Path(__file__).parents[1]), str(Path(__file__).parents[2])]
-from gateway.variation_art import render_variations  # noqa: E402
+from gateway.upstream.variation_art import render_variations  # noqa: E402
 from support.pngs import painted_scene  # noqa: E402
 
 SIDE, GAP, TAKES = 256, 12, 4

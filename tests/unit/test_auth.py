@@ -11,18 +11,18 @@ import hmac
 import pytest
 from starlette.requests import Request
 
-from gateway.auth import (
+from gateway.auth.authenticator import (
     MAX_KEY_LENGTH,
     Authenticator,
-    Identity,
     KeyAuthenticator,
     key_digest,
     pseudonym,
     require_admin,
 )
+from gateway.auth.identity import Identity
+from gateway.auth.identity_settings import TrustedHeaderConfig
+from gateway.auth.proxy_headers import TrustedHeaders
 from gateway.errors import AuthenticationError, PermissionDenied
-from gateway.identity_settings import TrustedHeaderConfig
-from gateway.proxy_headers import TrustedHeaders
 from gateway.settings import PrincipalConfig
 
 ALICE_KEY = "gwk_alice_0123456789abcdefghijklmnop"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from gateway.auth import Identity
+from gateway.auth.identity import Identity
 from gateway.cache import URL_MARGIN_SECONDS, cache_key, cache_mode, entry_ttl
-from gateway.params import VariationRequest
 from gateway.settings import CacheConfig
+from gateway.upstream.base import VariationRequest
 
 NOW = 1_795_300_000.0
 

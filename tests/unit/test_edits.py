@@ -9,9 +9,9 @@ from PIL import Image
 from support.config import EDITS_PRICE, edits_upstream
 from support.pngs import make_png
 
-from gateway.edits import usage_cost
-from gateway.imaging import ImageUnreadable, fit_png
 from gateway.settings import ConfigError, ModelPrice, parse_config
+from gateway.upstream.edits import usage_cost
+from gateway.upstream.imaging import ImageUnreadable, fit_png
 
 PRICE = ModelPrice.model_validate(EDITS_PRICE)
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from support.fake_idp import SigningKey
 
-from gateway.jwks import JwksUnavailable, parse_jwks
+from gateway.auth.jwks import JwksUnavailable, parse_jwks
 
 
 def document(*keys: Any) -> bytes:

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
+from gateway.auth.identity import Identity, external_name
+from gateway.auth.identity_settings import JwtConfig
+from gateway.auth.oidc import check_times, claim, identity_from_claims, looks_like_jwt
 from gateway.errors import AuthenticationError
-from gateway.identity import Identity, external_name
-from gateway.identity_settings import JwtConfig
-from gateway.oidc import check_times, claim, identity_from_claims, looks_like_jwt
 from gateway.settings import ConfigError, parse_config
 
 BASE: dict[str, Any] = {

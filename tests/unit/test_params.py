@@ -8,7 +8,8 @@ import pytest
 
 from gateway.errors import InvalidRequest
 from gateway.multipart import Upload
-from gateway.params import VariationRequest, parse_params
+from gateway.params import parse_params
+from gateway.upstream.base import VariationRequest
 
 MODELS = ("dall-e-2",)
 

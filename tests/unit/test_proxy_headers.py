@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 from starlette.datastructures import Headers
 
+from gateway.auth.identity import Identity
+from gateway.auth.identity_settings import TrustedHeaderConfig
+from gateway.auth.proxy_headers import TrustedHeaders, peer_address
 from gateway.errors import AuthenticationError
-from gateway.identity import Identity
-from gateway.identity_settings import TrustedHeaderConfig
-from gateway.proxy_headers import TrustedHeaders, peer_address
 
 PROXY = "10.20.0.7"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 from gateway.redaction import MAX_MESSAGE_CHARS, sanitise
-from gateway.upstream import encode_multipart
+from gateway.upstream.client import encode_multipart
 
 FIELDS = {
     "model": "dall-e-2",

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, ImageChops, ImageFilter, ImageOps
 from support.pngs import painted_scene
 
-from gateway.variation_art import render_variations
+from gateway.upstream.variation_art import render_variations
 
 SCENE = painted_scene()
 

@@ -1,20 +1,12 @@
-"""The upstream seam: the `Upstream` interface, the HTTP client, and OpenAI's variations format.
-
-Two adapters fulfil a variations request: `VariationsUpstream` (here) forwards it to a
-service speaking the variations wire format (OpenAI's, or the sandbox); `EditsUpstream`
-(edits.py) uses a current image model through the edits endpoint. Either way the upstream
-request is rebuilt from an allowlist (the image, the parameters, the pseudonymous `user`
-and the company's credentials); nothing else of the caller's is forwarded. Answers and
-failures are translated into an `UpstreamAnswer` or a `GatewayError`, so the endpoint
-never sees httpx.
-"""
+"""The upstream HTTP client and what the adapters share: multipart POSTs with the company's
+credentials, and the mapping of failures to `GatewayError`s, so the endpoint never sees httpx."""
 
 from __future__ import annotations
 
 import http.cookiejar
 import secrets
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 import httpx
 import orjson
@@ -28,36 +20,17 @@ from gateway.errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-from gateway.params import VariationRequest
 from gateway.redaction import known_fields, sanitise
-from gateway.settings import Settings, Size
-from gateway.transport import AiohttpTransport, byte_stream
+from gateway.settings import UpstreamConfig
+from gateway.upstream.transport import AiohttpTransport, byte_stream
 
 
-class UpstreamAnswer(NamedTuple):
-    """A successful upstream answer: the body to relay and what it delivered.
+class Account(NamedTuple):
+    """The company's credentials for the upstream: its key, organization and project."""
 
-    `usd` is the real cost when the upstream reported it (token usage), else None: the
-    quota is then settled from the price table.
-    """
-
-    body: bytes
-    images: int
-    request_id: str | None
-    usd: float | None = None
-
-
-class Upstream(Protocol):
-    """One way of fulfilling a variations request (an adapter); see `open_upstream`."""
-
-    identity: str  # what answers, for cache keys: a change of adapter or model is a miss
-    headers: Mapping[str, str]  # added to every answer it produced
-
-    def image_price(self, size: Size) -> float:
-        """USD reserved per image of `size` before the call."""
-
-    async def create_variation(self, request: VariationRequest, user: str) -> UpstreamAnswer:
-        """Fulfil `request` for the pseudonymous `user`; raises an `UpstreamError` subclass."""
+    api_key: str
+    organization: str | None = None
+    project: str | None = None
 
 
 class _NoCookies(http.cookiejar.CookieJar):
@@ -73,14 +46,13 @@ class _NoCookies(http.cookiejar.CookieJar):
 
 
 def build_client(
-    settings: Settings, transport: httpx.AsyncBaseTransport | None = None
+    upstream: UpstreamConfig, transport: httpx.AsyncBaseTransport | None = None
 ) -> httpx.AsyncClient:
     """The one long-lived client, with explicit timeouts and pool limits, and no cookies.
 
-    Its wire is aiohttp's pool (`gateway.transport`: httpx's own slows down with every open
+    Its wire is aiohttp's pool (`gateway.upstream.transport`: httpx's own slows down with every open
     connection), unless a transport is given (the sandbox, tests).
     """
-    upstream = settings.config.upstream
     limits = httpx.Limits(
         max_connections=upstream.max_connections,
         max_keepalive_connections=upstream.max_connections,
@@ -123,19 +95,15 @@ class UpstreamCall:
     become `UpstreamError`s here, rebuilt from what `gateway.redaction` lets through.
     """
 
-    def __init__(self, client: httpx.AsyncClient, settings: Settings, url: str) -> None:
-        upstream = settings.config.upstream
-        self._client, self.url = client, url
-        self.api_key = (
-            settings.upstream_api_key.get_secret_value() if settings.upstream_api_key else ""
-        )
+    def __init__(self, client: httpx.AsyncClient, account: Account, url: str) -> None:
+        self._client, self.url, self.api_key = client, url, account.api_key
         self._headers = {"authorization": f"Bearer {self.api_key}", "accept": "application/json"}
-        if upstream.organization:
-            self._headers["openai-organization"] = upstream.organization
-        if upstream.project:
-            self._headers["openai-project"] = upstream.project
+        if account.organization:
+            self._headers["openai-organization"] = account.organization
+        if account.project:
+            self._headers["openai-project"] = account.project
         # Never shown to a caller, whatever the upstream's message says.
-        named = (self.api_key, upstream.organization, upstream.project)
+        named = (self.api_key, account.organization, account.project)
         self._secrets = tuple(value for value in named if value)
 
     async def post(
@@ -187,42 +155,6 @@ class UpstreamCall:
     def sanitise(self, message: str) -> str:
         """An upstream message made safe to show a caller."""
         return sanitise(message, self._secrets)
-
-
-class VariationsUpstream:
-    """Forwards a validated request to `{base_url}/images/variations`, relaying the answer."""
-
-    headers: Mapping[str, str] = {}
-
-    def __init__(self, client: httpx.AsyncClient, settings: Settings, base_url: str) -> None:
-        self._call = UpstreamCall(client, settings, base_url.rstrip("/") + "/images/variations")
-        self._prices = settings.config.prices
-        self.identity = f"variations|{self._call.url}"
-
-    def image_price(self, size: Size) -> float:
-        """dall-e-2's price table, by size."""
-        return self._prices[size]
-
-    async def create_variation(self, request: VariationRequest, user: str) -> UpstreamAnswer:
-        """Send the request upstream; raises an `UpstreamError` subclass on any failure."""
-        fields = {
-            "model": request.model,
-            "n": str(request.n),
-            "size": request.size,
-            "response_format": request.response_format,
-            "user": user,
-        }
-        response = await self._call.post(fields, request.image, request.sent)
-        request_id = response.headers.get("x-request-id")
-        if response.status_code != 200:
-            raise self._call.failure(response, error_object(response.content))
-        try:
-            data = orjson.loads(response.content)["data"]
-        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-            raise malformed() from exc
-        if not isinstance(data, list):
-            raise malformed()
-        return UpstreamAnswer(response.content, len(data), request_id)
 
 
 def malformed() -> UpstreamError:

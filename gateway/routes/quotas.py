@@ -9,10 +9,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from gateway.admin_ops import rule_dicts
-from gateway.auth import Identity, require_admin
+from gateway.auth.authenticator import require_admin
+from gateway.auth.identity import Identity
+from gateway.container import Services
 from gateway.policy import Scope
 from gateway.quota import RuleState
-from gateway.services import Services
 
 
 def _iso(epoch: float) -> str:

@@ -32,19 +32,20 @@ from gateway.errors import (
     UpstreamMisconfigured,
     UpstreamRejected,
 )
-from gateway.hosting import ImageHost
-from gateway.imaging import ImageUnreadable, fit_png
-from gateway.params import VariationRequest
-from gateway.settings import ModelPrice, Settings, Size
+from gateway.settings import EditsConfig, ModelPrice
 from gateway.store.base import StoreError
-from gateway.upstream import (
-    UpstreamAnswer,
+from gateway.upstream.base import UpstreamAnswer, VariationRequest
+from gateway.upstream.client import (
+    Account,
     UpstreamCall,
     error_object,
     malformed,
     request_id_header,
     str_or_none,
 )
+from gateway.upstream.hosting import ImageHost
+from gateway.upstream.imaging import ImageUnreadable, fit_png
+from gateway.vocabulary import Size
 
 log = logging.getLogger("gateway.edits")
 GENERATED_SIZE = "1024x1024"
@@ -61,15 +62,13 @@ class EditsUpstream:
     def __init__(
         self,
         client: httpx.AsyncClient,
-        settings: Settings,
+        account: Account,
         base_url: str,
         images: ImageHost,
+        config: EditsConfig,
     ) -> None:
-        config = settings.config.upstream.edits
-        if config is None:
-            raise ValueError("the edits adapter needs upstream.edits")
         self._config, self._price = config, config.prices[config.model]
-        self._call = UpstreamCall(client, settings, base_url.rstrip("/") + "/images/edits")
+        self._call = UpstreamCall(client, account, base_url.rstrip("/") + "/images/edits")
         self._images = images
         prompt = hashlib.sha256(config.prompt.encode()).hexdigest()[:16]
         self.identity = "|".join(

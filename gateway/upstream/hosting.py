@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from urllib.parse import quote
 
 from gateway.store.base import CacheStore, Clock, make_key
+from gateway.upstream.base import URL_LIFETIME_SECONDS
 
-URL_LIFETIME_SECONDS = 3600  # as OpenAI's: valid 60 minutes after `created`
 PATH_PREFIX = "/files/"
 _TOKEN_BYTES = 32
 

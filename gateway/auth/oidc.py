@@ -21,10 +21,10 @@ from typing import Any
 import jwt
 from jwt.exceptions import InvalidJTIError, InvalidSubjectError
 
+from gateway.auth.identity import NAME_RULE, Identity, external_name, known_team
+from gateway.auth.identity_settings import JwtConfig
+from gateway.auth.jwks import JwksCache, JwksUnavailable, UnknownKey, UnusableKey
 from gateway.errors import AuthenticationError, IdentityProviderUnavailable
-from gateway.identity import NAME_RULE, Identity, external_name, known_team
-from gateway.identity_settings import JwtConfig
-from gateway.jwks import JwksCache, JwksUnavailable, UnknownKey, UnusableKey
 
 # Three base64url segments; a gateway key (`gwk_...`) never has a dot.
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")

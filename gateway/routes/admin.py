@@ -19,10 +19,11 @@ from starlette.routing import Route
 
 from gateway.admin_ops import Actor, AdminOps, Created, rule_dicts
 from gateway.admin_records import AuditQuery, KeyRecord
-from gateway.auth import Identity, require_admin
+from gateway.auth.authenticator import require_admin
+from gateway.auth.identity import Identity
+from gateway.container import Services
 from gateway.errors import InvalidRequest, RequestTooLarge, StoreUnavailable
 from gateway.policy import Scope
-from gateway.services import Services
 from gateway.store.base import StoreError
 from gateway.usage import By, rows
 

@@ -25,16 +25,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway import metrics
-from gateway.auth import Identity
+from gateway.auth.identity import Identity
 from gateway.budget import Lease
 from gateway.cache import Cached, CacheResult, Mode, Probe, cache_mode
+from gateway.container import Services
 from gateway.errors import GatewayError, Overloaded
 from gateway.forwarding import Forward
 from gateway.ledger import Reservation, quota_headers
 from gateway.multipart import check_declared_length
-from gateway.params import VariationRequest, read_variation_request
-from gateway.services import Services
-from gateway.settings import Unit
+from gateway.params import read_variation_request
+from gateway.upstream.base import VariationRequest
+from gateway.vocabulary import Unit
 
 T = TypeVar("T")
 

@@ -25,11 +25,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.errors import GatewayError, InvalidRequest, error_response
-from gateway.hosting import ImageHost
 from gateway.multipart import read_upload
 from gateway.params import IMAGE_FIELD, parse_params, read_variation_request
 from gateway.store.base import StoreError
-from gateway.variation_art import render_variations
+from gateway.upstream.hosting import ImageHost
+from gateway.upstream.variation_art import render_variations
 
 BASE_URL = "http://sandbox.invalid/v1"
 _READ_SECONDS = 60  # the body comes from the gateway's memory, never from a slow socket

@@ -22,10 +22,10 @@ from collections.abc import Callable, Iterable
 
 from starlette.requests import HTTPConnection
 
+from gateway.auth.identity import Identity, Role
+from gateway.auth.oidc import MAX_TOKEN_LENGTH, JwtVerifier, looks_like_jwt
+from gateway.auth.proxy_headers import TrustedHeaders
 from gateway.errors import AuthenticationError, PermissionDenied
-from gateway.identity import Identity, Role
-from gateway.oidc import MAX_TOKEN_LENGTH, JwtVerifier, looks_like_jwt
-from gateway.proxy_headers import TrustedHeaders
 from gateway.settings import PrincipalConfig
 
 __all__ = [
@@ -130,6 +130,14 @@ def require_admin(identity: Identity) -> None:
     """Raise `PermissionDenied` unless the identity has the admin role."""
     if identity.role != "admin":
         raise PermissionDenied("This endpoint requires the admin role.")
+
+
+def user_field(secret: str | None) -> Callable[[Identity], str]:
+    """What `user` is sent upstream for an identity: its own name when `secret` is None
+    (the config's `plain`), else its pseudonym under `secret`."""
+    if secret is None:
+        return lambda identity: identity.user
+    return lambda identity: pseudonym(secret, identity.user)
 
 
 def pseudonym(secret: str, user: str) -> str:

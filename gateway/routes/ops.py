@@ -8,10 +8,10 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from gateway.container import Services
 from gateway.errors import AuthenticationError, NotFound
 from gateway.metrics import exposition, usage_gauge
 from gateway.policy import configured_teams
-from gateway.services import Services
 from gateway.store.base import StoreError
 
 

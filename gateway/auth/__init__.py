@@ -1,0 +1,1 @@
+"""The identity sources behind one interface: keys, SSO tokens, trusted headers."""

@@ -1,0 +1,45 @@
+"""The long-lived parts a request handler reads, as one record: `services.py` builds it in the
+app's lifespan and the routes find it at `request.app.state.services`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from gateway.admin_ops import AdminOps
+from gateway.admission import Admission, Doorstep, RoomCheck
+from gateway.auth.authenticator import Authenticator
+from gateway.auth.identity import Identity
+from gateway.background import Detached
+from gateway.budget import ImageShelf, UploadBudget
+from gateway.cache import ResponseCache
+from gateway.ledger import QuotaLedger
+from gateway.settings import Settings
+from gateway.store.base import Store
+from gateway.upstream.base import Upstream, VariationRequest
+from gateway.upstream.hosting import ImageHost
+
+
+@dataclass(frozen=True)
+class Services:
+    """Everything a request handler needs, built from one `Settings`."""
+
+    settings: Settings
+    auth: Authenticator
+    store: Store
+    images: ImageHost
+    ledger: QuotaLedger
+    cache: ResponseCache
+    upstream: Upstream
+    upstream_headers: Mapping[str, str]
+    admission: Admission
+    uploads: UploadBudget
+    background: Detached  # upstream calls whose caller left after dispatch
+    admin: AdminOps
+    doorstep: Doorstep
+    room: RoomCheck
+    shelf: ImageShelf
+    # The cache entry of a request, within the configured scope and for what answers.
+    cache_key: Callable[[Identity, VariationRequest], str]
+    # The `user` value sent upstream for an identity (never the caller's own).
+    user_field: Callable[[Identity], str]

@@ -1,0 +1,1 @@
+"""The HTTP endpoints: variations, quotas, the admin plane and console, operations."""

@@ -1,0 +1,1 @@
+"""The upstream adapters behind one interface, their wire, and the offline sandbox."""
