@@ -404,7 +404,9 @@ def test_only_a_refused_connection_is_retried_on_the_other_replica() -> None:
     assert settings["proxy_next_upstream_tries"] == ["2"]
 
 
-def test_nginx_closes_idle_upstream_connections_before_the_gateway_does(monkeypatch) -> None:
+def test_nginx_closes_idle_upstream_connections_before_the_gateway_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """nginx's upstream keepalive_timeout is shorter than the keep-alive `gateway serve` gives
     uvicorn, so nginx never reuses a connection the gateway is closing."""
     from support.serve import serve_until_uvicorn

@@ -48,7 +48,7 @@ def test_every_parameter_combination_is_forwarded(
     size: str,
     response_format: str,
     n: int,
-    sdk,
+    sdk: Callable[..., openai.OpenAI],
 ) -> None:
     """create_variation works for every allowed size, format and n, from a file on disk."""
     path = tmp_path / "in.png"
@@ -73,7 +73,7 @@ def test_every_parameter_combination_is_forwarded(
 
 
 def test_sdk_raw_bytes_upload_without_filename(
-    live: GatewayProcess, upstream: FakeUpstream, sdk
+    live: GatewayProcess, upstream: FakeUpstream, sdk: Callable[..., openai.OpenAI]
 ) -> None:
     """Passing bytes (no file name) works the same."""
     result = sdk(live, "bob").images.create_variation(image=make_png(16))
@@ -81,7 +81,9 @@ def test_sdk_raw_bytes_upload_without_filename(
     assert upstream.received[0].files["image"][2] == make_png(16)
 
 
-def test_sdk_sees_typed_errors(live: GatewayProcess, upstream: FakeUpstream, sdk) -> None:
+def test_sdk_sees_typed_errors(
+    live: GatewayProcess, upstream: FakeUpstream, sdk: Callable[..., openai.OpenAI]
+) -> None:
     """Gateway refusals surface as the SDK's own exception classes, with OpenAI's codes."""
     with pytest.raises(openai.AuthenticationError):
         sdk(live, key="gwk_nope").images.create_variation(image=make_png(16))
@@ -96,7 +98,7 @@ def test_sdk_sees_typed_errors(live: GatewayProcess, upstream: FakeUpstream, sdk
 
 @pytest.mark.parametrize("response_format", ["url", "b64_json"])
 def test_sandbox_returns_real_distinct_variations_at_the_size_asked(
-    live_sandbox: GatewayProcess, response_format: str, sdk
+    live_sandbox: GatewayProcess, response_format: str, sdk: Callable[..., openai.OpenAI]
 ) -> None:
     """The sandbox answers real PNGs of the requested size, different per index."""
     response = sdk(live_sandbox).images.with_raw_response.create_variation(

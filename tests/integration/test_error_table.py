@@ -9,6 +9,7 @@ import pytest
 from starlette.testclient import TestClient
 from support.config import KEYS
 from support.fake_upstream import FakeUpstream
+from support.fixtures import AppFactory
 from support.pngs import make_png, png_chunk, raw_png
 from support.requests import DEFAULT_PNG, PATH, assert_openai_error, post_variation
 
@@ -37,7 +38,7 @@ def test_missing_malformed_or_unknown_key_is_401(
     assert "gwk_unknown_key" not in error["message"]
 
 
-def test_revoked_key_is_401(make_client) -> None:
+def test_revoked_key_is_401(make_client: AppFactory) -> None:
     """A key removed from the config no longer authenticates."""
     client = make_client({"principals": []})
     response = client.post(
