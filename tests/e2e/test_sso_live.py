@@ -70,6 +70,7 @@ def test_python_sdk_with_a_jwt_as_api_key(
     result = sdk(gateway, token).images.create_variation(
         image=make_png(32), n=2, size="256x256", user="spoofed"
     )
+    assert result.data is not None
     assert len(result.data) == 2
     [seen] = upstream.received
     assert seen.fields["user"] == hashed("dave@example.com")

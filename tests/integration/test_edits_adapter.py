@@ -14,7 +14,15 @@ from urllib.parse import urlsplit
 import pytest
 from PIL import Image
 from starlette.testclient import TestClient
-from support.config import EDITS_MODEL, EDITS_PRICE, UPSTREAM_KEY, USER_SECRET, auth, edits_upstream
+from support.config import (
+    EDITS_IMAGE_PRICE,
+    EDITS_MODEL,
+    EDITS_PRICE,
+    UPSTREAM_KEY,
+    USER_SECRET,
+    auth,
+    edits_upstream,
+)
 from support.fake_upstream import (
     FakeUpstream,
     Received,
@@ -33,7 +41,7 @@ IMAGES_RULE = {"default": [{"unit": "images", "limit": 100, "window": "day"}]}
 
 
 @pytest.fixture
-def edits(make_client: AppFactory, upstream: FakeUpstream):
+def edits(make_client: AppFactory, upstream: FakeUpstream) -> Callable[..., TestClient]:
     """A gateway in edits mode (quotas: a team usd pool and a user images rule)."""
     upstream.script = lambda r: Reply(body=edits_response(r))
 
@@ -212,7 +220,9 @@ def test_answers_are_cached_per_model(
     assert [call.fields["model"] for call in upstream.received] == [EDITS_MODEL, "gpt-image-other"]
 
 
-def _error(code: str | None, param: str | None = None, type_: str = "invalid_request_error"):
+def _error(
+    code: str | None, param: str | None = None, type_: str = "invalid_request_error"
+) -> dict[str, dict[str, str | None]]:
     message = "Bad thing. Your key sk-live-abcdefghijklmnop was used."
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
@@ -308,7 +318,7 @@ def test_edits_failures_map_to_the_error_table_and_settle_to_what_the_model_did(
     response = post_variation(client, fields={"n": "2"})
     error = assert_openai_error(response, caller, code, param, type_=type_)
     assert "sk-live" not in response.text
-    reserved = {"usd": pytest.approx(2 * EDITS_PRICE["image"]["medium"]), "images": 2}
+    reserved = {"usd": pytest.approx(2 * EDITS_IMAGE_PRICE["medium"]), "images": 2}
     assert used(client) == (reserved if status == 200 else {"usd": 0, "images": 0})
     if caller == 502 and code != "upstream_error":
         assert response.headers["x-should-retry"] == "false"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Iterator
 
 import pytest
 from starlette.testclient import TestClient
@@ -141,7 +142,7 @@ def test_fields_in_any_order_and_chunked_body(client: TestClient, upstream: Fake
         + f"--{boundary}--\r\n".encode()
     )
 
-    def chunks():
+    def chunks() -> Iterator[bytes]:
         for i in range(0, len(body), 100):
             yield body[i : i + 100]
 

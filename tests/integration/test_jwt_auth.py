@@ -143,7 +143,10 @@ def _timed(**offsets: int | None) -> Callable[[FakeIdP, Keys], str]:
 
     def build(idp: FakeIdP, keys: Keys) -> str:
         now = int(time.time())
-        claims = {name: None if v is None else now + v for name, v in offsets.items()}
+        # JSON claim values, as FakeIdP.token takes them.
+        claims: dict[str, Any] = {
+            name: None if v is None else now + v for name, v in offsets.items()
+        }
         return idp.token(keys["rsa-1"], **claims)
 
     return build
