@@ -43,7 +43,7 @@ test: $(DEV_STAMP) $(NODE_STAMP)  ## run the whole suite (starts a throwaway Red
 soak: $(DEV_STAMP)  ## the fault tests for minutes: GATEWAY_SOAK_SECONDS (300) of random faults, 20x the fuzzing
 	GATEWAY_SOAK=1 $(BIN)/python -m pytest tests/faults $(PYTEST_ARGS)
 
-lint: $(DEV_STAMP)  ## ruff + mypy --strict
+lint: $(DEV_STAMP)  ## ruff + mypy --strict (gateway, tests and bench)
 	$(BIN)/ruff check gateway tests bench
 	$(BIN)/ruff format --check gateway tests bench
 	$(BIN)/mypy

@@ -17,6 +17,7 @@ from support.clock import WindowSafeClock, wait_clear_of_day_edge
 from support.config import ENV, base_config, merged, write_config
 from support.fake_idp import FakeIdP, SigningKey, new_key
 from support.fake_upstream import FakeUpstream
+from support.fixtures import AppFactory
 from support.redis_topologies import RedisClusterGroup, SentinelGroup
 from support.servers import GatewayProcess, RedisServer
 
@@ -25,8 +26,6 @@ from gateway.settings import build_settings, parse_config
 from gateway.store.base import KEY_PREFIX
 
 pytest.register_assert_rewrite("support.requests")
-
-AppFactory = Callable[..., TestClient]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

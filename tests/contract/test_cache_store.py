@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from support.clock import FakeClock
 
 from gateway.store.base import CacheStore
 
@@ -59,7 +60,7 @@ async def test_put_and_release_stores_and_frees_only_the_holders_lock(
     assert not await cache_store.locked(lock)
 
 
-async def test_memory_entries_and_locks_expire_on_the_clock(clock) -> None:
+async def test_memory_entries_and_locks_expire_on_the_clock(clock: FakeClock) -> None:
     """TTLs are honoured by the injected clock (Redis expiry is Redis's own)."""
     from gateway.store.memory import MemoryCacheStore
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from support.clock import FakeClock
 
 from gateway.auth.identity import Identity
 from gateway.errors import QuotaExceeded, RateLimited, StoreUnavailable
@@ -72,7 +73,7 @@ async def test_zero_amounts_never_refuse(store: Store) -> None:
     assert outcome is not None and outcome.admitted and outcome.used == [5, 1]
 
 
-async def test_a_stale_window_is_not_decided(store: Store, clock) -> None:
+async def test_a_stale_window_is_not_decided(store: Store, clock: FakeClock) -> None:
     """Items whose window does not hold the store's clock are neither charged nor refused."""
     outcome = await store.charge([item("a", 1, 5, start=clock.now + 60, end=clock.now + 120)])
     assert outcome is None
@@ -259,7 +260,7 @@ async def test_team_pool_is_shared_by_its_members(store: Store) -> None:
         await quotas.reserve(ALICE, 1, "256x256")
 
 
-async def test_minute_window_rolls_over_on_the_clock(store: Store, clock) -> None:
+async def test_minute_window_rolls_over_on_the_clock(store: Store, clock: FakeClock) -> None:
     """A minute limit refuses until the next UTC minute, then admits again."""
     quotas = ledger(store, default=[{"unit": "requests", "limit": 2, "window": "minute"}])
     await quotas.reserve(ALICE, 1, "256x256")
@@ -395,7 +396,7 @@ async def test_a_burst_waits_for_pool_connections_instead_of_failing(clean_redis
 
 
 @pytest.mark.redis
-async def test_redis_counters_expire_with_their_window(clean_redis: str, clock) -> None:
+async def test_redis_counters_expire_with_their_window(clean_redis: str, clock: FakeClock) -> None:
     """A counter's Redis TTL ends a minute after its window does, so usage never piles up."""
     import redis.asyncio as aioredis
 

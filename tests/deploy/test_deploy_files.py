@@ -373,7 +373,9 @@ def _upstream_block() -> list[list[str]]:
 
 def _seconds(value: str) -> float:
     """An nginx time (`30s`, `1m`, `500ms`, `5`) in seconds."""
-    number, unit = re.fullmatch(r"(\d+)(ms|s|m|h)?", value).groups()
+    match = re.fullmatch(r"(\d+)(ms|s|m|h)?", value)
+    assert match, f"not an nginx time: {value}"
+    number, unit = match.groups()
     return int(number) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[unit]
 
 
@@ -381,7 +383,9 @@ def _retry_after_of_own_502() -> int:
     text = NGINX_CONF.read_text(encoding="utf-8")
     block = re.search(r"location @unavailable \{([^}]*)\}", text)
     assert block
-    return int(re.search(r"add_header Retry-After (\d+)", block[1])[1])
+    retry_after = re.search(r"add_header Retry-After (\d+)", block[1])
+    assert retry_after, "no Retry-After in the @unavailable block"
+    return int(retry_after[1])
 
 
 def test_a_replica_that_is_back_takes_traffic_within_the_callers_retry() -> None:
@@ -404,7 +408,9 @@ def test_only_a_refused_connection_is_retried_on_the_other_replica() -> None:
     assert settings["proxy_next_upstream_tries"] == ["2"]
 
 
-def test_nginx_closes_idle_upstream_connections_before_the_gateway_does(monkeypatch) -> None:
+def test_nginx_closes_idle_upstream_connections_before_the_gateway_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """nginx's upstream keepalive_timeout is shorter than the keep-alive `gateway serve` gives
     uvicorn, so nginx never reuses a connection the gateway is closing."""
     from support.serve import serve_until_uvicorn

@@ -162,22 +162,18 @@ def _variation_with(gateway: GatewayProcess, key: str) -> int:
 
 
 def _outage(gateway: GatewayProcess, own_redis: RedisServer) -> None:
-    admin = {"headers": auth("grafana"), "timeout": 10}
-    kept = httpx.post(
-        gateway.url + "/admin/keys", json={"user": "dave", "team": "vision"}, **admin
-    ).json()
-    gone = httpx.post(
-        gateway.url + "/admin/keys", json={"user": "erin", "team": "vision"}, **admin
-    ).json()
-    httpx.delete(f"{gateway.url}/admin/keys/{gone['id']}", **admin)
-    own_redis.stop()
-    assert _variation_with(gateway, kept["key"]) == 200
-    assert _variation_with(gateway, gone["key"]) == 401
-    refused = httpx.get(gateway.url + "/admin/keys", **admin)
-    assert (
-        refused.status_code == 503
-        and refused.json()["error"]["code"] == "quota_backend_unavailable"
-    )
-    own_redis.start()
-    assert httpx.delete(f"{gateway.url}/admin/keys/{kept['id']}", **admin).status_code == 200
+    with httpx.Client(base_url=gateway.url, headers=auth("grafana"), timeout=10) as admin:
+        kept = admin.post("/admin/keys", json={"user": "dave", "team": "vision"}).json()
+        gone = admin.post("/admin/keys", json={"user": "erin", "team": "vision"}).json()
+        admin.delete(f"/admin/keys/{gone['id']}")
+        own_redis.stop()
+        assert _variation_with(gateway, kept["key"]) == 200
+        assert _variation_with(gateway, gone["key"]) == 401
+        refused = admin.get("/admin/keys")
+        assert (
+            refused.status_code == 503
+            and refused.json()["error"]["code"] == "quota_backend_unavailable"
+        )
+        own_redis.start()
+        assert admin.delete(f"/admin/keys/{kept['id']}").status_code == 200
     assert _becomes(lambda: _status_on(gateway, kept["key"]) == 401)

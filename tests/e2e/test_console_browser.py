@@ -19,6 +19,7 @@ import httpx
 import openai
 import pytest
 from support.browser import headless_chromium
+from support.callers import SdkSize
 from support.config import KEYS, auth, base_config
 from support.console_page import ConsoleTab
 from support.fake_idp import FakeIdP, SigningKey
@@ -121,7 +122,7 @@ def _sdk(gateway: GatewayProcess, key: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=gateway.url + "/v1", api_key=key, max_retries=0)
 
 
-def _variation(client: openai.OpenAI, png: bytes, n: int = 1, size: str = "256x256") -> Any:
+def _variation(client: openai.OpenAI, png: bytes, n: int = 1, size: SdkSize = "256x256") -> Any:
     """One create_variation call; its raw answer (headers and parsed body)."""
     return client.images.with_raw_response.create_variation(
         image=("in.png", png, "image/png"), n=n, size=size, response_format="b64_json"
@@ -239,7 +240,7 @@ def _variation_admitted(client: openai.OpenAI) -> bool:
 
 
 # (caller, image side, n, size): the two repeats are answered from the cache.
-TRAFFIC = [
+TRAFFIC: list[tuple[str, int, int, SdkSize]] = [
     ("alice", 16, 2, "256x256"),
     ("alice", 16, 2, "256x256"),
     ("bob", 24, 1, "512x512"),

@@ -11,6 +11,7 @@ import httpx
 import openai
 import pytest
 from PIL import Image
+from support.callers import SdkFormat, SdkSize
 from support.config import EDITS_MODEL, KEYS, auth, base_config, edits_upstream, merged
 from support.fake_upstream import FakeUpstream, Reply, edits_response
 from support.pngs import make_png
@@ -41,19 +42,22 @@ def _png(data: bytes) -> tuple[str | None, tuple[int, int]]:
 
 @pytest.mark.parametrize("response_format", ["url", "b64_json"])
 def test_create_variation_gets_pngs_of_every_asked_size(
-    live_edits: GatewayProcess, upstream: FakeUpstream, response_format: str
+    live_edits: GatewayProcess, upstream: FakeUpstream, response_format: SdkFormat
 ) -> None:
     """The caller changed nothing but base_url and api_key, and gets dall-e-2's answer."""
     with openai.OpenAI(
         base_url=live_edits.url + "/v1", api_key=KEYS["alice"], max_retries=0
     ) as sdk:
-        for size in ("256x256", "512x512", "1024x1024"):
+        sizes: tuple[SdkSize, ...] = ("256x256", "512x512", "1024x1024")
+        for size in sizes:
             raw = sdk.images.with_raw_response.create_variation(
                 image=make_png(64), n=2, size=size, response_format=response_format
             )
             assert raw.headers["x-gateway-upstream-model"] == EDITS_MODEL
             side = int(size.partition("x")[0])
-            for item in raw.parse().data:
+            images = raw.parse().data
+            assert images is not None
+            for item in images:
                 if response_format == "url":
                     assert item.url is not None
                     fetched = httpx.get(item.url)  # a capability URL: no key

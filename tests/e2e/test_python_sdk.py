@@ -13,6 +13,7 @@ import httpx
 import openai
 import pytest
 from PIL import Image
+from support.callers import SdkFormat, SdkSize
 from support.config import KEYS, USER_SECRET
 from support.fake_upstream import FakeUpstream
 from support.pngs import make_png
@@ -45,10 +46,10 @@ def test_every_parameter_combination_is_forwarded(
     live: GatewayProcess,
     upstream: FakeUpstream,
     tmp_path: Path,
-    size: str,
-    response_format: str,
+    size: SdkSize,
+    response_format: SdkFormat,
     n: int,
-    sdk,
+    sdk: Callable[..., openai.OpenAI],
 ) -> None:
     """create_variation works for every allowed size, format and n, from a file on disk."""
     path = tmp_path / "in.png"
@@ -62,6 +63,7 @@ def test_every_parameter_combination_is_forwarded(
             response_format=response_format,
             user="spoofed",
         )
+    assert result.data is not None
     assert len(result.data) == n
     assert all((item.url if response_format == "url" else item.b64_json) for item in result.data)
     [seen] = upstream.received
@@ -73,15 +75,18 @@ def test_every_parameter_combination_is_forwarded(
 
 
 def test_sdk_raw_bytes_upload_without_filename(
-    live: GatewayProcess, upstream: FakeUpstream, sdk
+    live: GatewayProcess, upstream: FakeUpstream, sdk: Callable[..., openai.OpenAI]
 ) -> None:
     """Passing bytes (no file name) works the same."""
     result = sdk(live, "bob").images.create_variation(image=make_png(16))
+    assert result.data is not None
     assert len(result.data) == 1
     assert upstream.received[0].files["image"][2] == make_png(16)
 
 
-def test_sdk_sees_typed_errors(live: GatewayProcess, upstream: FakeUpstream, sdk) -> None:
+def test_sdk_sees_typed_errors(
+    live: GatewayProcess, upstream: FakeUpstream, sdk: Callable[..., openai.OpenAI]
+) -> None:
     """Gateway refusals surface as the SDK's own exception classes, with OpenAI's codes."""
     with pytest.raises(openai.AuthenticationError):
         sdk(live, key="gwk_nope").images.create_variation(image=make_png(16))
@@ -96,7 +101,7 @@ def test_sdk_sees_typed_errors(live: GatewayProcess, upstream: FakeUpstream, sdk
 
 @pytest.mark.parametrize("response_format", ["url", "b64_json"])
 def test_sandbox_returns_real_distinct_variations_at_the_size_asked(
-    live_sandbox: GatewayProcess, response_format: str, sdk
+    live_sandbox: GatewayProcess, response_format: SdkFormat, sdk: Callable[..., openai.OpenAI]
 ) -> None:
     """The sandbox answers real PNGs of the requested size, different per index."""
     response = sdk(live_sandbox).images.with_raw_response.create_variation(
@@ -104,7 +109,9 @@ def test_sandbox_returns_real_distinct_variations_at_the_size_asked(
     )
     assert response.headers["x-gateway-upstream"] == "sandbox"
     images = []
-    for item in response.parse().data:
+    data = response.parse().data
+    assert data is not None
+    for item in data:
         if response_format == "url":
             assert item.url is not None and "se=" in item.url
             fetched = httpx.get(item.url)  # a capability URL: no key needed

@@ -62,7 +62,7 @@ def test_python_sdk_with_a_jwt_as_api_key(
     upstream: FakeUpstream,
     idp: FakeIdP,
     signing_keys: dict[str, SigningKey],
-    sdk,
+    sdk: Callable[[GatewayProcess, str], openai.OpenAI],
 ) -> None:
     """The openai SDK given a company JWT works end to end; upstream sees the user's pseudonym."""
     gateway = start_gateway(with_identity(upstream, jwt=idp.jwt_config()))
@@ -70,6 +70,7 @@ def test_python_sdk_with_a_jwt_as_api_key(
     result = sdk(gateway, token).images.create_variation(
         image=make_png(32), n=2, size="256x256", user="spoofed"
     )
+    assert result.data is not None
     assert len(result.data) == 2
     [seen] = upstream.received
     assert seen.fields["user"] == hashed("dave@example.com")

@@ -205,7 +205,9 @@ def test_hostile_pngs_are_refused_with_an_image_code_or_are_valid(png: bytes) ->
     st.integers(min_value=0, max_value=255),
     st.integers(min_value=0, max_value=len(PNG)),
 )
-def test_mutated_and_truncated_pngs_are_refused_or_accepted_cleanly(at, byte, cut) -> None:
+def test_mutated_and_truncated_pngs_are_refused_or_accepted_cleanly(
+    at: int, byte: int, cut: int
+) -> None:
     """Flipping any byte or truncating anywhere gives PngInfo or an image-coded 400."""
     mutated = (PNG[:at] + bytes([byte]) + PNG[at + 1 :])[: max(cut, 0) or len(PNG)]
     try:
@@ -219,7 +221,7 @@ def test_mutated_and_truncated_pngs_are_refused_or_accepted_cleanly(at, byte, cu
 
 @runs(200)
 @given(st.binary(max_size=512))
-def test_random_bytes_behind_a_png_signature_are_handled(tail) -> None:
+def test_random_bytes_behind_a_png_signature_are_handled(tail: bytes) -> None:
     """A PNG signature followed by garbage is refused as a bad image, never a crash."""
     try:
         check_png(PNG_SIGNATURE + tail, max_side=MAX_SIDE)
@@ -260,7 +262,9 @@ values = st.one_of(
     st.booleans(),
     st.integers(min_value=1, max_value=97),
 )
-def test_any_well_framed_form_is_read_or_refused_cleanly(parts, closed, chunk) -> None:
+def test_any_well_framed_form_is_read_or_refused_cleanly(
+    parts: list[tuple[bytes, bytes, bytes]], closed: bool, chunk: int
+) -> None:
     """Duplicate, unknown, odd and oversized parts give an Upload or an OpenAI-coded error."""
     body = b"".join(_part(*part) for part in parts) + (b"--hyp--\r\n" if closed else b"")
     try:
@@ -276,7 +280,7 @@ def test_any_well_framed_form_is_read_or_refused_cleanly(parts, closed, chunk) -
 
 @runs(300)
 @given(st.binary(max_size=2048), st.integers(min_value=1, max_value=64))
-def test_arbitrary_bodies_never_crash_the_reader(body, chunk) -> None:
+def test_arbitrary_bodies_never_crash_the_reader(body: bytes, chunk: int) -> None:
     """Random bytes as a multipart body are an error with a code, never an exception."""
     try:
         _read(body, chunk)
@@ -291,7 +295,9 @@ boundaries = st.text(alphabet=BCHARS, min_size=1, max_size=70).filter(lambda b: 
 
 @runs(200)
 @given(boundaries, st.permutations(["image", "n", "size", "response_format"]), st.integers(1, 50))
-def test_any_rfc_boundary_and_field_order_reads_a_valid_form(boundary, order, chunk) -> None:
+def test_any_rfc_boundary_and_field_order_reads_a_valid_form(
+    boundary: str, order: list[str], chunk: int
+) -> None:
     """A valid form reads back exactly, whatever legal boundary and field order it uses."""
     assume(boundary.encode() not in PNG)
     values_ = {"image": PNG, "n": b"3", "size": b"512x512", "response_format": b"b64_json"}
@@ -324,7 +330,9 @@ async def _inflated(prefix: bytes, total: int) -> AsyncIterator[bytes]:
     ),
     st.integers(MAX_BODY_BYTES // 2, 3 * MAX_BODY_BYTES),
 )
-def test_reading_holds_a_bounded_amount_of_memory_whatever_is_sent(prefix, total) -> None:
+def test_reading_holds_a_bounded_amount_of_memory_whatever_is_sent(
+    prefix: bytes, total: int
+) -> None:
     """However large the body, the reader holds at most about two image caps (the parts it
     keeps, and their join) and stops at the body cap."""
     tracemalloc.start()

@@ -6,12 +6,15 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from support.fake_upstream import FakeUpstream, Received, Reply, images_response
+from support.fixtures import AppFactory
 from support.requests import assert_openai_error, post_variation
 
 WAIT = 10.0  # seconds a test waits for the upstream to be reached, only when it fails
 
 
-def test_a_refusal_for_a_bad_key_closes_the_connection(make_client, upstream: FakeUpstream) -> None:
+def test_a_refusal_for_a_bad_key_closes_the_connection(
+    make_client: AppFactory, upstream: FakeUpstream
+) -> None:
     """A caller without a valid key is answered 401 with `Connection: close`: the server
     stops reading whatever body it announced."""
     client = make_client()
@@ -22,7 +25,7 @@ def test_a_refusal_for_a_bad_key_closes_the_connection(make_client, upstream: Fa
 
 
 def test_a_caller_refused_for_quota_is_refused_at_the_door_while_still_out_of_room(
-    make_client, upstream: FakeUpstream
+    make_client: AppFactory, upstream: FakeUpstream
 ) -> None:
     """After a quota refusal, the caller's next request is refused before its body is read
     (the connection closed), with the same 429; another caller is not affected."""
@@ -41,7 +44,7 @@ def test_a_caller_refused_for_quota_is_refused_at_the_door_while_still_out_of_ro
 
 
 def test_past_the_in_flight_limit_a_request_is_refused_unread_with_a_retryable_503(
-    make_client, upstream: FakeUpstream
+    make_client: AppFactory, upstream: FakeUpstream
 ) -> None:
     """With one request in flight allowed and one waiting on the upstream, the next is
     refused at once: 503 server_overloaded, Retry-After, connection closed."""

@@ -6,11 +6,12 @@ import pytest
 from starlette.testclient import TestClient
 from support.config import auth
 from support.fake_upstream import FakeUpstream, Reply, images_response
+from support.fixtures import AppFactory
 from support.requests import PATH, assert_openai_error, post_variation
 
 
 @pytest.fixture
-def cached(make_client) -> TestClient:
+def cached(make_client: AppFactory) -> TestClient:
     return make_client({"cache": {"enabled": True}})
 
 
@@ -98,7 +99,7 @@ def test_no_store_bypasses_lookup_and_storage(cached: TestClient, upstream: Fake
     assert len(upstream.received) == 3
 
 
-def test_disabled_cache_answers_bypass(make_client, upstream: FakeUpstream) -> None:
+def test_disabled_cache_answers_bypass(make_client: AppFactory, upstream: FakeUpstream) -> None:
     """With cache.enabled false every answer says BYPASS and reaches upstream."""
     client = make_client()
     assert [post_variation(client).headers["x-gateway-cache"] for _ in range(2)] == [
@@ -132,7 +133,9 @@ def test_errors_are_not_cached(cached: TestClient, upstream: FakeUpstream) -> No
     assert post_variation(cached).headers["x-gateway-cache"] == "MISS"
 
 
-def test_entries_over_the_size_cap_are_not_stored(make_client, upstream: FakeUpstream) -> None:
+def test_entries_over_the_size_cap_are_not_stored(
+    make_client: AppFactory, upstream: FakeUpstream
+) -> None:
     """An answer larger than max_entry_bytes is relayed but not cached."""
     client = make_client({"cache": {"enabled": True, "max_entry_bytes": 100}})
     post_variation(client)
@@ -141,7 +144,7 @@ def test_entries_over_the_size_cap_are_not_stored(make_client, upstream: FakeUps
 
 @pytest.mark.parametrize(("scope", "bob_hits"), [("user", False), ("team", True), ("global", True)])
 def test_scope_decides_who_shares_entries(
-    make_client, upstream: FakeUpstream, scope: str, bob_hits: bool
+    make_client: AppFactory, upstream: FakeUpstream, scope: str, bob_hits: bool
 ) -> None:
     """user scope keeps alice's entries from bob; team and global share them (carol: other team)."""
     client = make_client({"cache": {"enabled": True, "scope": scope}})
@@ -151,7 +154,9 @@ def test_scope_decides_who_shares_entries(
     assert (carol == "HIT") is (scope == "global")
 
 
-def test_hits_consume_only_the_configured_units(make_client, upstream: FakeUpstream) -> None:
+def test_hits_consume_only_the_configured_units(
+    make_client: AppFactory, upstream: FakeUpstream
+) -> None:
     """A hit charges requests (hits_count_against) but no images; its headers say so."""
     rules = {
         "default": [
@@ -172,7 +177,9 @@ def test_hits_consume_only_the_configured_units(make_client, upstream: FakeUpstr
     assert miss.headers["x-gateway-cache"] == "MISS"
 
 
-def test_hits_refused_when_their_units_are_exhausted(make_client, upstream: FakeUpstream) -> None:
+def test_hits_refused_when_their_units_are_exhausted(
+    make_client: AppFactory, upstream: FakeUpstream
+) -> None:
     """A hit still needs room in the units it consumes."""
     rules = {"default": [{"unit": "requests", "limit": 1, "window": "day"}]}
     client = make_client({"cache": {"enabled": True}, "quotas": rules})
@@ -182,7 +189,7 @@ def test_hits_refused_when_their_units_are_exhausted(make_client, upstream: Fake
     assert response.headers["x-gateway-cache"] == "HIT"
 
 
-def test_a_cache_that_fails_becomes_a_miss(make_client, upstream: FakeUpstream) -> None:
+def test_a_cache_that_fails_becomes_a_miss(make_client: AppFactory, upstream: FakeUpstream) -> None:
     """An unreachable cache Redis never fails a request."""
     client = make_client(
         {"cache": {"enabled": True}}, env={"CACHE_REDIS_URL": "redis://127.0.0.1:9/0"}
@@ -214,7 +221,7 @@ def test_a_short_answer_is_relayed_but_never_stored(
 
 
 def test_a_coalesced_answer_without_images_costs_only_the_leaders_call(
-    make_client, upstream: FakeUpstream
+    make_client: AppFactory, upstream: FakeUpstream
 ) -> None:
     """Callers coalesced onto a leader whose answer had no image are refunded in full; the
     leader keeps the request unit of the one call it made upstream."""

@@ -7,13 +7,22 @@ import base64
 import hashlib
 import hmac
 import io
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 from PIL import Image
 from starlette.testclient import TestClient
-from support.config import EDITS_MODEL, EDITS_PRICE, UPSTREAM_KEY, USER_SECRET, auth, edits_upstream
+from support.config import (
+    EDITS_IMAGE_PRICE,
+    EDITS_MODEL,
+    EDITS_PRICE,
+    UPSTREAM_KEY,
+    USER_SECRET,
+    auth,
+    edits_upstream,
+)
 from support.fake_upstream import (
     FakeUpstream,
     Received,
@@ -22,6 +31,7 @@ from support.fake_upstream import (
     edits_usage,
     generated_png,
 )
+from support.fixtures import AppFactory
 from support.requests import DEFAULT_PNG, assert_openai_error, post_variation
 
 from gateway.settings import VARIATION_PROMPT
@@ -31,7 +41,7 @@ IMAGES_RULE = {"default": [{"unit": "images", "limit": 100, "window": "day"}]}
 
 
 @pytest.fixture
-def edits(make_client, upstream: FakeUpstream):
+def edits(make_client: AppFactory, upstream: FakeUpstream) -> Callable[..., TestClient]:
     """A gateway in edits mode (quotas: a team usd pool and a user images rule)."""
     upstream.script = lambda r: Reply(body=edits_response(r))
 
@@ -59,7 +69,7 @@ def png_side(data: bytes) -> tuple[str | None, tuple[int, int]]:
 
 
 def test_the_upstream_call_is_an_edit_built_from_the_gateway_settings(
-    edits, upstream: FakeUpstream
+    edits: Callable[..., TestClient], upstream: FakeUpstream
 ) -> None:
     """POST {base}/images/edits with the model, prompt, quality and the pseudonymous user;
     the caller's model, size, format and user stay behind."""
@@ -85,7 +95,7 @@ def test_the_upstream_call_is_an_edit_built_from_the_gateway_settings(
 
 
 def test_a_custom_prompt_is_sent_and_input_fidelity_left_to_the_model(
-    edits, upstream: FakeUpstream
+    edits: Callable[..., TestClient], upstream: FakeUpstream
 ) -> None:
     client = edits(prompt="Same cat, different day.")
     assert post_variation(client).status_code == 200
@@ -94,7 +104,9 @@ def test_a_custom_prompt_is_sent_and_input_fidelity_left_to_the_model(
 
 
 @pytest.mark.parametrize("size", ["256x256", "512x512", "1024x1024"])
-def test_b64_answers_are_pngs_of_the_asked_size(edits, size: str) -> None:
+def test_b64_answers_are_pngs_of_the_asked_size(
+    edits: Callable[..., TestClient], size: str
+) -> None:
     """The caller gets dall-e-2's shape: created and data[].b64_json, each PNG resized."""
     response = post_variation(
         edits(), fields={"n": "2", "size": size, "response_format": "b64_json"}
@@ -113,7 +125,9 @@ def test_b64_answers_are_pngs_of_the_asked_size(edits, size: str) -> None:
         assert base64.b64decode(body["data"][0]["b64_json"]) == generated_png()
 
 
-def test_url_answers_are_capability_urls_the_gateway_serves(edits) -> None:
+def test_url_answers_are_capability_urls_the_gateway_serves(
+    edits: Callable[..., TestClient],
+) -> None:
     """url answers point at the gateway's own /files/, valid 60 minutes, without a key."""
     client = edits()
     response = post_variation(client, fields={"n": "2", "size": "512x512"})
@@ -129,7 +143,9 @@ def test_url_answers_are_capability_urls_the_gateway_serves(edits) -> None:
         assert png_side(fetched.content) == ("PNG", (512, 512))
 
 
-def test_usd_settles_to_the_cost_the_usage_reports(edits, upstream: FakeUpstream) -> None:
+def test_usd_settles_to_the_cost_the_usage_reports(
+    edits: Callable[..., TestClient], upstream: FakeUpstream
+) -> None:
     """Reserved at the per-image price (0.04 medium), settled to the usage's cost: a top-up."""
     client = edits()
     response = post_variation(client, fields={"n": "2"})
@@ -144,7 +160,7 @@ def test_usd_settles_to_the_cost_the_usage_reports(edits, upstream: FakeUpstream
 
 
 def test_a_cheaper_call_than_reserved_is_refunded_the_difference(
-    edits, upstream: FakeUpstream
+    edits: Callable[..., TestClient], upstream: FakeUpstream
 ) -> None:
     client = edits(quality="high")  # reserves 0.2 per image
     response = post_variation(client, fields={"n": "1"})
@@ -153,7 +169,9 @@ def test_a_cheaper_call_than_reserved_is_refunded_the_difference(
     assert used(client)["usd"] == pytest.approx(expected, abs=1e-6)
 
 
-def test_without_usage_the_reservation_stands(edits, upstream: FakeUpstream) -> None:
+def test_without_usage_the_reservation_stands(
+    edits: Callable[..., TestClient], upstream: FakeUpstream
+) -> None:
     def no_usage(received: Received) -> Reply:
         body = edits_response(received)
         del body["usage"]
@@ -165,7 +183,9 @@ def test_without_usage_the_reservation_stands(edits, upstream: FakeUpstream) -> 
     assert used(client)["usd"] == pytest.approx(0.08)
 
 
-def test_fewer_images_than_asked_refunds_the_missing_ones(edits, upstream: FakeUpstream) -> None:
+def test_fewer_images_than_asked_refunds_the_missing_ones(
+    edits: Callable[..., TestClient], upstream: FakeUpstream
+) -> None:
     def short(received: Received) -> Reply:
         body = edits_response(received)
         body["data"] = body["data"][:1]
@@ -182,7 +202,9 @@ def test_fewer_images_than_asked_refunds_the_missing_ones(edits, upstream: FakeU
 
 
 @pytest.mark.redis
-def test_answers_are_cached_per_model(edits, upstream: FakeUpstream, clean_redis: str) -> None:
+def test_answers_are_cached_per_model(
+    edits: Callable[..., TestClient], upstream: FakeUpstream, clean_redis: str
+) -> None:
     """A repeat is a HIT that still names its model; another model is a miss."""
     shared = {"cache": {"enabled": True}, "env": {"REDIS_URL": clean_redis}}
     first = edits(**shared)
@@ -198,7 +220,9 @@ def test_answers_are_cached_per_model(edits, upstream: FakeUpstream, clean_redis
     assert [call.fields["model"] for call in upstream.received] == [EDITS_MODEL, "gpt-image-other"]
 
 
-def _error(code: str | None, param: str | None = None, type_: str = "invalid_request_error"):
+def _error(
+    code: str | None, param: str | None = None, type_: str = "invalid_request_error"
+) -> dict[str, dict[str, str | None]]:
     message = "Bad thing. Your key sk-live-abcdefghijklmnop was used."
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
@@ -277,7 +301,14 @@ FAILURES = [
 
 @pytest.mark.parametrize(("status", "body", "caller", "code", "param", "type_"), FAILURES)
 def test_edits_failures_map_to_the_error_table_and_settle_to_what_the_model_did(
-    edits, upstream: FakeUpstream, status, body, caller, code, param, type_
+    edits: Callable[..., TestClient],
+    upstream: FakeUpstream,
+    status: int,
+    body: dict[str, dict[str, str | None]] | bytes,
+    caller: int,
+    code: str,
+    param: str | None,
+    type_: str,
 ) -> None:
     """Each failure gets its error-table answer; a refusal (an error status) gives back
     images and usd, a 200 the gateway could not use keeps them (the model worked, and
@@ -287,7 +318,7 @@ def test_edits_failures_map_to_the_error_table_and_settle_to_what_the_model_did(
     response = post_variation(client, fields={"n": "2"})
     error = assert_openai_error(response, caller, code, param, type_=type_)
     assert "sk-live" not in response.text
-    reserved = {"usd": pytest.approx(2 * EDITS_PRICE["image"]["medium"]), "images": 2}
+    reserved = {"usd": pytest.approx(2 * EDITS_IMAGE_PRICE["medium"]), "images": 2}
     assert used(client) == (reserved if status == 200 else {"usd": 0, "images": 0})
     if caller == 502 and code != "upstream_error":
         assert response.headers["x-should-retry"] == "false"
@@ -295,7 +326,7 @@ def test_edits_failures_map_to_the_error_table_and_settle_to_what_the_model_did(
         assert "content policy" in error["message"]
 
 
-def test_the_sandbox_plays_the_edits_endpoint_offline(make_client) -> None:
+def test_the_sandbox_plays_the_edits_endpoint_offline(make_client: AppFactory) -> None:
     """`base_url: sandbox` with `adapter: edits`: real variations and a usage-based cost."""
     client = make_client(
         {

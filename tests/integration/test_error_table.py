@@ -5,19 +5,25 @@ Every refusal is OpenAI-shaped and reaches nothing upstream.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from starlette.testclient import TestClient
 from support.config import KEYS
 from support.fake_upstream import FakeUpstream
+from support.fixtures import AppFactory
 from support.pngs import make_png, png_chunk, raw_png
 from support.requests import DEFAULT_PNG, PATH, assert_openai_error, post_variation
 
 from gateway.multipart import MAX_BODY_BYTES
 from gateway.png import MAX_CHUNKS, MAX_IMAGE_BYTES
 
+# A multipart file part as the test client takes it: (field, (filename, content[, type])).
+FilePart = tuple[str, tuple[str | None, bytes] | tuple[str | None, bytes, str]]
+
 
 @pytest.fixture(autouse=True)
-def nothing_reaches_upstream(upstream: FakeUpstream):
+def nothing_reaches_upstream(upstream: FakeUpstream) -> Iterator[None]:
     """Each test here ends with the upstream having seen nothing."""
     yield
     assert upstream.received == []
@@ -37,7 +43,7 @@ def test_missing_malformed_or_unknown_key_is_401(
     assert "gwk_unknown_key" not in error["message"]
 
 
-def test_revoked_key_is_401(make_client) -> None:
+def test_revoked_key_is_401(make_client: AppFactory) -> None:
     """A key removed from the config no longer authenticates."""
     client = make_client({"principals": []})
     response = client.post(
@@ -91,7 +97,7 @@ def test_declared_oversize_body_is_413_with_connection_close(client: TestClient)
 def test_streamed_oversize_body_is_413(client: TestClient) -> None:
     """A chunked body that passes the cap is refused with 413 (cut-off is shown live, in e2e)."""
 
-    def chunks():
+    def chunks() -> Iterator[bytes]:
         yield b'--b\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n\r\n'
         for _ in range(MAX_BODY_BYTES // 65536 + 2):
             yield b"\0" * 65536
@@ -128,9 +134,9 @@ def test_image_sent_as_text_field_is_invalid_type(client: TestClient) -> None:
 @pytest.mark.parametrize("field", ["n", "size", "image"])
 def test_field_sent_twice_is_duplicate_parameter(client: TestClient, field: str) -> None:
     """A field given twice is refused, naming it."""
-    image = ("image", ("a.png", DEFAULT_PNG, "image/png"))
-    text = {"n": (None, b"1"), "size": (None, b"256x256")}
-    files = (
+    image: FilePart = ("image", ("a.png", DEFAULT_PNG, "image/png"))
+    text: dict[str, tuple[None, bytes]] = {"n": (None, b"1"), "size": (None, b"256x256")}
+    files: list[FilePart] = (
         [image, image] if field == "image" else [image, (field, text[field]), (field, text[field])]
     )
     response = client.post(PATH, files=files, headers={"Authorization": f"Bearer {KEYS['alice']}"})

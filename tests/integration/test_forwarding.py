@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Iterator
 
 import pytest
 from starlette.testclient import TestClient
 from support.config import UPSTREAM_KEY, USER_SECRET
 from support.fake_upstream import FakeUpstream, Reply
+from support.fixtures import AppFactory
 from support.requests import DEFAULT_PNG, post_variation
 
 
@@ -61,14 +63,18 @@ def test_defaults_are_filled_in_before_forwarding(
     }
 
 
-def test_plain_user_field_sends_the_internal_id(make_client, upstream: FakeUpstream) -> None:
+def test_plain_user_field_sends_the_internal_id(
+    make_client: AppFactory, upstream: FakeUpstream
+) -> None:
     """With identity.user_field: plain, upstream sees the internal user id itself."""
     client = make_client({"identity": {"user_field": "plain"}})
     assert post_variation(client, user="bob", fields={"user": "mallory"}).status_code == 200
     assert upstream.received[0].fields["user"] == "bob"
 
 
-def test_organization_and_project_come_from_config(make_client, upstream: FakeUpstream) -> None:
+def test_organization_and_project_come_from_config(
+    make_client: AppFactory, upstream: FakeUpstream
+) -> None:
     """OpenAI-Organization and OpenAI-Project are the company's, from the config."""
     client = make_client(
         {"upstream": {"base_url": upstream.url, "organization": "org-company", "project": "proj_x"}}
@@ -136,7 +142,7 @@ def test_fields_in_any_order_and_chunked_body(client: TestClient, upstream: Fake
         + f"--{boundary}--\r\n".encode()
     )
 
-    def chunks():
+    def chunks() -> Iterator[bytes]:
         for i in range(0, len(body), 100):
             yield body[i : i + 100]
 

@@ -15,6 +15,7 @@ from starlette.testclient import TestClient
 from support.config import USER_SECRET, auth
 from support.fake_idp import FakeIdP, SigningKey, hmac_with_public_key, unsigned_token
 from support.fake_upstream import FakeUpstream
+from support.fixtures import AppFactory
 from support.requests import assert_openai_error, post_variation
 
 QUOTAS = {"default": [{"unit": "requests", "limit": 2, "window": "minute"}]}
@@ -37,7 +38,7 @@ def hashed(user: str) -> str:
 
 
 @pytest.fixture
-def sso(make_client, idp: FakeIdP) -> Callable[..., TestClient]:
+def sso(make_client: AppFactory, idp: FakeIdP) -> Callable[..., TestClient]:
     """The app with SSO tokens from `idp` enabled; keyword arguments override `identity.jwt`."""
 
     def build(quotas: dict[str, Any] | None = None, **jwt: Any) -> TestClient:
@@ -54,7 +55,11 @@ def post_with(client: TestClient, token: str, **kwargs: Any) -> Any:
 
 @pytest.mark.parametrize("kid", ["rsa-1", "ec-1", "ed-1"])
 def test_signed_token_is_accepted_and_user_is_the_pseudonym(
-    sso, idp: FakeIdP, upstream: FakeUpstream, signing_keys: Keys, kid: str
+    sso: Callable[..., TestClient],
+    idp: FakeIdP,
+    upstream: FakeUpstream,
+    signing_keys: Keys,
+    kid: str,
 ) -> None:
     """An RSA, EC or Ed25519 token authenticates; upstream gets the HMAC of its email."""
     idp.publish(*idp.published, signing_keys["ed-1"])
@@ -64,7 +69,9 @@ def test_signed_token_is_accepted_and_user_is_the_pseudonym(
     assert sent_user(upstream) == hashed("dave@example.com")
 
 
-def test_idp_only_user_gets_the_default_quota(sso, idp: FakeIdP, signing_keys: Keys) -> None:
+def test_idp_only_user_gets_the_default_quota(
+    sso: Callable[..., TestClient], idp: FakeIdP, signing_keys: Keys
+) -> None:
     """A user unknown to the config is metered by the default rules, under the mapped team."""
     client = sso(QUOTAS)
     token = idp.token(signing_keys["rsa-1"])
@@ -77,7 +84,9 @@ def test_idp_only_user_gets_the_default_quota(sso, idp: FakeIdP, signing_keys: K
     assert_openai_error(refused, 429, "rate_limit_exceeded", type_="requests")
 
 
-def test_jwt_and_key_callers_have_separate_counters(sso, idp: FakeIdP, signing_keys: Keys) -> None:
+def test_jwt_and_key_callers_have_separate_counters(
+    sso: Callable[..., TestClient], idp: FakeIdP, signing_keys: Keys
+) -> None:
     """An SSO user's requests count against their own rules, not a key holder's."""
     client = sso(QUOTAS)
     token = idp.token(signing_keys["rsa-1"])
@@ -86,7 +95,9 @@ def test_jwt_and_key_callers_have_separate_counters(sso, idp: FakeIdP, signing_k
     assert post_variation(client, user="alice").status_code == 200
 
 
-def test_team_claim_and_default_team(sso, idp: FakeIdP, signing_keys: Keys) -> None:
+def test_team_claim_and_default_team(
+    sso: Callable[..., TestClient], idp: FakeIdP, signing_keys: Keys
+) -> None:
     """A team claim names the team; without it the configured default team applies."""
     client = sso(team_claim="department", default_team="misc", group_teams={})
     with_claim = idp.token(signing_keys["rsa-1"], department="audio")
@@ -96,7 +107,7 @@ def test_team_claim_and_default_team(sso, idp: FakeIdP, signing_keys: Keys) -> N
 
 
 def test_admin_group_opens_admin_quotas_listing_configured_principals_only(
-    sso, idp: FakeIdP, signing_keys: Keys
+    sso: Callable[..., TestClient], idp: FakeIdP, signing_keys: Keys
 ) -> None:
     """A token in the admin group may read /admin/quotas; IdP-only users are not listed there."""
     client = sso(QUOTAS)
@@ -108,7 +119,9 @@ def test_admin_group_opens_admin_quotas_listing_configured_principals_only(
     assert [p["user"] for p in body["principals"]] == ["alice", "bob", "carol", "grafana"]
 
 
-def test_token_within_leeway_is_accepted(sso, idp: FakeIdP, signing_keys: Keys) -> None:
+def test_token_within_leeway_is_accepted(
+    sso: Callable[..., TestClient], idp: FakeIdP, signing_keys: Keys
+) -> None:
     """A token expired 10 s ago passes with the default 30 s leeway."""
     now = int(time.time())
     token = idp.token(signing_keys["rsa-1"], iat=now - 610, nbf=now - 610, exp=now - 10)
@@ -130,7 +143,10 @@ def _timed(**offsets: int | None) -> Callable[[FakeIdP, Keys], str]:
 
     def build(idp: FakeIdP, keys: Keys) -> str:
         now = int(time.time())
-        claims = {name: None if v is None else now + v for name, v in offsets.items()}
+        # JSON claim values, as FakeIdP.token takes them.
+        claims: dict[str, Any] = {
+            name: None if v is None else now + v for name, v in offsets.items()
+        }
         return idp.token(keys["rsa-1"], **claims)
 
     return build
@@ -169,7 +185,11 @@ REFUSALS: dict[str, tuple[Callable[[FakeIdP, Keys], str], str]] = {
 
 @pytest.mark.parametrize("case", list(REFUSALS))
 def test_bad_token_is_401_naming_the_cause(
-    sso, idp: FakeIdP, upstream: FakeUpstream, signing_keys: Keys, case: str
+    sso: Callable[..., TestClient],
+    idp: FakeIdP,
+    upstream: FakeUpstream,
+    signing_keys: Keys,
+    case: str,
 ) -> None:
     """Each bad token is a 401 invalid_api_key saying why, never echoing it, reaching nothing."""
     build, cause = REFUSALS[case]
@@ -182,7 +202,7 @@ def test_bad_token_is_401_naming_the_cause(
 
 
 def test_key_rotation_mid_run_refreshes_once_per_interval(
-    sso, idp: FakeIdP, upstream: FakeUpstream, signing_keys: Keys
+    sso: Callable[..., TestClient], idp: FakeIdP, upstream: FakeUpstream, signing_keys: Keys
 ) -> None:
     """A new kid at the IdP is fetched on first sight; another within the interval is not."""
     client = sso()
@@ -199,7 +219,9 @@ def test_key_rotation_mid_run_refreshes_once_per_interval(
     assert len(upstream.received) == 3
 
 
-def test_made_up_kids_cannot_flood_the_idp(sso, idp: FakeIdP, signing_keys: Keys) -> None:
+def test_made_up_kids_cannot_flood_the_idp(
+    sso: Callable[..., TestClient], idp: FakeIdP, signing_keys: Keys
+) -> None:
     """Fifty tokens with unknown kids cause one refresh in the interval, not fifty."""
     client = sso()
     assert post_with(client, idp.token(signing_keys["rsa-1"])).status_code == 200
@@ -210,7 +232,7 @@ def test_made_up_kids_cannot_flood_the_idp(sso, idp: FakeIdP, signing_keys: Keys
 
 
 def test_refresh_after_the_interval_finds_the_new_key(
-    sso, idp: FakeIdP, signing_keys: Keys
+    sso: Callable[..., TestClient], idp: FakeIdP, signing_keys: Keys
 ) -> None:
     """With no minimum interval, every unknown kid is looked up again, and a late key is found."""
     client = sso(jwks_min_refresh_seconds=0)
@@ -221,7 +243,7 @@ def test_refresh_after_the_interval_finds_the_new_key(
 
 
 def test_idp_outage_spares_key_callers_and_cached_kids(
-    sso, idp: FakeIdP, upstream: FakeUpstream, signing_keys: Keys
+    sso: Callable[..., TestClient], idp: FakeIdP, upstream: FakeUpstream, signing_keys: Keys
 ) -> None:
     """With the IdP gone, API keys and tokens whose key is cached still work; new kids get 503."""
     client = sso(jwks_min_refresh_seconds=0)
@@ -236,7 +258,9 @@ def test_idp_outage_spares_key_callers_and_cached_kids(
     assert len(upstream.received) == 4
 
 
-def test_idp_down_from_the_start(sso, idp: FakeIdP, upstream: FakeUpstream, signing_keys: Keys):
+def test_idp_down_from_the_start(
+    sso: Callable[..., TestClient], idp: FakeIdP, upstream: FakeUpstream, signing_keys: Keys
+) -> None:
     """An IdP that never answered leaves the gateway ready and API keys working."""
     idp.stop()
     client = sso()
@@ -247,7 +271,9 @@ def test_idp_down_from_the_start(sso, idp: FakeIdP, upstream: FakeUpstream, sign
     assert len(upstream.received) == 1
 
 
-def test_idp_answering_errors_is_an_outage(sso, idp: FakeIdP, signing_keys: Keys) -> None:
+def test_idp_answering_errors_is_an_outage(
+    sso: Callable[..., TestClient], idp: FakeIdP, signing_keys: Keys
+) -> None:
     """A JWKS URL answering 500 counts as down: 503, and API keys are unaffected."""
     idp.status = 500
     client = sso()
@@ -257,7 +283,7 @@ def test_idp_answering_errors_is_an_outage(sso, idp: FakeIdP, signing_keys: Keys
 
 
 def test_jwt_shaped_bearer_without_sso_is_an_unknown_key(
-    make_client, idp: FakeIdP, signing_keys: Keys
+    make_client: AppFactory, idp: FakeIdP, signing_keys: Keys
 ) -> None:
     """Without identity.jwt a token is just an unknown key (or too long a one), as before."""
     client = make_client()
@@ -271,7 +297,7 @@ def test_jwt_shaped_bearer_without_sso_is_an_unknown_key(
     assert idp.fetches == 0
 
 
-def test_api_keys_never_touch_the_idp(sso, idp: FakeIdP) -> None:
+def test_api_keys_never_touch_the_idp(sso: Callable[..., TestClient], idp: FakeIdP) -> None:
     """Key callers and unknown keys are decided without fetching the JWKS."""
     client = sso()
     assert post_variation(client).status_code == 200

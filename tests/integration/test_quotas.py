@@ -8,6 +8,7 @@ import pytest
 from starlette.testclient import TestClient
 from support.config import auth
 from support.fake_upstream import FakeUpstream, Reply, images_response
+from support.fixtures import AppFactory
 from support.requests import assert_openai_error, post_variation
 
 RULES = {
@@ -20,7 +21,7 @@ RULES = {
 
 
 @pytest.fixture
-def limited(make_client) -> TestClient:
+def limited(make_client: AppFactory) -> TestClient:
     return make_client({"quotas": RULES})
 
 

@@ -12,6 +12,7 @@ from support.clock import WindowSafeClock
 from support.config import ENV, base_config, merged
 from support.fake_idp import FakeIdP, SigningKey
 from support.fake_upstream import FakeUpstream
+from support.fixtures import AppFactory
 from support.requests import assert_openai_error, post_variation
 
 from gateway.app import create_app
@@ -22,7 +23,7 @@ TEAMS = ("vision", "audio", "ops")  # the principals' teams, all configured
 
 
 @pytest.fixture
-def sso(make_client: Any, idp: FakeIdP) -> Callable[..., TestClient]:
+def sso(make_client: AppFactory, idp: FakeIdP) -> Callable[..., TestClient]:
     """The app with SSO tokens naming their team in a `department` claim."""
 
     def build(**jwt: Any) -> TestClient:

@@ -6,6 +6,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from support.fake_upstream import FakeUpstream, Received, Reply, images_response
+from support.fixtures import AppFactory
 from support.pngs import png_of_about
 from support.requests import post_variation
 
@@ -28,7 +29,7 @@ class _Barrier:
 
 
 def test_an_uploads_memory_is_given_back_once_the_upstream_has_it(
-    make_client, upstream: FakeUpstream
+    make_client: AppFactory, upstream: FakeUpstream
 ) -> None:
     """With room for two 2 MB uploads, three sent at once are all at the upstream together:
     an upload counts against the budget until it is sent, not until it is answered."""

@@ -13,7 +13,7 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import httpx
 
@@ -21,6 +21,10 @@ from support.config import KEYS, auth
 from support.ledger import Seen, Tally, seen_from
 
 PATH = "/v1/images/variations"
+
+# The values the openai SDK's create_variation accepts, as it types them.
+SdkSize = Literal["256x256", "512x512", "1024x1024"]
+SdkFormat = Literal["url", "b64_json"]
 
 
 def multipart(png: bytes, **fields: str) -> tuple[bytes, str]:

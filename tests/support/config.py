@@ -72,8 +72,9 @@ def auth(user: str = "alice") -> dict[str, str]:
 
 EDITS_MODEL = "gpt-image-test"
 # Made-up list prices, round enough to compute expected costs by hand.
+EDITS_IMAGE_PRICE = {"low": 0.01, "medium": 0.04, "high": 0.2}
 EDITS_PRICE = {
-    "image": {"low": 0.01, "medium": 0.04, "high": 0.2},
+    "image": EDITS_IMAGE_PRICE,
     "input_per_1k_tokens": 0.005,
     "image_input_per_1k_tokens": 0.01,
     "output_per_1k_tokens": 0.04,

@@ -116,6 +116,8 @@ def parse_multipart(
         name = part.get_param("name", header="content-disposition")
         names.append(str(name))
         payload = part.get_payload(decode=True)
+        # A form part is a leaf, so decoding gives its bytes (never a nested message).
+        assert isinstance(payload, bytes)
         if part.get_filename() is not None:
             files[str(name)] = (part.get_filename(), part.get_content_type(), payload)
         else:

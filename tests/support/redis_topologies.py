@@ -216,5 +216,7 @@ class SentinelGroup:
         _until(lambda: self.current_primary() is not dead, "a Sentinel failover")
 
     def stop(self) -> None:
-        for server in (*self.sentinels, self.replica, self.primary):
+        for sentinel in self.sentinels:
+            sentinel.stop()
+        for server in (self.replica, self.primary):
             server.stop()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import yaml
@@ -38,17 +40,17 @@ GOOD = {
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Run each command without the developer's gateway variables."""
     for name in SECRET_VARS:
         monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture
-def write(tmp_path):
+def write(tmp_path: Path) -> Callable[..., Path]:
     """Write a config (a mapping dumped as YAML, or raw text) and return its path."""
 
-    def _write(config: object, name: str = "gateway.yaml"):
+    def _write(config: object, name: str = "gateway.yaml") -> Path:
         path = tmp_path / name
         text = config if isinstance(config, str) else yaml.safe_dump(config)
         path.write_text(text, encoding="utf-8")
@@ -61,22 +63,27 @@ def _lines(text: str) -> list[list[str]]:
     return [line.split() for line in text.splitlines()]
 
 
-def _check(path) -> int:
+def _check(path: Path) -> int:
     return main(["config", "check", "--config", str(path)])
 
 
-def test_keys_new_prints_a_key_and_its_digest(capsys):
+def test_keys_new_prints_a_key_and_its_digest(capsys: pytest.CaptureFixture[str]) -> None:
     """`keys new` exits 0, prints a gwk_ key once and a config entry holding its SHA-256."""
     assert main(["keys", "new", "--user", "alice", "--team", "vision"]) == 0
     out = capsys.readouterr().out
-    key = re.search(r"(gwk_[A-Za-z0-9_-]{40,})", out).group(1)
+    key_match = re.search(r"(gwk_[A-Za-z0-9_-]{40,})", out)
+    digest_match = re.search(r'key_sha256: "([0-9a-f]{64})"', out)
+    assert key_match, out
+    assert digest_match, out
+    key, digest = key_match.group(1), digest_match.group(1)
     assert out.count(key) == 1
-    digest = re.search(r'key_sha256: "([0-9a-f]{64})"', out).group(1)
     assert digest == hashlib.sha256(key.encode()).hexdigest()
     assert 'user: "alice", team: "vision", role: user' in out
 
 
-def test_keys_new_entry_pastes_into_a_valid_config(capsys, write):
+def test_keys_new_entry_pastes_into_a_valid_config(
+    capsys: pytest.CaptureFixture[str], write: Callable[..., Path]
+) -> None:
     """The printed entry, pasted under `principals:`, passes `config check` as that admin."""
     assert main(["keys", "new", "--user", "ops-bot", "--team", "ops", "--role", "admin"]) == 0
     entry = next(line for line in capsys.readouterr().out.splitlines() if "key_sha256" in line)
@@ -85,7 +92,7 @@ def test_keys_new_entry_pastes_into_a_valid_config(capsys, write):
     assert "ops-bot (team ops, role admin):" in capsys.readouterr().out
 
 
-def test_keys_new_gives_a_fresh_key_each_time(capsys):
+def test_keys_new_gives_a_fresh_key_each_time(capsys: pytest.CaptureFixture[str]) -> None:
     """Two runs print two different keys."""
     main(["keys", "new", "--user", "a", "--team", "t"])
     main(["keys", "new", "--user", "a", "--team", "t"])
@@ -94,7 +101,7 @@ def test_keys_new_gives_a_fresh_key_each_time(capsys):
     assert keys[0] != keys[1]
 
 
-def test_keys_new_requires_user_and_team(capsys):
+def test_keys_new_requires_user_and_team(capsys: pytest.CaptureFixture[str]) -> None:
     """`keys new` without --team is a usage error (exit 2)."""
     with pytest.raises(SystemExit) as caught:
         main(["keys", "new", "--user", "alice"])
@@ -102,7 +109,9 @@ def test_keys_new_requires_user_and_team(capsys):
     assert "--team" in capsys.readouterr().err
 
 
-def test_config_check_prints_the_policy_per_user(capsys, write):
+def test_config_check_prints_the_policy_per_user(
+    capsys: pytest.CaptureFixture[str], write: Callable[..., Path]
+) -> None:
     """A good config exits 0 and lists each principal's effective rules, overrides and pools."""
     assert _check(write(GOOD)) == 0
     out = capsys.readouterr().out
@@ -118,14 +127,18 @@ def test_config_check_prints_the_policy_per_user(capsys, write):
     assert ["team", "ops", "usd", "50", "per", "month"] not in lines
 
 
-def test_config_check_says_unlimited_without_rules(capsys, write):
+def test_config_check_says_unlimited_without_rules(
+    capsys: pytest.CaptureFixture[str], write: Callable[..., Path]
+) -> None:
     """A principal with no rule at all is reported as unlimited."""
     config = {**GOOD, "quotas": {}}
     assert _check(write(config)) == 0
     assert "no quota rules: unlimited" in capsys.readouterr().out
 
 
-def test_config_check_names_other_identity_sources_and_warns(capsys, write):
+def test_config_check_names_other_identity_sources_and_warns(
+    capsys: pytest.CaptureFixture[str], write: Callable[..., Path]
+) -> None:
     """With SSO and trusted headers, config check says who else may call and warns of risks."""
     identity = {
         "jwt": {
@@ -145,7 +158,7 @@ def test_config_check_names_other_identity_sources_and_warns(capsys, write):
     assert "identity.jwt.jwks_url is plain http" in captured.err
 
 
-def test_config_check_of_the_shipped_config_passes(capsys):
+def test_config_check_of_the_shipped_config_passes(capsys: pytest.CaptureFixture[str]) -> None:
     """The repository's config/gateway.yaml passes `config check`."""
     from pathlib import Path
 
@@ -154,7 +167,9 @@ def test_config_check_of_the_shipped_config_passes(capsys):
     assert ": ok" in capsys.readouterr().out
 
 
-def test_config_check_says_which_adapter_and_model_answer(capsys, monkeypatch):
+def test_config_check_says_which_adapter_and_model_answer(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Ops switching to the edits adapter see the model and what a request reserves."""
     from pathlib import Path
 
@@ -167,7 +182,9 @@ def test_config_check_says_which_adapter_and_model_answer(capsys, monkeypatch):
     assert "model gpt-image-1.5, quality medium: reserves 0.034 USD per image" in out
 
 
-def test_config_check_reads_gateway_config_env(capsys, write, monkeypatch):
+def test_config_check_reads_gateway_config_env(
+    capsys: pytest.CaptureFixture[str], write: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Without --config, `config check` reads the file named by GATEWAY_CONFIG."""
     path = write(GOOD, "from-env.yaml")
     monkeypatch.setenv("GATEWAY_CONFIG", str(path))
@@ -175,7 +192,7 @@ def test_config_check_reads_gateway_config_env(capsys, write, monkeypatch):
     assert "from-env.yaml: ok" in capsys.readouterr().out
 
 
-def _broken(capsys, path) -> str:
+def _broken(capsys: pytest.CaptureFixture[str], path: Path) -> str:
     assert _check(path) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
@@ -183,13 +200,17 @@ def _broken(capsys, path) -> str:
     return captured.err
 
 
-def test_unknown_key_exits_2_naming_it(capsys, write):
+def test_unknown_key_exits_2_naming_it(
+    capsys: pytest.CaptureFixture[str], write: Callable[..., Path]
+) -> None:
     """An unknown key exits 2 and stderr names its path."""
     err = _broken(capsys, write({**GOOD, "upstream": {"base_url": "sandbox", "timeout": 5}}))
     assert "upstream.timeout: unknown key" in err
 
 
-def test_bad_value_exits_2_naming_it(capsys, write):
+def test_bad_value_exits_2_naming_it(
+    capsys: pytest.CaptureFixture[str], write: Callable[..., Path]
+) -> None:
     """A bad upstream.timeout_seconds exits 2 and stderr names upstream.timeout_seconds."""
     err = _broken(
         capsys, write({**GOOD, "upstream": {"base_url": "sandbox", "timeout_seconds": -3}})
@@ -197,20 +218,24 @@ def test_bad_value_exits_2_naming_it(capsys, write):
     assert "upstream.timeout_seconds:" in err
 
 
-def test_bad_rule_unit_exits_2_naming_it(capsys, write):
+def test_bad_rule_unit_exits_2_naming_it(
+    capsys: pytest.CaptureFixture[str], write: Callable[..., Path]
+) -> None:
     """A bad unit in the first default rule exits 2 naming quotas.default[0].unit."""
     quotas = {"default": [{"unit": "tokens", "limit": 1, "window": "day"}]}
     err = _broken(capsys, write({**GOOD, "quotas": quotas}))
     assert "quotas.default[0].unit:" in err
 
 
-def test_invalid_yaml_exits_2(capsys, write):
+def test_invalid_yaml_exits_2(
+    capsys: pytest.CaptureFixture[str], write: Callable[..., Path]
+) -> None:
     """A file that is not YAML exits 2 saying so."""
     err = _broken(capsys, write("upstream: {base_url: sandbox\nprincipals: [\n"))
     assert "not valid YAML" in err
 
 
-def test_missing_file_exits_2(capsys, tmp_path):
+def test_missing_file_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """A config path that does not exist exits 2 naming it."""
     path = tmp_path / "absent.yaml"
     err = _broken(capsys, path)
@@ -218,7 +243,7 @@ def test_missing_file_exits_2(capsys, tmp_path):
     assert "cannot read" in err
 
 
-def test_non_utf8_file_exits_2(capsys, tmp_path):
+def test_non_utf8_file_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """A config file that is not UTF-8 exits 2 instead of a traceback."""
     path = tmp_path / "latin1.yaml"
     path.write_bytes(b"upstream:\n  base_url: caf\xe9\n")
@@ -230,7 +255,9 @@ def _env_line(out: str, name: str) -> list[str]:
     return next(line.split() for line in out.splitlines() if line.split()[:1] == [name])
 
 
-def test_real_upstream_checks_without_its_secrets(capsys, write):
+def test_real_upstream_checks_without_its_secrets(
+    capsys: pytest.CaptureFixture[str], write: Callable[..., Path]
+) -> None:
     """With no secret in the environment, a real-upstream config passes `config check`, which
     lists the variables serve needs as required and unset."""
     config = {**GOOD, "upstream": {"base_url": "https://api.openai.com/v1"}}
@@ -246,7 +273,9 @@ def test_real_upstream_checks_without_its_secrets(capsys, write):
     assert _env_line(out, "REDIS_URL")[:3] == ["REDIS_URL", "optional", "unset"]
 
 
-def test_require_env_exits_2_naming_what_serve_lacks(capsys, write, monkeypatch):
+def test_require_env_exits_2_naming_what_serve_lacks(
+    capsys: pytest.CaptureFixture[str], write: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`config check --require-env` exits 2 naming each required variable that is unset."""
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-upstream")
     path = write({**GOOD, "upstream": {"base_url": "https://api.openai.com/v1"}})
@@ -256,7 +285,9 @@ def test_require_env_exits_2_naming_what_serve_lacks(capsys, write, monkeypatch)
     assert "OPENAI_API_KEY" not in err
 
 
-def test_environment_list_says_set_but_never_the_value(capsys, write, monkeypatch):
+def test_environment_list_says_set_but_never_the_value(
+    capsys: pytest.CaptureFixture[str], write: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A variable that is set is reported as set, and its value appears nowhere."""
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-upstream-value")
     monkeypatch.setenv("REDIS_URL", "redis://:hunter2@redis:6379/0")
@@ -269,7 +300,9 @@ def test_environment_list_says_set_but_never_the_value(capsys, write, monkeypatc
         assert value not in captured.out + captured.err
 
 
-def test_default_config_prints_default_rules_and_team_pools(capsys, write):
+def test_default_config_prints_default_rules_and_team_pools(
+    capsys: pytest.CaptureFixture[str], write: Callable[..., Path]
+) -> None:
     """Without principals, `config check` still prints the default rules, the overrides and the
     team pools, the policy every SSO or header caller gets."""
     config = {**GOOD, "principals": []}
@@ -285,7 +318,7 @@ def test_default_config_prints_default_rules_and_team_pools(capsys, write):
     assert lines[-1][:2] == ["principals:", "none"]
 
 
-def test_shipped_config_prints_its_default_policy(capsys):
+def test_shipped_config_prints_its_default_policy(capsys: pytest.CaptureFixture[str]) -> None:
     """config/gateway.yaml, which lists no principal, shows its default rules."""
     from pathlib import Path
 
@@ -300,7 +333,9 @@ def test_shipped_config_prints_its_default_policy(capsys):
     ("drop", "warned"),
     [("upstream", "requests go to https://api.openai.com/v1"), ("quotas", "without limit")],
 )
-def test_missing_upstream_or_quotas_section_is_warned(capsys, write, drop, warned):
+def test_missing_upstream_or_quotas_section_is_warned(
+    capsys: pytest.CaptureFixture[str], write: Callable[..., Path], drop: str, warned: str
+) -> None:
     """A file without `upstream:` (which means api.openai.com) or without `quotas:` (which
     means no limit) still passes, with a warning naming the section."""
     config = {key: value for key, value in GOOD.items() if key != drop}
@@ -310,13 +345,17 @@ def test_missing_upstream_or_quotas_section_is_warned(capsys, write, drop, warne
     assert warned in err
 
 
-def test_complete_config_gets_no_section_warning(capsys, write):
+def test_complete_config_gets_no_section_warning(
+    capsys: pytest.CaptureFixture[str], write: Callable[..., Path]
+) -> None:
     """A file with both sections gets neither warning."""
     assert _check(write(GOOD)) == 0
     assert "section" not in capsys.readouterr().err
 
 
-def test_real_upstream_with_its_secrets_passes(capsys, write, monkeypatch):
+def test_real_upstream_with_its_secrets_passes(
+    capsys: pytest.CaptureFixture[str], write: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A real upstream passes once its key and the user secret are in the environment."""
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-upstream")
     monkeypatch.setenv("GATEWAY_USER_SECRET", "hmac")
@@ -331,7 +370,9 @@ def test_real_upstream_with_its_secrets_passes(capsys, write, monkeypatch):
     ("flag", "value"),
     [("--user", "a b"), ("--team", "vision!"), ("--user", "x" * 129), ("--team", 'a"b')],
 )
-def test_keys_new_refuses_names_the_config_would_refuse(capsys, flag, value):
+def test_keys_new_refuses_names_the_config_would_refuse(
+    capsys: pytest.CaptureFixture[str], flag: str, value: str
+) -> None:
     """`keys new` exits 2 on a name `config check` would reject, saying the rule, and prints
     no key."""
     names = {"--user": "alice", "--team": "vision", flag: value}
@@ -344,7 +385,9 @@ def test_keys_new_refuses_names_the_config_would_refuse(capsys, flag, value):
     assert "letter, a digit or one of . _ @ + -" in captured.err
 
 
-def test_config_refuses_the_same_names_with_the_same_rule(capsys, write):
+def test_config_refuses_the_same_names_with_the_same_rule(
+    capsys: pytest.CaptureFixture[str], write: Callable[..., Path]
+) -> None:
     """A principal named like `--user 'a b'` fails `config check`, with the rule `keys new` says."""
     config = {**GOOD, "principals": [{"user": "a b", "team": "vision", "key_sha256": DIGEST}]}
     err = _broken(capsys, write(config))

@@ -100,7 +100,9 @@ def _error_rows() -> list[Row]:
     return [Row(*cells[:5]) for cells in _rows(DOCS / "errors.md")]
 
 
-def _error_classes(root: type[errors.GatewayError] = errors.GatewayError) -> Iterator[type]:
+def _error_classes(
+    root: type[errors.GatewayError] = errors.GatewayError,
+) -> Iterator[type[errors.GatewayError]]:
     yield root
     for child in root.__subclasses__():
         yield from _error_classes(child)

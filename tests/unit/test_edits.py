@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -45,7 +46,7 @@ def test_without_an_image_input_price_all_input_takes_the_input_price() -> None:
         {"input_tokens": True, "output_tokens": 5},
     ],
 )
-def test_unusable_usage_gives_no_cost(usage) -> None:
+def test_unusable_usage_gives_no_cost(usage: dict[str, object]) -> None:
     assert usage_cost(usage, PRICE) is None
 
 
@@ -107,6 +108,6 @@ def test_a_decompression_bomb_is_refused_before_decoding() -> None:
         (edits_upstream("https://x.invalid/v1", prompt=""), "upstream.edits.prompt"),
     ],
 )
-def test_edits_config_errors_name_what_is_missing(upstream, message) -> None:
+def test_edits_config_errors_name_what_is_missing(upstream: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_config({"upstream": upstream})

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
+from starlette.responses import Response
 
 from gateway.errors import (
     AuthenticationError,
@@ -45,15 +47,19 @@ CASES = [
 ]
 
 
-def _rendered(error: GatewayError, extra: dict[str, str] | None = None):
+def _rendered(
+    error: GatewayError, extra: dict[str, str] | None = None
+) -> tuple[Response, dict[str, Any]]:
     response = error_response(error, extra)
-    return response, json.loads(response.body)
+    return response, json.loads(bytes(response.body))
 
 
 @pytest.mark.parametrize(
     ("error", "status", "type_", "code"), CASES, ids=[type(c[0]).__name__ for c in CASES]
 )
-def test_every_error_has_status_type_code_and_all_four_keys(error, status, type_, code):
+def test_every_error_has_status_type_code_and_all_four_keys(
+    error: GatewayError, status: int, type_: str, code: str
+) -> None:
     """Each error class renders its status and an `error` object with exactly the four keys."""
     response, body = _rendered(error)
     assert response.status_code == status
@@ -67,7 +73,7 @@ def test_every_error_has_status_type_code_and_all_four_keys(error, status, type_
     assert body["error"]["message"]
 
 
-def test_param_and_code_are_rendered():
+def test_param_and_code_are_rendered() -> None:
     """An InvalidRequest's code and param appear in the body."""
     _, body = _rendered(InvalidRequest("bad n", code="invalid_type", param="n"))
     assert body == {
@@ -80,7 +86,7 @@ def test_param_and_code_are_rendered():
     }
 
 
-def test_null_code_is_still_present():
+def test_null_code_is_still_present() -> None:
     """An error whose code is None still carries the `code` key, as null."""
     error = UpstreamRejected(400, "nope", type_="invalid_request_error", code=None, param=None)
     _, body = _rendered(error)
@@ -89,7 +95,7 @@ def test_null_code_is_still_present():
     assert "param" in body["error"]
 
 
-def test_upstream_rejection_keeps_its_status_and_codes():
+def test_upstream_rejection_keeps_its_status_and_codes() -> None:
     """An upstream 4xx is relayed with its status, type, code and param."""
     error = UpstreamRejected(
         400, "Invalid image", type_="invalid_request_error", code="invalid_image", param="image"
@@ -117,19 +123,19 @@ def test_upstream_rejection_keeps_its_status_and_codes():
         (UpstreamError(), "retry-after", "1"),
     ],
 )
-def test_class_headers_are_sent(error, header, value):
+def test_class_headers_are_sent(error: GatewayError, header: str, value: str) -> None:
     """Each class's default headers (no-retry, Connection: close, Retry-After) are sent."""
     response, _ = _rendered(error)
     assert response.headers[header] == value
 
 
-def test_rate_limited_may_be_retried():
+def test_rate_limited_may_be_retried() -> None:
     """A short-window 429 does not carry x-should-retry: false by default."""
     response, _ = _rendered(RateLimited())
     assert "x-should-retry" not in response.headers
 
 
-def test_instance_and_extra_headers_are_merged():
+def test_instance_and_extra_headers_are_merged() -> None:
     """Headers given to the error and extra headers at render time are all sent."""
     error = RateLimited(headers={"retry-after": "7"})
     response, _ = _rendered(error, {"x-request-id": "req_1"})
@@ -137,14 +143,14 @@ def test_instance_and_extra_headers_are_merged():
     assert response.headers["x-request-id"] == "req_1"
 
 
-def test_instances_do_not_share_headers():
+def test_instances_do_not_share_headers() -> None:
     """Adding a header to one error does not leak into another of the same class."""
     first = QuotaExceeded()
     first.headers["retry-after"] = "99"
     assert "retry-after" not in QuotaExceeded().headers
 
 
-def test_message_defaults_and_overrides():
+def test_message_defaults_and_overrides() -> None:
     """An error without a message uses its class default; a given message replaces it."""
     assert AuthenticationError().message == "Incorrect API key provided."
     assert str(NotFound("no such path")) == "no such path"

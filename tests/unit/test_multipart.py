@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import AsyncIterator, Callable
 
 import pytest
+from support.forms import CountingStream, Part
 
 from gateway.errors import InvalidRequest, RequestTimeout, RequestTooLarge
 from gateway.multipart import (
     MAX_BODY_BYTES,
     MAX_TEXT_BYTES,
+    Upload,
     boundary_of,
     check_declared_length,
     discard_body,
@@ -22,7 +25,7 @@ CHUNK_SIZES = pytest.mark.parametrize("chunk_size", [1, 7, None], ids=["1B", "7B
 
 
 @pytest.fixture
-def sdk_parts(part, valid_png):
+def sdk_parts(part: type[Part], valid_png: bytes) -> list[Part]:
     """The parts an SDK sends: the image as a file and every text field."""
     return [
         part("image", valid_png, filename="image.png", content_type="image/png"),
@@ -34,7 +37,9 @@ def sdk_parts(part, valid_png):
     ]
 
 
-def _invalid(read_body, body, **kwargs) -> InvalidRequest:
+def _invalid(
+    read_body: Callable[..., Upload], body: bytes | AsyncIterator[bytes], **kwargs: object
+) -> InvalidRequest:
     with pytest.raises(InvalidRequest) as caught:
         read_body(body, **kwargs)
     return caught.value
@@ -42,8 +47,12 @@ def _invalid(read_body, body, **kwargs) -> InvalidRequest:
 
 @CHUNK_SIZES
 def test_reads_every_field_and_the_image(
-    read_body, multipart_body, sdk_parts, valid_png, chunk_size
-):
+    read_body: Callable[..., Upload],
+    multipart_body: Callable[..., bytes],
+    sdk_parts: list[Part],
+    valid_png: bytes,
+    chunk_size: int | None,
+) -> None:
     """Text fields come back by name and the image bytes intact, however the body is chunked."""
     upload = read_body(multipart_body(sdk_parts), chunk_size=chunk_size)
     assert upload.fields == {
@@ -59,7 +68,12 @@ def test_reads_every_field_and_the_image(
 
 
 @CHUNK_SIZES
-def test_image_sha256_is_the_hash_of_the_image_bytes(read_body, multipart_body, part, chunk_size):
+def test_image_sha256_is_the_hash_of_the_image_bytes(
+    read_body: Callable[..., Upload],
+    multipart_body: Callable[..., bytes],
+    part: type[Part],
+    chunk_size: int | None,
+) -> None:
     """The streamed SHA-256 equals hashlib.sha256 of the image bytes alone."""
     image = bytes(range(256)) * 40  # any bytes: the hash must not depend on the framing
     body = multipart_body([part("n", b"1"), part("image", image, filename="x.png")])
@@ -68,7 +82,13 @@ def test_image_sha256_is_the_hash_of_the_image_bytes(read_body, multipart_body, 
 
 
 @pytest.mark.parametrize("order", [(0, 1, 2, 3, 4), (4, 3, 2, 1, 0), (2, 0, 4, 1, 3)])
-def test_fields_in_any_order(read_body, multipart_body, sdk_parts, valid_png, order):
+def test_fields_in_any_order(
+    read_body: Callable[..., Upload],
+    multipart_body: Callable[..., bytes],
+    sdk_parts: list[Part],
+    valid_png: bytes,
+    order: tuple[int, ...],
+) -> None:
     """Image first (node), last (python) or in the middle (Go sorts): same upload."""
     upload = read_body(multipart_body([sdk_parts[i] for i in order]), chunk_size=7)
     assert upload.image == valid_png
@@ -86,14 +106,22 @@ def test_fields_in_any_order(read_body, multipart_body, sdk_parts, valid_png, or
         "0123456789abcdef0123456789abcdef",  # httpx: token_hex(16)
     ],
 )
-def test_any_boundary(read_body, multipart_body, sdk_parts, valid_png, boundary):
+def test_any_boundary(
+    read_body: Callable[..., Upload],
+    multipart_body: Callable[..., bytes],
+    sdk_parts: list[Part],
+    valid_png: bytes,
+    boundary: str,
+) -> None:
     """Whatever boundary the client picks, the body is read."""
     body = multipart_body(sdk_parts, boundary=boundary)
     upload = read_body(body, content_type=f"multipart/form-data; boundary={boundary}")
     assert upload.image == valid_png
 
 
-def test_quoted_boundary_and_mixed_case_media_type(read_body, multipart_body, sdk_parts):
+def test_quoted_boundary_and_mixed_case_media_type(
+    read_body: Callable[..., Upload], multipart_body: Callable[..., bytes], sdk_parts: list[Part]
+) -> None:
     """A quoted boundary and `Multipart/Form-Data` are read like the plain forms."""
     body = multipart_body(sdk_parts, boundary="q-b")
     upload = read_body(body, content_type='Multipart/Form-Data; charset=utf-8; boundary="q-b"')
@@ -101,8 +129,11 @@ def test_quoted_boundary_and_mixed_case_media_type(read_body, multipart_body, sd
 
 
 def test_image_part_without_filename_but_octet_stream_is_a_file(
-    read_body, multipart_body, part, valid_png
-):
+    read_body: Callable[..., Upload],
+    multipart_body: Callable[..., bytes],
+    part: type[Part],
+    valid_png: bytes,
+) -> None:
     """An image part with no filename and Content-Type application/octet-stream is a file."""
     body = multipart_body([part("image", valid_png, content_type="application/octet-stream")])
     upload = read_body(body)
@@ -111,14 +142,19 @@ def test_image_part_without_filename_but_octet_stream_is_a_file(
 
 
 def test_image_part_with_filename_and_no_content_type_is_a_file(
-    read_body, multipart_body, part, valid_png
-):
+    read_body: Callable[..., Upload],
+    multipart_body: Callable[..., bytes],
+    part: type[Part],
+    valid_png: bytes,
+) -> None:
     """An image part with a filename and no part Content-Type is a file."""
     upload = read_body(multipart_body([part("image", valid_png, filename="cat.bin")]))
     assert upload.image_is_file is True
 
 
-def test_image_sent_as_a_text_field_is_invalid_type(read_body, multipart_body, part):
+def test_image_sent_as_a_text_field_is_invalid_type(
+    read_body: Callable[..., Upload], multipart_body: Callable[..., bytes], part: type[Part]
+) -> None:
     """An `image` text field (no filename, no Content-Type) is refused as invalid_type on image."""
     upload = read_body(multipart_body([part("image", b"/home/me/cat.png")]))
     assert upload.image_is_file is False
@@ -127,7 +163,12 @@ def test_image_sent_as_a_text_field_is_invalid_type(read_body, multipart_body, p
     assert (caught.value.code, caught.value.param) == ("invalid_type", "image")
 
 
-def test_png_bytes_in_a_plain_part_are_still_an_image(read_body, multipart_body, part, valid_png):
+def test_png_bytes_in_a_plain_part_are_still_an_image(
+    read_body: Callable[..., Upload],
+    multipart_body: Callable[..., bytes],
+    part: type[Part],
+    valid_png: bytes,
+) -> None:
     """A part with no filename or type whose bytes are a PNG is accepted: PNG is known by bytes."""
     upload = read_body(multipart_body([part("image", valid_png)]))
     request = parse_params(upload, models=("dall-e-2",), max_side=4096)
@@ -135,21 +176,34 @@ def test_png_bytes_in_a_plain_part_are_still_an_image(read_body, multipart_body,
 
 
 @CHUNK_SIZES
-def test_unknown_field_is_unknown_parameter(read_body, multipart_body, sdk_parts, part, chunk_size):
+def test_unknown_field_is_unknown_parameter(
+    read_body: Callable[..., Upload],
+    multipart_body: Callable[..., bytes],
+    sdk_parts: list[Part],
+    part: type[Part],
+    chunk_size: int | None,
+) -> None:
     """A field the endpoint does not have is unknown_parameter, with the field name as param."""
     body = multipart_body([part("quality", b"hd"), *sdk_parts])
     error = _invalid(read_body, body, chunk_size=chunk_size)
     assert (error.code, error.param, error.status) == ("unknown_parameter", "quality", 400)
 
 
-def test_unknown_file_field_is_unknown_parameter(read_body, multipart_body, sdk_parts, part):
+def test_unknown_file_field_is_unknown_parameter(
+    read_body: Callable[..., Upload],
+    multipart_body: Callable[..., bytes],
+    sdk_parts: list[Part],
+    part: type[Part],
+) -> None:
     """A file under an unknown name (e.g. `mask`, an edits field) is unknown_parameter."""
     body = multipart_body([*sdk_parts, part("mask", b"\x89PNG", filename="mask.png")])
     error = _invalid(read_body, body)
     assert (error.code, error.param) == ("unknown_parameter", "mask")
 
 
-def test_unknown_field_param_is_bounded(read_body, multipart_body, part):
+def test_unknown_field_param_is_bounded(
+    read_body: Callable[..., Upload], multipart_body: Callable[..., bytes], part: type[Part]
+) -> None:
     """A very long unknown field name is cut to 64 characters in param and message."""
     error = _invalid(read_body, multipart_body([part("z" * 500, b"1")]))
     assert error.code == "unknown_parameter"
@@ -158,7 +212,13 @@ def test_unknown_field_param_is_bounded(read_body, multipart_body, part):
 
 
 @pytest.mark.parametrize("name", ["n", "image", "model"])
-def test_duplicate_field_is_duplicate_parameter(read_body, multipart_body, sdk_parts, part, name):
+def test_duplicate_field_is_duplicate_parameter(
+    read_body: Callable[..., Upload],
+    multipart_body: Callable[..., bytes],
+    sdk_parts: list[Part],
+    part: type[Part],
+    name: str,
+) -> None:
     """A field sent twice is duplicate_parameter, with the field name as param."""
     again = next(p for p in sdk_parts if p.name == name)
     error = _invalid(read_body, multipart_body([*sdk_parts, again]), chunk_size=7)
@@ -166,8 +226,12 @@ def test_duplicate_field_is_duplicate_parameter(read_body, multipart_body, sdk_p
 
 
 def test_error_mid_body_still_drains_the_rest(
-    read_body, multipart_body, sdk_parts, part, counting_stream
-):
+    read_body: Callable[..., Upload],
+    multipart_body: Callable[..., bytes],
+    sdk_parts: list[Part],
+    part: type[Part],
+    counting_stream: type[CountingStream],
+) -> None:
     """After an early field error the rest of the body is read (so the client sees the 400)."""
     chunks = [
         multipart_body([part("bogus", b"1")], close=False),
@@ -179,13 +243,17 @@ def test_error_mid_body_still_drains_the_rest(
     assert stream.pulled == len(chunks)
 
 
-def test_text_field_over_the_limit_is_invalid_value(read_body, multipart_body, part):
+def test_text_field_over_the_limit_is_invalid_value(
+    read_body: Callable[..., Upload], multipart_body: Callable[..., bytes], part: type[Part]
+) -> None:
     """A text field longer than MAX_TEXT_BYTES is invalid_value on that field."""
     error = _invalid(read_body, multipart_body([part("size", b"1" * (MAX_TEXT_BYTES + 1))]))
     assert (error.code, error.param) == ("invalid_value", "size")
 
 
-def test_text_field_at_the_limit_is_read(read_body, multipart_body, part):
+def test_text_field_at_the_limit_is_read(
+    read_body: Callable[..., Upload], multipart_body: Callable[..., bytes], part: type[Part]
+) -> None:
     """A text field of exactly MAX_TEXT_BYTES is read whole."""
     upload = read_body(multipart_body([part("user", b"u" * MAX_TEXT_BYTES)]))
     assert upload.fields["user"] == "u" * MAX_TEXT_BYTES
@@ -204,7 +272,12 @@ def test_text_field_at_the_limit_is_read(read_body, multipart_body, part):
     ids=["garbage", "empty", "wrong-boundary", "bad-header-line", "headers-never-end", "attach"],
 )
 @CHUNK_SIZES
-def test_malformed_body_is_invalid_multipart(read_body, multipart_body, template, chunk_size):
+def test_malformed_body_is_invalid_multipart(
+    read_body: Callable[..., Upload],
+    multipart_body: Callable[..., bytes],
+    template: str,
+    chunk_size: int | None,
+) -> None:
     """A body that is not well-formed multipart is invalid_multipart with no param."""
     boundary = multipart_body([]).decode()[2:-4]  # the builder's default boundary
     body = template.replace("{b}", boundary).encode()
@@ -214,15 +287,20 @@ def test_malformed_body_is_invalid_multipart(read_body, multipart_body, template
 
 @CHUNK_SIZES
 def test_missing_closing_boundary_is_invalid_multipart(
-    read_body, multipart_body, sdk_parts, chunk_size
-):
+    read_body: Callable[..., Upload],
+    multipart_body: Callable[..., bytes],
+    sdk_parts: list[Part],
+    chunk_size: int | None,
+) -> None:
     """A body that stops before the closing boundary is invalid_multipart."""
     error = _invalid(read_body, multipart_body(sdk_parts, close=False), chunk_size=chunk_size)
     assert error.code == "invalid_multipart"
     assert "closing boundary" in error.message
 
 
-def test_part_without_name_is_invalid_multipart(read_body, multipart_body, part):
+def test_part_without_name_is_invalid_multipart(
+    read_body: Callable[..., Upload], multipart_body: Callable[..., bytes], part: type[Part]
+) -> None:
     """A part whose Content-Disposition has no name is invalid_multipart."""
     assert _invalid(read_body, multipart_body([part(None, b"1")])).code == "invalid_multipart"
 
@@ -240,19 +318,27 @@ def test_part_without_name_is_invalid_multipart(read_body, multipart_body, part)
     ],
 )
 def test_wrong_content_type_is_invalid_multipart(
-    read_body, multipart_body, sdk_parts, content_type
-):
+    read_body: Callable[..., Upload],
+    multipart_body: Callable[..., bytes],
+    sdk_parts: list[Part],
+    content_type: str | None,
+) -> None:
     """A Content-Type that is not multipart/form-data with a boundary is invalid_multipart."""
     error = _invalid(read_body, multipart_body(sdk_parts), content_type=content_type)
     assert (error.code, error.param) == ("invalid_multipart", None)
 
 
-def test_boundary_of_returns_the_boundary():
+def test_boundary_of_returns_the_boundary() -> None:
     """boundary_of extracts the boundary bytes from a multipart Content-Type."""
     assert boundary_of("multipart/form-data; boundary=abc123") == b"abc123"
 
 
-def test_body_over_the_cap_stops_reading(read_body, multipart_body, part, counting_stream):
+def test_body_over_the_cap_stops_reading(
+    read_body: Callable[..., Upload],
+    multipart_body: Callable[..., bytes],
+    part: type[Part],
+    counting_stream: type[CountingStream],
+) -> None:
     """A streamed body past MAX_BODY_BYTES is RequestTooLarge as soon as it passes the cap."""
     head = multipart_body([part("image", b"", filename="a.png")], close=False)[:-2]
     chunk = 64 * 1024
@@ -269,7 +355,9 @@ def test_body_over_the_cap_stops_reading(read_body, multipart_body, part, counti
     assert caught.value.headers["connection"] == "close"
 
 
-def test_body_of_exactly_the_cap_is_not_too_large(read_body, multipart_body, part):
+def test_body_of_exactly_the_cap_is_not_too_large(
+    read_body: Callable[..., Upload], multipart_body: Callable[..., bytes], part: type[Part]
+) -> None:
     """A body of exactly MAX_BODY_BYTES is read (and its oversized image is judged later)."""
     empty = multipart_body([part("image", b"", filename="a.png")])
     image = b"\0" * (MAX_BODY_BYTES - len(empty))
@@ -279,7 +367,7 @@ def test_body_of_exactly_the_cap_is_not_too_large(read_body, multipart_body, par
     assert upload.image_size == len(image)
 
 
-def test_declared_length_over_the_cap_is_refused_before_reading():
+def test_declared_length_over_the_cap_is_refused_before_reading() -> None:
     """A Content-Length over MAX_BODY_BYTES is RequestTooLarge without reading the body."""
     with pytest.raises(RequestTooLarge):
         check_declared_length(str(MAX_BODY_BYTES + 1))
@@ -288,27 +376,29 @@ def test_declared_length_over_the_cap_is_refused_before_reading():
 @pytest.mark.parametrize(
     "value", [None, "", "0", "1234", str(MAX_BODY_BYTES), "abc", "-5", " 12", "0" * 40 + "7"]
 )
-def test_declared_length_within_cap_or_unparseable_passes(value):
+def test_declared_length_within_cap_or_unparseable_passes(value: str | None) -> None:
     """A Content-Length at or under the cap, absent or not a number is left to the stream check."""
-    assert check_declared_length(value) is None
+    check_declared_length(value)  # passes: raises nothing
 
 
-def test_declared_length_of_thousands_of_digits_is_too_large():
+def test_declared_length_of_thousands_of_digits_is_too_large() -> None:
     """A 5000-digit Content-Length is RequestTooLarge, not a ValueError from int()."""
     with pytest.raises(RequestTooLarge):
         check_declared_length("9" * 5000)
 
 
 @pytest.mark.parametrize("value", ["\u00b2", "\u0661\u0662\u0663", "\u0661" * 9])
-def test_declared_length_with_non_ascii_digits_is_ignored(value):
+def test_declared_length_with_non_ascii_digits_is_ignored(value: str | None) -> None:
     """A Content-Length of non-ASCII "digits" (superscript, Arabic-Indic) is not a number."""
-    assert check_declared_length(value) is None
+    check_declared_length(value)  # passes: raises nothing
 
 
-def test_slow_body_is_request_timeout(read_body, multipart_body, sdk_parts):
+def test_slow_body_is_request_timeout(
+    read_body: Callable[..., Upload], multipart_body: Callable[..., bytes], sdk_parts: list[Part]
+) -> None:
     """A body that stalls past the deadline is RequestTimeout (400, no retry)."""
 
-    async def stalled():
+    async def stalled() -> AsyncIterator[bytes]:
         yield multipart_body(sdk_parts)[:100]
         await asyncio.sleep(3600)  # cancelled by the deadline long before
         yield b""
@@ -326,8 +416,13 @@ def test_slow_body_is_request_timeout(read_body, multipart_body, sdk_parts):
     ids=["just-under-4MiB", "exactly-4MiB"],
 )
 def test_image_of_4_mib_is_too_large_and_just_under_is_not(
-    read_body, multipart_body, part, png_of_size, size, code
-):
+    read_body: Callable[..., Upload],
+    multipart_body: Callable[..., bytes],
+    part: type[Part],
+    png_of_size: Callable[[int], bytes],
+    size: int,
+    code: str | None,
+) -> None:
     """Through the reader: a 4 MiB PNG is image_too_large, one byte less is accepted."""
     image = png_of_size(size)
     body = multipart_body([part("image", image, filename="i.png", content_type="image/png")])
@@ -344,8 +439,11 @@ def test_image_of_4_mib_is_too_large_and_just_under_is_not(
 
 
 def test_image_between_4_mib_and_the_body_cap_is_image_too_large(
-    read_body, multipart_body, part, png_of_size
-):
+    read_body: Callable[..., Upload],
+    multipart_body: Callable[..., bytes],
+    part: type[Part],
+    png_of_size: Callable[[int], bytes],
+) -> None:
     """A PNG a little over 4 MiB fits the body cap and is refused as image_too_large."""
     image = png_of_size(MAX_IMAGE_BYTES + 1000)
     upload = read_body(multipart_body([part("image", image, filename="i.png")]), chunk_size=65536)
@@ -355,7 +453,7 @@ def test_image_between_4_mib_and_the_body_cap_is_image_too_large(
     assert caught.value.code == "image_too_large"
 
 
-def test_discard_body_stops_at_the_cap(counting_stream):
+def test_discard_body_stops_at_the_cap(counting_stream: type[CountingStream]) -> None:
     """discard_body reads an oversize body only up to the cap, then stops pulling."""
     chunk = 1024 * 1024
     stream = counting_stream([b"\0" * chunk] * 20)
@@ -363,18 +461,18 @@ def test_discard_body_stops_at_the_cap(counting_stream):
     assert stream.pulled == MAX_BODY_BYTES // chunk + 1
 
 
-def test_discard_body_drains_a_small_body(counting_stream):
+def test_discard_body_drains_a_small_body(counting_stream: type[CountingStream]) -> None:
     """discard_body reads a body under the cap to its end."""
     stream = counting_stream([b"abc"] * 10)
     asyncio.run(discard_body(stream, timeout_seconds=30))
     assert stream.pulled == 10
 
 
-def test_discard_body_gives_up_at_the_deadline():
+def test_discard_body_gives_up_at_the_deadline() -> None:
     """discard_body returns quietly when the body stalls past the deadline."""
-    pulled = []
+    pulled: list[int] = []
 
-    async def stalled():
+    async def stalled() -> AsyncIterator[bytes]:
         pulled.append(1)
         yield b"x"
         await asyncio.sleep(3600)  # cancelled by the deadline long before

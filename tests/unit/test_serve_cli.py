@@ -19,13 +19,15 @@ WILDCARD = "0.0.0.0"  # noqa: S104
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No public URL, demo key or config of the developer's shell."""
     for name in ("GATEWAY_PUBLIC_URL", "GATEWAY_DEMO_KEY", "GATEWAY_CONFIG", "REDIS_URL"):
         monkeypatch.delenv(name, raising=False)
 
 
-def test_taken_port_says_what_to_do(monkeypatch, capsys):
+def test_taken_port_says_what_to_do(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A port another process listens on stops serve with exit 2 and a hint (another port
     via PORT or --port), instead of uvicorn's bare Errno 98."""
     with socket.create_server(("127.0.0.1", 0)) as taken:
@@ -40,7 +42,7 @@ def test_taken_port_says_what_to_do(monkeypatch, capsys):
     assert "Errno" not in err
 
 
-def test_free_port_starts_uvicorn_there(monkeypatch):
+def test_free_port_starts_uvicorn_there(monkeypatch: pytest.MonkeyPatch) -> None:
     """With the port free, serve hands uvicorn the host and port it was given."""
     options = serve_until_uvicorn(monkeypatch, "--config", SANDBOX, "--port", "0")
     assert options is not None
@@ -48,7 +50,9 @@ def test_free_port_starts_uvicorn_there(monkeypatch):
 
 
 @pytest.mark.parametrize("config", [SANDBOX, EDITS])
-def test_wildcard_host_without_public_url_is_warned(monkeypatch, capsys, config):
+def test_wildcard_host_without_public_url_is_warned(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], config: str
+) -> None:
     """`--host 0.0.0.0` with the sandbox or the edits adapter and no GATEWAY_PUBLIC_URL warns
     that the image URLs will name 0.0.0.0, and says what to set."""
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
@@ -67,7 +71,13 @@ def test_wildcard_host_without_public_url_is_warned(monkeypatch, capsys, config)
         (SANDBOX, "127.0.0.1", None),  # the serve address is reachable
     ],
 )
-def test_reachable_image_urls_are_not_warned(monkeypatch, capsys, config, host, public_url):
+def test_reachable_image_urls_are_not_warned(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    config: str,
+    host: str,
+    public_url: str | None,
+) -> None:
     """A public URL, or a concrete host, gives image URLs callers can open: no warning."""
     if public_url:
         monkeypatch.setenv("GATEWAY_PUBLIC_URL", public_url)
@@ -75,7 +85,9 @@ def test_reachable_image_urls_are_not_warned(monkeypatch, capsys, config, host, 
     assert UNREACHABLE not in capsys.readouterr().err
 
 
-def test_variations_adapter_serves_no_images_so_is_not_warned(monkeypatch, capsys, tmp_path):
+def test_variations_adapter_serves_no_images_so_is_not_warned(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     """A real upstream through the variations adapter hands out OpenAI's own URLs: no warning."""
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     monkeypatch.setenv("GATEWAY_USER_SECRET", "s")
@@ -95,6 +107,6 @@ def test_variations_adapter_serves_no_images_so_is_not_warned(monkeypatch, capsy
         ("gw", "http://gw:8080"),
     ],
 )
-def test_default_public_url_is_a_valid_url(host, url):
+def test_default_public_url_is_a_valid_url(host: str, url: str) -> None:
     """The default public URL (the serve address) brackets an IPv6 address."""
     assert base_url(host, 8080) == url

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import pydantic
 import pytest
@@ -32,7 +33,7 @@ def _error(raw: object) -> str:
     return str(caught.value)
 
 
-def test_empty_document_gives_the_documented_defaults():
+def test_empty_document_gives_the_documented_defaults() -> None:
     """An empty config file yields the SPEC defaults (OpenAI upstream, dall-e-2, list prices)."""
     config = parse_config(None)
     assert config.upstream.base_url == "https://api.openai.com/v1"
@@ -45,7 +46,7 @@ def test_empty_document_gives_the_documented_defaults():
     assert config.principals == ()
 
 
-def test_shipped_config_is_valid():
+def test_shipped_config_is_valid() -> None:
     """config/gateway.yaml parses, with the sandbox upstream and the default quota rules."""
     config = read_config(SHIPPED_CONFIG)
     assert config.upstream.is_sandbox
@@ -55,14 +56,14 @@ def test_shipped_config_is_valid():
     ]
 
 
-def test_sso_example_config_is_valid():
+def test_sso_example_config_is_valid() -> None:
     """config/gateway.sso.example.yaml parses, with SSO tokens and trusted headers both on."""
     config = read_config(SHIPPED_CONFIG.with_name("gateway.sso.example.yaml"))
     assert config.identity.jwt is not None and config.identity.jwt.algorithms == ("RS256",)
     assert config.identity.trusted_header is not None
 
 
-def test_spec_example_config_is_valid():
+def test_spec_example_config_is_valid() -> None:
     """The SPEC section 3 example (principals, overrides, team pools) parses as written."""
     raw = {
         "upstream": {"base_url": "https://api.openai.com/v1", "models": ["dall-e-2"]},
@@ -84,7 +85,7 @@ def test_spec_example_config_is_valid():
     assert config.quotas.teams["vision"][0].unit == "usd"
 
 
-def test_config_is_frozen():
+def test_config_is_frozen() -> None:
     """The validated config cannot be changed after start-up."""
     config = parse_config({})
     with pytest.raises(pydantic.ValidationError):
@@ -104,7 +105,7 @@ def test_config_is_frozen():
         ({"identity": {"secret": "inline-secret"}}, "identity.secret: unknown key"),
     ],
 )
-def test_unknown_key_is_an_error_naming_its_path(raw, path):
+def test_unknown_key_is_an_error_naming_its_path(raw: dict[str, Any], path: str) -> None:
     """An unknown key anywhere is refused, and the message names its dotted path."""
     assert path in _error(raw)
 
@@ -147,12 +148,12 @@ def test_unknown_key_is_an_error_naming_its_path(raw, path):
         ({"limits": {"max_image_side": 0}}, "limits.max_image_side"),
     ],
 )
-def test_bad_value_is_an_error_naming_its_path(raw, path):
+def test_bad_value_is_an_error_naming_its_path(raw: dict[str, Any], path: str) -> None:
     """A value of the wrong type or outside its set is refused, naming the key's path."""
     assert f"{path}:" in _error(raw)
 
 
-def test_every_bad_key_is_reported_at_once():
+def test_every_bad_key_is_reported_at_once() -> None:
     """Two bad keys produce one message listing both paths."""
     message = _error({"upstream": {"timeout_seconds": -1}, "store": {"on_error": "x"}})
     assert "upstream.timeout_seconds" in message
@@ -160,35 +161,35 @@ def test_every_bad_key_is_reported_at_once():
 
 
 @pytest.mark.parametrize("price", [-0.02, float("nan"), float("inf")])
-def test_negative_or_nan_price_is_an_error(price):
+def test_negative_or_nan_price_is_an_error(price: float) -> None:
     """A negative, NaN or infinite price is refused: usd quotas would become credit or poison."""
     prices = {**DALL_E_2_PRICES, "512x512": price}
     assert "prices.512x512:" in _error({"prices": prices})
 
 
-def test_nan_limit_is_an_error():
+def test_nan_limit_is_an_error() -> None:
     """A NaN quota limit is refused, naming the rule."""
     raw = {"quotas": {"default": [{"unit": "usd", "limit": float("nan"), "window": "day"}]}}
     assert "quotas.default[0].limit:" in _error(raw)
 
 
-def test_missing_price_is_an_error():
+def test_missing_price_is_an_error() -> None:
     """Prices must cover every size."""
     assert "no price for 256x256" in _error({"prices": {"512x512": 0.1, "1024x1024": 0.1}})
 
 
-def test_unknown_size_in_prices_is_an_error():
+def test_unknown_size_in_prices_is_an_error() -> None:
     """A price for a size the endpoint does not have is refused, naming it."""
     assert "prices.2048x2048" in _error({"prices": {**DALL_E_2_PRICES, "2048x2048": 0.1}})
 
 
-def test_duplicate_rule_is_an_error():
+def test_duplicate_rule_is_an_error() -> None:
     """Two rules with the same unit and window in one list are refused."""
     rule = {"unit": "images", "limit": 1, "window": "day"}
     assert "same unit and window" in _error({"quotas": {"default": [rule, rule]}})
 
 
-def test_user_listed_twice_is_an_error():
+def test_user_listed_twice_is_an_error() -> None:
     """Two principals with the same user id are refused."""
     principals = [
         {"user": "a", "team": "t", "key_sha256": DIGEST_A},
@@ -197,7 +198,7 @@ def test_user_listed_twice_is_an_error():
     assert "a user is listed twice" in _error({"principals": principals})
 
 
-def test_two_principals_sharing_a_key_is_an_error():
+def test_two_principals_sharing_a_key_is_an_error() -> None:
     """Two principals with the same key digest are refused."""
     principals = [
         {"user": "a", "team": "t", "key_sha256": DIGEST_A},
@@ -207,12 +208,12 @@ def test_two_principals_sharing_a_key_is_an_error():
 
 
 @pytest.mark.parametrize("raw", [[1, 2], "just a string", 42])
-def test_top_level_must_be_a_mapping(raw):
+def test_top_level_must_be_a_mapping(raw: object) -> None:
     """A YAML document that is not a mapping is refused at the top level."""
     assert "(top level)" in _error(raw)
 
 
-def test_missing_file_is_a_config_error(tmp_path):
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     """A config path that does not exist is a ConfigError naming the path."""
     path = tmp_path / "nope.yaml"
     with pytest.raises(ConfigError) as caught:
@@ -221,7 +222,7 @@ def test_missing_file_is_a_config_error(tmp_path):
     assert "cannot read" in str(caught.value)
 
 
-def test_invalid_yaml_is_a_config_error(tmp_path):
+def test_invalid_yaml_is_a_config_error(tmp_path: Path) -> None:
     """A file that is not YAML is a ConfigError naming the path."""
     path = tmp_path / "bad.yaml"
     path.write_text("upstream: [unclosed\n  base_url: x\n", encoding="utf-8")
@@ -231,7 +232,7 @@ def test_invalid_yaml_is_a_config_error(tmp_path):
     assert str(path) in str(caught.value)
 
 
-def test_non_utf8_file_is_a_config_error(tmp_path):
+def test_non_utf8_file_is_a_config_error(tmp_path: Path) -> None:
     """A file that is not UTF-8 text is a ConfigError, not a crash."""
     path = tmp_path / "latin1.yaml"
     path.write_bytes(b"upstream:\n  base_url: caf\xe9\n")
@@ -240,7 +241,7 @@ def test_non_utf8_file_is_a_config_error(tmp_path):
     assert str(path) in str(caught.value)
 
 
-def test_real_upstream_needs_the_api_key_env():
+def test_real_upstream_needs_the_api_key_env() -> None:
     """A non-sandbox upstream without its API key variable is a ConfigError naming the variable."""
     with pytest.raises(ConfigError) as caught:
         build_settings(parse_config(REAL), {"GATEWAY_USER_SECRET": "s"})
@@ -248,21 +249,21 @@ def test_real_upstream_needs_the_api_key_env():
     assert "OPENAI_API_KEY" in str(caught.value)
 
 
-def test_real_upstream_with_hashed_users_needs_the_secret():
+def test_real_upstream_with_hashed_users_needs_the_secret() -> None:
     """user_field hashed against a real upstream needs GATEWAY_USER_SECRET."""
     with pytest.raises(ConfigError) as caught:
         build_settings(parse_config(REAL), {"OPENAI_API_KEY": "sk-x"})
     assert "identity.secret_env" in str(caught.value)
 
 
-def test_plain_user_field_needs_no_secret():
+def test_plain_user_field_needs_no_secret() -> None:
     """With user_field plain a real upstream starts without a user secret."""
     config = parse_config({**REAL, "identity": {"user_field": "plain"}})
     settings = build_settings(config, {"OPENAI_API_KEY": "sk-x"})
     assert settings.config.identity.user_field == "plain"
 
 
-def test_sandbox_needs_no_secrets_and_warns():
+def test_sandbox_needs_no_secrets_and_warns() -> None:
     """The sandbox starts with an empty environment, with a random user secret and a warning."""
     settings = build_settings(parse_config({"upstream": {"base_url": "sandbox"}}), {})
     assert settings.upstream_api_key is None
@@ -270,7 +271,7 @@ def test_sandbox_needs_no_secrets_and_warns():
     assert any("GATEWAY_USER_SECRET" in w for w in settings.warnings)
 
 
-def test_serve_warns_of_a_missing_upstream_or_quotas_section():
+def test_serve_warns_of_a_missing_upstream_or_quotas_section() -> None:
     """The settings `serve` starts with carry the same missing-section warnings as
     `config check`: an empty file means api.openai.com and no limit."""
     warnings = build_settings(parse_config(None), SECRETS).warnings
@@ -278,7 +279,7 @@ def test_serve_warns_of_a_missing_upstream_or_quotas_section():
     assert any("no quotas: section" in w for w in warnings)
 
 
-def test_every_missing_secret_is_named_at_once():
+def test_every_missing_secret_is_named_at_once() -> None:
     """A real upstream with neither secret set names both variables in one error."""
     with pytest.raises(ConfigError) as caught:
         build_settings(parse_config(REAL), {})
@@ -286,14 +287,14 @@ def test_every_missing_secret_is_named_at_once():
     assert "GATEWAY_USER_SECRET" in str(caught.value)
 
 
-def test_demo_key_is_refused_with_a_real_upstream():
+def test_demo_key_is_refused_with_a_real_upstream() -> None:
     """GATEWAY_DEMO_KEY is only allowed with the sandbox upstream."""
     with pytest.raises(ConfigError) as caught:
         build_settings(parse_config(REAL), {**SECRETS, "GATEWAY_DEMO_KEY": "demo"})
     assert "GATEWAY_DEMO_KEY" in str(caught.value)
 
 
-def test_demo_key_is_read_with_the_sandbox():
+def test_demo_key_is_read_with_the_sandbox() -> None:
     """With the sandbox, GATEWAY_DEMO_KEY is taken from the environment."""
     config = parse_config({"upstream": {"base_url": "sandbox"}})
     settings = build_settings(config, {"GATEWAY_DEMO_KEY": "gwk_demo"})
@@ -301,7 +302,7 @@ def test_demo_key_is_read_with_the_sandbox():
     assert settings.demo_key.get_secret_value() == "gwk_demo"
 
 
-def test_secrets_come_from_the_named_variables():
+def test_secrets_come_from_the_named_variables() -> None:
     """Each secret comes from the variable the config names; cache Redis defaults to the store's."""
     config = parse_config(
         {
@@ -328,7 +329,7 @@ def test_secrets_come_from_the_named_variables():
     assert settings.public_url == "https://gw.example"
 
 
-def test_separate_cache_redis_url_wins():
+def test_separate_cache_redis_url_wins() -> None:
     """CACHE_REDIS_URL, when set, is the cache's Redis instead of the store's."""
     env = {**SECRETS, "REDIS_URL": "redis://store", "CACHE_REDIS_URL": "redis://cache"}
     settings = build_settings(parse_config(REAL), env)
@@ -336,14 +337,14 @@ def test_separate_cache_redis_url_wins():
     assert settings.cache_redis_url.get_secret_value() == "redis://cache"
 
 
-def test_empty_redis_url_means_the_in_process_store():
+def test_empty_redis_url_means_the_in_process_store() -> None:
     """An empty REDIS_URL is the same as unset: no Redis."""
     settings = build_settings(parse_config(REAL), {**SECRETS, "REDIS_URL": ""})
     assert settings.redis_url is None
     assert settings.cache_redis_url is None
 
 
-def test_secrets_never_appear_in_the_settings_repr():
+def test_secrets_never_appear_in_the_settings_repr() -> None:
     """repr(Settings) masks every secret."""
     env = {**SECRETS, "REDIS_URL": "redis://:hunter2@r:6379"}
     text = repr(build_settings(parse_config(REAL), env))
@@ -351,7 +352,7 @@ def test_secrets_never_appear_in_the_settings_repr():
         assert secret not in text
 
 
-def test_load_settings_reads_the_file_and_the_environment(tmp_path):
+def test_load_settings_reads_the_file_and_the_environment(tmp_path: Path) -> None:
     """load_settings joins a YAML file with the environment's secrets."""
     path = tmp_path / "gateway.yaml"
     path.write_text(yaml.safe_dump({**REAL, "upstream": {"timeout_seconds": 7}}), "utf-8")
@@ -369,7 +370,7 @@ SSO = {
 }
 
 
-def test_identity_sources_are_off_by_default_and_parse_when_set():
+def test_identity_sources_are_off_by_default_and_parse_when_set() -> None:
     """No identity.jwt or trusted_header by default; both sections parse with their defaults."""
     assert parse_config(None).identity.jwt is None
     assert parse_config(None).identity.trusted_header is None
@@ -394,7 +395,9 @@ def test_identity_sources_are_off_by_default_and_parse_when_set():
         ({"trusted_header": {"team_header": "T", "proxies": ["::/0"]}}, "every address"),
     ],
 )
-def test_risky_identity_settings_start_with_a_warning(identity, warned):
+def test_risky_identity_settings_start_with_a_warning(
+    identity: dict[str, Any], warned: str | None
+) -> None:
     """A plain-http JWKS off loopback, or proxies trusting every address, is warned about."""
     config = parse_config({**REAL, "quotas": {}, "identity": identity})
     settings = build_settings(config, SECRETS)
@@ -402,7 +405,7 @@ def test_risky_identity_settings_start_with_a_warning(identity, warned):
     assert found if warned else not settings.warnings
 
 
-def test_the_shipped_edits_example_parses_and_prices_its_model():
+def test_the_shipped_edits_example_parses_and_prices_its_model() -> None:
     """config/gateway.edits.example.yaml: the edits adapter, priced for its model."""
     config = read_config(SHIPPED_CONFIG.with_name("gateway.edits.example.yaml"))
     edits = config.upstream.edits

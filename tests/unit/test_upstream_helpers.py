@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
+from gateway.multipart import Upload
 from gateway.redaction import MAX_MESSAGE_CHARS, sanitise
 from gateway.upstream.client import encode_multipart
 
@@ -16,7 +18,9 @@ FIELDS = {
 }
 
 
-def test_encoded_body_reads_back_identically(read_body, valid_png):
+def test_encoded_body_reads_back_identically(
+    read_body: Callable[..., Upload], valid_png: bytes
+) -> None:
     """The upstream body, read by the gateway's own reader, gives back every field and the image."""
     body, content_type = encode_multipart(FIELDS, "image", valid_png)
     upload = read_body(body, content_type=content_type, chunk_size=7)
@@ -26,13 +30,13 @@ def test_encoded_body_reads_back_identically(read_body, valid_png):
     assert upload.image_sha256 == hashlib.sha256(valid_png).hexdigest()
 
 
-def test_image_part_is_named_image_png(valid_png):
+def test_image_part_is_named_image_png(valid_png: bytes) -> None:
     """The image goes upstream as `image.png`, Content-Type image/png, whatever the caller sent."""
     body, _ = encode_multipart({}, "image", valid_png)
     assert b'name="image"; filename="image.png"\r\nContent-Type: image/png\r\n\r\n' in body
 
 
-def test_content_type_carries_the_body_boundary(valid_png):
+def test_content_type_carries_the_body_boundary(valid_png: bytes) -> None:
     """The Content-Type's boundary is the one that frames the body, closed at the end."""
     body, content_type = encode_multipart(FIELDS, "image", valid_png)
     prefix = "multipart/form-data; boundary="
@@ -43,26 +47,26 @@ def test_content_type_carries_the_body_boundary(valid_png):
     assert body.count(b"--" + boundary) == len(FIELDS) + 2
 
 
-def test_each_body_gets_a_fresh_boundary(valid_png):
+def test_each_body_gets_a_fresh_boundary(valid_png: bytes) -> None:
     """Two encodings use different random boundaries."""
     assert (
         encode_multipart({}, "image", valid_png)[1] != encode_multipart({}, "image", valid_png)[1]
     )
 
 
-def test_only_the_given_fields_are_sent(valid_png):
+def test_only_the_given_fields_are_sent(valid_png: bytes) -> None:
     """The body holds exactly the given fields plus the image: nothing else."""
     body, _ = encode_multipart({"n": "1"}, "image", valid_png)
     assert body.count(b"Content-Disposition") == 2
 
 
-def test_sanitise_keeps_an_ordinary_message():
+def test_sanitise_keeps_an_ordinary_message() -> None:
     """A message with no credential in it is relayed unchanged."""
     message = "Invalid input image - format must be in ['RGBA', 'L', 'LA'], got RGB."
     assert sanitise(message) == message
 
 
-def test_sanitise_removes_the_company_key():
+def test_sanitise_removes_the_company_key() -> None:
     """The company's own upstream key is cut out wherever it appears."""
     secret = "company-secret-key-value"
     out = sanitise(f"key {secret} was refused; {secret}!", [secret])
@@ -70,7 +74,7 @@ def test_sanitise_removes_the_company_key():
     assert out.count("[redacted]") == 2
 
 
-def test_sanitise_removes_anything_that_looks_like_a_credential():
+def test_sanitise_removes_anything_that_looks_like_a_credential() -> None:
     """OpenAI-style keys, bearer tokens, org and project ids are redacted."""
     message = (
         "Incorrect API key provided: sk-proj-abc123XYZ****wxyz. "
@@ -88,7 +92,7 @@ def test_sanitise_removes_anything_that_looks_like_a_credential():
     assert "Incorrect API key provided" in out
 
 
-def test_sanitise_removes_urls_whole():
+def test_sanitise_removes_urls_whole() -> None:
     """A URL in an upstream message is redacted whole: a signed URL's query is a credential."""
     url = (
         "https://oaidalleapiprodscus.blob.core.windows.net/private/org-x/img.png"
@@ -98,6 +102,6 @@ def test_sanitise_removes_urls_whole():
     assert out == "Could not fetch [redacted] (expired)."
 
 
-def test_sanitise_bounds_the_length():
+def test_sanitise_bounds_the_length() -> None:
     """A very long upstream message is cut to MAX_MESSAGE_CHARS."""
     assert len(sanitise("x" * 10_000)) == MAX_MESSAGE_CHARS
