@@ -3,7 +3,7 @@ app's lifespan and the routes find it at `request.app.state.services`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from gateway.admin_ops import AdminOps
@@ -16,8 +16,9 @@ from gateway.cache import ResponseCache
 from gateway.ledger import QuotaLedger
 from gateway.settings import Settings
 from gateway.store.base import Store
-from gateway.upstream.base import Upstream, VariationRequest
+from gateway.upstream.base import Upstream
 from gateway.upstream.hosting import ImageHost
+from gateway.vocabulary import OnTimeout, Unit
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,10 @@ class Services:
     doorstep: Doorstep
     room: RoomCheck
     shelf: ImageShelf
-    # The cache entry of a request, within the configured scope and for what answers.
-    cache_key: Callable[[Identity, VariationRequest], str]
+    # The cache entry of a request's key material, within the configured scope and for what
+    # answers (`cache.entry_key`).
+    cache_key: Callable[[Identity, Sequence[str]], str]
     # The `user` value sent upstream for an identity (never the caller's own).
     user_field: Callable[[Identity], str]
+    hits_count_against: tuple[Unit, ...]  # the units a cache hit (or a coalesced answer) spends
+    on_timeout: OnTimeout  # an answer lost after sending: keep the charge, or refund
