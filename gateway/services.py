@@ -232,7 +232,6 @@ async def open_services(
             ledger = open_ledger(settings, store, upstream, runtime)
             try:
                 yield Services(
-                    settings=settings,
                     auth=build_authenticator(settings, jwks, runtime),
                     store=store,
                     images=images,
@@ -258,6 +257,12 @@ async def open_services(
                     user_field=open_user_field(settings),
                     hits_count_against=cache_config.hits_count_against,
                     on_timeout=settings.config.upstream.on_timeout,
+                    models=settings.config.upstream.models,
+                    max_image_side=settings.config.limits.max_image_side,
+                    body_timeout_seconds=settings.config.limits.body_timeout_seconds,
+                    teams=configured_teams(settings.config),
+                    metrics_token=settings.metrics_token,
+                    multiprocess_dir=settings.multiprocess_dir,
                 )
             finally:  # calls whose callers left finish (or are cancelled) while the client is open
                 await background.close(settings.config.limits.shutdown_grace_seconds)

@@ -107,13 +107,12 @@ async def _at_the_door(request: Request, services: Services, step: Awaitable[T])
 
 
 async def _read_params(request: Request, services: Services, lease: Lease) -> VariationRequest:
-    config = services.settings.config
     return await read_variation_request(
         request.headers.get("content-type"),
         _held(request.stream(), lease),
-        models=config.upstream.models,
-        max_side=config.limits.max_image_side,
-        timeout_seconds=config.limits.body_timeout_seconds,
+        models=services.models,
+        max_side=services.max_image_side,
+        timeout_seconds=services.body_timeout_seconds,
     )
 
 
