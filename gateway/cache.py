@@ -19,7 +19,7 @@ import itertools
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Literal, NamedTuple
 from urllib.parse import parse_qs, urlsplit
@@ -50,21 +50,17 @@ def cache_key(
     config: CacheConfig, identity: Identity, request: VariationRequest, upstream_id: str
 ) -> str:
     """The entry's key; equal for equal image bytes and parameters within the scope."""
+    return entry_key(config, identity, request.key_material(), upstream_id)
+
+
+def entry_key(
+    config: CacheConfig, identity: Identity, material: Sequence[str], upstream_id: str
+) -> str:
+    """The key of the answer `material` names (the endpoint's parameters, the input's
+    hash), within the configured scope and for what answers (`upstream_id`)."""
     subject = {"global": "", "team": identity.team, "user": identity.user}[config.scope]
-    material = "\n".join(
-        (
-            request.image_sha256,
-            request.model,
-            str(request.n),
-            request.size,
-            request.response_format,
-            config.scope,
-            subject,
-            upstream_id,
-        )
-    )
-    digest = hashlib.sha256(material.encode()).hexdigest()
-    return make_key("cache", digest)
+    joined = "\n".join((*material, config.scope, subject, upstream_id))
+    return make_key("cache", hashlib.sha256(joined.encode()).hexdigest())
 
 
 def _url_expiry(url: str) -> float | None:

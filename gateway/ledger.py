@@ -18,7 +18,7 @@ import asyncio
 import logging
 import secrets
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from gateway.auth.identity import Identity
@@ -30,12 +30,11 @@ from gateway.quota import (
     Counter,
     RuleState,
     counters,
-    duration,
+    quota_headers,
     refusal,
     request_cost,
     rule_state,
     usd_amount,
-    window_bounds,
 )
 from gateway.settings import QuotasConfig
 from gateway.store.base import ChargeItem, QuotaStore, Receipt, StoreError, UsageCharge, make_key
@@ -70,6 +69,10 @@ class Reservation:
         """The charged rules' state right after the charge."""
         return [rule_state(c, used) for c, used in zip(self.counters, self.used, strict=True)]
 
+    def headers(self, now: float) -> dict[str, str]:
+        """The quota headers of an answer charged this way, at the store's time `now`."""
+        return quota_headers(self.states(), now)
+
 
 class QuotaLedger:
     """Applies the configured quota rules through a `QuotaStore`."""
@@ -97,20 +100,29 @@ class QuotaLedger:
         self._retrying: asyncio.Task[None] | None = None
         self._refunding = 0  # refunds under way (close waits for them)
 
+    def cost(self, n: int, size: Size) -> dict[Unit, int]:
+        """What a request of `n` images at `size` reserves in each unit, at the adapter's price."""
+        return request_cost(n, self._image_price(size))
+
     async def reserve(
         self, identity: Identity, n: int, size: Size, units: Sequence[Unit] | None = None
     ) -> Reservation:
-        """Charge a request of `n` images at `size` (only `units`, if given) to every rule.
+        """Charge a request of `n` images at `size` (see `reserve_cost`)."""
+        return await self.reserve_cost(identity, self.cost(n, size), units)
+
+    async def reserve_cost(
+        self, identity: Identity, cost: Mapping[Unit, int], units: Sequence[Unit] | None = None
+    ) -> Reservation:
+        """Charge `cost` (only its `units`, if given) to every rule.
 
         Raises `RateLimited`/`QuotaExceeded` (nothing charged), or `StoreUnavailable` when the
         store fails under fail_closed.
         """
         rules = self._policy().rules_for(identity.user, identity.team)
-        cost = request_cost(n, self._image_price(size))
         receipt = make_key("receipt", QUOTA_TAG, secrets.token_hex(12))
         for _ in range(_CLOCK_ATTEMPTS):
             live = counters(rules, identity.team, self._store.clock(QUOTA_TAG))
-            amounts = [cost[c.unit] if units is None or c.unit in units else 0 for c in live]
+            amounts = [cost.get(c.unit, 0) if units is None or c.unit in units else 0 for c in live]
             items = [
                 ChargeItem(c.key, a, c.limit, c.start, c.end)
                 for c, a in zip(live, amounts, strict=True)
@@ -134,9 +146,7 @@ class QuotaLedger:
                 refused = [live[i] for i in outcome.refused]
                 _count_rejections(refused)
                 error = refusal(refused, outcome.now)
-                error.headers.update(
-                    quota_headers(Reservation(live, amounts, outcome.used).states(), outcome.now)
-                )
+                error.headers.update(Reservation(live, amounts, outcome.used).headers(outcome.now))
                 raise error
             return Reservation(live, amounts, outcome.used, receipt=receipt, usage=usage)
         return self._unmetered(StoreError("the store's clock kept moving across windows"))
@@ -159,7 +169,7 @@ class QuotaLedger:
             _count_rejections(refused)
             now = self._store.clock(QUOTA_TAG)
             error = refusal(refused, now)
-            error.headers.update(quota_headers(Reservation(live, [], used).states(), now))
+            error.headers.update(Reservation(live, [], used).headers(now))
             raise error
 
     def _unmetered(self, exc: StoreError, quota: bool = True) -> Reservation:
@@ -336,47 +346,3 @@ def _count_rejections(refused: Sequence[Counter]) -> None:
     for counter in refused:
         scoped = counter.scoped
         QUOTA_REJECTIONS.labels(scoped.scope, scoped.rule.unit, scoped.rule.window).inc()
-
-
-def _tightest(states: Sequence[RuleState]) -> dict[Unit, RuleState]:
-    """Per unit, the rule with the least room left (the later reset on ties)."""
-    best: dict[Unit, RuleState] = {}
-    for state in states:
-        current = best.get(state.unit)
-        if current is None or (state.remaining, -state.resets_at) < (
-            current.remaining,
-            -current.resets_at,
-        ):
-            best[state.unit] = state
-    return best
-
-
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else f"{value:.6f}".rstrip("0")
-
-
-def quota_headers(states: Sequence[RuleState], now: float) -> dict[str, str]:
-    """x-ratelimit-* (tightest rule per unit) and the IETF RateLimit-Policy / RateLimit fields."""
-    headers: dict[str, str] = {}
-    for unit, state in _tightest(states).items():
-        headers[f"x-ratelimit-limit-{unit}"] = _number(state.limit)
-        headers[f"x-ratelimit-remaining-{unit}"] = _number(state.remaining)
-        headers[f"x-ratelimit-reset-{unit}"] = duration(state.resets_at - now)
-    # The IETF fields take integer quotas: usd rules appear only in x-ratelimit-*-usd.
-    counted = [s for s in states if s.unit != "usd"]
-    if counted:
-        names = [f'"{s.scope}-{s.unit}-{s.window}"' for s in counted]
-        headers["ratelimit-policy"] = ", ".join(
-            f"{name};q={int(s.limit)};w={_window_length(s, now)}"
-            for name, s in zip(names, counted, strict=True)
-        )
-        headers["ratelimit"] = ", ".join(
-            f"{name};r={int(s.remaining)};t={max(0, round(s.resets_at - now))}"
-            for name, s in zip(names, counted, strict=True)
-        )
-    return headers
-
-
-def _window_length(state: RuleState, now: float) -> int:
-    start, end = window_bounds(state.window, now)
-    return round(end - start)

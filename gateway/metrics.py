@@ -9,6 +9,7 @@ same numbers. Labels are closed sets or configured names, never ids, keys or ima
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Literal, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -19,13 +20,18 @@ from gateway.errors import Outcome
 from gateway.quota import RuleState
 
 CacheResult = Literal["hit", "miss", "bypass", "coalesced", "error"]
+Endpoint = Literal["variations"]
+# The metered endpoints by path: each request to one is counted and timed by outcome.
+METERED_PATHS: Mapping[str, Endpoint] = MappingProxyType({"/v1/images/variations": "variations"})
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120)
 
-REQUESTS = Counter("gateway_requests", "Variations requests by outcome.", ["outcome"])
+REQUESTS = Counter(
+    "gateway_requests", "Metered requests by endpoint and outcome.", ["endpoint", "outcome"]
+)
 REQUEST_SECONDS = Histogram(
     "gateway_request_duration_seconds",
-    "Time to answer a variations request.",
-    ["outcome"],
+    "Time to answer a metered request.",
+    ["endpoint", "outcome"],
     buckets=LATENCY_BUCKETS,
 )
 UPSTREAM_SECONDS = Histogram(
@@ -47,9 +53,10 @@ def precreate(rule_labels: Iterable[tuple[str, str, str]], teams: Iterable[str])
     A series that appears only when first incremented starts at 1, so Prometheus never
     sees its first jump: `increase()` and alerts would miss the rare events that matter.
     """
-    for outcome in get_args(Outcome):
-        REQUESTS.labels(outcome)
-        REQUEST_SECONDS.labels(outcome)
+    for endpoint in get_args(Endpoint):
+        for outcome in get_args(Outcome):
+            REQUESTS.labels(endpoint, outcome)
+            REQUEST_SECONDS.labels(endpoint, outcome)
     for result in get_args(CacheResult):
         CACHE_REQUESTS.labels(result)
     for scope, unit, window in rule_labels:

@@ -18,7 +18,6 @@ from gateway.upstream.hosting import PATH_PREFIX
 
 log = logging.getLogger("gateway")
 access_log = logging.getLogger("gateway.access")
-VARIATIONS_PATH = "/v1/images/variations"
 POLL_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
@@ -34,7 +33,7 @@ def _loggable_path(path: str) -> str:
 
 class RequestContextMiddleware:
     """Gives every HTTP response an `x-request-id`, writes one JSON access-log line per
-    request, times variations requests by outcome, and answers unhandled errors in
+    request, times metered requests by endpoint and outcome, and answers unhandled errors in
     OpenAI's shape.
 
     Handlers leave what they know in `scope["state"]["log"]` (user, team, outcome, cache
@@ -81,10 +80,11 @@ class RequestContextMiddleware:
     ) -> None:
         if status == 200 and scope["path"] in self._quiet:
             return
-        if scope["path"] == VARIATIONS_PATH:
+        endpoint = metrics.METERED_PATHS.get(scope["path"])
+        if endpoint is not None:
             outcome = fields.setdefault("outcome", "ok" if status == 200 else "internal_error")
-            metrics.REQUESTS.labels(outcome).inc()
-            metrics.REQUEST_SECONDS.labels(outcome).observe(seconds)
+            metrics.REQUESTS.labels(endpoint, outcome).inc()
+            metrics.REQUEST_SECONDS.labels(endpoint, outcome).observe(seconds)
         line = {
             "request_id": request_id,
             "method": scope["method"],

@@ -11,7 +11,6 @@ a reset connection.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import hashlib
 from collections.abc import AsyncIterator
@@ -267,15 +266,3 @@ def _feed(parser: MultipartParser, chunk: bytes) -> InvalidRequest | None:
     except FormParserError:  # every error the parser raises, MultipartParseError among them
         return _invalid_multipart("malformed body")
     return None
-
-
-async def discard_body(stream: AsyncIterator[bytes], timeout_seconds: float) -> None:
-    """Read and drop the body, up to the cap and the deadline, before an early refusal.
-
-    An SDK still writing its upload when the connection closes reports a network error
-    (and retries) instead of the refusal; draining lets it read the real answer.
-    """
-    with contextlib.suppress(TimeoutError, RequestTooLarge):
-        async with asyncio.timeout(timeout_seconds):
-            async for _ in _capped(stream):
-                pass

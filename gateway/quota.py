@@ -173,3 +173,47 @@ def refusal(refused: Sequence[Counter], now: float) -> RateLimited:
     if seconds > 60:
         headers["x-should-retry"] = "false"
     return RateLimited(f"Rate limit reached ({names}). Retry in {duration(wait)}.", headers=headers)
+
+
+def _tightest(states: Sequence[RuleState]) -> dict[Unit, RuleState]:
+    """Per unit, the rule with the least room left (the later reset on ties)."""
+    best: dict[Unit, RuleState] = {}
+    for state in states:
+        current = best.get(state.unit)
+        if current is None or (state.remaining, -state.resets_at) < (
+            current.remaining,
+            -current.resets_at,
+        ):
+            best[state.unit] = state
+    return best
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:.6f}".rstrip("0")
+
+
+def quota_headers(states: Sequence[RuleState], now: float) -> dict[str, str]:
+    """x-ratelimit-* (tightest rule per unit) and the IETF RateLimit-Policy / RateLimit fields."""
+    headers: dict[str, str] = {}
+    for unit, state in _tightest(states).items():
+        headers[f"x-ratelimit-limit-{unit}"] = _number(state.limit)
+        headers[f"x-ratelimit-remaining-{unit}"] = _number(state.remaining)
+        headers[f"x-ratelimit-reset-{unit}"] = duration(state.resets_at - now)
+    # The IETF fields take integer quotas: usd rules appear only in x-ratelimit-*-usd.
+    counted = [s for s in states if s.unit != "usd"]
+    if counted:
+        names = [f'"{s.scope}-{s.unit}-{s.window}"' for s in counted]
+        headers["ratelimit-policy"] = ", ".join(
+            f"{name};q={int(s.limit)};w={_window_length(s, now)}"
+            for name, s in zip(names, counted, strict=True)
+        )
+        headers["ratelimit"] = ", ".join(
+            f"{name};r={int(s.remaining)};t={max(0, round(s.resets_at - now))}"
+            for name, s in zip(names, counted, strict=True)
+        )
+    return headers
+
+
+def _window_length(state: RuleState, now: float) -> int:
+    start, end = window_bounds(state.window, now)
+    return round(end - start)

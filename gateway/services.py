@@ -27,7 +27,7 @@ from gateway.auth.oidc import JwtVerifier
 from gateway.auth.proxy_headers import TrustedHeaders
 from gateway.background import Detached
 from gateway.budget import ImageShelf, UploadBudget
-from gateway.cache import ResponseCache, cache_key
+from gateway.cache import ResponseCache, entry_key
 from gateway.container import Services
 from gateway.ledger import QuotaLedger
 from gateway.policy import configured_teams, rule_labels
@@ -232,7 +232,6 @@ async def open_services(
             ledger = open_ledger(settings, store, upstream, runtime)
             try:
                 yield Services(
-                    settings=settings,
                     auth=build_authenticator(settings, jwks, runtime),
                     store=store,
                     images=images,
@@ -254,8 +253,16 @@ async def open_services(
                     doorstep=Doorstep(),
                     room=RoomCheck(ledger, settings.config.cache.hits_count_against),
                     shelf=ImageShelf(),
-                    cache_key=partial(cache_key, cache_config, upstream_id=upstream.identity),
+                    cache_key=partial(entry_key, cache_config, upstream_id=upstream.identity),
                     user_field=open_user_field(settings),
+                    hits_count_against=cache_config.hits_count_against,
+                    on_timeout=settings.config.upstream.on_timeout,
+                    models=settings.config.upstream.models,
+                    max_image_side=settings.config.limits.max_image_side,
+                    body_timeout_seconds=settings.config.limits.body_timeout_seconds,
+                    teams=configured_teams(settings.config),
+                    metrics_token=settings.metrics_token,
+                    multiprocess_dir=settings.multiprocess_dir,
                 )
             finally:  # calls whose callers left finish (or are cancelled) while the client is open
                 await background.close(settings.config.limits.shutdown_grace_seconds)

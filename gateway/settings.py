@@ -21,7 +21,7 @@ from gateway.config_types import HexDigest, Name, Price, Strict
 from gateway.environment import DEMO_KEY, PUBLIC_URL, missing_required
 from gateway.redis_settings import RedisConnectionConfig, redis_options
 from gateway.store.urls import ConnectOptions
-from gateway.vocabulary import SIZES, Size, Unit, Window
+from gateway.vocabulary import SIZES, OnTimeout, Size, Unit, Window
 
 SANDBOX = "sandbox"
 DALL_E_2_PRICES: dict[Size, float] = {"256x256": 0.016, "512x512": 0.018, "1024x1024": 0.020}
@@ -90,7 +90,7 @@ class UpstreamConfig(Strict):
     # A call sent upstream whose answer never came whole (a timeout, a lost connection, a
     # shutdown): the upstream may have made and billed the images. keep_charge (the safe
     # side) keeps the reservation; refund gives back its images and usd.
-    on_timeout: Literal["keep_charge", "refund"] = "keep_charge"
+    on_timeout: OnTimeout = "keep_charge"
 
     @model_validator(mode="after")
     def _adapter_configured(self) -> UpstreamConfig:

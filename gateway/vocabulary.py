@@ -1,4 +1,5 @@
-"""The words the gateway's records share: image sizes and formats, quota units and windows.
+"""The words the gateway's records share: image sizes and formats, quota units and windows,
+what a lost answer costs.
 
 Plain literals, importing nothing: the records, the config and the rules all speak them.
 """
@@ -13,3 +14,5 @@ ResponseFormat = Literal["url", "b64_json"]
 RESPONSE_FORMATS: tuple[ResponseFormat, ...] = ("url", "b64_json")
 Unit = Literal["requests", "images", "usd"]
 Window = Literal["minute", "hour", "day", "month"]
+# A call sent upstream whose answer never came whole: keep its charge, or give it back.
+OnTimeout = Literal["keep_charge", "refund"]

@@ -97,10 +97,14 @@ class JwksCache:
         min_refresh_seconds: float,
         timeout_seconds: float,
         clock: Callable[[], float] = time.monotonic,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._url, self._algorithms, self._clock = url, frozenset(algorithms), clock
         self._cache_seconds, self._min_refresh = cache_seconds, min_refresh_seconds
+        # Its own client (short timeouts, no redirects); `transport` is its wire, if given
+        # (a proxy's, a test's), else httpx's own.
         self._client = httpx.AsyncClient(
+            transport=transport,
             timeout=httpx.Timeout(timeout_seconds),
             follow_redirects=False,
             headers={"accept": "application/json"},

@@ -11,7 +11,6 @@ from starlette.responses import JSONResponse, Response
 from gateway.container import Services
 from gateway.errors import AuthenticationError, NotFound
 from gateway.metrics import exposition, usage_gauge
-from gateway.policy import configured_teams
 from gateway.store.base import StoreError
 
 
@@ -42,16 +41,16 @@ async def hosted_file(request: Request) -> Response:
 async def metrics(request: Request) -> Response:
     """Prometheus exposition; quota gauges are read from the store now, for every principal."""
     services: Services = request.app.state.services
-    token = services.settings.metrics_token
+    token = services.metrics_token
     if token is not None:
         presented = request.headers.get("authorization", "").encode()
         if not hmac.compare_digest(presented, f"Bearer {token.get_secret_value()}".encode()):
             raise AuthenticationError("This endpoint needs the metrics bearer token.")
     states = await services.ledger.all_states(services.auth.identities())
     try:
-        teams = configured_teams(services.settings.config)
-        usage = [usage_gauge(await services.admin.month_usd(teams, services.ledger.clock()))]
+        usd = await services.admin.month_usd(services.teams, services.ledger.clock())
+        usage = [usage_gauge(usd)]
     except StoreError:
         usage = []  # as for the quota gauges: the gap shows on dashboards
-    body = exposition(states, services.settings.multiprocess_dir, usage)
+    body = exposition(states, services.multiprocess_dir, usage)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -38,6 +38,10 @@ class VariationRequest:
         if self.on_sent is not None:
             self.on_sent()
 
+    def key_material(self) -> tuple[str, ...]:
+        """What, besides the cache's scope and the upstream, names this request's answer."""
+        return (self.image_sha256, self.model, str(self.n), self.size, self.response_format)
+
     @property
     def side(self) -> int:
         """The asked images' width (and height), in pixels."""

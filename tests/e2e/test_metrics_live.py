@@ -66,7 +66,10 @@ def known_sequence(
 def test_scrape_after_a_known_sequence_has_exact_values(known_sequence: GatewayProcess) -> None:
     """Each outcome, cache result, image count and quota gauge is counted exactly."""
     metrics = samples(httpx.get(known_sequence.url + "/metrics").text)
-    outcomes = {o: value(metrics, "gateway_requests_total", outcome=o) for o in SEQUENCE}
+    outcomes = {
+        o: value(metrics, "gateway_requests_total", endpoint="variations", outcome=o)
+        for o in SEQUENCE
+    }
     assert outcomes == dict.fromkeys(SEQUENCE, 1)
     assert value(metrics, "gateway_cache_requests_total", result="hit") == 1
     assert value(metrics, "gateway_cache_requests_total", result="miss") == 3
@@ -76,7 +79,12 @@ def test_scrape_after_a_known_sequence_has_exact_values(known_sequence: GatewayP
         == 1
     )
     assert value(metrics, "gateway_upstream_duration_seconds_count") == 2
-    assert value(metrics, "gateway_request_duration_seconds_count", outcome="ok") == 1
+    assert (
+        value(
+            metrics, "gateway_request_duration_seconds_count", endpoint="variations", outcome="ok"
+        )
+        == 1
+    )
     quota = {"scope": "user", "subject": "alice", "unit": "images", "window": "day"}
     assert [
         value(metrics, f"gateway_quota_{g}", **quota) for g in ("limit", "used", "remaining")
@@ -168,7 +176,7 @@ def test_two_workers_report_the_sum_of_their_counts(
     for _ in range(6):
         with httpx.Client() as fresh:  # new connections: any worker may answer
             metrics = samples(fresh.get(gateway.url + "/metrics").text)
-        assert value(metrics, "gateway_requests_total", outcome="ok") == 20
+        assert value(metrics, "gateway_requests_total", endpoint="variations", outcome="ok") == 20
 
 
 @pytest.mark.redis
@@ -190,8 +198,11 @@ def test_every_series_exists_at_zero_before_the_first_request(
     gateway = start_gateway(config, {"REDIS_URL": clean_redis}, workers=workers)
     metrics = samples(httpx.get(gateway.url + "/metrics").text)
     outcomes = ("ok", "upstream_error", "store_error", "rate_limited", "not_found")
-    assert [value(metrics, "gateway_requests_total", outcome=o) for o in outcomes] == [0] * 5
-    assert all(("gateway_requests_total", (("outcome", o),)) in metrics for o in outcomes)
+    assert [
+        value(metrics, "gateway_requests_total", endpoint="variations", outcome=o) for o in outcomes
+    ] == [0] * 5
+    labels = [(("endpoint", "variations"), ("outcome", o)) for o in outcomes]
+    assert all(("gateway_requests_total", pair) in metrics for pair in labels)
     for result in ("hit", "miss", "bypass", "coalesced", "error"):
         assert ("gateway_cache_requests_total", (("result", result),)) in metrics
     rejections = {
@@ -210,8 +221,16 @@ def test_wrong_paths_and_methods_are_the_callers_outcomes(live: GatewayProcess) 
     assert httpx.get(live.url + "/v1/images/variations", headers=auth()).status_code == 405
     assert httpx.post(live.url + "/v1/images/nope", headers=auth()).status_code == 404
     metrics = samples(httpx.get(live.url + "/metrics").text)
-    assert value(metrics, "gateway_requests_total", outcome="method_not_allowed") == 1
-    assert value(metrics, "gateway_requests_total", outcome="internal_error") == 0
+    assert (
+        value(
+            metrics, "gateway_requests_total", endpoint="variations", outcome="method_not_allowed"
+        )
+        == 1
+    )
+    assert (
+        value(metrics, "gateway_requests_total", endpoint="variations", outcome="internal_error")
+        == 0
+    )
     live.stop()
     lines = [json.loads(line) for line in live.output().splitlines() if '"request_id"' in line]
     assert [(line["status"], line["outcome"]) for line in lines if "/v1/" in line["path"]] == [

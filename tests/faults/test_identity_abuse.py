@@ -227,7 +227,7 @@ def test_keys_are_held_only_as_digests(client: TestClient, tmp_path: Any) -> Non
 
     config_text = write_config(tmp_path / "c.yaml", base_config("sandbox")).read_text()
     services = client.app.state.services  # type: ignore[attr-defined]
-    held = repr(_walk(services)) + repr(services.settings) + config_text
+    held = repr(_walk(services)) + repr(services) + config_text
     for key in KEYS.values():
         assert key not in held
         assert key_digest(key) in held  # the walk does reach the key table

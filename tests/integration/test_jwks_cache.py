@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import httpx
 import jwt
 import pytest
 from support.fake_idp import FakeIdP, SigningKey
@@ -72,6 +73,34 @@ def test_concurrent_lookups_share_one_fetch(idp: FakeIdP) -> None:
     results = run(idp, Clock(), body)
     assert all(isinstance(r, jwt.PyJWK) for r in results[:10])
     assert all(isinstance(r, UnknownKey) for r in results[10:])
+    assert idp.fetches == 1
+
+
+def test_the_keys_are_fetched_through_a_given_transport(idp: FakeIdP) -> None:
+    """A JwksCache given a transport fetches the JWKS through it, not a client of its own."""
+    seen: list[str] = []
+
+    class Counting(httpx.AsyncHTTPTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            seen.append(str(request.url))
+            return await super().handle_async_request(request)
+
+    async def main() -> jwt.PyJWK:
+        cache = JwksCache(
+            idp.jwks_url,
+            algorithms=ALGORITHMS,
+            cache_seconds=300,
+            min_refresh_seconds=30,
+            timeout_seconds=2,
+            transport=Counting(),
+        )
+        try:
+            return await cache.key("rsa-1", "RS256")
+        finally:
+            await cache.close()
+
+    assert isinstance(asyncio.run(main()), jwt.PyJWK)
+    assert seen == [idp.jwks_url]
     assert idp.fetches == 1
 
 

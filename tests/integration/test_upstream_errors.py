@@ -23,7 +23,12 @@ def access_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
 
 def outcomes(outcome: str) -> float:
     """gateway_requests_total for `outcome`, in this process."""
-    return REGISTRY.get_sample_value("gateway_requests_total", {"outcome": outcome}) or 0.0
+    return (
+        REGISTRY.get_sample_value(
+            "gateway_requests_total", {"endpoint": "variations", "outcome": outcome}
+        )
+        or 0.0
+    )
 
 
 def test_a_proj_id_and_the_configured_organization_never_reach_the_caller(

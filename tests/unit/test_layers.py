@@ -78,7 +78,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "gateway.preflight",
         "gateway.config_report",
     ),
-    "pipeline": ("gateway.container", "gateway.forwarding"),
+    "pipeline": ("gateway.container", "gateway.pipeline"),
     "routes": (
         "gateway.routes.variations",
         "gateway.routes.quotas",

@@ -16,7 +16,6 @@ from gateway.multipart import (
     Upload,
     boundary_of,
     check_declared_length,
-    discard_body,
 )
 from gateway.params import parse_params
 from gateway.png import MAX_IMAGE_BYTES
@@ -451,32 +450,3 @@ def test_image_between_4_mib_and_the_body_cap_is_image_too_large(
     with pytest.raises(InvalidRequest) as caught:
         parse_params(upload, models=("dall-e-2",), max_side=4096)
     assert caught.value.code == "image_too_large"
-
-
-def test_discard_body_stops_at_the_cap(counting_stream: type[CountingStream]) -> None:
-    """discard_body reads an oversize body only up to the cap, then stops pulling."""
-    chunk = 1024 * 1024
-    stream = counting_stream([b"\0" * chunk] * 20)
-    asyncio.run(discard_body(stream, timeout_seconds=30))
-    assert stream.pulled == MAX_BODY_BYTES // chunk + 1
-
-
-def test_discard_body_drains_a_small_body(counting_stream: type[CountingStream]) -> None:
-    """discard_body reads a body under the cap to its end."""
-    stream = counting_stream([b"abc"] * 10)
-    asyncio.run(discard_body(stream, timeout_seconds=30))
-    assert stream.pulled == 10
-
-
-def test_discard_body_gives_up_at_the_deadline() -> None:
-    """discard_body returns quietly when the body stalls past the deadline."""
-    pulled: list[int] = []
-
-    async def stalled() -> AsyncIterator[bytes]:
-        pulled.append(1)
-        yield b"x"
-        await asyncio.sleep(3600)  # cancelled by the deadline long before
-        yield b""
-
-    assert asyncio.run(discard_body(stalled(), timeout_seconds=0.01)) is None
-    assert pulled == [1]

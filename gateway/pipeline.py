@@ -1,0 +1,232 @@
+"""The one metered pipeline, for every endpoint that spends quota, top to bottom:
+
+    probe the cache (on a miss, the bid to lead) -> reserve quota -> produce (coalesced:
+    the upstream call) -> store -> settle quota -> headers -> relay
+
+An endpoint hands it a `Metered`: who asks, what the request costs in each unit, what
+names its answer in the cache, and how to produce that answer. Everything that can refuse
+a request ran before it (the endpoint's admission, authentication and validation).
+
+Once a request has been sent upstream the company may be billed, so the charge follows the
+upstream, not the caller:
+
+- a request never sent (the caller hung up while waiting on a coalesced call, the upstream
+  could not be connected to) gets everything back;
+- after it is sent, hanging up does not cancel the call: it finishes in the background
+  (`Detached`), is settled as delivered and cached, so the caller's retry is a hit;
+- the upstream saying it produced nothing (an error status) keeps the request unit and
+  gives back images and usd; an answer lost after sending (a timeout, a reset, a shutdown)
+  keeps the charge unless `upstream.on_timeout` is `refund`;
+- an answer in hand is always settled as delivered, so a cancellation can never leave a
+  stored answer with a refunded charge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+
+from gateway import metrics
+from gateway.auth.identity import Identity
+from gateway.cache import Cached, CacheResult, Mode, Probe, cache_mode
+from gateway.container import Services
+from gateway.errors import GatewayError, UpstreamError, UpstreamUnreachable
+from gateway.ledger import Reservation
+from gateway.upstream.base import UpstreamAnswer
+from gateway.vocabulary import Unit
+
+
+@dataclass(frozen=True)
+class Metered:
+    """One metered request, as the endpoint describes it to the pipeline."""
+
+    identity: Identity
+    cost: Mapping[Unit, int]  # what it reserves in each unit, before the call
+    asked: int  # images asked: a shorter answer is settled for what came and never cached
+    key_material: Sequence[str]  # with the cache's scope, what names its answer
+    response_format: str  # how the answer carries its images (the cache's TTL rules)
+    produce: Callable[[], Awaitable[UpstreamAnswer]]  # the upstream call
+    let_go: Callable[[], None]  # the input will not be sent: give back what holds it
+    # Held while waiting on a coalesced leader: the input shrunk to the waiters' one copy.
+    waiting: Callable[[], AbstractContextManager[None]]
+
+
+async def serve(request: Request, services: Services, metered: Metered) -> Response:
+    """The answer from the cache, a coalesced leader or the upstream, quota settled."""
+    mode = cache_mode(request.headers.get("cache-control")) if services.cache.enabled else "bypass"
+    key = services.cache_key(metered.identity, metered.key_material)
+    probe = await services.cache.probe(key) if mode == "use" else None  # a miss may lead
+    if probe is not None and probe.answer is not None:
+        metered.let_go()  # answered from the cache: the input is not needed
+        reservation = await _reserve(services, metered, "HIT", services.hits_count_against)
+        return _relay(request, services, Cached(probe.answer, "HIT"), reservation)
+    waiting = probe is not None and probe.leading is False  # on another's call
+    with metered.waiting() if waiting else contextlib.nullcontext():
+        try:
+            reservation = await _reserve(services, metered, _missed(mode))
+        except BaseException:
+            if probe is not None:
+                await asyncio.shield(services.cache.abandon(probe))
+            raise
+        forward = Forward(request, services, metered, reservation, mode, key, probe)
+        return _relay(request, services, await _forward(forward), reservation)
+
+
+def _missed(mode: Mode) -> CacheResult:
+    return "BYPASS" if mode == "bypass" else "MISS"
+
+
+async def _reserve(
+    services: Services, metered: Metered, result: CacheResult, units: Sequence[Unit] | None = None
+) -> Reservation:
+    try:
+        return await services.ledger.reserve_cost(metered.identity, metered.cost, units)
+    except GatewayError as exc:
+        services.room.note(metered.identity, exc)
+        exc.headers["x-gateway-cache"] = result
+        metrics.CACHE_REQUESTS.labels(result.lower()).inc()
+        raise
+
+
+async def _forward(forward: Forward) -> Cached:
+    """The answer from upstream (or a coalesced leader), quota settled to what the upstream
+    did; an error leaves with the quota's and the cache's headers."""
+    try:
+        return await forward.run()
+    except GatewayError as exc:
+        result = _missed(forward.mode)
+        exc.headers.update(_headers(forward.services, forward.reservation, result))
+        metrics.CACHE_REQUESTS.labels(result.lower()).inc()
+        raise
+
+
+@dataclass
+class Forward:
+    """One reserved request on its way upstream, and how far it got."""
+
+    request: Request
+    services: Services
+    metered: Metered
+    reservation: Reservation
+    mode: Mode
+    key: str
+    probe: Probe | None
+    sent: bool = False  # handed to the upstream client: the company may be billed
+    answer: UpstreamAnswer | None = None  # what the upstream answered, once it did
+
+    async def run(self) -> Cached:
+        """The answer, with the quota settled however it ends; raises what the call raised.
+
+        A caller hanging up before the request is sent raises `ClientDisconnect` (everything
+        given back); after, it raises the same but the call goes on in the background.
+        """
+        work = self.services.background.start(self._settled())
+        watcher = asyncio.ensure_future(_wait_disconnect(self.request))
+        try:
+            await asyncio.wait((work, watcher), return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:  # shutdown past its grace: the call goes too
+            work.cancel()
+            raise
+        finally:
+            watcher.cancel()
+        if not work.done():
+            if not self.sent:
+                work.cancel()  # nothing sent: it gives everything back as it unwinds
+            raise ClientDisconnect()
+        return work.result()
+
+    async def _settled(self) -> Cached:
+        try:
+            cached = await self._answer()
+        except BaseException as exc:
+            await asyncio.shield(self._unwind(exc))
+            raise
+        await asyncio.shield(self._settle(cached))
+        return cached
+
+    async def _answer(self) -> Cached:
+        cache, metered = self.services.cache, self.metered
+        if self.mode == "bypass":
+            return Cached(await self._produce(), "BYPASS")
+        if self.mode == "refresh":  # no-cache: a fresh answer, then stored
+            fresh = await self._produce()
+            await cache.put(self.key, fresh, metered.response_format, asked=metered.asked)
+            return Cached(fresh, "MISS")
+        assert self.probe is not None  # mode "use" probed
+        return await cache.fetch(
+            self.key, metered.response_format, self._produce, self.probe, asked=metered.asked
+        )
+
+    async def _produce(self) -> UpstreamAnswer:
+        started = time.perf_counter()
+        self.sent = True
+        try:
+            self.answer = await self.metered.produce()
+            return self.answer
+        finally:
+            seconds = time.perf_counter() - started
+            metrics.UPSTREAM_SECONDS.observe(seconds)
+            self.request.state.log["upstream_ms"] = round(seconds * 1000, 2)
+
+    async def _settle(self, cached: Cached) -> None:
+        ledger = self.services.ledger
+        if cached.result == "COALESCED":  # another request's call: charged like a hit
+            if cached.answer.images:
+                await ledger.settle_as_hit(self.reservation, self.services.hits_count_against)
+            else:
+                await ledger.refund(self.reservation)
+            return
+        got = cached.answer
+        await ledger.settle(self.reservation, got.images, self.metered.asked, got.usd)
+
+    async def _unwind(self, exc: BaseException) -> None:
+        """Settle a call that ended without an answer to relay (and free the probe's lock)."""
+        if self.probe is not None:  # the lock too, if fetch never got to run
+            await self.services.cache.abandon(self.probe)
+        ledger, n = self.services.ledger, self.metered.asked
+        if not self.sent or isinstance(exc, UpstreamUnreachable):  # nothing went out
+            await ledger.refund(self.reservation)
+        elif self.answer is not None:  # answered (and maybe stored): delivered
+            await ledger.settle(self.reservation, self.answer.images, n, self.answer.usd)
+        elif not _may_have_billed(exc) or self.services.on_timeout == "refund":
+            await ledger.settle(self.reservation, 0, n)
+        # else: the answer was lost after sending; the reservation stands (keep_charge)
+
+
+def _may_have_billed(exc: BaseException) -> bool:
+    """False only when the upstream said it produced nothing, or never got the request; a
+    cancellation or a bug after sending leaves it unknown."""
+    return not isinstance(exc, UpstreamError) or exc.may_have_billed
+
+
+async def _wait_disconnect(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+def _headers(services: Services, reservation: Reservation, result: CacheResult) -> dict[str, str]:
+    return {
+        **services.upstream_headers,
+        **reservation.headers(services.ledger.clock()),
+        "x-gateway-cache": result,
+    }
+
+
+def _relay(
+    request: Request, services: Services, cached: Cached, reservation: Reservation
+) -> Response:
+    hit = cached.result == "HIT"
+    request.state.log.update(cache=cached.result, outcome="cache_hit" if hit else "ok")
+    metrics.CACHE_REQUESTS.labels(cached.result.lower()).inc()
+    metrics.IMAGES.labels(request.state.log["team"]).inc(cached.answer.images)
+    headers = _headers(services, reservation, cached.result)
+    if cached.answer.request_id:
+        headers["x-upstream-request-id"] = cached.answer.request_id
+    return Response(cached.answer.body, media_type="application/json", headers=headers)
