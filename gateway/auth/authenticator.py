@@ -63,13 +63,6 @@ class KeyAuthenticator:
         """The identity configured for `key`, or None."""
         return self._by_digest.get(key_digest(key))
 
-    def authenticate(self, authorization: str | None) -> Identity:
-        """The caller's identity; raises `AuthenticationError` for a missing or unknown key."""
-        identity = self.lookup(bearer_value(authorization, MAX_KEY_LENGTH))
-        if identity is None:
-            raise AuthenticationError("Incorrect API key provided.")
-        return identity
-
 
 def bearer_value(authorization: str | None, max_length: int) -> str:
     """The credential of `Authorization: Bearer <value>`; raises `AuthenticationError`."""

@@ -80,14 +80,6 @@ def multipart_frame(fields: Mapping[str, str], file_field: str) -> tuple[bytes, 
     return (head + file_head).encode(), tail.encode(), f"multipart/form-data; boundary={boundary}"
 
 
-def encode_multipart(
-    fields: Mapping[str, str], file_field: str, file_bytes: bytes
-) -> tuple[bytes, str]:
-    """A whole multipart/form-data body and its Content-Type."""
-    head, tail, content_type = multipart_frame(fields, file_field)
-    return b"".join((head, file_bytes, tail)), content_type
-
-
 class UpstreamCall:
     """Multipart POSTs to one upstream URL with the company's credentials, and failure mapping.
 

@@ -28,10 +28,12 @@ SdkFormat = Literal["url", "b64_json"]
 
 
 def multipart(png: bytes, **fields: str) -> tuple[bytes, str]:
-    """A variations body as an SDK writes it, and its Content-Type."""
-    from gateway.upstream.client import encode_multipart
+    """A variations body as an SDK writes it, and its Content-Type: the gateway's own
+    upstream framing around the image, joined."""
+    from gateway.upstream.client import multipart_frame
 
-    return encode_multipart(fields, "image", png)
+    head, tail, content_type = multipart_frame(fields, "image")
+    return b"".join((head, png, tail)), content_type
 
 
 async def post(

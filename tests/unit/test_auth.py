@@ -42,9 +42,16 @@ def authenticator() -> KeyAuthenticator:
     )
 
 
+def by_key(keys: KeyAuthenticator, header: str | None) -> Identity:
+    """The identity a request with this Authorization header (or none) gets, with API keys
+    the only identity source."""
+    sent = {"authorization": header} if header is not None else {}
+    return authenticate(Authenticator(keys), request("192.0.2.1", **sent))
+
+
 def _refused(authenticator: KeyAuthenticator, header: str | None) -> AuthenticationError:
     with pytest.raises(AuthenticationError) as caught:
-        authenticator.authenticate(header)
+        by_key(authenticator, header)
     error = caught.value
     assert (error.status, error.type, error.code, error.param) == (
         401,
@@ -62,19 +69,19 @@ def test_key_digest_is_sha256_hex() -> None:
 
 def test_configured_key_resolves_to_its_identity(authenticator: KeyAuthenticator) -> None:
     """A configured key yields the principal's user, team and default role."""
-    identity = authenticator.authenticate(f"Bearer {ALICE_KEY}")
+    identity = by_key(authenticator, f"Bearer {ALICE_KEY}")
     assert identity == Identity(user="alice", team="vision", role="user")
 
 
 def test_admin_key_resolves_with_the_admin_role(authenticator: KeyAuthenticator) -> None:
     """An admin principal's key yields role admin."""
-    assert authenticator.authenticate(f"Bearer {ADMIN_KEY}") == Identity("grafana", "ops", "admin")
+    assert by_key(authenticator, f"Bearer {ADMIN_KEY}") == Identity("grafana", "ops", "admin")
 
 
 @pytest.mark.parametrize("header", [f"bearer {ALICE_KEY}", f"BEARER {ALICE_KEY}  "])
 def test_scheme_is_case_insensitive(authenticator: KeyAuthenticator, header: str | None) -> None:
     """The Bearer scheme matches in any case, and trailing spaces around the key are ignored."""
-    assert authenticator.authenticate(header).user == "alice"
+    assert by_key(authenticator, header).user == "alice"
 
 
 @pytest.mark.parametrize("header", [None, ""])
@@ -116,7 +123,7 @@ def test_configured_digest_itself_is_not_a_key(authenticator: KeyAuthenticator) 
 def test_demo_key_resolves_to_the_demo_identity() -> None:
     """The demo key authenticates as user demo of team demo, role user."""
     authenticator = KeyAuthenticator([], demo_key="gwk_demo_key")
-    assert authenticator.authenticate("Bearer gwk_demo_key") == Identity("demo", "demo", "user")
+    assert by_key(authenticator, "Bearer gwk_demo_key") == Identity("demo", "demo", "user")
     _refused(authenticator, "Bearer gwk_other")
 
 

@@ -1,13 +1,15 @@
-"""The pure helpers of the upstream module: the rebuilt multipart body and message sanitising."""
+"""The pure helpers of the upstream client: the rebuilt multipart framing and message
+sanitising."""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
 
+from support.callers import multipart
+
 from gateway.multipart import Upload
 from gateway.redaction import MAX_MESSAGE_CHARS, sanitise
-from gateway.upstream.client import encode_multipart
 
 FIELDS = {
     "model": "dall-e-2",
@@ -22,7 +24,7 @@ def test_encoded_body_reads_back_identically(
     read_body: Callable[..., Upload], valid_png: bytes
 ) -> None:
     """The upstream body, read by the gateway's own reader, gives back every field and the image."""
-    body, content_type = encode_multipart(FIELDS, "image", valid_png)
+    body, content_type = multipart(valid_png, **FIELDS)
     upload = read_body(body, content_type=content_type, chunk_size=7)
     assert upload.fields == FIELDS
     assert upload.image == valid_png
@@ -32,13 +34,13 @@ def test_encoded_body_reads_back_identically(
 
 def test_image_part_is_named_image_png(valid_png: bytes) -> None:
     """The image goes upstream as `image.png`, Content-Type image/png, whatever the caller sent."""
-    body, _ = encode_multipart({}, "image", valid_png)
+    body, _ = multipart(valid_png)
     assert b'name="image"; filename="image.png"\r\nContent-Type: image/png\r\n\r\n' in body
 
 
 def test_content_type_carries_the_body_boundary(valid_png: bytes) -> None:
     """The Content-Type's boundary is the one that frames the body, closed at the end."""
-    body, content_type = encode_multipart(FIELDS, "image", valid_png)
+    body, content_type = multipart(valid_png, **FIELDS)
     prefix = "multipart/form-data; boundary="
     assert content_type.startswith(prefix)
     boundary = content_type[len(prefix) :].encode()
@@ -49,14 +51,12 @@ def test_content_type_carries_the_body_boundary(valid_png: bytes) -> None:
 
 def test_each_body_gets_a_fresh_boundary(valid_png: bytes) -> None:
     """Two encodings use different random boundaries."""
-    assert (
-        encode_multipart({}, "image", valid_png)[1] != encode_multipart({}, "image", valid_png)[1]
-    )
+    assert multipart(valid_png)[1] != multipart(valid_png)[1]
 
 
 def test_only_the_given_fields_are_sent(valid_png: bytes) -> None:
     """The body holds exactly the given fields plus the image: nothing else."""
-    body, _ = encode_multipart({"n": "1"}, "image", valid_png)
+    body, _ = multipart(valid_png, n="1")
     assert body.count(b"Content-Disposition") == 2
 
 
