@@ -80,6 +80,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     ),
     "pipeline": ("gateway.container", "gateway.pipeline"),
     "routes": (
+        "gateway.routes.door",
         "gateway.routes.variations",
         "gateway.routes.quotas",
         "gateway.routes.admin",
