@@ -214,3 +214,29 @@ def test_a_drain_that_outlasts_its_time_is_closed() -> None:
 
     sent = _serve(_door(doorstep), SpyApp(), PEER, scenario)
     assert sent.closed and doorstep.draining == 0
+
+
+def test_a_keyless_chunked_body_past_the_drain_bound_is_closed_mid_body() -> None:
+    """A body without a length is drained only up to the doorstep's bytes, then closed."""
+    doorstep = Doorstep(max_bytes=1000)
+    chunk = b"%x\r\n%s\r\n" % (600, b"x" * 600)
+    head = _head(b"transfer-encoding: chunked")
+    states = []
+
+    async def scenario(protocol: GuardedHttpToolsProtocol, transport: Transport) -> None:
+        for _ in range(2):
+            protocol.data_received(chunk if states else head + chunk)
+            states.append((transport.closed, doorstep.draining))
+
+    sent = _serve(_door(doorstep), SpyApp(), PEER, scenario)
+    assert states == [(False, 1), (True, 0)]
+    assert sent.written.startswith(b"HTTP/1.1 401 ")
+
+
+def test_nothing_after_a_refused_request_on_its_connection_is_served() -> None:
+    """A request sent after the refused one, in the same read, gets no answer and never
+    reaches the app: the connection closes with the 401."""
+    app = SpyApp()
+    second = _head(b"authorization: Bearer k", b"content-length: 0")
+    sent = _serve(_door(), app, PEER, _feeding(_head(b"content-length: 0") + second))
+    assert sent.written.count(b"HTTP/1.1") == 1 and sent.closed and app.paths == []
