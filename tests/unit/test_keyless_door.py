@@ -221,7 +221,7 @@ def test_a_keyless_chunked_body_past_the_drain_bound_is_closed_mid_body() -> Non
     doorstep = Doorstep(max_bytes=1000)
     chunk = b"%x\r\n%s\r\n" % (600, b"x" * 600)
     head = _head(b"transfer-encoding: chunked")
-    states = []
+    states: list[tuple[bool, int]] = []
 
     async def scenario(protocol: GuardedHttpToolsProtocol, transport: Transport) -> None:
         for _ in range(2):
