@@ -6,7 +6,10 @@ check the caller has quota room at all (`RoomCheck`), then take a place in fligh
 (`Admission`), then upload budget (`budget.py`). A request refused before its body is read
 is answered with `Connection: close`, so the server stops reading the rest of its body
 (`Doorstep`); only a small body is drained first, so that its caller reads the refusal
-rather than a reset connection, and only by a few requests at once.
+rather than a reset connection, and only by a few requests at once. A variations request
+with no Authorization header at all, from a peer no trusted proxy header may speak for, is
+refused from its head alone (`KeylessDoor`), by the server before the app (`protocol.py`):
+the cheapest refusal of the most common abuse.
 
 Past the in-flight limit a request is refused at once with an OpenAI-shaped 503
 (`server_overloaded`, `Retry-After`), which the SDKs retry with backoff, instead of the
@@ -20,10 +23,12 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 
+from gateway.auth.authenticator import Authenticator, missing_key
 from gateway.auth.identity import Identity
-from gateway.errors import GatewayError, RateLimited
+from gateway.errors import AuthenticationError, GatewayError, RateLimited
 from gateway.ledger import QuotaLedger
-from gateway.multipart import body_bound
+from gateway.metrics import METERED_PATHS
+from gateway.multipart import body_bound, check_declared_length
 from gateway.vocabulary import Unit
 
 # A refused body is drained only up to this (the SDKs' small uploads fit) ...
@@ -67,7 +72,7 @@ class Doorstep:
         max_bytes: int = DRAIN_BYTES,
         seconds: float = DRAIN_SECONDS,
     ) -> None:
-        self._max_draining, self._max_bytes, self._seconds = max_draining, max_bytes, seconds
+        self._max_draining, self.max_bytes, self.seconds = max_draining, max_bytes, seconds
         self.draining = 0
 
     async def refuse(
@@ -79,27 +84,63 @@ class Doorstep:
     ) -> GatewayError:
         """`error`, marked to close the connection, after a bounded drain of `body`."""
         error.headers["connection"] = "close"
-        # A body without a length (the node SDK's) may be small: drained up to the bound.
-        small = not content_length or body_bound(content_length) <= self._max_bytes
-        if small and (expect or "").lower() != "100-continue":
-            await self._drain(body)
+        if self.start_drain(content_length, expect):
+            try:
+                await self._drain(body)
+            finally:
+                self.draining -= 1
         return error
 
-    async def _drain(self, body: AsyncIterator[bytes]) -> None:
+    def start_drain(self, content_length: str | None, expect: str | None) -> bool:
+        """Whether a refused body is to be drained first; every True takes a drain, to be
+        given back by `draining -= 1`."""
+        # A body without a length (the node SDK's) may be small: drained up to the bound.
+        small = not content_length or body_bound(content_length) <= self.max_bytes
+        if not small or (expect or "").lower() == "100-continue":
+            return False
         if self.draining >= self._max_draining:
-            return
+            return False
         self.draining += 1
+        return True
+
+    async def _drain(self, body: AsyncIterator[bytes]) -> None:
         received = 0
         try:
-            async with asyncio.timeout(self._seconds):
+            async with asyncio.timeout(self.seconds):
                 async for chunk in body:
                     received += len(chunk)
-                    if received > self._max_bytes:
+                    if received > self.max_bytes:
                         break
         except (TimeoutError, OSError):
             pass
-        finally:
-            self.draining -= 1
+
+
+class KeylessDoor:
+    """Decides from a request's head alone whether it is refused for sending no key at all:
+    a POST to a metered endpoint without an Authorization header, from a peer that no trusted proxy
+    header may speak for, and not refused first for its declared length. Anything else is
+    left to the app."""
+
+    def __init__(self, auth: Authenticator, doorstep: Doorstep) -> None:
+        self._auth, self.doorstep = auth, doorstep
+
+    def refusal(
+        self, method: str, path: bytes, headers: Sequence[tuple[bytes, bytes]], peer: str | None
+    ) -> AuthenticationError | None:
+        """The 401 the app would give this head, or None when only the app can decide."""
+        if method != "POST" or path not in _METERED or not self._auth.needs_bearer(peer):
+            return None
+        if any(name == b"authorization" for name, _ in headers):
+            return None
+        length = next((value for name, value in headers if name == b"content-length"), None)
+        try:
+            check_declared_length(length.decode("latin-1") if length is not None else None)
+        except GatewayError:
+            return None  # the app refuses this for its length before it looks at the key
+        return missing_key()
+
+
+_METERED = frozenset(path.encode() for path in METERED_PATHS)
 
 
 class RoomCheck:

@@ -15,9 +15,10 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway.admission import KeylessDoor
 from gateway.errors import GatewayError, MethodNotAllowed, NotFound, error_response
 from gateway.middleware import RequestContextMiddleware
-from gateway.protocol import HEAD_SECONDS_STATE
+from gateway.protocol import DOOR_STATE, HEAD_SECONDS_STATE
 from gateway.routes import admin, console, ops, quotas, variations
 from gateway.services import open_services
 from gateway.settings import Settings, load_settings
@@ -62,11 +63,14 @@ def create_app(
     that quota windows are decided on."""
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, float]]:
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, object]]:
         async with open_services(settings, upstream_transport, store_clock) as services:
             app.state.services = services
             # For the server's connections (protocol.py), which outlive no request's scope.
-            yield {HEAD_SECONDS_STATE: settings.config.limits.header_timeout_seconds}
+            yield {
+                HEAD_SECONDS_STATE: settings.config.limits.header_timeout_seconds,
+                DOOR_STATE: KeylessDoor(services.auth, services.doorstep),
+            }
 
     app = Starlette(
         routes=[

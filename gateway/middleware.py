@@ -80,17 +80,25 @@ class RequestContextMiddleware:
     ) -> None:
         if status == 200 and scope["path"] in self._quiet:
             return
-        endpoint = metrics.METERED_PATHS.get(scope["path"])
-        if endpoint is not None:
-            outcome = fields.setdefault("outcome", "ok" if status == 200 else "internal_error")
-            metrics.REQUESTS.labels(endpoint, outcome).inc()
-            metrics.REQUEST_SECONDS.labels(endpoint, outcome).observe(seconds)
-        line = {
-            "request_id": request_id,
-            "method": scope["method"],
-            "path": _loggable_path(scope["path"]),
-            "status": status or 499,
-            **fields,
-            "total_ms": round(seconds * 1000, 2),
-        }
-        access_log.info(orjson.dumps(line).decode())
+        record_request(scope["method"], scope["path"], request_id, status, fields, seconds)
+
+
+def record_request(
+    method: str, path: str, request_id: str, status: int, fields: dict[str, Any], seconds: float
+) -> None:
+    """Count a metered request by endpoint and outcome, and write any request's access-log
+    line; also for the refusals the server answers before the app (`protocol.py`)."""
+    endpoint = metrics.METERED_PATHS.get(path)
+    if endpoint is not None:
+        outcome = fields.setdefault("outcome", "ok" if status == 200 else "internal_error")
+        metrics.REQUESTS.labels(endpoint, outcome).inc()
+        metrics.REQUEST_SECONDS.labels(endpoint, outcome).observe(seconds)
+    line = {
+        "request_id": request_id,
+        "method": method,
+        "path": _loggable_path(path),
+        "status": status or 499,
+        **fields,
+        "total_ms": round(seconds * 1000, 2),
+    }
+    access_log.info(orjson.dumps(line).decode())

@@ -18,6 +18,14 @@ closed:
 The timeout comes from the app's lifespan state (`HEAD_SECONDS_STATE`), as the config
 file is read in the app, not in the server.
 
+A variations request with no key at all (`admission.KeylessDoor`, from the lifespan state's
+`DOOR_STATE`) is answered here too, when its head is complete: the same 401 as the app's,
+with an `x-request-id`, `Connection: close`, its access-log line and its count in
+`gateway_requests_total`, at a fraction of a pass through the app (no task, no Starlette,
+no middleware). Its body is drained as `admission.Doorstep` says (only a small one, briefly,
+a few at once), then the connection closed. A request pipelined behind one still running
+goes to the app, so that answers keep their order.
+
 Idle keep-alive connections are closed by uvicorn's own `timeout_keep_alive`; bodies have
 `limits.body_timeout_seconds`. Bytes the parser is given in the same read as the end of a
 head (a body, a pipelined request) are not counted, so a head is bounded by the limit plus
@@ -27,11 +35,14 @@ one read.
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from gateway.admission import KeylessDoor
 from gateway.errors import (
     GatewayError,
     HeadersTooLarge,
@@ -39,23 +50,29 @@ from gateway.errors import (
     RequestTimeout,
     UriTooLong,
 )
-from gateway.middleware import new_request_id
+from gateway.middleware import new_request_id, record_request
 
 MAX_REQUEST_LINE = 8 * 1024  # nginx's default large_client_header_buffers size
 MAX_HEAD = 64 * 1024  # room for an SSO token (up to 16 KiB) and the usual headers
 HEAD_SECONDS = 10.0  # the default of limits.header_timeout_seconds
 HEAD_SECONDS_STATE = "gateway.header_timeout_seconds"
+DOOR_STATE = "gateway.keyless_door"
 _END_OF_HEAD = b"\r\n\r\n"
 
 
-def raw_response(error: GatewayError) -> bytes:
+def raw_response(
+    error: GatewayError,
+    request_id: str | None = None,
+    server_headers: Sequence[tuple[bytes, bytes]] = (),
+) -> bytes:
     """`error` as a whole HTTP/1.1 response that closes the connection."""
     body = orjson.dumps(error.body())
     headers = {
+        **{name.decode("latin-1"): value.decode("latin-1") for name, value in server_headers},
         **error.headers,
         "content-type": "application/json",
         "content-length": str(len(body)),
-        "x-request-id": new_request_id(),
+        "x-request-id": request_id or new_request_id(),
         "connection": "close",
     }
     head = f"HTTP/1.1 {error.status} {_REASONS.get(error.status, 'Error')}\r\n"
@@ -63,7 +80,12 @@ def raw_response(error: GatewayError) -> bytes:
     return (head + "\r\n").encode("latin-1") + body
 
 
-_REASONS = {400: "Bad Request", 414: "URI Too Long", 431: "Request Header Fields Too Large"}
+_REASONS = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    414: "URI Too Long",
+    431: "Request Header Fields Too Large",
+}
 
 
 class HeadGuard:
@@ -102,6 +124,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._guard: HeadGuard | None = HeadGuard()  # None while a body is being parsed
         self._head_timer: asyncio.TimerHandle | None = None
+        self._at_door = False  # a request of this connection was refused by `KeylessDoor`
+        self._drain_left = 0  # how much more of its body may be read before closing
+        self._drain_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -109,6 +134,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._end_drain()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -127,9 +153,23 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._guard = None  # the rest of this message is body: uncounted
         self._disarm()
-        super().on_headers_complete()
+        if self._at_door:
+            return  # a request after the refused one, in the same read: nobody serves it
+        if not self._refused_at_door():
+            super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self._at_door:
+            super().on_body(body)
+            return
+        self._drain_left -= len(body)
+        if self._drain_left < 0:
+            self._close_door()
 
     def on_message_complete(self) -> None:
+        if self._at_door:
+            self._close_door()  # the refused body drained: the caller has read the 401
+            return
         super().on_message_complete()
         self._guard = HeadGuard()  # whatever comes next is the next head
 
@@ -152,6 +192,50 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()  # nothing sent at all: nobody to answer
             return
         self._refuse(RequestTimeout("The request headers were not received in time."))
+
+    def _refused_at_door(self) -> bool:
+        """Answer the request whose head just ended if `KeylessDoor` refuses it outright."""
+        door: KeylessDoor | None = self.app_state.get(DOOR_STATE)
+        if door is None or (self.cycle is not None and not self.cycle.response_complete):
+            return False  # no door, or pipelined behind a running request: for the app
+        started = time.perf_counter()
+        method = self.parser.get_method().decode("ascii")
+        path = self.url.partition(b"?")[0]
+        error = door.refusal(method, path, self.headers, self.client[0] if self.client else None)
+        if error is None:
+            return False
+        self._at_door = True
+        request_id = new_request_id()
+        self.transport.write(raw_response(error, request_id, self.server_state.default_headers))
+        self._drain_or_close(door)
+        fields = {"outcome": error.outcome, "error": error.code}
+        seconds = time.perf_counter() - started
+        record_request(method, path.decode("latin-1"), request_id, error.status, fields, seconds)
+        return True
+
+    def _drain_or_close(self, door: KeylessDoor) -> None:
+        headers = dict(self.headers)
+        length, expect = headers.get(b"content-length"), headers.get(b"expect")
+        doorstep = door.doorstep
+        if not doorstep.start_drain(
+            length.decode("latin-1") if length else None,
+            expect.decode("latin-1") if expect else None,
+        ):
+            self.transport.close()
+            return
+        self._drain_left = doorstep.max_bytes
+        self._drain_timer = self.loop.call_later(doorstep.seconds, self._close_door)
+
+    def _close_door(self) -> None:
+        self._end_drain()
+        self.transport.close()
+
+    def _end_drain(self) -> None:
+        if self._drain_timer is not None:
+            self._drain_timer.cancel()
+            self._drain_timer = None
+            door: KeylessDoor = self.app_state[DOOR_STATE]
+            door.doorstep.draining -= 1
 
     def _refuse(self, error: GatewayError) -> None:
         self._disarm()

@@ -36,6 +36,7 @@ __all__ = [
     "Role",
     "bearer_value",
     "key_digest",
+    "missing_key",
     "pseudonym",
     "require_admin",
 ]
@@ -67,14 +68,19 @@ class KeyAuthenticator:
 def bearer_value(authorization: str | None, max_length: int) -> str:
     """The credential of `Authorization: Bearer <value>`; raises `AuthenticationError`."""
     if not authorization:
-        raise AuthenticationError(
-            "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'."
-        )
+        raise missing_key()
     scheme, _, value = authorization.partition(" ")
     value = value.strip()
     if scheme.lower() != "bearer" or not value or len(value) > max_length:
         raise AuthenticationError("Malformed Authorization header: expected 'Bearer <key>'.")
     return value
+
+
+def missing_key() -> AuthenticationError:
+    """The refusal of a request that sends no Authorization header."""
+    return AuthenticationError(
+        "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'."
+    )
 
 
 class Authenticator:
@@ -94,6 +100,11 @@ class Authenticator:
     def identities(self) -> list[Identity]:
         """The configured principals (callers known only to the IdP or a proxy are not)."""
         return self._keys.identities()
+
+    def needs_bearer(self, peer: str | None) -> bool:
+        """Whether a request from `peer` can only be authenticated by an Authorization header
+        (no trusted proxy may name its caller in other headers)."""
+        return self._headers is None or not self._headers.is_trusted(peer)
 
     async def authenticate(self, request: HTTPConnection) -> Identity:
         """The caller of `request`; raises `AuthenticationError` (401), or
