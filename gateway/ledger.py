@@ -120,17 +120,18 @@ class QuotaLedger:
         """
         rules = self._policy().rules_for(identity.user, identity.team)
         receipt = make_key("receipt", QUOTA_TAG, secrets.token_hex(12))
+        # The books get what the counters get, whichever rules exist; a hit, one hit.
+        booked: dict[str, int] = {u: a for u, a in cost.items() if units is None or u in units}
+        booked["cache_hits"] = int(units is not None)
         for _ in range(_CLOCK_ATTEMPTS):
-            live = counters(rules, identity.team, self._store.clock(QUOTA_TAG))
+            now = self._store.clock(QUOTA_TAG)  # the books' month is the counters' clock's
+            live = counters(rules, identity.team, now)
             amounts = [cost.get(c.unit, 0) if units is None or c.unit in units else 0 for c in live]
             items = [
                 ChargeItem(c.key, a, c.limit, c.start, c.end)
                 for c, a in zip(live, amounts, strict=True)
             ]
-            # The books get what the counters get, whichever rules exist; a hit, one hit.
-            booked = {u: a for u, a in cost.items() if units is None or u in units}
-            hits = {"cache_hits": int(units is not None)}
-            usage = usage_charge(identity.user, identity.team, self._store.clock(), booked | hits)
+            usage = usage_charge(identity.user, identity.team, now, booked)
             try:
                 outcome = await self._store.charge(items, Receipt(receipt, self._receipt_ms), usage)
             except (StoreError, asyncio.CancelledError) as exc:
