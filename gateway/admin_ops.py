@@ -24,7 +24,7 @@ from gateway.admin_state import RuntimeState
 from gateway.auth.authenticator import key_digest
 from gateway.auth.identity import NAME_RULE, external_name
 from gateway.config_types import Strict
-from gateway.errors import GatewayError, InvalidRequest, NotFound, Outcome
+from gateway.errors import AdminBusy, InvalidRequest, NotFound
 from gateway.policy import Scope
 from gateway.settings import QuotaRule
 from gateway.usage import book_keys, month_stamp
@@ -67,17 +67,6 @@ class RuleIn(Strict):
 
 class RulesPut(Strict):
     rules: list[RuleIn] = Field(min_length=1, max_length=16)
-
-
-class AdminBusy(GatewayError):
-    """Other admin writes kept winning the race for this one: retrying helps."""
-
-    status, type, code = 503, "server_error", "admin_busy"
-    outcome: Outcome = "overloaded"
-    default_message = "Other admin changes kept racing this one. Retry shortly."
-
-    def default_headers(self) -> Mapping[str, str]:
-        return {"retry-after": "1"}
 
 
 class Actor(NamedTuple):

@@ -15,6 +15,7 @@
     ├── StoreUnavailable              503 quota_backend_unavailable
     ├── Overloaded                    503 server_overloaded     Retry-After (too many in flight,
     │                                                            or uploads held at capacity)
+    ├── AdminBusy                     503 admin_busy            Retry-After (admin writes racing)
     ├── IdentityProviderUnavailable   503 identity_provider_unavailable (JWKS unreachable)
     └── UpstreamError                 502 upstream_error        (5xx, unreachable: nothing made)
         ├── UpstreamUnreachable       502 upstream_error        (never sent: refunded in full)
@@ -197,6 +198,17 @@ class Overloaded(GatewayError):
     status, type, code = 503, "server_error", "server_overloaded"
     outcome: Outcome = "overloaded"
     default_message = "The gateway is serving too many requests right now. Retry shortly."
+
+    def default_headers(self) -> Mapping[str, str]:
+        return {"retry-after": "1"}
+
+
+class AdminBusy(GatewayError):
+    """Other admin writes kept winning the race for this one: retrying helps."""
+
+    status, type, code = 503, "server_error", "admin_busy"
+    outcome: Outcome = "overloaded"
+    default_message = "Other admin changes kept racing this one. Retry shortly."
 
     def default_headers(self) -> Mapping[str, str]:
         return {"retry-after": "1"}
