@@ -33,8 +33,14 @@ class Clock:
         self.now += seconds
 
 
-def run(idp: FakeIdP, clock: Clock, body: Callable[[JwksCache], Awaitable[T]]) -> T:
-    """Run `body` with a fresh cache of `idp`'s JWKS (300 s cache, 30 s minimum refresh)."""
+def run(
+    idp: FakeIdP,
+    clock: Clock,
+    body: Callable[[JwksCache], Awaitable[T]],
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> T:
+    """Run `body` with a fresh cache of `idp`'s JWKS (300 s cache, 30 s minimum refresh),
+    fetching through `transport` if one is given."""
 
     async def main() -> T:
         cache = JwksCache(
@@ -44,6 +50,7 @@ def run(idp: FakeIdP, clock: Clock, body: Callable[[JwksCache], Awaitable[T]]) -
             min_refresh_seconds=30,
             timeout_seconds=2,
             clock=clock,
+            transport=transport,
         )
         try:
             return await body(cache)
@@ -85,21 +92,10 @@ def test_the_keys_are_fetched_through_a_given_transport(idp: FakeIdP) -> None:
             seen.append(str(request.url))
             return await super().handle_async_request(request)
 
-    async def main() -> jwt.PyJWK:
-        cache = JwksCache(
-            idp.jwks_url,
-            algorithms=ALGORITHMS,
-            cache_seconds=300,
-            min_refresh_seconds=30,
-            timeout_seconds=2,
-            transport=Counting(),
-        )
-        try:
-            return await cache.key("rsa-1", "RS256")
-        finally:
-            await cache.close()
+    async def body(cache: JwksCache) -> jwt.PyJWK:
+        return await cache.key("rsa-1", "RS256")
 
-    assert isinstance(asyncio.run(main()), jwt.PyJWK)
+    assert isinstance(run(idp, Clock(), body, Counting()), jwt.PyJWK)
     assert seen == [idp.jwks_url]
     assert idp.fetches == 1
 
