@@ -120,13 +120,15 @@ def open_jwks(settings: Settings) -> JwksCache | None:
 
 
 def build_authenticator(
-    settings: Settings, jwks: JwksCache | None, runtime: RuntimeState | None = None
+    settings: Settings,
+    jwks: JwksCache | None,
+    teams: frozenset[str],
+    runtime: RuntimeState | None = None,
 ) -> Authenticator:
     """API keys (and the demo key, and keys issued at run time), plus SSO tokens and
-    trusted headers when configured."""
+    trusted headers when configured; teams from tokens and headers must be among `teams`."""
     identity = settings.config.identity
     demo_key = settings.demo_key.get_secret_value() if settings.demo_key else None
-    teams = configured_teams(settings.config)
     jwt = identity.jwt
     headers = identity.trusted_header
     return Authenticator(
@@ -210,7 +212,8 @@ async def open_services(
     The JWKS client is its own (short timeouts, never the upstream's transport, which the
     sandbox and tests replace).
     """
-    metrics.precreate(rule_labels(settings.config.quotas), configured_teams(settings.config))
+    teams = configured_teams(settings.config)  # the only ones metrics and identities name
+    metrics.precreate(rule_labels(settings.config.quotas), teams)
     await verify_redis(settings)
     redis = Connections()
     store = open_store(settings, redis, store_clock)
@@ -232,7 +235,7 @@ async def open_services(
             ledger = open_ledger(settings, store, upstream, runtime)
             try:
                 yield Services(
-                    auth=build_authenticator(settings, jwks, runtime),
+                    auth=build_authenticator(settings, jwks, teams, runtime),
                     store=store,
                     images=images,
                     ledger=ledger,
@@ -260,7 +263,7 @@ async def open_services(
                     models=settings.config.upstream.models,
                     max_image_side=settings.config.limits.max_image_side,
                     body_timeout_seconds=settings.config.limits.body_timeout_seconds,
-                    teams=configured_teams(settings.config),
+                    teams=teams,
                     metrics_token=settings.metrics_token,
                     multiprocess_dir=settings.multiprocess_dir,
                 )
