@@ -5,12 +5,17 @@
 FROM python:3.11-slim AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /src
-# Only what the wheel needs (pyproject names README.md as the long description).
+# The runtime set exactly as locked, hashes checked, as wheels: the final stage needs neither
+# a compiler nor the network, and a new release of any package changes nothing here.
+COPY requirements.lock requirements-tools.lock ./
+RUN pip wheel --require-hashes --no-deps --wheel-dir /wheels -r requirements.lock \
+    && pip install --require-hashes --no-deps -r requirements-tools.lock
+# The project's own wheel, built by the locked setuptools (no isolated build environment,
+# which would fetch whatever setuptools is newest). pyproject names README.md as the long
+# description.
 COPY pyproject.toml README.md ./
 COPY gateway ./gateway
-# The project's wheel plus a wheel for every runtime dependency, so the final stage needs
-# neither a compiler nor the network.
-RUN pip wheel --wheel-dir /wheels .
+RUN pip wheel --no-deps --no-build-isolation --wheel-dir /wheels .
 
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -23,7 +28,7 @@ RUN groupadd --system --gid 10001 gateway \
        --home-dir /nonexistent --shell /usr/sbin/nologin gateway
 # A bind mount rather than COPY keeps the wheels out of the image's layers.
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
-    pip install --no-index --find-links /wheels image-variations-gateway
+    pip install --no-index --no-deps /wheels/*.whl
 # The config is mounted here at run time (docker-compose.yml); secrets come from the
 # environment only, never from the image or the file.
 RUN mkdir -p /etc/gateway

@@ -99,10 +99,10 @@ def _sentinel(url: str, target: Target, options: ConnectOptions) -> RedisClient:
     db = {"db": int(target.names[1])} if len(target.names) > 1 else {}
     own = {"username": options.sentinel_username, "password": options.sentinel_password}
     sentinel_kwargs = {**TIMEOUTS, **own, **tls_kwargs(target, options), **ssl}
-    manager = Sentinel(  # type: ignore[no-untyped-call]
-        list(target.hosts), sentinel_kwargs=sentinel_kwargs,
-        **_node_kwargs(target, options), **ssl, **db,
-    )  # fmt: skip
+    # One mapping of the primary's connection options: its values are of several types, and
+    # redis-py (8.2 on) types each keyword of `Sentinel` it could land on.
+    node_kwargs: dict[str, Any] = {**_node_kwargs(target, options), **ssl, **db}
+    manager = Sentinel(list(target.hosts), sentinel_kwargs=sentinel_kwargs, **node_kwargs)
     return manager.master_for(  # type: ignore[no-any-return]
         target.names[0],
         redis_class=_SentinelPrimary,

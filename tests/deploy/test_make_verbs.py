@@ -14,7 +14,7 @@ from support.deploy_files import ROOT
 
 
 def _plan(*args: str) -> list[str]:
-    """The commands `make args` would run on a fresh clone, one per line."""
+    """The commands `make args` would run on a fresh clone, one per line (continuations joined)."""
     make = shutil.which("make")
     if make is None:
         pytest.fail("make is not installed: the README's verbs need it")
@@ -28,7 +28,7 @@ def _plan(*args: str) -> list[str]:
         check=True,
         timeout=60,
     )
-    return result.stdout.splitlines()
+    return result.stdout.replace("\\\n", " ").splitlines()
 
 
 def _serve_line(plan: list[str]) -> list[str]:
@@ -60,19 +60,36 @@ def test_make_run_honours_port_host_and_config() -> None:
 
 
 def _installs(plan: list[str]) -> list[str]:
-    return [line for line in plan if "pip install" in line and "--upgrade pip" not in line]
+    return [line for line in plan if " pip " in line and ("install" in line or "sync" in line)]
 
 
 def test_make_run_installs_only_what_running_needs() -> None:
-    """`make run` installs the package without its dev extras (test and lint tools)."""
+    """`make run` syncs .venv to the runtime lock, never the dev lock (test and lint tools)."""
     installs = _installs(_plan("run"))
-    assert installs
-    assert not any("[dev]" in line for line in installs), installs
+    assert any("requirements.lock" in line for line in installs), installs
+    assert not any("requirements-dev.lock" in line for line in installs), installs
 
 
 @pytest.mark.parametrize("verb", ["test", "lint"])
 def test_make_test_and_lint_add_the_dev_extras_to_the_same_venv(verb: str) -> None:
-    """`make test` and `make lint` install the dev extras into the one .venv `make run` uses."""
+    """`make test` and `make lint` sync the dev lock into the one .venv `make run` uses."""
     plan = _plan(verb)
-    assert any("[dev]" in line for line in _installs(plan))
-    assert [line for line in plan if " -m venv " in line] == ["python3 -m venv .venv"]
+    assert any("requirements-dev.lock" in line for line in _installs(plan))
+    assert [line for line in plan if " -m venv .venv" in line] == ["python3 -m venv .venv"]
+
+
+@pytest.mark.parametrize("verb", ["run", "test", "lint", "bench"])
+def test_every_install_comes_from_a_lock_with_hashes(verb: str) -> None:
+    """Nothing is resolved at install time: each install either takes a lock with
+    `--require-hashes` or is the package itself with `--no-deps` and its build backend
+    constrained by the tools lock."""
+    installs = _installs(_plan(verb))
+    assert installs
+    for line in installs:
+        words = line.split()
+        if "-e" in words:
+            assert "--no-deps" in words, line
+            assert _option(words, "--build-constraints") == "requirements-tools.lock", line
+        else:
+            assert "--require-hashes" in words, line
+            assert any(word.endswith(".lock") for word in words), line
