@@ -16,23 +16,18 @@ from typing import Any
 from gateway import admin_cli
 from gateway.capacity import describe as describe_capacity
 from gateway.capacity import nofile_limits, raise_nofile
-from gateway.config_report import (
+from gateway.preflight import base_url, listen_problem, public_url_warning
+from gateway.settings.build import build_settings
+from gateway.settings.config import ConfigError, GatewayConfig, config_warnings, read_config
+from gateway.settings.environment import PUBLIC_URL, missing_required
+from gateway.settings.report import (
     print_environment,
     print_other_sources,
     print_principals,
     print_quota_rules,
     print_upstream,
 )
-from gateway.config_types import check_name
-from gateway.environment import PUBLIC_URL, missing_required
-from gateway.preflight import base_url, listen_problem, public_url_warning
-from gateway.settings import (
-    ConfigError,
-    GatewayConfig,
-    build_settings,
-    config_warnings,
-    read_config,
-)
+from gateway.settings.types import check_name
 from gateway.tuning import tune_malloc
 
 DEFAULT_CONFIG = "config/gateway.yaml"

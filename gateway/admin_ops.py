@@ -23,10 +23,10 @@ from gateway.admin_records import Change, KeyRecord, Snapshot, encode_rules, iso
 from gateway.admin_state import RuntimeState
 from gateway.auth.authenticator import key_digest
 from gateway.auth.identity import NAME_RULE, external_name
-from gateway.config_types import Strict
 from gateway.errors import AdminBusy, InvalidRequest, NotFound
 from gateway.policy import Scope
-from gateway.settings import QuotaRule
+from gateway.settings.config import QuotaRule
+from gateway.settings.types import Strict
 from gateway.usage import book_keys, month_stamp
 from gateway.vocabulary import Unit, Window
 

@@ -16,7 +16,7 @@ import orjson
 
 from gateway.auth.identity import Role
 from gateway.policy import Overrides, Scope
-from gateway.settings import QuotaRule
+from gateway.settings.config import QuotaRule
 
 Target = Literal["keys", "quotas"]
 

@@ -24,7 +24,7 @@ from gateway.admin_store import AdminStore
 from gateway.auth.authenticator import key_digest
 from gateway.auth.identity import Identity
 from gateway.policy import QuotaPolicy, Scope, with_overrides
-from gateway.settings import QuotasConfig
+from gateway.settings.config import QuotasConfig
 from gateway.store.base import StoreError
 
 log = logging.getLogger("gateway.admin")

@@ -21,7 +21,7 @@ from gateway.middleware import RequestContextMiddleware
 from gateway.protocol import DOOR_STATE, HEAD_SECONDS_STATE
 from gateway.routes import admin, console, ops, quotas, variations
 from gateway.services import open_services
-from gateway.settings import Settings, load_settings
+from gateway.settings.build import Settings, load_settings
 from gateway.store.base import Clock
 from gateway.upstream.hosting import PATH_PREFIX
 

@@ -36,7 +36,7 @@ from gateway.quota import (
     rule_state,
     usd_amount,
 )
-from gateway.settings import QuotasConfig
+from gateway.settings.config import QuotasConfig
 from gateway.store.base import ChargeItem, QuotaStore, Receipt, StoreError, UsageCharge, make_key
 from gateway.usage import usage_charge
 from gateway.vocabulary import Size, Unit

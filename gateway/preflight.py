@@ -9,8 +9,8 @@ import ipaddress
 import socket
 from collections.abc import Mapping
 
-from gateway.environment import PUBLIC_URL
-from gateway.settings import GatewayConfig
+from gateway.settings.config import GatewayConfig
+from gateway.settings.environment import PUBLIC_URL
 
 
 def _is_unspecified(host: str) -> bool:

@@ -31,7 +31,7 @@ from gateway.cache import ResponseCache, entry_key
 from gateway.container import Services
 from gateway.ledger import QuotaLedger
 from gateway.policy import configured_teams, rule_labels
-from gateway.settings import Settings
+from gateway.settings.build import Settings
 from gateway.store.base import CacheStore, Clock, Store, StoreError
 from gateway.store.connect import Connections, connect
 from gateway.store.memory import MemoryCacheStore, MemoryStore

@@ -26,7 +26,7 @@ from gateway.auth.identity import Identity, Role
 from gateway.auth.oidc import MAX_TOKEN_LENGTH, JwtVerifier, looks_like_jwt
 from gateway.auth.proxy_headers import TrustedHeaders
 from gateway.errors import AuthenticationError, PermissionDenied
-from gateway.settings import PrincipalConfig
+from gateway.settings.config import PrincipalConfig
 
 __all__ = [
     "MAX_KEY_LENGTH",

@@ -22,9 +22,9 @@ import jwt
 from jwt.exceptions import InvalidJTIError, InvalidSubjectError
 
 from gateway.auth.identity import NAME_RULE, Identity, external_name, known_team
-from gateway.auth.identity_settings import JwtConfig
 from gateway.auth.jwks import JwksCache, JwksUnavailable, UnknownKey, UnusableKey
 from gateway.errors import AuthenticationError, IdentityProviderUnavailable
+from gateway.settings.identity import JwtConfig
 
 # Three base64url segments; a gateway key (`gwk_...`) never has a dot.
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")

@@ -13,8 +13,8 @@ import ipaddress
 from starlette.datastructures import Headers
 
 from gateway.auth.identity import NAME_RULE, Identity, external_name, known_team
-from gateway.auth.identity_settings import TrustedHeaderConfig
 from gateway.errors import AuthenticationError
+from gateway.settings.identity import TrustedHeaderConfig
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 

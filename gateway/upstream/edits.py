@@ -32,7 +32,7 @@ from gateway.errors import (
     UpstreamMisconfigured,
     UpstreamRejected,
 )
-from gateway.settings import EditsConfig, ModelPrice
+from gateway.settings.config import EditsConfig, ModelPrice
 from gateway.store.base import StoreError
 from gateway.upstream.base import UpstreamAnswer, VariationRequest
 from gateway.upstream.client import (

@@ -9,7 +9,7 @@ from redis.asyncio.cluster import RedisCluster
 from gateway.admin_store import AdminStore, MemoryAdminStore, RedisAdminStore
 from gateway.auth.identity import Identity
 from gateway.ledger import QuotaLedger
-from gateway.settings import DALL_E_2_PRICES, parse_config
+from gateway.settings.config import DALL_E_2_PRICES, parse_config
 from gateway.store.base import Store
 from gateway.store.connect import connect
 from gateway.store.memory import MemoryStore

@@ -27,7 +27,7 @@ from support.fake_upstream import FakeUpstream
 from support.pngs import make_png
 from support.servers import GatewayProcess
 
-from gateway.settings import DALL_E_2_PRICES
+from gateway.settings.config import DALL_E_2_PRICES
 from gateway.usage import to_csv
 
 if TYPE_CHECKING:

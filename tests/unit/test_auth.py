@@ -20,10 +20,10 @@ from gateway.auth.authenticator import (
     require_admin,
 )
 from gateway.auth.identity import Identity
-from gateway.auth.identity_settings import TrustedHeaderConfig
 from gateway.auth.proxy_headers import TrustedHeaders
 from gateway.errors import AuthenticationError, PermissionDenied
-from gateway.settings import PrincipalConfig
+from gateway.settings.config import PrincipalConfig
+from gateway.settings.identity import TrustedHeaderConfig
 
 ALICE_KEY = "gwk_alice_0123456789abcdefghijklmnop"
 ADMIN_KEY = "gwk_grafana_0123456789abcdefghijklmn"

@@ -7,7 +7,7 @@ import pytest
 
 from gateway.auth.identity import Identity
 from gateway.cache import URL_MARGIN_SECONDS, cache_key, cache_mode, entry_ttl
-from gateway.settings import CacheConfig
+from gateway.settings.config import CacheConfig
 from gateway.upstream.base import VariationRequest
 
 NOW = 1_795_300_000.0

@@ -18,9 +18,9 @@ from uvicorn.server import ServerState
 
 from gateway.admission import Doorstep, KeylessDoor
 from gateway.auth.authenticator import Authenticator, KeyAuthenticator
-from gateway.auth.identity_settings import TrustedHeaderConfig
 from gateway.auth.proxy_headers import TrustedHeaders
 from gateway.protocol import DOOR_STATE, GuardedHttpToolsProtocol
+from gateway.settings.identity import TrustedHeaderConfig
 
 PATH = b"/v1/images/variations"
 PEER = "192.168.1.7"  # not a trusted proxy

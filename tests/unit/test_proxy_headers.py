@@ -8,9 +8,9 @@ import pytest
 from starlette.datastructures import Headers
 
 from gateway.auth.identity import Identity
-from gateway.auth.identity_settings import TrustedHeaderConfig
 from gateway.auth.proxy_headers import TrustedHeaders, peer_address
 from gateway.errors import AuthenticationError
+from gateway.settings.identity import TrustedHeaderConfig
 
 PROXY = "10.20.0.7"
 

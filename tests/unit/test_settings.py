@@ -10,12 +10,11 @@ import pydantic
 import pytest
 import yaml
 
-from gateway.settings import (
+from gateway.settings.build import build_settings, load_settings
+from gateway.settings.config import (
     DALL_E_2_PRICES,
     ConfigError,
     GatewayConfig,
-    build_settings,
-    load_settings,
     parse_config,
     read_config,
 )
