@@ -27,7 +27,7 @@ import httpx
 from bench import procs
 from bench.images import noise_png
 from gateway.auth.identity import Identity
-from gateway.ledger import QuotaLedger
+from gateway.quota.ledger import QuotaLedger
 from gateway.settings.config import parse_config
 from gateway.store.base import Store
 from gateway.store.connect import connect

@@ -101,7 +101,7 @@ def quotas_unset(args: argparse.Namespace) -> int:
 
 
 def usage_export(args: argparse.Namespace) -> int:
-    from gateway.usage import to_csv
+    from gateway.quota.books import to_csv
 
     answer = _call(args, "GET", f"/admin/usage?month={args.month}&by={args.by}")
     if args.format == "csv":

@@ -24,10 +24,10 @@ from gateway.admin_state import RuntimeState
 from gateway.auth.authenticator import key_digest
 from gateway.auth.identity import NAME_RULE, external_name
 from gateway.errors import AdminBusy, InvalidRequest, NotFound
-from gateway.policy import Scope
+from gateway.quota.books import book_keys, month_stamp
+from gateway.quota.policy import Scope
 from gateway.settings.config import QuotaRule
 from gateway.settings.types import Strict
-from gateway.usage import book_keys, month_stamp
 from gateway.vocabulary import Unit, Window
 
 audit_log = logging.getLogger("gateway.audit")

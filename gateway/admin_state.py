@@ -23,7 +23,7 @@ from gateway.admin_records import KeyRecord, Snapshot
 from gateway.admin_store import AdminStore
 from gateway.auth.authenticator import key_digest
 from gateway.auth.identity import Identity
-from gateway.policy import QuotaPolicy, Scope, with_overrides
+from gateway.quota.policy import QuotaPolicy, Scope, with_overrides
 from gateway.settings.config import QuotasConfig
 from gateway.store.base import StoreError
 

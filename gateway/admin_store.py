@@ -22,9 +22,9 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from gateway.admin_records import AuditQuery, Change, KeyRecord, Snapshot, decode_overrides
+from gateway.quota.books import Book, By, book_pattern, parse_book_key
 from gateway.store.base import StoreError, make_key
 from gateway.store.redis import _call, _script
-from gateway.usage import Book, By, book_pattern, parse_book_key
 
 AUDIT_DAYS = 400
 _SCAN_BATCH = 200  # audit entries read per round trip while filtering

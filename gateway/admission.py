@@ -26,9 +26,9 @@ from collections.abc import AsyncIterator, Sequence
 from gateway.auth.authenticator import Authenticator, missing_key
 from gateway.auth.identity import Identity
 from gateway.errors import AuthenticationError, GatewayError, RateLimited
-from gateway.ledger import QuotaLedger
 from gateway.metrics import METERED_PATHS
 from gateway.multipart import body_bound, check_declared_length
+from gateway.quota.ledger import QuotaLedger
 from gateway.vocabulary import Unit
 
 # A refused body is drained only up to this (the SDKs' small uploads fit) ...

@@ -15,7 +15,7 @@ from gateway.auth.identity import Identity
 from gateway.background import Detached
 from gateway.budget import ImageShelf, UploadBudget
 from gateway.cache import ResponseCache
-from gateway.ledger import QuotaLedger
+from gateway.quota.ledger import QuotaLedger
 from gateway.store.base import Store
 from gateway.upstream.base import Upstream
 from gateway.upstream.hosting import ImageHost

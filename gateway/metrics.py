@@ -17,7 +17,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from gateway.errors import Outcome
-from gateway.quota import RuleState
+from gateway.quota.counters import RuleState
 
 CacheResult = Literal["hit", "miss", "bypass", "coalesced", "error"]
 Endpoint = Literal["variations"]

@@ -38,7 +38,7 @@ from gateway.auth.identity import Identity
 from gateway.cache import Cached, CacheResult, Mode, Probe, cache_mode
 from gateway.container import Services
 from gateway.errors import GatewayError, UpstreamError, UpstreamUnreachable
-from gateway.ledger import Reservation
+from gateway.quota.ledger import Reservation
 from gateway.upstream.base import UpstreamAnswer
 from gateway.vocabulary import Unit
 

@@ -29,8 +29,8 @@ from gateway.background import Detached
 from gateway.budget import ImageShelf, UploadBudget
 from gateway.cache import ResponseCache, entry_key
 from gateway.container import Services
-from gateway.ledger import QuotaLedger
-from gateway.policy import configured_teams, rule_labels
+from gateway.quota.ledger import QuotaLedger
+from gateway.quota.policy import configured_teams, rule_labels
 from gateway.settings.build import Settings
 from gateway.store.base import CacheStore, Clock, Store, StoreError
 from gateway.store.connect import Connections, connect

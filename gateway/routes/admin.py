@@ -23,9 +23,9 @@ from gateway.auth.authenticator import require_admin
 from gateway.auth.identity import Identity
 from gateway.container import Services
 from gateway.errors import InvalidRequest, RequestTooLarge, StoreUnavailable
-from gateway.policy import Scope
+from gateway.quota.books import By, rows
+from gateway.quota.policy import Scope
 from gateway.store.base import StoreError
-from gateway.usage import By, rows
 
 MAX_BODY_BYTES = 64 * 1024
 _MONTH = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")

@@ -12,8 +12,8 @@ from gateway.admin_ops import rule_dicts
 from gateway.auth.authenticator import require_admin
 from gateway.auth.identity import Identity
 from gateway.container import Services
-from gateway.policy import Scope
-from gateway.quota import RuleState
+from gateway.quota.counters import RuleState
+from gateway.quota.policy import Scope
 
 
 def _iso(epoch: float) -> str:

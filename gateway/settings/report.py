@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from gateway.policy import rules_for
+from gateway.quota.policy import rules_for
 from gateway.redaction import without_credentials
 from gateway.settings.config import GatewayConfig, QuotaRule
 from gateway.settings.environment import environment_needs

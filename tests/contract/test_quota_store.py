@@ -9,7 +9,7 @@ from support.clock import FakeClock
 
 from gateway.auth.identity import Identity
 from gateway.errors import QuotaExceeded, RateLimited, StoreUnavailable
-from gateway.ledger import QuotaLedger
+from gateway.quota.ledger import QuotaLedger
 from gateway.settings.config import DALL_E_2_PRICES, parse_config
 from gateway.store.base import (
     ChargeItem,

@@ -8,12 +8,12 @@ from redis.asyncio.cluster import RedisCluster
 
 from gateway.admin_store import AdminStore, MemoryAdminStore, RedisAdminStore
 from gateway.auth.identity import Identity
-from gateway.ledger import QuotaLedger
+from gateway.quota.books import book_keys, month_stamp
+from gateway.quota.ledger import QuotaLedger
 from gateway.settings.config import DALL_E_2_PRICES, parse_config
 from gateway.store.base import Store
 from gateway.store.connect import connect
 from gateway.store.memory import MemoryStore
-from gateway.usage import book_keys, month_stamp
 from gateway.vocabulary import Size
 
 pytestmark = pytest.mark.anyio

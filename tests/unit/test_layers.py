@@ -24,13 +24,10 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "png",
         "multipart",
         "params",
-        "policy",
         "quota",
-        "usage",
         "redaction",
         "metrics",
         "cache",
-        "ledger",
         "admin_records",
     ),
     "components": (

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Literal, NamedTuple
 
 from gateway.errors import QuotaExceeded, RateLimited
-from gateway.policy import ScopedRule
+from gateway.quota.policy import ScopedRule
 from gateway.store.base import make_key
 from gateway.vocabulary import Unit, Window
 

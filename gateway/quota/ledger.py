@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from gateway.auth.identity import Identity
 from gateway.errors import StoreUnavailable
 from gateway.metrics import QUOTA_REJECTIONS, STORE_ERRORS
-from gateway.policy import QuotaPolicy, ScopedRule, own_rules, pool_rules
-from gateway.quota import (
+from gateway.quota.books import usage_charge
+from gateway.quota.counters import (
     QUOTA_TAG,
     Counter,
     RuleState,
@@ -36,9 +36,9 @@ from gateway.quota import (
     rule_state,
     usd_amount,
 )
+from gateway.quota.policy import QuotaPolicy, ScopedRule, own_rules, pool_rules
 from gateway.settings.config import QuotasConfig
 from gateway.store.base import ChargeItem, QuotaStore, Receipt, StoreError, UsageCharge, make_key
-from gateway.usage import usage_charge
 from gateway.vocabulary import Size, Unit
 
 log = logging.getLogger("gateway.quota")
@@ -63,7 +63,7 @@ class Reservation:
     metered: bool = True  # False when fail_open admitted it without the store
     settled: bool = False
     receipt: str | None = None  # the store's proof of the charge, named by its refund
-    usage: UsageCharge | None = None  # the chargeback books it moved (usage.py)
+    usage: UsageCharge | None = None  # the chargeback books it moved (books.py)
 
     def states(self) -> list[RuleState]:
         """The charged rules' state right after the charge."""
