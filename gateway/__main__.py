@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gateway import admin_cli
+from gateway.admin import cli as admin_cli
 from gateway.capacity import describe as describe_capacity
 from gateway.capacity import nofile_limits, raise_nofile
 from gateway.preflight import base_url, listen_problem, public_url_warning

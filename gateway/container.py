@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from pydantic import SecretStr
 
-from gateway.admin_ops import AdminOps
+from gateway.admin.operations import AdminOps
 from gateway.admission import Admission, Doorstep, RoomCheck
 from gateway.auth.authenticator import Authenticator
 from gateway.auth.identity import Identity

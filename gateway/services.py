@@ -12,13 +12,13 @@ from collections.abc import AsyncIterator, Callable
 from functools import partial
 
 import httpx
-import redis.asyncio as redis
+from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from gateway import metrics
-from gateway.admin_ops import AdminOps
-from gateway.admin_state import RuntimeState
-from gateway.admin_store import AdminStore, MemoryAdminStore, RedisAdminStore
+from gateway.admin.operations import AdminOps
+from gateway.admin.state import RuntimeState
+from gateway.admin.store import AdminStore, MemoryAdminStore, RedisAdminStore
 from gateway.admission import Admission, Doorstep, RoomCheck
 from gateway.auth.authenticator import Authenticator, KeyAuthenticator, user_field
 from gateway.auth.identity import Identity
@@ -33,7 +33,7 @@ from gateway.quota.ledger import QuotaLedger
 from gateway.quota.policy import configured_teams, rule_labels
 from gateway.settings.build import Settings
 from gateway.store.base import CacheStore, Clock, Store, StoreError
-from gateway.store.connect import Connections, connect
+from gateway.store.connect import Connections
 from gateway.store.memory import MemoryCacheStore, MemoryStore
 from gateway.store.redis import RedisCacheStore, RedisStore
 from gateway.store.topology import verify
@@ -139,15 +139,16 @@ def build_authenticator(
     )
 
 
-def open_admin_store(settings: Settings, store: Store) -> AdminStore:
-    """The admin plane's state: in the state Redis, else beside the in-process store."""
+def open_admin_store(settings: Settings, redis: Connections, store: Store) -> AdminStore:
+    """The admin plane's state: in the state Redis (on the store's own client), else beside
+    the in-process store."""
     if settings.redis_url is None:
         assert isinstance(store, MemoryStore)
         return MemoryAdminStore(lambda: store.books)
-    client = connect(settings.redis_url.get_secret_value(), settings.redis_options)
+    client = redis.client(settings.redis_url.get_secret_value(), settings.redis_options)
     # The admin plane uses commands beyond the stores' protocol (hashes, a stream, pub/sub):
-    # it takes the concrete client connect() built for the URL's topology.
-    assert isinstance(client, redis.Redis | RedisCluster)
+    # it takes the concrete client built for the URL's topology.
+    assert isinstance(client, Redis | RedisCluster)
     return RedisAdminStore(client)
 
 
@@ -225,7 +226,7 @@ async def open_services(
     images = ImageHost(cache_store, settings.public_url)
     ledger: QuotaLedger | None = None
     background = Detached()
-    runtime = RuntimeState(open_admin_store(settings, store), settings.config.quotas)
+    runtime = RuntimeState(open_admin_store(settings, redis, store), settings.config.quotas)
     transport, base_url = _upstream_transport(settings, images, upstream_transport)
     cache_config = settings.config.cache
     try:
@@ -271,10 +272,10 @@ async def open_services(
                 await background.close(settings.config.limits.shutdown_grace_seconds)
     finally:
         await runtime.close()
-        await runtime.store.close()
         if ledger is not None:  # refunds of cancelled requests land before the store closes
             await ledger.close()
         if jwks is not None:
             await jwks.close()
+        await runtime.store.close()  # the stores share clients: closed once none is in use
         await cache.close()
         await store.close()

@@ -94,7 +94,7 @@ class Authenticator:
         runtime_keys: Callable[[str], Identity | None] | None = None,
     ) -> None:
         self._keys, self._jwt, self._headers = keys, jwt, headers
-        # Keys issued at run time (admin_state.py), after the config's: no I/O either.
+        # Keys issued at run time (admin/state.py), after the config's: no I/O either.
         self._runtime_keys = runtime_keys or (lambda key: None)
 
     def identities(self) -> list[Identity]:

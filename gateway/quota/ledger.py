@@ -89,7 +89,7 @@ class QuotaLedger:
         policy: Callable[[], QuotaPolicy] | None = None,
     ) -> None:
         self._image_price = image_price
-        # The rules in force: the config's, or with runtime overrides (admin_state.py).
+        # The rules in force: the config's, or with runtime overrides (admin/state.py).
         static = QuotaPolicy(quotas)
         self._policy = policy or (lambda: static)
         self._fail_open = fail_open

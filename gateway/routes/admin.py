@@ -17,8 +17,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.admin_ops import Actor, AdminOps, Created, rule_dicts
-from gateway.admin_records import AuditQuery, KeyRecord
+from gateway.admin.operations import Actor, AdminOps, Created, rule_dicts
+from gateway.admin.records import AuditQuery, KeyRecord
 from gateway.auth.authenticator import require_admin
 from gateway.auth.identity import Identity
 from gateway.container import Services

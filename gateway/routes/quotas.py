@@ -8,7 +8,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from gateway.admin_ops import rule_dicts
+from gateway.admin.operations import rule_dicts
 from gateway.auth.authenticator import require_admin
 from gateway.auth.identity import Identity
 from gateway.container import Services

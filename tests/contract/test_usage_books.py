@@ -6,7 +6,7 @@ import pytest
 import redis.asyncio as redis
 from redis.asyncio.cluster import RedisCluster
 
-from gateway.admin_store import AdminStore, MemoryAdminStore, RedisAdminStore
+from gateway.admin.store import AdminStore, MemoryAdminStore, RedisAdminStore
 from gateway.auth.identity import Identity
 from gateway.quota.books import book_keys, month_stamp
 from gateway.quota.ledger import QuotaLedger

@@ -19,8 +19,8 @@ from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import AfterValidator, Field, StrictFloat, StrictInt, ValidationError
 
-from gateway.admin_records import Change, KeyRecord, Snapshot, encode_rules, iso, quota_field
-from gateway.admin_state import RuntimeState
+from gateway.admin.records import Change, KeyRecord, Snapshot, encode_rules, iso, quota_field
+from gateway.admin.state import RuntimeState
 from gateway.auth.authenticator import key_digest
 from gateway.auth.identity import NAME_RULE, external_name
 from gateway.errors import AdminBusy, InvalidRequest, NotFound

@@ -19,8 +19,8 @@ import logging
 import time
 from collections.abc import Callable
 
-from gateway.admin_records import KeyRecord, Snapshot
-from gateway.admin_store import AdminStore
+from gateway.admin.records import KeyRecord, Snapshot
+from gateway.admin.store import AdminStore
 from gateway.auth.authenticator import key_digest
 from gateway.auth.identity import Identity
 from gateway.quota.policy import QuotaPolicy, Scope, with_overrides
