@@ -18,8 +18,8 @@ from starlette.routing import Route
 from gateway.admission import KeylessDoor
 from gateway.errors import GatewayError, MethodNotAllowed, NotFound, error_response
 from gateway.middleware import RequestContextMiddleware
-from gateway.protocol import DOOR_STATE, HEAD_SECONDS_STATE
 from gateway.routes import admin, console, ops, quotas, variations
+from gateway.server.protocol import DOOR_STATE, HEAD_SECONDS_STATE
 from gateway.services import open_services
 from gateway.settings.build import Settings, load_settings
 from gateway.store.base import Clock
@@ -66,7 +66,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, object]]:
         async with open_services(settings, upstream_transport, store_clock) as services:
             app.state.services = services
-            # For the server's connections (protocol.py), which outlive no request's scope.
+            # For the server's connections (server/protocol.py), which outlive no request's scope.
             yield {
                 HEAD_SECONDS_STATE: settings.config.limits.header_timeout_seconds,
                 DOOR_STATE: KeylessDoor(services.auth, services.doorstep),

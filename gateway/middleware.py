@@ -87,7 +87,7 @@ def record_request(
     method: str, path: str, request_id: str, status: int, fields: dict[str, Any], seconds: float
 ) -> None:
     """Count a metered request by endpoint and outcome, and write any request's access-log
-    line; also for the refusals the server answers before the app (`protocol.py`)."""
+    line; also for the refusals the server answers before the app (`server/protocol.py`)."""
     endpoint = metrics.METERED_PATHS.get(path)
     if endpoint is not None:
         outcome = fields.setdefault("outcome", "ok" if status == 200 else "internal_error")

@@ -2,6 +2,8 @@
 export`: clients of a running gateway's admin API, so every change takes one path and
 leaves one audit entry. The gateway is `--url` (or $GATEWAY_URL); the admin's own key is
 read from $GATEWAY_ADMIN_KEY, never from the command line (where `ps` would show it).
+
+`gateway keys new` needs no gateway: it prints a fresh key and the config entry to add.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from gateway.settings.types import check_name
 
 ADMIN_KEY_ENV = "GATEWAY_ADMIN_KEY"
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -44,6 +48,28 @@ def _call(args: argparse.Namespace, method: str, path: str, body: Any = None) ->
         print(f"gateway: {response.status_code} {detail}", file=sys.stderr)
         raise SystemExit(2)
     return response.json()
+
+
+def keys_new(args: argparse.Namespace) -> int:
+    """Print a fresh key once, and the principals entry (its SHA-256) for the config."""
+    # Here, not at the top: `serve` spawns its workers sooner without the auth package
+    # loaded first in the parent.
+    from gateway.auth.keys import key_digest, new_key
+
+    key = new_key()
+    print(f"key (shown once, give it to {args.user}): {key}")
+    print("add to principals in the config:")
+    entry = f'user: "{args.user}", team: "{args.team}", role: {args.role}'
+    print(f'  - {{{entry}, key_sha256: "{key_digest(key)}"}}')
+    return 0
+
+
+def _name_argument(value: str) -> str:
+    """A --user or --team value, held to the rule the config applies to the printed entry."""
+    try:
+        return check_name(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _print(value: Any) -> int:
@@ -119,8 +145,23 @@ def _client(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-def add_key_commands(keys: Any) -> None:
-    """`keys create|list|revoke|rotate` under the `keys` command group."""
+def add_commands(commands: Any) -> None:
+    """`keys`, `quotas` and `usage`, as top-level command groups."""
+    _add_keys(commands)
+    _add_quotas(commands)
+    _add_usage(commands)
+
+
+def _add_keys(commands: Any) -> None:
+    """`keys new` (for the config), then `keys create|list|revoke|rotate` (at run time)."""
+    keys = commands.add_parser("keys", help="manage keys").add_subparsers(
+        dest="action", required=True
+    )
+    new = keys.add_parser("new", help="print a fresh key and its config entry")
+    new.add_argument("--user", required=True, type=_name_argument)
+    new.add_argument("--team", required=True, type=_name_argument)
+    new.add_argument("--role", choices=("user", "admin"), default="user")
+    new.set_defaults(handler=keys_new)
     create = _client(keys.add_parser("create", help="issue a key at run time (secret shown once)"))
     create.add_argument("--user", required=True)
     create.add_argument("--team", required=True)
@@ -141,8 +182,7 @@ def add_key_commands(keys: Any) -> None:
     rotate.set_defaults(handler=keys_rotate)
 
 
-def add_commands(commands: Any) -> None:
-    """`quotas set|unset` and `usage export`, as top-level command groups."""
+def _add_quotas(commands: Any) -> None:
     quotas = commands.add_parser("quotas", help="runtime quota rules").add_subparsers(
         dest="action", required=True
     )
@@ -157,6 +197,9 @@ def add_commands(commands: Any) -> None:
                 help="unit:window:limit, repeatable; replaces the subject's runtime rules",
             )  # fmt: skip
         sub.set_defaults(handler=handler)
+
+
+def _add_usage(commands: Any) -> None:
     usage = commands.add_parser("usage", help="usage for chargeback").add_subparsers(
         dest="action", required=True
     )

@@ -21,8 +21,8 @@ from pydantic import AfterValidator, Field, StrictFloat, StrictInt, ValidationEr
 
 from gateway.admin.records import Change, KeyRecord, Snapshot, encode_rules, iso, quota_field
 from gateway.admin.state import RuntimeState
-from gateway.auth.authenticator import key_digest
 from gateway.auth.identity import NAME_RULE, external_name
+from gateway.auth.keys import key_digest, new_key
 from gateway.errors import AdminBusy, InvalidRequest, NotFound
 from gateway.quota.books import book_keys, month_stamp
 from gateway.quota.policy import Scope
@@ -35,7 +35,6 @@ MAX_KEYS_PER_USER = 20
 MAX_GRACE_SECONDS = 30 * 86_400
 MAX_LIMIT = 1e12  # past this, micro-dollar counters lose integer precision
 _ATTEMPTS = 5
-KEY_PREFIX = "gwk_"
 
 
 def _name(value: str) -> str:
@@ -159,7 +158,7 @@ class AdminOps:
                     code="too_many_keys",
                     param="user",
                 )
-            secret = new_secret()
+            secret = new_key()
             record = KeyRecord(
                 "key_" + secrets.token_hex(8), asked.user, asked.team, asked.role,
                 key_digest(secret), now, actor.user, expires, asked.note,
@@ -196,7 +195,7 @@ class AdminOps:
                 raise InvalidRequest(
                     f"Key {key_id} is expired: create a new one.", code="key_expired"
                 )
-            secret = new_secret()
+            secret = new_key()
             after = replace(
                 record,
                 key_sha256=key_digest(secret),
@@ -245,11 +244,6 @@ class AdminOps:
 
         dropped: tuple[QuotaRule, ...] = await self._write(decide, actor)
         return dropped
-
-
-def new_secret() -> str:
-    """A fresh random key, in the format of the config's keys."""
-    return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
 def _epoch(moment: datetime | None) -> float | None:

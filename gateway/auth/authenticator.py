@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from starlette.requests import HTTPConnection
 
 from gateway.auth.identity import Identity, Role
+from gateway.auth.keys import key_digest
 from gateway.auth.oidc import MAX_TOKEN_LENGTH, JwtVerifier, looks_like_jwt
 from gateway.auth.proxy_headers import TrustedHeaders
 from gateway.errors import AuthenticationError, PermissionDenied
@@ -35,17 +36,11 @@ __all__ = [
     "KeyAuthenticator",
     "Role",
     "bearer_value",
-    "key_digest",
     "missing_key",
     "pseudonym",
     "require_admin",
 ]
 MAX_KEY_LENGTH = 512
-
-
-def key_digest(key: str) -> str:
-    """The SHA-256 hex digest under which a key is configured."""
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
 class KeyAuthenticator:

@@ -15,11 +15,11 @@ from gateway.auth.authenticator import (
     MAX_KEY_LENGTH,
     Authenticator,
     KeyAuthenticator,
-    key_digest,
     pseudonym,
     require_admin,
 )
 from gateway.auth.identity import Identity
+from gateway.auth.keys import key_digest
 from gateway.auth.proxy_headers import TrustedHeaders
 from gateway.errors import AuthenticationError, PermissionDenied
 from gateway.settings.config import PrincipalConfig

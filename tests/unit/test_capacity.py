@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.capacity import FD_RESERVE, describe, in_flight, nofile_limits, raise_nofile
+from gateway.server.capacity import FD_RESERVE, describe, in_flight, nofile_limits, raise_nofile
 from gateway.settings.config import parse_config
 
 

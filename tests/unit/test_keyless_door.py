@@ -19,7 +19,7 @@ from uvicorn.server import ServerState
 from gateway.admission import Doorstep, KeylessDoor
 from gateway.auth.authenticator import Authenticator, KeyAuthenticator
 from gateway.auth.proxy_headers import TrustedHeaders
-from gateway.protocol import DOOR_STATE, GuardedHttpToolsProtocol
+from gateway.server.protocol import DOOR_STATE, GuardedHttpToolsProtocol
 from gateway.settings.identity import TrustedHeaderConfig
 
 PATH = b"/v1/images/variations"

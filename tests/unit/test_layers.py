@@ -18,7 +18,7 @@ GATEWAY = Path(__file__).resolve().parents[2] / "gateway"
 
 # Bottom to top. A module may import its own layer and the ones below it.
 LAYERS: dict[str, tuple[str, ...]] = {
-    "records": ("gateway", "errors", "vocabulary", "tuning", "store", "auth.identity"),
+    "records": ("gateway", "errors", "vocabulary", "store", "auth.identity"),
     "settings": ("settings",),
     "rules": (
         "png",
@@ -34,18 +34,14 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "upstream",
         "admission",
         "budget",
-        "capacity",
         "background",
         "admin",
         "middleware",
-        "protocol",
-        "preflight",
-        # What `config check` prints reads the quota policy: a command's helper.
-        "settings.report",
     ),
     "pipeline": ("container", "pipeline"),
     "routes": ("routes",),
-    "top": ("services", "app", "__main__"),
+    # What `config check` prints (settings.report) reads the quota policy: a command's part.
+    "top": ("services", "app", "server", "settings.report", "__main__"),
 }
 NAMES = tuple(LAYERS)
 _RANK = {

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from support.serve import serve_until_uvicorn
 
-from gateway.preflight import base_url
+from gateway.server.preflight import base_url
 
 ROOT = Path(__file__).resolve().parents[2]
 SANDBOX = str(ROOT / "config" / "gateway.yaml")

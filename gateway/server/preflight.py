@@ -1,16 +1,43 @@
 """What `gateway serve` checks before handing its address to uvicorn: that it can listen
-there, and that the image URLs it will hand out can be opened by someone.
+there, and that the image URLs it will hand out can be opened by someone; and `gateway
+config check`, a config's pre-flight before it is deployed (no secret needed).
 """
 
 from __future__ import annotations
 
+import argparse
 import errno
 import ipaddress
+import os
 import socket
+import sys
 from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
-from gateway.settings.config import GatewayConfig
-from gateway.settings.environment import PUBLIC_URL
+from gateway.server.capacity import describe, nofile_limits
+from gateway.settings.config import ConfigError, GatewayConfig, config_warnings, read_config
+from gateway.settings.environment import PUBLIC_URL, missing_required
+from gateway.settings.report import (
+    print_environment,
+    print_other_sources,
+    print_principals,
+    print_quota_rules,
+    print_upstream,
+)
+
+DEFAULT_CONFIG = "config/gateway.yaml"
+
+
+def config_path(given: str | None) -> Path:
+    """The config file: `--config`, else $GATEWAY_CONFIG, else the default."""
+    return Path(given or os.environ.get("GATEWAY_CONFIG") or DEFAULT_CONFIG)
+
+
+def fail(message: str) -> int:
+    """Say why a command stops, and its exit code."""
+    print(f"gateway: {message}", file=sys.stderr)
+    return 2
 
 
 def _is_unspecified(host: str) -> bool:
@@ -62,3 +89,45 @@ def listen_problem(host: str, port: int) -> str | None:
                 )
             return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
     return None
+
+
+def config_check(args: argparse.Namespace) -> int:
+    """`gateway config check`: validate the config, then print what serve would read and do."""
+    path = config_path(args.config)
+    try:
+        config = read_config(path)
+    except ConfigError as exc:
+        return fail(f"{path}: invalid configuration\n{exc}")
+    print(f"{path}: ok")
+    for warning in config_warnings(config):
+        print(f"gateway: warning: {warning}", file=sys.stderr)
+    print_upstream(config)
+    nofile = nofile_limits()
+    print(f"served here, {describe(config, nofile.now if nofile else None)}")
+    print_environment(config, os.environ)
+    print_quota_rules(config)
+    print_principals(config)
+    print_other_sources(config)
+    missing = missing_required(config, os.environ)
+    if args.require_env and missing:
+        return fail(f"serve needs {', '.join(var.name for var in missing)} set")
+    return 0
+
+
+def add_command(commands: Any) -> None:
+    """`config check` among the `gateway` commands."""
+    config = commands.add_parser("config", help="configuration").add_subparsers(
+        dest="action", required=True
+    )
+    check = config.add_parser(
+        "check",
+        help="validate the config (no secret needed), list the variables serve reads, "
+        "print the policy",
+    )
+    check.add_argument("--config")
+    check.add_argument(
+        "--require-env",
+        action="store_true",
+        help="also exit 2 if a variable serve requires is unset (a deployment's pre-flight)",
+    )
+    check.set_defaults(handler=config_check)
