@@ -15,15 +15,22 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.admission import KeylessDoor
+from gateway.door import Spending
 from gateway.errors import GatewayError, MethodNotAllowed, NotFound, error_response
 from gateway.middleware import RequestContextMiddleware
-from gateway.routes import admin, console, ops, quotas, variations
-from gateway.server.protocol import DOOR_STATE, HEAD_SECONDS_STATE
+from gateway.multipart import check_declared_length
+from gateway.routes import admin, console, images, ops, quotas
+from gateway.server.protocol import DOOR_STATE, HEAD_SECONDS_STATE, KeylessDoor
 from gateway.services import open_services
 from gateway.settings.build import Settings, load_settings
 from gateway.store.base import Clock
 from gateway.upstream.hosting import PATH_PREFIX
+
+# The endpoints that spend quota: each is let in by the door, counted in
+# gateway_requests_total by its name, and refused by the server when it sends no key.
+SPENDING = (
+    Spending("/v1/images/variations", "variations", images.create_variation, check_declared_length),
+)
 
 
 def _note(request: Request, **fields: object) -> None:
@@ -64,17 +71,17 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, object]]:
-        async with open_services(settings, upstream_transport, store_clock) as services:
+        async with open_services(settings, SPENDING, upstream_transport, store_clock) as services:
             app.state.services = services
             # For the server's connections (server/protocol.py), which outlive no request's scope.
             yield {
                 HEAD_SECONDS_STATE: settings.config.limits.header_timeout_seconds,
-                DOOR_STATE: KeylessDoor(services.auth, services.doorstep),
+                DOOR_STATE: KeylessDoor(services.door.auth, services.door.doorstep, SPENDING),
             }
 
     app = Starlette(
         routes=[
-            Route("/v1/images/variations", variations.create_variation, methods=["POST"]),
+            *(Route(e.path, e.handler, methods=["POST"]) for e in SPENDING),
             Route("/v1/quota", quotas.own_quota, methods=["GET"]),
             Route("/admin/quotas", quotas.all_quotas, methods=["GET"]),
             Route("/metrics", ops.metrics, methods=["GET"]),
@@ -84,7 +91,13 @@ def create_app(
             *admin.ROUTES,
             *console.ROUTES,
         ],
-        middleware=[Middleware(RequestContextMiddleware, log_polls=settings.config.logging.polls)],
+        middleware=[
+            Middleware(
+                RequestContextMiddleware,
+                metered={e.path: e.name for e in SPENDING},
+                log_polls=settings.config.logging.polls,
+            )
+        ],
         exception_handlers={
             GatewayError: _gateway_error,
             HTTPException: _http_error,

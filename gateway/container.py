@@ -9,12 +9,10 @@ from dataclasses import dataclass
 from pydantic import SecretStr
 
 from gateway.admin.operations import AdminOps
-from gateway.admission import Admission, Doorstep, RoomCheck
-from gateway.auth.authenticator import Authenticator
 from gateway.auth.identity import Identity
 from gateway.background import Detached
-from gateway.budget import ImageShelf, UploadBudget
 from gateway.cache import ResponseCache
+from gateway.door import Door
 from gateway.quota.ledger import QuotaLedger
 from gateway.store.base import Store
 from gateway.upstream.base import Upstream
@@ -27,20 +25,15 @@ class Services:
     """Everything a request handler needs, built from one `Settings` (which it does not hold:
     the few values handlers read are plain fields)."""
 
-    auth: Authenticator
+    door: Door  # who gets in: identity, quota room, a place in flight, the upload lease
     store: Store
     images: ImageHost
     ledger: QuotaLedger
     cache: ResponseCache
     upstream: Upstream
     upstream_headers: Mapping[str, str]
-    admission: Admission
-    uploads: UploadBudget
     background: Detached  # upstream calls whose caller left after dispatch
     admin: AdminOps
-    doorstep: Doorstep
-    room: RoomCheck
-    shelf: ImageShelf
     # The cache entry of a request's key material, within the configured scope and for what
     # answers (`cache.entry_key`).
     cache_key: Callable[[Identity, Sequence[str]], str]

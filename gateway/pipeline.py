@@ -89,7 +89,7 @@ async def _reserve(
     try:
         return await services.ledger.reserve_cost(metered.identity, metered.cost, units)
     except GatewayError as exc:
-        services.room.note(metered.identity, exc)
+        services.door.room.note(metered.identity, exc)
         exc.headers["x-gateway-cache"] = result
         metrics.CACHE_REQUESTS.labels(result.lower()).inc()
         raise

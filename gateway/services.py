@@ -8,7 +8,7 @@ transport here rather than patching anything.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from functools import partial
 
 import httpx
@@ -19,16 +19,15 @@ from gateway import metrics
 from gateway.admin.operations import AdminOps
 from gateway.admin.state import RuntimeState
 from gateway.admin.store import AdminStore, MemoryAdminStore, RedisAdminStore
-from gateway.admission import Admission, Doorstep, RoomCheck
 from gateway.auth.authenticator import Authenticator, KeyAuthenticator, user_field
 from gateway.auth.identity import Identity
 from gateway.auth.jwks import JwksCache
 from gateway.auth.oidc import JwtVerifier
 from gateway.auth.proxy_headers import TrustedHeaders
 from gateway.background import Detached
-from gateway.budget import ImageShelf, UploadBudget
 from gateway.cache import ResponseCache, entry_key
 from gateway.container import Services
+from gateway.door import Door, InFlight, RoomCheck, Spending
 from gateway.quota.ledger import QuotaLedger
 from gateway.quota.policy import configured_teams, rule_labels
 from gateway.settings.build import Settings
@@ -37,6 +36,7 @@ from gateway.store.connect import Connections
 from gateway.store.memory import MemoryCacheStore, MemoryStore
 from gateway.store.redis import RedisCacheStore, RedisStore
 from gateway.store.topology import verify
+from gateway.uploads import UploadBudget
 from gateway.upstream import sandbox
 from gateway.upstream.base import Upstream
 from gateway.upstream.client import Account, build_client
@@ -205,6 +205,7 @@ def open_upstream(
 @contextlib.asynccontextmanager
 async def open_services(
     settings: Settings,
+    spending: Sequence[Spending],
     upstream_transport: httpx.AsyncBaseTransport | None = None,
     store_clock: Clock | None = None,
 ) -> AsyncIterator[Services]:
@@ -214,7 +215,7 @@ async def open_services(
     sandbox and tests replace).
     """
     teams = configured_teams(settings.config)  # the only ones metrics and identities name
-    metrics.precreate(rule_labels(settings.config.quotas), teams)
+    metrics.precreate([e.name for e in spending], rule_labels(settings.config.quotas), teams)
     await verify_redis(settings)
     redis = Connections()
     store = open_store(settings, redis, store_clock)
@@ -235,8 +236,15 @@ async def open_services(
             upstream = open_upstream(settings, client, base_url, images)
             ledger = open_ledger(settings, store, upstream, runtime)
             try:
+                room = RoomCheck(ledger, settings.config.cache.hits_count_against)
                 yield Services(
-                    auth=build_authenticator(settings, jwks, teams, runtime),
+                    door=Door(
+                        build_authenticator(settings, jwks, teams, runtime),
+                        room,
+                        InFlight(settings.config.limits.max_concurrent_requests),
+                        open_upload_budget(settings),
+                        {endpoint.path: endpoint.check_length for endpoint in spending},
+                    ),
                     store=store,
                     images=images,
                     ledger=ledger,
@@ -250,13 +258,8 @@ async def open_services(
                             else {}
                         ),
                     },
-                    admission=Admission(settings.config.limits.max_concurrent_requests),
-                    uploads=open_upload_budget(settings),
                     background=background,
                     admin=AdminOps(runtime),
-                    doorstep=Doorstep(),
-                    room=RoomCheck(ledger, settings.config.cache.hits_count_against),
-                    shelf=ImageShelf(),
                     cache_key=partial(entry_key, cache_config, upstream_id=upstream.identity),
                     user_field=open_user_field(settings),
                     hits_count_against=cache_config.hits_count_against,

@@ -34,7 +34,7 @@ _MONTH = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
 async def _admin(request: Request) -> tuple[AdminOps, Actor]:
     """The admin plane and the calling admin; 401 without credentials, 403 without the role."""
     services: Services = request.app.state.services
-    identity: Identity = await services.auth.authenticate(request)
+    identity: Identity = await services.door.auth.authenticate(request)
     request.state.log.update(identity.log_fields())
     require_admin(identity)
     peer = request.client.host if request.client else None

@@ -48,7 +48,7 @@ async def _principal(services: Services, identity: Identity) -> dict[str, Any]:
 
 
 async def _caller(request: Request, services: Services) -> Identity:
-    identity = await services.auth.authenticate(request)
+    identity = await services.door.auth.authenticate(request)
     request.state.log.update(identity.log_fields())
     return identity
 
@@ -69,7 +69,7 @@ async def all_quotas(request: Request) -> Response:
     services: Services = request.app.state.services
     require_admin(await _caller(request, services))
     runtime = services.admin.state
-    identities = dict.fromkeys([*services.auth.identities(), *runtime.identities()])
+    identities = dict.fromkeys([*services.door.auth.identities(), *runtime.identities()])
     principals = [await _principal(services, identity) for identity in identities]
     teams = []
     for team in sorted(runtime.policy().quotas.teams):

@@ -16,10 +16,11 @@ import uvicorn
 from prometheus_client import REGISTRY
 from uvicorn.server import ServerState
 
-from gateway.admission import Doorstep, KeylessDoor
+from gateway.app import SPENDING
 from gateway.auth.authenticator import Authenticator, KeyAuthenticator
 from gateway.auth.proxy_headers import TrustedHeaders
-from gateway.server.protocol import DOOR_STATE, GuardedHttpToolsProtocol
+from gateway.door import Doorstep
+from gateway.server.protocol import DOOR_STATE, GuardedHttpToolsProtocol, KeylessDoor
 from gateway.settings.identity import TrustedHeaderConfig
 
 PATH = b"/v1/images/variations"
@@ -72,9 +73,11 @@ class SpyApp:
 
 
 def _door(doorstep: Doorstep | None = None) -> KeylessDoor:
-    """A door whose authenticator trusts identity headers from 10.0.0.0/8 only."""
+    """The door of the route table's spending endpoints, whose authenticator trusts identity
+    headers from 10.0.0.0/8 only."""
     headers = TrustedHeaders(TrustedHeaderConfig(team_header="X-Team", proxies=("10.0.0.0/8",)))
-    return KeylessDoor(Authenticator(KeyAuthenticator([]), headers=headers), doorstep or Doorstep())
+    auth = Authenticator(KeyAuthenticator([]), headers=headers)
+    return KeylessDoor(auth, doorstep or Doorstep(), SPENDING)
 
 
 Scenario = Callable[[GuardedHttpToolsProtocol, Transport], Awaitable[None]]

@@ -32,8 +32,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "components": (
         "auth",
         "upstream",
-        "admission",
-        "budget",
+        "door",
+        "uploads",
         "background",
         "admin",
         "middleware",

@@ -1,6 +1,7 @@
-"""POST /v1/images/variations, top to bottom:
+"""The image endpoints. POST /v1/images/variations, top to bottom:
 
-    authenticate -> quota room? -> admit -> read (each chunk counted in the upload budget)
+    the door (authenticate -> quota room? -> a place in flight -> the upload lease) -> read
+    (each chunk counted in the lease)
     -> validate -> the metered pipeline (`gateway.pipeline`: cache lookup, and on a miss
     the bid to lead -> reserve quota -> upstream, coalesced, the upload's bytes let go of
     once sent -> store -> settle quota -> relay)
@@ -8,7 +9,7 @@
 Every check that can refuse a request runs before anything is spent: a bad key, body or
 parameter never reaches the quota store, the cache or the upstream. A caller without a
 valid key, or refused for quota a moment ago and still out of room, holds no place in
-flight and no upload budget (`routes.door`). Once quota is reserved, every way out
+flight and no upload budget (`gateway.door`). Once quota is reserved, every way out
 settles it to what the upstream did (`gateway.pipeline`): a caller who hangs up after
 the request was sent does not cancel it.
 """
@@ -27,14 +28,13 @@ from gateway.auth.identity import Identity
 from gateway.container import Services
 from gateway.params import read_variation_request
 from gateway.pipeline import Metered
-from gateway.routes.door import admit_upload
 from gateway.upstream.base import VariationRequest
 
 
 async def create_variation(request: Request) -> Response:
     """The product: one image variations call on behalf of an authenticated caller."""
     services: Services = request.app.state.services
-    async with admit_upload(request, services) as admitted:
+    async with services.door.admit(request) as admitted:
         params = await read_variation_request(
             request.headers.get("content-type"),
             admitted.body,
@@ -66,6 +66,6 @@ def _metered(services: Services, identity: Identity, params: VariationRequest) -
 def _one_copy_while_waiting(services: Services, params: VariationRequest) -> Iterator[None]:
     """A request that will wait on a coalesced leader gives back its upload at once, keeping
     only the one copy of the image its identical waiters share (`ImageShelf`)."""
-    with services.shelf.share(params.image_sha256, params.image) as copy:
+    with services.door.shelf.share(params.image_sha256, params.image) as copy:
         params.share(copy)
         yield
