@@ -56,7 +56,7 @@ def _metered(services: Services, identity: Identity, params: VariationRequest) -
         asked=params.n,
         key_material=params.key_material(),
         response_format=params.response_format,
-        produce=lambda: services.upstream.create_variation(params, services.user_field(identity)),
+        produce=lambda: services.upstream.produce(params, services.user_field(identity)),
         let_go=params.sent,
         waiting=lambda: _one_copy_while_waiting(services, params),
     )
