@@ -17,11 +17,11 @@ from starlette.routing import Route
 
 from gateway.door import Spending
 from gateway.errors import GatewayError, MethodNotAllowed, NotFound, error_response
+from gateway.lifespan import open_services
 from gateway.middleware import RequestContextMiddleware
 from gateway.multipart import check_declared_length
 from gateway.routes import admin, console, images, ops, quotas
 from gateway.server.protocol import DOOR_STATE, HEAD_SECONDS_STATE, KeylessDoor
-from gateway.services import open_services
 from gateway.settings.build import Settings, load_settings
 from gateway.store.base import Clock
 from gateway.upstream.hosting import PATH_PREFIX

@@ -32,14 +32,13 @@ from gateway.quota.counters import (
     counters,
     quota_headers,
     refusal,
-    request_cost,
     rule_state,
     usd_amount,
 )
 from gateway.quota.policy import QuotaPolicy, ScopedRule, own_rules, pool_rules
 from gateway.settings.config import QuotasConfig
 from gateway.store.base import ChargeItem, QuotaStore, Receipt, StoreError, UsageCharge, make_key
-from gateway.vocabulary import Size, Unit
+from gateway.vocabulary import Unit
 
 log = logging.getLogger("gateway.quota")
 _CLOCK_ATTEMPTS = 3
@@ -82,13 +81,11 @@ class QuotaLedger:
         quotas: QuotasConfig,
         store: QuotaStore,
         *,
-        image_price: Callable[[Size], float],
         fail_open: bool = False,
         upstream_timeout_seconds: float = 0.0,
         on_store_error: Callable[[], None] = STORE_ERRORS.inc,
         policy: Callable[[], QuotaPolicy] | None = None,
     ) -> None:
-        self._image_price = image_price
         # The rules in force: the config's, or with runtime overrides (admin/state.py).
         static = QuotaPolicy(quotas)
         self._policy = policy or (lambda: static)
@@ -100,17 +97,7 @@ class QuotaLedger:
         self._retrying: asyncio.Task[None] | None = None
         self._refunding = 0  # refunds under way (close waits for them)
 
-    def cost(self, n: int, size: Size) -> dict[Unit, int]:
-        """What a request of `n` images at `size` reserves in each unit, at the adapter's price."""
-        return request_cost(n, self._image_price(size))
-
     async def reserve(
-        self, identity: Identity, n: int, size: Size, units: Sequence[Unit] | None = None
-    ) -> Reservation:
-        """Charge a request of `n` images at `size` (see `reserve_cost`)."""
-        return await self.reserve_cost(identity, self.cost(n, size), units)
-
-    async def reserve_cost(
         self, identity: Identity, cost: Mapping[Unit, int], units: Sequence[Unit] | None = None
     ) -> Reservation:
         """Charge `cost` (only its `units`, if given) to every rule.

@@ -21,10 +21,10 @@ from gateway.admin.operations import Actor, AdminOps, Created, rule_dicts
 from gateway.admin.records import AuditQuery, KeyRecord
 from gateway.auth.authenticator import require_admin
 from gateway.auth.identity import Identity
-from gateway.container import Services
 from gateway.errors import InvalidRequest, RequestTooLarge, StoreUnavailable
 from gateway.quota.books import By, rows
 from gateway.quota.policy import Scope
+from gateway.services import Services
 from gateway.store.base import StoreError
 
 MAX_BODY_BYTES = 64 * 1024

@@ -24,10 +24,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway import pipeline
-from gateway.auth.identity import Identity
-from gateway.container import Services
 from gateway.params import read_variation_request
 from gateway.pipeline import Metered
+from gateway.quota.counters import request_cost
+from gateway.services import Services
+from gateway.uploads import ImageShelf
 from gateway.upstream.base import VariationRequest
 
 
@@ -35,37 +36,24 @@ async def create_variation(request: Request) -> Response:
     """The product: one image variations call on behalf of an authenticated caller."""
     services: Services = request.app.state.services
     async with services.door.admit(request) as admitted:
-        params = await read_variation_request(
-            request.headers.get("content-type"),
-            admitted.body,
-            models=services.models,
-            max_side=services.max_image_side,
-            timeout_seconds=services.body_timeout_seconds,
-        )
+        content_type = request.headers.get("content-type")
+        params = await read_variation_request(content_type, admitted.body, services.limits)
         params = replace(params, on_sent=admitted.lease.release)
-        return await pipeline.serve(
-            request, services, _metered(services, admitted.identity, params)
+        upstream = services.upstream.serving(params.operation)
+        metered = Metered(
+            admitted.identity,
+            request_cost(params.n, upstream.image_price(params.size)),
+            upstream,
+            params,
+            waiting=lambda: _one_copy_while_waiting(services.door.shelf, params),
         )
-
-
-def _metered(services: Services, identity: Identity, params: VariationRequest) -> Metered:
-    """The variations call as the metered pipeline sees it."""
-    return Metered(
-        identity=identity,
-        cost=services.ledger.cost(params.n, params.size),
-        asked=params.n,
-        key_material=params.key_material(),
-        response_format=params.response_format,
-        produce=lambda: services.upstream.produce(params, services.user_field(identity)),
-        let_go=params.sent,
-        waiting=lambda: _one_copy_while_waiting(services, params),
-    )
+        return await pipeline.serve(request, services.metering, metered)
 
 
 @contextlib.contextmanager
-def _one_copy_while_waiting(services: Services, params: VariationRequest) -> Iterator[None]:
+def _one_copy_while_waiting(shelf: ImageShelf, params: VariationRequest) -> Iterator[None]:
     """A request that will wait on a coalesced leader gives back its upload at once, keeping
     only the one copy of the image its identical waiters share (`ImageShelf`)."""
-    with services.door.shelf.share(params.image_sha256, params.image) as copy:
+    with shelf.share(params.image_sha256, params.image) as copy:
         params.share(copy)
         yield

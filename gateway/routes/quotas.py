@@ -11,9 +11,9 @@ from starlette.responses import JSONResponse, Response
 from gateway.admin.operations import rule_dicts
 from gateway.auth.authenticator import require_admin
 from gateway.auth.identity import Identity
-from gateway.container import Services
 from gateway.quota.counters import RuleState
 from gateway.quota.policy import Scope
+from gateway.services import Services
 
 
 def _iso(epoch: float) -> str:
@@ -42,7 +42,7 @@ def _rule(services: Services, state: RuleState) -> dict[str, Any]:
 
 
 async def _principal(services: Services, identity: Identity) -> dict[str, Any]:
-    states = await services.ledger.states(identity)
+    states = await services.metering.ledger.states(identity)
     rules = [_rule(services, s) for s in states]
     return {"user": identity.user, "team": identity.team, "rules": rules}
 
@@ -69,11 +69,11 @@ async def all_quotas(request: Request) -> Response:
     services: Services = request.app.state.services
     require_admin(await _caller(request, services))
     runtime = services.admin.state
-    identities = dict.fromkeys([*services.door.auth.identities(), *runtime.identities()])
+    identities = dict.fromkeys([*services.ops.principals, *runtime.identities()])
     principals = [await _principal(services, identity) for identity in identities]
     teams = []
     for team in sorted(runtime.policy().quotas.teams):
-        states = await services.ledger.team_states(team)
+        states = await services.metering.ledger.team_states(team)
         teams.append({"team": team, "rules": [_rule(services, s) for s in states]})
     overrides = [
         {"scope": scope, "subject": subject, "rules": rule_dicts(rules)}

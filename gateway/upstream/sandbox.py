@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from gateway.errors import GatewayError, InvalidRequest, error_response
 from gateway.multipart import read_upload
-from gateway.params import IMAGE_FIELD, parse_params, read_variation_request
+from gateway.params import IMAGE_FIELD, ImageLimits, parse_params, read_variation_request
 from gateway.store.base import StoreError
 from gateway.upstream.hosting import ImageHost
 from gateway.upstream.variation_art import render_variations
@@ -59,9 +59,7 @@ def create_sandbox_app(host: ImageHost, *, max_side: int, models: tuple[str, ...
             params = await read_variation_request(
                 request.headers.get("content-type"),
                 request.stream(),
-                models=models,
-                max_side=max_side,
-                timeout_seconds=_READ_SECONDS,
+                ImageLimits(models, max_side, _READ_SECONDS),
             )
         except InvalidRequest as exc:
             return error_response(exc)

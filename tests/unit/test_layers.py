@@ -38,10 +38,10 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "admin",
         "middleware",
     ),
-    "pipeline": ("container", "pipeline"),
+    "pipeline": ("services", "pipeline"),
     "routes": ("routes",),
     # What `config check` prints (settings.report) reads the quota policy: a command's part.
-    "top": ("services", "app", "server", "settings.report", "__main__"),
+    "top": ("lifespan", "app", "server", "settings.report", "__main__"),
 }
 NAMES = tuple(LAYERS)
 _RANK = {
