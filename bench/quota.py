@@ -26,7 +26,7 @@ import httpx
 
 from bench import procs
 from bench.images import noise_png
-from gateway.auth.identity import Identity
+from gateway.auth.base import Identity
 from gateway.quota.counters import request_cost
 from gateway.quota.ledger import QuotaLedger
 from gateway.settings.config import parse_config

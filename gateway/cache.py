@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
-from gateway.auth.identity import Identity
+from gateway.auth.base import Identity
 from gateway.settings.config import CacheConfig
 from gateway.store.base import CacheStore, Clock, StoreError, make_key
 from gateway.upstream.base import URL_LIFETIME_SECONDS, UpstreamAnswer

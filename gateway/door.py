@@ -30,7 +30,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.auth.authenticator import Authenticator
-from gateway.auth.identity import Identity
+from gateway.auth.base import Identity
 from gateway.errors import GatewayError, Overloaded, RateLimited
 from gateway.multipart import body_bound
 from gateway.quota.ledger import QuotaLedger

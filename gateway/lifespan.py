@@ -20,9 +20,10 @@ from gateway import metrics
 from gateway.admin.operations import AdminOps
 from gateway.admin.state import RuntimeState
 from gateway.admin.store import AdminStore, MemoryAdminStore, RedisAdminStore
-from gateway.auth.authenticator import Authenticator, KeyAuthenticator, user_field
-from gateway.auth.identity import Identity
+from gateway.auth.authenticator import Authenticator, user_field
+from gateway.auth.base import Identity, IdentitySource
 from gateway.auth.jwks import JwksCache
+from gateway.auth.keys import ConfigKeys, RuntimeKeys
 from gateway.auth.oidc import JwtVerifier
 from gateway.auth.proxy_headers import TrustedHeaders
 from gateway.background import Detached
@@ -68,7 +69,7 @@ async def open_services(
         runtime = await _open_runtime(settings, stack, stores.admin)
         upstream = await _open_upstream(settings, stack, stores.cache, upstream_transport)
         metering = _open_metering(settings, stack, stores, runtime)
-        keys = KeyAuthenticator(settings.config.principals, _demo_key(settings))
+        keys = ConfigKeys(settings.config.principals, _demo_key(settings))
         door = _open_door(settings, stack, keys, runtime, teams, metering.room, spending)
         ops = _ops(settings, stores.state, keys, teams)
         yield Services(door, metering, upstream, AdminOps(runtime), ops, _limits(settings))
@@ -152,7 +153,7 @@ def _open_metering(
 def _open_door(
     settings: Settings,
     stack: contextlib.AsyncExitStack,
-    keys: KeyAuthenticator,
+    keys: ConfigKeys,
     runtime: RuntimeState,
     teams: frozenset[str],
     room: RoomCheck,
@@ -172,7 +173,7 @@ def _open_door(
     )
 
 
-def _ops(settings: Settings, store: Store, keys: KeyAuthenticator, teams: frozenset[str]) -> Ops:
+def _ops(settings: Settings, store: Store, keys: ConfigKeys, teams: frozenset[str]) -> Ops:
     """What the probes and the metrics scrape read: the store, the configured principals
     and teams, the bearer /metrics asks for, where several workers share their metrics."""
     principals = tuple(keys.identities())
@@ -303,22 +304,22 @@ def open_jwks(settings: Settings) -> JwksCache | None:
 
 def build_authenticator(
     settings: Settings,
-    keys: KeyAuthenticator,
+    keys: ConfigKeys,
     jwks: JwksCache | None,
     teams: frozenset[str],
     runtime: RuntimeState,
 ) -> Authenticator:
-    """API keys (and the demo key, and keys issued at run time), plus SSO tokens and
-    trusted headers when configured; teams from tokens and headers must be among `teams`."""
+    """The identity sources in the order they are asked: trusted headers (when configured),
+    the config's keys (and the demo key), keys issued at run time, SSO tokens (when
+    configured); teams from tokens and headers must be among `teams`."""
     identity = settings.config.identity
-    jwt = identity.jwt
-    headers = identity.trusted_header
-    return Authenticator(
-        keys,
-        jwt=JwtVerifier(jwt, jwks, teams=teams) if jwt and jwks is not None else None,
-        headers=TrustedHeaders(headers, teams) if headers else None,
-        runtime_keys=runtime.lookup,
-    )
+    sources: list[IdentitySource] = []
+    if identity.trusted_header is not None:
+        sources.append(TrustedHeaders(identity.trusted_header, teams))
+    sources += [keys, RuntimeKeys(runtime.lookup)]
+    if identity.jwt is not None and jwks is not None:
+        sources.append(JwtVerifier(identity.jwt, jwks, teams=teams))
+    return Authenticator(sources)
 
 
 def open_upload_budget(settings: Settings) -> UploadBudget:

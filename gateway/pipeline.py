@@ -35,7 +35,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from gateway import metrics
-from gateway.auth.identity import Identity
+from gateway.auth.base import Identity
 from gateway.cache import Cached, CacheResult, Mode, Probe, cache_mode
 from gateway.errors import GatewayError, UpstreamError, UpstreamUnreachable
 from gateway.quota.ledger import Reservation

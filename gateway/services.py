@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pydantic import SecretStr
 
 from gateway.admin.operations import AdminOps
-from gateway.auth.identity import Identity
+from gateway.auth.base import Identity
 from gateway.background import Detached
 from gateway.cache import ResponseCache
 from gateway.door import Door, RoomCheck

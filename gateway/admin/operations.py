@@ -21,7 +21,7 @@ from pydantic import AfterValidator, Field, StrictFloat, StrictInt, ValidationEr
 
 from gateway.admin.records import Change, KeyRecord, Snapshot, encode_rules, iso, quota_field
 from gateway.admin.state import RuntimeState
-from gateway.auth.identity import NAME_RULE, external_name
+from gateway.auth.base import NAME_RULE, external_name
 from gateway.auth.keys import key_digest, new_key
 from gateway.errors import AdminBusy, InvalidRequest, NotFound
 from gateway.quota.books import book_keys, month_stamp

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import orjson
 
-from gateway.auth.identity import Role
+from gateway.auth.base import Role
 from gateway.quota.policy import Overrides, Scope
 from gateway.settings.config import QuotaRule
 

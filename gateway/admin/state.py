@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 from gateway.admin.records import KeyRecord, Snapshot
 from gateway.admin.store import AdminStore
-from gateway.auth.identity import Identity
+from gateway.auth.base import Identity
 from gateway.auth.keys import key_digest
 from gateway.quota.policy import QuotaPolicy, Scope, with_overrides
 from gateway.settings.config import QuotasConfig

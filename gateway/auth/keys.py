@@ -1,16 +1,22 @@
-"""Gateway API keys: how one is made, and the digest under which it is known.
+"""Gateway API keys: how one is made, the digest it is known by, and the two identity sources
+that look keys up: the config's principals and the keys issued at run time.
 
 A key is never stored: the config (and the admin plane, for keys issued at run time) holds
 its SHA-256, and a presented key is hashed and looked up by digest, so the lookup's timing
-reveals nothing about any stored key.
+reveals nothing about any stored key. Neither source does any I/O.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Callable, Iterable
+
+from gateway.auth.base import Identity, IdentitySource, Presented
+from gateway.settings.config import PrincipalConfig
 
 KEY_PREFIX = "gwk_"
+MAX_KEY_LENGTH = 512
 
 
 def new_key() -> str:
@@ -21,3 +27,39 @@ def new_key() -> str:
 def key_digest(key: str) -> str:
     """The SHA-256 hex digest under which a key is configured."""
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+class ConfigKeys(IdentitySource):
+    """Resolves `Authorization: Bearer <key>` against the configured principals (and the
+    demo key, if one is set)."""
+
+    bearer_limit = MAX_KEY_LENGTH
+
+    def __init__(self, principals: Iterable[PrincipalConfig], demo_key: str | None = None) -> None:
+        self._by_digest = {p.key_sha256: Identity(p.user, p.team, p.role) for p in principals}
+        if demo_key:
+            self._by_digest[key_digest(demo_key)] = Identity("demo", "demo")
+
+    def identities(self) -> list[Identity]:
+        """Every configured identity, ordered by user."""
+        return sorted(self._by_digest.values(), key=lambda identity: identity.user)
+
+    def lookup(self, key: str) -> Identity | None:
+        """The identity configured for `key`, or None."""
+        return self._by_digest.get(key_digest(key))
+
+    async def identify(self, presented: Presented) -> Identity | None:
+        return self.lookup(presented.bearer())
+
+
+class RuntimeKeys(IdentitySource):
+    """Resolves the bearer value against the keys the admin plane issued at run time
+    (`lookup`: the replica's view of them, in memory)."""
+
+    bearer_limit = MAX_KEY_LENGTH
+
+    def __init__(self, lookup: Callable[[str], Identity | None]) -> None:
+        self._lookup = lookup
+
+    async def identify(self, presented: Presented) -> Identity | None:
+        return self._lookup(presented.bearer())

@@ -20,7 +20,7 @@ from starlette.routing import Route
 from gateway.admin.operations import Actor, AdminOps, Created, rule_dicts
 from gateway.admin.records import AuditQuery, KeyRecord
 from gateway.auth.authenticator import require_admin
-from gateway.auth.identity import Identity
+from gateway.auth.base import Identity
 from gateway.errors import InvalidRequest, RequestTooLarge, StoreUnavailable
 from gateway.quota.books import By, rows
 from gateway.quota.policy import Scope

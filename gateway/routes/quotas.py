@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse, Response
 
 from gateway.admin.operations import rule_dicts
 from gateway.auth.authenticator import require_admin
-from gateway.auth.identity import Identity
+from gateway.auth.base import Identity
 from gateway.quota.counters import RuleState
 from gateway.quota.policy import Scope
 from gateway.services import Services

@@ -44,7 +44,8 @@ from typing import Any
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from gateway.auth.authenticator import Authenticator, missing_key
+from gateway.auth.authenticator import Authenticator
+from gateway.auth.base import missing_key
 from gateway.door import Doorstep, Spending
 from gateway.errors import (
     AuthenticationError,

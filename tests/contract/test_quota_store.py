@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from support.clock import FakeClock
 
-from gateway.auth.identity import Identity
+from gateway.auth.base import Identity
 from gateway.errors import QuotaExceeded, RateLimited, StoreUnavailable
 from gateway.quota.counters import request_cost
 from gateway.quota.ledger import QuotaLedger

@@ -7,7 +7,7 @@ import redis.asyncio as redis
 from redis.asyncio.cluster import RedisCluster
 
 from gateway.admin.store import AdminStore, MemoryAdminStore, RedisAdminStore
-from gateway.auth.identity import Identity
+from gateway.auth.base import Identity
 from gateway.quota.books import book_keys, month_stamp
 from gateway.quota.counters import request_cost
 from gateway.quota.ledger import QuotaLedger

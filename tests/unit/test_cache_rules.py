@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from gateway.auth.identity import Identity
+from gateway.auth.base import Identity
 from gateway.cache import URL_MARGIN_SECONDS, cache_mode, entry_key, entry_ttl
 from gateway.settings.config import CacheConfig
 from gateway.upstream.base import VariationRequest

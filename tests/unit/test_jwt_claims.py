@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from gateway.auth.identity import Identity, external_name
+from gateway.auth.base import Identity, external_name
 from gateway.auth.oidc import check_times, claim, identity_from_claims, looks_like_jwt
 from gateway.errors import AuthenticationError
 from gateway.settings.config import ConfigError, parse_config

@@ -17,7 +17,8 @@ from prometheus_client import REGISTRY
 from uvicorn.server import ServerState
 
 from gateway.app import SPENDING
-from gateway.auth.authenticator import Authenticator, KeyAuthenticator
+from gateway.auth.authenticator import Authenticator
+from gateway.auth.keys import ConfigKeys
 from gateway.auth.proxy_headers import TrustedHeaders
 from gateway.door import Doorstep
 from gateway.server.protocol import DOOR_STATE, GuardedHttpToolsProtocol, KeylessDoor
@@ -76,7 +77,7 @@ def _door(doorstep: Doorstep | None = None) -> KeylessDoor:
     """The door of the route table's spending endpoints, whose authenticator trusts identity
     headers from 10.0.0.0/8 only."""
     headers = TrustedHeaders(TrustedHeaderConfig(team_header="X-Team", proxies=("10.0.0.0/8",)))
-    auth = Authenticator(KeyAuthenticator([]), headers=headers)
+    auth = Authenticator([headers, ConfigKeys([])])
     return KeylessDoor(auth, doorstep or Doorstep(), SPENDING)
 
 

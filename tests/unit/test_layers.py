@@ -18,7 +18,7 @@ GATEWAY = Path(__file__).resolve().parents[2] / "gateway"
 
 # Bottom to top. A module may import its own layer and the ones below it.
 LAYERS: dict[str, tuple[str, ...]] = {
-    "records": ("gateway", "errors", "vocabulary", "store", "auth.identity"),
+    "records": ("gateway", "errors", "vocabulary", "store"),
     "settings": ("settings",),
     "rules": (
         "png",

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from starlette.datastructures import Headers
 
-from gateway.auth.identity import Identity
+from gateway.auth.base import Identity
 from gateway.auth.proxy_headers import TrustedHeaders, peer_address
 from gateway.errors import AuthenticationError
 from gateway.settings.identity import TrustedHeaderConfig
