@@ -38,6 +38,7 @@ from gateway import metrics
 from gateway.auth.base import Identity
 from gateway.cache import Cached, CacheResult, Mode, Probe, cache_mode
 from gateway.errors import GatewayError, UpstreamError, UpstreamUnreachable
+from gateway.quota.headers import quota_headers
 from gateway.quota.ledger import Reservation
 from gateway.services import Metering
 from gateway.upstream.base import Upstream, UpstreamAnswer, UpstreamRequest
@@ -222,7 +223,7 @@ def _headers(
     return {
         **metered.upstream.headers,
         **metering.marks,
-        **reservation.headers(metering.ledger.clock()),
+        **quota_headers(reservation.states(), metering.ledger.clock()),
         "x-gateway-cache": result,
     }
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from gateway.auth.base import Identity
-from gateway.errors import StoreUnavailable
+from gateway.errors import RateLimited, StoreUnavailable
 from gateway.metrics import QUOTA_REJECTIONS, STORE_ERRORS
 from gateway.quota.books import usage_charge
 from gateway.quota.counters import (
@@ -30,11 +30,10 @@ from gateway.quota.counters import (
     Counter,
     RuleState,
     counters,
-    quota_headers,
-    refusal,
     rule_state,
     usd_amount,
 )
+from gateway.quota.headers import refusal
 from gateway.quota.policy import QuotaPolicy, ScopedRule, own_rules, pool_rules
 from gateway.settings.config import QuotasConfig
 from gateway.store.base import ChargeItem, QuotaStore, Receipt, StoreError, UsageCharge, make_key
@@ -65,12 +64,8 @@ class Reservation:
     usage: UsageCharge | None = None  # the chargeback books it moved (books.py)
 
     def states(self) -> list[RuleState]:
-        """The charged rules' state right after the charge."""
+        """The charged rules' state right after the charge (or the settlement)."""
         return [rule_state(c, used) for c, used in zip(self.counters, self.used, strict=True)]
-
-    def headers(self, now: float) -> dict[str, str]:
-        """The quota headers of an answer charged this way, at the store's time `now`."""
-        return quota_headers(self.states(), now)
 
 
 class QuotaLedger:
@@ -132,10 +127,7 @@ class QuotaLedger:
                 continue  # our clock was off a window edge; the store corrected it
             if not outcome.admitted:
                 refused = [live[i] for i in outcome.refused]
-                _count_rejections(refused)
-                error = refusal(refused, outcome.now)
-                error.headers.update(Reservation(live, amounts, outcome.used).headers(outcome.now))
-                raise error
+                raise _refused(live, outcome.used, refused, outcome.now)
             return Reservation(live, amounts, outcome.used, receipt=receipt, usage=usage)
         return self._unmetered(StoreError("the store's clock kept moving across windows"))
 
@@ -154,11 +146,7 @@ class QuotaLedger:
             return
         refused = [c for c, u in zip(live, used, strict=True) if u >= c.limit]
         if refused:
-            _count_rejections(refused)
-            now = self._store.clock(QUOTA_TAG)
-            error = refusal(refused, now)
-            error.headers.update(Reservation(live, [], used).headers(now))
-            raise error
+            raise _refused(live, used, refused, self._store.clock(QUOTA_TAG))
 
     def _unmetered(self, exc: StoreError, quota: bool = True) -> Reservation:
         self._on_store_error()
@@ -328,6 +316,15 @@ def _usage_refund(usage: UsageCharge | None, share: Share, hits: int) -> UsageCh
     units = {"requests": "requests", "images": "images", "usd_micros": "usd"}
     back = {f: share(units[f], a) for f, a in usage.amounts.items() if f in units}
     return usage._replace(amounts={**back, "cache_hits": -hits})
+
+
+def _refused(
+    live: Sequence[Counter], used: Sequence[int], refused: Sequence[Counter], now: float
+) -> RateLimited:
+    """The 429 for the `refused` counters, with the state of every rule checked (`live`, at
+    `used`); each refused rule counted in `gateway_quota_rejections_total`."""
+    _count_rejections(refused)
+    return refusal(refused, [rule_state(c, u) for c, u in zip(live, used, strict=True)], now)
 
 
 def _count_rejections(refused: Sequence[Counter]) -> None:
