@@ -129,10 +129,11 @@ def build_authenticator(
     trusted headers when configured; teams from tokens and headers must be among `teams`."""
     identity = settings.config.identity
     demo_key = settings.demo_key.get_secret_value() if settings.demo_key else None
+    demo_admin = settings.demo_admin_key.get_secret_value() if settings.demo_admin_key else None
     jwt = identity.jwt
     headers = identity.trusted_header
     return Authenticator(
-        KeyAuthenticator(settings.config.principals, demo_key),
+        KeyAuthenticator(settings.config.principals, demo_key, demo_admin),
         jwt=JwtVerifier(jwt, jwks, teams=teams) if jwt and jwks is not None else None,
         headers=TrustedHeaders(headers, teams) if headers else None,
         runtime_keys=runtime.lookup if runtime is not None else None,

@@ -51,10 +51,17 @@ def key_digest(key: str) -> str:
 class KeyAuthenticator:
     """Resolves `Authorization: Bearer <key>` against the configured principals."""
 
-    def __init__(self, principals: Iterable[PrincipalConfig], demo_key: str | None = None) -> None:
+    def __init__(
+        self,
+        principals: Iterable[PrincipalConfig],
+        demo_key: str | None = None,
+        demo_admin_key: str | None = None,
+    ) -> None:
         self._by_digest = {p.key_sha256: Identity(p.user, p.team, p.role) for p in principals}
         if demo_key:
             self._by_digest[key_digest(demo_key)] = Identity("demo", "demo")
+        if demo_admin_key:  # `serve --demo-key` on the sandbox: the console, locally
+            self._by_digest[key_digest(demo_admin_key)] = Identity("demo-admin", "demo", "admin")
 
     def identities(self) -> list[Identity]:
         """Every configured identity, ordered by user."""

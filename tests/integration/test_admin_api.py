@@ -290,3 +290,17 @@ def test_a_runtime_admin_key_reaches_the_admin_api(client: TestClient) -> None:
     assert_openai_error(
         client.get("/admin/keys", headers=bearer(user["key"])), 403, "permission_denied"
     )
+
+
+def test_the_demo_admin_key_opens_the_admin_api_on_the_sandbox(
+    make_client: Callable[..., TestClient],
+) -> None:
+    """With the sandbox, the demo admin key (`make run`'s second key) is an admin: it lists
+    keys and quotas; the demo key beside it is refused the admin API."""
+    env = {"GATEWAY_DEMO_KEY": "gwk_demo_user_key", "GATEWAY_DEMO_ADMIN_KEY": "gwk_demo_admin_k"}
+    client = make_client({"upstream": {"base_url": "sandbox"}}, env=env)
+    admin = bearer(env["GATEWAY_DEMO_ADMIN_KEY"])
+    assert client.get("/admin/keys", headers=admin).status_code == 200
+    assert client.get("/admin/quotas", headers=admin).status_code == 200
+    refused = client.get("/admin/keys", headers=bearer(env["GATEWAY_DEMO_KEY"]))
+    assert_openai_error(refused, 403, "permission_denied")

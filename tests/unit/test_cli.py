@@ -21,6 +21,7 @@ SECRET_VARS = (
     "CACHE_REDIS_URL",
 )
 DIGEST = hashlib.sha256(b"k").hexdigest()
+SHIPPED = str(Path(__file__).resolve().parents[2] / "config" / "gateway.yaml")
 GOOD = {
     "upstream": {"base_url": "sandbox"},
     "principals": [
@@ -393,3 +394,29 @@ def test_config_refuses_the_same_names_with_the_same_rule(
     err = _broken(capsys, write(config))
     assert "principals[0].user:" in err
     assert "letter, a digit or one of . _ @ + -" in err
+
+
+BAD_REDIS_URLS = [
+    ("redis+sentinl://127.0.0.1:26379/mymaster", "not a Redis URL"),
+    ("redis+sentinel://127.0.0.1:26379/mymaster/abc", "the database must be a number"),
+    ("redis://127.0.0.1:6379/abc", "the database must be a number"),
+]
+
+
+@pytest.mark.parametrize("variable", ["REDIS_URL", "CACHE_REDIS_URL"])
+@pytest.mark.parametrize(("url", "problem"), BAD_REDIS_URLS)
+def test_config_check_refuses_a_redis_url_serve_would_refuse(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+    url: str,
+    problem: str,
+) -> None:
+    """A Redis URL `serve` cannot use fails `config check` (with or without --require-env):
+    exit 2, one line naming the variable and the problem, never the URL."""
+    monkeypatch.setenv(variable, url)
+    for extra in ([], ["--require-env"]):
+        assert main(["config", "check", "--config", SHIPPED, *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"gateway: {variable}: ") and err.count("\n") == 1, err
+        assert problem in err and "127.0.0.1" not in err

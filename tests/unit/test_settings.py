@@ -294,6 +294,15 @@ def test_demo_key_is_refused_with_a_real_upstream() -> None:
     assert "GATEWAY_DEMO_KEY" in str(caught.value)
 
 
+def test_demo_admin_key_is_refused_with_a_real_upstream() -> None:
+    """GATEWAY_DEMO_ADMIN_KEY, which opens the admin plane, is only allowed with the sandbox,
+    and the refusal is one line naming it."""
+    with pytest.raises(ConfigError) as caught:
+        build_settings(parse_config(REAL), {**SECRETS, "GATEWAY_DEMO_ADMIN_KEY": "gwk_x"})
+    assert str(caught.value).startswith("GATEWAY_DEMO_ADMIN_KEY: ")
+    assert "\n" not in str(caught.value)
+
+
 def test_demo_key_is_read_with_the_sandbox() -> None:
     """With the sandbox, GATEWAY_DEMO_KEY is taken from the environment."""
     config = parse_config({"upstream": {"base_url": "sandbox"}})
