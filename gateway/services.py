@@ -137,6 +137,7 @@ def build_authenticator(
         jwt=JwtVerifier(jwt, jwks, teams=teams) if jwt and jwks is not None else None,
         headers=TrustedHeaders(headers, teams) if headers else None,
         runtime_keys=runtime.lookup if runtime is not None else None,
+        runtime_identities=runtime.identities if runtime is not None else None,
     )
 
 

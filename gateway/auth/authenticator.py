@@ -99,14 +99,17 @@ class Authenticator:
         jwt: JwtVerifier | None = None,
         headers: TrustedHeaders | None = None,
         runtime_keys: Callable[[str], Identity | None] | None = None,
+        runtime_identities: Callable[[], list[Identity]] | None = None,
     ) -> None:
         self._keys, self._jwt, self._headers = keys, jwt, headers
         # Keys issued at run time (admin_state.py), after the config's: no I/O either.
         self._runtime_keys = runtime_keys or (lambda key: None)
+        self._runtime_identities = runtime_identities or list
 
     def identities(self) -> list[Identity]:
-        """The configured principals (callers known only to the IdP or a proxy are not)."""
-        return self._keys.identities()
+        """Every identity a key opens: the configured principals, then the users of live
+        runtime keys, each once (callers known only to the IdP or a proxy are not)."""
+        return list(dict.fromkeys([*self._keys.identities(), *self._runtime_identities()]))
 
     def needs_bearer(self, peer: str | None) -> bool:
         """Whether a request from `peer` can only be authenticated by an Authorization header

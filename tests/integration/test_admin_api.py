@@ -304,3 +304,34 @@ def test_the_demo_admin_key_opens_the_admin_api_on_the_sandbox(
     assert client.get("/admin/quotas", headers=admin).status_code == 200
     refused = client.get("/admin/keys", headers=bearer(env["GATEWAY_DEMO_KEY"]))
     assert_openai_error(refused, 403, "permission_denied")
+
+
+def _gauges(client: TestClient) -> dict[tuple[str, str, str, str], float]:
+    """gateway_quota_limit by (scope, subject, unit, window), from one scrape."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = client.get("/metrics").text
+    (family,) = [f for f in text_string_to_metric_families(text) if f.name == "gateway_quota_limit"]
+    return {
+        (s.labels["scope"], s.labels["subject"], s.labels["unit"], s.labels["window"]): s.value
+        for s in family.samples
+    }
+
+
+def test_users_made_at_run_time_are_on_the_quota_gauges(
+    make_client: Callable[..., TestClient],
+) -> None:
+    """A runtime key's user (on the default rules), and a user known only by a runtime rule
+    (an SSO user), get gateway_quota_limit{scope="user"} series like configured principals,
+    so the per-user panels and GatewayQuotaNearlyExhausted cover them."""
+    default = [{"unit": "requests", "limit": 60, "window": "minute"}]
+    client = make_client({"quotas": {"default": default}})
+    create(client, user="dave")
+    rules = {"rules": [{"unit": "images", "window": "day", "limit": 7}]}
+    assert client.put("/admin/quotas/users/auth0|5f1c", json=rules, headers=ADMIN).is_success
+    gauges = _gauges(client)
+    assert gauges[("user", "alice", "requests", "minute")] == 60
+    assert gauges[("user", "dave", "requests", "minute")] == 60
+    assert gauges[("user", "auth0|5f1c", "images", "day")] == 7
+    everyone = client.get("/admin/quotas", headers=ADMIN).json()
+    assert "dave" in [p["user"] for p in everyone["principals"]]
