@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import secrets
 import shutil
@@ -23,7 +24,6 @@ from gateway.config_report import (
     print_quota_rules,
     print_upstream,
 )
-from gateway.config_types import check_name
 from gateway.environment import DEMO_ADMIN_KEY, DEMO_KEY, PUBLIC_URL, missing_required
 from gateway.preflight import base_url, listen_problem, public_url_warning
 from gateway.settings import (
@@ -68,14 +68,6 @@ def new_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
-def _name_argument(value: str) -> str:
-    """A --user or --team value, held to the rule the config applies to the printed entry."""
-    try:
-        return check_name(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def cmd_keys_new(args: argparse.Namespace) -> int:
     # Here, not at the top: `serve` spawns its workers sooner without the auth stack (JWT,
     # cryptography, starlette) loaded first in the parent.
@@ -84,7 +76,8 @@ def cmd_keys_new(args: argparse.Namespace) -> int:
     key = new_key()
     print(f"key (shown once, give it to {args.user}): {key}")
     print("add to principals in the config:")
-    entry = f'user: "{args.user}", team: "{args.team}", role: {args.role}'
+    # JSON strings are YAML double-quoted scalars: a `\` or `"` in a name pastes as it is.
+    entry = f"user: {json.dumps(args.user)}, team: {json.dumps(args.team)}, role: {args.role}"
     print(f'  - {{{entry}, key_sha256: "{key_digest(key)}"}}')
     return 0
 
@@ -239,8 +232,8 @@ def _parser() -> argparse.ArgumentParser:
         dest="action", required=True
     )
     new = keys.add_parser("new", help="print a fresh key and its config entry")
-    new.add_argument("--user", required=True, type=_name_argument)
-    new.add_argument("--team", required=True, type=_name_argument)
+    new.add_argument("--user", required=True, type=admin_cli.name_argument)
+    new.add_argument("--team", required=True, type=admin_cli.name_argument)
     new.add_argument("--role", choices=("user", "admin"), default="user")
     new.set_defaults(handler=cmd_keys_new)
     admin_cli.add_key_commands(keys)  # the runtime ones, through a gateway's admin API

@@ -235,9 +235,12 @@ async def open_services(
         async with build_client(settings.config.upstream, transport) as client:
             upstream = open_upstream(settings, client, base_url, images)
             ledger = open_ledger(settings, store, upstream, runtime)
+            auth = build_authenticator(settings, jwks, teams, runtime)
+            # Teams a runtime key may name: the config's, and the demo keys' (`make run`).
+            key_teams = teams | {identity.team for identity in auth.identities()}
             try:
                 yield Services(
-                    auth=build_authenticator(settings, jwks, teams, runtime),
+                    auth=auth,
                     store=store,
                     images=images,
                     ledger=ledger,
@@ -254,7 +257,7 @@ async def open_services(
                     admission=Admission(settings.config.limits.max_concurrent_requests),
                     uploads=open_upload_budget(settings),
                     background=background,
-                    admin=AdminOps(runtime),
+                    admin=AdminOps(runtime, key_teams),
                     doorstep=Doorstep(),
                     room=RoomCheck(ledger, settings.config.cache.hits_count_against),
                     shelf=ImageShelf(),

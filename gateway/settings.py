@@ -17,7 +17,7 @@ import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 
 from gateway.auth.identity_settings import IdentityConfig, identity_warnings
-from gateway.config_types import HexDigest, Name, Price, Strict
+from gateway.config_types import HexDigest, Name, Price, Strict, error_message
 from gateway.environment import DEMO_ADMIN_KEY, DEMO_KEY, PUBLIC_URL, missing_required
 from gateway.redis_settings import RedisConnectionConfig, check_url, redis_options
 from gateway.store.urls import ConnectOptions
@@ -247,7 +247,7 @@ def _describe(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
         loc = _format_loc(tuple(err["loc"]))
-        message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        message = "unknown key" if err["type"] == "extra_forbidden" else error_message(err)
         lines.append(f"{loc}: {message}")
     return "\n".join(lines)
 
