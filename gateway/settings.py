@@ -294,7 +294,21 @@ def config_warnings(config: GatewayConfig) -> list[str]:
         )
     if "quotas" not in config.model_fields_set:
         warnings.append("no quotas: section: every caller may call without limit")
-    return warnings
+    return warnings + _placeholder_digests(config)
+
+
+# A SHA-256 shows about 15 of the 16 hex digits; one with fewer than 8 (a chance under 1e-18)
+# was typed, as the placeholders of config/gateway.compose.yaml were: no key opens it.
+_FEWEST_DIGITS = 8
+
+
+def _placeholder_digests(config: GatewayConfig) -> list[str]:
+    return [
+        f"principals[{index}] ({principal.user}): key_sha256 is a placeholder no key matches; "
+        "put the entry `gateway keys new` prints in its place"
+        for index, principal in enumerate(config.principals)
+        if len(set(principal.key_sha256)) < _FEWEST_DIGITS
+    ]
 
 
 def _require(config: GatewayConfig, env: Mapping[str, str]) -> None:

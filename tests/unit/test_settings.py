@@ -15,6 +15,7 @@ from gateway.settings import (
     ConfigError,
     GatewayConfig,
     build_settings,
+    config_warnings,
     load_settings,
     parse_config,
     read_config,
@@ -420,3 +421,22 @@ def test_the_shipped_edits_example_parses_and_prices_its_model() -> None:
     edits = config.upstream.edits
     assert config.upstream.adapter == "edits" and edits is not None
     assert edits.model in edits.prices
+
+
+def test_placeholder_digests_are_warned_and_real_ones_are_not() -> None:
+    """A typed placeholder digest (no key matches it) is warned, naming the principal; a
+    real key's SHA-256 is not."""
+    placeholder = "0" * 63 + "1"
+    config = parse_config(
+        {
+            "principals": [
+                {"user": "alice", "team": "t", "key_sha256": DIGEST_A},
+                {"user": "bob", "team": "t", "key_sha256": placeholder},
+            ]
+        }
+    )
+    warned = [w for w in config_warnings(config) if "key_sha256" in w]
+    assert warned == [
+        "principals[1] (bob): key_sha256 is a placeholder no key matches; put the entry "
+        "`gateway keys new` prints in its place"
+    ]
