@@ -116,7 +116,7 @@ def _rule_text(rule: dict[str, Any]) -> str:
 
 
 def _subject(args: argparse.Namespace) -> tuple[str, str]:
-    """"user <name>" or "team <name>", and the admin path naming it (a `/` in it quoted)."""
+    """The subject as said (`user alice`), and the admin path naming it (a `/` quoted)."""
     scope, name = ("user", args.user) if args.user else ("team", args.team)
     return f"{scope} {name}", f"/admin/quotas/{scope}s/{quote(name, safe='')}"
 
