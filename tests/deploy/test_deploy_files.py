@@ -463,6 +463,19 @@ def test_restarts_are_one_replica_at_a_time_in_compose_and_readme() -> None:
 # --- Prometheus and alerts ----------------------------------------------------------------
 
 
+def test_a_new_upstream_key_is_rolled_out_one_recreated_replica_at_a_time() -> None:
+    """The README and the compose file say how a new OPENAI_API_KEY reaches the replicas:
+    `docker compose up` (which recreates a container whose environment changed, where
+    `restart` keeps the old key), one replica per command, waiting for each."""
+    for path in (COMPOSE_FILE, ROOT / "README.md"):
+        text = path.read_text("utf-8")
+        loops = re.findall(r"for r in ([\w\s-]+); do (docker compose up [^;\n]*); done", text)
+        assert loops, path
+        for replicas, command in loops:
+            assert replicas.split() == list(GATEWAY_SERVICES), (path, replicas)
+            assert command.split()[3:] == ["-d", "--no-deps", "--wait", "$r"], (path, command)
+
+
 def test_prometheus_scrapes_each_replica_directly() -> None:
     """Every replica is a scrape target at /metrics every 15 s, not the load balancer."""
     config = _load_yaml(PROMETHEUS_CONFIG)
