@@ -1,5 +1,5 @@
-"""The Kubernetes manifests (deploy/kubernetes): where they are, how they render, and the
-PrometheusRule made from config/alerts.yml.
+"""The Kubernetes manifests (deploy/kubernetes): where they are, how they render, how the
+tests read the gateway's part of them, and the PrometheusRule made from config/alerts.yml.
 
 Rendering needs kustomize v5, as `kubectl kustomize` (what `kubectl apply -k` runs) or a
 standalone `kustomize`. `python tests/support/k8s_files.py` rewrites the PrometheusRule
@@ -13,10 +13,14 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import yaml
+
+if TYPE_CHECKING:
+    from gateway.settings import GatewayConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBERNETES = ROOT / "deploy" / "kubernetes"
@@ -31,6 +35,21 @@ ALERT_RULES = ROOT / "config" / "alerts.yml"
 OPERATOR_KINDS = frozenset({"PodMonitor", "PrometheusRule"})
 KUSTOMIZE_MAJOR = 5
 _KUSTOMIZE_VERSION = re.compile(r"Kustomize Version: v?(\d+)\.|^v?(\d+)\.\d+", re.MULTILINE)
+
+SECRET_NAME = "gateway-secrets"
+# What an operator puts in gateway-secrets, as shapes the gateway accepts.
+SAMPLE_SECRETS = {
+    "OPENAI_API_KEY": "dummy-openai-api-key",
+    "GATEWAY_USER_SECRET": "dummy-gateway-user-secret",
+    "GATEWAY_METRICS_TOKEN": "dummy-metrics-token",
+    "REDIS_URL": "rediss://gateway:dummy-password@redis.example.com:6380/0",
+    "CACHE_REDIS_URL": "rediss://gateway:dummy-password@redis-cache.example.com:6380/0",
+}
+KUSTOMIZE_HINT = (
+    "`kubectl kustomize` or `kustomize`, from kubectl's or kustomize's own releases: "
+    "Debian's kubernetes-client 1.20 bundles kustomize v2, too old to render these"
+)
+Docs = list[dict[str, Any]]
 
 _RULE_HEADER = """\
 # config/alerts.yml for the Prometheus Operator: the same groups, comments and all.
@@ -73,7 +92,7 @@ def kustomize() -> Kustomize | None:
     return None
 
 
-def render(directory: Path, tool: Kustomize) -> list[dict[str, Any]]:
+def render(directory: Path, tool: Kustomize) -> Docs:
     """The manifests a kustomization renders to, in order; AssertionError with kustomize's
     message if it refuses."""
     result = subprocess.run(
@@ -81,6 +100,87 @@ def render(directory: Path, tool: Kustomize) -> list[dict[str, Any]]:
     )
     assert result.returncode == 0, result.stderr
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def require_kustomize() -> Kustomize:
+    """kustomize v5, or skip (fail in CI)."""
+    # Imported here, as the gateway below: the module also runs as a script (see main).
+    from support.deploy_files import require_tool
+
+    tool = kustomize()
+    usable = tool if tool is not None and tool.major >= KUSTOMIZE_MAJOR else None
+    require_tool(
+        f"kustomize v{KUSTOMIZE_MAJOR}", list(usable.command) if usable else None, KUSTOMIZE_HINT
+    )
+    assert usable is not None
+    return usable
+
+
+def one(docs: Docs, kind: str, name: str) -> dict[str, Any]:
+    """The one manifest of that kind and name."""
+    (found,) = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    return found
+
+
+def gateway_pod(docs: Docs) -> dict[str, Any]:
+    """The gateway Deployment's pod template."""
+    pod: dict[str, Any] = one(docs, "Deployment", "gateway")["spec"]["template"]
+    return pod
+
+
+def gateway_container(docs: Docs) -> dict[str, Any]:
+    """The gateway container."""
+    (container,) = gateway_pod(docs)["spec"]["containers"]
+    return dict(container)
+
+
+def gateway_env(docs: Docs) -> dict[str, dict[str, Any]]:
+    """The gateway container's environment entries by name."""
+    return {entry["name"]: entry for entry in gateway_container(docs)["env"]}
+
+
+def config_text(docs: Docs) -> str:
+    """The config file the gateway's ConfigMap carries."""
+    volumes = {v["name"]: v for v in gateway_pod(docs)["spec"]["volumes"]}
+    name = volumes["config"]["configMap"]["name"]
+    return str(one(docs, "ConfigMap", name)["data"]["gateway.yaml"])
+
+
+def gateway_config(docs: Docs, tmp_path: Path) -> tuple[Path, GatewayConfig]:
+    """The gateway config the overlay's ConfigMap carries, as a file and as the gateway reads it."""
+    from gateway.settings import read_config
+
+    path = tmp_path / "gateway.yaml"
+    path.write_text(config_text(docs), encoding="utf-8")
+    return path, read_config(path)
+
+
+def pods(docs: Docs) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every workload's name and pod template."""
+    for doc in docs:
+        if doc["kind"] in {"Deployment", "StatefulSet"}:
+            yield doc["metadata"]["name"], doc["spec"]["template"]
+
+
+def flag(args: list[str], name: str) -> str:
+    """The value after `name` in a command line."""
+    return args[args.index(name) + 1]
+
+
+def gateway_environment(docs: Docs) -> dict[str, str]:
+    """The gateway container's environment, with the sample value of each Secret key."""
+    env = {}
+    for name, entry in gateway_env(docs).items():
+        if "value" in entry:
+            env[name] = entry["value"]
+        else:
+            env[name] = SAMPLE_SECRETS[entry["valueFrom"]["secretKeyRef"]["key"]]
+    return env
+
+
+def load(path: Path) -> Any:
+    """A YAML file, parsed."""
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
 def prometheus_rule_text() -> str:
