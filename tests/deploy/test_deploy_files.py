@@ -51,7 +51,9 @@ from support.deploy_files import (
     allowed_series,
     dashboard_exprs,
     metric_names,
+    promtool,
     queried_metric_names,
+    require_tool,
 )
 
 
@@ -91,19 +93,6 @@ def _healthcheck_command(service: dict[str, Any]) -> str:
     return " ".join(test) if isinstance(test, list) else str(test)
 
 
-def _require_tool(name: str, command: list[str] | None) -> list[str]:
-    """The tool's command, or skip (fail in CI, which installs it: see .ci/run)."""
-    if command is not None:
-        return command
-    message = (
-        f"{name} is not installed (Debian: apt-get install docker-compose prometheus "
-        "prometheus-alertmanager)"
-    )
-    if os.environ.get("CI"):
-        pytest.fail(f"{message}; CI must install it before the tests")
-    pytest.skip(message)
-
-
 @functools.cache
 def _compose_command() -> tuple[str, ...] | None:
     docker = shutil.which("docker")
@@ -119,17 +108,12 @@ def _compose_command() -> tuple[str, ...] | None:
 
 def _compose() -> list[str]:
     command = _compose_command()
-    return _require_tool("docker compose / docker-compose", list(command) if command else None)
+    return require_tool("docker compose / docker-compose", list(command) if command else None)
 
 
 def _amtool() -> list[str]:
     amtool = shutil.which("amtool")
-    return _require_tool("amtool", [amtool] if amtool else None)
-
-
-def _promtool() -> list[str]:
-    promtool = shutil.which("promtool")
-    return _require_tool("promtool", [promtool] if promtool else None)
+    return require_tool("amtool", [amtool] if amtool else None)
 
 
 def _run(command: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -510,9 +494,9 @@ def test_alert_rules_cover_the_failure_modes() -> None:
 
 def test_prometheus_config_and_rules_pass_promtool() -> None:
     """`promtool check config` (which loads the rules) and `promtool check rules` succeed."""
-    promtool = _promtool()
+    tool = promtool()
     for args in (["check", "config", str(PROMETHEUS_CONFIG)], ["check", "rules", str(ALERT_RULES)]):
-        result = _run([*promtool, *args])
+        result = _run([*tool, *args])
         assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -622,7 +606,7 @@ def test_alerts_fire_on_the_right_series(tmp_path: Path) -> None:
     and a 9% upstream error rate alert, idle store errors do not."""
     tests = tmp_path / "alerts_test.yml"
     tests.write_text(yaml.safe_dump(_alert_unit_tests(), sort_keys=False))
-    result = _run([*_promtool(), "test", "rules", str(tests)])
+    result = _run([*promtool(), "test", "rules", str(tests)])
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -754,7 +738,7 @@ def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
         rules.append({"record": f"dashboard:query_{index}", "expr": expr})
     rule_file = tmp_path / "dashboard_rules.yml"
     rule_file.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
-    result = _run([*_promtool(), "check", "rules", str(rule_file)])
+    result = _run([*promtool(), "check", "rules", str(rule_file)])
     assert result.returncode == 0, result.stdout + result.stderr
 
 
