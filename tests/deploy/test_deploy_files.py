@@ -226,6 +226,21 @@ def test_compose_gateway_config_passes_config_check() -> None:
     result = _run(command, env)
     assert result.returncode == 0, result.stderr
     assert "team vision" in result.stdout
+    # Its digests are placeholders no key matches: said, per principal, until replaced.
+    for user in ("alice", "bob", "grafana"):
+        assert f"({user}): key_sha256 is a placeholder" in result.stderr
+
+
+def test_deployment_files_point_only_to_documents_in_the_repository() -> None:
+    """The comments of the compose files, the gateway's compose config and the dashboard
+    refer readers to the repository's own docs, which exist, never to a document users
+    do not have."""
+    files = [COMPOSE_FILE, SENTINEL_OVERRIDE, GATEWAY_CONFIG, DASHBOARD, *CONFIG.glob("*.y*ml")]
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        assert "SPEC" not in text, path
+        for named in re.findall(r"\b((?:docs/)?[\w.-]+\.md)\b", text):
+            assert (ROOT / named).is_file(), (path, named)
 
 
 def test_compose_file_validates(tmp_path: Path) -> None:
@@ -296,13 +311,22 @@ def test_dockerfile_serves_on_8080_with_the_mounted_config() -> None:
 
 
 def test_dockerignore_keeps_local_state_and_secrets_out_of_the_build() -> None:
-    """Virtualenvs, node_modules, git history, caches and .env files never reach the build."""
+    """Virtualenvs (the installer's .tools too), node_modules, git history, caches and .env
+    files never reach the build."""
     patterns = {
         line.strip()
         for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
         if line.strip() and not line.startswith("#")
     }
-    expected = {".venv", "**/node_modules", ".git", ".pytest_cache", "bench/.work", ".env"}
+    expected = {
+        ".venv",
+        ".tools",
+        "**/node_modules",
+        ".git",
+        ".pytest_cache",
+        "bench/.work",
+        ".env",
+    }
     assert expected <= patterns
 
 
@@ -421,6 +445,19 @@ def test_restarts_are_one_replica_at_a_time_in_compose_and_readme() -> None:
 
 
 # --- Prometheus and alerts ----------------------------------------------------------------
+
+
+def test_a_new_upstream_key_is_rolled_out_one_recreated_replica_at_a_time() -> None:
+    """The README and the compose file say how a new OPENAI_API_KEY reaches the replicas:
+    `docker compose up` (which recreates a container whose environment changed, where
+    `restart` keeps the old key), one replica per command, waiting for each."""
+    for path in (COMPOSE_FILE, ROOT / "README.md"):
+        text = path.read_text("utf-8")
+        loops = re.findall(r"for r in ([\w\s-]+); do (docker compose up [^;\n]*); done", text)
+        assert loops, path
+        for replicas, command in loops:
+            assert replicas.split() == list(GATEWAY_SERVICES), (path, replicas)
+            assert command.split()[3:] == ["-d", "--no-deps", "--wait", "$r"], (path, command)
 
 
 def test_prometheus_scrapes_each_replica_directly() -> None:
