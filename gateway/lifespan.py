@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import NamedTuple
 
 import httpx
+from pydantic import SecretStr
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
@@ -69,10 +70,12 @@ async def open_services(
         runtime = await _open_runtime(settings, stack, stores.admin)
         upstream = await _open_upstream(settings, stack, stores.cache, upstream_transport)
         metering = _open_metering(settings, stack, stores, runtime)
-        keys = ConfigKeys(settings.config.principals, _demo_key(settings))
-        door = _open_door(settings, stack, keys, runtime, teams, metering.room, spending)
-        ops = _ops(settings, stores.state, keys, teams)
-        yield Services(door, metering, upstream, AdminOps(runtime), ops, _limits(settings))
+        door = _open_door(settings, stack, runtime, teams, metering.room, spending)
+        # Teams a runtime key may name: the config's, and the demo keys' (`make run`).
+        key_teams = teams | {identity.team for identity in door.auth.identities()}
+        admin = AdminOps(runtime, key_teams)
+        ops = Ops(stores.state, teams, settings.metrics_token, settings.multiprocess_dir)
+        yield Services(door, metering, upstream, admin, ops, _limits(settings))
 
 
 class Stores(NamedTuple):
@@ -153,7 +156,6 @@ def _open_metering(
 def _open_door(
     settings: Settings,
     stack: contextlib.AsyncExitStack,
-    keys: ConfigKeys,
     runtime: RuntimeState,
     teams: frozenset[str],
     room: RoomCheck,
@@ -165,19 +167,12 @@ def _open_door(
     if jwks is not None:
         stack.push_async_callback(jwks.close)
     return Door(
-        build_authenticator(settings, keys, jwks, teams, runtime),
+        build_authenticator(settings, jwks, teams, runtime),
         room,
         InFlight(settings.config.limits.max_concurrent_requests),
         open_upload_budget(settings),
         {endpoint.path: endpoint.check_length for endpoint in spending},
     )
-
-
-def _ops(settings: Settings, store: Store, keys: ConfigKeys, teams: frozenset[str]) -> Ops:
-    """What the probes and the metrics scrape read: the store, the configured principals
-    and teams, the bearer /metrics asks for, where several workers share their metrics."""
-    principals = tuple(keys.identities())
-    return Ops(store, principals, teams, settings.metrics_token, settings.multiprocess_dir)
 
 
 def _limits(settings: Settings) -> ImageLimits:
@@ -284,10 +279,6 @@ def open_user_field(settings: Settings) -> Callable[[Identity], str]:
     return user_field(settings.user_secret.get_secret_value())
 
 
-def _demo_key(settings: Settings) -> str | None:
-    return settings.demo_key.get_secret_value() if settings.demo_key else None
-
-
 def open_jwks(settings: Settings) -> JwksCache | None:
     """The IdP's key cache when SSO tokens are configured (nothing is fetched yet)."""
     config = settings.config.identity.jwt
@@ -303,23 +294,24 @@ def open_jwks(settings: Settings) -> JwksCache | None:
 
 
 def build_authenticator(
-    settings: Settings,
-    keys: ConfigKeys,
-    jwks: JwksCache | None,
-    teams: frozenset[str],
-    runtime: RuntimeState,
+    settings: Settings, jwks: JwksCache | None, teams: frozenset[str], runtime: RuntimeState
 ) -> Authenticator:
     """The identity sources in the order they are asked: trusted headers (when configured),
-    the config's keys (and the demo key), keys issued at run time, SSO tokens (when
+    the config's keys (and the demo keys), keys issued at run time, SSO tokens (when
     configured); teams from tokens and headers must be among `teams`."""
     identity = settings.config.identity
     sources: list[IdentitySource] = []
     if identity.trusted_header is not None:
         sources.append(TrustedHeaders(identity.trusted_header, teams))
-    sources += [keys, RuntimeKeys(runtime.lookup)]
+    demo_keys = (_revealed(settings.demo_key), _revealed(settings.demo_admin_key))
+    sources += [ConfigKeys(settings.config.principals, *demo_keys), RuntimeKeys(runtime)]
     if identity.jwt is not None and jwks is not None:
         sources.append(JwtVerifier(identity.jwt, jwks, teams=teams))
     return Authenticator(sources)
+
+
+def _revealed(secret: SecretStr | None) -> str | None:
+    return secret.get_secret_value() if secret is not None else None
 
 
 def open_upload_budget(settings: Settings) -> UploadBudget:

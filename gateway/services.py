@@ -60,7 +60,6 @@ class Ops:
     """What the probes and the metrics scrape read."""
 
     store: Store  # /readyz pings it
-    principals: tuple[Identity, ...]  # the configured identities, by user
     teams: frozenset[str]  # every team the config names (the usage gauge's)
     metrics_token: SecretStr | None  # the bearer /metrics asks for, when set
     multiprocess_dir: str | None  # where the workers' shared metrics live, if several

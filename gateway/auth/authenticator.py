@@ -35,6 +35,11 @@ class Authenticator:
         # The bearer value may be as long as the longest any source reads (an SSO token's).
         self._max_bearer = max((s.bearer_limit for s in self._sources), default=MAX_KEY_LENGTH)
 
+    def identities(self) -> list[Identity]:
+        """Every identity a key opens: the configured principals, then the users of live
+        runtime keys, each once (callers known only to the IdP or a proxy are not)."""
+        return list(dict.fromkeys(i for source in self._sources for i in source.identities()))
+
     def needs_bearer(self, peer: str | None) -> bool:
         """Whether a request from `peer` can only be authenticated by an Authorization header
         (no trusted proxy may name its caller in other headers)."""

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
+from typing import Protocol
 
 from gateway.auth.base import Identity, IdentitySource, Presented
 from gateway.settings.config import PrincipalConfig
@@ -35,10 +36,17 @@ class ConfigKeys(IdentitySource):
 
     bearer_limit = MAX_KEY_LENGTH
 
-    def __init__(self, principals: Iterable[PrincipalConfig], demo_key: str | None = None) -> None:
+    def __init__(
+        self,
+        principals: Iterable[PrincipalConfig],
+        demo_key: str | None = None,
+        demo_admin_key: str | None = None,
+    ) -> None:
         self._by_digest = {p.key_sha256: Identity(p.user, p.team, p.role) for p in principals}
         if demo_key:
             self._by_digest[key_digest(demo_key)] = Identity("demo", "demo")
+        if demo_admin_key:  # `serve --demo-key` on the sandbox: the console, locally
+            self._by_digest[key_digest(demo_admin_key)] = Identity("demo-admin", "demo", "admin")
 
     def identities(self) -> list[Identity]:
         """Every configured identity, ordered by user."""
@@ -52,14 +60,26 @@ class ConfigKeys(IdentitySource):
         return self.lookup(presented.bearer())
 
 
+class KeyTable(Protocol):
+    """Keys issued at run time, as the admin plane's view of them holds them in memory."""
+
+    def lookup(self, key: str) -> Identity | None:
+        """The identity of a live key, or None."""
+
+    def identities(self) -> list[Identity]:
+        """The identities of every live key, one per user and team, by user."""
+
+
 class RuntimeKeys(IdentitySource):
-    """Resolves the bearer value against the keys the admin plane issued at run time
-    (`lookup`: the replica's view of them, in memory)."""
+    """Resolves the bearer value against the keys the admin plane issued at run time."""
 
     bearer_limit = MAX_KEY_LENGTH
 
-    def __init__(self, lookup: Callable[[str], Identity | None]) -> None:
-        self._lookup = lookup
+    def __init__(self, table: KeyTable) -> None:
+        self._table = table
+
+    def identities(self) -> list[Identity]:
+        return self._table.identities()
 
     async def identify(self, presented: Presented) -> Identity | None:
-        return self._lookup(presented.bearer())
+        return self._table.lookup(presented.bearer())

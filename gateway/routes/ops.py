@@ -46,7 +46,7 @@ async def metrics(request: Request) -> Response:
         presented = request.headers.get("authorization", "").encode()
         if not hmac.compare_digest(presented, f"Bearer {token.get_secret_value()}".encode()):
             raise AuthenticationError("This endpoint needs the metrics bearer token.")
-    states = await services.metering.ledger.all_states(services.ops.principals)
+    states = await services.metering.ledger.all_states(services.door.auth.identities())
     try:
         usd = await services.admin.month_usd(services.ops.teams, services.metering.ledger.clock())
         usage = [usage_gauge(usd)]

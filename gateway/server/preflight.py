@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from gateway.server.capacity import describe, nofile_limits
-from gateway.settings.config import ConfigError, GatewayConfig, config_warnings, read_config
+from gateway.settings.build import check_redis_urls
+from gateway.settings.config import (
+    ConfigError,
+    EnvironmentProblem,
+    GatewayConfig,
+    config_warnings,
+    read_config,
+)
 from gateway.settings.environment import PUBLIC_URL, missing_required
 from gateway.settings.report import (
     print_environment,
@@ -38,6 +45,13 @@ def fail(message: str) -> int:
     """Say why a command stops, and its exit code."""
     print(f"gateway: {message}", file=sys.stderr)
     return 2
+
+
+def refuse(path: Path, exc: ConfigError) -> int:
+    """Exit 2 naming what is wrong: the variable of the environment, or the file's key."""
+    if isinstance(exc, EnvironmentProblem):
+        return fail(str(exc))
+    return fail(f"{path}: invalid configuration\n{exc}")
 
 
 def _is_unspecified(host: str) -> bool:
@@ -96,8 +110,9 @@ def config_check(args: argparse.Namespace) -> int:
     path = config_path(args.config)
     try:
         config = read_config(path)
+        check_redis_urls(config, os.environ)
     except ConfigError as exc:
-        return fail(f"{path}: invalid configuration\n{exc}")
+        return refuse(path, exc)
     print(f"{path}: ok")
     for warning in config_warnings(config):
         print(f"gateway: warning: {warning}", file=sys.stderr)

@@ -21,10 +21,11 @@ from gateway.server.preflight import (
     fail,
     listen_problem,
     public_url_warning,
+    refuse,
 )
 from gateway.settings.build import Settings, build_settings
 from gateway.settings.config import ConfigError, GatewayConfig, read_config
-from gateway.settings.environment import DEMO_KEY, PUBLIC_URL
+from gateway.settings.environment import DEMO_ADMIN_KEY, DEMO_KEY, PUBLIC_URL
 
 # How long an idle keep-alive connection stays open. Longer than the load balancer's own
 # upstream keepalive_timeout (config/nginx.conf): the side that closes an idle connection
@@ -41,7 +42,7 @@ def serve(args: argparse.Namespace) -> int:
     try:
         settings = build_settings(read_config(path), env)
     except ConfigError as exc:
-        return fail(f"{path}: invalid configuration\n{exc}")
+        return refuse(path, exc)
     problem = _cannot_start(args, settings)
     if problem:
         return fail(problem)
@@ -50,8 +51,7 @@ def serve(args: argparse.Namespace) -> int:
     tune_malloc(env)
     _say_capacity(settings.config)
     os.environ.update(env)  # the workers build their settings from this environment
-    if settings.demo_key:
-        print(f"demo key: {settings.demo_key.get_secret_value()}", flush=True)
+    _say_demo_keys(settings, settings.public_url or base_url(args.host, args.port))
     try:
         _run(args, settings)
     finally:
@@ -62,12 +62,13 @@ def serve(args: argparse.Namespace) -> int:
 
 def _environment(args: argparse.Namespace, path: str) -> dict[str, str]:
     """The environment the workers will read: this one, with the config path, the public URL
-    (default: the serve address) and, with --demo-key, a demo key."""
+    (default: the serve address) and, with --demo-key, the demo keys."""
     env = dict(os.environ)
     env["GATEWAY_CONFIG"] = path
     env.setdefault(PUBLIC_URL, base_url(args.host, args.port))
-    if args.demo_key and not env.get(DEMO_KEY):
-        env[DEMO_KEY] = new_key()
+    if args.demo_key:
+        for name in (DEMO_KEY, DEMO_ADMIN_KEY):
+            env[name] = env.get(name) or new_key()
     return env
 
 
@@ -96,6 +97,16 @@ def _metrics_dir(args: argparse.Namespace, env: dict[str, str]) -> str | None:
     metrics_dir = tempfile.mkdtemp(prefix="gateway-metrics-")
     env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     return metrics_dir
+
+
+def _say_demo_keys(settings: Settings, public_url: str) -> None:
+    """The demo keys `--demo-key` accepts: one for the SDKs, one for the admin console."""
+    if settings.demo_key:
+        print(f"demo key: {settings.demo_key.get_secret_value()}", flush=True)
+    if settings.demo_admin_key:
+        print(f"demo admin key: {settings.demo_admin_key.get_secret_value()}")
+        console = public_url.rstrip("/") + "/admin/console"
+        print(f"  local only: it opens the admin console, {console}", flush=True)
 
 
 def _say_capacity(config: GatewayConfig) -> None:
@@ -168,6 +179,7 @@ def add_command(commands: Any) -> None:
     serve_command.add_argument(
         "--demo-key",
         action="store_true",
-        help="sandbox only: accept a demo key ($GATEWAY_DEMO_KEY, or a fresh one) and print it",
+        help="sandbox only: accept a demo key and a local demo admin key ($GATEWAY_DEMO_KEY, "
+        "$GATEWAY_DEMO_ADMIN_KEY, or fresh ones) and print them",
     )
     serve_command.set_defaults(handler=serve)

@@ -15,7 +15,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from gateway.settings.identity import IdentityConfig, identity_warnings
 from gateway.settings.redis import RedisConnectionConfig
-from gateway.settings.types import HexDigest, Name, Price, Strict
+from gateway.settings.types import HexDigest, Name, Price, Strict, error_message
 from gateway.vocabulary import SIZES, OnTimeout, Size, Unit, Window
 
 SANDBOX = "sandbox"
@@ -31,6 +31,11 @@ VARIATION_PROMPT = (
 
 class ConfigError(Exception):
     """The configuration is unusable; the message names the offending key's path."""
+
+
+class EnvironmentProblem(ConfigError):
+    """A variable of the environment (not the file) is unusable; the message is one line
+    naming the variable, never its value."""
 
 
 class ModelPrice(Strict):
@@ -218,7 +223,7 @@ def _describe(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
         loc = _format_loc(tuple(err["loc"]))
-        message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        message = "unknown key" if err["type"] == "extra_forbidden" else error_message(err)
         lines.append(f"{loc}: {message}")
     return "\n".join(lines)
 
@@ -260,4 +265,18 @@ def config_warnings(config: GatewayConfig) -> list[str]:
         )
     if "quotas" not in config.model_fields_set:
         warnings.append("no quotas: section: every caller may call without limit")
-    return warnings
+    return warnings + _placeholder_digests(config)
+
+
+# A SHA-256 shows about 15 of the 16 hex digits; one with fewer than 8 (a chance under 1e-18)
+# was typed, as the placeholders of config/gateway.compose.yaml were: no key opens it.
+_FEWEST_DIGITS = 8
+
+
+def _placeholder_digests(config: GatewayConfig) -> list[str]:
+    return [
+        f"principals[{index}] ({principal.user}): key_sha256 is a placeholder no key matches; "
+        "put the entry `gateway keys new` prints in its place"
+        for index, principal in enumerate(config.principals)
+        if len(set(principal.key_sha256)) < _FEWEST_DIGITS
+    ]
