@@ -20,7 +20,7 @@ from urllib.parse import quote, urlencode
 
 import orjson
 
-from gateway.auth.base import check_name
+from gateway.vocabulary import check_name
 
 ADMIN_KEY_ENV = "GATEWAY_ADMIN_KEY"
 DEFAULT_URL = "http://127.0.0.1:8080"

@@ -21,14 +21,13 @@ from pydantic import Field, StrictBool, StrictFloat, StrictInt, ValidationError
 
 from gateway.admin.records import Change, KeyRecord, Snapshot, encode_rules, iso, quota_field
 from gateway.admin.state import RuntimeState
-from gateway.auth.base import NAME_RULE, external_name
 from gateway.auth.keys import key_digest, new_key
 from gateway.errors import AdminBusy, InvalidRequest, NotFound
 from gateway.quota.books import book_keys, month_stamp
 from gateway.quota.policy import Scope
 from gateway.settings.config import QuotaRule
 from gateway.settings.types import Name, Strict, error_message
-from gateway.vocabulary import Unit, Window
+from gateway.vocabulary import NAME_RULE, Unit, Window, external_name
 
 audit_log = logging.getLogger("gateway.audit")
 MAX_KEYS_PER_USER = 20

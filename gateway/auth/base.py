@@ -1,6 +1,6 @@
 """The identity sources' interface, `IdentitySource`, and what they share: `Identity`, the
-one record every source produces, what a request presents to them, and the one rule for
-names.
+one record every source produces, and what a request presents to them. Names they take
+from outside follow `vocabulary.check_name`.
 
 API keys, keys issued at run time, company SSO tokens and trusted proxy headers all resolve
 to the same `Identity`, so quotas, the cache scope, the upstream `user` field and metrics
@@ -10,7 +10,6 @@ part in equality.
 
 from __future__ import annotations
 
-import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Literal
@@ -22,13 +21,6 @@ from gateway.errors import AuthenticationError
 
 Role = Literal["user", "admin"]
 Source = Literal["key", "jwt", "header"]
-
-# The one rule for user and team names, wherever they come from (the config, a runtime key,
-# the CLI, a token, a proxy header): wide, as identity providers issue subjects such as
-# `auth0|5f1c...` or with `/`. Names become Redis key parts and metric labels: printable
-# ASCII without spaces, and without braces, which delimit a Redis Cluster hash tag.
-_NAME = re.compile(r"[!-z|~]{1,256}")
-NAME_RULE = "1 to 256 printable ASCII characters, no spaces or braces"
 
 
 @dataclass(frozen=True)
@@ -43,20 +35,6 @@ class Identity:
     def log_fields(self) -> dict[str, str]:
         """What the access log says of the caller: never a key or a token."""
         return {"user": self.user, "team": self.team, "auth": self.source}
-
-
-def external_name(value: object) -> str | None:
-    """`value` if it is a string usable as a user id or team name, else None."""
-    if isinstance(value, str) and _NAME.fullmatch(value):
-        return value
-    return None
-
-
-def check_name(value: str) -> str:
-    """`value` if it may name a user or team, else `ValueError` stating the rule."""
-    if external_name(value) is None:
-        raise ValueError(f"{value!r} is not a valid name: use {NAME_RULE}")
-    return value
 
 
 def known_team(

@@ -21,17 +21,11 @@ from typing import Any
 import jwt
 from jwt.exceptions import InvalidJTIError, InvalidSubjectError
 
-from gateway.auth.base import (
-    NAME_RULE,
-    Identity,
-    IdentitySource,
-    Presented,
-    external_name,
-    known_team,
-)
+from gateway.auth.base import Identity, IdentitySource, Presented, known_team
 from gateway.auth.jwks import JwksCache, JwksUnavailable, UnknownKey, UnusableKey
 from gateway.errors import AuthenticationError, IdentityProviderUnavailable
 from gateway.settings.identity import JwtConfig
+from gateway.vocabulary import NAME_RULE, external_name
 
 # Three base64url segments; a gateway key (`gwk_...`) never has a dot.
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")

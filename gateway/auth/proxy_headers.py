@@ -12,16 +12,10 @@ import ipaddress
 
 from starlette.datastructures import Headers
 
-from gateway.auth.base import (
-    NAME_RULE,
-    Identity,
-    IdentitySource,
-    Presented,
-    external_name,
-    known_team,
-)
+from gateway.auth.base import Identity, IdentitySource, Presented, known_team
 from gateway.errors import AuthenticationError
 from gateway.settings.identity import TrustedHeaderConfig
+from gateway.vocabulary import NAME_RULE, external_name
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
