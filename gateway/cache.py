@@ -26,10 +26,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
-from gateway.auth.identity import Identity
-from gateway.settings import CacheConfig
+from gateway.auth.base import Identity
+from gateway.settings.config import CacheConfig
 from gateway.store.base import CacheStore, Clock, StoreError, make_key
-from gateway.upstream.base import URL_LIFETIME_SECONDS, UpstreamAnswer, VariationRequest
+from gateway.upstream.base import URL_LIFETIME_SECONDS, UpstreamAnswer
 
 log = logging.getLogger("gateway.cache")
 CacheResult = Literal["HIT", "MISS", "BYPASS", "COALESCED"]
@@ -44,13 +44,6 @@ def cache_mode(cache_control: str | None) -> Mode:
     if "no-store" in directives:
         return "bypass"
     return "refresh" if "no-cache" in directives else "use"
-
-
-def cache_key(
-    config: CacheConfig, identity: Identity, request: VariationRequest, upstream_id: str
-) -> str:
-    """The entry's key; equal for equal image bytes and parameters within the scope."""
-    return entry_key(config, identity, request.key_material(), upstream_id)
 
 
 def entry_key(
@@ -140,6 +133,11 @@ class ResponseCache:
     @property
     def enabled(self) -> bool:
         return self._config.enabled
+
+    def key(self, identity: Identity, material: Sequence[str], upstream_id: str) -> str:
+        """The entry of the answer `material` names for `identity`, within the configured
+        scope, from the upstream `upstream_id` (see `entry_key`)."""
+        return entry_key(self._config, identity, material, upstream_id)
 
     async def close(self) -> None:
         """Release the store's connections."""

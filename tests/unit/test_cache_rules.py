@@ -5,9 +5,9 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from gateway.auth.identity import Identity
-from gateway.cache import URL_MARGIN_SECONDS, cache_key, cache_mode, entry_ttl
-from gateway.settings import CacheConfig
+from gateway.auth.base import Identity
+from gateway.cache import URL_MARGIN_SECONDS, cache_mode, entry_key, entry_ttl
+from gateway.settings.config import CacheConfig
 from gateway.upstream.base import VariationRequest
 
 NOW = 1_795_300_000.0
@@ -75,18 +75,21 @@ def _request(**changes: object) -> VariationRequest:
 
 
 def test_keys_differ_by_parameter_scope_and_upstream() -> None:
-    """Every parameter, the scope's subject and the upstream are part of the key."""
+    """Every parameter of the request (its key material), the scope's subject and the
+    upstream are part of the key."""
     alice, bob = Identity("alice", "vision"), Identity("bob", "vision")
     config = CacheConfig(scope="user")
-    base = cache_key(config, alice, _request(), "variations@x")
+    base = entry_key(config, alice, _request().key_material(), "variations@x")
     assert base.startswith("gw:v1:cache:{") and base.endswith("}")
     others = {
-        cache_key(config, alice, _request(n=2), "variations@x"),
-        cache_key(config, alice, _request(model="other"), "variations@x"),
-        cache_key(config, alice, _request(image_sha256="cd" * 32), "variations@x"),
-        cache_key(config, bob, _request(), "variations@x"),
-        cache_key(config, alice, _request(), "edits@x"),
+        entry_key(config, alice, _request(n=2).key_material(), "variations@x"),
+        entry_key(config, alice, _request(model="other").key_material(), "variations@x"),
+        entry_key(config, alice, _request(image_sha256="cd" * 32).key_material(), "variations@x"),
+        entry_key(config, bob, _request().key_material(), "variations@x"),
+        entry_key(config, alice, _request().key_material(), "edits@x"),
     }
     assert base not in others and len(others) == 5
     team = CacheConfig(scope="team")
-    assert cache_key(team, alice, _request(), "u") == cache_key(team, bob, _request(), "u")
+    assert entry_key(team, alice, _request().key_material(), "u") == entry_key(
+        team, bob, _request().key_material(), "u"
+    )
