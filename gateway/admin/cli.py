@@ -20,11 +20,11 @@ from urllib.parse import quote, urlencode
 
 import orjson
 
-from gateway.vocabulary import check_name
+from gateway.vocabulary import WINDOWS, check_name
 
 ADMIN_KEY_ENV = "GATEWAY_ADMIN_KEY"
 DEFAULT_URL = "http://127.0.0.1:8080"
-_UNITS, _WINDOWS = ("requests", "images", "usd"), ("minute", "hour", "day", "month")
+_UNITS, _WINDOWS = ("requests", "images", "usd"), WINDOWS
 RULE_FORM = (
     f"unit:window:limit, unit one of {', '.join(_UNITS)}, window one of {', '.join(_WINDOWS)}, "
     "limit a number >= 0 (e.g. images:day:500)"

@@ -23,7 +23,7 @@ from gateway.admin.records import Change, KeyRecord, Snapshot, encode_rules, iso
 from gateway.admin.state import RuntimeState
 from gateway.auth.keys import key_digest, new_key
 from gateway.errors import AdminBusy, InvalidRequest, NotFound
-from gateway.quota.books import book_keys, month_stamp
+from gateway.quota.books import book_keys
 from gateway.quota.policy import Scope
 from gateway.settings.config import QuotaRule
 from gateway.settings.types import Name, Strict, error_message
@@ -157,12 +157,13 @@ class AdminOps:
                 return result
         raise AdminBusy()
 
-    async def month_usd(self, teams: Iterable[str], now: float) -> dict[str, float]:
-        """Each team's usd booked this UTC month (for the dashboard); raises `StoreError`."""
+    async def month_usd(self, teams: Iterable[str], month: str) -> dict[str, float]:
+        """Each team's usd booked in `month` (`YYYYMM`, for the dashboard); raises
+        `StoreError`."""
         names = sorted({*teams, *(r.team for r in self.state.snapshot.keys.values())})
         names += [s for (scope, s) in self.state.snapshot.overrides if scope == "team"]
         names = sorted(set(names))
-        keys = [book_keys("", team, month_stamp(now))[1] for team in names]
+        keys = [book_keys("", team, month)[1] for team in names]
         books = await self.state.store.read_books(keys)
         return {
             team: book.get("usd_micros", 0) / 1_000_000

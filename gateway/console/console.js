@@ -9,7 +9,7 @@ let credential = null;
 // The gateway's root, wherever a proxy mounts it: the page is <root>/admin/console.
 const ROOT = new URL("..", document.baseURI);
 const UNITS = ["requests", "images", "usd"];
-const WINDOWS = ["minute", "hour", "day", "month"];
+const WINDOWS = ["minute", "hour", "day", "week", "month"];
 const USAGE_COLUMNS = ["requests", "images", "usd", "cache_hits"];
 const ACTIONS = ["key.create", "key.revoke", "key.rotate", "quota.set", "quota.unset"];
 const $ = (id) => document.getElementById(id);

@@ -25,6 +25,7 @@ from gateway.auth.base import Identity
 from gateway.errors import RateLimited, StoreUnavailable
 from gateway.metrics import QUOTA_REJECTIONS, STORE_ERRORS
 from gateway.quota.books import usage_charge
+from gateway.quota.calendar import Calendar
 from gateway.quota.counters import (
     QUOTA_TAG,
     Counter,
@@ -84,6 +85,7 @@ class QuotaLedger:
         # The rules in force: the config's, or with runtime overrides (admin/state.py).
         static = QuotaPolicy(quotas)
         self._policy = policy or (lambda: static)
+        self.calendar = Calendar(quotas.timezone)  # the zone is the config's, never runtime
         self._fail_open = fail_open
         self._store, self._on_store_error = store, on_store_error
         # A receipt outlives any upstream call that could still settle against it.
@@ -107,13 +109,13 @@ class QuotaLedger:
         booked["cache_hits"] = int(units is not None)
         for _ in range(_CLOCK_ATTEMPTS):
             now = self._store.clock(QUOTA_TAG)  # the books' month is the counters' clock's
-            live = counters(rules, identity.team, now)
+            live = counters(rules, identity.team, now, self.calendar)
             amounts = [cost.get(c.unit, 0) if units is None or c.unit in units else 0 for c in live]
             items = [
                 ChargeItem(c.key, a, c.limit, c.start, c.end)
                 for c, a in zip(live, amounts, strict=True)
             ]
-            usage = usage_charge(identity.user, identity.team, now, booked)
+            usage = usage_charge(identity.user, identity.team, now, booked, self.calendar)
             try:
                 outcome = await self._store.charge(items, Receipt(receipt, self._receipt_ms), usage)
             except (StoreError, asyncio.CancelledError) as exc:
@@ -139,7 +141,7 @@ class QuotaLedger:
         rules = tuple(r for r in rules if r.rule.unit in units)
         if not rules:
             return
-        live = counters(rules, identity.team, self._store.clock(QUOTA_TAG))
+        live = counters(rules, identity.team, self._store.clock(QUOTA_TAG), self.calendar)
         try:
             used = await self._store.read([c.key for c in live])
         except StoreError:
@@ -295,11 +297,8 @@ class QuotaLedger:
     async def _read_many(
         self, subjects: Sequence[tuple[Sequence[ScopedRule], str]]
     ) -> list[RuleState]:
-        live = [
-            c
-            for rules, team in subjects
-            for c in counters(rules, team, self._store.clock(QUOTA_TAG))
-        ]
+        now = self._store.clock(QUOTA_TAG)
+        live = [c for rules, team in subjects for c in counters(rules, team, now, self.calendar)]
         try:
             used = await self._store.read([c.key for c in live])
         except StoreError as exc:

@@ -15,7 +15,14 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from gateway.settings.identity import IdentityConfig, identity_warnings
 from gateway.settings.redis import RedisConnectionConfig
-from gateway.settings.types import HexDigest, Name, Price, Strict, error_message
+from gateway.settings.types import (
+    HexDigest,
+    Name,
+    Price,
+    Strict,
+    TimeZoneName,
+    error_message,
+)
 from gateway.vocabulary import SIZES, OnTimeout, Size, Unit, Window
 
 SANDBOX = "sandbox"
@@ -127,6 +134,8 @@ RuleList = tuple[QuotaRule, ...]
 
 
 class QuotasConfig(Strict):
+    # The IANA zone whose calendar the day, week and month windows and the books follow.
+    timezone: TimeZoneName = "UTC"
     default: RuleList = ()
     users: dict[Name, RuleList] = Field(default_factory=dict)
     teams: dict[Name, RuleList] = Field(default_factory=dict)

@@ -52,12 +52,16 @@ class UsageCharge(NamedTuple):
     """Chargeback books moved in the same atomic step as a charge or refund.
 
     Each hash in `keys` gets `amounts` (field -> integer) added by a charge, subtracted by
-    a refund (never below 0), and is kept until `expire_at` (epoch seconds).
+    a refund (never below 0), and is kept until `expire_at` (epoch seconds). A charge books
+    only while the store's clock is `within` [start, end) (the period the keys name):
+    otherwise it is refused like a charge outside an item's window (None: no such check,
+    as for refunds, which go to the books their charge moved).
     """
 
     keys: tuple[str, ...]
     amounts: Mapping[str, int]
     expire_at: int
+    within: tuple[float, float] | None = None
 
 
 class ChargeOutcome(NamedTuple):

@@ -42,7 +42,10 @@ class MemoryStore:
         usage: UsageCharge | None = None,
     ) -> ChargeOutcome | None:
         now = self._clock()
-        if any(not item.start <= now < item.end for item in items):
+        within = usage.within if usage is not None else None
+        if any(not item.start <= now < item.end for item in items) or (
+            within is not None and not within[0] <= now < within[1]
+        ):
             return None
         used = [self._value(item.key, now) for item in items]
         refused = [

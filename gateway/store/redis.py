@@ -44,6 +44,8 @@ def _usage_arg(usage: UsageCharge | None) -> str:
     # Zero amounts are left out: they change nothing, and Lua would send -0 to HINCRBY.
     add = {field: amount for field, amount in usage.amounts.items() if amount}
     spec = {"keys": len(usage.keys), "add": add, "expire_at": usage.expire_at}
+    if usage.within is not None:
+        spec["within"] = list(usage.within)
     return orjson.dumps(spec).decode()
 
 

@@ -17,11 +17,12 @@ from support.ledger import LEDGER_QUOTAS, Seen, Tally, expected_books, quota_cou
 from support.pngs import make_png
 from support.requests import post_variation
 
-from gateway.quota.books import month_stamp
+from gateway.quota.calendar import Calendar
 
 pytestmark = pytest.mark.redis
 ADMIN = auth("grafana")
-MONTH = f"{month_stamp(MID_WINDOW)[:4]}-{month_stamp(MID_WINDOW)[4:]}"
+_STAMP = Calendar().span("month", MID_WINDOW).stamp
+MONTH = f"{_STAMP[:4]}-{_STAMP[4:]}"
 ONE_IMAGE = {
     "created": 1,
     "data": [{"url": "https://upstream.invalid/a.png?se=2099-01-01T00%3A00%3A00Z"}],

@@ -4,7 +4,8 @@
 -- An extra last key is the charge's receipt, kept for the milliseconds in the last ARGV
 -- when the charge is admitted (refund.lua takes it back once).
 -- The last ARGV is the chargeback usage ("" for none), see usage.lua: the last keys are its
--- books, moved here so that the books and the quotas can never disagree.
+-- books, moved here so that the books and the quotas can never disagree; Redis's clock must
+-- be in the day they name, as in every counter's window.
 -- Returns {"clock", now} when Redis's clock is outside a window (the caller's was stale),
 -- {"refused", now, used[], refused_indexes[]} charging nothing, or {"ok", now, used_after[]}.
 local now = tonumber(ARGV[1])
@@ -18,6 +19,9 @@ for i = 1, n do
   if now < tonumber(ARGV[base + 3]) or now >= tonumber(ARGV[base + 4]) then
     return {"clock", tostring(now)}
   end
+end
+if usage_outside(ARGV[#ARGV], now) then
+  return {"clock", tostring(now)}
 end
 local used, refused = {}, {}
 for i = 1, n do
