@@ -3,6 +3,8 @@
 // is only ever set as text (never parsed as markup), and the page runs under a strict
 // Content-Security-Policy: no inline script or style, no other origin.
 
+import { dayChart } from "./chart.js";
+
 // The credential lives in this variable only: not in a cookie, localStorage or
 // sessionStorage, so it ends with the tab (or a reload) and no other page can read it.
 let credential = null;
@@ -158,7 +160,7 @@ function show(section) {
 async function probe() {
   const me = await api("GET", "v1/quota");
   try {
-    await api("GET", "admin/quotas");
+    timezone = (await api("GET", "admin/quotas")).timezone || "UTC";
   } catch (error) {
     if (error.status === 403) return { ...me, admin: false };
     throw error;
@@ -553,18 +555,94 @@ async function changeRules(form, method, scope, name, body, done) {
   $("overrides").before(status(done));
 }
 
-// Usage: a month's books by team and by user, and their CSV files.
-async function usagePage(month = new Date().toISOString().slice(0, 7)) {
-  const [teams, users] = await Promise.all(["team", "user"].map((by) =>
-    api("GET", "admin/usage" + query({ month, by }))));
+// The company's calendar (`quotas.timezone`), as /admin/quotas says: its today, its month.
+let timezone = "UTC";
+
+function localDay(date = new Date()) {
+  return new Intl.DateTimeFormat("en-CA", { timeZone: timezone }).format(date);
+}
+
+// Usage: the chosen month's spend per team day by day, and its books by team and by user,
+// with their CSV files.
+async function usagePage(month = localDay().slice(0, 7), team = "") {
+  const ask = (params) => api("GET", "admin/usage" + query({ month, ...params }));
+  const [teams, users, daily, quotas] = await Promise.all([ask({ by: "team" }),
+    ask({ by: "user" }), ask({ by: "team", period: "day" }), api("GET", "admin/quotas")]);
   const form = h("form", { class: "filters", "aria-label": "month" },
-    field("Month (UTC)", h("input", { type: "month", name: "month", value: month }), "month"),
+    field(`Month (${teams.timezone})`, h("input", { type: "month", name: "month", value: month }),
+      "month"),
     h("button", { type: "submit" }, "Show"));
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     location.hash = `#usage/${form.month.value}`;
   });
-  return [h("h2", {}, "Usage"), form, usageTable(teams), usageTable(users)];
+  return [h("h2", {}, "Usage"), form, spendSection(daily, quotas, team), usageTable(teams),
+    usageTable(users)];
+}
+
+// The team's monthly usd budget, if it has one.
+function budgetOf(quotas, team) {
+  const pool = quotas.teams.find((t) => t.team === team);
+  const rule = pool && pool.rules.find((r) => r.unit === "usd" && r.window === "month");
+  return rule ? rule.limit : null;
+}
+
+function spendSection(daily, quotas, chosen) {
+  const names = [...new Set([...daily.data.map((r) => r.team),
+    ...quotas.teams.map((t) => t.team)])].sort();
+  const team = names.includes(chosen) ? chosen : (daily.forecast || daily.data).reduce(
+    (best, r) => (r.usd > (best ? best.usd : -1) ? r : best), null)?.team || names[0] || "";
+  const picker = h("form", { class: "filters", "aria-label": "chart of a team" },
+    field("Team", select("team", names.map((n) => [n, n]), team)));
+  picker.addEventListener("change", () => {
+    location.hash = `#usage/${daily.month}/${encodeURIComponent(picker.team.value)}`;
+  });
+  const section = h("section", { class: "card spend", "data-team": team },
+    h("h3", {}, `Daily spend, ${daily.month}`), picker);
+  if (!team) return section;
+  const per = (unit) => daily.days.map((day) => {
+    const row = daily.data.find((r) => r.day === day && r.team === team);
+    return row ? row[unit] : 0;
+  });
+  const forecast = (daily.forecast || []).find((f) => f.team === team);
+  const budget = budgetOf(quotas, team);
+  const count = (v) => Math.round(v).toLocaleString("en-US");
+  const chart = (name, label, extra) => dayChart({ name, label: `${team}: ${label}`,
+    days: daily.days, values: per(name), last: lastDay(daily), format: count, ...extra });
+  section.append(spendSummary(team, per("usd"), budget, forecast),
+    chart("usd", "spend so far each day, in USD", { cumulative: true, budget,
+      format: (v) => USD.format(v), projected: forecast ? forecast.projected_usd : null }),
+    legend(budget != null, !!forecast),
+    h("h4", {}, "Requests per day"), chart("requests", "requests per day"),
+    h("h4", {}, "Images per day"), chart("images", "images per day"));
+  return section;
+}
+
+// The index of the month's last day with books so far: today in the company's zone for
+// the current month, every day of a past one, none of a future one.
+function lastDay(daily) {
+  const today = localDay();
+  if (daily.month === today.slice(0, 7)) return daily.days.indexOf(today);
+  return daily.month < today ? daily.days.length - 1 : -1;
+}
+
+function spendSummary(team, usd, budget, forecast) {
+  const spent = usd.reduce((a, b) => a + b, 0);
+  const parts = [`${team} spent ${USD.format(spent)}`];
+  if (budget != null) parts.push(`of a ${USD.format(budget)} monthly budget`);
+  let text = parts.join(" ");
+  if (forecast) {
+    text += `; at this month's rate so far, ${USD.format(forecast.projected_usd)} by its end`;
+  }
+  return h("p", { class: "summary", "data-spent": spent, "data-budget": budget,
+    "data-projected": forecast ? forecast.projected_usd : null }, text + ".");
+}
+
+function legend(budget, projection) {
+  const key = (cls, text) => h("span", { class: `key key-${cls}` }, text);
+  return h("p", { class: "legend small" }, key("before", "earlier days"),
+    key("day", "the day itself"), budget ? key("budget", "monthly budget") : null,
+    projection ? key("projection", "projection at this month's rate") : null);
 }
 
 function usageTable(answer) {

@@ -53,12 +53,6 @@ def usage_charge(
     return UsageCharge(keys, amounts, int(month.end) + BOOK_SECONDS, (day.start, day.end))
 
 
-def owner_key(book: Book, stamp: str) -> str:
-    """The key of `book`'s owner for the month or day `stamp`."""
-    user, team = book_keys(book.user or "", book.team, stamp)
-    return user if book.user is not None else team
-
-
 def book_pattern(by: By, stamp: str) -> str:
     """A SCAN pattern matching every book of `by` for the month `stamp`."""
     return make_key("usage", QUOTA_TAG, by, stamp, "*")
@@ -69,6 +63,12 @@ class Book(NamedTuple):
 
     team: str
     user: str | None  # None: the team's own
+
+
+def owner_key(book: Book, stamp: str) -> str:
+    """The key of `book`'s owner for the month or day `stamp`."""
+    user, team = book_keys(book.user or "", book.team, stamp)
+    return user if book.user is not None else team
 
 
 def parse_book_key(key: str, stamp: str) -> Book | None:
@@ -84,12 +84,16 @@ def parse_book_key(key: str, stamp: str) -> Book | None:
     return None
 
 
-def rows(books: Mapping[Book, Mapping[str, int]]) -> list[dict[str, object]]:
-    """One row per book, ordered by team then user: counts, and usd in dollars."""
+def rows(
+    books: Mapping[Book, Mapping[str, int]], day: str | None = None
+) -> list[dict[str, object]]:
+    """One row per book, ordered by team then user: counts, and usd in dollars (each row
+    naming `day`, `YYYY-MM-DD`, when given)."""
     out: list[dict[str, object]] = []
     for book in sorted(books, key=lambda b: (b.team, b.user or "")):
         fields = books[book]
-        row: dict[str, object] = {"team": book.team}
+        row: dict[str, object] = {} if day is None else {"day": day}
+        row["team"] = book.team
         if book.user is not None:
             row["user"] = book.user
         row.update(
@@ -102,9 +106,11 @@ def rows(books: Mapping[Book, Mapping[str, int]]) -> list[dict[str, object]]:
     return out
 
 
-def to_csv(data: Iterable[Mapping[str, object]], by: By) -> str:
-    """The rows as CSV with a header, as finance's spreadsheets open it."""
-    columns = ["team", *(["user"] if by == "user" else []), "requests", "images", "usd"]
+def to_csv(data: Iterable[Mapping[str, object]], by: By, daily: bool = False) -> str:
+    """The rows as CSV with a header, as finance's spreadsheets open it (a `day` column
+    first for daily rows)."""
+    columns = [*(["day"] if daily else []), "team", *(["user"] if by == "user" else [])]
+    columns += ["requests", "images", "usd"]
     columns.append("cache_hits")
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import orjson
@@ -19,10 +19,11 @@ from starlette.routing import Route
 
 from gateway.admin.operations import Actor, AdminOps, Created, RulesSet, rule_dicts
 from gateway.admin.records import AuditQuery, KeyRecord
+from gateway.admin.usage import month_usage
 from gateway.auth.authenticator import require_admin
 from gateway.auth.base import Identity
 from gateway.errors import InvalidRequest, RequestTooLarge, StoreUnavailable
-from gateway.quota.books import By, rows
+from gateway.quota.books import By
 from gateway.quota.policy import Scope
 from gateway.services import Services
 from gateway.store.base import StoreError
@@ -182,24 +183,31 @@ async def audit(request: Request) -> Response:
     return JSONResponse({"object": "list", "data": entries, "next_before": more})
 
 
-def _month(request: Request) -> str:
+def _month(request: Request) -> date:
     raw = request.query_params.get("month") or ""
     found = _MONTH.fullmatch(raw)
     if found is None:
         raise InvalidRequest("month: YYYY-MM, e.g. 2026-11", code="invalid_value", param="month")
-    return found.group(1) + found.group(2)
+    return date(int(found.group(1)), int(found.group(2)), 1)
+
+
+def _choice(request: Request, name: str, choices: tuple[str, ...]) -> str:
+    value = request.query_params.get(name, choices[0])
+    if value not in choices:
+        raise InvalidRequest(f"{name}: {' or '.join(choices)}", code="invalid_value", param=name)
+    return value
 
 
 async def usage(request: Request) -> Response:
-    """GET /admin/usage?month=YYYY-MM&by=team|user: the month's books, for chargeback."""
+    """GET /admin/usage?month=YYYY-MM&by=team|user[&period=day]: the month's books (or its
+    days), in the company's time zone, for chargeback and the console's chart."""
     ops, _ = await _admin(request)
-    stamp, by_raw = _month(request), request.query_params.get("by", "team")
-    if by_raw not in ("team", "user"):
-        raise InvalidRequest("by: team or user", code="invalid_value", param="by")
-    by: By = "team" if by_raw == "team" else "user"
-    data = rows(await _store_errors(ops.state.store.books(by, stamp)))
-    month = f"{stamp[:4]}-{stamp[4:]}"
-    return JSONResponse({"object": "list", "month": month, "by": by, "data": data})
+    first = _month(request)
+    by: By = "user" if _choice(request, "by", ("team", "user")) == "user" else "team"
+    daily = _choice(request, "period", ("month", "day")) == "day"
+    ledger = request.app.state.services.metering.ledger
+    answer = month_usage(ops.state.store, ledger.calendar, by, first, ledger.clock(), daily)
+    return JSONResponse(await _store_errors(answer))
 
 
 ROUTES = [

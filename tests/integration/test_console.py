@@ -19,6 +19,7 @@ FILES = [
     ("/admin/console", "text/html; charset=utf-8"),
     ("/admin/console/console.js", "text/javascript; charset=utf-8"),
     ("/admin/console/console.css", "text/css; charset=utf-8"),
+    ("/admin/console/chart.js", "text/javascript; charset=utf-8"),
 ]
 POLICY = {
     "default-src": ["'none'"],

@@ -16,7 +16,12 @@ from urllib.parse import urlsplit
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Request
 
-CONSOLE_FILES = {"/admin/console", "/admin/console/console.js", "/admin/console/console.css"}
+CONSOLE_FILES = {
+    "/admin/console",
+    "/admin/console/console.js",
+    "/admin/console/console.css",
+    "/admin/console/chart.js",
+}
 # What the page may ask the gateway: the admin API, and the caller's own /v1/quota.
 API_CALLS = [
     ("GET", "/v1/quota"),
