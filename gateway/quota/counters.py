@@ -35,6 +35,7 @@ class Counter:
     limit: int
     start: float
     end: float
+    stamp: str  # the window's name in its key
 
     @property
     def unit(self) -> Unit:
@@ -64,7 +65,7 @@ def counters(
         span = calendar.span(scoped.rule.window, now)
         limit = math.floor(scoped.rule.limit * UNIT_SCALE[scoped.rule.unit] + 1e-9)
         key = counter_key(team, scoped, span.stamp)
-        out.append(Counter(scoped, key, limit, span.start, span.end))
+        out.append(Counter(scoped, key, limit, span.start, span.end, span.stamp))
     return out
 
 

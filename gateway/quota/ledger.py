@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from gateway.auth.base import Identity
 from gateway.errors import RateLimited, StoreUnavailable
 from gateway.metrics import QUOTA_REJECTIONS, STORE_ERRORS
+from gateway.quota.alerts import Crossing, crossings, marker_key, thresholds_of
 from gateway.quota.books import usage_charge
 from gateway.quota.calendar import Calendar
 from gateway.quota.counters import (
@@ -37,7 +38,15 @@ from gateway.quota.counters import (
 from gateway.quota.headers import refusal
 from gateway.quota.policy import QuotaPolicy, ScopedRule, own_rules, pool_rules
 from gateway.settings.config import QuotasConfig
-from gateway.store.base import ChargeItem, QuotaStore, Receipt, StoreError, UsageCharge, make_key
+from gateway.store.base import (
+    ChargeItem,
+    ChargeOutcome,
+    QuotaStore,
+    Receipt,
+    StoreError,
+    UsageCharge,
+    make_key,
+)
 from gateway.vocabulary import Unit
 
 log = logging.getLogger("gateway.quota")
@@ -81,11 +90,13 @@ class QuotaLedger:
         upstream_timeout_seconds: float = 0.0,
         on_store_error: Callable[[], None] = STORE_ERRORS.inc,
         policy: Callable[[], QuotaPolicy] | None = None,
+        on_crossing: Callable[[Crossing], None] | None = None,
     ) -> None:
         # The rules in force: the config's, or with runtime overrides (admin/state.py).
         static = QuotaPolicy(quotas)
         self._policy = policy or (lambda: static)
         self.calendar = Calendar(quotas.timezone)  # the zone is the config's, never runtime
+        self._on_crossing = on_crossing or (lambda crossing: None)  # must not block
         self._fail_open = fail_open
         self._store, self._on_store_error = store, on_store_error
         # A receipt outlives any upstream call that could still settle against it.
@@ -102,7 +113,8 @@ class QuotaLedger:
         Raises `RateLimited`/`QuotaExceeded` (nothing charged), or `StoreUnavailable` when the
         store fails under fail_closed.
         """
-        rules = self._policy().rules_for(identity.user, identity.team)
+        policy = self._policy()
+        rules = policy.rules_for(identity.user, identity.team)
         receipt = make_key("receipt", QUOTA_TAG, secrets.token_hex(12))
         # The books get what the counters get, whichever rules exist; a hit, one hit.
         booked: dict[str, int] = {u: a for u, a in cost.items() if units is None or u in units}
@@ -111,9 +123,10 @@ class QuotaLedger:
             now = self._store.clock(QUOTA_TAG)  # the books' month is the counters' clock's
             live = counters(rules, identity.team, now, self.calendar)
             amounts = [cost.get(c.unit, 0) if units is None or c.unit in units else 0 for c in live]
+            alerts = [thresholds_of(c, policy.thresholds) for c in live]
             items = [
-                ChargeItem(c.key, a, c.limit, c.start, c.end)
-                for c, a in zip(live, amounts, strict=True)
+                ChargeItem(c.key, a, c.limit, c.start, c.end, t, marker_key(c) if t else "")
+                for c, a, t in zip(live, amounts, alerts, strict=True)
             ]
             usage = usage_charge(identity.user, identity.team, now, booked, self.calendar)
             try:
@@ -127,11 +140,27 @@ class QuotaLedger:
             self._retry_unsettled()
             if outcome is None:
                 continue  # our clock was off a window edge; the store corrected it
+            self._report(outcome, live, alerts, identity)
             if not outcome.admitted:
                 refused = [live[i] for i in outcome.refused]
                 raise _refused(live, outcome.used, refused, outcome.now)
             return Reservation(live, amounts, outcome.used, receipt=receipt, usage=usage)
         return self._unmetered(StoreError("the store's clock kept moving across windows"))
+
+    def _report(
+        self,
+        outcome: ChargeOutcome,
+        live: Sequence[Counter],
+        alerts: Sequence[tuple[int, ...]],
+        identity: Identity,
+    ) -> None:
+        """Hand the thresholds this charge crossed to the notifier (it only queues them)."""
+        if outcome.crossed:
+            caller = (identity.user, identity.team, outcome.now)
+            for crossing in crossings(
+                outcome.crossed, live, alerts, outcome.used, outcome.refused, caller
+            ):
+                self._on_crossing(crossing)
 
     async def check_room(self, identity: Identity, units: Sequence[Unit]) -> None:
         """Refuse, as `reserve` would, a caller with a rule of one of `units` spent in its

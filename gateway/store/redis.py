@@ -22,6 +22,7 @@ from gateway.store.base import (
     ChargeItem,
     ChargeOutcome,
     Clock,
+    Crossed,
     Receipt,
     UsageCharge,
 )
@@ -73,8 +74,10 @@ class RedisStore:
     ) -> ChargeOutcome | None:
         args: list[Any] = [repr(self._injected()) if self._injected else ""]
         for item in items:
-            args += [item.amount, item.limit, repr(item.start), repr(item.end)]
+            alerts = ",".join(map(str, item.thresholds))
+            args += [item.amount, item.limit, repr(item.start), repr(item.end), alerts]
         keys = [item.key for item in items]
+        keys += [item.marker for item in items if item.thresholds]
         if receipt is not None:
             keys.append(receipt.key)
             args.append(receipt.ttl_ms)
@@ -87,7 +90,9 @@ class RedisStore:
             return None
         used = [int(value) for value in reply[2]]
         refused = [int(index) for index in reply[3]] if status == "refused" else []
-        return ChargeOutcome(status == "ok", used, refused, now)
+        flat = [int(value) for value in reply[-1]]
+        crossed = [Crossed(*flat[i : i + 3]) for i in range(0, len(flat), 3)]
+        return ChargeOutcome(status == "ok", used, refused, now, crossed)
 
     async def refund(
         self,
