@@ -85,23 +85,11 @@ def crossings(
             continue
         scale, rule = UNIT_SCALE[counter.unit], counter.scoped.rule
         spent = used[rise.item] / scale
-        out.append(
-            Crossing(
-                counter.scoped.scope,
-                counter.scoped.subject,
-                rule.unit,
-                rule.window,
-                counter.stamp,
-                percents,
-                rule.limit,
-                spent,
-                projection(spent, counter.start, counter.end, now),
-                counter.start,
-                counter.end,
-                now,
-                rise.item in refused,
-                user,
-                team,
-            )  # fmt: skip
-        )
+        crossing = Crossing(
+            counter.scoped.scope, counter.scoped.subject, rule.unit, rule.window,
+            counter.stamp, percents, rule.limit, spent,
+            projection(spent, counter.start, counter.end, now), counter.start,
+            counter.end, now, rise.item in refused, user, team,
+        )  # fmt: skip
+        out.append(crossing)
     return out
