@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from gateway import metrics
+from gateway.admin.alerting import AlertOps
 from gateway.admin.operations import AdminOps
 from gateway.admin.state import RuntimeState
 from gateway.admin.store import AdminStore, MemoryAdminStore, RedisAdminStore
@@ -30,10 +31,11 @@ from gateway.auth.proxy_headers import TrustedHeaders
 from gateway.background import Detached
 from gateway.cache import ResponseCache
 from gateway.door import Door, InFlight, RoomCheck, Spending
+from gateway.notify.sender import Notifier
 from gateway.params import ImageLimits
 from gateway.quota.ledger import QuotaLedger
 from gateway.quota.policy import configured_teams, rule_labels
-from gateway.services import Metering, Ops, Services, Upstreams
+from gateway.services import Alerting, Metering, Ops, Services, Upstreams
 from gateway.settings.build import Settings
 from gateway.store.base import CacheStore, Clock, Store, StoreError
 from gateway.store.connect import Connections
@@ -68,14 +70,16 @@ async def open_services(
     async with contextlib.AsyncExitStack() as stack:
         stores = await _open_stores(settings, stack, store_clock)
         runtime = await _open_runtime(settings, stack, stores.admin)
+        notifier = await _open_notifier(settings, stack, runtime)
         upstream = await _open_upstream(settings, stack, stores.cache, upstream_transport)
-        metering = _open_metering(settings, stack, stores, runtime)
+        metering = _open_metering(settings, stack, stores, runtime, notifier)
         door = _open_door(settings, stack, runtime, teams, metering.room, spending)
         # Teams a runtime key may name: the config's, and the demo keys' (`make run`).
         key_teams = teams | {identity.team for identity in door.auth.identities()}
         admin = AdminOps(runtime, key_teams)
         ops = Ops(stores.state, teams, settings.metrics_token, settings.multiprocess_dir)
-        yield Services(door, metering, upstream, admin, ops, _limits(settings))
+        alerting = Alerting(AlertOps(admin), notifier)
+        yield Services(door, metering, upstream, admin, ops, _limits(settings), alerting)
 
 
 class Stores(NamedTuple):
@@ -114,6 +118,18 @@ async def _open_runtime(
     return runtime
 
 
+async def _open_notifier(
+    settings: Settings, stack: contextlib.AsyncExitStack, runtime: RuntimeState
+) -> Notifier:
+    """The budget alerts' background sender; it closes after the ledger (whose last
+    charges may still cross a threshold) and before the stores (it records its last
+    outcomes)."""
+    notifier = Notifier(runtime, settings.config.notifications, settings.config.quotas.timezone)
+    stack.push_async_callback(notifier.close)
+    await notifier.start()
+    return notifier
+
+
 async def _open_upstream(
     settings: Settings,
     stack: contextlib.AsyncExitStack,
@@ -129,7 +145,11 @@ async def _open_upstream(
 
 
 def _open_metering(
-    settings: Settings, stack: contextlib.AsyncExitStack, stores: Stores, runtime: RuntimeState
+    settings: Settings,
+    stack: contextlib.AsyncExitStack,
+    stores: Stores,
+    runtime: RuntimeState,
+    notifier: Notifier,
 ) -> Metering:
     """The pipeline's bundle: the ledger (the configured rules with runtime overrides), the
     cache, and the calls that outlive their callers, which finish before the ledger closes."""
@@ -140,6 +160,7 @@ def _open_metering(
         fail_open=config.store.on_error == "fail_open",
         upstream_timeout_seconds=config.upstream.timeout_seconds,
         policy=runtime.policy,
+        on_crossing=notifier.crossed,
     )
     stack.push_async_callback(ledger.close)  # refunds of cancelled requests land first
     background = Detached()

@@ -19,6 +19,8 @@ from gateway.errors import Outcome
 from gateway.quota.counters import RuleState
 
 CacheResult = Literal["hit", "miss", "bypass", "coalesced", "error"]
+# What became of a budget alert's delivery attempt (notify/sender.py).
+DeliveryResult = Literal["sent", "retried", "failed", "dropped"]
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120)
 
 REQUESTS = Counter(
@@ -41,6 +43,12 @@ QUOTA_REJECTIONS = Counter(
     "gateway_quota_rejections", "Requests refused by a quota rule.", ["scope", "unit", "window"]
 )
 STORE_ERRORS = Counter("gateway_store_errors", "Quota store operations that failed.")
+NOTIFICATIONS = Counter(
+    "gateway_notifications",
+    "Budget alert webhook deliveries: sent, retried (an attempt failed, another follows), "
+    "failed (no attempt left), dropped (the queue was full or the gateway stopped).",
+    ["result"],
+)
 
 
 def precreate(
@@ -58,6 +66,8 @@ def precreate(
             REQUEST_SECONDS.labels(endpoint, outcome)
     for result in get_args(CacheResult):
         CACHE_REQUESTS.labels(result)
+    for delivery in get_args(DeliveryResult):
+        NOTIFICATIONS.labels(delivery)
     for scope, unit, window in rule_labels:
         QUOTA_REJECTIONS.labels(scope, unit, window)
     for team in teams:

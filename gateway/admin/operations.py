@@ -157,6 +157,11 @@ class AdminOps:
                 return result
         raise AdminBusy()
 
+    async def write(self, decide: Any, actor: Actor) -> Any:
+        """Apply a decision of another part of the admin plane (alerting.py) the same way:
+        compare-and-set on the generation, audited, retried on a race."""
+        return await self._write(decide, actor)
+
     async def month_usd(self, teams: Iterable[str], month: str) -> dict[str, float]:
         """Each team's usd booked in `month` (`YYYYMM`, for the dashboard); raises
         `StoreError`."""

@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
+import itertools
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -21,12 +23,13 @@ import redis.asyncio as redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
-from gateway.admin.records import AuditQuery, Change, KeyRecord, Snapshot, decode_overrides
+from gateway.admin.records import TARGETS, AuditQuery, Change, Snapshot, Target, snapshot_of
 from gateway.quota.books import Book, By, book_pattern, parse_book_key
 from gateway.store.base import StoreError, make_key
 from gateway.store.client import call, lua
 
 AUDIT_DAYS = 400
+DELIVERIES_KEPT = 10_000  # the newest webhook deliveries kept, every webhook together
 _SCAN_BATCH = 200  # audit entries read per round trip while filtering
 _SCAN_LIMIT = 20_000  # entries one audit read looks through at most
 Books = dict[Book, dict[str, int]]
@@ -39,6 +42,7 @@ def admin_key(*parts: str) -> str:
 
 CHANNEL = admin_key("changes")
 AUDIT = make_key("audit", "admin")
+DELIVERIES = admin_key("deliveries")
 
 
 class AdminStore(Protocol):
@@ -68,6 +72,12 @@ class AdminStore(Protocol):
 
     async def books(self, by: By, stamp: str) -> Books:
         """The chargeback books of a month (`YYYYMM`), by owner."""
+
+    async def record_delivery(self, entry: Mapping[str, Any]) -> None:
+        """Append one webhook delivery attempt's outcome (the newest 10,000 are kept)."""
+
+    async def deliveries(self, webhook: str | None, limit: int) -> list[dict[str, Any]]:
+        """The latest delivery outcomes, newest first (of one webhook, if named)."""
 
     async def read_books(self, keys: Sequence[str]) -> list[dict[str, int]]:
         """The books at `keys` (empty for none), in one round trip."""
@@ -102,9 +112,9 @@ class MemoryAdminStore:
     def __init__(self, books: Callable[[], Mapping[str, Mapping[str, int]]]) -> None:
         self._books = books
         self._state = Snapshot()
-        self._keys: dict[str, KeyRecord] = {}
-        self._quotas: dict[str, str] = {}
+        self._hashes: dict[Target, dict[str, str]] = {target: {} for target in TARGETS}
         self._audit: list[tuple[str, dict[str, Any]]] = []
+        self._deliveries: deque[dict[str, Any]] = deque(maxlen=DELIVERIES_KEPT)
         self._used: dict[str, float] = {}
         self._changed = asyncio.Event()
 
@@ -117,15 +127,12 @@ class MemoryAdminStore:
     async def apply(self, change: Change, read: int, now: float) -> str | None:
         if read != self._state.generation:
             return None
-        fields: dict[str, Any] = self._keys if change.target == "keys" else self._quotas
+        fields = self._hashes[change.target]
         if change.value is None:
             fields.pop(change.field, None)
-        elif change.target == "keys":
-            fields[change.field] = KeyRecord.decode(change.value)
         else:
             fields[change.field] = change.value
-        overrides = decode_overrides(self._quotas)
-        self._state = Snapshot(read + 1, dict(self._keys), overrides)
+        self._state = snapshot_of(read + 1, self._hashes)
         entry_id = _entry_id(now, len(self._audit))
         self._audit.append((entry_id, dict(change.audit)))
         self._changed.set()
@@ -169,6 +176,13 @@ class MemoryAdminStore:
                 out[book] = dict(fields)
         return out
 
+    async def record_delivery(self, entry: Mapping[str, Any]) -> None:
+        self._deliveries.appendleft(dict(entry))
+
+    async def deliveries(self, webhook: str | None, limit: int) -> list[dict[str, Any]]:
+        found = (e for e in self._deliveries if webhook is None or e.get("webhook") == webhook)
+        return list(itertools.islice(found, limit))
+
     async def close(self) -> None:
         return None
 
@@ -185,12 +199,14 @@ class RedisAdminStore:
     async def snapshot(self) -> Snapshot:
         pipe = self._redis.pipeline(transaction=True)  # one consistent read
         pipe.get(admin_key("generation"))
-        pipe.hgetall(admin_key("keys"))
-        pipe.hgetall(admin_key("quotas"))
-        generation, keys, quotas = await call(pipe.execute())
-        records = {k.decode(): KeyRecord.decode(v) for k, v in keys.items()}
-        overrides = decode_overrides({k.decode(): v for k, v in quotas.items()})
-        return Snapshot(int(generation or 0), records, overrides)
+        for target in TARGETS:
+            pipe.hgetall(admin_key(target))
+        generation, *hashes = await call(pipe.execute())
+        decoded = {
+            target: {k.decode(): v for k, v in fields.items()}
+            for target, fields in zip(TARGETS, hashes, strict=True)
+        }
+        return snapshot_of(int(generation or 0), decoded)
 
     async def generation(self) -> int:
         return int(await call(self._redis.get(admin_key("generation"))) or 0)
@@ -278,6 +294,26 @@ class RedisAdminStore:
             for (book, _), fields in zip(wanted, values, strict=True)
             if book is not None
         }
+
+    async def record_delivery(self, entry: Mapping[str, Any]) -> None:
+        fields: dict[Any, Any] = {"entry": orjson.dumps(entry)}
+        await call(self._redis.xadd(DELIVERIES, fields, maxlen=DELIVERIES_KEPT, approximate=True))
+
+    async def deliveries(self, webhook: str | None, limit: int) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        high = "+"
+        for _ in range(_SCAN_LIMIT // _SCAN_BATCH):
+            batch = await call(self._redis.xrevrange(DELIVERIES, high, "-", count=_SCAN_BATCH))
+            for _, fields in batch:
+                entry = orjson.loads(fields[b"entry"])
+                if webhook is None or entry.get("webhook") == webhook:
+                    out.append(entry)
+                if len(out) >= limit:
+                    return out
+            if len(batch) < _SCAN_BATCH:
+                break
+            high = "(" + batch[-1][0].decode()
+        return out
 
     async def close(self) -> None:
         await self._drop_pubsub()

@@ -177,6 +177,18 @@ class LoggingConfig(Strict):
     polls: bool = False
 
 
+class NotificationsConfig(Strict):
+    """How budget alerts reach their webhooks: a background sender per process."""
+
+    # Deliveries waiting to be sent, per process; past it new ones are dropped (and counted).
+    queue_size: int = Field(1000, ge=1)
+    attempts: int = Field(5, ge=1, le=20)  # per delivery, the first included
+    backoff_seconds: float = Field(2.0, gt=0)  # before the first retry, doubling after each
+    timeout_seconds: float = Field(10.0, gt=0)  # per attempt
+    concurrency: int = Field(4, ge=1, le=64)  # attempts under way at once
+    shutdown_seconds: float = Field(5.0, ge=0)  # at shutdown, what is queued gets this long
+
+
 class LimitsConfig(Strict):
     """How much of a caller's upload the gateway reads, and for how long; how long a
     stopping gateway lets requests under way finish."""
@@ -206,6 +218,7 @@ class GatewayConfig(Strict):
     metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
     limits: LimitsConfig = LimitsConfig()
+    notifications: NotificationsConfig = NotificationsConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> GatewayConfig:
