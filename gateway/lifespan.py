@@ -28,6 +28,7 @@ from gateway.auth.jwks import JwksCache
 from gateway.auth.keys import ConfigKeys, RuntimeKeys
 from gateway.auth.oidc import JwtVerifier
 from gateway.auth.proxy_headers import TrustedHeaders
+from gateway.auth.signin import ConsoleSignIn
 from gateway.background import Detached
 from gateway.cache import ResponseCache
 from gateway.door import Door, InFlight, RoomCheck, Spending
@@ -73,13 +74,17 @@ async def open_services(
         notifier = await _open_notifier(settings, stack, runtime)
         upstream = await _open_upstream(settings, stack, stores.cache, upstream_transport)
         metering = _open_metering(settings, stack, stores, runtime, notifier)
-        door = _open_door(settings, stack, runtime, teams, metering.room, spending)
+        jwks = open_jwks(settings)
+        if jwks is not None:
+            stack.push_async_callback(jwks.close)
+        door = _open_door(settings, jwks, runtime, teams, metering.room, spending)
+        sign_in = _open_sign_in(settings, stack, jwks, teams)
         # Teams a runtime key may name: the config's, and the demo keys' (`make run`).
         key_teams = teams | {identity.team for identity in door.auth.identities()}
         admin = AdminOps(runtime, key_teams)
         ops = Ops(stores.state, teams, settings.metrics_token, settings.multiprocess_dir)
         alerting = Alerting(AlertOps(admin), notifier)
-        yield Services(door, metering, upstream, admin, ops, _limits(settings), alerting)
+        yield Services(door, metering, upstream, admin, ops, _limits(settings), alerting, sign_in)
 
 
 class Stores(NamedTuple):
@@ -176,17 +181,14 @@ def _open_metering(
 
 def _open_door(
     settings: Settings,
-    stack: contextlib.AsyncExitStack,
+    jwks: JwksCache | None,
     runtime: RuntimeState,
     teams: frozenset[str],
     room: RoomCheck,
     spending: Sequence[Spending],
 ) -> Door:
-    """The door: who is calling (the IdP's key cache, if any, closed on exit), their quota
-    room, a place in flight, the upload lease, each spending endpoint's length bound."""
-    jwks = open_jwks(settings)
-    if jwks is not None:
-        stack.push_async_callback(jwks.close)
+    """The door: who is calling (by the IdP's keys, if SSO is on), their quota room, a place
+    in flight, the upload lease, each spending endpoint's length bound."""
     return Door(
         build_authenticator(settings, jwks, teams, runtime),
         room,
@@ -194,6 +196,28 @@ def _open_door(
         open_upload_budget(settings),
         {endpoint.path: endpoint.check_length for endpoint in spending},
     )
+
+
+def _open_sign_in(
+    settings: Settings,
+    stack: contextlib.AsyncExitStack,
+    jwks: JwksCache | None,
+    teams: frozenset[str],
+) -> ConsoleSignIn | None:
+    """The console's SSO sign-in, when `identity.jwt.console` is set: its tokens are
+    verified by the same rules and keys as every SSO bearer."""
+    config = settings.config.identity.jwt
+    if config is None or config.console is None or jwks is None:
+        return None
+    secret = settings.console_client_secret
+    sign_in = ConsoleSignIn(
+        config.console,
+        config.issuer,
+        JwtVerifier(config, jwks, teams=teams),
+        secret.get_secret_value() if secret else None,
+    )
+    stack.push_async_callback(sign_in.close)
+    return sign_in
 
 
 def _limits(settings: Settings) -> ImageLimits:

@@ -15,6 +15,7 @@ from pydantic import SecretStr
 from gateway.admin.alerting import AlertOps
 from gateway.admin.operations import AdminOps
 from gateway.auth.base import Identity
+from gateway.auth.signin import ConsoleSignIn
 from gateway.background import Detached
 from gateway.cache import ResponseCache
 from gateway.door import Door, RoomCheck
@@ -87,3 +88,4 @@ class Services:
     ops: Ops  # probes and metrics
     limits: ImageLimits  # what an image request may ask: the endpoints' own limits
     alerting: Alerting  # budget alerts: webhooks, thresholds, deliveries
+    sign_in: ConsoleSignIn | None = None  # the console's SSO sign-in, when configured

@@ -65,6 +65,7 @@ class Actor(NamedTuple):
     user: str
     request_id: str
     source: str | None
+    credential: Mapping[str, str] | None = None  # the kind used; an SSO token's iss and sub
 
 
 class Created(NamedTuple):
@@ -147,6 +148,8 @@ class AdminOps:
                 return result  # nothing to change: nothing written, nothing audited
             audit = {**change.audit, "actor": actor.user, "request_id": actor.request_id}
             audit["source_address"] = actor.source
+            if actor.credential is not None:
+                audit["credential"] = dict(actor.credential)
             audit["time"] = iso(now)
             entry_id = await self.state.store.apply(
                 replace(change, audit=audit), snapshot.generation, now

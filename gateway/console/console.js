@@ -150,6 +150,70 @@ function meter(rule) {
 
 // ---- signing in --------------------------------------------------------------------
 
+// SSO sign-in (OIDC authorization code with PKCE), when the gateway offers it: the IdP's
+// authorization endpoint and the console's client id. `pending` holds one attempt's PKCE
+// verifier, state and nonce, in memory only; `ending` is the timer of the token's expiry.
+let sso = null;
+let pending = null;
+let ending = null;
+
+function base64url(bytes) {
+  return btoa(String.fromCharCode(...new Uint8Array(bytes)))
+    .replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+function randomValue() {
+  return base64url(crypto.getRandomValues(new Uint8Array(32)));
+}
+
+async function offerSso() {
+  try {
+    const offered = await api("GET", "admin/console/sso");
+    sso = offered.enabled ? offered : null;
+  } catch {
+    sso = null; // the IdP cannot be reached now: keys and tokens still work
+  }
+  $("sso").hidden = !sso;
+}
+
+// Opens the IdP's sign-in in a popup; its answer comes back over the callback channel.
+async function startSso() {
+  const verifier = randomValue();
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier));
+  pending = { verifier, state: randomValue(), nonce: randomValue(),
+    redirect: new URL("console/callback", document.baseURI).href };
+  const url = new URL(sso.authorization_endpoint);
+  url.search = new URLSearchParams({ response_type: "code", client_id: sso.client_id,
+    redirect_uri: pending.redirect, scope: sso.scope, state: pending.state,
+    nonce: pending.nonce, code_challenge: base64url(digest), code_challenge_method: "S256" });
+  window.open(url.href, "gateway-sso", "popup,width=520,height=680");
+}
+
+async function finishSso({ data }) {
+  if (!pending || !data || data.state !== pending.state) return; // not this tab's attempt
+  const { verifier, nonce, redirect } = pending;
+  pending = null;
+  if (!data.code) return signedOut(`the identity provider said: ${data.error}`);
+  try {
+    const done = await api("POST", "admin/console/sso/token",
+      { code: data.code, code_verifier: verifier, redirect_uri: redirect, nonce });
+    credential = done.token;
+    ending = setTimeout(sessionEnded, Math.max(0, done.expires_at * 1000 - Date.now()),
+      done.expires_at);
+    return signIn();
+  } catch (error) {
+    return signedOut(error.message);
+  }
+}
+
+// The SSO token expired: forget it, say so, and offer to sign in again.
+function sessionEnded(expiresAt) {
+  const at = new Date(expiresAt * 1000).toISOString();
+  signedOut("");
+  $("session-ended").textContent = `Your sign-in expired at ${when(at)}. Sign in again to go on.`;
+  $("session-ended").hidden = false;
+}
+
 function show(section) {
   for (const id of ["loading", "sign-in", "refused", "view"]) $(id).hidden = id !== section;
   $("nav").hidden = section !== "view";
@@ -187,6 +251,9 @@ async function signIn() {
 
 function signedOut(why, trouble) {
   credential = null;
+  clearTimeout(ending);
+  ending = null;
+  $("session-ended").hidden = true;
   $("who").textContent = "";
   $("view").replaceChildren();
   $("sign-in-error").textContent = why ? `Not accepted: ${why}` : "";
@@ -206,6 +273,9 @@ function wireSignIn() {
   });
   $("sign-out").addEventListener("click", () => signedOut(""));
   $("refused-again").addEventListener("click", () => signedOut(""));
+  $("sso-sign-in").addEventListener("click", startSso);
+  const channel = new BroadcastChannel("gateway-console-sso");
+  channel.addEventListener("message", finishSso);
 }
 
 // ---- pages -------------------------------------------------------------------------
@@ -240,6 +310,7 @@ async function route() {
 
 // A refusal outside any form: signed out on 401, else said in the banner.
 function failed(error) {
+  if (error.status === 401 && ending) return sessionEnded(Date.now() / 1000);
   if (error.status === 401) return signedOut(error.message);
   if (error.status === 403) return signIn();
   banner(error.message);
@@ -735,4 +806,5 @@ function auditRow(e) {
 
 wireSignIn();
 window.addEventListener("hashchange", () => { if (!$("view").hidden) route(); });
+offerSso();
 signIn();

@@ -40,7 +40,8 @@ async def _admin(request: Request) -> tuple[AdminOps, Actor]:
     request.state.log.update(identity.log_fields())
     require_admin(identity)
     peer = request.client.host if request.client else None
-    return services.admin, Actor(identity.user, request.state.request_id, peer)
+    actor = Actor(identity.user, request.state.request_id, peer, identity.credential())
+    return services.admin, actor
 
 
 async def _body(request: Request) -> Mapping[str, Any]:

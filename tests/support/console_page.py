@@ -21,6 +21,7 @@ CONSOLE_FILES = {
     "/admin/console/console.js",
     "/admin/console/console.css",
     "/admin/console/chart.js",
+    "/admin/console/sso",
 }
 # What the page may ask the gateway: the admin API, and the caller's own /v1/quota.
 API_CALLS = [
@@ -36,6 +37,15 @@ API_CALLS = [
     ("DELETE", "/admin/quotas/teams/*"),
     ("GET", "/admin/audit"),
     ("GET", "/admin/usage"),
+    ("POST", "/admin/console/sso/token"),
+    ("GET", "/admin/webhooks"),
+    ("POST", "/admin/webhooks"),
+    ("POST", "/admin/webhooks/*/test"),
+    ("DELETE", "/admin/webhooks/*"),
+    ("GET", "/admin/alerts"),
+    ("PUT", "/admin/alerts/teams/*"),
+    ("PUT", "/admin/alerts/users/*"),
+    ("GET", "/admin/deliveries"),
 ]
 VIEWPORT = {"width": 1360, "height": 860}
 ACTION_SECONDS = 10  # the longest a click or a wait may take before the test fails
