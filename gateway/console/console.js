@@ -13,7 +13,8 @@ const ROOT = new URL("..", document.baseURI);
 const UNITS = ["requests", "images", "usd"];
 const WINDOWS = ["minute", "hour", "day", "week", "month"];
 const USAGE_COLUMNS = ["requests", "images", "usd", "cache_hits"];
-const ACTIONS = ["key.create", "key.revoke", "key.rotate", "quota.set", "quota.unset"];
+const ACTIONS = ["key.create", "key.revoke", "key.rotate", "quota.set", "quota.unset",
+  "webhook.create", "webhook.rotate", "webhook.delete", "alerts.set", "alerts.unset"];
 const $ = (id) => document.getElementById(id);
 
 // ---- talking to the admin API ------------------------------------------------------
@@ -281,7 +282,7 @@ function wireSignIn() {
 // ---- pages -------------------------------------------------------------------------
 
 const PAGES = { overview: overviewPage, keys: keysPage, quotas: quotasPage, usage: usagePage,
-  audit: auditPage };
+  alerts: alertsPage, audit: auditPage };
 
 // A part of the #fragment as typed, when it is not valid percent-encoding.
 function decoded(part) {
@@ -751,6 +752,134 @@ function download(answer) {
   link.click();
   link.remove();
   setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
+
+// Alerts: the webhooks budget alerts go to, each team's (or user's) thresholds, and what
+// became of every delivery.
+async function alertsPage() {
+  const [hooks, alerts, history] = await Promise.all([api("GET", "admin/webhooks"),
+    api("GET", "admin/alerts"), api("GET", "admin/deliveries?limit=50")]);
+  const holder = h("div", { id: "secret-holder" });
+  return [h("h2", {}, "Alerts"), h("p", { class: "muted" }, "Thresholds of a team's (or " +
+    "user's) usd and images budgets of a day, week or month; each is posted once per period " +
+    "to the chosen webhooks, signed with the webhook's secret."),
+  webhookForm(), holder, h("h3", {}, "Webhooks"), webhooksTable(hooks.data),
+  alertsForm(hooks.data), alertsTable(alerts.data), h("h3", {}, "Deliveries"),
+  deliveriesTable(history.data, hooks.data)];
+}
+
+function webhookForm() {
+  const form = h("form", { class: "card inline", id: "create-webhook",
+    "aria-label": "add a webhook" },
+  field("Name", h("input", { name: "name", autocomplete: "off" }), "name"),
+  field("URL", h("input", { name: "url", autocomplete: "off", placeholder: "https://…" }), "url"),
+  field("Format", select("format", [["json", "JSON"], ["slack", "Slack"], ["teams", "Teams"]],
+    "json"), "format"),
+  h("button", { type: "submit" }, "Add webhook"));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const body = { name: form.name.value.trim(), url: form.url.value.trim(),
+      format: form.format.value };
+    try {
+      const created = await api("POST", "admin/webhooks", body);
+      await route();
+      $("secret-holder").replaceChildren(webhookSecret(created));
+    } catch (error) {
+      if (error.status === 401) return failed(error);
+      showError(form, error);
+    }
+  });
+  return form;
+}
+
+// The one showing of a webhook's signing secret.
+function webhookSecret(hook) {
+  const value = h("input", { class: "secret-value", readonly: true, value: hook.secret,
+    "aria-label": "the signing secret", spellcheck: "false" });
+  const panel = h("section", { class: "secret card", "aria-label": "signing secret" },
+    h("h3", {}, `Signing secret of ${hook.name} (${hook.id})`),
+    h("p", { class: "warning" }, "Give this to the receiver now, to check signatures: it is " +
+      "shown this once."), h("div", { class: "secret-row" }, value),
+    h("button", { type: "button", class: "quiet", onclick: () => panel.remove() }, "Hide"));
+  return panel;
+}
+
+function webhooksTable(hooks) {
+  return table(["Id", "Name", "Format", "URL", "Created", ""], hooks.map((w) =>
+    h("tr", { "data-webhook": w.id }, h("td", { class: "mono" }, w.id), h("td", {}, w.name),
+      h("td", {}, w.format), h("td", { class: "mono" }, w.url),
+      h("td", { title: `by ${w.created_by}` }, when(w.created_at)),
+      h("td", {}, h("div", { class: "row-actions" },
+        h("button", { type: "button", class: "quiet", onclick: () => sendTest(w) }, "Send test"),
+        h("button", { type: "button", class: "danger", onclick: () => deleteWebhook(w) },
+          "Delete"))))));
+}
+
+async function sendTest(hook) {
+  try {
+    await api("POST", `admin/webhooks/${encodeURIComponent(hook.id)}/test`);
+    $("secret-holder").replaceChildren(status(`Test message queued for ${hook.name}.`));
+  } catch (error) {
+    failed(error);
+  }
+}
+
+async function deleteWebhook(hook) {
+  if (!await confirmAction(`Delete the webhook ${hook.name}? Alerts no longer go there.`,
+    "Delete")) return;
+  try {
+    await api("DELETE", `admin/webhooks/${encodeURIComponent(hook.id)}`);
+    await route();
+  } catch (error) {
+    failed(error);
+  }
+}
+
+function alertsForm(hooks) {
+  const boxes = hooks.map((w) => h("label", { class: "check" },
+    h("input", { type: "checkbox", name: "webhook", value: w.id }), ` ${w.name}`));
+  const form = h("form", { class: "card inline", id: "set-alerts",
+    "aria-label": "set thresholds" },
+  field("Scope", select("scope", [["team", "team"], ["user", "user"]], "team")),
+  field("Name", h("input", { name: "subject", autocomplete: "off" }), "subject"),
+  field("Thresholds (%)", h("input", { name: "thresholds", value: "50, 80, 95, 100" }),
+    "thresholds"),
+  h("div", { class: "field", "data-param": "webhooks" }, h("span", {}, "Webhooks"),
+    h("div", { class: "checks" }, boxes.length ? boxes : "add a webhook first"),
+    h("span", { class: "field-error", role: "alert" })),
+  h("button", { type: "submit" }, "Save thresholds"));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const thresholds = form.thresholds.value.split(/[\s,]+/).filter(Boolean)
+      .map((t) => (Number.isFinite(Number(t)) ? Number(t) : t));
+    const webhooks = [...form.querySelectorAll("[name=webhook]:checked")].map((c) => c.value);
+    const path = `admin/alerts/${form.scope.value}s/${encodeURIComponent(form.subject.value.trim())}`;
+    try {
+      await api("PUT", path, { thresholds, webhooks });
+      await route();
+    } catch (error) {
+      if (error.status === 401) return failed(error);
+      showError(form, error);
+    }
+  });
+  return form;
+}
+
+function alertsTable(alerts) {
+  return table(["Scope", "Subject", "Thresholds", "Webhooks"], alerts.map((a) =>
+    h("tr", { "data-subject": `${a.scope}:${a.subject}` }, h("td", {}, a.scope),
+      h("td", {}, a.subject), h("td", {}, a.thresholds.map((t) => `${t} %`).join(", ")),
+      h("td", { class: "mono" }, a.webhooks.join(", ")))));
+}
+
+function deliveriesTable(entries, hooks) {
+  const names = Object.fromEntries(hooks.map((w) => [w.id, w.name]));
+  return table(["Time", "Webhook", "Event", "Summary", "Attempt", "Status", "HTTP", "Error"],
+    entries.map((e) => h("tr", { "data-status": e.status, "data-delivery": e.id },
+      h("td", {}, when(e.at)), h("td", { title: e.webhook }, names[e.webhook] || e.webhook),
+      h("td", {}, e.event), h("td", {}, e.summary), h("td", { class: "num" }, e.attempt),
+      h("td", {}, h("span", { class: `tag ${e.status}` }, e.status)),
+      h("td", {}, e.http_status ?? "—"), h("td", {}, e.error || ""))));
 }
 
 // Audit: the latest admin actions, filtered, a page at a time.
