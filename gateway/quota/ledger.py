@@ -124,10 +124,7 @@ class QuotaLedger:
             live = counters(rules, identity.team, now, self.calendar)
             amounts = [cost.get(c.unit, 0) if units is None or c.unit in units else 0 for c in live]
             alerts = [thresholds_of(c, policy.thresholds) for c in live]
-            items = [
-                ChargeItem(c.key, a, c.limit, c.start, c.end, t, marker_key(c) if t else "")
-                for c, a, t in zip(live, amounts, alerts, strict=True)
-            ]
+            items = _items(live, amounts, alerts)
             usage = usage_charge(identity.user, identity.team, now, booked, self.calendar)
             try:
                 outcome = await self._store.charge(items, Receipt(receipt, self._receipt_ms), usage)
@@ -338,6 +335,16 @@ class QuotaLedger:
     def clock(self) -> float:
         """The store's clock."""
         return self._store.clock(QUOTA_TAG)
+
+
+def _items(
+    live: Sequence[Counter], amounts: Sequence[int], alerts: Sequence[tuple[int, ...]]
+) -> list[ChargeItem]:
+    """The store's items of a charge: each counter, its amount and its alert thresholds."""
+    return [
+        ChargeItem(c.key, a, c.limit, c.start, c.end, t, marker_key(c) if t else "")
+        for c, a, t in zip(live, amounts, alerts, strict=True)
+    ]
 
 
 def _usage_refund(usage: UsageCharge | None, share: Share, hits: int) -> UsageCharge | None:

@@ -52,6 +52,25 @@ def tab(tmp_path: Path, gateway: GatewayProcess) -> Iterator[ConsoleTab]:
         opened.close()
 
 
+def _alerts_for_vision(tab: ConsoleTab, url: str) -> Any:
+    """From the Alerts page: a webhook at `url` (its secret shown once), then vision's
+    50 % threshold posted to it."""
+    expect = _expect()
+    page = tab.go("Alerts")
+    form = page.locator("#create-webhook")
+    form.get_by_label("Name", exact=True).fill("vision leads")
+    form.get_by_label("URL", exact=True).fill(url)
+    form.get_by_role("button", name="Add webhook").click()
+    expect(page.locator(".secret-value")).to_have_value(re.compile(r"^whsec_"))
+    alerts = page.locator("#set-alerts")
+    alerts.locator("[name=subject]").fill("vision")
+    alerts.locator("[name=thresholds]").fill("50")
+    alerts.get_by_label("vision leads").check()
+    alerts.get_by_role("button", name="Save thresholds").click()
+    expect(page.locator("tr[data-subject='team:vision']")).to_contain_text("50 %")
+    return page
+
+
 def test_a_failing_receiver_shows_as_retried_then_failed_in_the_console(
     tab: ConsoleTab, gateway: GatewayProcess
 ) -> None:
@@ -60,18 +79,7 @@ def test_a_failing_receiver_shows_as_retried_then_failed_in_the_console(
     attempts: retrying, retrying, failed."""
     expect = _expect()
     with WebhookReceiver(status=500) as hooks:
-        page = tab.go("Alerts")
-        form = page.locator("#create-webhook")
-        form.get_by_label("Name", exact=True).fill("vision leads")
-        form.get_by_label("URL", exact=True).fill(hooks.url("/vision"))
-        form.get_by_role("button", name="Add webhook").click()
-        expect(page.locator(".secret-value")).to_have_value(re.compile(r"^whsec_"))
-        alerts = page.locator("#set-alerts")
-        alerts.locator("[name=subject]").fill("vision")
-        alerts.locator("[name=thresholds]").fill("50")
-        alerts.get_by_label("vision leads").check()
-        alerts.get_by_role("button", name="Save thresholds").click()
-        expect(page.locator("tr[data-subject='team:vision']")).to_contain_text("50 %")
+        page = _alerts_for_vision(tab, hooks.url("/vision"))
         answer = httpx.post(
             gateway.url + "/v1/images/variations",
             headers=auth("alice"),
