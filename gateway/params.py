@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from typing import cast
 
 from gateway.errors import InvalidRequest
-from gateway.multipart import Upload, read_upload
+from gateway.multipart import Hasher, Upload, read_upload
 from gateway.png import check_png, looks_like_png
 from gateway.upstream.base import VariationRequest
 from gateway.vocabulary import RESPONSE_FORMATS, SIZES, ResponseFormat, Size
@@ -84,7 +84,7 @@ def parse_params(upload: Upload, *, models: tuple[str, ...], max_side: int) -> V
         _choice("response_format", fields.get("response_format"), "url", RESPONSE_FORMATS),
     )
     image = _image(upload, max_side)
-    return VariationRequest(image, upload.image_sha256, model, n, size, response_format)
+    return VariationRequest(image, upload.image_digest, model, n, size, response_format)
 
 
 async def read_variation_request(
@@ -94,12 +94,19 @@ async def read_variation_request(
     models: tuple[str, ...],
     max_side: int,
     timeout_seconds: float,
+    hasher: Hasher | None = None,
 ) -> VariationRequest:
     """Read a variations upload from `body` and validate it: the one way a request is read.
+    The image is hashed with `hasher` as it arrives, if one is given (see `read_upload`).
 
     Raises what `read_upload` and `parse_params` raise.
     """
     upload = await read_upload(
-        content_type, body, allowed=FIELDS, file_field=IMAGE_FIELD, timeout_seconds=timeout_seconds
+        content_type,
+        body,
+        allowed=FIELDS,
+        file_field=IMAGE_FIELD,
+        timeout_seconds=timeout_seconds,
+        hasher=hasher,
     )
     return parse_params(upload, models=models, max_side=max_side)

@@ -35,7 +35,7 @@ from starlette.responses import Response
 
 from gateway import metrics
 from gateway.auth.identity import Identity
-from gateway.cache import Cached, CacheResult, Mode, Probe, cache_mode
+from gateway.cache import Cached, CacheResult, Mode, Probe
 from gateway.container import Services
 from gateway.errors import GatewayError, UpstreamError, UpstreamUnreachable
 from gateway.ledger import Reservation
@@ -60,7 +60,7 @@ class Metered:
 
 async def serve(request: Request, services: Services, metered: Metered) -> Response:
     """The answer from the cache, a coalesced leader or the upstream, quota settled."""
-    mode = cache_mode(request.headers.get("cache-control")) if services.cache.enabled else "bypass"
+    mode = services.cache.mode(request.headers.get("cache-control"))
     key = services.cache_key(metered.identity, metered.key_material)
     probe = await services.cache.probe(key) if mode == "use" else None  # a miss may lead
     if probe is not None and probe.answer is not None:

@@ -35,12 +35,14 @@ async def create_variation(request: Request) -> Response:
     """The product: one image variations call on behalf of an authenticated caller."""
     services: Services = request.app.state.services
     async with admit_upload(request, services) as admitted:
+        mode = services.cache.mode(request.headers.get("cache-control"))
         params = await read_variation_request(
             request.headers.get("content-type"),
             admitted.body,
             models=services.models,
             max_side=services.max_image_side,
             timeout_seconds=services.body_timeout_seconds,
+            hasher=services.cache.hasher(mode),  # None: the cache never sees this answer
         )
         params = replace(params, on_sent=admitted.lease.release)
         return await pipeline.serve(
@@ -66,6 +68,6 @@ def _metered(services: Services, identity: Identity, params: VariationRequest) -
 def _one_copy_while_waiting(services: Services, params: VariationRequest) -> Iterator[None]:
     """A request that will wait on a coalesced leader gives back its upload at once, keeping
     only the one copy of the image its identical waiters share (`ImageShelf`)."""
-    with services.shelf.share(params.image_sha256, params.image) as copy:
+    with services.shelf.share(params.image_digest, params.image) as copy:
         params.share(copy)
         yield

@@ -14,10 +14,10 @@ URL_LIFETIME_SECONDS = 3600  # as OpenAI's: valid 60 minutes after `created`
 
 @dataclass(frozen=True)
 class VariationRequest:
-    """A validated request: the PNG bytes, their SHA-256, and normalised parameters."""
+    """A validated request: the PNG bytes, their digest, and normalised parameters."""
 
     image: bytes
-    image_sha256: str
+    image_digest: str  # "<hash>:<hex>" of the image, "" when its answer is never cached
     model: str
     n: int
     size: Size
@@ -40,7 +40,7 @@ class VariationRequest:
 
     def key_material(self) -> tuple[str, ...]:
         """What, besides the cache's scope and the upstream, names this request's answer."""
-        return (self.image_sha256, self.model, str(self.n), self.size, self.response_format)
+        return (self.image_digest, self.model, str(self.n), self.size, self.response_format)
 
     @property
     def side(self) -> int:
