@@ -26,7 +26,7 @@ no middleware). Its body is drained as `admission.Doorstep` says (only a small o
 a few at once), then the connection closed. A request pipelined behind one still running
 goes to the app, so that answers keep their order.
 
-A body's pieces reach the app as the parser made them (`_Pieces`): uvicorn would copy each
+A body's pieces reach the app as the parser made them (`BodyPieces`): uvicorn would copy each
 into a bytearray and that into new bytes on every receive, two copies of every upload.
 
 Idle keep-alive connections are closed by uvicorn's own `timeout_keep_alive`; bodies have
@@ -120,7 +120,7 @@ class HeadGuard:
         return None
 
 
-class _Pieces:
+class BodyPieces:
     """A request body's pieces received since the app's last `receive`, in place of
     uvicorn's bytearray: `+=` keeps a reference instead of copying the piece in, and
     `bytes()` hands the piece on as it is when there is one (the usual case: the app reads
@@ -132,7 +132,7 @@ class _Pieces:
         self._pieces: list[bytes] = []
         self._size = 0
 
-    def __iadd__(self, piece: bytes) -> _Pieces:
+    def __iadd__(self, piece: bytes) -> BodyPieces:
         self._pieces.append(piece)
         self._size += len(piece)
         return self
@@ -187,8 +187,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_body(self, body: bytes) -> None:
         if not self._at_door:
-            if not isinstance(self.cycle.body, _Pieces):  # new, or reset by the last receive
-                self.cycle.body = _Pieces()  # type: ignore[assignment]
+            if not isinstance(self.cycle.body, BodyPieces):  # new, or reset by the last receive
+                self.cycle.body = BodyPieces()  # type: ignore[assignment]
             super().on_body(body)
             return
         self._drain_left -= len(body)
