@@ -1,7 +1,7 @@
 """Instructions per request (issue 27): callgrind around the proxy process, a count that
 does not move with the load on the box the way CPU time does.
 
-For each proxy (`nginx`, `naive`, `gateway`, `gateway-hit`) a second instance is started
+For each proxy (`nginx`, `naive`, `stack`, `gateway`, `gateway-hit`) a second instance is started
 on its own port under `valgrind --tool=callgrind`, in front of the session's fake upstream
 (and Redis). Per image size: `--counts-warmup` requests, the counters zeroed
 (`callgrind_control -z`), `--counts` requests one after the other (concurrency 1, from the
@@ -46,7 +46,7 @@ from bench import procs
 from bench.images import BenchImage, with_unique_chunk
 from bench.nginx import start_nginx
 
-TARGETS = ("nginx", "naive", "gateway", "gateway-hit")
+TARGETS = ("nginx", "naive", "stack", "gateway", "gateway-hit")
 EXPECTED_CACHE = {"gateway": "MISS", "gateway-hit": "HIT"}
 # Past any size a memcpy or memset of the gateway reaches: glibc's vector loops throughout.
 TUNABLES = (
@@ -220,6 +220,9 @@ class Counter:
             proc = start_nginx(self.nginx, port, self.upstream_port, self.work, wrap)
         elif target == "naive":
             proc = procs.start_naive(port, self.upstream_port, self.work, wrap)
+        elif target == "stack":
+            assert self.redis_url is not None
+            proc = procs.start_stack(port, self.upstream_port, self.redis_url, self.work, wrap)
         else:
             proc, _ = procs.launch_gateway(
                 port,
@@ -247,7 +250,7 @@ class Counter:
         """Every count cell of `targets` x `images`; the gateway's two targets share one
         process. `report` is called with each cell as it is measured."""
         counts: list[Count] = []
-        groups = [[t] for t in ("nginx", "naive") if t in targets]
+        groups = [[t] for t in ("nginx", "naive", "stack") if t in targets]
         groups += [[t for t in ("gateway", "gateway-hit") if t in targets]]
         for group in filter(None, groups):
             with self._proxy(group[0]) as (proc, port, out):
@@ -266,7 +269,7 @@ class Counter:
         key = procs.BENCH_KEY if target in EXPECTED_CACHE else procs.UPSTREAM_KEY
         url = f"http://127.0.0.1:{where.port}/v1/images/variations"
         send = _sender(where.client, url, key, image, target)
-        fresh = target == "gateway"
+        fresh = target in ("gateway", "stack")  # a new image each time, as in the matrix
         if target == "gateway-hit":  # the first may be the miss that fills the cache
             _fill(send)
         dump = measure(where.pid, where.out, lambda: send(fresh), warmup, requests)

@@ -99,13 +99,17 @@ def start_upstream(port: int, delay_ms: float, work: Path) -> Popen:
     return proc
 
 
-def start_stack(port: int, upstream_port: int, redis_url: str, work: Path) -> Popen:
-    """The `stack` target (bench.stack), ready."""
-    log = work / "stack.log"
+def start_stack(
+    port: int, upstream_port: int, redis_url: str, work: Path, wrap: Wrap | None = None
+) -> Popen:
+    """The `stack` target (bench.stack), ready; run inside `wrap`'s command if given."""
+    wrap = wrap or Wrap()
+    log = work / f"stack{wrap.suffix}.log"
     upstream = f"http://127.0.0.1:{upstream_port}/v1"
     command = [sys.executable, "-m", "bench.stack", "--port", str(port), "--upstream", upstream]
-    proc = _spawn([*command, "--redis", redis_url], dict(os.environ), log)
-    wait_ready(proc, f"http://127.0.0.1:{port}/healthz", log)
+    env = {**os.environ, **dict(wrap.env)}
+    proc = _spawn([*wrap.prefix, *command, "--redis", redis_url], env, log)
+    wait_ready(proc, f"http://127.0.0.1:{port}/healthz", log, wrap.ready_s)
     return proc
 
 

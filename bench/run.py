@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from bench import about, counts_report, hashes
+from bench.counts import TARGETS as COUNT_TARGETS
 from bench.counts import Count, Counter, find_valgrind
 from bench.goals import evaluate, goals_table
 from bench.images import BenchImage, build_image, parse_size
@@ -127,7 +128,7 @@ def _count(
     args: argparse.Namespace, session: Session, nginx: str | None, notes: list[str]
 ) -> list[Count]:
     """The instruction-count cells (bench/counts.py), after the matrix."""
-    targets = [t for t in args.targets if t in ("nginx", "naive", "gateway", "gateway-hit")]
+    targets = [t for t in args.targets if t in COUNT_TARGETS]
     valgrind = find_valgrind()
     if not args.counts or not targets:
         return []
