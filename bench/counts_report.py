@@ -25,7 +25,8 @@ def _vs_naive(counts: Sequence[Count], count: Count, part: Part) -> str:
     naive = _by(counts, "naive", count.size)
     if naive is None or count is naive or not naive.per_request(part):
         return "—"
-    return f"{count.per_request(part) / naive.per_request(part):.2f}x"
+    ratio = count.per_request(part) / naive.per_request(part)
+    return f"{ratio:.2f}x" if ratio >= 0.1 else f"{ratio:.3f}x"
 
 
 def table(counts: Sequence[Count], copies: str) -> list[str]:

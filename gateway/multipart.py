@@ -1,10 +1,10 @@
 """Bounded, streaming reading of the multipart upload.
 
 The body is fed from the ASGI receive loop straight into python-multipart's streaming
-parser: nothing is spooled to disk, the image is hashed as its bytes arrive (when the caller
-hands a hasher: only a request whose answer may be cached is hashed at all), its bytes are
-copied once, into the image, and a body
-over the cap is cut off the moment it passes it (413) rather than buffered. An error found
+parser: nothing is spooled to disk, the image's bytes are copied once (into the image),
+they are hashed as they arrive when the caller hands a hasher (only a request whose answer
+may be cached is hashed at all), and a body over the cap is cut off the moment it passes
+it (413) rather than buffered. An error found
 mid-body (an unknown field, say) is remembered and the rest of the body is drained up to
 the cap before answering, so an SDK still writing its upload reads a clean 400 instead of
 a reset connection.
