@@ -38,24 +38,29 @@ help:  ## list the verbs
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-7s %s\n", $$1, $$2}'
 
 # uv in a venv of its own, so syncing .venv to a lock never removes the installer.
+# Installs are silent (each command's own --quiet, and @ so make does not echo them): the
+# first `make run` prints one line per step, then the gateway's own output.
 $(UV): $(LOCK_TOOLS)
-	$(PYTHON) -m venv $(TOOLS)
-	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes \
-		--no-deps -r $(LOCK_TOOLS)
-	touch $@
+	@echo "make: installing the installer (uv) into $(TOOLS), from $(LOCK_TOOLS)"
+	@$(PYTHON) -m venv $(TOOLS)
+	@$(TOOLS)/bin/python -m pip install --quiet --quiet --disable-pip-version-check \
+		--require-hashes --no-deps -r $(LOCK_TOOLS)
+	@touch $@
 
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
+	@$(PYTHON) -m venv $(VENV)
 
 $(RUN_STAMP): $(LOCK_RUN) pyproject.toml | $(UV) $(BIN)/python
-	$(SYNC) $(LOCK_RUN)
-	$(INSTALL_SELF)
-	touch $@
+	@echo "make: installing what running needs into $(VENV), from $(LOCK_RUN)"
+	@$(SYNC) $(LOCK_RUN)
+	@$(INSTALL_SELF)
+	@touch $@
 
 $(DEV_STAMP): $(LOCK_DEV) $(RUN_STAMP) | $(UV)
-	$(SYNC) $(LOCK_DEV)
-	$(INSTALL_SELF)
-	touch $@
+	@echo "make: adding the test and lint tools to $(VENV), from $(LOCK_DEV)"
+	@$(SYNC) $(LOCK_DEV)
+	@$(INSTALL_SELF)
+	@touch $@
 
 # The npm SDK is a test caller only; skipped (and its tests fail in CI) without node.
 $(NODE_STAMP): $(NODE_E2E)/package.json $(NODE_E2E)/package-lock.json
@@ -64,7 +69,7 @@ $(NODE_STAMP): $(NODE_E2E)/package.json $(NODE_E2E)/package-lock.json
 	else echo "npm not found: node SDK tests will be skipped"; fi
 
 run: $(RUN_STAMP)  ## start the gateway, sandbox upstream (PORT=8080 HOST=127.0.0.1 CONFIG=config/gateway.yaml)
-	$(BIN)/gateway serve --config $(CONFIG) --host $(HOST) --port $(PORT) --demo-key
+	@$(BIN)/gateway serve --config $(CONFIG) --host $(HOST) --port $(PORT) --demo-key
 
 test: $(DEV_STAMP) $(NODE_STAMP)  ## run the whole suite (starts a throwaway Redis if REDIS_URL is unset)
 	$(BIN)/python -m pytest --cov --cov-report=term $(PYTEST_ARGS)

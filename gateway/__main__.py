@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import secrets
 import shutil
@@ -23,13 +24,15 @@ from gateway.config_report import (
     print_quota_rules,
     print_upstream,
 )
-from gateway.config_types import check_name
-from gateway.environment import PUBLIC_URL, missing_required
+from gateway.environment import DEMO_ADMIN_KEY, DEMO_KEY, PUBLIC_URL, missing_required
 from gateway.preflight import base_url, listen_problem, public_url_warning
 from gateway.settings import (
     ConfigError,
+    EnvironmentProblem,
     GatewayConfig,
+    Settings,
     build_settings,
+    check_redis_urls,
     config_warnings,
     read_config,
 )
@@ -53,17 +56,16 @@ def _fail(message: str) -> int:
     return 2
 
 
+def _refuse(path: Path, exc: ConfigError) -> int:
+    """Exit 2 naming what is wrong: the variable of the environment, or the file's key."""
+    if isinstance(exc, EnvironmentProblem):
+        return _fail(str(exc))
+    return _fail(f"{path}: invalid configuration\n{exc}")
+
+
 def new_key() -> str:
     """A fresh random gateway key."""
     return KEY_PREFIX + secrets.token_urlsafe(32)
-
-
-def _name_argument(value: str) -> str:
-    """A --user or --team value, held to the rule the config applies to the printed entry."""
-    try:
-        return check_name(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def cmd_keys_new(args: argparse.Namespace) -> int:
@@ -74,7 +76,8 @@ def cmd_keys_new(args: argparse.Namespace) -> int:
     key = new_key()
     print(f"key (shown once, give it to {args.user}): {key}")
     print("add to principals in the config:")
-    entry = f'user: "{args.user}", team: "{args.team}", role: {args.role}'
+    # JSON strings are YAML double-quoted scalars: a `\` or `"` in a name pastes as it is.
+    entry = f"user: {json.dumps(args.user)}, team: {json.dumps(args.team)}, role: {args.role}"
     print(f'  - {{{entry}, key_sha256: "{key_digest(key)}"}}')
     return 0
 
@@ -83,8 +86,9 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     path = _config_path(args)
     try:
         config = read_config(path)
+        check_redis_urls(config, os.environ)
     except ConfigError as exc:
-        return _fail(f"{path}: invalid configuration\n{exc}")
+        return _refuse(path, exc)
     print(f"{path}: ok")
     for warning in config_warnings(config):
         print(f"gateway: warning: {warning}", file=sys.stderr)
@@ -108,12 +112,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     env["GATEWAY_CONFIG"] = str(path)
     env.setdefault(PUBLIC_URL, base_url(args.host, args.port))
-    if args.demo_key and not env.get("GATEWAY_DEMO_KEY"):
-        env["GATEWAY_DEMO_KEY"] = new_key()
+    if args.demo_key:
+        for name in (DEMO_KEY, DEMO_ADMIN_KEY):
+            env[name] = env.get(name) or new_key()
     try:
         settings = build_settings(read_config(path), env)
     except ConfigError as exc:
-        return _fail(f"{path}: invalid configuration\n{exc}")
+        return _refuse(path, exc)
     if args.workers > 1 and settings.redis_url is None:
         return _fail(
             f"--workers {args.workers} needs a shared store: set "
@@ -134,8 +139,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     tune_malloc(env)
     _say_capacity(settings.config)
     os.environ.update(env)  # the workers build their settings from this environment
-    if settings.demo_key:
-        print(f"demo key: {settings.demo_key.get_secret_value()}", flush=True)
+    _say_demo_keys(settings, settings.public_url or base_url(args.host, args.port))
     try:
         uvicorn.run(
             "gateway.app:app_from_env",
@@ -158,6 +162,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if metrics_dir:
             shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
+
+
+def _say_demo_keys(settings: Settings, public_url: str) -> None:
+    """The demo keys `--demo-key` accepts: one for the SDKs, one for the admin console."""
+    if settings.demo_key:
+        print(f"demo key: {settings.demo_key.get_secret_value()}", flush=True)
+    if settings.demo_admin_key:
+        print(f"demo admin key: {settings.demo_admin_key.get_secret_value()}")
+        console = public_url.rstrip("/") + "/admin/console"
+        print(f"  local only: it opens the admin console, {console}", flush=True)
 
 
 def _say_capacity(config: GatewayConfig) -> None:
@@ -209,7 +223,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--demo-key",
         action="store_true",
-        help="sandbox only: accept a demo key ($GATEWAY_DEMO_KEY, or a fresh one) and print it",
+        help="sandbox only: accept a demo key and a local demo admin key ($GATEWAY_DEMO_KEY, "
+        "$GATEWAY_DEMO_ADMIN_KEY, or fresh ones) and print them",
     )
     serve.set_defaults(handler=cmd_serve)
 
@@ -217,8 +232,8 @@ def _parser() -> argparse.ArgumentParser:
         dest="action", required=True
     )
     new = keys.add_parser("new", help="print a fresh key and its config entry")
-    new.add_argument("--user", required=True, type=_name_argument)
-    new.add_argument("--team", required=True, type=_name_argument)
+    new.add_argument("--user", required=True, type=admin_cli.name_argument)
+    new.add_argument("--team", required=True, type=admin_cli.name_argument)
     new.add_argument("--role", choices=("user", "admin"), default="user")
     new.set_defaults(handler=cmd_keys_new)
     admin_cli.add_key_commands(keys)  # the runtime ones, through a gateway's admin API

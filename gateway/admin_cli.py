@@ -1,7 +1,10 @@
-"""`gateway keys create|list|revoke|rotate`, `gateway quotas set|unset`, `gateway usage
-export`: clients of a running gateway's admin API, so every change takes one path and
-leaves one audit entry. The gateway is `--url` (or $GATEWAY_URL); the admin's own key is
-read from $GATEWAY_ADMIN_KEY, never from the command line (where `ps` would show it).
+"""`gateway keys create|list|revoke|rotate`, `gateway quotas set|unset|show`, `gateway audit`,
+`gateway usage export`: clients of a running gateway's admin API, so every change takes one
+path and leaves one audit entry. The gateway is `--url` (or $GATEWAY_URL); the admin's own
+key is read from $GATEWAY_ADMIN_KEY, never from the command line (where `ps` would show it).
+
+Each command prints the API's JSON answer on standard output; a refusal, local or the
+gateway's, exits 2 with one line on standard error.
 """
 
 from __future__ import annotations
@@ -11,12 +14,30 @@ import os
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import orjson
+
+from gateway.auth.identity import check_name
 
 ADMIN_KEY_ENV = "GATEWAY_ADMIN_KEY"
 DEFAULT_URL = "http://127.0.0.1:8080"
 _UNITS, _WINDOWS = ("requests", "images", "usd"), ("minute", "hour", "day", "month")
+RULE_FORM = (
+    f"unit:window:limit, unit one of {', '.join(_UNITS)}, window one of {', '.join(_WINDOWS)}, "
+    "limit a number >= 0 (e.g. images:day:500)"
+)
+
+
+def _fail(message: str) -> SystemExit:
+    print(f"gateway: {message}", file=sys.stderr)
+    return SystemExit(2)
+
+
+def _query(**params: str | None) -> str:
+    """`?a=1&b=2` of the parameters given, or nothing at all."""
+    given = {name: value for name, value in params.items() if value is not None}
+    return "?" + urlencode(given) if given else ""
 
 
 def _call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
@@ -25,24 +46,21 @@ def _call(args: argparse.Namespace, method: str, path: str, body: Any = None) ->
 
     key = os.environ.get(ADMIN_KEY_ENV, "")
     if not key:
-        print(f"gateway: set {ADMIN_KEY_ENV} to an admin key", file=sys.stderr)
-        raise SystemExit(2)
+        raise _fail(f"set {ADMIN_KEY_ENV} to an admin key")
     url = (args.url or os.environ.get("GATEWAY_URL") or DEFAULT_URL).rstrip("/") + path
     try:
         response = httpx.request(
             method, url, json=body, headers={"authorization": f"Bearer {key}"}, timeout=30
         )
     except httpx.HTTPError as exc:
-        print(f"gateway: cannot reach {url}: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise _fail(f"cannot reach {url}: {exc}") from None
     if response.status_code >= 400:
         try:
             error = response.json()["error"]
             detail = f"{error['code']}: {error['message']}"
         except (ValueError, KeyError, TypeError):
             detail = response.text[:200]
-        print(f"gateway: {response.status_code} {detail}", file=sys.stderr)
-        raise SystemExit(2)
+        raise _fail(f"{response.status_code} {detail}")
     return response.json()
 
 
@@ -51,27 +69,34 @@ def _print(value: Any) -> int:
     return 0
 
 
+def name_argument(value: str) -> str:
+    """A --user or --team value, held to the one name rule (the config's and the API's)."""
+    try:
+        return check_name(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def keys_create(args: argparse.Namespace) -> int:
     body = {"user": args.user, "team": args.team, "role": args.role, "note": args.note}
     if args.expires_at:
         body["expires_at"] = args.expires_at
+    if args.new_team:
+        body["new_team"] = True
     return _print(_call(args, "POST", "/admin/keys", body))
 
 
 def keys_list(args: argparse.Namespace) -> int:
-    from urllib.parse import urlencode
-
-    query = urlencode({k: v for k, v in (("user", args.user), ("team", args.team)) if v})
-    return _print(_call(args, "GET", f"/admin/keys?{query}")["data"])
+    return _print(_call(args, "GET", "/admin/keys" + _query(user=args.user, team=args.team)))
 
 
 def keys_revoke(args: argparse.Namespace) -> int:
-    return _print(_call(args, "DELETE", f"/admin/keys/{args.id}"))
+    return _print(_call(args, "DELETE", f"/admin/keys/{quote(args.id, safe='')}"))
 
 
 def keys_rotate(args: argparse.Namespace) -> int:
     body = {"grace_seconds": args.grace_seconds}
-    return _print(_call(args, "POST", f"/admin/keys/{args.id}/rotate", body))
+    return _print(_call(args, "POST", f"/admin/keys/{quote(args.id, safe='')}/rotate", body))
 
 
 def _rule(text: str) -> dict[str, Any]:
@@ -81,36 +106,86 @@ def _rule(text: str) -> dict[str, Any]:
         number = float(limit)
     except ValueError:
         number = -1.0
-    if unit not in _UNITS or window not in _WINDOWS or number < 0:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: expected unit:window:limit, e.g. images:day:500"
-        )
+    if unit not in _UNITS or window not in _WINDOWS or number < 0 or text.count(":") != 2:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected {RULE_FORM}")
     return {"unit": unit, "window": window, "limit": number}
 
 
-def _subject(args: argparse.Namespace) -> str:
-    return f"/admin/quotas/users/{args.user}" if args.user else f"/admin/quotas/teams/{args.team}"
+def _rule_text(rule: dict[str, Any]) -> str:
+    return f"{rule['unit']}:{rule['window']}:{rule['limit']:g}"
+
+
+def _subject(args: argparse.Namespace) -> tuple[str, str]:
+    """The subject as said (`user alice`), and the admin path naming it (a `/` quoted)."""
+    scope, name = ("user", args.user) if args.user else ("team", args.team)
+    return f"{scope} {name}", f"/admin/quotas/{scope}s/{quote(name, safe='')}"
 
 
 def quotas_set(args: argparse.Namespace) -> int:
-    return _print(_call(args, "PUT", _subject(args), {"rules": args.rule}))
+    """Replace the subject's runtime rules as a whole, and say what that replaced."""
+    who, path = _subject(args)
+    answer = _call(args, "PUT", path, {"rules": args.rule})
+    _print(answer)
+    kept = {(rule["unit"], rule["window"]) for rule in answer["rules"]}
+    dropped = [r for r in answer.get("replaced") or () if (r["unit"], r["window"]) not in kept]
+    if dropped:
+        gone = ", ".join(_rule_text(rule) for rule in dropped)
+        print(
+            f"gateway: replaced {who}'s runtime rules: {gone} no longer set (the config's rule "
+            "of that unit and window applies again; give every rule to keep in one set)",
+            file=sys.stderr,
+        )
+    return 0
 
 
 def quotas_unset(args: argparse.Namespace) -> int:
-    return _print(_call(args, "DELETE", _subject(args)))
+    return _print(_call(args, "DELETE", _subject(args)[1]))
+
+
+def quotas_show(args: argparse.Namespace) -> int:
+    """GET /admin/quotas, kept to one user's or team's parts when one is named."""
+    answer = _call(args, "GET", "/admin/quotas")
+    if args.user is None and args.team is None:
+        return _print(answer)
+    scope, name = ("user", args.user) if args.user else ("team", args.team)
+    return _print(
+        {
+            "principals": [p for p in answer["principals"] if p[scope] == name],
+            "teams": [t for t in answer["teams"] if scope == "team" and t["team"] == name],
+            "overrides": [
+                o for o in answer["overrides"] if (o["scope"], o["subject"]) == (scope, name)
+            ],
+        }
+    )
+
+
+def audit(args: argparse.Namespace) -> int:
+    query = _query(
+        actor=args.actor, action=args.action, target=args.target, since=args.since,
+        until=args.until, limit=args.limit, before=args.before,
+    )  # fmt: skip
+    return _print(_call(args, "GET", "/admin/audit" + query))
 
 
 def usage_export(args: argparse.Namespace) -> int:
+    """Write a month's books as CSV or JSON: to a file, or to standard output with `-`."""
     from gateway.usage import to_csv
 
-    answer = _call(args, "GET", f"/admin/usage?month={args.month}&by={args.by}")
+    answer = _call(args, "GET", "/admin/usage" + _query(month=args.month, by=args.by))
     if args.format == "csv":
         text = to_csv(answer["data"], args.by)
     else:
         text = orjson.dumps(answer, option=orjson.OPT_INDENT_2).decode() + "\n"
+    if args.output == "-":
+        sys.stdout.write(text)
+        return 0
     output = args.output or f"usage-{args.month}-by-{args.by}.{args.format}"
-    Path(output).write_text(text, encoding="utf-8")
-    print(f"wrote {output} ({len(answer['data'])} rows)")
+    try:
+        Path(output).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise _fail(f"cannot write {output}: {exc.strerror}") from None
+    count = len(answer["data"])
+    print(f"wrote {output} ({count} row{'' if count == 1 else 's'})")
     return 0
 
 
@@ -122,15 +197,19 @@ def _client(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def add_key_commands(keys: Any) -> None:
     """`keys create|list|revoke|rotate` under the `keys` command group."""
     create = _client(keys.add_parser("create", help="issue a key at run time (secret shown once)"))
-    create.add_argument("--user", required=True)
-    create.add_argument("--team", required=True)
+    create.add_argument("--user", required=True, type=name_argument)
+    create.add_argument("--team", required=True, type=name_argument)
+    create.add_argument(
+        "--new-team", action="store_true",
+        help="open a team no config, runtime pool or key names yet (else refused)",
+    )  # fmt: skip
     create.add_argument("--role", choices=("user", "admin"), default="user")
     create.add_argument("--expires-at", help="ISO 8601 UTC, e.g. 2027-01-01T00:00:00Z")
     create.add_argument("--note", default="")
     create.set_defaults(handler=keys_create)
     listing = _client(keys.add_parser("list", help="list runtime keys (no secrets)"))
-    listing.add_argument("--user")
-    listing.add_argument("--team")
+    listing.add_argument("--user", type=name_argument)
+    listing.add_argument("--team", type=name_argument)
     listing.set_defaults(handler=keys_list)
     revoke = _client(keys.add_parser("revoke", help="revoke a key by id"))
     revoke.add_argument("id")
@@ -141,22 +220,48 @@ def add_key_commands(keys: Any) -> None:
     rotate.set_defaults(handler=keys_rotate)
 
 
-def add_commands(commands: Any) -> None:
-    """`quotas set|unset` and `usage export`, as top-level command groups."""
+def _who(parser: argparse.ArgumentParser, required: bool) -> None:
+    who = parser.add_mutually_exclusive_group(required=required)
+    who.add_argument("--user", type=name_argument)
+    who.add_argument("--team", type=name_argument)
+
+
+def _add_quota_commands(commands: Any) -> None:
     quotas = commands.add_parser("quotas", help="runtime quota rules").add_subparsers(
         dest="action", required=True
     )
-    for verb, handler in (("set", quotas_set), ("unset", quotas_unset)):
-        sub = _client(quotas.add_parser(verb, help=f"{verb} a user's or a team's runtime rules"))
-        who = sub.add_mutually_exclusive_group(required=True)
-        who.add_argument("--user")
-        who.add_argument("--team")
-        if verb == "set":
-            sub.add_argument(
-                "--rule", type=_rule, action="append", required=True,
-                help="unit:window:limit, repeatable; replaces the subject's runtime rules",
-            )  # fmt: skip
-        sub.set_defaults(handler=handler)
+    change = "replace a user's or a team's runtime rules as a whole (and say what it replaced)"
+    setting = _client(quotas.add_parser("set", help=change))
+    _who(setting, required=True)
+    setting.add_argument(
+        "--rule", type=_rule, action="append", required=True,
+        help=f"{RULE_FORM}; repeatable: the rules given are all the subject's runtime rules",
+    )  # fmt: skip
+    setting.set_defaults(handler=quotas_set)
+    unset = _client(quotas.add_parser("unset", help="drop a user's or a team's runtime rules"))
+    _who(unset, required=True)
+    unset.set_defaults(handler=quotas_unset)
+    show = _client(quotas.add_parser("show", help="the rules in force, used and left"))
+    _who(show, required=False)
+    show.set_defaults(handler=quotas_show)
+
+
+def _add_audit_command(commands: Any) -> None:
+    trail = _client(commands.add_parser("audit", help="the admin changes, newest first"))
+    trail.add_argument("--actor")
+    trail.add_argument("--action", help="key.create, key.revoke, key.rotate, quota.set, ...")
+    trail.add_argument("--target", help="a key id, or user:<name> / team:<name>")
+    trail.add_argument("--since", help="ISO 8601, e.g. 2026-11-01T00:00:00Z")
+    trail.add_argument("--until", help="ISO 8601")
+    trail.add_argument("--limit", help="1 to 500 (default 50)")
+    trail.add_argument("--before", help="the next_before of the previous page")
+    trail.set_defaults(handler=audit)
+
+
+def add_commands(commands: Any) -> None:
+    """`quotas set|unset|show`, `audit` and `usage export`, as top-level command groups."""
+    _add_quota_commands(commands)
+    _add_audit_command(commands)
     usage = commands.add_parser("usage", help="usage for chargeback").add_subparsers(
         dest="action", required=True
     )
@@ -164,5 +269,7 @@ def add_commands(commands: Any) -> None:
     export.add_argument("--month", required=True, help="YYYY-MM")
     export.add_argument("--by", choices=("team", "user"), default="team")
     export.add_argument("--format", choices=("csv", "json"), default="csv")
-    export.add_argument("--output", help="file (default usage-<month>-by-<by>.<format>)")
+    export.add_argument(
+        "--output", help="file (default usage-<month>-by-<by>.<format>; - for standard output)"
+    )
     export.set_defaults(handler=usage_export)

@@ -15,15 +15,15 @@ import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
-from pydantic import AfterValidator, Field, StrictFloat, StrictInt, ValidationError
+from pydantic import Field, StrictBool, StrictFloat, StrictInt, ValidationError
 
 from gateway.admin_records import Change, KeyRecord, Snapshot, encode_rules, iso, quota_field
 from gateway.admin_state import RuntimeState
 from gateway.auth.authenticator import key_digest
 from gateway.auth.identity import NAME_RULE, external_name
-from gateway.config_types import Strict
+from gateway.config_types import Name, Strict, error_message
 from gateway.errors import AdminBusy, InvalidRequest, NotFound
 from gateway.policy import Scope
 from gateway.settings import QuotaRule
@@ -38,21 +38,13 @@ _ATTEMPTS = 5
 KEY_PREFIX = "gwk_"
 
 
-def _name(value: str) -> str:
-    if external_name(value) is None:
-        raise ValueError(f"must be {NAME_RULE}")
-    return value
-
-
-IdentityName = Annotated[str, AfterValidator(_name)]
-
-
 class KeyCreate(Strict):
-    user: IdentityName
-    team: IdentityName
+    user: Name
+    team: Name
     role: Literal["user", "admin"] = "user"
     expires_at: datetime | None = None
     note: str = Field("", max_length=200)
+    new_team: StrictBool = False  # the admin opens a team no config, pool or key names yet
 
 
 class KeyRotate(Strict):
@@ -92,7 +84,9 @@ def parse(model: type[Strict], body: Mapping[str, Any]) -> Any:
         first = exc.errors()[0]
         param = ".".join(str(part) for part in first["loc"]) or None
         codes = {"extra_forbidden": "unknown_parameter", "missing": "missing_required_parameter"}
-        message = "unknown parameter" if first["type"] == "extra_forbidden" else first["msg"]
+        message = (
+            "unknown parameter" if first["type"] == "extra_forbidden" else error_message(first)
+        )
         code = codes.get(first["type"], "invalid_value")
         raise InvalidRequest(f"{param}: {message}", code=code, param=param) from None
 
@@ -104,11 +98,47 @@ def name(value: str, param: str) -> str:
     return value
 
 
-class AdminOps:
-    """The admin operations over one replica's `RuntimeState` (and its store)."""
+def known_teams(configured: frozenset[str], snapshot: Snapshot, now: float) -> frozenset[str]:
+    """The teams a runtime key may name as they are: the config's, those with a runtime
+    pool, and those of live runtime keys (opened by an earlier `new_team`)."""
+    pools = {subject for scope, subject in snapshot.overrides if scope == "team"}
+    keyed = {record.team for record in snapshot.keys.values() if record.live(now)}
+    return configured | pools | keyed
 
-    def __init__(self, state: RuntimeState) -> None:
-        self.state = state
+
+def check_team(team: str, known: frozenset[str], *, new_team: bool) -> None:
+    """Refuse a team that only differs in case from a known one (always: it would split a
+    budget and its dashboards on a typo), or that is new when `new_team` was not said."""
+    if team in known:
+        return
+    twin = next((name for name in sorted(known) if name.casefold() == team.casefold()), None)
+    if twin is not None:
+        raise InvalidRequest(
+            f"team: {team!r} is not a team of this gateway; did you mean {twin!r}? "
+            "Team names are case-sensitive.", code="invalid_value", param="team",
+        )  # fmt: skip
+    if not new_team:
+        raise InvalidRequest(
+            f"team: {team!r} is not a team of this gateway (none in the config, no runtime "
+            'pool, no key). To open it, say so: "new_team": true (CLI --new-team; console: '
+            "New team).",
+            code="invalid_value", param="team",
+        )  # fmt: skip
+
+
+class RulesSet(NamedTuple):
+    """A subject's runtime rules as set, and the ones they replaced (None: there were none)."""
+
+    rules: tuple[QuotaRule, ...]
+    replaced: tuple[QuotaRule, ...] | None
+
+
+class AdminOps:
+    """The admin operations over one replica's `RuntimeState` (and its store); `teams` are
+    the configured ones."""
+
+    def __init__(self, state: RuntimeState, teams: frozenset[str] = frozenset()) -> None:
+        self.state, self._teams = state, teams
 
     async def _write(self, decide: Any, actor: Actor) -> Any:
         """Run `decide(snapshot, now) -> (change, result)` and apply it, retrying on a race."""
@@ -151,6 +181,8 @@ class AdminOps:
                 raise InvalidRequest(
                     "expires_at: must be in the future", code="invalid_value", param="expires_at"
                 )
+            known = known_teams(self._teams, snapshot, now)
+            check_team(asked.team, known, new_team=asked.new_team)
             live = [r for r in snapshot.keys.values() if r.user == asked.user and r.live(now)]
             if len(live) >= MAX_KEYS_PER_USER:
                 raise InvalidRequest(
@@ -210,9 +242,10 @@ class AdminOps:
 
     async def set_rules(
         self, scope: Scope, subject: str, body: Mapping[str, Any], actor: Actor
-    ) -> tuple[QuotaRule, ...]:
-        """Replace the subject's runtime rules (each overrides the config's rule of its
-        unit and window)."""
+    ) -> RulesSet:
+        """Replace the subject's runtime rules as a whole (each overrides the config's rule
+        of its unit and window); a team pool may be opened so, but not under a case variant
+        of a known team's name."""
         name(subject, scope)
         asked: RulesPut = parse(RulesPut, body)
         if len({(r.unit, r.window) for r in asked.rules}) != len(asked.rules):
@@ -224,13 +257,17 @@ class AdminOps:
             QuotaRule(unit=r.unit, limit=float(r.limit), window=r.window) for r in asked.rules
         )
 
-        def decide(snapshot: Snapshot, now: float) -> tuple[Change | None, tuple[QuotaRule, ...]]:
+        def decide(snapshot: Snapshot, now: float) -> tuple[Change | None, RulesSet]:
+            if scope == "team":
+                check_team(subject, known_teams(self._teams, snapshot, now), new_team=True)
             before = snapshot.overrides.get((scope, subject))
             if before == rules:
-                return None, rules
-            return _rules_change("quota.set", scope, subject, before, rules), rules
+                return None, RulesSet(rules, before)
+            return _rules_change("quota.set", scope, subject, before, rules), RulesSet(
+                rules, before
+            )
 
-        result: tuple[QuotaRule, ...] = await self._write(decide, actor)
+        result: RulesSet = await self._write(decide, actor)
         return result
 
     async def unset_rules(self, scope: Scope, subject: str, actor: Actor) -> tuple[QuotaRule, ...]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import ErrorDetails
+
+from gateway.auth.identity import check_name
 
 
 class Strict(BaseModel):
@@ -14,20 +16,17 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def error_message(error: ErrorDetails) -> str:
+    """What one validation error says: our own words for a check of ours, without the
+    "Value error, " pydantic puts before them; pydantic's for its own checks."""
+    raised = error.get("ctx", {}).get("error")
+    if error["type"] == "value_error" and raised is not None:
+        return str(raised)
+    return error["msg"]
+
+
 HexDigest = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
-# User and team names of the config (and of `gateway keys new`): Redis key parts and
-# metric labels, so short, without spaces, quotes or the braces of a Redis Cluster hash tag.
-_NAME = re.compile(r"[A-Za-z0-9._@+-]{1,128}")
-NAME_RULE = "1 to 128 characters, each a letter, a digit or one of . _ @ + -"
-
-
-def check_name(value: str) -> str:
-    """`value` if it may name a user or team in the config, else `ValueError` stating the rule."""
-    if not _NAME.fullmatch(value):
-        raise ValueError(f"{value!r} is not a valid name: use {NAME_RULE}")
-    return value
-
-
+# User and team names: the config's, the admin API's and the CLI's, under the one rule.
 Name = Annotated[str, AfterValidator(check_name)]
 ClaimName = Annotated[str, Field(min_length=1, max_length=256)]
 HeaderName = Annotated[str, Field(pattern=r"^[A-Za-z0-9-]{1,64}$")]

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 PUBLIC_URL = "GATEWAY_PUBLIC_URL"
 DEMO_KEY = "GATEWAY_DEMO_KEY"
+DEMO_ADMIN_KEY = "GATEWAY_DEMO_ADMIN_KEY"  # the admin beside the demo user: local runs only
 
 
 class EnvVar(NamedTuple):
@@ -61,6 +62,9 @@ def _optional(config: GatewayConfig) -> tuple[EnvVar, ...]:
         found.append(EnvVar(PUBLIC_URL, None, False, "address in image URLs; unset: --host:--port"))
     if config.upstream.is_sandbox:
         found.append(EnvVar(DEMO_KEY, None, False, "with --demo-key; unset: a fresh key"))
+        found.append(
+            EnvVar(DEMO_ADMIN_KEY, None, False, "with --demo-key, local admin; unset: a fresh key")
+        )
     return tuple(found)
 
 

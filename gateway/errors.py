@@ -158,7 +158,11 @@ class HeadersTooLarge(RequestTooLarge):
 class NotFound(GatewayError):
     status, type, code = 404, "invalid_request_error", "not_found"
     outcome: Outcome = "not_found"
-    default_message = "Unknown path. This gateway serves POST /v1/images/variations."
+    default_message = (
+        "Unknown path. This gateway serves POST /v1/images/variations: give the OpenAI SDKs "
+        "this address with /v1 as their base URL. Admins: /admin/console. More: the "
+        "gateway's README."
+    )
 
 
 class MethodNotAllowed(GatewayError):

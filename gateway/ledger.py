@@ -296,7 +296,8 @@ class QuotaLedger:
         return await self._read(pool_rules(self._policy().quotas, team), team)
 
     async def all_states(self, identities: Sequence[Identity]) -> list[RuleState]:
-        """Every rule of every identity and every configured team pool (for scrapes).
+        """Every rule of every identity, of every user named by a rule of their own (config
+        or runtime: users known only to the IdP, say), and of every team pool (for scrapes).
 
         One store read for all of them (grouped by slot in the store, so a Cluster answers it
         node by node, concurrently). The store being down yields no states rather than an
@@ -305,6 +306,8 @@ class QuotaLedger:
         """
         quotas = self._policy().quotas
         subjects = [(own_rules(quotas, i.user), i.team) for i in identities]
+        named = sorted(set(quotas.users) - {i.user for i in identities})
+        subjects += [(own_rules(quotas, user), "") for user in named]  # no team in their keys
         subjects += [(pool_rules(quotas, team), team) for team in sorted(quotas.teams)]
         try:
             return await self._read_many(subjects)

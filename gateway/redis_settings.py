@@ -62,10 +62,9 @@ def _tls(config: RedisTlsConfig | None, path: str) -> TlsFiles | None:
     return TlsFiles(config.ca_file, config.cert_file, config.key_file, config.check_hostname)
 
 
-def redis_options(
-    config: RedisConnectionConfig, url: str, url_env: str, env: Mapping[str, str], path: str
-) -> ConnectOptions:
-    """The connection options for `url` (from `url_env`), section `path` of the config.
+def check_url(config: RedisConnectionConfig, url: str, url_env: str, path: str) -> None:
+    """Refuse `url` (from `url_env`) as the clients would, before any is made: its form, its
+    path, and TLS files set for a URL without TLS. Needs no other secret.
 
     Raises `ValueError` naming the variable or key at fault, never quoting the URL (it may
     hold a password).
@@ -76,6 +75,16 @@ def redis_options(
         raise ValueError(f"{url_env}: {exc}") from None
     if config.tls is not None and not target.tls:
         raise ValueError(f"{path}.tls: set, but {url_env} is not a TLS URL (rediss://...)")
+
+
+def redis_options(
+    config: RedisConnectionConfig, url: str, url_env: str, env: Mapping[str, str], path: str
+) -> ConnectOptions:
+    """The connection options for `url` (from `url_env`), section `path` of the config.
+
+    Raises `ValueError` as `check_url` does, or naming a credential variable that is unset.
+    """
+    check_url(config, url, url_env, path)
     return ConnectOptions(
         username=_env(env, config.username_env, f"{path}.username_env"),
         password=_env(env, config.password_env, f"{path}.password_env"),

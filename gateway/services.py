@@ -129,13 +129,15 @@ def build_authenticator(
     trusted headers when configured; teams from tokens and headers must be among `teams`."""
     identity = settings.config.identity
     demo_key = settings.demo_key.get_secret_value() if settings.demo_key else None
+    demo_admin = settings.demo_admin_key.get_secret_value() if settings.demo_admin_key else None
     jwt = identity.jwt
     headers = identity.trusted_header
     return Authenticator(
-        KeyAuthenticator(settings.config.principals, demo_key),
+        KeyAuthenticator(settings.config.principals, demo_key, demo_admin),
         jwt=JwtVerifier(jwt, jwks, teams=teams) if jwt and jwks is not None else None,
         headers=TrustedHeaders(headers, teams) if headers else None,
         runtime_keys=runtime.lookup if runtime is not None else None,
+        runtime_identities=runtime.identities if runtime is not None else None,
     )
 
 
@@ -233,9 +235,12 @@ async def open_services(
         async with build_client(settings.config.upstream, transport) as client:
             upstream = open_upstream(settings, client, base_url, images)
             ledger = open_ledger(settings, store, upstream, runtime)
+            auth = build_authenticator(settings, jwks, teams, runtime)
+            # Teams a runtime key may name: the config's, and the demo keys' (`make run`).
+            key_teams = teams | {identity.team for identity in auth.identities()}
             try:
                 yield Services(
-                    auth=build_authenticator(settings, jwks, teams, runtime),
+                    auth=auth,
                     store=store,
                     images=images,
                     ledger=ledger,
@@ -252,7 +257,7 @@ async def open_services(
                     admission=Admission(settings.config.limits.max_concurrent_requests),
                     uploads=open_upload_budget(settings),
                     background=background,
-                    admin=AdminOps(runtime),
+                    admin=AdminOps(runtime, key_teams),
                     doorstep=Doorstep(),
                     room=RoomCheck(ledger, settings.config.cache.hits_count_against),
                     shelf=ImageShelf(),

@@ -17,9 +17,9 @@ import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 
 from gateway.auth.identity_settings import IdentityConfig, identity_warnings
-from gateway.config_types import HexDigest, Name, Price, Strict
-from gateway.environment import DEMO_KEY, PUBLIC_URL, missing_required
-from gateway.redis_settings import RedisConnectionConfig, redis_options
+from gateway.config_types import HexDigest, Name, Price, Strict, error_message
+from gateway.environment import DEMO_ADMIN_KEY, DEMO_KEY, PUBLIC_URL, missing_required
+from gateway.redis_settings import RedisConnectionConfig, check_url, redis_options
 from gateway.store.urls import ConnectOptions
 from gateway.vocabulary import SIZES, OnTimeout, Size, Unit, Window
 
@@ -36,6 +36,11 @@ VARIATION_PROMPT = (
 
 class ConfigError(Exception):
     """The configuration is unusable; the message names the offending key's path."""
+
+
+class EnvironmentProblem(ConfigError):
+    """A variable of the environment (not the file) is unusable; the message is one line
+    naming the variable, never its value."""
 
 
 class ModelPrice(Strict):
@@ -228,6 +233,7 @@ class Settings:
     redis_options: ConnectOptions = field(default_factory=ConnectOptions)
     cache_redis_options: ConnectOptions = field(default_factory=ConnectOptions)
     warnings: tuple[str, ...] = ()
+    demo_admin_key: SecretStr | None = None  # beside the demo key: the console, locally
 
 
 def _format_loc(loc: tuple[int | str, ...]) -> str:
@@ -241,7 +247,7 @@ def _describe(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
         loc = _format_loc(tuple(err["loc"]))
-        message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        message = "unknown key" if err["type"] == "extra_forbidden" else error_message(err)
         lines.append(f"{loc}: {message}")
     return "\n".join(lines)
 
@@ -288,18 +294,45 @@ def config_warnings(config: GatewayConfig) -> list[str]:
         )
     if "quotas" not in config.model_fields_set:
         warnings.append("no quotas: section: every caller may call without limit")
-    return warnings
+    return warnings + _placeholder_digests(config)
+
+
+# A SHA-256 shows about 15 of the 16 hex digits; one with fewer than 8 (a chance under 1e-18)
+# was typed, as the placeholders of config/gateway.compose.yaml were: no key opens it.
+_FEWEST_DIGITS = 8
+
+
+def _placeholder_digests(config: GatewayConfig) -> list[str]:
+    return [
+        f"principals[{index}] ({principal.user}): key_sha256 is a placeholder no key matches; "
+        "put the entry `gateway keys new` prints in its place"
+        for index, principal in enumerate(config.principals)
+        if len(set(principal.key_sha256)) < _FEWEST_DIGITS
+    ]
 
 
 def _require(config: GatewayConfig, env: Mapping[str, str]) -> None:
     missing = missing_required(config, env)
     if missing:
-        raise ConfigError(
+        raise EnvironmentProblem(
             "\n".join(
                 f"{var.key}: environment variable {var.name} is not set ({var.purpose})"
                 for var in missing
             )
         )
+
+
+def check_redis_urls(config: GatewayConfig, env: Mapping[str, str]) -> None:
+    """Each Redis URL of `env` that `serve` would use (the store's, the cache's), checked as
+    its client will read it: the one check `serve` and `config check` share. Raises
+    `EnvironmentProblem` naming the variable (or the key) at fault."""
+    for section, path in ((config.store, "store"), (config.cache, "cache")):
+        url = env.get(section.redis_url_env, "")
+        if url:
+            try:
+                check_url(section.redis, url, section.redis_url_env, f"{path}.redis")
+            except ValueError as exc:
+                raise EnvironmentProblem(str(exc)) from None
 
 
 def _redis_options(
@@ -313,12 +346,27 @@ def _redis_options(
             section.redis, url.get_secret_value(), section.redis_url_env, env, f"{path}.redis"
         )
     except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+        raise EnvironmentProblem(str(exc)) from None
+
+
+def _demo_keys(
+    config: GatewayConfig, env: Mapping[str, str]
+) -> tuple[SecretStr | None, SecretStr | None]:
+    """The demo key and the demo admin key of `env`: with the sandbox only, as the admin one
+    opens the admin plane to whoever holds it."""
+    keys = (_secret(env, DEMO_KEY), _secret(env, DEMO_ADMIN_KEY))
+    for name, key in zip((DEMO_KEY, DEMO_ADMIN_KEY), keys, strict=True):
+        if key is not None and not config.upstream.is_sandbox:
+            raise EnvironmentProblem(
+                f"{name}: a demo key is only allowed with upstream.base_url: sandbox"
+            )
+    return keys
 
 
 def build_settings(config: GatewayConfig, env: Mapping[str, str]) -> Settings:
     """Join a validated config with the secrets of `env`; raises `ConfigError` if one is missing."""
     _require(config, env)
+    check_redis_urls(config, env)
     warnings = config_warnings(config)
     upstream_key = _secret(env, config.upstream.api_key_env)
     user_secret = _secret(env, config.identity.secret_env)
@@ -330,9 +378,7 @@ def build_settings(config: GatewayConfig, env: Mapping[str, str]) -> Settings:
             warnings.append(
                 f"{config.identity.secret_env} unset: using a random per-process secret"
             )
-    demo_key = _secret(env, DEMO_KEY)
-    if demo_key is not None and not config.upstream.is_sandbox:
-        raise ConfigError(f"{DEMO_KEY}: a demo key is only allowed with upstream.base_url: sandbox")
+    demo_key, demo_admin_key = _demo_keys(config, env)
     redis_url = _secret(env, config.store.redis_url_env)
     cache_url = _secret(env, config.cache.redis_url_env)
     return Settings(
@@ -349,6 +395,7 @@ def build_settings(config: GatewayConfig, env: Mapping[str, str]) -> Settings:
         ),
         metrics_token=_secret(env, config.metrics.token_env),
         demo_key=demo_key,
+        demo_admin_key=demo_admin_key,
         public_url=env.get(PUBLIC_URL, "http://127.0.0.1:8080").rstrip("/"),
         multiprocess_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or None,
         warnings=tuple(warnings),

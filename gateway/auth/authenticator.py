@@ -51,10 +51,17 @@ def key_digest(key: str) -> str:
 class KeyAuthenticator:
     """Resolves `Authorization: Bearer <key>` against the configured principals."""
 
-    def __init__(self, principals: Iterable[PrincipalConfig], demo_key: str | None = None) -> None:
+    def __init__(
+        self,
+        principals: Iterable[PrincipalConfig],
+        demo_key: str | None = None,
+        demo_admin_key: str | None = None,
+    ) -> None:
         self._by_digest = {p.key_sha256: Identity(p.user, p.team, p.role) for p in principals}
         if demo_key:
             self._by_digest[key_digest(demo_key)] = Identity("demo", "demo")
+        if demo_admin_key:  # `serve --demo-key` on the sandbox: the console, locally
+            self._by_digest[key_digest(demo_admin_key)] = Identity("demo-admin", "demo", "admin")
 
     def identities(self) -> list[Identity]:
         """Every configured identity, ordered by user."""
@@ -92,14 +99,17 @@ class Authenticator:
         jwt: JwtVerifier | None = None,
         headers: TrustedHeaders | None = None,
         runtime_keys: Callable[[str], Identity | None] | None = None,
+        runtime_identities: Callable[[], list[Identity]] | None = None,
     ) -> None:
         self._keys, self._jwt, self._headers = keys, jwt, headers
         # Keys issued at run time (admin_state.py), after the config's: no I/O either.
         self._runtime_keys = runtime_keys or (lambda key: None)
+        self._runtime_identities = runtime_identities or list
 
     def identities(self) -> list[Identity]:
-        """The configured principals (callers known only to the IdP or a proxy are not)."""
-        return self._keys.identities()
+        """Every identity a key opens: the configured principals, then the users of live
+        runtime keys, each once (callers known only to the IdP or a proxy are not)."""
+        return list(dict.fromkeys([*self._keys.identities(), *self._runtime_identities()]))
 
     def needs_bearer(self, peer: str | None) -> bool:
         """Whether a request from `peer` can only be authenticated by an Authorization header

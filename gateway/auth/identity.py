@@ -1,4 +1,4 @@
-"""`Identity`, the one record every identity source produces, and the rule for names from outside.
+"""`Identity`, the one record every identity source produces, and the one rule for names.
 
 API keys, company SSO tokens and trusted proxy headers all resolve to the same `Identity`,
 so quotas, the cache scope, the upstream `user` field and metrics never ask where it came
@@ -14,9 +14,11 @@ from typing import Literal
 Role = Literal["user", "admin"]
 Source = Literal["key", "jwt", "header"]
 
-# Names from a token or a header become Redis key parts and metric labels: printable
+# The one rule for user and team names, wherever they come from (the config, a runtime key,
+# the CLI, a token, a proxy header): wide, as identity providers issue subjects such as
+# `auth0|5f1c...` or with `/`. Names become Redis key parts and metric labels: printable
 # ASCII without spaces, and without braces, which delimit a Redis Cluster hash tag.
-_EXTERNAL_NAME = re.compile(r"[!-z|~]{1,256}")
+_NAME = re.compile(r"[!-z|~]{1,256}")
 NAME_RULE = "1 to 256 printable ASCII characters, no spaces or braces"
 
 
@@ -35,10 +37,17 @@ class Identity:
 
 
 def external_name(value: object) -> str | None:
-    """`value` if it is usable as a user id or team name from outside the config, else None."""
-    if isinstance(value, str) and _EXTERNAL_NAME.fullmatch(value):
+    """`value` if it is a string usable as a user id or team name, else None."""
+    if isinstance(value, str) and _NAME.fullmatch(value):
         return value
     return None
+
+
+def check_name(value: str) -> str:
+    """`value` if it may name a user or team, else `ValueError` stating the rule."""
+    if external_name(value) is None:
+        raise ValueError(f"{value!r} is not a valid name: use {NAME_RULE}")
+    return value
 
 
 def known_team(

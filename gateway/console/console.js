@@ -309,6 +309,7 @@ function createKeyForm(holder) {
   const form = h("form", { class: "card inline", id: "create-key", "aria-label": "create a key" },
     field("User", h("input", { name: "user", autocomplete: "off" }), "user"),
     field("Team", h("input", { name: "team", autocomplete: "off" }), "team"),
+    field("New team", h("input", { name: "new_team", type: "checkbox" }), "new_team"),
     field("Role", select("role", [["user", "user"], ["admin", "admin"]], "user"), "role"),
     field("Expires (ISO 8601, optional)",
       h("input", { name: "expires_at", placeholder: "2027-01-01T00:00:00Z" }), "expires_at"),
@@ -319,6 +320,7 @@ function createKeyForm(holder) {
     const body = { user: form.user.value.trim(), team: form.team.value.trim(),
       role: form.role.value, note: form.note.value };
     if (form.expires_at.value.trim()) body.expires_at = form.expires_at.value.trim();
+    if (form.new_team.checked) body.new_team = true;  // open a team nobody names yet
     try {
       const created = await api("POST", "admin/keys", body);
       await route();

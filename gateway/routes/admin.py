@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.admin_ops import Actor, AdminOps, Created, rule_dicts
+from gateway.admin_ops import Actor, AdminOps, Created, RulesSet, rule_dicts
 from gateway.admin_records import AuditQuery, KeyRecord
 from gateway.auth.authenticator import require_admin
 from gateway.auth.identity import Identity
@@ -113,11 +113,19 @@ def _scope(request: Request) -> Scope:
 
 
 async def set_rules(request: Request) -> Response:
-    """PUT /admin/quotas/{users|teams}/{name}: the subject's runtime rules, replaced."""
+    """PUT /admin/quotas/{users|teams}/{name}: the subject's runtime rules, replaced as a
+    whole; the answer names the ones replaced."""
     ops, actor = await _admin(request)
     scope, subject = _scope(request), request.path_params["name"]
-    rules = await _store_errors(ops.set_rules(scope, subject, await _body(request), actor))
-    return JSONResponse({"scope": scope, "subject": subject, "rules": rule_dicts(rules)})
+    done: RulesSet = await _store_errors(ops.set_rules(scope, subject, await _body(request), actor))
+    return JSONResponse(
+        {
+            "scope": scope,
+            "subject": subject,
+            "rules": rule_dicts(done.rules),
+            "replaced": rule_dicts(done.replaced),
+        }
+    )
 
 
 async def unset_rules(request: Request) -> Response:
@@ -199,10 +207,11 @@ ROUTES = [
     Route("/admin/keys", list_keys, methods=["GET"]),
     Route("/admin/keys/{id}", revoke_key, methods=["DELETE"]),
     Route("/admin/keys/{id}/rotate", rotate_key, methods=["POST"]),
-    Route("/admin/quotas/users/{name}", set_rules, methods=["PUT"]),
-    Route("/admin/quotas/users/{name}", unset_rules, methods=["DELETE"]),
-    Route("/admin/quotas/teams/{name}", set_rules, methods=["PUT"]),
-    Route("/admin/quotas/teams/{name}", unset_rules, methods=["DELETE"]),
+    # `path`: a name may hold a `/` (`PUT /admin/quotas/users/a%2Fb` is user a/b).
+    Route("/admin/quotas/users/{name:path}", set_rules, methods=["PUT"]),
+    Route("/admin/quotas/users/{name:path}", unset_rules, methods=["DELETE"]),
+    Route("/admin/quotas/teams/{name:path}", set_rules, methods=["PUT"]),
+    Route("/admin/quotas/teams/{name:path}", unset_rules, methods=["DELETE"]),
     Route("/admin/audit", audit, methods=["GET"]),
     Route("/admin/usage", usage, methods=["GET"]),
 ]

@@ -69,8 +69,7 @@ async def all_quotas(request: Request) -> Response:
     services: Services = request.app.state.services
     require_admin(await _caller(request, services))
     runtime = services.admin.state
-    identities = dict.fromkeys([*services.auth.identities(), *runtime.identities()])
-    principals = [await _principal(services, identity) for identity in identities]
+    principals = [await _principal(services, identity) for identity in services.auth.identities()]
     teams = []
     for team in sorted(runtime.policy().quotas.teams):
         states = await services.ledger.team_states(team)

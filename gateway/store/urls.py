@@ -82,8 +82,31 @@ def parse_url(url: str) -> Target:
     if not hosts:
         raise ValueError("the URL names no host")
     names = tuple(name for name in path.partition("?")[0].split("/") if name)
-    if topology == "sentinel" and not names:
-        raise ValueError("a Sentinel URL names its service: redis+sentinel://host:port/<service>")
     if topology == "standalone" and len(hosts) > 1:
         raise ValueError(f"several hosts need redis+cluster:// or redis+sentinel://, not {scheme}")
+    _check_names(topology, names)
     return Target(topology, tls, hosts, unquote(user) or None, unquote(password) or None, names)
+
+
+# The path each topology takes, as the URL's forms say it (the module docstring of connect.py).
+_PATHS = {
+    "standalone": "the database must be a number: use redis://host:port[/<db>]",
+    "sentinel": "the database must be a number: use "
+    "redis+sentinel://host:port[,host:port...]/<service>[/<db>]",
+    "cluster": "a Cluster has only database 0: use redis+cluster://host:port[,host:port...]",
+}
+
+
+def _check_names(topology: str, names: tuple[str, ...]) -> None:
+    """The path's names fit the topology, and a database is a number: redis-py would read
+    `/abc` as database 0 and a Sentinel's `/mymaster/abc` would fail at the first connection."""
+    if topology == "sentinel" and not names:
+        raise ValueError(
+            "a Sentinel URL names its service: redis+sentinel://host:port/<service>[/<db>]"
+        )
+    databases = names[1:] if topology == "sentinel" else names
+    fits = len(databases) <= 1 and all(db.isascii() and db.isdigit() for db in databases)
+    if topology == "cluster":
+        fits = fits and all(int(db) == 0 for db in databases)
+    if not fits:
+        raise ValueError(_PATHS[topology])

@@ -93,3 +93,21 @@ def test_every_install_comes_from_a_lock_with_hashes(verb: str) -> None:
         else:
             assert "--require-hashes" in words, line
             assert any(word.endswith(".lock") for word in words), line
+
+
+def test_make_run_echoes_none_of_its_commands() -> None:
+    """On a fresh clone `make run` prints one line per install step and then only what the
+    commands themselves print (quiet installs, the gateway's own lines): make echoes no
+    command. Run with a shell that runs nothing, so all that shows is make's own output."""
+    make, true = shutil.which("make"), shutil.which("true")
+    assert make is not None and true is not None
+    # Not as a sub-make of `make test`, which would add its "Entering directory" lines.
+    dropped = {"PORT", "HOST", "MAKELEVEL", "MAKEFLAGS", "MFLAGS"}
+    env = {key: value for key, value in os.environ.items() if key not in dropped}
+    result = subprocess.run(
+        [make, "-B", "run", f"SHELL={true}"],
+        cwd=ROOT, env=env, capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    assert result.stdout == "", result.stdout
+    installs = [line for line in _plan("run") if " pip " in line]
+    assert installs and all("--quiet" in line for line in installs), installs

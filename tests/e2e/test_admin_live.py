@@ -95,7 +95,8 @@ def test_the_cli_drives_keys_quotas_and_usage_export(
     gateway = pair[0]
     created = _cli(gateway, "keys", "create", "--user", "dave", "--team", "vision")
     assert _status_on(gateway, created["key"]) == 200
-    assert [k["id"] for k in _cli(gateway, "keys", "list", "--user", "dave")] == [created["id"]]
+    listed = _cli(gateway, "keys", "list", "--user", "dave")["data"]
+    assert [k["id"] for k in listed] == [created["id"]]
     rotated = _cli(gateway, "keys", "rotate", created["id"], "--grace-seconds", "60")
     assert {_status_on(gateway, k) for k in (created["key"], rotated["key"])} == {200}
     _cli(gateway, "keys", "revoke", created["id"])

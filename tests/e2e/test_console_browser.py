@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import httpx
 import openai
@@ -382,3 +383,38 @@ def test_the_credential_lives_only_in_the_tab(tabs: Callable[..., ConsoleTab]) -
     tab.page.get_by_role("button", name="Sign out").click()
     expect(tab.page.locator("#sign-in")).to_be_visible()
     expect(tab.page.locator("#view")).to_be_empty()
+
+
+def test_the_console_takes_every_name_and_opens_a_team_only_when_told(
+    tabs: Callable[..., ConsoleTab], gateway: GatewayProcess
+) -> None:
+    """Keys: `Vision` beside the configured vision is refused next to Team with a hint; a
+    new team is refused until New team is ticked. Quotas: a user named like an IdP subject
+    with a `/` gets a runtime rule saved from the page."""
+    expect = _expect()
+    tab = tabs()
+    tab.sign_in(KEYS["grafana"])
+    page = tab.go("Keys")
+    form = page.locator("#create-key")
+    form.get_by_label("User", exact=True).fill("okta/00u1")
+    form.get_by_label("Team", exact=True).fill("Vision")
+    form.get_by_role("button", name="Create key").click()
+    team_error = form.locator("[data-param=team] .field-error")
+    expect(team_error).to_contain_text("did you mean 'vision'")
+    form.locator("[name=team]").fill("research")  # its label now holds the error too
+    form.get_by_role("button", name="Create key").click()
+    expect(team_error).to_contain_text("New team")
+    form.locator("[name=new_team]").check()
+    form.get_by_role("button", name="Create key").click()
+    expect(page.locator(".secret-value")).to_have_value(re.compile(r"^gwk_\S{43}$"))
+
+    page.goto(page.url.split("#")[0] + "#quotas/user/" + quote("okta/00u1", safe=""))
+    expect(page.locator("#overrides")).to_contain_text("Runtime overrides of user okta/00u1")
+    page.locator("#overrides [name=unit]").select_option("images")
+    page.locator("#overrides [data-param='rules.0.limit'] input").fill("6")
+    page.get_by_role("button", name="Save overrides").click()
+    expect(page.locator(".status.ok")).to_contain_text("Saved")
+    everyone = httpx.get(gateway.url + "/admin/quotas", headers=auth("grafana"), timeout=5)
+    assert ("user", "okta/00u1") in {
+        (o["scope"], o["subject"]) for o in everyone.json()["overrides"]
+    }

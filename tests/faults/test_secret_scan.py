@@ -56,6 +56,7 @@ def test_no_secret_in_logs_metrics_or_error_bodies_of_the_whole_run(
         ("https://blob.example/a.png?se=2099&sig=AbC%2Bdef", True),
         ("GET /files/3q2-7wEAAAAAAAAAAAAAAAAAAAAAAAA.png", True),
         ("demo key: gwk_0123456789abcdefghijklmnop", False),
+        ("demo admin key: gwk_0123456789abcdefghijklmnop", False),
         ('{"path": "/files/<token>", "error": "invalid_api_key"}', False),
     ],
 )

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from starlette.testclient import TestClient
@@ -184,6 +185,10 @@ def _future(days: int) -> str:
 
 BAD_KEYS = [
     ({"user": "has space", "team": "vision"}, "invalid_value", "user"),
+    ({"user": "dave", "team": "Vision"}, "invalid_value", "team"),
+    ({"user": "dave", "team": "Vision", "new_team": True}, "invalid_value", "team"),
+    ({"user": "dave", "team": "research"}, "invalid_value", "team"),
+    ({"user": "dave", "team": "research", "new_team": "yes"}, "invalid_value", "new_team"),
     ({"user": "dave", "team": "{vision}"}, "invalid_value", "team"),
     ({"user": "dave"}, "missing_required_parameter", "team"),
     ({"user": "dave", "team": "vision", "role": "root"}, "invalid_value", "role"),
@@ -290,3 +295,105 @@ def test_a_runtime_admin_key_reaches_the_admin_api(client: TestClient) -> None:
     assert_openai_error(
         client.get("/admin/keys", headers=bearer(user["key"])), 403, "permission_denied"
     )
+
+
+def test_the_demo_admin_key_opens_the_admin_api_on_the_sandbox(
+    make_client: Callable[..., TestClient],
+) -> None:
+    """With the sandbox, the demo admin key (`make run`'s second key) is an admin: it lists
+    keys and quotas; the demo key beside it is refused the admin API."""
+    env = {"GATEWAY_DEMO_KEY": "gwk_demo_user_key", "GATEWAY_DEMO_ADMIN_KEY": "gwk_demo_admin_k"}
+    client = make_client({"upstream": {"base_url": "sandbox"}}, env=env)
+    admin = bearer(env["GATEWAY_DEMO_ADMIN_KEY"])
+    assert client.get("/admin/keys", headers=admin).status_code == 200
+    assert client.get("/admin/quotas", headers=admin).status_code == 200
+    refused = client.get("/admin/keys", headers=bearer(env["GATEWAY_DEMO_KEY"]))
+    assert_openai_error(refused, 403, "permission_denied")
+
+
+def _gauges(client: TestClient) -> dict[tuple[str, str, str, str], float]:
+    """gateway_quota_limit by (scope, subject, unit, window), from one scrape."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = client.get("/metrics").text
+    (family,) = [f for f in text_string_to_metric_families(text) if f.name == "gateway_quota_limit"]
+    return {
+        (s.labels["scope"], s.labels["subject"], s.labels["unit"], s.labels["window"]): s.value
+        for s in family.samples
+    }
+
+
+def test_users_made_at_run_time_are_on_the_quota_gauges(
+    make_client: Callable[..., TestClient],
+) -> None:
+    """A runtime key's user (on the default rules), and a user known only by a runtime rule
+    (an SSO user), get gateway_quota_limit{scope="user"} series like configured principals,
+    so the per-user panels and GatewayQuotaNearlyExhausted cover them."""
+    default = [{"unit": "requests", "limit": 60, "window": "minute"}]
+    client = make_client({"quotas": {"default": default}})
+    create(client, user="dave")
+    rules = {"rules": [{"unit": "images", "window": "day", "limit": 7}]}
+    assert client.put("/admin/quotas/users/auth0|5f1c", json=rules, headers=ADMIN).is_success
+    gauges = _gauges(client)
+    assert gauges[("user", "alice", "requests", "minute")] == 60
+    assert gauges[("user", "dave", "requests", "minute")] == 60
+    assert gauges[("user", "auth0|5f1c", "images", "day")] == 7
+    everyone = client.get("/admin/quotas", headers=ADMIN).json()
+    assert "dave" in [p["user"] for p in everyone["principals"]]
+
+
+def test_a_new_team_needs_saying_so_and_a_case_variant_is_refused_with_a_hint(
+    admin_client: TestClient,
+) -> None:
+    """A key for a team nobody names is refused until `new_team` says so; then the team is
+    known. `Vision` beside the configured `vision` is refused, naming it, even so."""
+    refused = admin_client.post(
+        "/admin/keys", json={"user": "dave", "team": "research"}, headers=ADMIN
+    )
+    assert_openai_error(refused, 400, "invalid_value", "team")
+    assert "new_team" in refused.json()["error"]["message"]
+    create(admin_client, team="research", new_team=True)
+    create(admin_client, user="erin", team="research")  # known now: a live key names it
+    twin = admin_client.post("/admin/keys", json={"user": "dave", "team": "Vision"}, headers=ADMIN)
+    message = twin.json()["error"]["message"]
+    assert "did you mean 'vision'" in message and "case-sensitive" in message
+    assert not message.startswith("Value error")
+
+
+def test_a_team_with_a_runtime_pool_takes_keys(admin_client: TestClient) -> None:
+    """A team opened by giving it a runtime pool needs no `new_team` for its keys."""
+    rules = {"rules": [{"unit": "images", "window": "day", "limit": 5}]}
+    assert admin_client.put("/admin/quotas/teams/research", json=rules, headers=ADMIN).is_success
+    create(admin_client, team="research")
+
+
+@pytest.mark.parametrize("name", ["auth0|5f1c9a", "a/b", "corp\\jdoe", "x" * 256])
+def test_every_route_takes_every_name_the_rule_allows(admin_client: TestClient, name: str) -> None:
+    """Subjects as identity providers issue them (with `|`, `/` or `\\`) work on every
+    route: a key, its listing, a user's and a team's runtime rules (set, read back, unset)."""
+    quoted = quote(name, safe="")
+    created = create(admin_client, user=name)
+    listed = admin_client.get("/admin/keys", params={"user": name}, headers=ADMIN).json()
+    assert [k["id"] for k in listed["data"]] == [created["id"]]
+    rules = {"rules": [{"unit": "images", "window": "day", "limit": 5}]}
+    for scope in ("users", "teams"):
+        put = admin_client.put(f"/admin/quotas/{scope}/{quoted}", json=rules, headers=ADMIN)
+        assert put.status_code == 200 and put.json()["subject"] == name
+    everyone = admin_client.get("/admin/quotas", headers=ADMIN).json()
+    assert {(o["scope"], o["subject"]) for o in everyone["overrides"]} == {
+        ("user", name), ("team", name),
+    }  # fmt: skip
+    for scope in ("users", "teams"):
+        assert admin_client.delete(f"/admin/quotas/{scope}/{quoted}", headers=ADMIN).is_success
+
+
+def test_setting_rules_says_what_it_replaced(admin_client: TestClient) -> None:
+    """PUT replaces a subject's runtime rules as a whole, and its answer names the rules
+    replaced (null the first time)."""
+    first = {"rules": [{"unit": "usd", "window": "month", "limit": 5}]}
+    answer = admin_client.put("/admin/quotas/users/alice", json=first, headers=ADMIN).json()
+    assert answer["replaced"] is None
+    second = {"rules": [{"unit": "images", "window": "day", "limit": 50}]}
+    answer = admin_client.put("/admin/quotas/users/alice", json=second, headers=ADMIN).json()
+    assert answer["replaced"] == [{"unit": "usd", "window": "month", "limit": 5}]
+    assert answer["rules"] == [{"unit": "images", "window": "day", "limit": 50}]

@@ -267,3 +267,13 @@ def test_the_text_fields_are_checked_before_the_image(client: TestClient) -> Non
     corrupt = DEFAULT_PNG[:40] + b"\xff" + DEFAULT_PNG[41:]
     response = post_variation(client, image=corrupt, fields={"n": "11"})
     assert_openai_error(response, 400, "integer_above_max_value", "n")
+
+
+def test_the_root_404_points_to_the_console_and_the_readme(client: TestClient) -> None:
+    """A browser opening the gateway's root is told where the API, the admin console and
+    the README are, in the OpenAI shape."""
+    response = client.get("/")
+    assert_openai_error(response, 404, "not_found")
+    message = response.json()["error"]["message"]
+    assert "/v1/images/variations" in message
+    assert "/admin/console" in message and "README" in message

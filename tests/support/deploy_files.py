@@ -5,11 +5,14 @@ live /metrics test (every series the dashboard and the alerts use must exist).
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,6 +44,7 @@ SECRET_VARIABLES = (
     "ALERT_WEBHOOK_URL",
 )
 DUMMY_SECRETS = {name: f"dummy-{name.lower()}" for name in SECRET_VARIABLES}
+DEBIAN_TOOLS = "Debian: apt-get install docker-compose prometheus prometheus-alertmanager"
 
 # SPEC section 6.5: the only metric names the gateway exposes.
 SPEC_METRICS = frozenset(
@@ -145,3 +149,19 @@ def queried_metric_names() -> set[str]:
     for expr in exprs:
         names |= metric_names(expr)
     return names
+
+
+def require_tool(name: str, command: list[str] | None, install: str = DEBIAN_TOOLS) -> list[str]:
+    """The tool's command, or skip (fail in CI, which must have it: see .ci/run)."""
+    if command is not None:
+        return command
+    message = f"{name} is not installed ({install})"
+    if os.environ.get("CI"):
+        pytest.fail(f"{message}; CI must install it before the tests")
+    pytest.skip(message)
+
+
+def promtool() -> list[str]:
+    """promtool's command (Debian's prometheus package), or skip (fail in CI)."""
+    found = shutil.which("promtool")
+    return require_tool("promtool", [found] if found else None)

@@ -26,8 +26,8 @@ PATTERNS = {
     "signed URL": re.compile(r"[?&](sig|X-Amz-Signature|token)=[A-Za-z0-9%_\-]{4,}", re.I),
     "hosted-file token": re.compile(r"/files/[A-Za-z0-9_\-]{20,}"),
 }
-# Printed on purpose: `gateway serve --demo-key` shows the demo key it accepts.
-ALLOWED_LINES = re.compile(r"^demo key: gwk_\S+$", re.M)
+# Printed on purpose: `gateway serve --demo-key` shows the demo keys it accepts.
+ALLOWED_LINES = re.compile(r"^demo (admin )?key: gwk_\S+$", re.M)
 
 
 def start(path: Path) -> None:

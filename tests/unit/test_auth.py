@@ -127,6 +127,15 @@ def test_demo_key_resolves_to_the_demo_identity() -> None:
     _refused(authenticator, "Bearer gwk_other")
 
 
+def test_demo_admin_key_resolves_to_a_demo_admin() -> None:
+    """The demo admin key authenticates as demo-admin of team demo with the admin role; the
+    demo key beside it stays a plain user."""
+    authenticator = KeyAuthenticator([], demo_key="gwk_demo_key", demo_admin_key="gwk_demo_admin")
+    admin = by_key(authenticator, "Bearer gwk_demo_admin")
+    assert admin == Identity("demo-admin", "demo", "admin")
+    assert by_key(authenticator, "Bearer gwk_demo_key").role == "user"
+
+
 def test_no_demo_key_means_no_demo_identity(authenticator: KeyAuthenticator) -> None:
     """Without a demo key, an empty or made-up key does not authenticate as demo."""
     _refused(authenticator, "Bearer demo")

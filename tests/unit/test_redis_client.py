@@ -28,6 +28,39 @@ def test_an_unknown_scheme_is_refused_naming_the_known_ones() -> None:
         connect("http://127.0.0.1:6379")
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://127.0.0.1:6379/abc",
+        "redis://127.0.0.1:6379/0/1",
+        "redis+sentinel://127.0.0.1:26379/mymaster/abc",
+        "redis+sentinel://127.0.0.1:26379/mymaster/0/1",
+        "redis+cluster://127.0.0.1:7000/1",
+    ],
+)
+def test_a_path_that_is_not_a_database_is_refused(url: str) -> None:
+    """A database that is not a number (or not 0 on a Cluster) is refused before any client
+    is made, instead of becoming database 0 or a bare int() error at the first connection."""
+    with pytest.raises(ValueError, match=r"database"):
+        connect(url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://127.0.0.1:6379",
+        "redis://127.0.0.1:6379/15",
+        "redis+sentinel://127.0.0.1:26379/mymaster",
+        "redis+sentinel://127.0.0.1:26379/mymaster/2",
+        "redis+cluster://127.0.0.1:7000",
+        "redis+cluster://127.0.0.1:7000/0",
+    ],
+)
+def test_the_documented_url_forms_still_open(url: str) -> None:
+    """Each documented form, with or without its database, still gives a client."""
+    assert connect(url) is not None
+
+
 class _SkewedNodes:
     """A client for two nodes whose clocks differ: keys tagged {late} live on a node 100 s
     ahead (a real Redis's TIME cannot be skewed here, so this edge is faked)."""

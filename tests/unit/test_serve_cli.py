@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import re
 import socket
 from pathlib import Path
 
 import pytest
 from support.serve import serve_until_uvicorn
 
+from gateway.__main__ import main
 from gateway.preflight import base_url
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,7 +24,13 @@ WILDCARD = "0.0.0.0"  # noqa: S104
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No public URL, demo key or config of the developer's shell."""
-    for name in ("GATEWAY_PUBLIC_URL", "GATEWAY_DEMO_KEY", "GATEWAY_CONFIG", "REDIS_URL"):
+    for name in (
+        "GATEWAY_PUBLIC_URL",
+        "GATEWAY_DEMO_KEY",
+        "GATEWAY_DEMO_ADMIN_KEY",
+        "GATEWAY_CONFIG",
+        "REDIS_URL",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -110,3 +119,48 @@ def test_variations_adapter_serves_no_images_so_is_not_warned(
 def test_default_public_url_is_a_valid_url(host: str, url: str) -> None:
     """The default public URL (the serve address) brackets an IPv6 address."""
     assert base_url(host, 8080) == url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis+sentinl://127.0.0.1:26379/mymaster",
+        "redis+sentinel://127.0.0.1:26379/mymaster/abc",
+        "redis://127.0.0.1:6379/abc",
+    ],
+)
+def test_a_redis_url_it_cannot_use_stops_serve_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], url: str
+) -> None:
+    """serve refuses a Redis URL `config check` refuses, with the same one line naming the
+    variable (exit 2), before uvicorn and without a traceback."""
+    monkeypatch.setenv("REDIS_URL", url)
+    assert serve_until_uvicorn(monkeypatch, "--config", SANDBOX, "--port", "0") is None
+    err = capsys.readouterr().err
+    assert err.startswith("gateway: REDIS_URL: ") and err.count("\n") == 1, err
+    assert main(["config", "check", "--config", SANDBOX]) == 2
+    assert capsys.readouterr().err == err
+
+
+def test_demo_key_prints_a_local_admin_key_beside_the_demo_key(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`serve --demo-key` (make run) prints the demo key and, beside it, a demo admin key
+    marked local only with the console's address; the two differ and both are accepted."""
+    assert serve_until_uvicorn(monkeypatch, "--config", SANDBOX, "--port", "0", "--demo-key")
+    out = capsys.readouterr().out
+    user = re.search(r"^demo key: (gwk_\S+)$", out, re.M)
+    admin = re.search(r"^demo admin key: (gwk_\S+)$\n(.*)$", out, re.M)
+    assert user and admin, out
+    assert user.group(1) != admin.group(1)
+    assert "local only" in admin.group(2) and "/admin/console" in admin.group(2)
+    assert os.environ["GATEWAY_DEMO_ADMIN_KEY"] == admin.group(1)  # what the workers accept
+
+
+def test_without_demo_key_no_admin_key_is_made(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Plain `serve` makes and prints no demo key of either kind."""
+    assert serve_until_uvicorn(monkeypatch, "--config", SANDBOX, "--port", "0")
+    assert "demo" not in capsys.readouterr().out
+    assert "GATEWAY_DEMO_ADMIN_KEY" not in os.environ

@@ -15,6 +15,7 @@ from gateway.settings import (
     ConfigError,
     GatewayConfig,
     build_settings,
+    config_warnings,
     load_settings,
     parse_config,
     read_config,
@@ -294,6 +295,15 @@ def test_demo_key_is_refused_with_a_real_upstream() -> None:
     assert "GATEWAY_DEMO_KEY" in str(caught.value)
 
 
+def test_demo_admin_key_is_refused_with_a_real_upstream() -> None:
+    """GATEWAY_DEMO_ADMIN_KEY, which opens the admin plane, is only allowed with the sandbox,
+    and the refusal is one line naming it."""
+    with pytest.raises(ConfigError) as caught:
+        build_settings(parse_config(REAL), {**SECRETS, "GATEWAY_DEMO_ADMIN_KEY": "gwk_x"})
+    assert str(caught.value).startswith("GATEWAY_DEMO_ADMIN_KEY: ")
+    assert "\n" not in str(caught.value)
+
+
 def test_demo_key_is_read_with_the_sandbox() -> None:
     """With the sandbox, GATEWAY_DEMO_KEY is taken from the environment."""
     config = parse_config({"upstream": {"base_url": "sandbox"}})
@@ -411,3 +421,22 @@ def test_the_shipped_edits_example_parses_and_prices_its_model() -> None:
     edits = config.upstream.edits
     assert config.upstream.adapter == "edits" and edits is not None
     assert edits.model in edits.prices
+
+
+def test_placeholder_digests_are_warned_and_real_ones_are_not() -> None:
+    """A typed placeholder digest (no key matches it) is warned, naming the principal; a
+    real key's SHA-256 is not."""
+    placeholder = "0" * 63 + "1"
+    config = parse_config(
+        {
+            "principals": [
+                {"user": "alice", "team": "t", "key_sha256": DIGEST_A},
+                {"user": "bob", "team": "t", "key_sha256": placeholder},
+            ]
+        }
+    )
+    warned = [w for w in config_warnings(config) if "key_sha256" in w]
+    assert warned == [
+        "principals[1] (bob): key_sha256 is a placeholder no key matches; put the entry "
+        "`gateway keys new` prints in its place"
+    ]
