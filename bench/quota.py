@@ -26,9 +26,10 @@ import httpx
 
 from bench import procs
 from bench.images import noise_png
-from gateway.auth.identity import Identity
-from gateway.ledger import QuotaLedger
-from gateway.settings import parse_config
+from gateway.auth.base import Identity
+from gateway.quota.counters import request_cost
+from gateway.quota.ledger import QuotaLedger
+from gateway.settings.config import parse_config
 from gateway.store.base import Store
 from gateway.store.connect import connect
 from gateway.store.memory import MemoryStore
@@ -46,11 +47,12 @@ def _percentiles(samples: Sequence[float]) -> tuple[float, float]:
 
 async def _time_calls(store: Store, calls: int) -> dict[str, tuple[float, float]]:
     config = parse_config({"quotas": RULES})
-    ledger = QuotaLedger(config.quotas, store, image_price=config.prices.__getitem__)
+    ledger = QuotaLedger(config.quotas, store)
+    cost = request_cost(2, config.prices["512x512"])
     reserve, settle = [], []
     for _ in range(calls):
         started = time.perf_counter()
-        reservation = await ledger.reserve(WHO, 2, "512x512")
+        reservation = await ledger.reserve(WHO, cost)
         middle = time.perf_counter()
         await ledger.settle(reservation, delivered=1, asked=2)
         settle.append(time.perf_counter() - middle)

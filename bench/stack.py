@@ -28,8 +28,8 @@ import blake3
 import httpx
 import uvicorn
 
+from gateway.server.allocator import tune_malloc
 from gateway.store.connect import connect
-from gateway.tuning import tune_malloc
 from gateway.upstream.transport import AiohttpTransport
 
 # Each script touches one key of its own, as the gateway's do.

@@ -1,10 +1,12 @@
-"""`create_app(settings)`: routes, middleware and lifespan. Wiring only, no logic."""
+"""`create_app(settings)`: the route table, middleware, error handlers and lifespan. Wiring
+only, no logic."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import httpx
@@ -15,15 +17,76 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.admission import KeylessDoor
+from gateway.door import Spending
 from gateway.errors import GatewayError, MethodNotAllowed, NotFound, error_response
+from gateway.lifespan import open_services
 from gateway.middleware import RequestContextMiddleware
-from gateway.protocol import DOOR_STATE, HEAD_SECONDS_STATE
-from gateway.routes import admin, console, ops, quotas, variations
-from gateway.services import open_services
-from gateway.settings import Settings, load_settings
+from gateway.multipart import check_declared_length
+from gateway.routes import admin, console, images, ops, quotas
+from gateway.server.protocol import DOOR_STATE, HEAD_SECONDS_STATE, KeylessDoor
+from gateway.settings.build import Settings, load_settings
 from gateway.store.base import Clock
 from gateway.upstream.hosting import PATH_PREFIX
+
+# The endpoints that spend quota: each is let in by the door, counted in
+# gateway_requests_total by its name, and refused by the server when it sends no key.
+SPENDING = (
+    Spending("/v1/images/variations", "variations", images.create_variation, check_declared_length),
+)
+ROUTES = [
+    *(Route(endpoint.path, endpoint.handler, methods=["POST"]) for endpoint in SPENDING),
+    Route("/v1/quota", quotas.own_quota, methods=["GET"]),
+    Route("/admin/quotas", quotas.all_quotas, methods=["GET"]),
+    Route("/metrics", ops.metrics, methods=["GET"]),
+    Route("/healthz", ops.healthz, methods=["GET"]),
+    Route("/readyz", ops.readyz, methods=["GET"]),
+    Route(PATH_PREFIX + "{token}.png", ops.hosted_file, methods=["GET"]),
+    *admin.ROUTES,
+    *console.ROUTES,
+]
+
+
+def create_app(
+    settings: Settings,
+    *,
+    upstream_transport: httpx.AsyncBaseTransport | None = None,
+    store_clock: Clock | None = None,
+) -> Starlette:
+    """The gateway as an ASGI app; tests may swap the upstream's transport and the clock
+    that quota windows are decided on."""
+    metered = {endpoint.path: endpoint.name for endpoint in SPENDING}
+    log_polls = settings.config.logging.polls
+    app = Starlette(
+        routes=ROUTES,
+        middleware=[Middleware(RequestContextMiddleware, metered=metered, log_polls=log_polls)],
+        exception_handlers={
+            GatewayError: _gateway_error,
+            HTTPException: _http_error,
+            ClientDisconnect: _client_gone,
+        },
+        lifespan=_lifespan(settings, upstream_transport, store_clock),
+    )
+    app.router.redirect_slashes = False  # SDKs would turn a redirected POST into a GET
+    return app
+
+
+def _lifespan(
+    settings: Settings, transport: httpx.AsyncBaseTransport | None, clock: Clock | None
+) -> Callable[[Starlette], AbstractAsyncContextManager[dict[str, object]]]:
+    """The services opened for the app's life; the server's connections (which outlive any
+    request's scope) read the head timeout and the keyless refusal from its state."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, object]]:
+        async with open_services(settings, SPENDING, transport, clock) as services:
+            app.state.services = services
+            door = services.door
+            yield {
+                HEAD_SECONDS_STATE: settings.config.limits.header_timeout_seconds,
+                DOOR_STATE: KeylessDoor(door.auth, door.doorstep, SPENDING),
+            }
+
+    return lifespan
 
 
 def _note(request: Request, **fields: object) -> None:
@@ -51,49 +114,6 @@ async def _client_gone(request: Request, exc: Exception) -> Response:
     # Nobody reads this answer; the status records the disconnect in access logs.
     _note(request, outcome="client_gone")
     return Response(status_code=499)
-
-
-def create_app(
-    settings: Settings,
-    *,
-    upstream_transport: httpx.AsyncBaseTransport | None = None,
-    store_clock: Clock | None = None,
-) -> Starlette:
-    """The gateway as an ASGI app; tests may swap the upstream's transport and the clock
-    that quota windows are decided on."""
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, object]]:
-        async with open_services(settings, upstream_transport, store_clock) as services:
-            app.state.services = services
-            # For the server's connections (protocol.py), which outlive no request's scope.
-            yield {
-                HEAD_SECONDS_STATE: settings.config.limits.header_timeout_seconds,
-                DOOR_STATE: KeylessDoor(services.auth, services.doorstep),
-            }
-
-    app = Starlette(
-        routes=[
-            Route("/v1/images/variations", variations.create_variation, methods=["POST"]),
-            Route("/v1/quota", quotas.own_quota, methods=["GET"]),
-            Route("/admin/quotas", quotas.all_quotas, methods=["GET"]),
-            Route("/metrics", ops.metrics, methods=["GET"]),
-            Route("/healthz", ops.healthz, methods=["GET"]),
-            Route("/readyz", ops.readyz, methods=["GET"]),
-            Route(PATH_PREFIX + "{token}.png", ops.hosted_file, methods=["GET"]),
-            *admin.ROUTES,
-            *console.ROUTES,
-        ],
-        middleware=[Middleware(RequestContextMiddleware, log_polls=settings.config.logging.polls)],
-        exception_handlers={
-            GatewayError: _gateway_error,
-            HTTPException: _http_error,
-            ClientDisconnect: _client_gone,
-        },
-        lifespan=lifespan,
-    )
-    app.router.redirect_slashes = False  # SDKs would turn a redirected POST into a GET
-    return app
 
 
 def app_from_env() -> Starlette:

@@ -35,11 +35,11 @@ from urllib.parse import parse_qs, urlsplit
 import blake3
 import orjson
 
-from gateway.auth.identity import Identity
+from gateway.auth.base import Identity
 from gateway.multipart import Hasher
-from gateway.settings import CacheConfig
+from gateway.settings.config import CacheConfig
 from gateway.store.base import CacheStore, Clock, StoreError, make_key
-from gateway.upstream.base import URL_LIFETIME_SECONDS, UpstreamAnswer, VariationRequest
+from gateway.upstream.base import URL_LIFETIME_SECONDS, UpstreamAnswer
 
 log = logging.getLogger("gateway.cache")
 CacheResult = Literal["HIT", "MISS", "BYPASS", "COALESCED"]
@@ -61,13 +61,6 @@ def cache_mode(cache_control: str | None) -> Mode:
     if "no-store" in directives:
         return "bypass"
     return "refresh" if "no-cache" in directives else "use"
-
-
-def cache_key(
-    config: CacheConfig, identity: Identity, request: VariationRequest, upstream_id: str
-) -> str:
-    """The entry's key; equal for equal image bytes and parameters within the scope."""
-    return entry_key(config, identity, request.key_material(), upstream_id)
 
 
 def entry_key(
@@ -168,6 +161,11 @@ class ResponseCache:
         """A hasher for the input of a request in `mode`: None when its answer is bypassed
         (never looked up, stored or coalesced), so not one byte of it is hashed."""
         return None if mode == "bypass" else self._new_hasher()
+
+    def key(self, identity: Identity, material: Sequence[str], upstream_id: str) -> str:
+        """The entry of the answer `material` names for `identity`, within the configured
+        scope, from the upstream `upstream_id` (see `entry_key`)."""
+        return entry_key(self._config, identity, material, upstream_id)
 
     async def close(self) -> None:
         """Release the store's connections."""

@@ -9,7 +9,6 @@ same numbers. Labels are closed sets or configured names, never ids, keys or ima
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from types import MappingProxyType
 from typing import Literal, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -17,12 +16,9 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from gateway.errors import Outcome
-from gateway.quota import RuleState
+from gateway.quota.counters import RuleState
 
 CacheResult = Literal["hit", "miss", "bypass", "coalesced", "error"]
-Endpoint = Literal["variations"]
-# The metered endpoints by path: each request to one is counted and timed by outcome.
-METERED_PATHS: Mapping[str, Endpoint] = MappingProxyType({"/v1/images/variations": "variations"})
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120)
 
 REQUESTS = Counter(
@@ -47,13 +43,16 @@ QUOTA_REJECTIONS = Counter(
 STORE_ERRORS = Counter("gateway_store_errors", "Quota store operations that failed.")
 
 
-def precreate(rule_labels: Iterable[tuple[str, str, str]], teams: Iterable[str]) -> None:
-    """Create every label set the gateway can emit, at zero, before the first request.
+def precreate(
+    endpoints: Iterable[str], rule_labels: Iterable[tuple[str, str, str]], teams: Iterable[str]
+) -> None:
+    """Create every label set the gateway can emit, at zero, before the first request:
+    `endpoints` are the spending endpoints' names (the route table's).
 
     A series that appears only when first incremented starts at 1, so Prometheus never
     sees its first jump: `increase()` and alerts would miss the rare events that matter.
     """
-    for endpoint in get_args(Endpoint):
+    for endpoint in endpoints:
         for outcome in get_args(Outcome):
             REQUESTS.labels(endpoint, outcome)
             REQUEST_SECONDS.labels(endpoint, outcome)

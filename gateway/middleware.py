@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -41,8 +42,9 @@ class RequestContextMiddleware:
     so a crash is answered here (with the request id), not with a plain-text 500.
     """
 
-    def __init__(self, app: ASGIApp, *, log_polls: bool = True) -> None:
+    def __init__(self, app: ASGIApp, *, metered: Mapping[str, str], log_polls: bool = True) -> None:
         self.app = app
+        self._metered = metered  # the name of each spending endpoint, by path
         # Probes and scrapers poll every few seconds: their successes drown the log.
         self._quiet = frozenset() if log_polls else POLL_PATHS
 
@@ -80,15 +82,23 @@ class RequestContextMiddleware:
     ) -> None:
         if status == 200 and scope["path"] in self._quiet:
             return
-        record_request(scope["method"], scope["path"], request_id, status, fields, seconds)
+        path = scope["path"]
+        endpoint = self._metered.get(path)
+        record_request(scope["method"], path, request_id, status, fields, seconds, endpoint)
 
 
 def record_request(
-    method: str, path: str, request_id: str, status: int, fields: dict[str, Any], seconds: float
+    method: str,
+    path: str,
+    request_id: str,
+    status: int,
+    fields: dict[str, Any],
+    seconds: float,
+    endpoint: str | None,
 ) -> None:
-    """Count a metered request by endpoint and outcome, and write any request's access-log
-    line; also for the refusals the server answers before the app (`protocol.py`)."""
-    endpoint = metrics.METERED_PATHS.get(path)
+    """Count a request to the spending `endpoint` by outcome, and write any request's
+    access-log line; also for the refusals the server answers before the app
+    (`server/protocol.py`)."""
     if endpoint is not None:
         outcome = fields.setdefault("outcome", "ok" if status == 200 else "internal_error")
         metrics.REQUESTS.labels(endpoint, outcome).inc()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from typing import cast
+from typing import NamedTuple, cast
 
 from gateway.errors import InvalidRequest
 from gateway.multipart import Hasher, Upload, read_upload
@@ -17,6 +17,15 @@ FIELDS = frozenset({IMAGE_FIELD, "model", "n", "size", "response_format", "user"
 MAX_N = 10
 DEFAULT_MODEL = "dall-e-2"  # OpenAI's default; the first allowed model if it is not allowed
 _INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
+class ImageLimits(NamedTuple):
+    """What an image request may ask, from the config: the models it may name, its input
+    image's largest side, and how long its body may take to arrive."""
+
+    models: tuple[str, ...]
+    max_image_side: int
+    body_timeout_seconds: float
 
 
 def _parse_n(raw: str | None) -> int:
@@ -90,10 +99,7 @@ def parse_params(upload: Upload, *, models: tuple[str, ...], max_side: int) -> V
 async def read_variation_request(
     content_type: str | None,
     body: AsyncIterator[bytes],
-    *,
-    models: tuple[str, ...],
-    max_side: int,
-    timeout_seconds: float,
+    limits: ImageLimits,
     hasher: Hasher | None = None,
 ) -> VariationRequest:
     """Read a variations upload from `body` and validate it: the one way a request is read.
@@ -106,7 +112,7 @@ async def read_variation_request(
         body,
         allowed=FIELDS,
         file_field=IMAGE_FIELD,
-        timeout_seconds=timeout_seconds,
+        timeout_seconds=limits.body_timeout_seconds,
         hasher=hasher,
     )
-    return parse_params(upload, models=models, max_side=max_side)
+    return parse_params(upload, models=limits.models, max_side=limits.max_image_side)

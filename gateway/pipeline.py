@@ -3,9 +3,10 @@
     probe the cache (on a miss, the bid to lead) -> reserve quota -> produce (coalesced:
     the upstream call) -> store -> settle quota -> headers -> relay
 
-An endpoint hands it a `Metered`: who asks, what the request costs in each unit, what
-names its answer in the cache, and how to produce that answer. Everything that can refuse
-a request ran before it (the endpoint's admission, authentication and validation).
+An endpoint hands it a `Metered`: who asks, what the request costs in each unit, which
+upstream adapter answers it and what it asks of it (the request record names its answer
+in the cache); and its own bundle of services, `Metering`. Everything that can refuse a
+request ran before it (the door, the endpoint's validation).
 
 Once a request has been sent upstream the company may be billed, so the charge follows the
 upstream, not the caller:
@@ -26,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
@@ -34,12 +35,13 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from gateway import metrics
-from gateway.auth.identity import Identity
+from gateway.auth.base import Identity
 from gateway.cache import Cached, CacheResult, Mode, Probe
-from gateway.container import Services
 from gateway.errors import GatewayError, UpstreamError, UpstreamUnreachable
-from gateway.ledger import Reservation
-from gateway.upstream.base import UpstreamAnswer
+from gateway.quota.headers import quota_headers
+from gateway.quota.ledger import Reservation
+from gateway.services import Metering
+from gateway.upstream.base import Upstream, UpstreamAnswer, UpstreamRequest
 from gateway.vocabulary import Unit
 
 
@@ -49,34 +51,36 @@ class Metered:
 
     identity: Identity
     cost: Mapping[Unit, int]  # what it reserves in each unit, before the call
-    asked: int  # images asked: a shorter answer is settled for what came and never cached
-    key_material: Sequence[str]  # with the cache's scope, what names its answer
-    response_format: str  # how the answer carries its images (the cache's TTL rules)
-    produce: Callable[[], Awaitable[UpstreamAnswer]]  # the upstream call
-    let_go: Callable[[], None]  # the input will not be sent: give back what holds it
+    upstream: Upstream  # the adapter that produces its answer
+    # What it asks: its images (a shorter answer is settled for what came and never cached),
+    # their format (the cache's TTL rules), what names its answer, and `sent()` to let go
+    # of its input once it is not needed.
+    request: UpstreamRequest
     # Held while waiting on a coalesced leader: the input shrunk to the waiters' one copy.
-    waiting: Callable[[], AbstractContextManager[None]]
+    waiting: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext
 
 
-async def serve(request: Request, services: Services, metered: Metered) -> Response:
+async def serve(request: Request, metering: Metering, metered: Metered) -> Response:
     """The answer from the cache, a coalesced leader or the upstream, quota settled."""
-    mode = services.cache.mode(request.headers.get("cache-control"))
-    key = services.cache_key(metered.identity, metered.key_material)
-    probe = await services.cache.probe(key) if mode == "use" else None  # a miss may lead
+    cache = metering.cache
+    mode = cache.mode(request.headers.get("cache-control"))
+    material = metered.request.key_material()
+    key = cache.key(metered.identity, material, metered.upstream.identity)
+    probe = await cache.probe(key) if mode == "use" else None  # a miss may lead
     if probe is not None and probe.answer is not None:
-        metered.let_go()  # answered from the cache: the input is not needed
-        reservation = await _reserve(services, metered, "HIT", services.hits_count_against)
-        return _relay(request, services, Cached(probe.answer, "HIT"), reservation)
+        metered.request.sent()  # answered from the cache: the input is not needed
+        reservation = await _reserve(metering, metered, "HIT", metering.hits_count_against)
+        return _relay(request, metering, metered, Cached(probe.answer, "HIT"), reservation)
     waiting = probe is not None and probe.leading is False  # on another's call
     with metered.waiting() if waiting else contextlib.nullcontext():
         try:
-            reservation = await _reserve(services, metered, _missed(mode))
+            reservation = await _reserve(metering, metered, _missed(mode))
         except BaseException:
             if probe is not None:
-                await asyncio.shield(services.cache.abandon(probe))
+                await asyncio.shield(cache.abandon(probe))
             raise
-        forward = Forward(request, services, metered, reservation, mode, key, probe)
-        return _relay(request, services, await _forward(forward), reservation)
+        forward = Forward(request, metering, metered, reservation, mode, key, probe)
+        return _relay(request, metering, metered, await _forward(forward), reservation)
 
 
 def _missed(mode: Mode) -> CacheResult:
@@ -84,12 +88,12 @@ def _missed(mode: Mode) -> CacheResult:
 
 
 async def _reserve(
-    services: Services, metered: Metered, result: CacheResult, units: Sequence[Unit] | None = None
+    metering: Metering, metered: Metered, result: CacheResult, units: Sequence[Unit] | None = None
 ) -> Reservation:
     try:
-        return await services.ledger.reserve_cost(metered.identity, metered.cost, units)
+        return await metering.ledger.reserve(metered.identity, metered.cost, units)
     except GatewayError as exc:
-        services.room.note(metered.identity, exc)
+        metering.room.note(metered.identity, exc)
         exc.headers["x-gateway-cache"] = result
         metrics.CACHE_REQUESTS.labels(result.lower()).inc()
         raise
@@ -102,7 +106,7 @@ async def _forward(forward: Forward) -> Cached:
         return await forward.run()
     except GatewayError as exc:
         result = _missed(forward.mode)
-        exc.headers.update(_headers(forward.services, forward.reservation, result))
+        exc.headers.update(_headers(forward.metering, forward.metered, forward.reservation, result))
         metrics.CACHE_REQUESTS.labels(result.lower()).inc()
         raise
 
@@ -112,7 +116,7 @@ class Forward:
     """One reserved request on its way upstream, and how far it got."""
 
     request: Request
-    services: Services
+    metering: Metering
     metered: Metered
     reservation: Reservation
     mode: Mode
@@ -127,7 +131,7 @@ class Forward:
         A caller hanging up before the request is sent raises `ClientDisconnect` (everything
         given back); after, it raises the same but the call goes on in the background.
         """
-        work = self.services.background.start(self._settled())
+        work = self.metering.background.start(self._settled())
         watcher = asyncio.ensure_future(_wait_disconnect(self.request))
         try:
             await asyncio.wait((work, watcher), return_when=asyncio.FIRST_COMPLETED)
@@ -152,23 +156,25 @@ class Forward:
         return cached
 
     async def _answer(self) -> Cached:
-        cache, metered = self.services.cache, self.metered
+        cache, asked = self.metering.cache, self.metered.request
         if self.mode == "bypass":
             return Cached(await self._produce(), "BYPASS")
         if self.mode == "refresh":  # no-cache: a fresh answer, then stored
             fresh = await self._produce()
-            await cache.put(self.key, fresh, metered.response_format, asked=metered.asked)
+            await cache.put(self.key, fresh, asked.response_format, asked=asked.n)
             return Cached(fresh, "MISS")
         assert self.probe is not None  # mode "use" probed
         return await cache.fetch(
-            self.key, metered.response_format, self._produce, self.probe, asked=metered.asked
+            self.key, asked.response_format, self._produce, self.probe, asked=asked.n
         )
 
     async def _produce(self) -> UpstreamAnswer:
+        metered = self.metered
         started = time.perf_counter()
         self.sent = True
         try:
-            self.answer = await self.metered.produce()
+            user = self.metering.user_field(metered.identity)
+            self.answer = await metered.upstream.produce(metered.request, user)
             return self.answer
         finally:
             seconds = time.perf_counter() - started
@@ -176,26 +182,26 @@ class Forward:
             self.request.state.log["upstream_ms"] = round(seconds * 1000, 2)
 
     async def _settle(self, cached: Cached) -> None:
-        ledger = self.services.ledger
+        ledger = self.metering.ledger
         if cached.result == "COALESCED":  # another request's call: charged like a hit
             if cached.answer.images:
-                await ledger.settle_as_hit(self.reservation, self.services.hits_count_against)
+                await ledger.settle_as_hit(self.reservation, self.metering.hits_count_against)
             else:
                 await ledger.refund(self.reservation)
             return
         got = cached.answer
-        await ledger.settle(self.reservation, got.images, self.metered.asked, got.usd)
+        await ledger.settle(self.reservation, got.images, self.metered.request.n, got.usd)
 
     async def _unwind(self, exc: BaseException) -> None:
         """Settle a call that ended without an answer to relay (and free the probe's lock)."""
         if self.probe is not None:  # the lock too, if fetch never got to run
-            await self.services.cache.abandon(self.probe)
-        ledger, n = self.services.ledger, self.metered.asked
+            await self.metering.cache.abandon(self.probe)
+        ledger, n = self.metering.ledger, self.metered.request.n
         if not self.sent or isinstance(exc, UpstreamUnreachable):  # nothing went out
             await ledger.refund(self.reservation)
         elif self.answer is not None:  # answered (and maybe stored): delivered
             await ledger.settle(self.reservation, self.answer.images, n, self.answer.usd)
-        elif not _may_have_billed(exc) or self.services.on_timeout == "refund":
+        elif not _may_have_billed(exc) or self.metering.on_timeout == "refund":
             await ledger.settle(self.reservation, 0, n)
         # else: the answer was lost after sending; the reservation stands (keep_charge)
 
@@ -211,22 +217,29 @@ async def _wait_disconnect(request: Request) -> None:
         pass
 
 
-def _headers(services: Services, reservation: Reservation, result: CacheResult) -> dict[str, str]:
+def _headers(
+    metering: Metering, metered: Metered, reservation: Reservation, result: CacheResult
+) -> dict[str, str]:
     return {
-        **services.upstream_headers,
-        **reservation.headers(services.ledger.clock()),
+        **metered.upstream.headers,
+        **metering.marks,
+        **quota_headers(reservation.states(), metering.ledger.clock()),
         "x-gateway-cache": result,
     }
 
 
 def _relay(
-    request: Request, services: Services, cached: Cached, reservation: Reservation
+    request: Request,
+    metering: Metering,
+    metered: Metered,
+    cached: Cached,
+    reservation: Reservation,
 ) -> Response:
     hit = cached.result == "HIT"
     request.state.log.update(cache=cached.result, outcome="cache_hit" if hit else "ok")
     metrics.CACHE_REQUESTS.labels(cached.result.lower()).inc()
     metrics.IMAGES.labels(request.state.log["team"]).inc(cached.answer.images)
-    headers = _headers(services, reservation, cached.result)
+    headers = _headers(metering, metered, reservation, cached.result)
     if cached.answer.request_id:
         headers["x-upstream-request-id"] = cached.answer.request_id
     return Response(cached.answer.body, media_type="application/json", headers=headers)

@@ -1,11 +1,13 @@
 """The words the gateway's records share: image sizes and formats, quota units and windows,
-what a lost answer costs.
+what a lost answer costs, and what may name a user or a team.
 
-Plain literals, importing nothing: the records, the config and the rules all speak them.
+Plain literals and one rule, importing nothing: the records, the config and the rules all
+speak them.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 Size = Literal["256x256", "512x512", "1024x1024"]
@@ -16,3 +18,24 @@ Unit = Literal["requests", "images", "usd"]
 Window = Literal["minute", "hour", "day", "month"]
 # A call sent upstream whose answer never came whole: keep its charge, or give it back.
 OnTimeout = Literal["keep_charge", "refund"]
+
+# The one rule for user and team names, wherever they come from (the config, a runtime key,
+# the CLI, a token, a proxy header): wide, as identity providers issue subjects such as
+# `auth0|5f1c...` or with `/`. Names become Redis key parts and metric labels: printable
+# ASCII without spaces, and without braces, which delimit a Redis Cluster hash tag.
+_NAME = re.compile(r"[!-z|~]{1,256}")
+NAME_RULE = "1 to 256 printable ASCII characters, no spaces or braces"
+
+
+def external_name(value: object) -> str | None:
+    """`value` if it is a string usable as a user id or team name, else None."""
+    if isinstance(value, str) and _NAME.fullmatch(value):
+        return value
+    return None
+
+
+def check_name(value: str) -> str:
+    """`value` if it may name a user or team, else `ValueError` stating the rule."""
+    if external_name(value) is None:
+        raise ValueError(f"{value!r} is not a valid name: use {NAME_RULE}")
+    return value

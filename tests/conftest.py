@@ -22,7 +22,8 @@ from support.redis_topologies import RedisClusterGroup, SentinelGroup
 from support.servers import GatewayProcess, RedisServer
 
 from gateway.app import create_app
-from gateway.settings import build_settings, parse_config
+from gateway.settings.build import build_settings
+from gateway.settings.config import parse_config
 from gateway.store.base import KEY_PREFIX
 
 pytest.register_assert_rewrite("support.requests")

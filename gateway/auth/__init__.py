@@ -1,1 +1,2 @@
-"""The identity sources behind one interface: keys, SSO tokens, trusted headers."""
+"""The identity sources behind one interface: keys (the config's and those issued at run time),
+SSO tokens, trusted headers."""

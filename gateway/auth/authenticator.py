@@ -1,12 +1,12 @@
 """A request -> `Identity`: the one place that decides who is calling.
 
-`Authenticator` tries, in order:
+`Authenticator` asks its identity sources in turn (`base.IdentitySource`); the composition
+root lists them in this order:
 
 1. trusted proxy headers, if configured and the TCP peer is one of the proxies
    (`proxy_headers.py`);
-2. the bearer value as a gateway API key: keys are never stored, the config holds their
-   SHA-256, and a presented key is hashed and looked up by digest, so the lookup's timing
-   reveals nothing about any stored key;
+2. the bearer value as a gateway API key of the config, then as one issued at run time
+   (`keys.py`: looked up by digest, no I/O);
 3. the bearer value as a company SSO token, if configured and it has a JWT's shape
    (`oidc.py`, keys from `jwks.py`).
 
@@ -18,124 +18,43 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 
 from starlette.requests import HTTPConnection
 
-from gateway.auth.identity import Identity, Role
-from gateway.auth.oidc import MAX_TOKEN_LENGTH, JwtVerifier, looks_like_jwt
-from gateway.auth.proxy_headers import TrustedHeaders
+from gateway.auth.base import Identity, IdentitySource, Presented
+from gateway.auth.keys import MAX_KEY_LENGTH
 from gateway.errors import AuthenticationError, PermissionDenied
-from gateway.settings import PrincipalConfig
-
-__all__ = [
-    "MAX_KEY_LENGTH",
-    "Authenticator",
-    "Identity",
-    "KeyAuthenticator",
-    "Role",
-    "bearer_value",
-    "key_digest",
-    "missing_key",
-    "pseudonym",
-    "require_admin",
-]
-MAX_KEY_LENGTH = 512
-
-
-def key_digest(key: str) -> str:
-    """The SHA-256 hex digest under which a key is configured."""
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
-
-
-class KeyAuthenticator:
-    """Resolves `Authorization: Bearer <key>` against the configured principals."""
-
-    def __init__(
-        self,
-        principals: Iterable[PrincipalConfig],
-        demo_key: str | None = None,
-        demo_admin_key: str | None = None,
-    ) -> None:
-        self._by_digest = {p.key_sha256: Identity(p.user, p.team, p.role) for p in principals}
-        if demo_key:
-            self._by_digest[key_digest(demo_key)] = Identity("demo", "demo")
-        if demo_admin_key:  # `serve --demo-key` on the sandbox: the console, locally
-            self._by_digest[key_digest(demo_admin_key)] = Identity("demo-admin", "demo", "admin")
-
-    def identities(self) -> list[Identity]:
-        """Every configured identity, ordered by user."""
-        return sorted(self._by_digest.values(), key=lambda identity: identity.user)
-
-    def lookup(self, key: str) -> Identity | None:
-        """The identity configured for `key`, or None."""
-        return self._by_digest.get(key_digest(key))
-
-
-def bearer_value(authorization: str | None, max_length: int) -> str:
-    """The credential of `Authorization: Bearer <value>`; raises `AuthenticationError`."""
-    if not authorization:
-        raise missing_key()
-    scheme, _, value = authorization.partition(" ")
-    value = value.strip()
-    if scheme.lower() != "bearer" or not value or len(value) > max_length:
-        raise AuthenticationError("Malformed Authorization header: expected 'Bearer <key>'.")
-    return value
-
-
-def missing_key() -> AuthenticationError:
-    """The refusal of a request that sends no Authorization header."""
-    return AuthenticationError(
-        "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'."
-    )
 
 
 class Authenticator:
-    """Every configured identity source, tried in the order the module docstring gives."""
+    """Every configured identity source, asked in turn until one names the caller."""
 
-    def __init__(
-        self,
-        keys: KeyAuthenticator,
-        jwt: JwtVerifier | None = None,
-        headers: TrustedHeaders | None = None,
-        runtime_keys: Callable[[str], Identity | None] | None = None,
-        runtime_identities: Callable[[], list[Identity]] | None = None,
-    ) -> None:
-        self._keys, self._jwt, self._headers = keys, jwt, headers
-        # Keys issued at run time (admin_state.py), after the config's: no I/O either.
-        self._runtime_keys = runtime_keys or (lambda key: None)
-        self._runtime_identities = runtime_identities or list
+    def __init__(self, sources: Sequence[IdentitySource]) -> None:
+        self._sources = tuple(sources)
+        # The bearer value may be as long as the longest any source reads (an SSO token's).
+        self._max_bearer = max((s.bearer_limit for s in self._sources), default=MAX_KEY_LENGTH)
 
     def identities(self) -> list[Identity]:
         """Every identity a key opens: the configured principals, then the users of live
         runtime keys, each once (callers known only to the IdP or a proxy are not)."""
-        return list(dict.fromkeys([*self._keys.identities(), *self._runtime_identities()]))
+        return list(dict.fromkeys(i for source in self._sources for i in source.identities()))
 
     def needs_bearer(self, peer: str | None) -> bool:
         """Whether a request from `peer` can only be authenticated by an Authorization header
         (no trusted proxy may name its caller in other headers)."""
-        return self._headers is None or not self._headers.is_trusted(peer)
+        return not any(source.vouches_for(peer) for source in self._sources)
 
     async def authenticate(self, request: HTTPConnection) -> Identity:
         """The caller of `request`; raises `AuthenticationError` (401), or
         `IdentityProviderUnavailable` (503) when a token's key cannot be fetched now.
         """
-        if self._headers is not None:
-            peer = request.client.host if request.client else None
-            asserted = self._headers.identity(request.headers, peer)
-            if asserted is not None:
-                return asserted
-        limit = MAX_TOKEN_LENGTH if self._jwt is not None else MAX_KEY_LENGTH
-        presented = request.headers.getlist("authorization")
-        if len(presented) > 1:  # which one counts would depend on who reads it
-            raise AuthenticationError("More than one Authorization header: send one.")
-        value = bearer_value(presented[0] if presented else None, limit)
-        identity = self._keys.lookup(value) or self._runtime_keys(value)
-        if identity is not None:
-            return identity
-        if self._jwt is not None and looks_like_jwt(value):
-            return await self._jwt.authenticate(value)
-        if len(value) > MAX_KEY_LENGTH:  # neither a key nor a token: as without SSO
+        presented = Presented(request, self._max_bearer)
+        for source in self._sources:
+            identity = await source.identify(presented)
+            if identity is not None:
+                return identity
+        if len(presented.bearer()) > MAX_KEY_LENGTH:  # neither a key nor a token: as without SSO
             raise AuthenticationError("Malformed Authorization header: expected 'Bearer <key>'.")
         raise AuthenticationError("Incorrect API key provided.")
 

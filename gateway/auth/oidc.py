@@ -21,10 +21,11 @@ from typing import Any
 import jwt
 from jwt.exceptions import InvalidJTIError, InvalidSubjectError
 
-from gateway.auth.identity import NAME_RULE, Identity, external_name, known_team
-from gateway.auth.identity_settings import JwtConfig
+from gateway.auth.base import Identity, IdentitySource, Presented, known_team
 from gateway.auth.jwks import JwksCache, JwksUnavailable, UnknownKey, UnusableKey
 from gateway.errors import AuthenticationError, IdentityProviderUnavailable
+from gateway.settings.identity import JwtConfig
+from gateway.vocabulary import NAME_RULE, external_name
 
 # Three base64url segments; a gateway key (`gwk_...`) never has a dot.
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
@@ -153,8 +154,10 @@ def _decode_error(exc: jwt.PyJWTError) -> AuthenticationError:
     return rejected("it failed validation")
 
 
-class JwtVerifier:
+class JwtVerifier(IdentitySource):
     """Verifies company SSO tokens against the IdP's keys and maps them to an `Identity`."""
+
+    bearer_limit = MAX_TOKEN_LENGTH
 
     def __init__(
         self,
@@ -166,6 +169,12 @@ class JwtVerifier:
     ) -> None:
         self._config, self._keys, self._clock = config, keys, clock
         self._teams = teams  # the configured teams (None: any, for unit tests of claims)
+
+    async def identify(self, presented: Presented) -> Identity | None:
+        """The identity of a bearer value shaped like a JWT (see `authenticate`); None for
+        any other value."""
+        value = presented.bearer()
+        return await self.authenticate(value) if looks_like_jwt(value) else None
 
     async def authenticate(self, token: str) -> Identity:
         """The token's identity; raises `AuthenticationError` (401) naming what is wrong, or

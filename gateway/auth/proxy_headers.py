@@ -12,9 +12,10 @@ import ipaddress
 
 from starlette.datastructures import Headers
 
-from gateway.auth.identity import NAME_RULE, Identity, external_name, known_team
-from gateway.auth.identity_settings import TrustedHeaderConfig
+from gateway.auth.base import Identity, IdentitySource, Presented, known_team
 from gateway.errors import AuthenticationError
+from gateway.settings.identity import TrustedHeaderConfig
+from gateway.vocabulary import NAME_RULE, external_name
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -30,7 +31,7 @@ def peer_address(host: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Addr
     return address
 
 
-class TrustedHeaders:
+class TrustedHeaders(IdentitySource):
     """Reads user, team and role headers set by a proxy in `config.proxies`."""
 
     def __init__(self, config: TrustedHeaderConfig, teams: frozenset[str] | None = None) -> None:
@@ -40,17 +41,20 @@ class TrustedHeaders:
         )
         self._admin_values = {value.strip().lower() for value in config.admin_values}
 
-    def is_trusted(self, host: str | None) -> bool:
-        """Whether `host` (the TCP peer) is one of the trusted proxies."""
-        address = peer_address(host)
+    def vouches_for(self, peer: str | None) -> bool:
+        """Whether `peer` (the TCP peer) is one of the trusted proxies."""
+        address = peer_address(peer)
         return address is not None and any(address in network for network in self._networks)
+
+    async def identify(self, presented: Presented) -> Identity | None:
+        return self.identity(presented.headers, presented.peer)
 
     def identity(self, headers: Headers, peer: str | None) -> Identity | None:
         """The asserted identity; None when the peer is untrusted or sent no user header.
 
         Raises `AuthenticationError` when a trusted proxy's headers are unusable.
         """
-        if not self.is_trusted(peer):
+        if not self.vouches_for(peer):
             return None
         user = self._single(headers, self._config.user_header)
         if not user:

@@ -583,7 +583,7 @@ function usageTable(answer) {
         cells(total).slice(names.length))));
 }
 
-// The same CSV as `gateway usage export --format csv` (gateway/usage.py's to_csv).
+// The same CSV as `gateway usage export --format csv` (gateway/quota/books.py's to_csv).
 function toCsv(answer) {
   const columns = ["team", ...(answer.by === "user" ? ["user"] : []), ...USAGE_COLUMNS];
   const cell = (name, value) => {

@@ -1,1 +1,1 @@
-"""The HTTP endpoints: variations, quotas, the admin plane and console, operations."""
+"""The HTTP endpoints: the image endpoints, quotas, the admin plane and console, operations."""

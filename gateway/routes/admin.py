@@ -17,15 +17,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.admin_ops import Actor, AdminOps, Created, RulesSet, rule_dicts
-from gateway.admin_records import AuditQuery, KeyRecord
+from gateway.admin.operations import Actor, AdminOps, Created, RulesSet, rule_dicts
+from gateway.admin.records import AuditQuery, KeyRecord
 from gateway.auth.authenticator import require_admin
-from gateway.auth.identity import Identity
-from gateway.container import Services
+from gateway.auth.base import Identity
 from gateway.errors import InvalidRequest, RequestTooLarge, StoreUnavailable
-from gateway.policy import Scope
+from gateway.quota.books import By, rows
+from gateway.quota.policy import Scope
+from gateway.services import Services
 from gateway.store.base import StoreError
-from gateway.usage import By, rows
 
 MAX_BODY_BYTES = 64 * 1024
 _MONTH = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
@@ -34,7 +34,7 @@ _MONTH = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
 async def _admin(request: Request) -> tuple[AdminOps, Actor]:
     """The admin plane and the calling admin; 401 without credentials, 403 without the role."""
     services: Services = request.app.state.services
-    identity: Identity = await services.auth.authenticate(request)
+    identity: Identity = await services.door.auth.authenticate(request)
     request.state.log.update(identity.log_fields())
     require_admin(identity)
     peer = request.client.host if request.client else None

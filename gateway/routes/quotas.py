@@ -8,12 +8,12 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from gateway.admin_ops import rule_dicts
+from gateway.admin.operations import rule_dicts
 from gateway.auth.authenticator import require_admin
-from gateway.auth.identity import Identity
-from gateway.container import Services
-from gateway.policy import Scope
-from gateway.quota import RuleState
+from gateway.auth.base import Identity
+from gateway.quota.counters import RuleState
+from gateway.quota.policy import Scope
+from gateway.services import Services
 
 
 def _iso(epoch: float) -> str:
@@ -42,13 +42,13 @@ def _rule(services: Services, state: RuleState) -> dict[str, Any]:
 
 
 async def _principal(services: Services, identity: Identity) -> dict[str, Any]:
-    states = await services.ledger.states(identity)
+    states = await services.metering.ledger.states(identity)
     rules = [_rule(services, s) for s in states]
     return {"user": identity.user, "team": identity.team, "rules": rules}
 
 
 async def _caller(request: Request, services: Services) -> Identity:
-    identity = await services.auth.authenticate(request)
+    identity = await services.door.auth.authenticate(request)
     request.state.log.update(identity.log_fields())
     return identity
 
@@ -69,10 +69,12 @@ async def all_quotas(request: Request) -> Response:
     services: Services = request.app.state.services
     require_admin(await _caller(request, services))
     runtime = services.admin.state
-    principals = [await _principal(services, identity) for identity in services.auth.identities()]
+    principals = [
+        await _principal(services, identity) for identity in services.door.auth.identities()
+    ]
     teams = []
     for team in sorted(runtime.policy().quotas.teams):
-        states = await services.ledger.team_states(team)
+        states = await services.metering.ledger.team_states(team)
         teams.append({"team": team, "rules": [_rule(services, s) for s in states]})
     overrides = [
         {"scope": scope, "subject": subject, "rules": rule_dicts(rules)}

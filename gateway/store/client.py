@@ -1,4 +1,5 @@
-"""The Redis commands the stores send, as one small protocol.
+"""The Redis commands the stores send, as one small protocol, and what every Redis-backed
+store shares: its Lua scripts, and driver failures turned into `StoreError`.
 
 The stores speak only `RedisClient`: the handful of commands they use, which redis-py's
 standalone client and its Cluster client both provide. connect.py opens one per URL, of
@@ -8,7 +9,12 @@ the topology the URL names, and shares it between the stores that name the same 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Sequence
+from importlib import resources
 from typing import Any, Protocol
+
+from redis.exceptions import RedisClusterException, RedisError
+
+from gateway.store.base import StoreError
 
 SOCKET_TIMEOUT_SECONDS = 2.0
 POOL_SIZE = 64  # per process (per node on a Cluster); a quota step holds one for ~0.1 ms
@@ -47,3 +53,19 @@ class RedisClient(Protocol):
 
     async def aclose(self) -> None:
         """Release the client's connections (idempotent)."""
+
+
+def lua(name: str) -> str:
+    """The text of the Lua script `name` (store/lua/), to register once per client."""
+    return resources.files("gateway.store").joinpath("lua", name).read_text(encoding="utf-8")
+
+
+async def call(awaitable: Any) -> Any:
+    """Await a Redis command, turning every driver failure into `StoreError`."""
+    try:
+        return await awaitable
+    # Not RedisErrors, yet driver failures: a slot no node covers, mid-failover, raises
+    # RedisClusterException; and redis-py's cluster client (8.1) may tear down a connection
+    # another command is still opening when a node fails, which surfaces as AttributeError.
+    except (RedisError, RedisClusterException, OSError, AttributeError) as exc:
+        raise StoreError(f"redis: {type(exc).__name__}") from exc

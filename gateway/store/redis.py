@@ -13,26 +13,19 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from importlib import resources
 from typing import Any
 
 import orjson
 from redis.crc import key_slot
-from redis.exceptions import RedisClusterException, RedisError
 
 from gateway.store.base import (
     ChargeItem,
     ChargeOutcome,
     Clock,
     Receipt,
-    StoreError,
     UsageCharge,
 )
-from gateway.store.client import RedisClient
-
-
-def _script(name: str) -> str:
-    return resources.files("gateway.store").joinpath("lua", name).read_text(encoding="utf-8")
+from gateway.store.client import RedisClient, call, lua
 
 
 def _slot(key: str) -> int:
@@ -41,7 +34,7 @@ def _slot(key: str) -> int:
 
 def _with_usage(name: str) -> str:
     """A quota script with the chargeback usage helpers it calls (usage.lua) in front."""
-    return _script("usage.lua") + _script(name)
+    return lua("usage.lua") + lua(name)
 
 
 def _usage_arg(usage: UsageCharge | None) -> str:
@@ -52,17 +45,6 @@ def _usage_arg(usage: UsageCharge | None) -> str:
     add = {field: amount for field, amount in usage.amounts.items() if amount}
     spec = {"keys": len(usage.keys), "add": add, "expire_at": usage.expire_at}
     return orjson.dumps(spec).decode()
-
-
-async def _call(awaitable: Any) -> Any:
-    """Await a Redis command, turning every driver failure into `StoreError`."""
-    try:
-        return await awaitable
-    # Not RedisErrors, yet driver failures: a slot no node covers, mid-failover, raises
-    # RedisClusterException; and redis-py's cluster client (8.1) may tear down a connection
-    # another command is still opening when a node fails, which surfaces as AttributeError.
-    except (RedisError, RedisClusterException, OSError, AttributeError) as exc:
-        raise StoreError(f"redis: {type(exc).__name__}") from exc
 
 
 class RedisStore:
@@ -96,7 +78,7 @@ class RedisStore:
             args.append(receipt.ttl_ms)
         keys += usage.keys if usage is not None else ()
         args.append(_usage_arg(usage))
-        reply = await _call(self._charge(keys=keys, args=args))
+        reply = await call(self._charge(keys=keys, args=args))
         status, now = reply[0].decode(), float(reply[1])
         if status == "clock":
             self._offsets[_slot(keys[0])] = now - time.time()
@@ -115,14 +97,14 @@ class RedisStore:
             keys = [key for key, _ in items] + ([receipt] if receipt is not None else [])
             keys += usage.keys if usage is not None else ()
             args = [amount for _, amount in items] + [_usage_arg(usage)]
-            await _call(self._refund(keys=keys, args=args))
+            await call(self._refund(keys=keys, args=args))
 
     async def read(self, keys: Sequence[str]) -> list[int]:
         by_slot: dict[int, list[int]] = {}
         for index, key in enumerate(keys):
             by_slot.setdefault(_slot(key), []).append(index)
         replies = await asyncio.gather(
-            *(_call(self._redis.mget([keys[i] for i in group])) for group in by_slot.values()),
+            *(call(self._redis.mget([keys[i] for i in group])) for group in by_slot.values()),
             return_exceptions=True,
         )
         values = [0] * len(keys)
@@ -134,8 +116,8 @@ class RedisStore:
         return values
 
     async def ping(self) -> None:
-        await _call(self._redis.ping())
-        seconds, micros = await _call(self._redis.time())
+        await call(self._redis.ping())
+        seconds, micros = await call(self._redis.time())
         self._offset = seconds + micros / 1e6 - time.time()
 
     async def close(self) -> None:
@@ -147,31 +129,31 @@ class RedisCacheStore:
 
     def __init__(self, client: RedisClient) -> None:
         self._redis = client
-        self._release = client.register_script(_script("release.lua"))
-        self._get_or_lock = client.register_script(_script("get_or_lock.lua"))
-        self._put_and_release = client.register_script(_script("put_and_release.lua"))
+        self._release = client.register_script(lua("release.lua"))
+        self._get_or_lock = client.register_script(lua("get_or_lock.lua"))
+        self._put_and_release = client.register_script(lua("put_and_release.lua"))
 
     async def get_entry(self, key: str) -> bytes | None:
-        value = await _call(self._redis.get(key))
+        value = await call(self._redis.get(key))
         return value if isinstance(value, bytes) else None
 
     async def put_entry(self, key: str, value: bytes, ttl_seconds: int) -> None:
-        await _call(self._redis.set(key, value, ex=ttl_seconds))
+        await call(self._redis.set(key, value, ex=ttl_seconds))
 
     async def get_or_lock(self, key: str, lock: str, token: str, ttl_ms: int) -> bytes | bool:
-        found = await _call(self._get_or_lock(keys=[key, lock], args=[token, ttl_ms]))
+        found = await call(self._get_or_lock(keys=[key, lock], args=[token, ttl_ms]))
         return found if isinstance(found, bytes) else bool(found)
 
     async def put_and_release(
         self, key: str, value: bytes, ttl_seconds: int, lock: str, token: str
     ) -> None:
-        await _call(self._put_and_release(keys=[key, lock], args=[value, ttl_seconds, token]))
+        await call(self._put_and_release(keys=[key, lock], args=[value, ttl_seconds, token]))
 
     async def locked(self, lock: str) -> bool:
-        return bool(await _call(self._redis.exists(lock)))
+        return bool(await call(self._redis.exists(lock)))
 
     async def release(self, lock: str, token: str) -> None:
-        await _call(self._release(keys=[lock], args=[token]))
+        await call(self._release(keys=[lock], args=[token]))
 
     async def close(self) -> None:
         await self._redis.aclose()

@@ -1,20 +1,30 @@
 """What an upstream is asked and what it answers, and the `Upstream` interface the adapters
-implement: records only, so the cache and the pipeline need not load an HTTP client."""
+implement: records only, so the cache and the pipeline need not load an HTTP client.
+
+Every endpoint that spends quota asks its upstream through the one call, `produce`: its
+request record says which operation it is, and each adapter says which operations it
+serves. A new operation adds its record here (and to `UpstreamRequest`), and an adapter
+that serves it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from typing import ClassVar, Literal, NamedTuple, Protocol
 
 from gateway.vocabulary import ResponseFormat, Size
 
 URL_LIFETIME_SECONDS = 3600  # as OpenAI's: valid 60 minutes after `created`
+Operation = Literal["variations"]
 
 
 @dataclass(frozen=True)
 class VariationRequest:
-    """A validated request: the PNG bytes, their digest, and normalised parameters."""
+    """A validated variations request: the PNG bytes, their digest, and normalised
+    parameters."""
+
+    operation: ClassVar[Operation] = "variations"
 
     image: bytes
     image_digest: str  # "<hash>:<hex>" of the image, "" when its answer is never cached
@@ -48,6 +58,10 @@ class VariationRequest:
         return int(self.size.partition("x")[0])
 
 
+# What any operation asks: each has `n`, `response_format`, `key_material()` and `sent()`.
+UpstreamRequest = VariationRequest
+
+
 class UpstreamAnswer(NamedTuple):
     """A successful upstream answer: the body to relay and what it delivered.
 
@@ -62,13 +76,15 @@ class UpstreamAnswer(NamedTuple):
 
 
 class Upstream(Protocol):
-    """One way of fulfilling a variations request (an adapter); see `open_upstream`."""
+    """One way of producing answers (an adapter), for the operations it serves."""
 
     identity: str  # what answers, for cache keys: a change of adapter or model is a miss
     headers: Mapping[str, str]  # added to every answer it produced
+    operations: frozenset[Operation]  # the requests it can produce answers for
 
     def image_price(self, size: Size) -> float:
         """USD reserved per image of `size` before the call."""
 
-    async def create_variation(self, request: VariationRequest, user: str) -> UpstreamAnswer:
-        """Fulfil `request` for the pseudonymous `user`; raises an `UpstreamError` subclass."""
+    async def produce(self, request: UpstreamRequest, user: str) -> UpstreamAnswer:
+        """Answer `request` (one of `operations`) for the pseudonymous `user`; raises an
+        `UpstreamError` subclass."""

@@ -21,7 +21,7 @@ from gateway.errors import (
     UpstreamUnreachable,
 )
 from gateway.redaction import known_fields, sanitise
-from gateway.settings import UpstreamConfig
+from gateway.settings.config import UpstreamConfig
 from gateway.upstream.transport import AiohttpTransport, byte_stream
 
 

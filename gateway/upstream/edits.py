@@ -32,9 +32,9 @@ from gateway.errors import (
     UpstreamMisconfigured,
     UpstreamRejected,
 )
-from gateway.settings import EditsConfig, ModelPrice
+from gateway.settings.config import EditsConfig, ModelPrice
 from gateway.store.base import StoreError
-from gateway.upstream.base import UpstreamAnswer, VariationRequest
+from gateway.upstream.base import Operation, UpstreamAnswer, UpstreamRequest
 from gateway.upstream.client import (
     Account,
     UpstreamCall,
@@ -58,6 +58,8 @@ CALLER_PARAMS = frozenset({"image", "image[]", "n"})
 
 class EditsUpstream:
     """Fulfils variations requests through `{base_url}/images/edits` with `config.model`."""
+
+    operations: frozenset[Operation] = frozenset({"variations"})
 
     def __init__(
         self,
@@ -89,7 +91,7 @@ class EditsUpstream:
         quality = self._config.quality
         return self._price.image["high" if quality == "auto" else quality]
 
-    async def create_variation(self, request: VariationRequest, user: str) -> UpstreamAnswer:
+    async def produce(self, request: UpstreamRequest, user: str) -> UpstreamAnswer:
         """Ask the model for `request.n` variations; raises an `UpstreamError` subclass."""
         response = await self._call.post(self._fields(request, user), request.image, request.sent)
         if response.status_code != 200:
@@ -104,7 +106,7 @@ class EditsUpstream:
         request_id = response.headers.get("x-request-id")
         return UpstreamAnswer(body, len(data), request_id, usage_cost(usage, self._price))
 
-    def _fields(self, request: VariationRequest, user: str) -> dict[str, str]:
+    def _fields(self, request: UpstreamRequest, user: str) -> dict[str, str]:
         config = self._config
         fields = {
             "model": config.model,

@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from gateway.errors import GatewayError, InvalidRequest, error_response
 from gateway.multipart import read_upload
-from gateway.params import IMAGE_FIELD, parse_params, read_variation_request
+from gateway.params import IMAGE_FIELD, ImageLimits, parse_params, read_variation_request
 from gateway.store.base import StoreError
 from gateway.upstream.hosting import ImageHost
 from gateway.upstream.variation_art import render_variations
@@ -53,28 +53,39 @@ _INPUT_IMAGE_TOKENS = 388
 
 def create_sandbox_app(host: ImageHost, *, max_side: int, models: tuple[str, ...]) -> Starlette:
     """The sandbox upstream as an ASGI app serving POST /v1/images/variations and /edits."""
+    sandbox = _Sandbox(host, ImageLimits(models, max_side, _READ_SECONDS))
+    return Starlette(
+        routes=[
+            Route("/v1/images/variations", sandbox.variations, methods=["POST"]),
+            Route("/v1/images/edits", sandbox.edits, methods=["POST"]),
+        ]
+    )
 
-    async def variations(request: Request) -> Response:
+
+class _Sandbox:
+    """The two endpoints, drawing real images and publishing them through `host`."""
+
+    def __init__(self, host: ImageHost, limits: ImageLimits) -> None:
+        self._host, self._limits = host, limits
+
+    async def variations(self, request: Request) -> Response:
+        """Variations in OpenAI's wire format, at the asked size and format."""
+        content_type = request.headers.get("content-type")
         try:
-            params = await read_variation_request(
-                request.headers.get("content-type"),
-                request.stream(),
-                models=models,
-                max_side=max_side,
-                timeout_seconds=_READ_SECONDS,
-            )
+            params = await read_variation_request(content_type, request.stream(), self._limits)
         except InvalidRequest as exc:
             return error_response(exc)
         images = await anyio.to_thread.run_sync(
             render_variations, params.image, params.n, params.side
         )
         try:
-            data = [await host.entry(png, params.response_format) for png in images]
+            data = [await self._host.entry(png, params.response_format) for png in images]
         except StoreError:  # answered as an upstream 5xx, like any upstream's storage fault
             return error_response(GatewayError("The sandbox could not store its images."))
         return _json({"created": int(time.time()), "data": data})
 
-    async def edits(request: Request) -> Response:
+    async def edits(self, request: Request) -> Response:
+        """A current image model's edits: 1024x1024, inline, with a `usage` block."""
         try:
             upload = await read_upload(
                 request.headers.get("content-type"),
@@ -85,29 +96,32 @@ def create_sandbox_app(host: ImageHost, *, max_side: int, models: tuple[str, ...
             )
             # The image and n are checked as a variation's; the rest is the model's business.
             only_n = {"n": upload.fields["n"]} if "n" in upload.fields else {}
+            limits = self._limits
             params = parse_params(
-                dataclasses.replace(upload, fields=only_n), models=models, max_side=max_side
+                dataclasses.replace(upload, fields=only_n),
+                models=limits.models,
+                max_side=limits.max_image_side,
             )
         except InvalidRequest as exc:
             return error_response(exc)
         images = await anyio.to_thread.run_sync(render_variations, params.image, params.n, 1024)
-        data = [await host.entry(png, "b64_json") for png in images]
-        per_image = _OUTPUT_TOKENS.get(upload.fields.get("quality", "auto"), 1056)
-        text = len(upload.fields.get("prompt", "")) // 4
-        usage = {
-            "input_tokens": text + _INPUT_IMAGE_TOKENS,
-            "input_tokens_details": {"text_tokens": text, "image_tokens": _INPUT_IMAGE_TOKENS},
-            "output_tokens": per_image * params.n,
-            "total_tokens": text + _INPUT_IMAGE_TOKENS + per_image * params.n,
-        }
+        data = [await self._host.entry(png, "b64_json") for png in images]
+        usage = _usage(
+            upload.fields.get("quality", "auto"), upload.fields.get("prompt", ""), params.n
+        )
         return _json({"created": int(time.time()), "data": data, "usage": usage})
 
-    return Starlette(
-        routes=[
-            Route("/v1/images/variations", variations, methods=["POST"]),
-            Route("/v1/images/edits", edits, methods=["POST"]),
-        ]
-    )
+
+def _usage(quality: str, prompt: str, n: int) -> dict[str, object]:
+    """The `usage` block of `n` images at `quality` for `prompt`, as an image model counts."""
+    per_image = _OUTPUT_TOKENS.get(quality, 1056)
+    text = len(prompt) // 4
+    return {
+        "input_tokens": text + _INPUT_IMAGE_TOKENS,
+        "input_tokens_details": {"text_tokens": text, "image_tokens": _INPUT_IMAGE_TOKENS},
+        "output_tokens": per_image * n,
+        "total_tokens": text + _INPUT_IMAGE_TOKENS + per_image * n,
+    }
 
 
 def _json(answer: dict[str, object]) -> Response:

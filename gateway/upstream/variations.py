@@ -16,7 +16,7 @@ from collections.abc import Mapping
 import httpx
 import orjson
 
-from gateway.upstream.base import UpstreamAnswer, VariationRequest
+from gateway.upstream.base import Operation, UpstreamAnswer, UpstreamRequest
 from gateway.upstream.client import Account, UpstreamCall, error_object, malformed
 from gateway.vocabulary import Size
 
@@ -25,6 +25,7 @@ class VariationsUpstream:
     """Forwards a validated request to `{base_url}/images/variations`, relaying the answer."""
 
     headers: Mapping[str, str] = {}
+    operations: frozenset[Operation] = frozenset({"variations"})
 
     def __init__(
         self,
@@ -41,7 +42,7 @@ class VariationsUpstream:
         """dall-e-2's price table, by size."""
         return self._prices[size]
 
-    async def create_variation(self, request: VariationRequest, user: str) -> UpstreamAnswer:
+    async def produce(self, request: UpstreamRequest, user: str) -> UpstreamAnswer:
         """Send the request upstream; raises an `UpstreamError` subclass on any failure."""
         fields = {
             "model": request.model,

@@ -7,10 +7,11 @@ import asyncio
 import pytest
 from support.clock import FakeClock
 
-from gateway.auth.identity import Identity
+from gateway.auth.base import Identity
 from gateway.errors import QuotaExceeded, RateLimited, StoreUnavailable
-from gateway.ledger import QuotaLedger
-from gateway.settings import DALL_E_2_PRICES, parse_config
+from gateway.quota.counters import request_cost
+from gateway.quota.ledger import QuotaLedger
+from gateway.settings.config import DALL_E_2_PRICES, parse_config
 from gateway.store.base import (
     ChargeItem,
     ChargeOutcome,
@@ -19,16 +20,17 @@ from gateway.store.base import (
     StoreError,
     UsageCharge,
 )
-from gateway.vocabulary import Size
+from gateway.vocabulary import Size, Unit
 
 pytestmark = pytest.mark.anyio
 ALICE, BOB = Identity("alice", "vision"), Identity("bob", "vision")
 RECEIPT = "gw:v1:receipt:{t}:r1"
 
 
-def price(size: Size) -> float:
-    """dall-e-2's list price, as the variations adapter reserves it."""
-    return DALL_E_2_PRICES[size]
+def cost(n: int, size: Size) -> dict[Unit, int]:
+    """What a request of `n` images at `size` reserves at dall-e-2's list price, as the
+    variations adapter prices it."""
+    return request_cost(n, DALL_E_2_PRICES[size])
 
 
 def item(key: str, amount: int, limit: int, start: float = 0, end: float = 4e9) -> ChargeItem:
@@ -37,7 +39,7 @@ def item(key: str, amount: int, limit: int, start: float = 0, end: float = 4e9) 
 
 def ledger(store: Store, **quotas: object) -> QuotaLedger:
     config = parse_config({"quotas": {"default": [], **quotas}})
-    return QuotaLedger(config.quotas, store, image_price=price)
+    return QuotaLedger(config.quotas, store)
 
 
 async def test_charge_admits_within_the_limit_and_reports_usage(store: Store) -> None:
@@ -174,12 +176,12 @@ async def test_a_charge_whose_reply_was_lost_is_taken_back(store: Store) -> None
     """Redis charged but died before answering: the caller got a 503, and the charge is
     taken back as soon as the store answers again."""
     flaky = LostReplies(store)
-    quotas = QuotaLedger(parse_config({"quotas": RULES}).quotas, flaky, image_price=price)  # type: ignore[arg-type]
+    quotas = QuotaLedger(parse_config({"quotas": RULES}).quotas, flaky)  # type: ignore[arg-type]
     flaky.lose.add("charge")
     with pytest.raises(StoreUnavailable):
-        await quotas.reserve(ALICE, 3, "256x256")
+        await quotas.reserve(ALICE, cost(3, "256x256"))
     assert [s.used for s in await quotas.states(ALICE)] == [3]  # landed, reply lost
-    await quotas.reserve(BOB, 1, "256x256")  # the store answers again
+    await quotas.reserve(BOB, cost(1, "256x256"))  # the store answers again
     await _used_becomes(quotas, ALICE, [0])
     assert [s.used for s in await quotas.states(BOB)] == [1]
 
@@ -187,12 +189,12 @@ async def test_a_charge_whose_reply_was_lost_is_taken_back(store: Store) -> None
 async def test_a_charge_that_never_arrived_is_not_taken_back(store: Store) -> None:
     """A charge that failed before reaching the store leaves nothing to take back."""
     flaky = LostReplies(store)
-    quotas = QuotaLedger(parse_config({"quotas": RULES}).quotas, flaky, image_price=price)  # type: ignore[arg-type]
-    await quotas.reserve(ALICE, 2, "256x256")
+    quotas = QuotaLedger(parse_config({"quotas": RULES}).quotas, flaky)  # type: ignore[arg-type]
+    await quotas.reserve(ALICE, cost(2, "256x256"))
     flaky.unreached.add("charge")
     with pytest.raises(StoreUnavailable):
-        await quotas.reserve(ALICE, 3, "256x256")
-    await quotas.reserve(BOB, 1, "256x256")
+        await quotas.reserve(ALICE, cost(3, "256x256"))
+    await quotas.reserve(BOB, cost(1, "256x256"))
     await asyncio.sleep(0.05)
     assert [s.used for s in await quotas.states(ALICE)] == [2]
 
@@ -214,8 +216,8 @@ async def test_a_reservation_cancelled_mid_charge_is_taken_back(store: Store) ->
             return outcome
 
     slow = Slow(store)
-    quotas = QuotaLedger(parse_config({"quotas": RULES}).quotas, slow, image_price=price)  # type: ignore[arg-type]
-    reserving = asyncio.ensure_future(quotas.reserve(ALICE, 3, "256x256"))
+    quotas = QuotaLedger(parse_config({"quotas": RULES}).quotas, slow)  # type: ignore[arg-type]
+    reserving = asyncio.ensure_future(quotas.reserve(ALICE, cost(3, "256x256")))
     await asyncio.sleep(0.05)
     reserving.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -229,11 +231,11 @@ async def test_a_failed_refund_is_made_exactly_once(store: Store, failure: str) 
     """A refund that failed is made when the store answers again; one whose reply was lost
     (it landed) is not made twice."""
     flaky = LostReplies(store)
-    quotas = QuotaLedger(parse_config({"quotas": RULES}).quotas, flaky, image_price=price)  # type: ignore[arg-type]
-    reservation = await quotas.reserve(ALICE, 4, "256x256")
+    quotas = QuotaLedger(parse_config({"quotas": RULES}).quotas, flaky)  # type: ignore[arg-type]
+    reservation = await quotas.reserve(ALICE, cost(4, "256x256"))
     getattr(flaky, failure).add("refund")
     await quotas.settle(reservation, delivered=1, asked=4)
-    await quotas.reserve(BOB, 1, "256x256")  # the store answers again
+    await quotas.reserve(BOB, cost(1, "256x256"))  # the store answers again
     await _used_becomes(quotas, ALICE, [1])
     await asyncio.sleep(0.05)
     assert [s.used for s in await quotas.states(ALICE)] == [1]
@@ -243,7 +245,7 @@ async def test_concurrent_reservations_admit_exactly_the_limit(store: Store) -> 
     """With 10 left, 30 concurrent requests admit exactly 10."""
     quotas = ledger(store, users={"alice": [{"unit": "requests", "limit": 10, "window": "day"}]})
     results = await asyncio.gather(
-        *(quotas.reserve(ALICE, 1, "256x256") for _ in range(30)), return_exceptions=True
+        *(quotas.reserve(ALICE, cost(1, "256x256")) for _ in range(30)), return_exceptions=True
     )
     assert sum(not isinstance(r, BaseException) for r in results) == 10
     assert all(isinstance(r, QuotaExceeded) for r in results if isinstance(r, BaseException))
@@ -252,25 +254,25 @@ async def test_concurrent_reservations_admit_exactly_the_limit(store: Store) -> 
 async def test_team_pool_is_shared_by_its_members(store: Store) -> None:
     """Two users of one team draw from one pool: 6 images in all, whoever asks."""
     quotas = ledger(store, teams={"vision": [{"unit": "images", "limit": 6, "window": "month"}]})
-    await quotas.reserve(ALICE, 4, "256x256")
+    await quotas.reserve(ALICE, cost(4, "256x256"))
     with pytest.raises(QuotaExceeded):
-        await quotas.reserve(BOB, 3, "256x256")
-    await quotas.reserve(BOB, 2, "256x256")
+        await quotas.reserve(BOB, cost(3, "256x256"))
+    await quotas.reserve(BOB, cost(2, "256x256"))
     with pytest.raises(QuotaExceeded):
-        await quotas.reserve(ALICE, 1, "256x256")
+        await quotas.reserve(ALICE, cost(1, "256x256"))
 
 
 async def test_minute_window_rolls_over_on_the_clock(store: Store, clock: FakeClock) -> None:
     """A minute limit refuses until the next UTC minute, then admits again."""
     quotas = ledger(store, default=[{"unit": "requests", "limit": 2, "window": "minute"}])
-    await quotas.reserve(ALICE, 1, "256x256")
-    await quotas.reserve(ALICE, 1, "256x256")
+    await quotas.reserve(ALICE, cost(1, "256x256"))
+    await quotas.reserve(ALICE, cost(1, "256x256"))
     with pytest.raises(RateLimited) as refused:
-        await quotas.reserve(ALICE, 1, "256x256")
+        await quotas.reserve(ALICE, cost(1, "256x256"))
     assert refused.value.code == "rate_limit_exceeded"
     assert refused.value.headers["retry-after"] == "30"  # clock is 30 s into the minute
     clock.advance(30)
-    assert (await quotas.reserve(ALICE, 1, "256x256")).used == [1]
+    assert (await quotas.reserve(ALICE, cost(1, "256x256"))).used == [1]
 
 
 async def test_usd_is_charged_by_size_and_refunded_for_missing_images(store: Store) -> None:
@@ -282,7 +284,7 @@ async def test_usd_is_charged_by_size_and_refunded_for_missing_images(store: Sto
             {"unit": "usd", "limit": 1.0, "window": "month"},
         ],
     )
-    reservation = await quotas.reserve(ALICE, 5, "512x512")
+    reservation = await quotas.reserve(ALICE, cost(5, "512x512"))
     assert [s.used for s in reservation.states()] == [1, pytest.approx(0.09)]
     await quotas.settle(reservation, delivered=2, asked=5)
     assert [s.used for s in await quotas.states(ALICE)] == [1, pytest.approx(0.036)]
@@ -300,12 +302,12 @@ async def test_nothing_produced_upstream_keeps_the_request_and_refunds_the_rest(
             {"unit": "images", "limit": 10, "window": "day"},
         ],
     )
-    reservation = await quotas.reserve(ALICE, 3, "256x256")
+    reservation = await quotas.reserve(ALICE, cost(3, "256x256"))
     await quotas.settle(reservation, delivered=0, asked=3)
     await quotas.settle(reservation, delivered=0, asked=3)  # settling twice refunds once
     assert [s.used for s in await quotas.states(ALICE)] == [1, 0]
     with pytest.raises(RateLimited):
-        await quotas.reserve(ALICE, 1, "256x256")
+        await quotas.reserve(ALICE, cost(1, "256x256"))
 
 
 async def test_a_request_that_never_reached_the_upstream_is_refunded_in_full(
@@ -313,11 +315,11 @@ async def test_a_request_that_never_reached_the_upstream_is_refunded_in_full(
 ) -> None:
     """`refund` gives back every unit, requests included, once."""
     quotas = ledger(store, default=[{"unit": "requests", "limit": 1, "window": "day"}])
-    reservation = await quotas.reserve(ALICE, 1, "256x256")
+    reservation = await quotas.reserve(ALICE, cost(1, "256x256"))
     await quotas.refund(reservation)
     await quotas.refund(reservation)
     assert [s.used for s in await quotas.states(ALICE)] == [0]
-    await quotas.reserve(ALICE, 1, "256x256")
+    await quotas.reserve(ALICE, cost(1, "256x256"))
 
 
 async def test_hits_charge_only_the_listed_units(store: Store) -> None:
@@ -329,7 +331,7 @@ async def test_hits_charge_only_the_listed_units(store: Store) -> None:
             {"unit": "images", "limit": 5, "window": "day"},
         ],
     )
-    await quotas.reserve(ALICE, 4, "256x256", units=["requests"])
+    await quotas.reserve(ALICE, cost(4, "256x256"), units=["requests"])
     assert [s.used for s in await quotas.states(ALICE)] == [1, 0]
 
 
@@ -337,7 +339,7 @@ async def test_refusal_is_insufficient_quota_for_long_windows_and_images(store: 
     """Day/month rules and any images or usd rule refuse with insufficient_quota, no retry."""
     quotas = ledger(store, default=[{"unit": "images", "limit": 1, "window": "hour"}])
     with pytest.raises(QuotaExceeded) as refused:
-        await quotas.reserve(ALICE, 2, "256x256")
+        await quotas.reserve(ALICE, cost(2, "256x256"))
     assert refused.value.code == "insufficient_quota"
     assert refused.value.headers["x-should-retry"] == "false"
     assert refused.value.headers["x-ratelimit-remaining-images"] == "1"
@@ -350,9 +352,9 @@ async def test_user_override_replaces_the_default_of_the_same_unit_and_window(st
         default=[{"unit": "images", "limit": 1, "window": "day"}],
         users={"alice": [{"unit": "images", "limit": 3, "window": "day"}]},
     )
-    await quotas.reserve(ALICE, 3, "256x256")
+    await quotas.reserve(ALICE, cost(3, "256x256"))
     with pytest.raises(QuotaExceeded):
-        await quotas.reserve(BOB, 2, "256x256")
+        await quotas.reserve(BOB, cost(2, "256x256"))
 
 
 async def test_fail_closed_and_fail_open_on_a_broken_store() -> None:
@@ -364,18 +366,17 @@ async def test_fail_closed_and_fail_open_on_a_broken_store() -> None:
             raise StoreError("down")
 
     rules = {"default": [{"unit": "requests", "limit": 1, "window": "day"}]}
-    closed = QuotaLedger(parse_config({"quotas": rules}).quotas, Broken(), image_price=price)
+    closed = QuotaLedger(parse_config({"quotas": rules}).quotas, Broken())
     with pytest.raises(StoreUnavailable):
-        await closed.reserve(ALICE, 1, "256x256")
+        await closed.reserve(ALICE, cost(1, "256x256"))
     errors = []
     opened = QuotaLedger(
         parse_config({"quotas": rules}).quotas,
         Broken(),
-        image_price=price,
         fail_open=True,
         on_store_error=lambda: errors.append(1),
     )
-    assert not (await opened.reserve(ALICE, 1, "256x256")).metered
+    assert not (await opened.reserve(ALICE, cost(1, "256x256"))).metered
     assert errors == [1]
 
 
@@ -406,7 +407,7 @@ async def test_redis_counters_expire_with_their_window(clean_redis: str, clock: 
     store = RedisStore(connect(clean_redis), clock=clock)
     quotas = ledger(store, default=[{"unit": "requests", "limit": 5, "window": "hour"}])
     try:
-        reservation = await quotas.reserve(ALICE, 1, "256x256")
+        reservation = await quotas.reserve(ALICE, cost(1, "256x256"))
     finally:
         await store.close()
     key = reservation.counters[0].key

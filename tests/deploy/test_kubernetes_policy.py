@@ -33,7 +33,7 @@ from support.k8s_files import (
     prometheus_rule_text,
 )
 
-from gateway.settings import GatewayConfig
+from gateway.settings.config import GatewayConfig
 from gateway.store.urls import parse_url
 
 # bench/README.md, "Capacity against a slow upstream (issue 15)": a worker starts at about

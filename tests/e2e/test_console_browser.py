@@ -28,8 +28,8 @@ from support.fake_upstream import FakeUpstream
 from support.pngs import make_png
 from support.servers import GatewayProcess
 
-from gateway.settings import DALL_E_2_PRICES
-from gateway.usage import to_csv
+from gateway.quota.books import to_csv
+from gateway.settings.config import DALL_E_2_PRICES
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser

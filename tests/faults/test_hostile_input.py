@@ -41,7 +41,8 @@ from gateway.errors import GatewayError, InvalidRequest, RequestTooLarge
 from gateway.multipart import MAX_BODY_BYTES, read_upload
 from gateway.params import FIELDS, IMAGE_FIELD, parse_params
 from gateway.png import MAX_IMAGE_BYTES, check_png
-from gateway.settings import build_settings, parse_config
+from gateway.settings.build import build_settings
+from gateway.settings.config import parse_config
 
 BOUNDARY = "hyp"
 PNG = build_png(2, color=0)  # the smallest valid file: every byte of it matters

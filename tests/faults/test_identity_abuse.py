@@ -21,7 +21,8 @@ from support.pngs import make_png
 from support.requests import PATH, assert_openai_error, post_variation
 from support.servers import GatewayProcess
 
-from gateway.auth.authenticator import key_digest, pseudonym
+from gateway.auth.authenticator import pseudonym
+from gateway.auth.keys import key_digest
 
 PNG = make_png(16)
 ALICE = pseudonym(USER_SECRET, "alice")

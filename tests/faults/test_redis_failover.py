@@ -25,7 +25,7 @@ from support.pngs import make_png
 from support.redis_topologies import RedisClusterGroup, SentinelGroup
 from support.servers import GatewayProcess
 
-from gateway.quota import QUOTA_TAG
+from gateway.quota.counters import QUOTA_TAG
 from gateway.store.base import KEY_PREFIX
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]

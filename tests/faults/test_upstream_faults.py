@@ -123,7 +123,8 @@ class _Exploding(httpx.AsyncBaseTransport):
 def test_internal_error_is_openai_shaped_500(upstream: FakeUpstream) -> None:
     """An unexpected exception is a 500 in the OpenAI shape, with the request id, no traceback."""
     from gateway.app import create_app
-    from gateway.settings import build_settings, parse_config
+    from gateway.settings.build import build_settings
+    from gateway.settings.config import parse_config
 
     settings = build_settings(parse_config(base_config(upstream.url)), ENV)
     with TestClient(create_app(settings, upstream_transport=_Exploding())) as client:

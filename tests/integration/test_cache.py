@@ -13,7 +13,7 @@ from support.hashers import CountingHashers
 from support.requests import DEFAULT_PNG, PATH, assert_openai_error, post_variation
 
 from gateway.cache import ResponseCache
-from gateway.settings import CacheConfig
+from gateway.settings.config import CacheConfig
 from gateway.store.memory import MemoryCacheStore
 
 
@@ -273,8 +273,9 @@ def test_an_upload_is_hashed_only_when_its_answer_may_be_cached(
         lock_seconds=1,
         new_hasher=hashers,
     )
-    app = client.app
-    app.state.services = dataclasses.replace(app.state.services, cache=cache)  # type: ignore[attr-defined]
+    services = client.app.state.services  # type: ignore[attr-defined]
+    metering = dataclasses.replace(services.metering, cache=cache)
+    client.app.state.services = dataclasses.replace(services, metering=metering)  # type: ignore[attr-defined]
     headers = {"Cache-Control": cache_control} if cache_control else None
     response = post_variation(client, headers=headers)
     assert response.status_code == 200

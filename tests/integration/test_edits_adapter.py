@@ -34,7 +34,7 @@ from support.fake_upstream import (
 from support.fixtures import AppFactory
 from support.requests import DEFAULT_PNG, assert_openai_error, post_variation
 
-from gateway.settings import VARIATION_PROMPT
+from gateway.settings.config import VARIATION_PROMPT
 
 USD_RULE = {"teams": {"vision": [{"unit": "usd", "limit": 10.0, "window": "month"}]}}
 IMAGES_RULE = {"default": [{"unit": "images", "limit": 100, "window": "day"}]}
@@ -356,7 +356,8 @@ def test_the_shipped_offline_edits_config_runs_with_no_environment() -> None:
     from support.config import principals
 
     from gateway.app import create_app
-    from gateway.settings import build_settings, parse_config
+    from gateway.settings.build import build_settings
+    from gateway.settings.config import parse_config
 
     path = Path(__file__).resolve().parents[2] / "config" / "gateway.edits.yaml"
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))

@@ -14,7 +14,8 @@ from support.redis_topologies import SERVICE, RedisClusterGroup, SentinelGroup
 from support.servers import RedisServer, free_port
 from support.tls import TlsFiles, make_tls_files, tls_client_options, tls_server_args
 
-from gateway.settings import ConfigError, build_settings, parse_config
+from gateway.settings.build import build_settings
+from gateway.settings.config import ConfigError, parse_config
 from gateway.store.base import ChargeItem, StoreError
 from gateway.store.connect import connect
 from gateway.store.redis import RedisStore

@@ -16,7 +16,8 @@ from support.fixtures import AppFactory
 from support.requests import assert_openai_error, post_variation
 
 from gateway.app import create_app
-from gateway.settings import build_settings, parse_config
+from gateway.settings.build import build_settings
+from gateway.settings.config import parse_config
 
 TWO_IMAGES = {"default": [{"unit": "images", "limit": 2, "window": "day"}]}
 TEAMS = ("vision", "audio", "ops")  # the principals' teams, all configured

@@ -17,7 +17,7 @@ from support.ledger import LEDGER_QUOTAS, Seen, Tally, expected_books, quota_cou
 from support.pngs import make_png
 from support.requests import post_variation
 
-from gateway.usage import month_stamp
+from gateway.quota.books import month_stamp
 
 pytestmark = pytest.mark.redis
 ADMIN = auth("grafana")

@@ -13,7 +13,7 @@ from typing import Annotated, Any, NamedTuple, Union, get_args, get_origin
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from gateway.settings import GatewayConfig
+from gateway.settings.config import GatewayConfig
 
 
 class Key(NamedTuple):

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import yaml
 
 if TYPE_CHECKING:
-    from gateway.settings import GatewayConfig
+    from gateway.settings.config import GatewayConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBERNETES = ROOT / "deploy" / "kubernetes"
@@ -148,7 +148,7 @@ def config_text(docs: Docs) -> str:
 
 def gateway_config(docs: Docs, tmp_path: Path) -> tuple[Path, GatewayConfig]:
     """The gateway config the overlay's ConfigMap carries, as a file and as the gateway reads it."""
-    from gateway.settings import read_config
+    from gateway.settings.config import read_config
 
     path = tmp_path / "gateway.yaml"
     path.write_text(config_text(docs), encoding="utf-8")

@@ -22,7 +22,7 @@ def serve_until_uvicorn(monkeypatch: pytest.MonkeyPatch, *argv: str) -> dict[str
     monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: seen.update(kwargs))
     # serve writes the workers' environment and malloc settings into this process.
     monkeypatch.setattr(os, "environ", dict(os.environ))
-    monkeypatch.setattr("gateway.__main__.tune_malloc", lambda env: None)
+    monkeypatch.setattr("gateway.server.serve.tune_malloc", lambda env: None)
     code = main(["serve", *argv])
     if not seen:
         assert code != 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.protocol import BodyPieces
+from gateway.server.protocol import BodyPieces
 
 
 def test_one_piece_reaches_the_app_as_the_parser_made_it() -> None:

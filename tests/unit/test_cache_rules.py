@@ -6,16 +6,16 @@ import orjson
 import pytest
 from support.hashers import CountingHashers
 
-from gateway.auth.identity import Identity
+from gateway.auth.base import Identity
 from gateway.cache import (
     URL_MARGIN_SECONDS,
     ResponseCache,
-    cache_key,
     cache_mode,
+    entry_key,
     entry_ttl,
     input_hasher,
 )
-from gateway.settings import CacheConfig
+from gateway.settings.config import CacheConfig
 from gateway.store.memory import MemoryCacheStore
 from gateway.upstream.base import VariationRequest
 
@@ -84,21 +84,29 @@ def _request(**changes: object) -> VariationRequest:
 
 
 def test_keys_differ_by_parameter_scope_and_upstream() -> None:
-    """Every parameter, the scope's subject and the upstream are part of the key."""
+    """Every parameter of the request (its key material), the scope's subject and the
+    upstream are part of the key."""
     alice, bob = Identity("alice", "vision"), Identity("bob", "vision")
     config = CacheConfig(scope="user")
-    base = cache_key(config, alice, _request(), "variations@x")
+    base = entry_key(config, alice, _request().key_material(), "variations@x")
     assert base.startswith("gw:v1:cache:{") and base.endswith("}")
     others = {
-        cache_key(config, alice, _request(n=2), "variations@x"),
-        cache_key(config, alice, _request(model="other"), "variations@x"),
-        cache_key(config, alice, _request(image_digest="blake3:" + "cd" * 32), "variations@x"),
-        cache_key(config, bob, _request(), "variations@x"),
-        cache_key(config, alice, _request(), "edits@x"),
+        entry_key(config, alice, _request(n=2).key_material(), "variations@x"),
+        entry_key(config, alice, _request(model="other").key_material(), "variations@x"),
+        entry_key(
+            config,
+            alice,
+            _request(image_digest="blake3:" + "cd" * 32).key_material(),
+            "variations@x",
+        ),
+        entry_key(config, bob, _request().key_material(), "variations@x"),
+        entry_key(config, alice, _request().key_material(), "edits@x"),
     }
     assert base not in others and len(others) == 5
     team = CacheConfig(scope="team")
-    assert cache_key(team, alice, _request(), "u") == cache_key(team, bob, _request(), "u")
+    assert entry_key(team, alice, _request().key_material(), "u") == entry_key(
+        team, bob, _request().key_material(), "u"
+    )
 
 
 def _cache(enabled: bool, hashers: CountingHashers) -> ResponseCache:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gateway.capacity import FD_RESERVE, describe, in_flight, nofile_limits, raise_nofile
-from gateway.settings import parse_config
+from gateway.server.capacity import FD_RESERVE, describe, in_flight, nofile_limits, raise_nofile
+from gateway.settings.config import parse_config
 
 
 def test_the_defaults_agree_and_the_open_file_limit_can_be_the_bound() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from gateway.admission import DRAIN_BYTES, Doorstep
+from gateway.door import DRAIN_BYTES, Doorstep
 from gateway.errors import AuthenticationError
 
 

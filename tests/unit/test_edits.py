@@ -10,7 +10,7 @@ from PIL import Image
 from support.config import EDITS_PRICE, edits_upstream
 from support.pngs import make_png
 
-from gateway.settings import ConfigError, ModelPrice, parse_config
+from gateway.settings.config import ConfigError, ModelPrice, parse_config
 from gateway.upstream.edits import usage_cost
 from gateway.upstream.imaging import ImageUnreadable, fit_png
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gateway.errors import HeadersTooLarge, UriTooLong
-from gateway.protocol import MAX_HEAD, MAX_REQUEST_LINE, HeadGuard, raw_response
+from gateway.server.protocol import MAX_HEAD, MAX_REQUEST_LINE, HeadGuard, raw_response
 
 LINE = b"POST /v1/images/variations HTTP/1.1\r\n"
 

@@ -6,11 +6,12 @@ from typing import Any
 
 import pytest
 
-from gateway.auth.identity import Identity, external_name
-from gateway.auth.identity_settings import JwtConfig
+from gateway.auth.base import Identity
 from gateway.auth.oidc import check_times, claim, identity_from_claims, looks_like_jwt
 from gateway.errors import AuthenticationError
-from gateway.settings import ConfigError, parse_config
+from gateway.settings.config import ConfigError, parse_config
+from gateway.settings.identity import JwtConfig
+from gateway.vocabulary import external_name
 
 BASE: dict[str, Any] = {
     "issuer": "https://login.example.com/oauth2/default",

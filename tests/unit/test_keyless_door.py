@@ -16,11 +16,13 @@ import uvicorn
 from prometheus_client import REGISTRY
 from uvicorn.server import ServerState
 
-from gateway.admission import Doorstep, KeylessDoor
-from gateway.auth.authenticator import Authenticator, KeyAuthenticator
-from gateway.auth.identity_settings import TrustedHeaderConfig
+from gateway.app import SPENDING
+from gateway.auth.authenticator import Authenticator
+from gateway.auth.keys import ConfigKeys
 from gateway.auth.proxy_headers import TrustedHeaders
-from gateway.protocol import DOOR_STATE, GuardedHttpToolsProtocol
+from gateway.door import Doorstep
+from gateway.server.protocol import DOOR_STATE, GuardedHttpToolsProtocol, KeylessDoor
+from gateway.settings.identity import TrustedHeaderConfig
 
 PATH = b"/v1/images/variations"
 PEER = "192.168.1.7"  # not a trusted proxy
@@ -72,9 +74,11 @@ class SpyApp:
 
 
 def _door(doorstep: Doorstep | None = None) -> KeylessDoor:
-    """A door whose authenticator trusts identity headers from 10.0.0.0/8 only."""
+    """The door of the route table's spending endpoints, whose authenticator trusts identity
+    headers from 10.0.0.0/8 only."""
     headers = TrustedHeaders(TrustedHeaderConfig(team_header="X-Team", proxies=("10.0.0.0/8",)))
-    return KeylessDoor(Authenticator(KeyAuthenticator([]), headers=headers), doorstep or Doorstep())
+    auth = Authenticator([headers, ConfigKeys([])])
+    return KeylessDoor(auth, doorstep or Doorstep(), SPENDING)
 
 
 Scenario = Callable[[GuardedHttpToolsProtocol, Transport], Awaitable[None]]

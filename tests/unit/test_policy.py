@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gateway.policy import ScopedRule, rules_for, user_rules
-from gateway.settings import QuotaRule, QuotasConfig
+from gateway.quota.policy import ScopedRule, rules_for, user_rules
+from gateway.settings.config import QuotaRule, QuotasConfig
 
 REQUESTS_MINUTE = QuotaRule(unit="requests", limit=60, window="minute")
 IMAGES_DAY = QuotaRule(unit="images", limit=200, window="day")
@@ -61,8 +61,8 @@ def test_override_for_a_user_does_not_leak_to_teammates() -> None:
 def test_runtime_rules_replace_the_configs_of_the_same_unit_and_window() -> None:
     """A runtime rule replaces the config's user override and default of its unit+window,
     adds a new unit+window, and makes a team pool where the config had none."""
-    from gateway.policy import Overrides, rules_for, with_overrides
-    from gateway.settings import QuotaRule, parse_config
+    from gateway.quota.policy import Overrides, rules_for, with_overrides
+    from gateway.settings.config import QuotaRule, parse_config
 
     quotas = parse_config(
         {"quotas": {"default": [{"unit": "images", "limit": 1, "window": "day"},

@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 from starlette.datastructures import Headers
 
-from gateway.auth.identity import Identity
-from gateway.auth.identity_settings import TrustedHeaderConfig
+from gateway.auth.base import Identity
 from gateway.auth.proxy_headers import TrustedHeaders, peer_address
 from gateway.errors import AuthenticationError
+from gateway.settings.identity import TrustedHeaderConfig
 
 PROXY = "10.20.0.7"
 

@@ -11,7 +11,7 @@ import pytest
 from support.serve import serve_until_uvicorn
 
 from gateway.__main__ import main
-from gateway.preflight import base_url
+from gateway.server.preflight import base_url
 
 ROOT = Path(__file__).resolve().parents[2]
 SANDBOX = str(ROOT / "config" / "gateway.yaml")

@@ -10,13 +10,12 @@ import pydantic
 import pytest
 import yaml
 
-from gateway.settings import (
+from gateway.settings.build import build_settings, load_settings
+from gateway.settings.config import (
     DALL_E_2_PRICES,
     ConfigError,
     GatewayConfig,
-    build_settings,
     config_warnings,
-    load_settings,
     parse_config,
     read_config,
 )

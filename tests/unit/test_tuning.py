@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.tuning import MMAP_THRESHOLD, TRIM_THRESHOLD, tune_malloc
+from gateway.server.allocator import MMAP_THRESHOLD, TRIM_THRESHOLD, tune_malloc
 
 
 def test_thresholds_are_set_for_the_workers() -> None:

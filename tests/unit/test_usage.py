@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
-from gateway.usage import Book, book_keys, book_pattern, parse_book_key, rows, to_csv
+from gateway.quota.books import Book, book_keys, book_pattern, parse_book_key, rows, to_csv
 
 
 def test_book_keys_share_the_quota_slot_and_read_back() -> None:

@@ -21,10 +21,10 @@ import redis.asyncio as redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
-from gateway.admin_records import AuditQuery, Change, KeyRecord, Snapshot, decode_overrides
+from gateway.admin.records import AuditQuery, Change, KeyRecord, Snapshot, decode_overrides
+from gateway.quota.books import Book, By, book_pattern, parse_book_key
 from gateway.store.base import StoreError, make_key
-from gateway.store.redis import _call, _script
-from gateway.usage import Book, By, book_pattern, parse_book_key
+from gateway.store.client import call, lua
 
 AUDIT_DAYS = 400
 _SCAN_BATCH = 200  # audit entries read per round trip while filtering
@@ -178,8 +178,8 @@ class RedisAdminStore:
 
     def __init__(self, client: redis.Redis | RedisCluster) -> None:
         self._redis = client
-        self._apply = client.register_script(_script("admin_apply.lua"))
-        self._mark_used = client.register_script(_script("last_used.lua"))
+        self._apply = client.register_script(lua("admin_apply.lua"))
+        self._mark_used = client.register_script(lua("last_used.lua"))
         self._pubsub: Any = None
 
     async def snapshot(self) -> Snapshot:
@@ -187,13 +187,13 @@ class RedisAdminStore:
         pipe.get(admin_key("generation"))
         pipe.hgetall(admin_key("keys"))
         pipe.hgetall(admin_key("quotas"))
-        generation, keys, quotas = await _call(pipe.execute())
+        generation, keys, quotas = await call(pipe.execute())
         records = {k.decode(): KeyRecord.decode(v) for k, v in keys.items()}
         overrides = decode_overrides({k.decode(): v for k, v in quotas.items()})
         return Snapshot(int(generation or 0), records, overrides)
 
     async def generation(self) -> int:
-        return int(await _call(self._redis.get(admin_key("generation"))) or 0)
+        return int(await call(self._redis.get(admin_key("generation"))) or 0)
 
     async def apply(self, change: Change, read: int, now: float) -> str | None:
         keep_from = int((now - AUDIT_DAYS * 86_400) * 1000)
@@ -205,7 +205,7 @@ class RedisAdminStore:
             orjson.dumps(change.audit),
             keep_from,
         ]
-        reply = await _call(self._apply(keys=keys, args=[*args, CHANNEL]))
+        reply = await call(self._apply(keys=keys, args=[*args, CHANNEL]))
         return reply[1].decode() if isinstance(reply, list) else None
 
     async def wait_for_change(self, seconds: float) -> None:
@@ -231,7 +231,7 @@ class RedisAdminStore:
         low = str(query.since_ms) if query.since_ms is not None else "-"
         out: list[dict[str, Any]] = []
         for _ in range(_SCAN_LIMIT // _SCAN_BATCH):
-            batch = await _call(self._redis.xrevrange(AUDIT, high, low, count=_SCAN_BATCH))
+            batch = await call(self._redis.xrevrange(AUDIT, high, low, count=_SCAN_BATCH))
             for raw_id, fields in batch:
                 entry_id, entry = raw_id.decode(), orjson.loads(fields[b"entry"])
                 if _in_range(query, entry_id) and query.matches(entry):
@@ -244,19 +244,19 @@ class RedisAdminStore:
         return out
 
     async def last_used(self) -> dict[str, float]:
-        raw = await _call(self._redis.hgetall(admin_key("last-used")))
+        raw = await call(self._redis.hgetall(admin_key("last-used")))
         return {k.decode(): float(v) for k, v in raw.items()}
 
     async def mark_used(self, seen: Mapping[str, float]) -> None:
         if seen:
             args = [part for key_id, when in seen.items() for part in (key_id, repr(when))]
-            await _call(self._mark_used(keys=[admin_key("last-used")], args=args))
+            await call(self._mark_used(keys=[admin_key("last-used")], args=args))
 
     async def read_books(self, keys: Sequence[str]) -> list[dict[str, int]]:
         pipe = self._redis.pipeline(transaction=False)
         for key in keys:
             pipe.hgetall(key)
-        values = await _call(pipe.execute()) if keys else []
+        values = await call(pipe.execute()) if keys else []
         return [{f.decode(): int(v) for f, v in fields.items()} for fields in values]
 
     async def books(self, by: By, stamp: str) -> Books:
@@ -272,7 +272,7 @@ class RedisAdminStore:
         pipe = self._redis.pipeline(transaction=False)
         for _, key in wanted:
             pipe.hgetall(key)
-        values = await _call(pipe.execute()) if wanted else []
+        values = await call(pipe.execute()) if wanted else []
         return {
             book: {f.decode(): int(v) for f, v in fields.items()}
             for (book, _), fields in zip(wanted, values, strict=True)

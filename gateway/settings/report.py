@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from gateway.environment import environment_needs
-from gateway.policy import rules_for
+from gateway.quota.policy import rules_for
 from gateway.redaction import without_credentials
-from gateway.settings import GatewayConfig, QuotaRule
+from gateway.settings.config import GatewayConfig, QuotaRule
+from gateway.settings.environment import environment_needs
 
 
 def print_upstream(config: GatewayConfig) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from gateway.settings import GatewayConfig
+from gateway.settings.config import GatewayConfig
 
 FD_RESERVE = 64
 SOCKETS_PER_REQUEST = 2

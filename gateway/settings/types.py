@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import ErrorDetails
 
-from gateway.auth.identity import check_name
+from gateway.vocabulary import check_name
 
 
 class Strict(BaseModel):

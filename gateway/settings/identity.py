@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from gateway.config_types import ClaimName, HeaderName, Name, Strict
+from gateway.settings.types import ClaimName, HeaderName, Name, Strict
 
 # Signature algorithms a token may use: public-key ones only, each bound to its key type.
 JWT_ALGORITHMS = frozenset(

@@ -14,9 +14,9 @@ from typing import Any, Literal
 
 import orjson
 
-from gateway.auth.identity import Role
-from gateway.policy import Overrides, Scope
-from gateway.settings import QuotaRule
+from gateway.auth.base import Role
+from gateway.quota.policy import Overrides, Scope
+from gateway.settings.config import QuotaRule
 
 Target = Literal["keys", "quotas"]
 

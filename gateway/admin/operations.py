@@ -19,23 +19,21 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import Field, StrictBool, StrictFloat, StrictInt, ValidationError
 
-from gateway.admin_records import Change, KeyRecord, Snapshot, encode_rules, iso, quota_field
-from gateway.admin_state import RuntimeState
-from gateway.auth.authenticator import key_digest
-from gateway.auth.identity import NAME_RULE, external_name
-from gateway.config_types import Name, Strict, error_message
+from gateway.admin.records import Change, KeyRecord, Snapshot, encode_rules, iso, quota_field
+from gateway.admin.state import RuntimeState
+from gateway.auth.keys import key_digest, new_key
 from gateway.errors import AdminBusy, InvalidRequest, NotFound
-from gateway.policy import Scope
-from gateway.settings import QuotaRule
-from gateway.usage import book_keys, month_stamp
-from gateway.vocabulary import Unit, Window
+from gateway.quota.books import book_keys, month_stamp
+from gateway.quota.policy import Scope
+from gateway.settings.config import QuotaRule
+from gateway.settings.types import Name, Strict, error_message
+from gateway.vocabulary import NAME_RULE, Unit, Window, external_name
 
 audit_log = logging.getLogger("gateway.audit")
 MAX_KEYS_PER_USER = 20
 MAX_GRACE_SECONDS = 30 * 86_400
 MAX_LIMIT = 1e12  # past this, micro-dollar counters lose integer precision
 _ATTEMPTS = 5
-KEY_PREFIX = "gwk_"
 
 
 class KeyCreate(Strict):
@@ -191,7 +189,7 @@ class AdminOps:
                     code="too_many_keys",
                     param="user",
                 )
-            secret = new_secret()
+            secret = new_key()
             record = KeyRecord(
                 "key_" + secrets.token_hex(8), asked.user, asked.team, asked.role,
                 key_digest(secret), now, actor.user, expires, asked.note,
@@ -228,7 +226,7 @@ class AdminOps:
                 raise InvalidRequest(
                     f"Key {key_id} is expired: create a new one.", code="key_expired"
                 )
-            secret = new_secret()
+            secret = new_key()
             after = replace(
                 record,
                 key_sha256=key_digest(secret),
@@ -282,11 +280,6 @@ class AdminOps:
 
         dropped: tuple[QuotaRule, ...] = await self._write(decide, actor)
         return dropped
-
-
-def new_secret() -> str:
-    """A fresh random key, in the format of the config's keys."""
-    return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
 def _epoch(moment: datetime | None) -> float | None:

@@ -9,8 +9,8 @@ from typing import TypeVar
 
 import pytest
 
-from gateway.budget import Lease, UploadBudget
 from gateway.errors import Overloaded
+from gateway.uploads import Lease, UploadBudget
 
 T = TypeVar("T")
 BOUND = 5.0  # seconds a step may take before the test fails (nothing here should wait)

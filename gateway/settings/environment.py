@@ -8,10 +8,9 @@ and `gateway config check` (which reports them, set or not, without needing thei
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
-if TYPE_CHECKING:
-    from gateway.settings import GatewayConfig
+from gateway.settings.config import GatewayConfig
 
 PUBLIC_URL = "GATEWAY_PUBLIC_URL"
 DEMO_KEY = "GATEWAY_DEMO_KEY"

@@ -19,12 +19,12 @@ import logging
 import time
 from collections.abc import Callable
 
-from gateway.admin_records import KeyRecord, Snapshot
-from gateway.admin_store import AdminStore
-from gateway.auth.authenticator import key_digest
-from gateway.auth.identity import Identity
-from gateway.policy import QuotaPolicy, Scope, with_overrides
-from gateway.settings import QuotasConfig
+from gateway.admin.records import KeyRecord, Snapshot
+from gateway.admin.store import AdminStore
+from gateway.auth.base import Identity
+from gateway.auth.keys import key_digest
+from gateway.quota.policy import QuotaPolicy, Scope, with_overrides
+from gateway.settings.config import QuotasConfig
 from gateway.store.base import StoreError
 
 log = logging.getLogger("gateway.admin")

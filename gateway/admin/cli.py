@@ -4,12 +4,14 @@ path and leaves one audit entry. The gateway is `--url` (or $GATEWAY_URL); the a
 key is read from $GATEWAY_ADMIN_KEY, never from the command line (where `ps` would show it).
 
 Each command prints the API's JSON answer on standard output; a refusal, local or the
-gateway's, exits 2 with one line on standard error.
+gateway's, exits 2 with one line on standard error. `gateway keys new` needs no gateway: it
+prints a fresh key and the config entry to add.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -18,7 +20,7 @@ from urllib.parse import quote, urlencode
 
 import orjson
 
-from gateway.auth.identity import check_name
+from gateway.vocabulary import check_name
 
 ADMIN_KEY_ENV = "GATEWAY_ADMIN_KEY"
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -75,6 +77,21 @@ def name_argument(value: str) -> str:
         return check_name(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def keys_new(args: argparse.Namespace) -> int:
+    """Print a fresh key once, and the principals entry (its SHA-256) for the config."""
+    # Here, not at the top: `serve` spawns its workers sooner without the auth package
+    # loaded first in the parent.
+    from gateway.auth.keys import key_digest, new_key
+
+    key = new_key()
+    print(f"key (shown once, give it to {args.user}): {key}")
+    print("add to principals in the config:")
+    # JSON strings are YAML double-quoted scalars: a `\` or `"` in a name pastes as it is.
+    entry = f"user: {json.dumps(args.user)}, team: {json.dumps(args.team)}, role: {args.role}"
+    print(f'  - {{{entry}, key_sha256: "{key_digest(key)}"}}')
+    return 0
 
 
 def keys_create(args: argparse.Namespace) -> int:
@@ -169,7 +186,7 @@ def audit(args: argparse.Namespace) -> int:
 
 def usage_export(args: argparse.Namespace) -> int:
     """Write a month's books as CSV or JSON: to a file, or to standard output with `-`."""
-    from gateway.usage import to_csv
+    from gateway.quota.books import to_csv
 
     answer = _call(args, "GET", "/admin/usage" + _query(month=args.month, by=args.by))
     if args.format == "csv":
@@ -194,8 +211,24 @@ def _client(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-def add_key_commands(keys: Any) -> None:
-    """`keys create|list|revoke|rotate` under the `keys` command group."""
+def add_commands(commands: Any) -> None:
+    """`keys`, `quotas set|unset|show`, `audit` and `usage export`, as top-level groups."""
+    _add_key_commands(commands)
+    _add_quota_commands(commands)
+    _add_audit_command(commands)
+    _add_usage_command(commands)
+
+
+def _add_key_commands(commands: Any) -> None:
+    """`keys new` (for the config), then `keys create|list|revoke|rotate` (at run time)."""
+    keys = commands.add_parser("keys", help="manage keys").add_subparsers(
+        dest="action", required=True
+    )
+    new = keys.add_parser("new", help="print a fresh key and its config entry")
+    new.add_argument("--user", required=True, type=name_argument)
+    new.add_argument("--team", required=True, type=name_argument)
+    new.add_argument("--role", choices=("user", "admin"), default="user")
+    new.set_defaults(handler=keys_new)
     create = _client(keys.add_parser("create", help="issue a key at run time (secret shown once)"))
     create.add_argument("--user", required=True, type=name_argument)
     create.add_argument("--team", required=True, type=name_argument)
@@ -258,10 +291,7 @@ def _add_audit_command(commands: Any) -> None:
     trail.set_defaults(handler=audit)
 
 
-def add_commands(commands: Any) -> None:
-    """`quotas set|unset|show`, `audit` and `usage export`, as top-level command groups."""
-    _add_quota_commands(commands)
-    _add_audit_command(commands)
+def _add_usage_command(commands: Any) -> None:
     usage = commands.add_parser("usage", help="usage for chargeback").add_subparsers(
         dest="action", required=True
     )

@@ -1,4 +1,5 @@
-"""uvicorn's HTTP/1.1 protocol (httptools) with a guard in front of its parser.
+"""The refusals decided from a request's head alone, and uvicorn's HTTP/1.1 protocol
+(httptools) that answers them, in front of its parser and before the app.
 
 uvicorn has neither a limit on the size of a request head nor a timeout for receiving one:
 a connection can stream a 100 MB header value (httptools joins its pieces as they come,
@@ -18,13 +19,14 @@ closed:
 The timeout comes from the app's lifespan state (`HEAD_SECONDS_STATE`), as the config
 file is read in the app, not in the server.
 
-A variations request with no key at all (`admission.KeylessDoor`, from the lifespan state's
-`DOOR_STATE`) is answered here too, when its head is complete: the same 401 as the app's,
-with an `x-request-id`, `Connection: close`, its access-log line and its count in
-`gateway_requests_total`, at a fraction of a pass through the app (no task, no Starlette,
-no middleware). Its body is drained as `admission.Doorstep` says (only a small one, briefly,
-a few at once), then the connection closed. A request pipelined behind one still running
-goes to the app, so that answers keep their order.
+A request to an endpoint that spends quota with no key at all (`KeylessDoor`, from the
+lifespan state's `DOOR_STATE`) is answered here too, when its head is complete: the same 401
+as the app's, with an `x-request-id`, `Connection: close`, its access-log line and its count
+in `gateway_requests_total`, at a fraction of a pass through the app (no task, no Starlette,
+no middleware): the cheapest refusal of the most common abuse. Its body is drained as
+`door.Doorstep` says (only a small one, briefly, a few at once), then the connection
+closed. A request pipelined behind one still running goes to the app, so that answers keep
+their order.
 
 A body's pieces reach the app as the parser made them (`BodyPieces`): uvicorn would copy each
 into a bytearray and that into new bytes on every receive, two copies of every upload.
@@ -45,8 +47,11 @@ from typing import Any
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from gateway.admission import KeylessDoor
+from gateway.auth.authenticator import Authenticator
+from gateway.auth.base import missing_key
+from gateway.door import Doorstep, Spending
 from gateway.errors import (
+    AuthenticationError,
     GatewayError,
     HeadersTooLarge,
     InvalidRequest,
@@ -144,6 +149,40 @@ class BodyPieces:
         return self._pieces[0] if len(self._pieces) == 1 else b"".join(self._pieces)
 
 
+class KeylessDoor:
+    """Decides from a request's head alone whether it is refused for sending no key at all:
+    a POST to an endpoint that spends quota without an Authorization header, from a peer
+    that no trusted proxy header may speak for, and not refused first for its declared
+    length. Anything else is left to the app."""
+
+    def __init__(
+        self, auth: Authenticator, doorstep: Doorstep, spending: Sequence[Spending]
+    ) -> None:
+        self._auth, self.doorstep = auth, doorstep
+        self._spending = {endpoint.path.encode(): endpoint for endpoint in spending}
+
+    def endpoint(self, path: bytes) -> str | None:
+        """The name of the spending endpoint at `path`, if it is one."""
+        spending = self._spending.get(path)
+        return spending.name if spending is not None else None
+
+    def refusal(
+        self, method: str, path: bytes, headers: Sequence[tuple[bytes, bytes]], peer: str | None
+    ) -> AuthenticationError | None:
+        """The 401 the app would give this head, or None when only the app can decide."""
+        spending = self._spending.get(path)
+        if method != "POST" or spending is None or not self._auth.needs_bearer(peer):
+            return None
+        if any(name == b"authorization" for name, _ in headers):
+            return None
+        length = next((value for name, value in headers if name == b"content-length"), None)
+        try:
+            spending.check_length(length.decode("latin-1") if length is not None else None)
+        except GatewayError:
+            return None  # the app refuses this for its length before it looks at the key
+        return missing_key()
+
+
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """`HttpToolsProtocol` with `HeadGuard` and the head timeout in front of its parser."""
 
@@ -239,7 +278,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._drain_or_close(door)
         fields = {"outcome": error.outcome, "error": error.code}
         seconds = time.perf_counter() - started
-        record_request(method, path.decode("latin-1"), request_id, error.status, fields, seconds)
+        endpoint = door.endpoint(path)
+        record_request(
+            method, path.decode("latin-1"), request_id, error.status, fields, seconds, endpoint
+        )
         return True
 
     def _drain_or_close(self, door: KeylessDoor) -> None:

@@ -1,4 +1,4 @@
-"""Quota rules turned into counters, costs and decisions. No I/O of its own.
+"""Quota rules turned into counters, costs and their state. No I/O of its own.
 
 A request needs every rule that applies to it (the user's and the team's pools). Each rule
 is one counter per calendar window (UTC); its key carries the window's stamp, so counters
@@ -6,7 +6,8 @@ expire with their window and never need resetting. Amounts are integers: `usd` i
 in micro-dollars so that charges and refunds add up exactly.
 
 The `QuotaLedger` reserves (check-and-charge, atomically in the store), settles (refunds
-what was not delivered) and reports state; the store does the I/O.
+what was not delivered) and reports state; the store does the I/O; `headers.py` says it
+to callers.
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
-from gateway.errors import QuotaExceeded, RateLimited
-from gateway.policy import ScopedRule
+from gateway.quota.policy import ScopedRule
 from gateway.store.base import make_key
 from gateway.vocabulary import Unit, Window
 
@@ -30,8 +30,6 @@ _STAMP: Mapping[Window, str] = {
     "day": "%Y%m%d",
     "month": "%Y%m",
 }
-SHORT_WINDOWS: frozenset[Window] = frozenset({"minute", "hour"})
-Kind = Literal["rate", "quota"]
 
 
 def window_bounds(window: Window, now: float) -> tuple[float, float]:
@@ -142,78 +140,3 @@ def rule_state(counter: Counter, used: int) -> RuleState:
         max(0, counter.limit - used) / scale,
         counter.end,
     )
-
-
-def kind_of(counter: Counter) -> Kind:
-    """Short request windows are rate limits; everything else is quota."""
-    rule = counter.scoped.rule
-    return "rate" if rule.unit == "requests" and rule.window in SHORT_WINDOWS else "quota"
-
-
-def duration(seconds: float) -> str:
-    """A reset delay as OpenAI writes it: 1s, 6m0s, 2h3m4s."""
-    total = max(1, round(seconds))
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes}m{secs}s"
-    return f"{minutes}m{secs}s" if minutes else f"{secs}s"
-
-
-def refusal(refused: Sequence[Counter], now: float) -> RateLimited:
-    """The 429 for a refused request: waiting for the last refused counter to reset."""
-    wait = max(counter.end for counter in refused) - now
-    seconds = max(1, math.ceil(wait))
-    headers = {"retry-after": str(seconds), "retry-after-ms": str(max(1, math.ceil(wait * 1000)))}
-    names = ", ".join(f"{c.scoped.scope} {c.unit} per {c.scoped.rule.window}" for c in refused)
-    if any(kind_of(counter) == "quota" for counter in refused):
-        return QuotaExceeded(
-            f"Quota exhausted ({names}). It resets in {duration(wait)}.", headers=headers
-        )
-    if seconds > 60:
-        headers["x-should-retry"] = "false"
-    return RateLimited(f"Rate limit reached ({names}). Retry in {duration(wait)}.", headers=headers)
-
-
-def _tightest(states: Sequence[RuleState]) -> dict[Unit, RuleState]:
-    """Per unit, the rule with the least room left (the later reset on ties)."""
-    best: dict[Unit, RuleState] = {}
-    for state in states:
-        current = best.get(state.unit)
-        if current is None or (state.remaining, -state.resets_at) < (
-            current.remaining,
-            -current.resets_at,
-        ):
-            best[state.unit] = state
-    return best
-
-
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else f"{value:.6f}".rstrip("0")
-
-
-def quota_headers(states: Sequence[RuleState], now: float) -> dict[str, str]:
-    """x-ratelimit-* (tightest rule per unit) and the IETF RateLimit-Policy / RateLimit fields."""
-    headers: dict[str, str] = {}
-    for unit, state in _tightest(states).items():
-        headers[f"x-ratelimit-limit-{unit}"] = _number(state.limit)
-        headers[f"x-ratelimit-remaining-{unit}"] = _number(state.remaining)
-        headers[f"x-ratelimit-reset-{unit}"] = duration(state.resets_at - now)
-    # The IETF fields take integer quotas: usd rules appear only in x-ratelimit-*-usd.
-    counted = [s for s in states if s.unit != "usd"]
-    if counted:
-        names = [f'"{s.scope}-{s.unit}-{s.window}"' for s in counted]
-        headers["ratelimit-policy"] = ", ".join(
-            f"{name};q={int(s.limit)};w={_window_length(s, now)}"
-            for name, s in zip(names, counted, strict=True)
-        )
-        headers["ratelimit"] = ", ".join(
-            f"{name};r={int(s.remaining)};t={max(0, round(s.resets_at - now))}"
-            for name, s in zip(names, counted, strict=True)
-        )
-    return headers
-
-
-def _window_length(state: RuleState, now: float) -> int:
-    start, end = window_bounds(state.window, now)
-    return round(end - start)

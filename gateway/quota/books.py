@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Literal, NamedTuple
 
-from gateway.quota import QUOTA_TAG, window_bounds
+from gateway.quota.counters import QUOTA_TAG, window_bounds
 from gateway.store.base import UsageCharge, make_key
 
 By = Literal["team", "user"]

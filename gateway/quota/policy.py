@@ -6,7 +6,7 @@ import functools
 from collections.abc import Mapping
 from typing import Literal, NamedTuple
 
-from gateway.settings import GatewayConfig, QuotaRule, QuotasConfig
+from gateway.settings.config import GatewayConfig, QuotaRule, QuotasConfig
 from gateway.vocabulary import Unit, Window
 
 Scope = Literal["user", "team"]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import model_validator
 
-from gateway.config_types import Strict
+from gateway.settings.types import Strict
 from gateway.store.urls import ConnectOptions, TlsFiles, parse_url
 
 

@@ -21,25 +21,23 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from gateway.auth.identity import Identity
-from gateway.errors import StoreUnavailable
+from gateway.auth.base import Identity
+from gateway.errors import RateLimited, StoreUnavailable
 from gateway.metrics import QUOTA_REJECTIONS, STORE_ERRORS
-from gateway.policy import QuotaPolicy, ScopedRule, own_rules, pool_rules
-from gateway.quota import (
+from gateway.quota.books import usage_charge
+from gateway.quota.counters import (
     QUOTA_TAG,
     Counter,
     RuleState,
     counters,
-    quota_headers,
-    refusal,
-    request_cost,
     rule_state,
     usd_amount,
 )
-from gateway.settings import QuotasConfig
+from gateway.quota.headers import refusal
+from gateway.quota.policy import QuotaPolicy, ScopedRule, own_rules, pool_rules
+from gateway.settings.config import QuotasConfig
 from gateway.store.base import ChargeItem, QuotaStore, Receipt, StoreError, UsageCharge, make_key
-from gateway.usage import usage_charge
-from gateway.vocabulary import Size, Unit
+from gateway.vocabulary import Unit
 
 log = logging.getLogger("gateway.quota")
 _CLOCK_ATTEMPTS = 3
@@ -63,15 +61,11 @@ class Reservation:
     metered: bool = True  # False when fail_open admitted it without the store
     settled: bool = False
     receipt: str | None = None  # the store's proof of the charge, named by its refund
-    usage: UsageCharge | None = None  # the chargeback books it moved (usage.py)
+    usage: UsageCharge | None = None  # the chargeback books it moved (books.py)
 
     def states(self) -> list[RuleState]:
-        """The charged rules' state right after the charge."""
+        """The charged rules' state right after the charge (or the settlement)."""
         return [rule_state(c, used) for c, used in zip(self.counters, self.used, strict=True)]
-
-    def headers(self, now: float) -> dict[str, str]:
-        """The quota headers of an answer charged this way, at the store's time `now`."""
-        return quota_headers(self.states(), now)
 
 
 class QuotaLedger:
@@ -82,14 +76,12 @@ class QuotaLedger:
         quotas: QuotasConfig,
         store: QuotaStore,
         *,
-        image_price: Callable[[Size], float],
         fail_open: bool = False,
         upstream_timeout_seconds: float = 0.0,
         on_store_error: Callable[[], None] = STORE_ERRORS.inc,
         policy: Callable[[], QuotaPolicy] | None = None,
     ) -> None:
-        self._image_price = image_price
-        # The rules in force: the config's, or with runtime overrides (admin_state.py).
+        # The rules in force: the config's, or with runtime overrides (admin/state.py).
         static = QuotaPolicy(quotas)
         self._policy = policy or (lambda: static)
         self._fail_open = fail_open
@@ -100,17 +92,7 @@ class QuotaLedger:
         self._retrying: asyncio.Task[None] | None = None
         self._refunding = 0  # refunds under way (close waits for them)
 
-    def cost(self, n: int, size: Size) -> dict[Unit, int]:
-        """What a request of `n` images at `size` reserves in each unit, at the adapter's price."""
-        return request_cost(n, self._image_price(size))
-
     async def reserve(
-        self, identity: Identity, n: int, size: Size, units: Sequence[Unit] | None = None
-    ) -> Reservation:
-        """Charge a request of `n` images at `size` (see `reserve_cost`)."""
-        return await self.reserve_cost(identity, self.cost(n, size), units)
-
-    async def reserve_cost(
         self, identity: Identity, cost: Mapping[Unit, int], units: Sequence[Unit] | None = None
     ) -> Reservation:
         """Charge `cost` (only its `units`, if given) to every rule.
@@ -145,10 +127,7 @@ class QuotaLedger:
                 continue  # our clock was off a window edge; the store corrected it
             if not outcome.admitted:
                 refused = [live[i] for i in outcome.refused]
-                _count_rejections(refused)
-                error = refusal(refused, outcome.now)
-                error.headers.update(Reservation(live, amounts, outcome.used).headers(outcome.now))
-                raise error
+                raise _refused(live, outcome.used, refused, outcome.now)
             return Reservation(live, amounts, outcome.used, receipt=receipt, usage=usage)
         return self._unmetered(StoreError("the store's clock kept moving across windows"))
 
@@ -167,11 +146,7 @@ class QuotaLedger:
             return
         refused = [c for c, u in zip(live, used, strict=True) if u >= c.limit]
         if refused:
-            _count_rejections(refused)
-            now = self._store.clock(QUOTA_TAG)
-            error = refusal(refused, now)
-            error.headers.update(Reservation(live, [], used).headers(now))
-            raise error
+            raise _refused(live, used, refused, self._store.clock(QUOTA_TAG))
 
     def _unmetered(self, exc: StoreError, quota: bool = True) -> Reservation:
         self._on_store_error()
@@ -344,6 +319,15 @@ def _usage_refund(usage: UsageCharge | None, share: Share, hits: int) -> UsageCh
     units = {"requests": "requests", "images": "images", "usd_micros": "usd"}
     back = {f: share(units[f], a) for f, a in usage.amounts.items() if f in units}
     return usage._replace(amounts={**back, "cache_hits": -hits})
+
+
+def _refused(
+    live: Sequence[Counter], used: Sequence[int], refused: Sequence[Counter], now: float
+) -> RateLimited:
+    """The 429 for the `refused` counters, with the state of every rule checked (`live`, at
+    `used`); each refused rule counted in `gateway_quota_rejections_total`."""
+    _count_rejections(refused)
+    return refusal(refused, [rule_state(c, u) for c, u in zip(live, used, strict=True)], now)
 
 
 def _count_rejections(refused: Sequence[Counter]) -> None:
