@@ -350,15 +350,42 @@ def test_load_balancer_round_robins_over_both_replicas() -> None:
     assert any(port.endswith(f":{GATEWAY_PORT}") for port in lb["ports"])
 
 
+def _seconds(value: str) -> int:
+    """An nginx or compose duration in whole seconds (`360s`, `10m30s`)."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    parts = re.findall(r"(\d+)([smh])", value)
+    assert parts and "".join(n + u for n, u in parts) == value, value
+    return sum(int(n) * units[u] for n, u in parts)
+
+
+def _compose_gateway_config() -> Any:
+    from gateway.settings.config import read_config
+
+    return read_config(GATEWAY_CONFIG)
+
+
 def test_load_balancer_streams_uploads_and_waits_for_image_calls() -> None:
-    """Bodies up to 5m stream unbuffered over HTTP/1.1, and replies may take over 120 s."""
+    """Bodies up to 5m stream unbuffered over HTTP/1.1, and nginx waits for a reply (and
+    for the gateway to read the request) longer than the gateway's upstream timeout."""
     settings = {d[0]: d[1:] for d in _nginx_directives()}
     assert settings["client_max_body_size"] == ["5m"]
     assert settings["proxy_request_buffering"] == ["off"]
     assert settings["proxy_http_version"] == ["1.1"]
-    timeout = settings["proxy_read_timeout"][0]
-    assert timeout.endswith("s")
-    assert int(timeout[:-1]) > 120
+    timeout = _compose_gateway_config().upstream.timeout_seconds
+    assert timeout >= 240  # image calls of several minutes
+    for directive in ("proxy_read_timeout", "proxy_send_timeout"):
+        assert _seconds(settings[directive][0]) > timeout, directive
+
+
+def test_compose_stops_a_replica_only_once_its_slowest_call_is_done() -> None:
+    """stop_grace_period outlasts the drain: the grace for calls under way (which covers a
+    whole upstream call), the grace once more for calls whose callers left (none outlives
+    the upstream timeout), then closing."""
+    config = _compose_gateway_config()
+    grace, timeout = config.limits.shutdown_grace_seconds, config.upstream.timeout_seconds
+    assert grace >= timeout
+    stop = _seconds(_services()["gateway-1"]["stop_grace_period"])
+    assert grace + min(grace, timeout) + 20 <= stop
 
 
 def test_load_balancer_never_redirects() -> None:
