@@ -90,8 +90,8 @@ class _Held:
     """The caller's image, kept past sending for `REFUSAL_WINDOW_SECONDS` (a model's
     refusal can then go on to the next model), then let go of as any request's is."""
 
-    def __init__(self, request: UpstreamRequest) -> None:
-        self._request, self._released = request, False
+    def __init__(self, request: UpstreamRequest, window_seconds: float) -> None:
+        self._request, self._window, self._released = request, window_seconds, False
         self._timer: asyncio.TimerHandle | None = None
 
     @property
@@ -104,7 +104,7 @@ class _Held:
         if self._timer is not None:
             self._timer.cancel()
         loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(REFUSAL_WINDOW_SECONDS, self.release)
+        self._timer = loop.call_later(self._window, self.release)
 
     def release(self) -> None:
         """Let go of the image now (once)."""
@@ -129,8 +129,11 @@ class EditsUpstream:
         images: ImageHost,
         config: EditsConfig,
         catalogue: ModelCatalogue,
+        *,
+        refusal_window_seconds: float = REFUSAL_WINDOW_SECONDS,
     ) -> None:
         self._config, self._catalogue = config, catalogue
+        self._window = refusal_window_seconds
         self._call = UpstreamCall(client, account, base_url.rstrip("/") + "/images/edits")
         self._images = images
         prompt = hashlib.sha256(config.prompt.encode()).hexdigest()[:16]
@@ -160,7 +163,7 @@ class EditsUpstream:
     async def produce(self, request: UpstreamRequest, user: str) -> UpstreamAnswer:
         """Ask the serving model for `request.n` variations, going down the list while the
         upstream says a model is gone; raises an `UpstreamError` subclass."""
-        held = _Held(request)
+        held = _Held(request, self._window)
         try:
             return await self._produce(request, user, held)
         finally:
