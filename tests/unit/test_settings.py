@@ -490,3 +490,13 @@ def test_placeholder_digests_are_warned_and_real_ones_are_not() -> None:
         "principals[1] (bob): key_sha256 is a placeholder no key matches; put the entry "
         "`gateway keys new` prints in its place"
     ]
+
+
+def test_the_latency_histograms_reach_past_the_upstream_timeout() -> None:
+    """Calls of several minutes land in a bucket of their own: one at the default upstream
+    timeout, and more above it (a call plus its upload and its wait)."""
+    from gateway.metrics import LATENCY_BUCKETS
+    from gateway.settings.config import UPSTREAM_TIMEOUT_SECONDS
+
+    assert UPSTREAM_TIMEOUT_SECONDS in LATENCY_BUCKETS
+    assert max(LATENCY_BUCKETS) > UPSTREAM_TIMEOUT_SECONDS
