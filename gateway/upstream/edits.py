@@ -14,8 +14,8 @@ dall-e-2-shaped `ImagesResponse`.
 the model, a refusal saying it was retired), the catalogue marks it and the same call goes
 to the next model of the list; only when none is left is the caller answered 503
 `upstream_model_unavailable`, refunded in full. To send the image again, the adapter keeps
-it for `REFUSAL_WINDOW_SECONDS` after sending (a refusal comes within that), then lets go
-of it, as every request does once its image is upstream.
+it for `REFUSAL_WINDOW_SECONDS` after sending when another model is left (a refusal comes
+within that), then lets go of it, as every request does once its image is upstream.
 
 Cost: a request reserves the serving model's estimate per image at the configured quality;
 the `usage` the model reports gives the real cost it is settled to (`gateway.upstream.pricing`).
@@ -63,8 +63,10 @@ from gateway.vocabulary import Size
 log = logging.getLogger("gateway.edits")
 GENERATED_SIZE = "1024x1024"
 OPERATION = "edits"  # the catalogue's list this adapter's models come from
-# How long the image is kept after sending, for a refusal of the model to be sent on.
-REFUSAL_WINDOW_SECONDS = 3.0
+# How long the image is kept after sending, for a refusal of the model to be sent on to the
+# next one: a model the upstream lacks is refused on receipt, well within it. A refusal
+# later than that still fails over, with a retryable answer (the SDKs retry it).
+REFUSAL_WINDOW_SECONDS = 1.0
 # Refusals by the model's safety system: the caller's image, so the caller's 400.
 POLICY_CODES = frozenset({"moderation_blocked", "content_policy_violation"})
 # Upstream complaints about these are about the caller's request; any other named
@@ -87,12 +89,14 @@ def model_gone(status: int, error: Mapping[str, Any], model: str) -> bool:
 
 
 class _Held:
-    """The caller's image, kept past sending for `REFUSAL_WINDOW_SECONDS` (a model's
-    refusal can then go on to the next model), then let go of as any request's is."""
+    """The caller's image, kept past sending for the refusal window when another model is
+    left to send it to (a model's refusal can then go on), then let go of as any request's
+    is; with no other model, let go of once sent, as before."""
 
     def __init__(self, request: UpstreamRequest, window_seconds: float) -> None:
         self._request, self._window, self._released = request, window_seconds, False
         self._timer: asyncio.TimerHandle | None = None
+        self.keep = False  # whether a refusal could go on to another model
 
     @property
     def image(self) -> bytes | None:
@@ -100,9 +104,13 @@ class _Held:
         return None if self._released else self._request.image
 
     def sent(self) -> None:
-        """The transport has written the image: keep it a little longer."""
+        """The transport has written the image: keep it a little longer, if it may be
+        needed again."""
         if self._timer is not None:
             self._timer.cancel()
+        if not self.keep:
+            self.release()
+            return
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(self._window, self.release)
 
@@ -177,6 +185,7 @@ class EditsUpstream:
             if held.image is None:  # refused after the image was let go of: a retry works
                 raise UpstreamModelUnavailable(retry=True)
             fields = self._fields(model, request, user)
+            held.keep = len(self._catalogue.candidates(OPERATION)) > 1
             response = await self._call.post(fields, held.image, held.sent)
             if response.status_code == 200:
                 return await self._answer(response, model, request)

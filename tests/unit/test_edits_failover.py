@@ -99,3 +99,24 @@ def test_a_refusal_after_the_window_asks_for_a_retry_that_the_next_model_serves(
     assert catalogue.serving("edits") == "b"
     asyncio.run(edits.produce(request([]), "pseudonym"))
     assert seen == ["a", "b"]
+
+
+@pytest.mark.parametrize(("models", "held"), [(("a", "b"), True), (("a",), False)])
+def test_the_image_is_kept_past_sending_only_while_another_model_is_left(
+    models: tuple[str, ...], held: bool
+) -> None:
+    """With a model to fail over to, the image (and its upload budget) is still held when
+    the upstream has read it; with none, it is let go of as soon as it is sent."""
+    released: list[bool] = []
+    seen_held: list[bool] = []
+
+    async def handle(incoming: httpx.Request) -> httpx.Response:
+        await incoming.aread()
+        seen_held.append(not released)
+        return answer("a")
+
+    edits, catalogue = adapter(handle, window=30)
+    for model in {"a", "b"} - set(models):
+        catalogue.refused(model, "edits", None)
+    asyncio.run(edits.produce(request(released), "pseudonym"))
+    assert (seen_held, released) == ([held], [True])
