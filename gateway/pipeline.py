@@ -12,7 +12,8 @@ Once a request has been sent upstream the company may be billed, so the charge f
 upstream, not the caller:
 
 - a request never sent (the caller hung up while waiting on a coalesced call, the upstream
-  could not be connected to) gets everything back;
+  could not be connected to), or sent only to models the upstream no longer has, gets
+  everything back, the request unit too;
 - after it is sent, hanging up does not cancel the call: it finishes in the background
   (`Detached`), is settled as delivered and cached, so the caller's retry is a hit;
 - the upstream saying it produced nothing (an error status) keeps the request unit and
