@@ -18,7 +18,7 @@ from pathlib import Path
 from bench import procs
 
 CONFIG = """\
-{user}worker_processes 1;
+{user}{single}worker_processes 1;
 daemon off;
 pid {work}/nginx.pid;
 error_log {work}/nginx-error.log warn;
@@ -60,28 +60,40 @@ def find_nginx() -> str | None:
     return found
 
 
-def write_config(work: Path, port: int, upstream_port: int) -> Path:
-    """The config file for an instance on `port` proxying to the fake upstream."""
+def write_config(work: Path, port: int, upstream_port: int, single: bool = False) -> Path:
+    """The config file for an instance on `port` proxying to the fake upstream; `single`:
+    one process, no master (what callgrind can count as one process)."""
     (work / "nginx-temp").mkdir(parents=True, exist_ok=True)
     # Run as root, nginx would hand its worker to `nobody`, who cannot use the work directory.
     user = f"user {getpass.getuser()};\n" if os.geteuid() == 0 else ""
-    path = work / "nginx.conf"
-    path.write_text(
-        CONFIG.format(user=user, work=work.resolve(), port=port, upstream_port=upstream_port)
+    path = work / ("nginx-single.conf" if single else "nginx.conf")
+    text = CONFIG.format(
+        user=user,
+        single="master_process off;\n" if single else "",
+        work=work.resolve(),
+        port=port,
+        upstream_port=upstream_port,
     )
+    path.write_text(text.replace("nginx.pid", "nginx-single.pid") if single else text)
     return path
 
 
-def start_nginx(binary: str, port: int, upstream_port: int, work: Path) -> procs.Popen:
-    """nginx on 127.0.0.1:`port`, ready (a request through it to the upstream answered 200)."""
-    config = write_config(work, port, upstream_port)
-    log = work / "nginx.log"
+def start_nginx(
+    binary: str, port: int, upstream_port: int, work: Path, wrap: procs.Wrap | None = None
+) -> procs.Popen:
+    """nginx on 127.0.0.1:`port`, ready (a request through it to the upstream answered 200);
+    with `wrap` (bench.counts), one process without a master, inside `wrap`'s command."""
+    config = write_config(work, port, upstream_port, single=wrap is not None)
+    wrap = wrap or procs.Wrap()
+    log = work / f"nginx{wrap.suffix}.log"
+    command = [binary, "-e", str(work.resolve() / "nginx-error.log"), "-c", str(config.resolve())]
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [binary, "-e", str(work.resolve() / "nginx-error.log"), "-c", str(config.resolve())],
+            [*wrap.prefix, *command],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=out,
+            env={**os.environ, **dict(wrap.env)},
         )
-    procs.wait_ready(proc, f"http://127.0.0.1:{port}/healthz", log)
+    procs.wait_ready(proc, f"http://127.0.0.1:{port}/healthz", log, wrap.ready_s)
     return proc

@@ -1,9 +1,9 @@
 """The matrix: which cells run, in which order.
 
-Three kinds of cell, each answering one question of the performance issue:
+Five kinds of cell, each answering one question of the performance issues:
 
 - `fast`: a zero-latency upstream at `--concurrency` (1 and 32): what the proxy itself
-  costs per request, in CPU and latency, next to `direct` and `nginx`;
+  costs per request, in CPU and latency, next to `direct`, `nginx` and `naive`;
 - `inflight`: an upstream answering in `--inflight-delay-ms` (200) with `--inflight` (128)
   connections: does throughput stay near the ideal, conc / delay, with many requests in
   flight (the production case: real image calls take seconds);
@@ -29,7 +29,10 @@ import argparse
 from typing import Literal, NamedTuple
 
 Kind = Literal["fast", "inflight", "memory", "slow", "flood"]
-TARGETS = ("direct", "nginx", "stack", "gateway", "gateway-hit")
+TARGETS = ("direct", "nginx", "naive", "stack", "gateway", "gateway-hit")
+# Measured at zero latency only: a yardstick of CPU per request, not of capacity (its
+# default httpx pool holds 100 connections, its uploads spool to disk past 1 MB).
+FAST_ONLY = frozenset({"gateway-hit", "naive"})
 GATEWAY_TARGETS = frozenset({"gateway", "gateway-hit"})
 REDIS_TARGETS = GATEWAY_TARGETS | {"stack"}
 
@@ -66,7 +69,7 @@ def _first_workers(args: argparse.Namespace, workers: int) -> list[Spec]:
             Spec("inflight", target, workers, size, args.inflight, args.inflight_delay_ms)
             for size in args.inflight_sizes
             for target in targets
-            if target != "gateway-hit"
+            if target not in FAST_ONLY
         ]
     if args.memory_uploads and "gateway" in targets:
         cells.append(
@@ -86,7 +89,7 @@ def _first_workers(args: argparse.Namespace, workers: int) -> list[Spec]:
             Spec("slow", target, workers, size, args.slow, args.slow_delay_s * 1000)
             for size in args.slow_sizes
             for target in targets
-            if target != "gateway-hit"
+            if target not in FAST_ONLY
         ]
     return cells
 

@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import psutil
@@ -29,6 +29,19 @@ BENCH_KEY = "gwk_bench-key-not-a-secret"
 UPSTREAM_KEY = "bench-upstream-key"
 USER_SECRET = "bench-secret"  # noqa: S105
 Popen = subprocess.Popen[bytes]
+
+
+class Wrap(NamedTuple):
+    """How to start a process under a tool (bench.counts: callgrind): the command put in
+    front of it, variables added to its environment, a name suffix for its files, and how
+    long it may take to answer (a process under valgrind starts 20-50 times slower)."""
+
+    prefix: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    suffix: str = ""
+    ready_s: float = 30.0
+
+
 # Variables that would change what the gateway under test talks to.
 _CLEARED_ENV = ("REDIS_URL", "CACHE_REDIS_URL", "GATEWAY_CONFIG", "GATEWAY_DEMO_KEY")
 # Quota rules of the production shape (user requests/minute, user images/day, team
@@ -86,13 +99,28 @@ def start_upstream(port: int, delay_ms: float, work: Path) -> Popen:
     return proc
 
 
-def start_stack(port: int, upstream_port: int, redis_url: str, work: Path) -> Popen:
-    """The `stack` target (bench.stack), ready."""
-    log = work / "stack.log"
+def start_stack(
+    port: int, upstream_port: int, redis_url: str, work: Path, wrap: Wrap | None = None
+) -> Popen:
+    """The `stack` target (bench.stack), ready; run inside `wrap`'s command if given."""
+    wrap = wrap or Wrap()
+    log = work / f"stack{wrap.suffix}.log"
     upstream = f"http://127.0.0.1:{upstream_port}/v1"
     command = [sys.executable, "-m", "bench.stack", "--port", str(port), "--upstream", upstream]
-    proc = _spawn([*command, "--redis", redis_url], dict(os.environ), log)
-    wait_ready(proc, f"http://127.0.0.1:{port}/healthz", log)
+    env = {**os.environ, **dict(wrap.env)}
+    proc = _spawn([*wrap.prefix, *command, "--redis", redis_url], env, log)
+    wait_ready(proc, f"http://127.0.0.1:{port}/healthz", log, wrap.ready_s)
+    return proc
+
+
+def start_naive(port: int, upstream_port: int, work: Path, wrap: Wrap | None = None) -> Popen:
+    """The `naive` target (bench.naive), ready; run inside `wrap`'s command if given."""
+    wrap = wrap or Wrap()
+    log = work / f"naive{wrap.suffix}.log"
+    upstream = f"http://127.0.0.1:{upstream_port}/v1"
+    command = [sys.executable, "-m", "bench.naive", "--port", str(port), "--upstream", upstream]
+    proc = _spawn([*wrap.prefix, *command], {**os.environ, **dict(wrap.env)}, log)
+    wait_ready(proc, f"http://127.0.0.1:{port}/healthz", log, wrap.ready_s)
     return proc
 
 
@@ -140,21 +168,25 @@ def launch_gateway(
     redis_url: str | None = None,
     name: str = "gateway",
     workers: int = 1,
+    wrap: Wrap | None = None,
 ) -> tuple[Popen, float]:
     """`gateway serve` with a generated config (in-process stores unless `redis_url`, which
     becomes `REDIS_URL`: the quota store and, without `CACHE_REDIS_URL`, the cache's), ready;
     and the seconds from spawning the command to `/readyz` answering 200 (with several
-    workers: to the last worker's start-up being complete)."""
+    workers: to the last worker's start-up being complete). `wrap`: see `Wrap`."""
+    wrap = wrap or Wrap()
     config, log = work / f"{name}.yaml", work / f"{name}.log"
     write_gateway_config(config, upstream_port, quotas, cache)
     env = {k: v for k, v in os.environ.items() if k not in _CLEARED_ENV}
     env.update(OPENAI_API_KEY=UPSTREAM_KEY, GATEWAY_USER_SECRET=USER_SECRET)
     if redis_url:
         env["REDIS_URL"] = redis_url
+    env.update(dict(wrap.env))
     args = ["serve", "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
     started = time.monotonic()
-    proc = _spawn([*_gateway_command(), *args, "--workers", str(workers)], env, log)
-    wait_ready(proc, f"http://127.0.0.1:{port}/readyz", log)
+    command = [*wrap.prefix, *_gateway_command(), *args, "--workers", str(workers)]
+    proc = _spawn(command, env, log)
+    wait_ready(proc, f"http://127.0.0.1:{port}/readyz", log, wrap.ready_s)
     if workers > 1:
         _wait_workers(proc, workers, f"http://127.0.0.1:{port}/readyz", log)
     return proc, time.monotonic() - started

@@ -64,13 +64,13 @@ def _flag(count: int) -> str:
 
 
 class Peers:
-    """The `direct` and `nginx` cells of the run, by image, concurrency and delay."""
+    """The `direct`, `nginx` and `naive` cells of the run, by image, concurrency and delay."""
 
     def __init__(self, cells: Sequence[Cell]) -> None:
         self._by: dict[tuple[str, str, int, float], Cell] = {
             (c.spec.target, c.spec.size, c.spec.concurrency, c.spec.delay_ms): c
             for c in cells
-            if c.spec.target in ("direct", "nginx")
+            if c.spec.target in ("direct", "nginx", "naive")
         }
 
     def of(self, target: str, cell: Cell) -> Cell | None:
@@ -94,6 +94,11 @@ def _vs(target: str, field: str) -> Callable[[Cell, Peers], str]:
 def _added_p50(cell: Cell, peers: Peers) -> str:
     direct = peers.of("direct", cell)
     return _ms(cell.result.p50_ms - direct.result.p50_ms) if direct else "—"
+
+
+def _naive_cpu(cell: Cell, peers: Peers) -> float | None:
+    naive = peers.of("naive", cell)
+    return naive.proxy_cpu_ms if naive else None
 
 
 COLUMNS: dict[str, Callable[[Cell, Peers], str]] = {
@@ -122,6 +127,7 @@ COLUMNS: dict[str, Callable[[Cell, Peers], str]] = {
     "req/s vs nginx": _vs("nginx", "rps"),
     "p50 vs direct": _vs("direct", "p50_ms"),
     "p50 vs nginx": _vs("nginx", "p50_ms"),
+    "CPU vs naive": lambda c, peers: _ratio(c.proxy_cpu_ms, _naive_cpu(c, peers)),
 }
 _COMMON = ("target", "workers", "image", "conc")
 _ERRORS = ("non-2xx", "sock err")
@@ -139,6 +145,7 @@ LAYOUT: dict[Kind, tuple[str, tuple[str, ...]]] = {
             "added p50 ms",
             *_ERRORS,
             *_CPU,
+            "CPU vs naive",
             *_VS,
             "p50 vs direct",
             "p50 vs nginx",
@@ -227,14 +234,21 @@ def problems(cells: Sequence[Cell]) -> list[str]:
     return lines
 
 
-def document(header: Sequence[str], cells: Sequence[Cell], goals: Sequence[str]) -> str:
-    """The whole results.md: header lines, the goals, the tables, and the problems if any."""
+def document(
+    header: Sequence[str],
+    cells: Sequence[Cell],
+    goals: Sequence[str],
+    extra: Sequence[str] = (),
+) -> str:
+    """The whole results.md: header lines, the goals, the tables, `extra` sections (the
+    instruction counts, the hashes), and the problems if any."""
     peers = Peers(cells)
     parts = ["# Benchmark results", "", *header, ""]
     if goals:
         parts += ["### Goals of the performance issue", "", *goals, ""]
     for kind in LAYOUT:
         parts += table(cells, kind, peers)
+    parts += extra
     failed = problems(cells)
     if failed:
         parts += ["## ⚠ Cells with errors (their numbers are not clean)", "", *failed, ""]

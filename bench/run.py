@@ -15,7 +15,9 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bench import about
+from bench import about, counts_report, hashes
+from bench.counts import TARGETS as COUNT_TARGETS
+from bench.counts import Count, Counter, find_valgrind
 from bench.goals import evaluate, goals_table
 from bench.images import BenchImage, build_image, parse_size
 from bench.nginx import find_nginx
@@ -60,6 +62,14 @@ def _add_arguments(add: Callable[..., object]) -> None:
     add("--slow-delay-s", type=float, default=20.0, help="slow cells' upstream delay (20 s)")
     add("--slow-sizes", type=sizes, default=["50k", "1m"], help="slow cells' sizes: 50k,1m")
     add("--flood", type=int, default=1000, help="keyless connections, flood cell, 0: none")
+    add("--counts", type=int, default=20, help="requests per instruction-count cell, 0: none")
+    add("--counts-warmup", type=int, default=3, help="uncounted requests before each (3)")
+    add(
+        "--counts-copies",
+        choices=("vector", "rep"),
+        default="vector",
+        help="glibc's copies under callgrind: its vector loops (default) or its own choice",
+    )
     add("--timeout", type=int, default=30, help="wrk per-request timeout, seconds (default 30)")
     add("--output", type=Path, default=BENCH_DIR / "results.md", help="default bench/results.md")
     add("--work-dir", type=Path, default=BENCH_DIR / ".work", help="bodies, configs, logs")
@@ -114,6 +124,48 @@ def _plan(args: argparse.Namespace, nginx: str | None) -> tuple[list[Spec], list
     return build_plan(args), notes
 
 
+def _count(
+    args: argparse.Namespace, session: Session, nginx: str | None, notes: list[str]
+) -> list[Count]:
+    """The instruction-count cells (bench/counts.py), after the matrix."""
+    targets = [t for t in args.targets if t in COUNT_TARGETS]
+    valgrind = find_valgrind()
+    if not args.counts or not targets:
+        return []
+    if valgrind is None:
+        notes.append("valgrind (callgrind) is not installed: no instruction counts")
+        return []
+    session.upstream_delay(0.0)
+    counter = Counter(
+        valgrind,
+        args.work_dir,
+        session.ports["direct"],
+        session.redis_url,
+        nginx,
+        vector_copies=args.counts_copies == "vector",
+    )
+    images = [session.images[size] for size in args.sizes]
+    return counter.run(targets, images, args.counts, args.counts_warmup, report=_print_count)
+
+
+def _print_count(count: Count) -> None:
+    hashing, copies = count.per_request("hash") / 1e6, count.per_request("copies") / 1e6
+    print(
+        f"count    {count.target:11} {count.size:>5} {count.requests} req  "
+        f"{count.per_request() / 1e6:8.2f} M instr/req"
+        f"  hash {hashing:.2f} M  copies {copies:.2f} M",
+        flush=True,
+    )
+
+
+def _extra(args: argparse.Namespace, counted: list[Count]) -> list[str]:
+    """The sections after the matrix: instruction counts, and the hashes natively."""
+    copies = "glibc's vector loops" if args.counts_copies == "vector" else "glibc chooses"
+    speeds = hashes.table(hashes.measure())
+    heading = "### Hashes of the upload natively, one thread (bench/hashes.py)"
+    return [*counts_report.table(counted, copies), heading, "", *speeds, ""]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the matrix, write the results file, print it."""
     args = parse_args(argv)
@@ -130,16 +182,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     images = prepare_images(labels, args.work_dir)
     session = Session(args, wrk, nginx, images)
     cells: list[Cell] = []
+    counted: list[Count] = []
     try:
         session.start({spec.target for spec in plan})
         for spec in plan:
             cells.append(session.cell(spec))
             _print(cells[-1])
+        counted = _count(args, session, nginx, notes)
     finally:
         session.stop()
     rows = evaluate(cells, session.startups, args.workers)
+    rows += counts_report.goal_rows(counted, cells, args.workers[0])
     header = about.header(args, list(images.values()), load_at_start, session.redis_url, notes)
-    text = document(header, cells, goals_table(rows))
+    text = document(header, cells, goals_table(rows), _extra(args, counted))
     args.output.write_text(text)
     print("\n" + text)
     if any(cell.failed for cell in cells):

@@ -101,6 +101,7 @@ class Session:
         self.upstream: procs.Popen | None = None
         self.nginx: procs.Popen | None = None
         self.stack: procs.Popen | None = None
+        self.naive: procs.Popen | None = None
         self.gateway: procs.Popen | None = None
         self.gateway_workers = 0
         self.redis_url: str | None = None
@@ -124,6 +125,10 @@ class Session:
                 self.nginx_binary, self.ports["nginx"], self.ports["direct"], self.work
             )
             self._smoke("nginx")
+        if "naive" in targets:
+            self.ports["naive"] = procs.free_port()
+            self.naive = procs.start_naive(self.ports["naive"], self.ports["direct"], self.work)
+            self._smoke("naive")
         if targets & REDIS_TARGETS:
             self.redis_url = self._exit.enter_context(procs.redis_server(from_env=False))
             self.redis_pid = procs.child_pid("redis-server")
@@ -138,6 +143,7 @@ class Session:
         """Stop whatever was started."""
         procs.stop(self.gateway)
         procs.stop(self.stack)
+        procs.stop(self.naive)
         procs.stop(self.nginx)
         procs.stop(self.upstream)
         self._exit.close()
@@ -170,6 +176,10 @@ class Session:
         for target in sorted(GATEWAY_TARGETS & set(self.args.targets)):
             self._smoke(target)
 
+    def upstream_delay(self, delay_ms: float) -> None:
+        """Make the fake upstream answer after `delay_ms` from now on."""
+        self._delay(delay_ms)
+
     def _delay(self, delay_ms: float) -> None:
         if delay_ms != self.delay_ms:
             procs.set_upstream_delay(self.ports["direct"], delay_ms)
@@ -183,8 +193,10 @@ class Session:
         return Load(url, body, key, image.content_type, unique_image=target in UNIQUE_IMAGE)
 
     def _cpu(self, spec: Spec) -> tuple[float, float, float]:
-        """CPU seconds so far of the proxy in the path (gateway, stack, nginx), upstream, Redis."""
-        proxy = {"nginx": self.nginx, "stack": self.stack}.get(spec.target, self.gateway)
+        """CPU seconds so far of the proxy in the path (gateway, stack, naive, nginx), upstream,
+        Redis."""
+        proxies = {"nginx": self.nginx, "stack": self.stack, "naive": self.naive}
+        proxy = proxies.get(spec.target, self.gateway)
         in_path = spec.target != "direct" and proxy is not None
         redis = spec.through_redis and self.redis_pid is not None
         assert self.upstream is not None

@@ -5,7 +5,7 @@ product is specified on (uvicorn with uvloop and httptools, redis-py's asyncio c
 httpx), configured as the gateway configures it, on the same miss path minus every
 decision. Per request, it:
 
-- reads the body from the ASGI receive loop, hashing it (SHA-256, as the cache key does);
+- reads the body from the ASGI receive loop, hashing it (BLAKE3, as the cache key does);
 - runs three Lua scripts in Redis, the round trips of a gateway miss (cache lookup and
   lock, quota reserve, store and unlock), through `gateway.store.connect.connect`'s pool;
 - POSTs the body, as received, to the upstream with httpx over the gateway's transport
@@ -20,11 +20,11 @@ tunes malloc as `gateway serve` does.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 from collections.abc import Sequence
 from typing import Any
 
+import blake3
 import httpx
 import uvicorn
 
@@ -75,7 +75,7 @@ class StackApp:
 
     async def _forward(self, scope: Any, receive: Any, send: Any) -> None:
         assert self._client is not None
-        chunks, digest = [], hashlib.sha256()
+        chunks, digest = [], blake3.blake3(max_threads=1)
         while True:
             message = await receive()
             chunk = message.get("body", b"")

@@ -1,8 +1,16 @@
 """The answer cache: keys, TTL rules, and coalescing of identical misses.
 
-Key: SHA-256 of the image bytes' hash, the normalised parameters and the scope's subject
+Key: SHA-256 of the image's digest, the normalised parameters and the scope's subject
 (plus what answers: the upstream's identity), never the caller's `user`. `url` answers
 expire before their URLs do. A cache failure never fails a request: it becomes a miss.
+
+The image's digest is BLAKE3 (`input_hasher`), named in the digest and so in the key: a
+key shared across callers needs a cryptographic hash (a crafted collision would serve one
+caller's answer to another), and BLAKE3 is one at about three times SHA-256's speed on
+the same core, SHA extensions and all (bench/README.md, issue 27). A request whose answer
+is never looked up, stored or coalesced (the cache off, `Cache-Control: no-store`) is not
+hashed at all (`ResponseCache.hasher`). A change of hash changes every key: the cache
+starts cold, nothing stale is served.
 
 Coalescing has two layers. In one process, identical concurrent misses share one future
 (if it fails, they try again themselves). Across processes, the leader holds a short lock
@@ -24,9 +32,11 @@ from datetime import datetime
 from typing import Literal, NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
+import blake3
 import orjson
 
 from gateway.auth.base import Identity
+from gateway.multipart import Hasher
 from gateway.settings.config import CacheConfig
 from gateway.store.base import CacheStore, Clock, StoreError, make_key
 from gateway.upstream.base import URL_LIFETIME_SECONDS, UpstreamAnswer
@@ -36,6 +46,13 @@ CacheResult = Literal["HIT", "MISS", "BYPASS", "COALESCED"]
 Mode = Literal["use", "refresh", "bypass"]
 URL_MARGIN_SECONDS = 300  # a hit's URLs stay valid at least this long
 _POLL_SECONDS = (0.01, 0.02, 0.05, 0.1)
+
+
+def input_hasher() -> Hasher:
+    """A fresh incremental hash of a request's input, for its cache key: BLAKE3 on one
+    thread (the event loop's: an upload arrives in pieces far below what threads repay)."""
+    hasher: Hasher = blake3.blake3(max_threads=1)
+    return hasher
 
 
 def cache_mode(cache_control: str | None) -> Mode:
@@ -124,15 +141,26 @@ class ResponseCache:
         lock_seconds: float,
         clock: Clock = time.time,
         on_error: Callable[[], None] = lambda: None,
+        new_hasher: Callable[[], Hasher] = input_hasher,
     ) -> None:
         self._store, self._config, self._clock = store, config, clock
         self._wait, self._lock_ms = wait_seconds, int(lock_seconds * 1000)
-        self._on_error = on_error
+        self._on_error, self._new_hasher = on_error, new_hasher
         self._inflight: dict[str, asyncio.Future[UpstreamAnswer]] = {}
 
     @property
     def enabled(self) -> bool:
         return self._config.enabled
+
+    def mode(self, cache_control: str | None) -> Mode:
+        """How a request with this `Cache-Control` uses the cache: always `bypass` when it
+        is off (see `cache_mode`)."""
+        return cache_mode(cache_control) if self._config.enabled else "bypass"
+
+    def hasher(self, mode: Mode) -> Hasher | None:
+        """A hasher for the input of a request in `mode`: None when its answer is bypassed
+        (never looked up, stored or coalesced), so not one byte of it is hashed."""
+        return None if mode == "bypass" else self._new_hasher()
 
     def key(self, identity: Identity, material: Sequence[str], upstream_id: str) -> str:
         """The entry of the answer `material` names for `identity`, within the configured

@@ -1,8 +1,10 @@
 """Bounded, streaming reading of the multipart upload.
 
 The body is fed from the ASGI receive loop straight into python-multipart's streaming
-parser: nothing is spooled to disk, the image is hashed as its bytes arrive, and a body
-over the cap is cut off the moment it passes it (413) rather than buffered. An error found
+parser: nothing is spooled to disk, the image's bytes are copied once (into the image),
+they are hashed as they arrive when the caller hands a hasher (only a request whose answer
+may be cached is hashed at all), and a body over the cap is cut off the moment it passes
+it (413) rather than buffered. An error found
 mid-body (an unknown field, say) is remembered and the rest of the body is drained up to
 the cap before answering, so an SDK still writing its upload reads a clean 400 instead of
 a reset connection.
@@ -12,9 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -41,6 +43,18 @@ def _invalid_multipart(why: str) -> InvalidRequest:
     )
 
 
+class Hasher(Protocol):
+    """An incremental hash of the image (`hashlib`'s and `blake3`'s objects are)."""
+
+    name: str
+
+    def update(self, data: bytes | memoryview, /) -> object:
+        """Hash `data` next."""
+
+    def hexdigest(self) -> str:
+        """The digest of everything hashed so far."""
+
+
 @dataclass
 class Upload:
     """What the caller sent: text fields by name, and the image part, if any."""
@@ -49,7 +63,9 @@ class Upload:
     image: bytes | None = None
     image_size: int = 0
     image_is_file: bool = False
-    image_sha256: str = ""
+    # "<hash name>:<hex digest>" of the image (of its first MAX_IMAGE_BYTES when oversize);
+    # "" when no hasher was given.
+    image_digest: str = ""
 
 
 @dataclass
@@ -87,7 +103,7 @@ def _describe(disposition: bytes | None, content_type: bytes | None) -> tuple[st
 class _FormCollector:
     """python-multipart callbacks that build an `Upload`, enforcing the field rules."""
 
-    def __init__(self, allowed: frozenset[str], file_field: str) -> None:
+    def __init__(self, allowed: frozenset[str], file_field: str, hasher: Hasher | None) -> None:
         self.allowed, self.file_field = allowed, file_field
         self.upload = Upload()
         self.ended = False
@@ -96,7 +112,7 @@ class _FormCollector:
         self._header_name = bytearray()
         self._header_value = bytearray()
         self._part: _Part | None = None
-        self._hash = hashlib.sha256()
+        self._hash = hasher
 
     def callbacks(self) -> dict[str, object]:
         return {
@@ -151,7 +167,8 @@ class _FormCollector:
                 # A view, not a copy: the parser hands over immutable bytes (the received
                 # chunk, or its boundary), so the image is copied once, when it is joined.
                 chunk = memoryview(data)[start:end] if type(data) is bytes else data[start:end]
-                self._hash.update(chunk)
+                if self._hash is not None:
+                    self._hash.update(chunk)
                 part.chunks.append(chunk)
         elif part.size > MAX_TEXT_BYTES:
             raise InvalidRequest(
@@ -169,7 +186,8 @@ class _FormCollector:
             self.upload.image = value  # truncated when oversize: image_size tells
             self.upload.image_size = part.size
             self.upload.image_is_file = part.is_file
-            self.upload.image_sha256 = self._hash.hexdigest()
+            if self._hash is not None:
+                self.upload.image_digest = f"{self._hash.name}:{self._hash.hexdigest()}"
         else:
             self.upload.fields[part.name] = value.decode("utf-8", "replace")
 
@@ -217,13 +235,15 @@ async def read_upload(
     allowed: frozenset[str],
     file_field: str,
     timeout_seconds: float,
+    hasher: Hasher | None = None,
 ) -> Upload:
-    """Read the whole multipart body from `stream`, within the byte cap and the deadline.
+    """Read the whole multipart body from `stream`, within the byte cap and the deadline;
+    the image is fed to `hasher` as it arrives (None: it is not hashed at all).
 
     Raises `InvalidRequest` (malformed multipart, unknown or duplicate field),
     `RequestTooLarge` (more than `MAX_BODY_BYTES`) or `RequestTimeout`.
     """
-    collector = _FormCollector(allowed, file_field)
+    collector = _FormCollector(allowed, file_field, hasher)
     parser = _parser(boundary_of(content_type), collector)
     error: InvalidRequest | None = None
     try:

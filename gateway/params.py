@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from typing import NamedTuple, cast
 
 from gateway.errors import InvalidRequest
-from gateway.multipart import Upload, read_upload
+from gateway.multipart import Hasher, Upload, read_upload
 from gateway.png import check_png, looks_like_png
 from gateway.upstream.base import VariationRequest
 from gateway.vocabulary import RESPONSE_FORMATS, SIZES, ResponseFormat, Size
@@ -93,13 +93,17 @@ def parse_params(upload: Upload, *, models: tuple[str, ...], max_side: int) -> V
         _choice("response_format", fields.get("response_format"), "url", RESPONSE_FORMATS),
     )
     image = _image(upload, max_side)
-    return VariationRequest(image, upload.image_sha256, model, n, size, response_format)
+    return VariationRequest(image, upload.image_digest, model, n, size, response_format)
 
 
 async def read_variation_request(
-    content_type: str | None, body: AsyncIterator[bytes], limits: ImageLimits
+    content_type: str | None,
+    body: AsyncIterator[bytes],
+    limits: ImageLimits,
+    hasher: Hasher | None = None,
 ) -> VariationRequest:
     """Read a variations upload from `body` and validate it: the one way a request is read.
+    The image is hashed with `hasher` as it arrives, if one is given (see `read_upload`).
 
     Raises what `read_upload` and `parse_params` raise.
     """
@@ -109,5 +113,6 @@ async def read_variation_request(
         allowed=FIELDS,
         file_field=IMAGE_FIELD,
         timeout_seconds=limits.body_timeout_seconds,
+        hasher=hasher,
     )
     return parse_params(upload, models=limits.models, max_side=limits.max_image_side)

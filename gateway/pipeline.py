@@ -37,7 +37,7 @@ from starlette.responses import Response
 
 from gateway import metrics
 from gateway.auth.base import Identity
-from gateway.cache import Cached, CacheResult, Mode, Probe, cache_mode
+from gateway.cache import Cached, CacheResult, Mode, Probe
 from gateway.errors import GatewayError, UpstreamError
 from gateway.quota.headers import quota_headers
 from gateway.quota.ledger import Reservation
@@ -64,7 +64,7 @@ class Metered:
 async def serve(request: Request, metering: Metering, metered: Metered) -> Response:
     """The answer from the cache, a coalesced leader or the upstream, quota settled."""
     cache = metering.cache
-    mode = cache_mode(request.headers.get("cache-control")) if cache.enabled else "bypass"
+    mode = cache.mode(request.headers.get("cache-control"))
     material = metered.request.key_material()
     key = cache.key(metered.identity, material, metered.upstream.identity)
     probe = await cache.probe(key) if mode == "use" else None  # a miss may lead

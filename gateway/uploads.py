@@ -187,7 +187,7 @@ class ImageShelf:
 
     @contextlib.contextmanager
     def share(self, digest: str, image: bytes) -> Iterator[bytes]:
-        """The one copy of the image whose SHA-256 is `digest` (`image`, if it is the first),
+        """The one copy of the image whose digest is `digest` (`image`, if it is the first),
         kept while any request holds it."""
         copy, holders = self._copies.get(digest, (image, 0))
         self._copies[digest] = (copy, holders + 1)

@@ -37,7 +37,9 @@ async def create_variation(request: Request) -> Response:
     services: Services = request.app.state.services
     async with services.door.admit(request) as admitted:
         content_type = request.headers.get("content-type")
-        params = await read_variation_request(content_type, admitted.body, services.limits)
+        cache = services.metering.cache
+        hasher = cache.hasher(cache.mode(request.headers.get("cache-control")))  # None: uncached
+        params = await read_variation_request(content_type, admitted.body, services.limits, hasher)
         params = replace(params, on_sent=admitted.lease.release)
         upstream = services.upstream.serving(params.operation)
         metered = Metered(
@@ -54,6 +56,6 @@ async def create_variation(request: Request) -> Response:
 def _one_copy_while_waiting(shelf: ImageShelf, params: VariationRequest) -> Iterator[None]:
     """A request that will wait on a coalesced leader gives back its upload at once, keeping
     only the one copy of the image its identical waiters share (`ImageShelf`)."""
-    with shelf.share(params.image_sha256, params.image) as copy:
+    with shelf.share(params.image_digest, params.image) as copy:
         params.share(copy)
         yield

@@ -28,6 +28,9 @@ no middleware): the cheapest refusal of the most common abuse. Its body is drain
 closed. A request pipelined behind one still running goes to the app, so that answers keep
 their order.
 
+A body's pieces reach the app as the parser made them (`BodyPieces`): uvicorn would copy each
+into a bytearray and that into new bytes on every receive, two copies of every upload.
+
 Idle keep-alive connections are closed by uvicorn's own `timeout_keep_alive`; bodies have
 `limits.body_timeout_seconds`. Bytes the parser is given in the same read as the end of a
 head (a body, a pipelined request) are not counted, so a head is bounded by the limit plus
@@ -122,6 +125,30 @@ class HeadGuard:
         return None
 
 
+class BodyPieces:
+    """A request body's pieces received since the app's last `receive`, in place of
+    uvicorn's bytearray: `+=` keeps a reference instead of copying the piece in, and
+    `bytes()` hands the piece on as it is when there is one (the usual case: the app reads
+    each as it comes), joining them only when several arrived in between."""
+
+    __slots__ = ("_pieces", "_size")
+
+    def __init__(self) -> None:
+        self._pieces: list[bytes] = []
+        self._size = 0
+
+    def __iadd__(self, piece: bytes) -> BodyPieces:
+        self._pieces.append(piece)
+        self._size += len(piece)
+        return self
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __bytes__(self) -> bytes:
+        return self._pieces[0] if len(self._pieces) == 1 else b"".join(self._pieces)
+
+
 class KeylessDoor:
     """Decides from a request's head alone whether it is refused for sending no key at all:
     a POST to an endpoint that spends quota without an Authorization header, from a peer
@@ -199,6 +226,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_body(self, body: bytes) -> None:
         if not self._at_door:
+            if not isinstance(self.cycle.body, BodyPieces):  # new, or reset by the last receive
+                self.cycle.body = BodyPieces()  # type: ignore[assignment]
             super().on_body(body)
             return
         self._drain_left -= len(body)

@@ -21,13 +21,13 @@ Operation = Literal["variations"]
 
 @dataclass(frozen=True)
 class VariationRequest:
-    """A validated variations request: the PNG bytes, their SHA-256, and normalised
+    """A validated variations request: the PNG bytes, their digest, and normalised
     parameters."""
 
     operation: ClassVar[Operation] = "variations"
 
     image: bytes
-    image_sha256: str
+    image_digest: str  # "<hash>:<hex>" of the image, "" when its answer is never cached
     model: str
     n: int
     size: Size
@@ -50,7 +50,7 @@ class VariationRequest:
 
     def key_material(self) -> tuple[str, ...]:
         """What, besides the cache's scope and the upstream, names this request's answer."""
-        return (self.image_sha256, self.model, str(self.n), self.size, self.response_format)
+        return (self.image_digest, self.model, str(self.n), self.size, self.response_format)
 
     @property
     def side(self) -> int:

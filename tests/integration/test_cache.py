@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from starlette.testclient import TestClient
 from support.config import auth
 from support.fake_upstream import FakeUpstream, Reply, images_response
 from support.fixtures import AppFactory
-from support.requests import PATH, assert_openai_error, post_variation
+from support.hashers import CountingHashers
+from support.requests import DEFAULT_PNG, PATH, assert_openai_error, post_variation
+
+from gateway.cache import ResponseCache
+from gateway.settings.config import CacheConfig
+from gateway.store.memory import MemoryCacheStore
 
 
 @pytest.fixture
@@ -236,3 +243,41 @@ def test_a_coalesced_answer_without_images_costs_only_the_leaders_call(
     assert len(upstream.received) == 1
     used = client.get("/v1/quota", headers=auth()).json()["rules"][0]["used"]
     assert used == 1
+
+
+@pytest.mark.parametrize(
+    ("enabled", "cache_control", "hashed"),
+    [
+        (False, None, False),
+        (False, "no-cache", False),
+        (True, "no-store", False),
+        (True, None, True),
+    ],
+    ids=["cache-off", "cache-off-no-cache", "no-store", "cacheable"],
+)
+def test_an_upload_is_hashed_only_when_its_answer_may_be_cached(
+    make_client: AppFactory,
+    upstream: FakeUpstream,
+    enabled: bool,
+    cache_control: str | None,
+    hashed: bool,
+) -> None:
+    """Through the app: with the cache off or `no-store` no byte is hashed; else the image's
+    bytes are, once, by one hasher."""
+    client = make_client({"cache": {"enabled": enabled}})
+    hashers = CountingHashers()
+    cache = ResponseCache(
+        MemoryCacheStore(),
+        CacheConfig(enabled=enabled),
+        wait_seconds=1,
+        lock_seconds=1,
+        new_hasher=hashers,
+    )
+    services = client.app.state.services  # type: ignore[attr-defined]
+    metering = dataclasses.replace(services.metering, cache=cache)
+    client.app.state.services = dataclasses.replace(services, metering=metering)  # type: ignore[attr-defined]
+    headers = {"Cache-Control": cache_control} if cache_control else None
+    response = post_variation(client, headers=headers)
+    assert response.status_code == 200
+    assert len(upstream.received) == 1
+    assert (hashers.made, hashers.fed) == ((1, len(DEFAULT_PNG)) if hashed else (0, 0))

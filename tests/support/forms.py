@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
-from gateway.multipart import Upload, read_upload
+from gateway.cache import input_hasher
+from gateway.multipart import Hasher, Upload, read_upload
 from gateway.params import FIELDS, IMAGE_FIELD
 
 
@@ -72,8 +73,10 @@ def read(
     chunk_size: int | None = None,
     content_type: str | None = CONTENT_TYPE,
     timeout_seconds: float = 30.0,
+    new_hasher: Callable[[], Hasher] | None = input_hasher,
 ) -> Upload:
-    """Run `read_upload` over `body` (bytes, split into chunks, or a ready stream)."""
+    """Run `read_upload` over `body` (bytes, split into chunks, or a ready stream), hashing
+    the image with a hasher from `new_hasher` (None: no hasher, as with the cache off)."""
     stream = CountingStream(split(body, chunk_size)) if isinstance(body, bytes) else body
     return asyncio.run(
         read_upload(
@@ -82,5 +85,6 @@ def read(
             allowed=FIELDS,
             file_field=IMAGE_FIELD,
             timeout_seconds=timeout_seconds,
+            hasher=new_hasher() if new_hasher else None,
         )
     )

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from support.hashers import CountingHashers
 
 from gateway.auth.base import Identity
-from gateway.cache import URL_MARGIN_SECONDS, cache_mode, entry_key, entry_ttl
+from gateway.cache import (
+    URL_MARGIN_SECONDS,
+    ResponseCache,
+    cache_mode,
+    entry_key,
+    entry_ttl,
+    input_hasher,
+)
 from gateway.settings.config import CacheConfig
+from gateway.store.memory import MemoryCacheStore
 from gateway.upstream.base import VariationRequest
 
 NOW = 1_795_300_000.0
@@ -64,7 +73,7 @@ def test_b64_answers_use_the_configured_ttl() -> None:
 def _request(**changes: object) -> VariationRequest:
     values: dict[str, object] = {
         "image": b"png",
-        "image_sha256": "ab" * 32,
+        "image_digest": "blake3:" + "ab" * 32,
         "model": "dall-e-2",
         "n": 1,
         "size": "256x256",
@@ -84,7 +93,12 @@ def test_keys_differ_by_parameter_scope_and_upstream() -> None:
     others = {
         entry_key(config, alice, _request(n=2).key_material(), "variations@x"),
         entry_key(config, alice, _request(model="other").key_material(), "variations@x"),
-        entry_key(config, alice, _request(image_sha256="cd" * 32).key_material(), "variations@x"),
+        entry_key(
+            config,
+            alice,
+            _request(image_digest="blake3:" + "cd" * 32).key_material(),
+            "variations@x",
+        ),
         entry_key(config, bob, _request().key_material(), "variations@x"),
         entry_key(config, alice, _request().key_material(), "edits@x"),
     }
@@ -93,3 +107,44 @@ def test_keys_differ_by_parameter_scope_and_upstream() -> None:
     assert entry_key(team, alice, _request().key_material(), "u") == entry_key(
         team, bob, _request().key_material(), "u"
     )
+
+
+def _cache(enabled: bool, hashers: CountingHashers) -> ResponseCache:
+    config = CacheConfig(enabled=enabled)
+    return ResponseCache(
+        MemoryCacheStore(), config, wait_seconds=1, lock_seconds=1, new_hasher=hashers
+    )
+
+
+@pytest.mark.parametrize("cache_control", [None, "no-cache", "max-age=0", "no-store"])
+def test_cache_off_bypasses_and_hashes_nothing(cache_control: str | None) -> None:
+    """With the cache off every request bypasses it, whatever it asks, and gets no hasher."""
+    hashers = CountingHashers()
+    cache = _cache(False, hashers)
+    mode = cache.mode(cache_control)
+    assert mode == "bypass"
+    assert cache.hasher(mode) is None
+    assert hashers.made == 0
+
+
+@pytest.mark.parametrize(
+    ("cache_control", "hashed"),
+    [(None, True), ("no-cache", True), ("no-store", False), ("No-Store, max-age=0", False)],
+)
+def test_cache_on_hashes_only_what_it_may_look_up_or_store(
+    cache_control: str | None, hashed: bool
+) -> None:
+    """With the cache on, a request is hashed unless `no-store` keeps its answer out of it."""
+    hashers = CountingHashers()
+    cache = _cache(True, hashers)
+    hasher = cache.hasher(cache.mode(cache_control))
+    assert (hasher is not None) is hashed
+    assert hashers.made == int(hashed)
+
+
+def test_the_input_hash_is_blake3_and_named_in_the_digest() -> None:
+    """The default hasher is BLAKE3, and its name is what the digest (and key) carries."""
+    hasher = input_hasher()
+    hasher.update(b"abc")
+    assert hasher.name == "blake3"
+    assert hasher.hexdigest() == "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85"

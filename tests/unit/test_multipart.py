@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import AsyncIterator, Callable
 
+import blake3
 import pytest
 from support.forms import CountingStream, Part
 
@@ -67,17 +67,17 @@ def test_reads_every_field_and_the_image(
 
 
 @CHUNK_SIZES
-def test_image_sha256_is_the_hash_of_the_image_bytes(
+def test_image_digest_is_the_blake3_of_the_image_bytes(
     read_body: Callable[..., Upload],
     multipart_body: Callable[..., bytes],
     part: type[Part],
     chunk_size: int | None,
 ) -> None:
-    """The streamed SHA-256 equals hashlib.sha256 of the image bytes alone."""
+    """The streamed digest is BLAKE3 of the image bytes alone, named by its hash."""
     image = bytes(range(256)) * 40  # any bytes: the hash must not depend on the framing
     body = multipart_body([part("n", b"1"), part("image", image, filename="x.png")])
     upload = read_body(body, chunk_size=chunk_size)
-    assert upload.image_sha256 == hashlib.sha256(image).hexdigest()
+    assert upload.image_digest == "blake3:" + blake3.blake3(image).hexdigest()
 
 
 @pytest.mark.parametrize("order", [(0, 1, 2, 3, 4), (4, 3, 2, 1, 0), (2, 0, 4, 1, 3)])
@@ -430,7 +430,7 @@ def test_image_of_4_mib_is_too_large_and_just_under_is_not(
     if code is None:
         request = parse_params(upload, models=("dall-e-2",), max_side=4096)
         assert request.image == image
-        assert request.image_sha256 == hashlib.sha256(image).hexdigest()
+        assert request.image_digest == "blake3:" + blake3.blake3(image).hexdigest()
     else:
         with pytest.raises(InvalidRequest) as caught:
             parse_params(upload, models=("dall-e-2",), max_side=4096)
@@ -450,3 +450,42 @@ def test_image_between_4_mib_and_the_body_cap_is_image_too_large(
     with pytest.raises(InvalidRequest) as caught:
         parse_params(upload, models=("dall-e-2",), max_side=4096)
     assert caught.value.code == "image_too_large"
+
+
+class _CountingHasher:
+    """A hasher that remembers the size of every piece it is fed."""
+
+    name = "counting"
+
+    def __init__(self) -> None:
+        self.pieces: list[int] = []
+
+    def update(self, data: bytes | memoryview, /) -> None:
+        self.pieces.append(len(data))
+
+    def hexdigest(self) -> str:
+        return f"{sum(self.pieces):x}"
+
+
+def test_without_a_hasher_the_image_is_read_and_not_hashed(
+    read_body: Callable[..., Upload], multipart_body: Callable[..., bytes], part: type[Part]
+) -> None:
+    """With no hasher (the cache off) the image is read whole and its digest stays empty."""
+    image = bytes(range(256)) * 40
+    body = multipart_body([part("n", b"1"), part("image", image, filename="x.png")])
+    upload = read_body(body, chunk_size=100, new_hasher=None)
+    assert upload.image == image
+    assert upload.image_digest == ""
+
+
+def test_the_image_is_hashed_piece_by_piece_as_it_arrives(
+    read_body: Callable[..., Upload], multipart_body: Callable[..., bytes], part: type[Part]
+) -> None:
+    """The hasher is fed the image's bytes as each chunk arrives, never the framing."""
+    image = bytes(range(256)) * 40
+    body = multipart_body([part("n", b"1"), part("image", image, filename="x.png")])
+    hasher = _CountingHasher()
+    upload = read_body(body, chunk_size=1000, new_hasher=lambda: hasher)
+    assert sum(hasher.pieces) == len(image)
+    assert len(hasher.pieces) >= len(body) // 1000 - 1  # one piece per chunk, not one at the end
+    assert upload.image_digest == f"counting:{len(image):x}"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 
+import blake3
 import pytest
 
 from gateway.errors import InvalidRequest
@@ -25,7 +25,7 @@ def upload_of(valid_png: bytes) -> Callable[..., Upload]:
             image=valid_png,
             image_size=len(valid_png),
             image_is_file=True,
-            image_sha256=hashlib.sha256(valid_png).hexdigest(),
+            image_digest="blake3:" + blake3.blake3(valid_png).hexdigest(),
         )
 
     return build
@@ -46,7 +46,7 @@ def test_absent_fields_take_openai_defaults(
     request = parse_params(upload_of(), models=MODELS, max_side=4096)
     assert request == VariationRequest(
         image=valid_png,
-        image_sha256=hashlib.sha256(valid_png).hexdigest(),
+        image_digest="blake3:" + blake3.blake3(valid_png).hexdigest(),
         model="dall-e-2",
         n=1,
         size="1024x1024",

@@ -3,9 +3,9 @@ sanitising."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 
+import blake3
 from support.callers import multipart
 
 from gateway.multipart import Upload
@@ -29,7 +29,7 @@ def test_encoded_body_reads_back_identically(
     assert upload.fields == FIELDS
     assert upload.image == valid_png
     assert upload.image_is_file is True
-    assert upload.image_sha256 == hashlib.sha256(valid_png).hexdigest()
+    assert upload.image_digest == "blake3:" + blake3.blake3(valid_png).hexdigest()
 
 
 def test_image_part_is_named_image_png(valid_png: bytes) -> None:
