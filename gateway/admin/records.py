@@ -8,6 +8,7 @@ rotation's grace period), never a secret; `public()` is what any answer or audit
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from gateway.settings.config import QuotaRule
 from gateway.settings.models import ModelPrice
 from gateway.upstream.catalogue import RuntimeModels
 
+log = logging.getLogger("gateway.admin")
 Target = Literal["keys", "quotas", "models"]
 
 
@@ -107,15 +109,20 @@ def price_field(model: str) -> str:
 
 
 def decode_models(raw: Mapping[str, str | bytes]) -> RuntimeModels:
-    """The runtime model lists and prices of a store's models hash."""
+    """The runtime model lists and prices of a store's models hash. An entry this version
+    cannot read (written by another) is left out, and said, rather than stopping the
+    replica from following the admin state."""
     lists: dict[str, tuple[str, ...]] = {}
     prices: dict[str, ModelPrice] = {}
     for name, value in raw.items():
         kind, _, subject = name.partition(":")
-        if kind == "list":
-            lists[subject] = tuple(str(model) for model in orjson.loads(value))
-        elif kind == "price":
-            prices[subject] = ModelPrice.model_validate(orjson.loads(value))
+        try:
+            if kind == "list":
+                lists[subject] = tuple(str(model) for model in orjson.loads(value))
+            elif kind == "price":
+                prices[subject] = ModelPrice.model_validate(orjson.loads(value))
+        except (ValueError, TypeError) as exc:  # pydantic's and orjson's errors are ValueErrors
+            log.warning("runtime model setting %s left out: %s", name, exc)
     return RuntimeModels(lists, prices)
 
 

@@ -117,3 +117,23 @@ def test_cost_uses_the_models_own_price() -> None:
     usage = {"input_tokens": 0, "output_tokens": 1000}
     assert models.cost("a", usage, "image") == 1000 * 40 / 1e6
     assert models.cost("b", usage, "image") == 1000 * 80 / 1e6
+
+
+def test_runtime_model_settings_another_version_wrote_are_left_out() -> None:
+    """A stored list or price this version cannot read is skipped, the rest kept: a replica
+    never stops following the admin state over it."""
+    import orjson
+
+    from gateway.admin.records import decode_models
+
+    good = orjson.dumps(EDITS_PRICE).decode()
+    models = decode_models(
+        {
+            "list:edits": '["a", "b"]',
+            "price:a": good,
+            "price:b": '{"image": {"low": 1}}',
+            "list:x": "not json",
+        }
+    )
+    assert models.lists == {"edits": ("a", "b")}
+    assert set(models.prices) == {"a"}
