@@ -19,7 +19,12 @@ from gateway.errors import Outcome
 from gateway.quota.counters import RuleState
 
 CacheResult = Literal["hit", "miss", "bypass", "coalesced", "error"]
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120)
+# Up to ten minutes: image calls take minutes at high quality and large sizes, and the
+# default upstream timeout is 300 s.
+LATENCY_BUCKETS = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 180, 240, 300,
+    420, 600,
+)  # fmt: skip
 
 REQUESTS = Counter(
     "gateway_requests", "Metered requests by endpoint and outcome.", ["endpoint", "outcome"]
@@ -41,10 +46,21 @@ QUOTA_REJECTIONS = Counter(
     "gateway_quota_rejections", "Requests refused by a quota rule.", ["scope", "unit", "window"]
 )
 STORE_ERRORS = Counter("gateway_store_errors", "Quota store operations that failed.")
+MODEL_FAILOVERS = Counter(
+    "gateway_upstream_model_failovers",
+    "Calls that met the upstream's refusal of a model as gone and moved down the list.",
+    ["model"],
+)
+MODEL_WATCH_FAILURES = Counter(
+    "gateway_upstream_model_watch_failures", "Readings of the upstream's /models that failed."
+)
 
 
 def precreate(
-    endpoints: Iterable[str], rule_labels: Iterable[tuple[str, str, str]], teams: Iterable[str]
+    endpoints: Iterable[str],
+    rule_labels: Iterable[tuple[str, str, str]],
+    teams: Iterable[str],
+    models: Iterable[str] = (),
 ) -> None:
     """Create every label set the gateway can emit, at zero, before the first request:
     `endpoints` are the spending endpoints' names (the route table's).
@@ -62,6 +78,29 @@ def precreate(
         QUOTA_REJECTIONS.labels(scope, unit, window)
     for team in teams:
         IMAGES.labels(team)
+    for model in models:
+        MODEL_FAILOVERS.labels(model)
+
+
+def model_gauges(models: Iterable[tuple[str, bool, float | None]]) -> list[GaugeMetricFamily]:
+    """gateway_upstream_model_available{model} (1/0) and, where the upstream gives one,
+    gateway_upstream_model_shutdown_timestamp_seconds{model}, from (model, available,
+    shutdown time) as this process knows them."""
+    available = GaugeMetricFamily(
+        "gateway_upstream_model_available",
+        "1 while the upstream has the model (listed, not refused as gone), else 0.",
+        labels=["model"],
+    )
+    shutdown = GaugeMetricFamily(
+        "gateway_upstream_model_shutdown_timestamp_seconds",
+        "When the upstream says the model shuts down (Unix time).",
+        labels=["model"],
+    )
+    for model, is_available, shutdown_at in models:
+        available.add_metric([model], 1.0 if is_available else 0.0)
+        if shutdown_at is not None:
+            shutdown.add_metric([model], shutdown_at)
+    return [available, shutdown]
 
 
 def quota_gauges(states: Iterable[RuleState]) -> list[GaugeMetricFamily]:

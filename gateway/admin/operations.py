@@ -157,6 +157,11 @@ class AdminOps:
                 return result
         raise AdminBusy()
 
+    async def write(self, decide: Any, actor: Actor) -> Any:
+        """Run `decide(snapshot, now) -> (change, result)` as one audited compare-and-set
+        write: the plane's one path, for its other parts too (model lists and prices)."""
+        return await self._write(decide, actor)
+
     async def month_usd(self, teams: Iterable[str], now: float) -> dict[str, float]:
         """Each team's usd booked this UTC month (for the dashboard); raises `StoreError`."""
         names = sorted({*teams, *(r.team for r in self.state.snapshot.keys.values())})

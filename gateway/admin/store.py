@@ -21,7 +21,14 @@ import redis.asyncio as redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
-from gateway.admin.records import AuditQuery, Change, KeyRecord, Snapshot, decode_overrides
+from gateway.admin.records import (
+    AuditQuery,
+    Change,
+    KeyRecord,
+    Snapshot,
+    decode_models,
+    decode_overrides,
+)
 from gateway.quota.books import Book, By, book_pattern, parse_book_key
 from gateway.store.base import StoreError, make_key
 from gateway.store.client import call, lua
@@ -53,6 +60,10 @@ class AdminStore(Protocol):
     async def apply(self, change: Change, read: int, now: float) -> str | None:
         """Atomically, if the generation is still `read`: write `change`, append its audit
         entry (kept 400 days) and tell every replica. The entry's id, or None (conflict)."""
+
+    async def record(self, entry: Mapping[str, Any], now: float) -> str:
+        """Append an audit entry of something the gateway did itself (no state changes;
+        kept 400 days). Its id."""
 
     async def wait_for_change(self, seconds: float) -> None:
         """Return when a write may have happened, or after `seconds`."""
@@ -104,6 +115,7 @@ class MemoryAdminStore:
         self._state = Snapshot()
         self._keys: dict[str, KeyRecord] = {}
         self._quotas: dict[str, str] = {}
+        self._models: dict[str, str] = {}
         self._audit: list[tuple[str, dict[str, Any]]] = []
         self._used: dict[str, float] = {}
         self._changed = asyncio.Event()
@@ -117,18 +129,25 @@ class MemoryAdminStore:
     async def apply(self, change: Change, read: int, now: float) -> str | None:
         if read != self._state.generation:
             return None
-        fields: dict[str, Any] = self._keys if change.target == "keys" else self._quotas
+        tables: dict[str, dict[str, Any]] = {
+            "keys": self._keys, "quotas": self._quotas, "models": self._models
+        }  # fmt: skip
+        fields = tables[change.target]
         if change.value is None:
             fields.pop(change.field, None)
         elif change.target == "keys":
             fields[change.field] = KeyRecord.decode(change.value)
         else:
             fields[change.field] = change.value
-        overrides = decode_overrides(self._quotas)
-        self._state = Snapshot(read + 1, dict(self._keys), overrides)
-        entry_id = _entry_id(now, len(self._audit))
-        self._audit.append((entry_id, dict(change.audit)))
+        overrides, models = decode_overrides(self._quotas), decode_models(self._models)
+        self._state = Snapshot(read + 1, dict(self._keys), overrides, models)
+        entry_id = await self.record(change.audit, now)
         self._changed.set()
+        return entry_id
+
+    async def record(self, entry: Mapping[str, Any], now: float) -> str:
+        entry_id = _entry_id(now, len(self._audit))
+        self._audit.append((entry_id, dict(entry)))
         return entry_id
 
     async def wait_for_change(self, seconds: float) -> None:
@@ -187,10 +206,12 @@ class RedisAdminStore:
         pipe.get(admin_key("generation"))
         pipe.hgetall(admin_key("keys"))
         pipe.hgetall(admin_key("quotas"))
-        generation, keys, quotas = await call(pipe.execute())
+        pipe.hgetall(admin_key("models"))
+        generation, keys, quotas, models = await call(pipe.execute())
         records = {k.decode(): KeyRecord.decode(v) for k, v in keys.items()}
         overrides = decode_overrides({k.decode(): v for k, v in quotas.items()})
-        return Snapshot(int(generation or 0), records, overrides)
+        runtime_models = decode_models({k.decode(): v for k, v in models.items()})
+        return Snapshot(int(generation or 0), records, overrides, runtime_models)
 
     async def generation(self) -> int:
         return int(await call(self._redis.get(admin_key("generation"))) or 0)
@@ -207,6 +228,14 @@ class RedisAdminStore:
         ]
         reply = await call(self._apply(keys=keys, args=[*args, CHANNEL]))
         return reply[1].decode() if isinstance(reply, list) else None
+
+    async def record(self, entry: Mapping[str, Any], now: float) -> str:
+        keep_from = int((now - AUDIT_DAYS * 86_400) * 1000)
+        fields = {"entry": orjson.dumps(entry)}
+        added = await call(
+            self._redis.xadd(AUDIT, fields, minid=keep_from, approximate=True)  # type: ignore[arg-type]
+        )
+        return added.decode() if isinstance(added, bytes) else str(added)
 
     async def wait_for_change(self, seconds: float) -> None:
         try:

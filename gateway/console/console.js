@@ -3,6 +3,8 @@
 // is only ever set as text (never parsed as markup), and the page runs under a strict
 // Content-Security-Policy: no inline script or style, no other origin.
 
+import { modelsPage } from "./models.js";
+
 // The credential lives in this variable only: not in a cookie, localStorage or
 // sessionStorage, so it ends with the tab (or a reload) and no other page can read it.
 let credential = null;
@@ -11,7 +13,8 @@ const ROOT = new URL("..", document.baseURI);
 const UNITS = ["requests", "images", "usd"];
 const WINDOWS = ["minute", "hour", "day", "month"];
 const USAGE_COLUMNS = ["requests", "images", "usd", "cache_hits"];
-const ACTIONS = ["key.create", "key.revoke", "key.rotate", "quota.set", "quota.unset"];
+const ACTIONS = ["key.create", "key.revoke", "key.rotate", "quota.set", "quota.unset",
+  "models.set", "models.unset", "model_price.set", "model_price.unset", "model.failover"];
 const $ = (id) => document.getElementById(id);
 
 // ---- talking to the admin API ------------------------------------------------------
@@ -209,7 +212,9 @@ function wireSignIn() {
 // ---- pages -------------------------------------------------------------------------
 
 const PAGES = { overview: overviewPage, keys: keysPage, quotas: quotasPage, usage: usagePage,
-  audit: auditPage };
+  audit: auditPage, models: () => modelsPage(UI) };
+// What the pages kept in their own modules (models.js) build with.
+const UI = { api, h, table, field, status, showError, route, failed, when, amount };
 
 // A part of the #fragment as typed, when it is not valid percent-encoding.
 function decoded(part) {

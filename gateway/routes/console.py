@@ -46,6 +46,7 @@ SECURITY_HEADERS = {
 ASSETS = {
     "index.html": "text/html; charset=utf-8",
     "console.js": "text/javascript; charset=utf-8",
+    "models.js": "text/javascript; charset=utf-8",  # the Models page, imported by console.js
     "console.css": "text/css; charset=utf-8",
 }
 

@@ -16,7 +16,12 @@ from urllib.parse import urlsplit
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Request
 
-CONSOLE_FILES = {"/admin/console", "/admin/console/console.js", "/admin/console/console.css"}
+CONSOLE_FILES = {
+    "/admin/console",
+    "/admin/console/console.js",
+    "/admin/console/models.js",
+    "/admin/console/console.css",
+}
 # What the page may ask the gateway: the admin API, and the caller's own /v1/quota.
 API_CALLS = [
     ("GET", "/v1/quota"),
@@ -31,6 +36,11 @@ API_CALLS = [
     ("DELETE", "/admin/quotas/teams/*"),
     ("GET", "/admin/audit"),
     ("GET", "/admin/usage"),
+    ("GET", "/admin/models"),
+    ("PUT", "/admin/models/lists/*"),
+    ("DELETE", "/admin/models/lists/*"),
+    ("PUT", "/admin/models/prices/*"),
+    ("DELETE", "/admin/models/prices/*"),
 ]
 VIEWPORT = {"width": 1360, "height": 860}
 ACTION_SECONDS = 10  # the longest a click or a wait may take before the test fails
