@@ -25,7 +25,7 @@ INSTALL_SELF := $(UV) pip install --quiet --python $(BIN)/python --no-deps \
 COMPILE := $(UV) pip compile --quiet --universal --python-version 3.11 --generate-hashes \
 	--no-emit-index-url --custom-compile-command "make lock"
 TOOLS_REQUIREMENTS := uv 'setuptools>=68'
-# make run PORT=9000 HOST=0.0.0.0 CONFIG=config/gateway.edits.yaml
+# make run PORT=9000 HOST=0.0.0.0 CONFIG=config/gateway.variations.yaml
 PORT   ?= 8080
 HOST   ?= 127.0.0.1
 CONFIG ?= config/gateway.yaml

@@ -1,4 +1,4 @@
-"""The `gateway` command: serve, keys, quotas, usage, config check."""
+"""The `gateway` command: serve, keys, quotas, models, usage, config check."""
 
 # Each plane adds its own commands (server/, admin/); this module only dispatches.
 
@@ -8,7 +8,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from gateway.admin import cli
+from gateway.admin import cli, models_cli
 from gateway.server import preflight, serve
 
 
@@ -17,6 +17,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve.add_command(commands)
     cli.add_commands(commands)  # keys, quotas, usage
+    models_cli.add_commands(commands)  # models
     preflight.add_command(commands)  # config check
     return parser
 

@@ -22,7 +22,7 @@ from gateway.errors import GatewayError, MethodNotAllowed, NotFound, error_respo
 from gateway.lifespan import open_services
 from gateway.middleware import RequestContextMiddleware
 from gateway.multipart import check_declared_length
-from gateway.routes import admin, console, images, ops, quotas
+from gateway.routes import admin, console, images, models, ops, quotas
 from gateway.server.protocol import DOOR_STATE, HEAD_SECONDS_STATE, KeylessDoor
 from gateway.settings.build import Settings, load_settings
 from gateway.store.base import Clock
@@ -42,6 +42,7 @@ ROUTES = [
     Route("/readyz", ops.readyz, methods=["GET"]),
     Route(PATH_PREFIX + "{token}.png", ops.hosted_file, methods=["GET"]),
     *admin.ROUTES,
+    *models.ROUTES,
     *console.ROUTES,
 ]
 

@@ -19,13 +19,15 @@
     ├── IdentityProviderUnavailable   503 identity_provider_unavailable (JWKS unreachable)
     └── UpstreamError                 502 upstream_error        (5xx, unreachable: nothing made)
         ├── UpstreamUnreachable       502 upstream_error        (never sent: refunded in full)
+        ├── UpstreamModelUnavailable  503 upstream_model_unavailable x-should-retry: false
+        │                                 (no configured model is left upstream: refunded in
+        │                                  full, the request unit too)
         ├── UpstreamAnswerLost        502 upstream_error        (sent, but its answer was lost
         │   │                                                    or unusable: it may have billed)
         │   └── UpstreamTimeout       504 upstream_timeout      x-should-retry: false
         ├── UpstreamAuthError         502 upstream_auth_error   x-should-retry: false
         ├── UpstreamMisconfigured     502 upstream_misconfigured x-should-retry: false
-        │                                 (or upstream_model_unavailable: the gateway's
-        │                                  own upstream settings were refused)
+        │                                 (the gateway's own upstream settings were refused)
         └── UpstreamRejected          the upstream's 4xx, its type/code/param rebuilt from a
                                           known set (the caller's own request when 400, 413,
                                           415 or 422: outcome `invalid`, not the upstream's)
@@ -242,6 +244,9 @@ class UpstreamError(GatewayError):
     default_message = "The upstream image service failed. Retry shortly."
     # Whether the upstream may have produced (and billed) the images all the same.
     may_have_billed = False
+    # Whether the caller gets everything back, the request unit too: nothing of theirs
+    # reached a model (never sent, or only to models the upstream no longer has).
+    refund_in_full = False
 
     def default_headers(self) -> Mapping[str, str]:
         return {"retry-after": "1"}
@@ -251,6 +256,33 @@ class UpstreamUnreachable(UpstreamError):
     """The upstream could not be connected to: the request was never sent."""
 
     default_message = "The upstream image service could not be reached."
+    refund_in_full = True
+
+
+class UpstreamModelUnavailable(UpstreamError):
+    """No model of the gateway's list is left upstream (each was refused as gone, or is no
+    longer listed): the gateway's own configuration, not the caller's doing."""
+
+    status, code = 503, "upstream_model_unavailable"
+    default_message = (
+        "No image model this gateway is configured with is available upstream right now. "
+        "This is a gateway configuration problem, not your request: its operators are "
+        "alerted. Retrying will not help until they change the model."
+    )
+    refund_in_full = True
+    # The model was refused after the gateway had let go of the image, and another model
+    # is left: a retry is served by it.
+    retry_message = (
+        "The image model this gateway used has just been retired upstream, and the gateway "
+        "has moved to another. Retry the request."
+    )
+
+    def __init__(self, *, retry: bool = False, headers: Mapping[str, str] | None = None) -> None:
+        self.retry = retry
+        super().__init__(self.retry_message if retry else None, headers=headers)
+
+    def default_headers(self) -> Mapping[str, str]:
+        return {"retry-after": "1"} if self.retry else NO_RETRY
 
 
 class UpstreamAnswerLost(UpstreamError):

@@ -19,6 +19,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from gateway import metrics
 from gateway.admin.alerting import AlertOps
+from gateway.admin.models import ModelAdmin
 from gateway.admin.operations import AdminOps
 from gateway.admin.state import RuntimeState
 from gateway.admin.store import AdminStore, MemoryAdminStore, RedisAdminStore
@@ -46,10 +47,12 @@ from gateway.store.topology import verify
 from gateway.uploads import UploadBudget
 from gateway.upstream import sandbox
 from gateway.upstream.base import Upstream
+from gateway.upstream.catalogue import ModelCatalogue, failover_reporter
 from gateway.upstream.client import Account, build_client
 from gateway.upstream.edits import EditsUpstream
 from gateway.upstream.hosting import ImageHost
 from gateway.upstream.variations import VariationsUpstream
+from gateway.upstream.watch import ModelWatch
 
 
 @contextlib.asynccontextmanager
@@ -66,13 +69,14 @@ async def open_services(
     then the stores close.
     """
     teams = configured_teams(settings.config)  # the only ones metrics and identities name
-    metrics.precreate([e.name for e in spending], rule_labels(settings.config.quotas), teams)
+    rules = rule_labels(settings.config.quotas)
+    metrics.precreate([e.name for e in spending], rules, teams, configured_models(settings))
     await verify_redis(settings)
     async with contextlib.AsyncExitStack() as stack:
         stores = await _open_stores(settings, stack, store_clock)
         runtime = await _open_runtime(settings, stack, stores.admin)
         notifier = await _open_notifier(settings, stack, runtime)
-        upstream = await _open_upstream(settings, stack, stores.cache, upstream_transport)
+        upstream = await _open_upstream(settings, stack, stores.cache, upstream_transport, runtime)
         metering = _open_metering(settings, stack, stores, runtime, notifier)
         jwks = open_jwks(settings)
         if jwks is not None:
@@ -84,7 +88,10 @@ async def open_services(
         admin = AdminOps(runtime, key_teams)
         ops = Ops(stores.state, teams, settings.metrics_token, settings.multiprocess_dir)
         alerting = Alerting(AlertOps(admin), notifier)
-        yield Services(door, metering, upstream, admin, ops, _limits(settings), alerting, sign_in)
+        models = ModelAdmin(admin, upstream.catalogue)
+        yield Services(
+            door, metering, upstream, admin, ops, _limits(settings), alerting, models, sign_in
+        )
 
 
 class Stores(NamedTuple):
@@ -140,13 +147,44 @@ async def _open_upstream(
     stack: contextlib.AsyncExitStack,
     cache: CacheStore,
     transport: httpx.AsyncBaseTransport | None,
+    runtime: RuntimeState,
 ) -> Upstreams:
-    """The one upstream client and the configured adapter on it; the image files the
-    gateway serves itself live in the cache's store."""
+    """The one upstream client, the model catalogue (the config's lists and prices with the
+    admin plane's on top) and the watch that keeps it up to date, and the configured adapter;
+    the image files the gateway serves itself live in the cache's store."""
+    upstream = settings.config.upstream
     images = ImageHost(cache, settings.public_url)
     transport, base_url = _upstream_transport(settings, images, transport)
-    client = await stack.enter_async_context(build_client(settings.config.upstream, transport))
-    return Upstreams((open_adapter(settings, client, base_url, images),), images)
+    client = await stack.enter_async_context(build_client(upstream, transport))
+    catalogue = open_catalogue(settings, runtime)
+    watch = ModelWatch(
+        client, upstream_account(settings), base_url, catalogue, upstream.watch_seconds
+    )
+    watch.start()
+    stack.push_async_callback(watch.close)
+    adapter = open_adapter(settings, client, base_url, images, catalogue)
+    return Upstreams((adapter,), images, catalogue, upstream.watch_seconds)
+
+
+def configured_models(settings: Settings) -> tuple[str, ...]:
+    """The models of the config's lists (the edits adapter's)."""
+    upstream = settings.config.upstream
+    if upstream.adapter != "edits" or upstream.edits is None:
+        return ()
+    return upstream.edits.model_list
+
+
+def open_catalogue(settings: Settings, runtime: RuntimeState) -> ModelCatalogue:
+    """The model catalogue: the config's lists and prices, the admin plane's on top; a
+    failover is logged, counted and audited."""
+    edits = settings.config.upstream.edits
+    lists = {"edits": configured_models(settings)} if configured_models(settings) else {}
+    return ModelCatalogue(
+        lists,
+        edits.prices if edits is not None else {},
+        runtime=runtime.models,
+        on_failover=failover_reporter(runtime.record),
+    )
 
 
 def _open_metering(
@@ -281,25 +319,36 @@ def _upstream_transport(
     upstream = settings.config.upstream
     if transport is not None or not upstream.is_sandbox:
         return transport, sandbox.BASE_URL if upstream.is_sandbox else upstream.base_url
+    models = (*upstream.models, *configured_models(settings))
     app = sandbox.create_sandbox_app(
-        images, max_side=settings.config.limits.max_image_side, models=upstream.models
+        images,
+        max_side=settings.config.limits.max_image_side,
+        models=models,
+        switches=upstream.sandbox,
     )
     return httpx.ASGITransport(app=app), sandbox.BASE_URL
 
 
+def upstream_account(settings: Settings) -> Account:
+    """The company's credentials for the upstream."""
+    upstream, key = settings.config.upstream, settings.upstream_api_key
+    api_key = key.get_secret_value() if key else ""
+    return Account(api_key, upstream.organization, upstream.project)
+
+
 def open_adapter(
-    settings: Settings, client: httpx.AsyncClient, base_url: str, images: ImageHost
+    settings: Settings,
+    client: httpx.AsyncClient,
+    base_url: str,
+    images: ImageHost,
+    catalogue: ModelCatalogue,
 ) -> Upstream:
     """The configured adapter: forward variations as they are, or fulfil them via edits."""
-    upstream = settings.config.upstream
-    key = settings.upstream_api_key
-    account = Account(
-        key.get_secret_value() if key else "", upstream.organization, upstream.project
-    )
+    upstream, account = settings.config.upstream, upstream_account(settings)
     if upstream.adapter == "edits":
         if upstream.edits is None:
             raise ValueError("the edits adapter needs upstream.edits")
-        return EditsUpstream(client, account, base_url, images, upstream.edits)
+        return EditsUpstream(client, account, base_url, images, upstream.edits, catalogue)
     return VariationsUpstream(client, account, base_url, settings.config.prices)
 
 

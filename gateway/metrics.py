@@ -21,7 +21,12 @@ from gateway.quota.counters import RuleState
 CacheResult = Literal["hit", "miss", "bypass", "coalesced", "error"]
 # What became of a budget alert's delivery attempt (notify/sender.py).
 DeliveryResult = Literal["sent", "retried", "failed", "dropped"]
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120)
+# Up to ten minutes: image calls take minutes at high quality and large sizes, and the
+# default upstream timeout is 300 s.
+LATENCY_BUCKETS = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 180, 240, 300,
+    420, 600,
+)  # fmt: skip
 
 REQUESTS = Counter(
     "gateway_requests", "Metered requests by endpoint and outcome.", ["endpoint", "outcome"]
@@ -49,10 +54,21 @@ NOTIFICATIONS = Counter(
     "failed (no attempt left), dropped (the queue was full or the gateway stopped).",
     ["result"],
 )
+MODEL_FAILOVERS = Counter(
+    "gateway_upstream_model_failovers",
+    "Calls that met the upstream's refusal of a model as gone and moved down the list.",
+    ["model"],
+)
+MODEL_WATCH_FAILURES = Counter(
+    "gateway_upstream_model_watch_failures", "Readings of the upstream's /models that failed."
+)
 
 
 def precreate(
-    endpoints: Iterable[str], rule_labels: Iterable[tuple[str, str, str]], teams: Iterable[str]
+    endpoints: Iterable[str],
+    rule_labels: Iterable[tuple[str, str, str]],
+    teams: Iterable[str],
+    models: Iterable[str] = (),
 ) -> None:
     """Create every label set the gateway can emit, at zero, before the first request:
     `endpoints` are the spending endpoints' names (the route table's).
@@ -72,6 +88,29 @@ def precreate(
         QUOTA_REJECTIONS.labels(scope, unit, window)
     for team in teams:
         IMAGES.labels(team)
+    for model in models:
+        MODEL_FAILOVERS.labels(model)
+
+
+def model_gauges(models: Iterable[tuple[str, bool, float | None]]) -> list[GaugeMetricFamily]:
+    """gateway_upstream_model_available{model} (1/0) and, where the upstream gives one,
+    gateway_upstream_model_shutdown_timestamp_seconds{model}, from (model, available,
+    shutdown time) as this process knows them."""
+    available = GaugeMetricFamily(
+        "gateway_upstream_model_available",
+        "1 while the upstream has the model (listed, not refused as gone), else 0.",
+        labels=["model"],
+    )
+    shutdown = GaugeMetricFamily(
+        "gateway_upstream_model_shutdown_timestamp_seconds",
+        "When the upstream says the model shuts down (Unix time).",
+        labels=["model"],
+    )
+    for model, is_available, shutdown_at in models:
+        available.add_metric([model], 1.0 if is_available else 0.0)
+        if shutdown_at is not None:
+            shutdown.add_metric([model], shutdown_at)
+    return [available, shutdown]
 
 
 def quota_gauges(states: Iterable[RuleState]) -> list[GaugeMetricFamily]:
@@ -96,9 +135,12 @@ def quota_gauges(states: Iterable[RuleState]) -> list[GaugeMetricFamily]:
 
 
 def usage_gauge(usd_by_team: Mapping[str, float]) -> GaugeMetricFamily:
-    """gateway_usage_usd{team}: USD booked this UTC month, from the chargeback books."""
+    """gateway_usage_usd{team}: USD booked this month (in the company's time zone, as
+    `month_usd` reads it), from the chargeback books."""
     family = GaugeMetricFamily(
-        "gateway_usage_usd", "USD booked this calendar month (UTC), per team.", labels=["team"]
+        "gateway_usage_usd",
+        "USD booked this calendar month (quotas.timezone), per team.",
+        labels=["team"],
     )
     for team, usd in sorted(usd_by_team.items()):
         family.add_metric([team], usd)

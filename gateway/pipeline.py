@@ -12,7 +12,8 @@ Once a request has been sent upstream the company may be billed, so the charge f
 upstream, not the caller:
 
 - a request never sent (the caller hung up while waiting on a coalesced call, the upstream
-  could not be connected to) gets everything back;
+  could not be connected to), or sent only to models the upstream no longer has, gets
+  everything back, the request unit too;
 - after it is sent, hanging up does not cancel the call: it finishes in the background
   (`Detached`), is settled as delivered and cached, so the caller's retry is a hit;
 - the upstream saying it produced nothing (an error status) keeps the request unit and
@@ -37,7 +38,7 @@ from starlette.responses import Response
 from gateway import metrics
 from gateway.auth.base import Identity
 from gateway.cache import Cached, CacheResult, Mode, Probe
-from gateway.errors import GatewayError, UpstreamError, UpstreamUnreachable
+from gateway.errors import GatewayError, UpstreamError
 from gateway.quota.headers import quota_headers
 from gateway.quota.ledger import Reservation
 from gateway.services import Metering
@@ -197,13 +198,19 @@ class Forward:
         if self.probe is not None:  # the lock too, if fetch never got to run
             await self.metering.cache.abandon(self.probe)
         ledger, n = self.metering.ledger, self.metered.request.n
-        if not self.sent or isinstance(exc, UpstreamUnreachable):  # nothing went out
+        if not self.sent or _refund_in_full(exc):  # nothing reached a model
             await ledger.refund(self.reservation)
         elif self.answer is not None:  # answered (and maybe stored): delivered
             await ledger.settle(self.reservation, self.answer.images, n, self.answer.usd)
         elif not _may_have_billed(exc) or self.metering.on_timeout == "refund":
             await ledger.settle(self.reservation, 0, n)
         # else: the answer was lost after sending; the reservation stands (keep_charge)
+
+
+def _refund_in_full(exc: BaseException) -> bool:
+    """True when the upstream says nothing of the call reached a model: it was never sent,
+    or only to models it no longer has."""
+    return isinstance(exc, UpstreamError) and exc.refund_in_full
 
 
 def _may_have_billed(exc: BaseException) -> bool:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pydantic import SecretStr
 
 from gateway.admin.alerting import AlertOps
+from gateway.admin.models import ModelAdmin
 from gateway.admin.operations import AdminOps
 from gateway.auth.base import Identity
 from gateway.auth.signin import ConsoleSignIn
@@ -24,6 +25,7 @@ from gateway.params import ImageLimits
 from gateway.quota.ledger import QuotaLedger
 from gateway.store.base import Store
 from gateway.upstream.base import Operation, Upstream
+from gateway.upstream.catalogue import ModelCatalogue
 from gateway.upstream.hosting import ImageHost
 from gateway.vocabulary import OnTimeout, Unit
 
@@ -45,10 +47,13 @@ class Metering:
 
 @dataclass(frozen=True)
 class Upstreams:
-    """The upstream adapters, each serving its operations, and the images the gateway serves."""
+    """The upstream adapters, each serving its operations, the image models they use, and
+    the images the gateway serves."""
 
     adapters: tuple[Upstream, ...]
     images: ImageHost
+    catalogue: ModelCatalogue  # the model lists, their prices and availability
+    watch_seconds: float  # how often the upstream's /models is read
 
     def serving(self, operation: Operation) -> Upstream:
         """The adapter that serves `operation`: the first that names it."""
@@ -88,4 +93,5 @@ class Services:
     ops: Ops  # probes and metrics
     limits: ImageLimits  # what an image request may ask: the endpoints' own limits
     alerting: Alerting  # budget alerts: webhooks, thresholds, deliveries
+    models: ModelAdmin  # the admin plane's model lists and prices (on `admin`)
     sign_in: ConsoleSignIn | None = None  # the console's SSO sign-in, when configured

@@ -161,13 +161,14 @@ class AdminOps:
         raise AdminBusy()
 
     async def write(self, decide: Any, actor: Actor) -> Any:
-        """Apply a decision of another part of the admin plane (alerting.py) the same way:
-        compare-and-set on the generation, audited, retried on a race."""
+        """Run `decide(snapshot, now) -> (change, result)` as one audited compare-and-set
+        write, retried on a race: the plane's one write path, for its other parts too
+        (alerting.py's webhooks and alert rules, models.py's model lists and prices)."""
         return await self._write(decide, actor)
 
     async def month_usd(self, teams: Iterable[str], month: str) -> dict[str, float]:
-        """Each team's usd booked in `month` (`YYYYMM`, for the dashboard); raises
-        `StoreError`."""
+        """Each team's usd booked in `month` (`YYYYMM`, the company's time zone, for the
+        dashboard); raises `StoreError`."""
         names = sorted({*teams, *(r.team for r in self.state.snapshot.keys.values())})
         names += [s for (scope, s) in self.state.snapshot.overrides if scope == "team"]
         names = sorted(set(names))

@@ -1,5 +1,5 @@
 """The admin plane's records: runtime keys, runtime quota rules, budget alert rules and
-their webhooks, audit entries, snapshots.
+their webhooks, runtime model lists and prices, audit entries, snapshots.
 
 Plain data and their JSON forms, shared by the admin store, the per-replica state and the
 routes. A key record holds the SHA-256 of its secret (and of the previous secret during a
@@ -10,6 +10,7 @@ the answer that creates or rotates it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -20,8 +21,11 @@ import orjson
 from gateway.auth.base import Role
 from gateway.quota.policy import Overrides, Scope
 from gateway.settings.config import QuotaRule
+from gateway.settings.models import ModelPrice
+from gateway.upstream.catalogue import RuntimeModels
 
-Target = Literal["keys", "quotas", "webhooks", "alerts"]
+log = logging.getLogger("gateway.admin")
+Target = Literal["keys", "quotas", "webhooks", "alerts", "models"]
 WebhookFormat = Literal["json", "slack", "teams"]
 
 
@@ -97,6 +101,34 @@ def decode_overrides(raw: Mapping[str, str | bytes]) -> Overrides:
     return out
 
 
+def list_field(operation: str) -> str:
+    """The field naming an operation's runtime model list: `list:<operation>`."""
+    return f"list:{operation}"
+
+
+def price_field(model: str) -> str:
+    """The field naming a model's runtime price table: `price:<model>`."""
+    return f"price:{model}"
+
+
+def decode_models(raw: Mapping[str, str | bytes]) -> RuntimeModels:
+    """The runtime model lists and prices of a store's models hash. An entry this version
+    cannot read (written by another) is left out, and said, rather than stopping the
+    replica from following the admin state."""
+    lists: dict[str, tuple[str, ...]] = {}
+    prices: dict[str, ModelPrice] = {}
+    for name, value in raw.items():
+        kind, _, subject = name.partition(":")
+        try:
+            if kind == "list":
+                lists[subject] = tuple(str(model) for model in orjson.loads(value))
+            elif kind == "price":
+                prices[subject] = ModelPrice.model_validate(orjson.loads(value))
+        except (ValueError, TypeError) as exc:  # pydantic's and orjson's errors are ValueErrors
+            log.warning("runtime model setting %s left out: %s", name, exc)
+    return RuntimeModels(lists, prices)
+
+
 @dataclass(frozen=True)
 class Webhook:
     """Where budget alerts are posted, in which payload shape, signed with `secret`."""
@@ -162,14 +194,15 @@ def decode_alerts(raw: Mapping[str, str | bytes]) -> Alerts:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """Every runtime key, quota rule, webhook and alert rule, as of one generation of the
-    admin state."""
+    """Every runtime key, quota rule, webhook, alert rule, model list and price, as of one
+    generation of the admin state."""
 
     generation: int = 0
     keys: Mapping[str, KeyRecord] = field(default_factory=dict)  # by id
     overrides: Overrides = field(default_factory=dict)
     webhooks: Mapping[str, Webhook] = field(default_factory=dict)  # by id
     alerts: Alerts = field(default_factory=dict)
+    models: RuntimeModels = field(default_factory=RuntimeModels)
 
 
 @dataclass(frozen=True)
@@ -200,7 +233,7 @@ class AuditQuery:
         return all(value is None or entry.get(name) == value for name, value in wanted.items())
 
 
-TARGETS: tuple[Target, ...] = ("keys", "quotas", "webhooks", "alerts")
+TARGETS: tuple[Target, ...] = ("keys", "quotas", "webhooks", "alerts", "models")
 
 
 def snapshot_of(generation: int, hashes: Mapping[Target, Mapping[str, str | bytes]]) -> Snapshot:
@@ -211,4 +244,5 @@ def snapshot_of(generation: int, hashes: Mapping[Target, Mapping[str, str | byte
         decode_overrides(hashes.get("quotas", {})),
         {k: Webhook.decode(v) for k, v in hashes.get("webhooks", {}).items()},
         decode_alerts(hashes.get("alerts", {})),
+        decode_models(hashes.get("models", {})),
     )

@@ -1,4 +1,5 @@
-"""Each replica's view of the admin plane: runtime keys and quota rules, kept fresh.
+"""Each replica's view of the admin plane: runtime keys, quota rules and model settings,
+kept fresh.
 
 Requests never wait on the admin store: keys are looked up and rules read from a snapshot
 in memory. A background task replaces the snapshot when the generation moves, woken by the
@@ -8,26 +9,31 @@ the store unreachable the last snapshot stays in force (and the config's keys an
 which never depend on it).
 
 Key use is sampled: a lookup notes the time in memory, and the notes are written at most
-once per `flush_seconds`, never once per request.
+once per `flush_seconds`, never once per request. What the gateway does on its own and
+audits (a model failover) is written in the background: a request never waits on it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from gateway.admin.records import KeyRecord, Snapshot
+from gateway.admin.records import KeyRecord, Snapshot, iso
 from gateway.admin.store import AdminStore
 from gateway.auth.base import Identity
 from gateway.auth.keys import key_digest
 from gateway.quota.policy import QuotaPolicy, Scope, with_overrides
 from gateway.settings.config import QuotasConfig
 from gateway.store.base import StoreError
+from gateway.upstream.catalogue import RuntimeModels
 
 log = logging.getLogger("gateway.admin")
+audit_log = logging.getLogger("gateway.audit")
 Clock = Callable[[], float]
 
 
@@ -48,6 +54,7 @@ class RuntimeState:
         self._used: dict[str, float] = {}
         self._flushed_at = clock()
         self._task: asyncio.Task[None] | None = None
+        self._recording: set[asyncio.Task[None]] = set()
         self._adopt(Snapshot())
 
     def _adopt(self, snapshot: Snapshot) -> None:
@@ -64,6 +71,27 @@ class RuntimeState:
     def policy(self) -> QuotaPolicy:
         """The quota rules in force: the config's with the runtime ones on top."""
         return self._policy
+
+    def models(self) -> RuntimeModels:
+        """The model lists and prices set at run time (the catalogue's runtime part)."""
+        return self.snapshot.models
+
+    def record(self, entry: Mapping[str, Any]) -> None:
+        """Audit something the gateway did on its own, in the background (logged as any
+        audit entry); a store that is down loses it from the trail, not from the log."""
+        now = self.clock()
+        entry = {**entry, "time": iso(now)}
+        task = asyncio.ensure_future(self._record(entry, now))
+        self._recording.add(task)
+        task.add_done_callback(self._recording.discard)
+
+    async def _record(self, entry: Mapping[str, Any], now: float) -> None:
+        entry_id: str | None = None
+        try:
+            entry_id = await self.store.record(entry, now)
+        except StoreError as exc:
+            log.warning("audit entry not stored (%r); it is in this log only", exc)
+        audit_log.info(json.dumps({"audit_id": entry_id, **entry}, sort_keys=True))
 
     def lookup(self, key: str) -> Identity | None:
         """The identity of a live runtime key (or of its previous secret, within its grace
@@ -127,7 +155,9 @@ class RuntimeState:
         self._task = asyncio.create_task(self._follow())
 
     async def close(self) -> None:
-        """Stop following; write the last noted uses if the store answers."""
+        """Stop following; write the last audit entries and noted uses if the store answers."""
+        if self._recording:
+            await asyncio.wait(set(self._recording), timeout=5)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -1,5 +1,6 @@
-"""Where the admin plane keeps its state: runtime keys, quota rules, the audit trail, the
-sampled last use of keys, and (read only) the chargeback books.
+"""Where the admin plane keeps its state: one hash per target of `records.TARGETS` (runtime
+keys, quota rules, webhooks, alert rules, model lists and prices), the audit trail, the
+webhook deliveries, the sampled last use of keys, and (read only) the chargeback books.
 
 `AdminStore` lists what the gateway needs; `RedisAdminStore` keeps it in the state Redis
 (every key under the `{admin}` hash tag, so a write and its audit entry are one script on a
@@ -57,6 +58,10 @@ class AdminStore(Protocol):
     async def apply(self, change: Change, read: int, now: float) -> str | None:
         """Atomically, if the generation is still `read`: write `change`, append its audit
         entry (kept 400 days) and tell every replica. The entry's id, or None (conflict)."""
+
+    async def record(self, entry: Mapping[str, Any], now: float) -> str:
+        """Append an audit entry of something the gateway did itself (no state changes;
+        kept 400 days). Its id."""
 
     async def wait_for_change(self, seconds: float) -> None:
         """Return when a write may have happened, or after `seconds`."""
@@ -133,9 +138,13 @@ class MemoryAdminStore:
         else:
             fields[change.field] = change.value
         self._state = snapshot_of(read + 1, self._hashes)
-        entry_id = _entry_id(now, len(self._audit))
-        self._audit.append((entry_id, dict(change.audit)))
+        entry_id = await self.record(change.audit, now)
         self._changed.set()
+        return entry_id
+
+    async def record(self, entry: Mapping[str, Any], now: float) -> str:
+        entry_id = _entry_id(now, len(self._audit))
+        self._audit.append((entry_id, dict(entry)))
         return entry_id
 
     async def wait_for_change(self, seconds: float) -> None:
@@ -223,6 +232,14 @@ class RedisAdminStore:
         ]
         reply = await call(self._apply(keys=keys, args=[*args, CHANNEL]))
         return reply[1].decode() if isinstance(reply, list) else None
+
+    async def record(self, entry: Mapping[str, Any], now: float) -> str:
+        keep_from = int((now - AUDIT_DAYS * 86_400) * 1000)
+        fields = {"entry": orjson.dumps(entry)}
+        added = await call(
+            self._redis.xadd(AUDIT, fields, minid=keep_from, approximate=True)  # type: ignore[arg-type]
+        )
+        return added.decode() if isinstance(added, bytes) else str(added)
 
     async def wait_for_change(self, seconds: float) -> None:
         try:

@@ -4,6 +4,7 @@
 // Content-Security-Policy: no inline script or style, no other origin.
 
 import { dayChart } from "./chart.js";
+import { modelsPage } from "./models.js";
 
 // The credential lives in this variable only: not in a cookie, localStorage or
 // sessionStorage, so it ends with the tab (or a reload) and no other page can read it.
@@ -14,7 +15,8 @@ const UNITS = ["requests", "images", "usd"];
 const WINDOWS = ["minute", "hour", "day", "week", "month"];
 const USAGE_COLUMNS = ["requests", "images", "usd", "cache_hits"];
 const ACTIONS = ["key.create", "key.revoke", "key.rotate", "quota.set", "quota.unset",
-  "webhook.create", "webhook.rotate", "webhook.delete", "alerts.set", "alerts.unset"];
+  "webhook.create", "webhook.rotate", "webhook.delete", "alerts.set", "alerts.unset",
+  "models.set", "models.unset", "model_price.set", "model_price.unset", "model.failover"];
 const $ = (id) => document.getElementById(id);
 
 // ---- talking to the admin API ------------------------------------------------------
@@ -282,7 +284,9 @@ function wireSignIn() {
 // ---- pages -------------------------------------------------------------------------
 
 const PAGES = { overview: overviewPage, keys: keysPage, quotas: quotasPage, usage: usagePage,
-  alerts: alertsPage, audit: auditPage };
+  alerts: alertsPage, models: () => modelsPage(UI), audit: auditPage };
+// What the pages kept in their own modules (models.js) build with.
+const UI = { api, h, table, field, status, showError, route, failed, when, amount };
 
 // A part of the #fragment as typed, when it is not valid percent-encoding.
 function decoded(part) {

@@ -53,6 +53,7 @@ SECURITY_HEADERS = {
 ASSETS = {
     "index.html": "text/html; charset=utf-8",
     "console.js": "text/javascript; charset=utf-8",
+    "models.js": "text/javascript; charset=utf-8",  # the Models page, imported by console.js
     "console.css": "text/css; charset=utf-8",
     "chart.js": "text/javascript; charset=utf-8",
     "callback.html": "text/html; charset=utf-8",

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from gateway.errors import AuthenticationError, NotFound
-from gateway.metrics import exposition, usage_gauge
+from gateway.metrics import exposition, model_gauges, usage_gauge
 from gateway.services import Services
 from gateway.store.base import StoreError
 
@@ -54,5 +54,6 @@ async def metrics(request: Request) -> Response:
         usage = [usage_gauge(usd)]
     except StoreError:
         usage = []  # as for the quota gauges: the gap shows on dashboards
-    body = exposition(states, services.ops.multiprocess_dir, usage)
+    models = [(m.model, m.available, m.shutdown_at) for m in services.upstream.catalogue.states()]
+    body = exposition(states, services.ops.multiprocess_dir, [*usage, *model_gauges(models)])
     return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.server.capacity import describe, nofile_limits
+from gateway.server.online import OnlineProblem, check_online
 from gateway.settings.build import check_redis_urls
 from gateway.settings.config import (
     ConfigError,
@@ -126,6 +127,11 @@ def config_check(args: argparse.Namespace) -> int:
     missing = missing_required(config, os.environ)
     if args.require_env and missing:
         return fail(f"serve needs {', '.join(var.name for var in missing)} set")
+    if args.online:
+        try:
+            print("\n".join(check_online(config, os.environ)))
+        except OnlineProblem as exc:
+            return fail(str(exc))
     return 0
 
 
@@ -144,5 +150,11 @@ def add_command(commands: Any) -> None:
         "--require-env",
         action="store_true",
         help="also exit 2 if a variable serve requires is unset (a deployment's pre-flight)",
+    )
+    check.add_argument(
+        "--online",
+        action="store_true",
+        help="also ask the upstream's /models whether it has each model of the list, and "
+        "when each shuts down (exit 2 if it has none, or cannot be asked)",
     )
     check.set_defaults(handler=config_check)

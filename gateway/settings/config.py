@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from gateway.settings.identity import IdentityConfig, identity_warnings
+from gateway.settings.models import EditsConfig, SandboxConfig
 from gateway.settings.redis import RedisConnectionConfig
 from gateway.settings.types import (
     HexDigest,
@@ -27,13 +29,6 @@ from gateway.vocabulary import SIZES, OnTimeout, Size, Unit, Window
 
 SANDBOX = "sandbox"
 DALL_E_2_PRICES: dict[Size, float] = {"256x256": 0.016, "512x512": 0.018, "1024x1024": 0.020}
-Quality = Literal["low", "medium", "high", "auto"]
-PricedQuality = Literal["low", "medium", "high"]
-VARIATION_PROMPT = (
-    "Create a variation of this image: the same subject, composition, colour palette and "
-    "style, with small natural differences in detail, so that it reads as another take of "
-    "the same picture rather than a copy or a new scene."
-)
 
 
 class ConfigError(Exception):
@@ -45,41 +40,9 @@ class EnvironmentProblem(ConfigError):
     naming the variable, never its value."""
 
 
-class ModelPrice(Strict):
-    """An image model's list prices in USD: per 1024x1024 image by quality, and per 1K tokens.
-
-    The per-image price is what a request reserves; the token prices turn the `usage` the
-    upstream reports into the real cost that the reservation is settled to.
-    """
-
-    image: dict[PricedQuality, Price]
-    input_per_1k_tokens: Price
-    output_per_1k_tokens: Price
-    image_input_per_1k_tokens: Price | None = None  # input image tokens, if priced apart
-
-    @field_validator("image")
-    @classmethod
-    def _every_quality(cls, value: dict[PricedQuality, float]) -> dict[PricedQuality, float]:
-        missing = {"low", "medium", "high"} - set(value)
-        if missing:
-            raise ValueError(f"no image price for quality {', '.join(sorted(missing))}")
-        return value
-
-
-class EditsConfig(Strict):
-    """`adapter: edits`: variations fulfilled by a current image model via /images/edits."""
-
-    model: str = Field("gpt-image-1.5", min_length=1)
-    prompt: str = Field(VARIATION_PROMPT, min_length=1, max_length=32000)
-    quality: Quality = "medium"
-    input_fidelity: Literal["low", "high"] | None = None  # None: the model's default
-    prices: dict[str, ModelPrice] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _priced(self) -> EditsConfig:
-        if self.model not in self.prices:
-            raise ValueError(f"prices: no price for the model {self.model}")
-        return self
+OPENAI_HOST = "api.openai.com"
+# Image calls take minutes at high quality and large sizes (about four have been seen).
+UPSTREAM_TIMEOUT_SECONDS = 300.0
 
 
 class UpstreamConfig(Strict):
@@ -88,12 +51,16 @@ class UpstreamConfig(Strict):
     api_key_env: str = "OPENAI_API_KEY"
     organization: str | None = None
     project: str | None = None
-    timeout_seconds: float = Field(120.0, gt=0)
+    timeout_seconds: float = Field(UPSTREAM_TIMEOUT_SECONDS, gt=0)
     connect_timeout_seconds: float = Field(5.0, gt=0)
     # The one client's pool: every request in flight may hold one upstream connection.
     max_connections: int = Field(4096, ge=1)
     models: tuple[str, ...] = Field(("dall-e-2",), min_length=1)
     edits: EditsConfig | None = None
+    # How often the upstream's /models is read for the models' availability and shutdown
+    # dates (and once at start-up); it never holds up a request.
+    watch_seconds: float = Field(300.0, gt=0)
+    sandbox: SandboxConfig = SandboxConfig()  # the sandbox's switches (base_url: sandbox)
     # A call sent upstream whose answer never came whole (a timeout, a lost connection, a
     # shutdown): the upstream may have made and billed the images. keep_charge (the safe
     # side) keeps the reservation; refund gives back its images and usd.
@@ -102,12 +69,17 @@ class UpstreamConfig(Strict):
     @model_validator(mode="after")
     def _adapter_configured(self) -> UpstreamConfig:
         if self.adapter == "edits" and self.edits is None:
-            raise ValueError("adapter: edits needs an edits section (model, prices)")
+            raise ValueError("adapter: edits needs an edits section (models, prices)")
         return self
 
     @property
     def is_sandbox(self) -> bool:
         return self.base_url == SANDBOX
+
+    @property
+    def is_openai(self) -> bool:
+        """Whether `base_url` is OpenAI's own API."""
+        return urlsplit(self.base_url).hostname == OPENAI_HOST
 
 
 class PrincipalConfig(Strict):
@@ -197,7 +169,8 @@ class LimitsConfig(Strict):
     # The request line and headers must arrive within this (else 400 request_timeout).
     header_timeout_seconds: float = Field(10.0, gt=0)
     max_image_side: int = Field(4096, ge=1)
-    shutdown_grace_seconds: int = Field(30, ge=0)
+    # At least upstream.timeout_seconds, so that a restart lets a whole image call finish.
+    shutdown_grace_seconds: int = Field(int(UPSTREAM_TIMEOUT_SECONDS), ge=0)
     # Variations requests one process serves at once, most of them waiting on the upstream
     # (each holds two sockets, and little memory once its upload is sent); null: no limit.
     max_concurrent_requests: int | None = Field(4096, ge=1)
@@ -287,7 +260,39 @@ def config_warnings(config: GatewayConfig) -> list[str]:
         )
     if "quotas" not in config.model_fields_set:
         warnings.append("no quotas: section: every caller may call without limit")
-    return warnings + _placeholder_digests(config)
+    return warnings + upstream_warnings(config) + _placeholder_digests(config)
+
+
+def upstream_warnings(config: GatewayConfig) -> list[str]:
+    """Upstream settings that cannot work as meant: a retired endpoint, a parameter the
+    model refuses, switches of a sandbox not in use, a drain shorter than a call."""
+    upstream, warnings = config.upstream, []
+    if upstream.adapter == "variations" and upstream.is_openai:
+        warnings.append(
+            "upstream.adapter: variations has no live model at api.openai.com: OpenAI's "
+            "variations endpoint only ever served dall-e-2, retired on 2026-05-12, so every "
+            "call would fail. Set adapter: edits, with a current model such as gpt-image-2 "
+            "(config/gateway.edits.example.yaml)"
+        )
+    edits = upstream.edits
+    if edits is not None and edits.input_fidelity is not None:
+        takes_none = [m for m in edits.model_list if m.startswith("gpt-image-2")]
+        if takes_none:
+            warnings.append(
+                f"upstream.edits.input_fidelity is set, but {takes_none[0]} takes none (it reads "
+                "every input image at high fidelity, per OpenAI's image generation guide): "
+                "leave it unset"
+            )
+    if "sandbox" in upstream.model_fields_set and not upstream.is_sandbox:
+        warnings.append("upstream.sandbox: only used with base_url: sandbox")
+    grace, timeout = config.limits.shutdown_grace_seconds, upstream.timeout_seconds
+    if not upstream.is_sandbox and grace < timeout:
+        warnings.append(
+            f"limits.shutdown_grace_seconds ({grace}) is under upstream.timeout_seconds "
+            f"({timeout:g}): a restart cancels image calls still running after {grace} s "
+            "(charged as lost answers, upstream.on_timeout)"
+        )
+    return warnings
 
 
 # A SHA-256 shows about 15 of the 16 hex digits; one with fewer than 8 (a chance under 1e-18)

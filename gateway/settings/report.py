@@ -12,19 +12,26 @@ from gateway.quota.policy import rules_for
 from gateway.redaction import without_credentials
 from gateway.settings.config import GatewayConfig, QuotaRule
 from gateway.settings.environment import environment_needs
+from gateway.upstream.edits import GENERATED_SIZE
+from gateway.upstream.pricing import output_tokens, per_image
 
 
 def print_upstream(config: GatewayConfig) -> None:
-    """Where variations go and, for the edits adapter, with which model at what price."""
+    """Where variations go and, for the edits adapter, which models at what price."""
     upstream = config.upstream
     print(f"upstream: {upstream.adapter} adapter, {without_credentials(upstream.base_url)}")
     edits = upstream.edits
-    if upstream.adapter == "edits" and edits is not None:
-        priced = "high" if edits.quality == "auto" else edits.quality
-        reserve = edits.prices[edits.model].image[priced]
+    if upstream.adapter != "edits" or edits is None:
+        return
+    print(f"  models, the first available serving: {', '.join(edits.model_list)}")
+    print(f"  /models read at start-up and every {upstream.watch_seconds:g} s")
+    for model in edits.model_list:
+        price = edits.prices[model]
+        tokens = output_tokens(price, GENERATED_SIZE, edits.quality)
+        usd = per_image(price, GENERATED_SIZE, edits.quality)
         print(
-            f"  model {edits.model}, quality {edits.quality}: reserves {reserve:g} USD per "
-            "image, settled to the reported usage"
+            f"  {model}, quality {edits.quality}: reserves {usd:.4g} USD per image "
+            f"({tokens} output tokens), settled to the reported usage"
         )
 
 

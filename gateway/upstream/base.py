@@ -78,9 +78,15 @@ class UpstreamAnswer(NamedTuple):
 class Upstream(Protocol):
     """One way of producing answers (an adapter), for the operations it serves."""
 
-    identity: str  # what answers, for cache keys: a change of adapter or model is a miss
-    headers: Mapping[str, str]  # added to every answer it produced
     operations: frozenset[Operation]  # the requests it can produce answers for
+
+    @property
+    def identity(self) -> str:
+        """What answers, for cache keys: a change of adapter or model is a miss."""
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """Added to every answer it produced."""
 
     def image_price(self, size: Size) -> float:
         """USD reserved per image of `size` before the call."""

@@ -33,6 +33,16 @@ class Account(NamedTuple):
     project: str | None = None
 
 
+def account_headers(account: Account) -> dict[str, str]:
+    """The headers every upstream call carries: the company's key, organization, project."""
+    headers = {"authorization": f"Bearer {account.api_key}", "accept": "application/json"}
+    if account.organization:
+        headers["openai-organization"] = account.organization
+    if account.project:
+        headers["openai-project"] = account.project
+    return headers
+
+
 class _NoCookies(http.cookiejar.CookieJar):
     """A cookie jar that keeps nothing: the one client serves every caller, so a cookie the
     upstream sets for one request must never be sent with the next (and not storing them
@@ -89,11 +99,7 @@ class UpstreamCall:
 
     def __init__(self, client: httpx.AsyncClient, account: Account, url: str) -> None:
         self._client, self.url, self.api_key = client, url, account.api_key
-        self._headers = {"authorization": f"Bearer {self.api_key}", "accept": "application/json"}
-        if account.organization:
-            self._headers["openai-organization"] = account.organization
-        if account.project:
-            self._headers["openai-project"] = account.project
+        self._headers = account_headers(account)
         # Never shown to a caller, whatever the upstream's message says.
         named = (self.api_key, account.organization, account.project)
         self._secrets = tuple(value for value in named if value)

@@ -2,22 +2,33 @@
 
 OpenAI retired dall-e-2, the only model of the variations endpoint, on 2026-05-12. This
 adapter turns a validated variations request into `POST {base_url}/images/edits` with the
-configured model, the instruction prompt, quality and input fidelity, generating at
-1024x1024; nothing of the caller's but the image and `n` goes upstream. The model answers
-inline (`b64_json`) with a `usage` block, so each image is fitted to the size the caller
-asked and relayed in the format the caller asked: inline, or at a capability URL the
-gateway serves (`ImageHost`). The caller sees a dall-e-2-shaped `ImagesResponse`.
+model the catalogue says serves now, the instruction prompt and quality, generating at
+1024x1024; nothing of the caller's but the image and `n` goes upstream, and the caller's
+pseudonym goes as `safety_identifier` (the field the current SDKs use; `user` is deprecated
+for the image operations). The model answers inline (`b64_json`) with a `usage` block, so
+each image is fitted to the size the caller asked and relayed in the format the caller
+asked: inline, or at a capability URL the gateway serves (`ImageHost`). The caller sees a
+dall-e-2-shaped `ImagesResponse`.
 
-Cost: a request reserves the model's per-image price at the configured quality; the
-`usage` the model reports gives the real cost it is settled to (see `usage_cost`).
+**Failover.** When the upstream says the model is gone (`model_not_found`, a 404 naming
+the model, a refusal saying it was retired), the catalogue marks it and the same call goes
+to the next model of the list; only when none is left is the caller answered 503
+`upstream_model_unavailable`, refunded in full. To send the image again, the adapter keeps
+it for `REFUSAL_WINDOW_SECONDS` after sending when another model is left (a refusal comes
+within that), then lets go of it, as every request does once its image is upstream.
+
+Cost: a request reserves the serving model's estimate per image at the configured quality;
+the `usage` the model reports gives the real cost it is settled to (`gateway.upstream.pricing`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
 import logging
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -30,11 +41,13 @@ from gateway.errors import (
     UpstreamAnswerLost,
     UpstreamError,
     UpstreamMisconfigured,
+    UpstreamModelUnavailable,
     UpstreamRejected,
 )
-from gateway.settings.config import EditsConfig, ModelPrice
+from gateway.settings.models import EditsConfig
 from gateway.store.base import StoreError
 from gateway.upstream.base import Operation, UpstreamAnswer, UpstreamRequest
+from gateway.upstream.catalogue import ModelCatalogue
 from gateway.upstream.client import (
     Account,
     UpstreamCall,
@@ -49,15 +62,70 @@ from gateway.vocabulary import Size
 
 log = logging.getLogger("gateway.edits")
 GENERATED_SIZE = "1024x1024"
+OPERATION = "edits"  # the catalogue's list this adapter's models come from
+# How long the image is kept after sending, for a refusal of the model to be sent on to the
+# next one: a model the upstream lacks is refused on receipt, well within it. A refusal
+# later than that still fails over, with a retryable answer (the SDKs retry it).
+REFUSAL_WINDOW_SECONDS = 1.0
 # Refusals by the model's safety system: the caller's image, so the caller's 400.
 POLICY_CODES = frozenset({"moderation_blocked", "content_policy_violation"})
 # Upstream complaints about these are about the caller's request; any other named
 # parameter (model, prompt, quality, size...) was the gateway's own choice.
 CALLER_PARAMS = frozenset({"image", "image[]", "n"})
+_GONE = re.compile(
+    r"does not exist|deprecated|retired|shut ?down|no longer (available|supported)", re.I
+)
+
+
+def model_gone(status: int, error: Mapping[str, Any], model: str) -> bool:
+    """Whether an edits refusal says the model itself is gone (not the request's fault)."""
+    if str_or_none(error.get("code")) == "model_not_found":
+        return True
+    message = str(error.get("message") or "")
+    names_model = error.get("param") == "model" or model in message
+    if status in (404, 410):
+        return names_model
+    return status == 400 and names_model and _GONE.search(message) is not None
+
+
+class _Held:
+    """The caller's image, kept past sending for the refusal window when another model is
+    left to send it to (a model's refusal can then go on), then let go of as any request's
+    is; with no other model, let go of once sent, as before."""
+
+    def __init__(self, request: UpstreamRequest, window_seconds: float) -> None:
+        self._request, self._window, self._released = request, window_seconds, False
+        self._timer: asyncio.TimerHandle | None = None
+        self.keep = False  # whether a refusal could go on to another model
+
+    @property
+    def image(self) -> bytes | None:
+        """The image, or None once let go of."""
+        return None if self._released else self._request.image
+
+    def sent(self) -> None:
+        """The transport has written the image: keep it a little longer, if it may be
+        needed again."""
+        if self._timer is not None:
+            self._timer.cancel()
+        if not self.keep:
+            self.release()
+            return
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(self._window, self.release)
+
+    def release(self) -> None:
+        """Let go of the image now (once)."""
+        if self._timer is not None:
+            self._timer.cancel()
+        if not self._released:
+            self._released = True
+            self._request.sent()
 
 
 class EditsUpstream:
-    """Fulfils variations requests through `{base_url}/images/edits` with `config.model`."""
+    """Fulfils variations requests through `{base_url}/images/edits` with the catalogue's
+    serving model, failing over down its list when the upstream says a model is gone."""
 
     operations: frozenset[Operation] = frozenset({"variations"})
 
@@ -68,34 +136,68 @@ class EditsUpstream:
         base_url: str,
         images: ImageHost,
         config: EditsConfig,
+        catalogue: ModelCatalogue,
+        *,
+        refusal_window_seconds: float = REFUSAL_WINDOW_SECONDS,
     ) -> None:
-        self._config, self._price = config, config.prices[config.model]
+        self._config, self._catalogue = config, catalogue
+        self._window = refusal_window_seconds
         self._call = UpstreamCall(client, account, base_url.rstrip("/") + "/images/edits")
         self._images = images
         prompt = hashlib.sha256(config.prompt.encode()).hexdigest()[:16]
-        self.identity = "|".join(
-            (
-                "edits",
-                self._call.url,
-                config.model,
-                config.quality,
-                str(config.input_fidelity),
-                prompt,
-            )
-        )
-        self.headers: Mapping[str, str] = {"x-gateway-upstream-model": config.model}
+        fidelity = str(config.input_fidelity)
+        self._settings = "|".join((self._call.url, config.quality, fidelity, prompt))
+
+    def _model(self) -> str:
+        """The serving model; with none left, the list's first (what its refusal names)."""
+        return self._catalogue.serving(OPERATION) or self._catalogue.models(OPERATION)[0]
+
+    @property
+    def identity(self) -> str:
+        """What answers, for cache keys: a change of model (or setting) is a clean miss."""
+        return f"edits|{self._model()}|{self._settings}"
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """Added to its answers: the model that makes them."""
+        model = self._catalogue.serving(OPERATION)
+        return {"x-gateway-upstream-model": model} if model else {}
 
     def image_price(self, size: Size) -> float:
-        """The model's list price per generated image at the configured quality (any asked
-        size: every image is generated at 1024x1024); `auto` reserves the highest."""
-        quality = self._config.quality
-        return self._price.image["high" if quality == "auto" else quality]
+        """The serving model's estimate per generated image (1024x1024, whatever the size
+        asked) at the configured quality; `auto` is reserved as `high`."""
+        return self._catalogue.estimate(self._model(), GENERATED_SIZE, self._config.quality)
 
     async def produce(self, request: UpstreamRequest, user: str) -> UpstreamAnswer:
-        """Ask the model for `request.n` variations; raises an `UpstreamError` subclass."""
-        response = await self._call.post(self._fields(request, user), request.image, request.sent)
-        if response.status_code != 200:
-            raise self._failure(response)
+        """Ask the serving model for `request.n` variations, going down the list while the
+        upstream says a model is gone; raises an `UpstreamError` subclass."""
+        held = _Held(request, self._window)
+        try:
+            return await self._produce(request, user, held)
+        finally:
+            held.release()
+
+    async def _produce(self, request: UpstreamRequest, user: str, held: _Held) -> UpstreamAnswer:
+        for _ in range(len(self._catalogue.models(OPERATION)) + 1):
+            model = self._catalogue.serving(OPERATION)
+            if model is None:
+                raise UpstreamModelUnavailable()
+            if held.image is None:  # refused after the image was let go of: a retry works
+                raise UpstreamModelUnavailable(retry=True)
+            fields = self._fields(model, request, user)
+            held.keep = len(self._catalogue.candidates(OPERATION)) > 1
+            response = await self._call.post(fields, held.image, held.sent)
+            if response.status_code == 200:
+                return await self._answer(response, model, request)
+            error = error_object(response.content)
+            if not model_gone(response.status_code, error, model):
+                raise self._failure(response, error)
+            self._catalogue.refused(model, OPERATION, response.headers.get("x-request-id"))
+        raise UpstreamModelUnavailable()
+
+    async def _answer(
+        self, response: httpx.Response, model: str, request: UpstreamRequest
+    ) -> UpstreamAnswer:
         created, generated, usage = _read_answer(response.content)
         try:
             pngs = await anyio.to_thread.run_sync(_fit_all, generated, request.side)
@@ -103,37 +205,30 @@ class EditsUpstream:
         except StoreError as exc:
             raise UpstreamAnswerLost("The gateway could not store the generated images.") from exc
         body = orjson.dumps({"created": created, "data": data})
-        request_id = response.headers.get("x-request-id")
-        return UpstreamAnswer(body, len(data), request_id, usage_cost(usage, self._price))
+        usd = self._catalogue.cost(model, usage, "image")
+        if usd is None:  # no usable usage: the model's estimate for what it made
+            usd = len(data) * self._catalogue.estimate(model, GENERATED_SIZE, self._config.quality)
+        return UpstreamAnswer(body, len(data), response.headers.get("x-request-id"), usd)
 
-    def _fields(self, request: UpstreamRequest, user: str) -> dict[str, str]:
+    def _fields(self, model: str, request: UpstreamRequest, user: str) -> dict[str, str]:
         config = self._config
         fields = {
-            "model": config.model,
+            "model": model,
             "prompt": config.prompt,
             "n": str(request.n),
             "size": GENERATED_SIZE,
             "quality": config.quality,
             "output_format": "png",
-            "user": user,
+            "safety_identifier": user,
         }
         if config.input_fidelity is not None:
             fields["input_fidelity"] = config.input_fidelity
         return fields
 
-    def _failure(self, response: httpx.Response) -> UpstreamError:
+    def _failure(self, response: httpx.Response, error: Mapping[str, Any]) -> UpstreamError:
         """The caller's view, kept variations-shaped, of a refusal by the edits endpoint."""
-        error = error_object(response.content)
         status, code = response.status_code, str_or_none(error.get("code"))
         param = str_or_none(error.get("param"))
-        if status == 404 or code == "model_not_found":
-            log.error("upstream has no model %r (HTTP %d)", self._config.model, status)
-            return UpstreamMisconfigured(
-                f"The image model this gateway uses ({self._config.model}) is not available "
-                "upstream. This is a gateway configuration problem: contact its operators.",
-                code="upstream_model_unavailable",
-                headers=request_id_header(response),
-            )
         if status == 400 and code in POLICY_CODES:
             message = self._call.sanitise(str(error.get("message") or ""))
             return UpstreamRejected(
@@ -144,11 +239,14 @@ class EditsUpstream:
                 param="image",
                 headers=request_id_header(response),
             )
-        if status in (400, 422) and param is not None and param not in CALLER_PARAMS:
+        if status == 404 or (
+            status in (400, 422) and param is not None and param not in CALLER_PARAMS
+        ):
             call = self._call  # the upstream's words, logged as a caller would see them
             log.error(
-                "upstream refused the gateway's edits setting %r (%s)",
-                call.sanitise(param),
+                "upstream refused the gateway's edits call (HTTP %d) over %r (%s)",
+                status,
+                call.sanitise(param or ""),
                 call.sanitise(code or ""),
             )
             return UpstreamMisconfigured(headers=request_id_header(response))
@@ -177,29 +275,3 @@ def _fit_all(images: list[bytes], side: int) -> list[bytes]:
         return [fit_png(image, side) for image in images]
     except ImageUnreadable as exc:
         raise malformed() from exc
-
-
-def _tokens(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
-
-
-def usage_cost(usage: Mapping[str, Any], price: ModelPrice) -> float | None:
-    """The USD cost of a call from its `usage` block, or None when it has none usable.
-
-    Input image tokens take `image_input_per_1k_tokens` when the model prices them apart.
-    """
-    input_tokens = _tokens(usage.get("input_tokens"))
-    output_tokens = _tokens(usage.get("output_tokens"))
-    if input_tokens is None or output_tokens is None:
-        return None
-    details = usage.get("input_tokens_details")
-    image_tokens = _tokens(details.get("image_tokens")) if isinstance(details, dict) else None
-    if price.image_input_per_1k_tokens is None or image_tokens is None:
-        image_tokens = 0
-    image_tokens = min(image_tokens, input_tokens)
-    per_1k = (
-        (input_tokens - image_tokens) * price.input_per_1k_tokens
-        + image_tokens * (price.image_input_per_1k_tokens or 0.0)
-        + output_tokens * price.output_per_1k_tokens
-    )
-    return per_1k / 1000

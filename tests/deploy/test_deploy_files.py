@@ -350,15 +350,34 @@ def test_load_balancer_round_robins_over_both_replicas() -> None:
     assert any(port.endswith(f":{GATEWAY_PORT}") for port in lb["ports"])
 
 
+def _compose_gateway_config() -> Any:
+    from gateway.settings.config import read_config
+
+    return read_config(GATEWAY_CONFIG)
+
+
 def test_load_balancer_streams_uploads_and_waits_for_image_calls() -> None:
-    """Bodies up to 5m stream unbuffered over HTTP/1.1, and replies may take over 120 s."""
+    """Bodies up to 5m stream unbuffered over HTTP/1.1, and nginx waits for a reply (and
+    for the gateway to read the request) longer than the gateway's upstream timeout."""
     settings = {d[0]: d[1:] for d in _nginx_directives()}
     assert settings["client_max_body_size"] == ["5m"]
     assert settings["proxy_request_buffering"] == ["off"]
     assert settings["proxy_http_version"] == ["1.1"]
-    timeout = settings["proxy_read_timeout"][0]
-    assert timeout.endswith("s")
-    assert int(timeout[:-1]) > 120
+    timeout = _compose_gateway_config().upstream.timeout_seconds
+    assert timeout >= 240  # image calls of several minutes
+    for directive in ("proxy_read_timeout", "proxy_send_timeout"):
+        assert _seconds(settings[directive][0]) > timeout, directive
+
+
+def test_compose_stops_a_replica_only_once_its_slowest_call_is_done() -> None:
+    """stop_grace_period outlasts the drain: the grace for calls under way (which covers a
+    whole upstream call), the grace once more for calls whose callers left (none outlives
+    the upstream timeout), then closing."""
+    config = _compose_gateway_config()
+    grace, timeout = config.limits.shutdown_grace_seconds, config.upstream.timeout_seconds
+    assert grace >= timeout
+    stop = _seconds(_services()["gateway-1"]["stop_grace_period"])
+    assert grace + min(grace, timeout) + 20 <= stop
 
 
 def test_load_balancer_never_redirects() -> None:
@@ -481,7 +500,8 @@ def test_prometheus_loads_the_alert_rules_compose_mounts() -> None:
 
 
 def test_alert_rules_cover_the_failure_modes() -> None:
-    """There are alerts for quotas, upstream errors, the store, latency, replicas and the cache."""
+    """There are alerts for quotas, upstream errors, the store, latency, replicas, the cache
+    and the upstream's models."""
     exprs = {rule["alert"]: rule["expr"] for rule in alert_rules()}
     used = {name: metric_names(expr) for name, expr in exprs.items()}
     every = set().union(*used.values())
@@ -489,6 +509,11 @@ def test_alert_rules_cover_the_failure_modes() -> None:
     assert {"gateway_store_errors_total", "gateway_cache_requests_total", "up"} <= every
     assert "gateway_request_duration_seconds_bucket" in every
     assert any('outcome="upstream_error"' in expr for expr in exprs.values())
+    assert {
+        "gateway_upstream_model_available",
+        "gateway_upstream_model_shutdown_timestamp_seconds",
+        "gateway_upstream_model_watch_failures_total",
+    } <= every
     assert all(rule["labels"]["severity"] for rule in alert_rules())
 
 
@@ -606,6 +631,132 @@ def test_alerts_fire_on_the_right_series(tmp_path: Path) -> None:
     and a 9% upstream error rate alert, idle store errors do not."""
     tests = tmp_path / "alerts_test.yml"
     tests.write_text(yaml.safe_dump(_alert_unit_tests(), sort_keys=False))
+    result = _run([*promtool(), "test", "rules", str(tests)])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _model_series(
+    name: str, model: str, values: str, instance: str = "gateway-1:8080"
+) -> dict[str, str]:
+    return _series(name, {"job": "gateway", "instance": instance, "model": model}, values)
+
+
+SHUTDOWN_AT = 40 * 86400  # 40 days after the test's time 0
+
+
+def _model_alert_tests() -> dict[str, Any]:
+    shutdown = [
+        _model_series(
+            "gateway_upstream_model_shutdown_timestamp_seconds",
+            "gpt-image-2",
+            f"{SHUTDOWN_AT}x300",
+            i,
+        )
+        for i in ("gateway-1:8080", "gateway-2:8080")
+    ]
+    available = [
+        _model_series("gateway_upstream_model_available", "gpt-image-2", "1 1 0x10"),
+        _model_series("gateway_upstream_model_available", "gpt-image-2", "1x12", "gateway-2:8080"),
+        _model_series("gateway_upstream_model_available", "gpt-image-2.5-flare", "1x12"),
+    ]
+    failing = [_series("gateway_upstream_model_watch_failures_total", {"job": "gateway"}, "0+1x40")]
+    soon = {"severity": "warning", "model": "gpt-image-2"}
+    return {
+        "rule_files": [str(ALERT_RULES)],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1h",
+                "input_series": shutdown,
+                "alert_rule_test": [
+                    {
+                        "eval_time": "9d",
+                        "alertname": "GatewayUpstreamModelShutdownSoon",
+                        "exp_alerts": [],
+                    },
+                    {
+                        "eval_time": "11d",
+                        "alertname": "GatewayUpstreamModelShutdownSoon",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": soon,
+                                "exp_annotations": {
+                                    "summary": "The upstream shuts the model gpt-image-2 down on "
+                                    "1970-02-10 00:00:00 +0000 UTC",
+                                    "description": "Put another model first before then "
+                                    "(gateway models set, or upstream.edits.models): calls "
+                                    "still going to gpt-image-2 fail over one refusal per "
+                                    "replica once it is gone, and get 503 when no model is "
+                                    "left.",
+                                },
+                            }
+                        ],
+                    },
+                ],
+            },
+            {
+                "interval": "1m",
+                "input_series": available,
+                "alert_rule_test": [
+                    {
+                        "eval_time": "1m",
+                        "alertname": "GatewayUpstreamModelUnavailable",
+                        "exp_alerts": [],
+                    },
+                    {
+                        "eval_time": "2m",
+                        "alertname": "GatewayUpstreamModelUnavailable",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {"severity": "critical", "model": "gpt-image-2"},
+                                "exp_annotations": {
+                                    "summary": "The upstream no longer has the model gpt-image-2",
+                                    "description": "Calls go to the next model of the list, and "
+                                    "get 503 upstream_model_unavailable when none is left. Change "
+                                    "the list (gateway models set) or the upstream's access to the "
+                                    "model.",
+                                },
+                            }
+                        ],
+                    },
+                ],
+            },
+            {
+                "interval": "5m",
+                "input_series": failing,
+                "alert_rule_test": [
+                    {
+                        "eval_time": "50m",
+                        "alertname": "GatewayUpstreamModelWatchFailing",
+                        "exp_alerts": [],
+                    },
+                    {
+                        "eval_time": "100m",
+                        "alertname": "GatewayUpstreamModelWatchFailing",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {"severity": "warning"},
+                                "exp_annotations": {
+                                    "summary": "The gateway cannot read the upstream's /models",
+                                    "description": "Shutdown dates and availability are not being "
+                                    "learned; the logs (gateway.models) say why. Requests are not "
+                                    "affected.",
+                                },
+                            }
+                        ],
+                    },
+                ],
+            },
+        ],
+    }
+
+
+def test_model_alerts_fire_30_days_ahead_and_at_once(tmp_path: Path) -> None:
+    """A model's shutdown date alerts from 30 days ahead (not 31), once across replicas; a
+    model unavailable on one replica alerts at the first evaluation; /models failing for an
+    hour alerts."""
+    tests = tmp_path / "model_alerts_test.yml"
+    tests.write_text(yaml.safe_dump(_model_alert_tests(), sort_keys=False))
     result = _run([*promtool(), "test", "rules", str(tests)])
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -52,11 +52,11 @@ def test_make_run_serves_loopback_8080_by_default() -> None:
 def test_make_run_honours_port_host_and_config() -> None:
     """`make run PORT=9000 HOST=0.0.0.0 CONFIG=...` reaches `gateway serve`."""
     words = _serve_line(
-        _plan("run", "PORT=9000", "HOST=0.0.0.0", "CONFIG=config/gateway.edits.yaml")
+        _plan("run", "PORT=9000", "HOST=0.0.0.0", "CONFIG=config/gateway.variations.yaml")
     )
     assert _option(words, "--port") == "9000"
     assert _option(words, "--host") == "0.0.0.0"  # noqa: S104 - a make variable, not a bind
-    assert _option(words, "--config") == "config/gateway.edits.yaml"
+    assert _option(words, "--config") == "config/gateway.variations.yaml"
 
 
 def _installs(plan: list[str]) -> list[str]:

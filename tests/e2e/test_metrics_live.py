@@ -6,13 +6,22 @@ import asyncio
 import json
 import shutil
 import subprocess
+import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from support.config import KEYS, UPSTREAM_KEY, USER_SECRET, auth, base_config
+from support.config import (
+    EDITS_MODEL,
+    KEYS,
+    UPSTREAM_KEY,
+    USER_SECRET,
+    auth,
+    base_config,
+    edits_upstream,
+)
 from support.deploy_files import queried_metric_names
 from support.fake_upstream import FakeUpstream, Reply, images_response
 from support.pngs import make_png
@@ -104,9 +113,22 @@ def test_exposition_is_valid_for_promtool(known_sequence: GatewayProcess, tmp_pa
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_every_series_the_dashboard_and_alerts_query_exists(known_sequence: GatewayProcess) -> None:
-    """The Grafana dashboard and alert rules query only series a live /metrics exposes."""
-    live = {name for name, _ in samples(httpx.get(known_sequence.url + "/metrics").text)}
+def test_every_series_the_dashboard_and_alerts_query_exists(
+    known_sequence: GatewayProcess, start_gateway: Callable[..., GatewayProcess]
+) -> None:
+    """The Grafana dashboard and alert rules query only series a live /metrics exposes (the
+    model series on a gateway with a model list: the edits adapter on the sandbox, which
+    announces a shutdown date)."""
+    upstream = edits_upstream("sandbox")
+    upstream["sandbox"] = {"shutdown_dates": {EDITS_MODEL: "2027-03-01"}}
+    edits = start_gateway({**base_config("sandbox"), "upstream": upstream})
+    live: set[str] = set()
+    deadline = time.monotonic() + 10  # the shutdown date comes with the watch's first read
+    while "gateway_upstream_model_shutdown_timestamp_seconds" not in live:
+        assert time.monotonic() < deadline, "the watch never read /models"
+        live = {name for name, _ in samples(httpx.get(edits.url + "/metrics").text)}
+        time.sleep(0.05)
+    live |= {name for name, _ in samples(httpx.get(known_sequence.url + "/metrics").text)}
     missing = queried_metric_names() - live - {"up"}
     assert not missing
 

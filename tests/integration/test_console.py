@@ -18,6 +18,7 @@ CONSOLE_DIR = Path(gateway.__file__).parent / "console"
 FILES = [
     ("/admin/console", "text/html; charset=utf-8"),
     ("/admin/console/console.js", "text/javascript; charset=utf-8"),
+    ("/admin/console/models.js", "text/javascript; charset=utf-8"),
     ("/admin/console/console.css", "text/css; charset=utf-8"),
     ("/admin/console/chart.js", "text/javascript; charset=utf-8"),
 ]
@@ -67,7 +68,7 @@ def test_every_console_file_carries_the_strict_content_security_policy(
      "/admin/console/..%2fapp.py", "/admin/console/console.js.map"],
 )  # fmt: skip
 def test_nothing_else_is_served_under_the_console(client: TestClient, path: str) -> None:
-    """Only the three files exist: anything else under the console is an OpenAI-shaped 404."""
+    """Only the console's files exist: anything else under it is an OpenAI-shaped 404."""
     assert_openai_error(client.get(path), 404, "not_found")
 
 
@@ -120,9 +121,12 @@ def test_the_page_has_no_inline_script_or_style_and_no_third_party_asset(
 
 
 def test_the_script_talks_to_the_gateway_through_one_call_to_the_admin_api() -> None:
-    """console.js has one fetch (the admin API helper), no other way out (XHR, sockets,
-    beacons, workers, eval), no storage of any kind, and calls only admin/ and v1/quota."""
-    source = (CONSOLE_DIR / "console.js").read_text(encoding="utf-8")
+    """The scripts have one fetch (console.js's admin API helper, which models.js uses
+    too), no other way out (XHR, sockets, beacons, workers, eval), no storage of any kind,
+    and call only admin/ and v1/quota."""
+    source = "\n".join(
+        (CONSOLE_DIR / name).read_text(encoding="utf-8") for name in ("console.js", "models.js")
+    )
     script = re.sub(r"^\s*//.*$", "", source, flags=re.MULTILINE)  # code, not its comments
     assert script.count("fetch(") == 1
     for banned in ("XMLHttpRequest", "WebSocket", "EventSource", "sendBeacon", "Worker(",

@@ -34,7 +34,7 @@ from support.fake_upstream import (
 from support.fixtures import AppFactory
 from support.requests import DEFAULT_PNG, assert_openai_error, post_variation
 
-from gateway.settings.config import VARIATION_PROMPT
+from gateway.settings.models import VARIATION_PROMPT
 
 USD_RULE = {"teams": {"vision": [{"unit": "usd", "limit": 10.0, "window": "month"}]}}
 IMAGES_RULE = {"default": [{"unit": "images", "limit": 100, "window": "day"}]}
@@ -71,8 +71,9 @@ def png_side(data: bytes) -> tuple[str | None, tuple[int, int]]:
 def test_the_upstream_call_is_an_edit_built_from_the_gateway_settings(
     edits: Callable[..., TestClient], upstream: FakeUpstream
 ) -> None:
-    """POST {base}/images/edits with the model, prompt, quality and the pseudonymous user;
-    the caller's model, size, format and user stay behind."""
+    """POST {base}/images/edits with the model, prompt, quality and the pseudonym as
+    `safety_identifier` (no `user`, no `response_format`); the caller's model, size, format
+    and user stay behind."""
     client = edits(quality="high", input_fidelity="high")
     fields = {"n": "3", "size": "256x256", "response_format": "b64_json", "user": "mallory"}
     assert post_variation(client, fields=fields).status_code == 200
@@ -88,7 +89,7 @@ def test_the_upstream_call_is_an_edit_built_from_the_gateway_settings(
         "quality": "high",
         "input_fidelity": "high",
         "output_format": "png",
-        "user": pseudonym,
+        "safety_identifier": pseudonym,
     }
     filename, content_type, image = call.files["image"]
     assert (filename, content_type, image) == ("image.png", "image/png", DEFAULT_PNG)
@@ -240,7 +241,7 @@ FAILURES = [
     (
         404,
         _error("model_not_found", "model"),
-        502,
+        503,
         "upstream_model_unavailable",
         None,
         "server_error",
@@ -248,11 +249,12 @@ FAILURES = [
     (
         400,
         _error("model_not_found", "model"),
-        502,
+        503,
         "upstream_model_unavailable",
         None,
         "server_error",
     ),
+    (404, b"<html>Not Found</html>", 502, "upstream_misconfigured", None, "server_error"),
     (400, _error("invalid_value", "quality"), 502, "upstream_misconfigured", None, "server_error"),
     (
         400,
@@ -320,7 +322,7 @@ def test_edits_failures_map_to_the_error_table_and_settle_to_what_the_model_did(
     assert "sk-live" not in response.text
     reserved = {"usd": pytest.approx(2 * EDITS_IMAGE_PRICE["medium"]), "images": 2}
     assert used(client) == (reserved if status == 200 else {"usd": 0, "images": 0})
-    if caller == 502 and code != "upstream_error":
+    if caller in (502, 503) and code != "upstream_error":
         assert response.headers["x-should-retry"] == "false"
     if code == "moderation_blocked":
         assert "content policy" in error["message"]
@@ -342,13 +344,14 @@ def test_the_sandbox_plays_the_edits_endpoint_offline(make_client: AppFactory) -
     assert [png_side(image) for image in images] == [("PNG", (256, 256))] * 2
     assert images[0] != images[1]
     text_tokens = len(VARIATION_PROMPT) // 4
-    expected = (text_tokens * 0.005 + 388 * 0.01 + 2 * 272 * 0.04) / 1000
+    expected = (text_tokens * 5 + 388 * 10 + 2 * 196 * 40) / 1e6  # gpt-image-2's low tokens
     assert used(client)["usd"] == pytest.approx(expected, abs=1e-6)
 
 
-def test_the_shipped_offline_edits_config_runs_with_no_environment() -> None:
-    """config/gateway.edits.yaml (what `make run CONFIG=...` serves) needs no secret and
-    answers variations through the edits adapter, offline, at hosted URLs."""
+def test_the_default_config_answers_through_the_edits_path_with_gpt_image_2() -> None:
+    """config/gateway.yaml (what `make run` serves) needs no secret and answers variations
+    through the edits adapter with gpt-image-2 (the sandbox playing it), offline, at hosted
+    URLs, settled at gpt-image-2's prices from the usage the model reports."""
     from pathlib import Path
 
     import yaml
@@ -359,7 +362,7 @@ def test_the_shipped_offline_edits_config_runs_with_no_environment() -> None:
     from gateway.settings.build import build_settings
     from gateway.settings.config import parse_config
 
-    path = Path(__file__).resolve().parents[2] / "config" / "gateway.edits.yaml"
+    path = Path(__file__).resolve().parents[2] / "config" / "gateway.yaml"
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     settings = build_settings(parse_config({**raw, "principals": principals()}), {})
     app = create_app(settings, store_clock=WindowSafeClock())
@@ -367,7 +370,11 @@ def test_the_shipped_offline_edits_config_runs_with_no_environment() -> None:
         response = post_variation(client, fields={"n": "2", "size": "512x512"})
         assert response.status_code == 200, response.text
         assert response.headers["x-gateway-upstream"] == "sandbox"
-        assert response.headers["x-gateway-upstream-model"] == raw["upstream"]["edits"]["model"]
+        assert response.headers["x-gateway-upstream-model"] == "gpt-image-2"
         urls = [item["url"] for item in response.json()["data"]]
         images = [client.get(urlsplit(url).path).content for url in urls]
+        usd = used(client)["usd"]
     assert [png_side(image) for image in images] == [("PNG", (512, 512))] * 2
+    # medium: 2 x 1767 output tokens at 30 USD, the prompt at 5 and the image at 8 per 1M
+    text_tokens = len(VARIATION_PROMPT) // 4
+    assert usd == pytest.approx((text_tokens * 5 + 388 * 8 + 2 * 1767 * 30) / 1e6, abs=1e-6)

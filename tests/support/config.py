@@ -71,13 +71,15 @@ def auth(user: str = "alice") -> dict[str, str]:
 
 
 EDITS_MODEL = "gpt-image-test"
-# Made-up list prices, round enough to compute expected costs by hand.
+# Made-up list prices, round enough to compute expected costs by hand: per 1M tokens, text
+# input 5 USD, image input 10, image output 40; one 1024x1024 image reserves 250, 1000 or
+# 5000 output tokens, so 0.01, 0.04 or 0.2 USD.
 EDITS_IMAGE_PRICE = {"low": 0.01, "medium": 0.04, "high": 0.2}
-EDITS_PRICE = {
-    "image": EDITS_IMAGE_PRICE,
-    "input_per_1k_tokens": 0.005,
-    "image_input_per_1k_tokens": 0.01,
-    "output_per_1k_tokens": 0.04,
+EDITS_PRICE: dict[str, Any] = {
+    "text_input_per_1m_tokens": 5.0,
+    "image_input_per_1m_tokens": 10.0,
+    "image_output_per_1m_tokens": 40.0,
+    "output_tokens": {"1024x1024": {"low": 250, "medium": 1000, "high": 5000}},
 }
 
 

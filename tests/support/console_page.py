@@ -21,6 +21,7 @@ CONSOLE_FILES = {
     "/admin/console/console.js",
     "/admin/console/console.css",
     "/admin/console/chart.js",
+    "/admin/console/models.js",
     "/admin/console/sso",
 }
 # What the page may ask the gateway: the admin API, and the caller's own /v1/quota.
@@ -46,6 +47,11 @@ API_CALLS = [
     ("PUT", "/admin/alerts/teams/*"),
     ("PUT", "/admin/alerts/users/*"),
     ("GET", "/admin/deliveries"),
+    ("GET", "/admin/models"),
+    ("PUT", "/admin/models/lists/*"),
+    ("DELETE", "/admin/models/lists/*"),
+    ("PUT", "/admin/models/prices/*"),
+    ("DELETE", "/admin/models/prices/*"),
 ]
 VIEWPORT = {"width": 1360, "height": 860}
 ACTION_SECONDS = 10  # the longest a click or a wait may take before the test fails

@@ -61,6 +61,11 @@ SPEC_METRICS = frozenset(
         "gateway_store_errors_total",
         # Beyond 6.5: the chargeback books' month per team (the admin plane, docs/admin-api.md).
         "gateway_usage_usd",
+        # SPEC 6.4: the image models as the upstream has them (docs/models.md).
+        "gateway_upstream_model_available",
+        "gateway_upstream_model_shutdown_timestamp_seconds",
+        "gateway_upstream_model_failovers_total",
+        "gateway_upstream_model_watch_failures_total",
     }
 )
 SPEC_HISTOGRAMS = frozenset(

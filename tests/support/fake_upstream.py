@@ -14,6 +14,7 @@ import io
 import json
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -102,6 +103,24 @@ def edits_response(received: Received) -> dict[str, Any]:
     }
 
 
+def model_entry(model: str, shutdown_date: str | int | None = None) -> dict[str, Any]:
+    """A model object as OpenAI's /v1/models lists it."""
+    return {
+        "id": model,
+        "object": "model",
+        "created": 1776729600,
+        "owned_by": "system",
+        "shutdown_date": shutdown_date,
+    }
+
+
+def model_not_found(model: str) -> dict[str, Any]:
+    """The error OpenAI's users have seen for a model it does not have (HTTP 404)."""
+    message = f"The model `{model}` does not exist or you do not have access to it."
+    error = {"message": message, "type": "invalid_request_error", "param": None}
+    return {"error": {**error, "code": "model_not_found"}}
+
+
 def parse_multipart(
     content_type: str, body: bytes
 ) -> tuple[dict[str, str], dict[str, Any], list[str]]:
@@ -142,6 +161,10 @@ class FakeUpstream:
     def __init__(self, *, parse: bool = True) -> None:
         self.parse = parse  # False: count requests without decoding them (load tests)
         self.received: list[Received] = []
+        # What GET /v1/models lists (each a model object); None: it answers 404, as an
+        # upstream without the endpoint. Reads are counted, not recorded in `received`.
+        self.models: list[dict[str, Any]] | None = None
+        self.model_reads = 0
         self.script: Callable[[Received], Reply] = lambda r: Reply(body=images_response(r))
         self._lock = threading.Lock()
         self._server = LoopbackServer(self._handler_class())
@@ -160,6 +183,19 @@ class FakeUpstream:
 
     def __exit__(self, *exc: object) -> None:
         self._server.stop()
+
+    def models_answer(self, path: str) -> tuple[int, dict[str, Any]]:
+        """GET /v1/models or /v1/models/{id}, from `models`."""
+        models = self.models
+        if models is None or not path.startswith("/v1/models"):
+            return 404, {"error": {"message": "Not found", "type": "invalid_request_error"}}
+        if path == "/v1/models":
+            return 200, {"object": "list", "data": models}
+        wanted = urllib.parse.unquote(path.removeprefix("/v1/models/"))
+        for entry in models:
+            if entry["id"] == wanted:
+                return 200, entry
+        return 404, model_not_found(wanted)
 
     def _record(self, received: Received) -> Reply:
         with self._lock:
@@ -187,6 +223,13 @@ class FakeUpstream:
                 reply = upstream._record(received)
                 self.request_id = received.request_id
                 self._answer(reply)
+
+            def do_GET(self) -> None:
+                with upstream._lock:
+                    upstream.model_reads += 1
+                status, body = upstream.models_answer(self.path)
+                headers = {"content-type": "application/json", "x-request-id": "models"}
+                self.send_body(status, headers, json.dumps(body).encode())
 
             def _answer(self, reply: Reply) -> None:
                 if reply.delay:

@@ -180,7 +180,19 @@ def test_config_check_says_which_adapter_and_model_answer(
     assert _check(path) == 0
     out = capsys.readouterr().out
     assert "upstream: edits adapter, https://api.openai.com/v1" in out
-    assert "model gpt-image-1.5, quality medium: reserves 0.034 USD per image" in out
+    assert "models, the first available serving: gpt-image-2" in out
+    assert "gpt-image-2, quality medium: reserves 0.05301 USD per image (1767 output" in out
+
+
+def test_config_check_says_plainly_that_variations_have_no_model_at_openai(
+    capsys: pytest.CaptureFixture[str], write: Callable[..., Path]
+) -> None:
+    """adapter: variations at api.openai.com: a warning that points to adapter: edits."""
+    path = write({"upstream": {"base_url": "https://api.openai.com/v1"}, "quotas": {}}, "v.yaml")
+    assert _check(path) == 0
+    err = capsys.readouterr().err
+    assert "upstream.adapter: variations has no live model at api.openai.com" in err
+    assert "Set adapter: edits" in err
 
 
 def test_config_check_reads_gateway_config_env(

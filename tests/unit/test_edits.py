@@ -1,4 +1,4 @@
-"""The edits adapter's pure parts: usage -> cost, fitting images, and its config."""
+"""The edits adapter's pure parts: fitting images, telling a gone model, and its config."""
 
 from __future__ import annotations
 
@@ -10,49 +10,9 @@ from PIL import Image
 from support.config import EDITS_PRICE, edits_upstream
 from support.pngs import make_png
 
-from gateway.settings.config import ConfigError, ModelPrice, parse_config
-from gateway.upstream.edits import usage_cost
+from gateway.settings.config import ConfigError, parse_config
+from gateway.upstream.edits import model_gone
 from gateway.upstream.imaging import ImageUnreadable, fit_png
-
-PRICE = ModelPrice.model_validate(EDITS_PRICE)
-
-
-def test_cost_prices_text_image_and_output_tokens_apart() -> None:
-    usage = {
-        "input_tokens": 1000,
-        "input_tokens_details": {"text_tokens": 200, "image_tokens": 800},
-        "output_tokens": 2000,
-    }
-    assert usage_cost(usage, PRICE) == pytest.approx((200 * 0.005 + 800 * 0.01 + 2000 * 0.04) / 1e3)
-
-
-def test_without_an_image_input_price_all_input_takes_the_input_price() -> None:
-    price = PRICE.model_copy(update={"image_input_per_1k_tokens": None})
-    usage = {
-        "input_tokens": 1000,
-        "input_tokens_details": {"image_tokens": 800},
-        "output_tokens": 0,
-    }
-    assert usage_cost(usage, price) == pytest.approx(1000 * 0.005 / 1e3)
-
-
-@pytest.mark.parametrize(
-    "usage",
-    [
-        {},
-        {"input_tokens": 10},
-        {"input_tokens": "10", "output_tokens": 5},
-        {"input_tokens": 10, "output_tokens": -1},
-        {"input_tokens": True, "output_tokens": 5},
-    ],
-)
-def test_unusable_usage_gives_no_cost(usage: dict[str, object]) -> None:
-    assert usage_cost(usage, PRICE) is None
-
-
-def test_image_tokens_never_count_for_more_than_the_input() -> None:
-    usage = {"input_tokens": 10, "input_tokens_details": {"image_tokens": 99}, "output_tokens": 0}
-    assert usage_cost(usage, PRICE) == pytest.approx(10 * 0.01 / 1e3)
 
 
 def _decode(data: bytes) -> tuple[str | None, tuple[int, int]]:
@@ -85,6 +45,9 @@ def test_a_decompression_bomb_is_refused_before_decoding() -> None:
         fit_png(out.getvalue(), 256)
 
 
+TABLE = EDITS_PRICE["output_tokens"]
+
+
 @pytest.mark.parametrize(
     ("upstream", "message"),
     [
@@ -94,12 +57,46 @@ def test_a_decompression_bomb_is_refused_before_decoding() -> None:
             "no price for the model m",
         ),
         (
+            {**edits_upstream("https://x.invalid/v1"), "edits": {"models": ["a", "b"]}},
+            "no price for the model a, b",
+        ),
+        (
+            {
+                **edits_upstream("https://x.invalid/v1"),
+                "edits": {"models": ["m", "m"], "prices": {"m": EDITS_PRICE}},
+            },
+            "m is listed twice",
+        ),
+        (
+            edits_upstream("https://x.invalid/v1", models=["gpt-image-test"]),
+            "give model \\(one\\) or models \\(a list\\), not both",
+        ),
+        (
             edits_upstream(
                 "https://x.invalid/v1",
-                prices={"gpt-image-test": {**EDITS_PRICE, "image": {"low": 1}}},
+                prices={
+                    "gpt-image-test": {**EDITS_PRICE, "output_tokens": {"1024x1024": {"low": 1}}}
+                },
             ),
-            "no image price for quality high, medium",
+            "1024x1024: no output tokens for high, medium",
         ),
+        (
+            edits_upstream(
+                "https://x.invalid/v1",
+                prices={
+                    "gpt-image-test": {**EDITS_PRICE, "output_tokens": {"big": TABLE["1024x1024"]}}
+                },
+            ),
+            "output_tokens.big",
+        ),
+        (
+            edits_upstream(
+                "https://x.invalid/v1",
+                prices={"gpt-image-test": {"image": {"low": 0.01}, "input_per_1k_tokens": 0.005}},
+            ),
+            "prices are now per 1M tokens",
+        ),
+        (edits_upstream("https://x.invalid/v1", model="bad model"), "upstream.edits.model"),
         (edits_upstream("https://x.invalid/v1", quality="ultra"), "upstream.edits.quality"),
         (
             edits_upstream("https://x.invalid/v1", input_fidelity="max"),
@@ -109,5 +106,65 @@ def test_a_decompression_bomb_is_refused_before_decoding() -> None:
     ],
 )
 def test_edits_config_errors_name_what_is_missing(upstream: dict[str, Any], message: str) -> None:
+    """A bad model list or price table stops start-up naming the key and what is wrong."""
     with pytest.raises(ConfigError, match=message):
         parse_config({"upstream": upstream})
+
+
+def test_without_a_model_the_edits_adapter_uses_gpt_image_2() -> None:
+    """`gpt-image-2` is the edits adapter's model when the config names none."""
+    upstream = {
+        **edits_upstream("https://x.invalid/v1"),
+        "edits": {"prices": {"gpt-image-2": EDITS_PRICE}},
+    }
+    edits = parse_config({"upstream": upstream}).upstream.edits
+    assert edits is not None and edits.model_list == ("gpt-image-2",)
+
+
+def test_model_is_a_one_item_list() -> None:
+    """`model: m` is `models: [m]`; `models` keeps its order."""
+    one = parse_config({"upstream": edits_upstream("https://x.invalid/v1")}).upstream.edits
+    assert one is not None and one.model_list == ("gpt-image-test",)
+    prices = {"b": EDITS_PRICE, "a": EDITS_PRICE}
+    upstream = {
+        **edits_upstream("https://x.invalid/v1"),
+        "edits": {"models": ["b", "a"], "prices": prices},
+    }
+    two = parse_config({"upstream": upstream}).upstream.edits
+    assert two is not None and two.model_list == ("b", "a")
+
+
+GONE = [
+    (404, {"code": "model_not_found", "param": None, "message": "The model `m` does not exist"}),
+    (400, {"code": "model_not_found", "param": "model", "message": "gone"}),
+    (404, {"code": None, "param": "model", "message": "Not found."}),
+    (410, {"code": None, "param": None, "message": "m is no longer served"}),
+    (
+        400,
+        {
+            "code": "invalid_value",
+            "param": "model",
+            "message": "The model `m` has been deprecated.",
+        },
+    ),
+    (400, {"code": None, "param": None, "message": "m was shut down on 2026-12-01."}),
+]
+NOT_GONE = [
+    (404, {}),
+    (400, {"code": "invalid_value", "param": "model", "message": "model must be a string"}),
+    (400, {"code": "invalid_value", "param": "quality", "message": "bad quality"}),
+    (400, {"code": "moderation_blocked", "param": None, "message": "m refused this"}),
+    (500, {"code": None, "param": None, "message": "The model m does not exist"}),
+]
+
+
+@pytest.mark.parametrize(("status", "error"), GONE)
+def test_refusals_that_say_the_model_is_gone(status: int, error: dict[str, Any]) -> None:
+    """model_not_found, a 404 or 410 naming the model, or a 400 saying it was retired."""
+    assert model_gone(status, error, "m")
+
+
+@pytest.mark.parametrize(("status", "error"), NOT_GONE)
+def test_refusals_that_do_not_say_the_model_is_gone(status: int, error: dict[str, Any]) -> None:
+    """A bare 404, another parameter, a policy refusal or a 5xx are not a failover."""
+    assert not model_gone(status, error, "m")

@@ -9,6 +9,7 @@ from typing import Any
 import pydantic
 import pytest
 import yaml
+from support.config import EDITS_PRICE, edits_upstream
 
 from gateway.settings.build import build_settings, load_settings
 from gateway.settings.config import (
@@ -23,7 +24,9 @@ from gateway.settings.config import (
 SHIPPED_CONFIG = Path(__file__).resolve().parents[2] / "config" / "gateway.yaml"
 DIGEST_A = hashlib.sha256(b"key-a").hexdigest()
 DIGEST_B = hashlib.sha256(b"key-b").hexdigest()
-REAL = {"upstream": {"base_url": "https://api.openai.com/v1"}}
+# A real upstream (not the sandbox) that speaks the variations wire format: not OpenAI's,
+# whose variations endpoint has no live model (see the upstream warnings below).
+REAL = {"upstream": {"base_url": "https://images.example.com/v1"}}
 SECRETS = {"OPENAI_API_KEY": "sk-test-upstream-0123456789", "GATEWAY_USER_SECRET": "hmac-secret"}
 
 
@@ -37,7 +40,9 @@ def test_empty_document_gives_the_documented_defaults() -> None:
     """An empty config file yields the SPEC defaults (OpenAI upstream, dall-e-2, list prices)."""
     config = parse_config(None)
     assert config.upstream.base_url == "https://api.openai.com/v1"
-    assert config.upstream.timeout_seconds == 120
+    assert config.upstream.timeout_seconds == 300
+    assert config.limits.shutdown_grace_seconds == 300
+    assert config.upstream.watch_seconds == 300
     assert config.upstream.models == ("dall-e-2",)
     assert config.identity.user_field == "hashed"
     assert config.prices == DALL_E_2_PRICES
@@ -47,12 +52,16 @@ def test_empty_document_gives_the_documented_defaults() -> None:
 
 
 def test_shipped_config_is_valid() -> None:
-    """config/gateway.yaml parses, with the sandbox upstream and the default quota rules."""
+    """config/gateway.yaml parses: the live path (the edits adapter, gpt-image-2) on the
+    sandbox, with the default quota rules."""
     config = read_config(SHIPPED_CONFIG)
     assert config.upstream.is_sandbox
+    assert config.upstream.adapter == "edits" and config.upstream.edits is not None
+    assert config.upstream.edits.model_list == ("gpt-image-2",)
     assert [(r.unit, r.limit, r.window) for r in config.quotas.default] == [
         ("requests", 60, "minute"),
         ("images", 200, "day"),
+        ("usd", 5.0, "day"),
     ]
 
 
@@ -419,7 +428,49 @@ def test_the_shipped_edits_example_parses_and_prices_its_model() -> None:
     config = read_config(SHIPPED_CONFIG.with_name("gateway.edits.example.yaml"))
     edits = config.upstream.edits
     assert config.upstream.adapter == "edits" and edits is not None
-    assert edits.model in edits.prices
+    assert edits.model_list == ("gpt-image-2",)
+    assert set(edits.model_list) <= set(edits.prices)
+    assert build_settings(config, SECRETS).warnings == ()
+
+
+UPSTREAM_WARNINGS = [
+    ({"base_url": "https://api.openai.com/v1"}, {}, "has no live model at api.openai.com"),
+    (
+        {"base_url": "https://api.openai.com/v1", "adapter": "variations"},
+        {},
+        "Set adapter: edits",
+    ),
+    (
+        {
+            **edits_upstream("https://api.openai.com/v1", input_fidelity="high"),
+            "edits": {
+                "models": ["gpt-image-2"],
+                "input_fidelity": "high",
+                "prices": {"gpt-image-2": EDITS_PRICE},
+            },
+        },
+        {},
+        "gpt-image-2 takes none",
+    ),
+    ({**REAL["upstream"], "sandbox": {"retired": ["m"]}}, {}, "only used with base_url: sandbox"),
+    (REAL["upstream"], {"shutdown_grace_seconds": 30}, "a restart cancels image calls"),
+]
+
+
+@pytest.mark.parametrize(("upstream", "limits", "warned"), UPSTREAM_WARNINGS)
+def test_upstream_settings_that_cannot_work_start_with_a_warning(
+    upstream: dict[str, Any], limits: dict[str, Any], warned: str
+) -> None:
+    """Variations at OpenAI (no live model), input_fidelity for gpt-image-2, sandbox
+    switches off the sandbox, and a drain shorter than a call are said at start-up."""
+    config = parse_config({"upstream": upstream, "quotas": {}, "limits": limits})
+    assert any(warned in warning for warning in build_settings(config, SECRETS).warnings)
+
+
+def test_the_edits_adapter_at_openai_starts_without_a_warning() -> None:
+    """The live default: edits with gpt-image-2 at api.openai.com, nothing to say."""
+    config = parse_config({"upstream": edits_upstream("https://api.openai.com/v1"), "quotas": {}})
+    assert build_settings(config, SECRETS).warnings == ()
 
 
 def test_placeholder_digests_are_warned_and_real_ones_are_not() -> None:
@@ -439,3 +490,13 @@ def test_placeholder_digests_are_warned_and_real_ones_are_not() -> None:
         "principals[1] (bob): key_sha256 is a placeholder no key matches; put the entry "
         "`gateway keys new` prints in its place"
     ]
+
+
+def test_the_latency_histograms_reach_past_the_upstream_timeout() -> None:
+    """Calls of several minutes land in a bucket of their own: one at the default upstream
+    timeout, and more above it (a call plus its upload and its wait)."""
+    from gateway.metrics import LATENCY_BUCKETS
+    from gateway.settings.config import UPSTREAM_TIMEOUT_SECONDS
+
+    assert UPSTREAM_TIMEOUT_SECONDS in LATENCY_BUCKETS
+    assert max(LATENCY_BUCKETS) > UPSTREAM_TIMEOUT_SECONDS
