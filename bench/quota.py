@@ -4,7 +4,8 @@
 
 1. Latency of `QuotaLedger.reserve` (one Lua check-and-charge over 3 counters: user
    requests/minute, user images/day, team usd/month) and of `settle` (a refund), called
-   in a loop, next to the in-process store.
+   in a loop, next to the in-process store; then `reserve` again with alert thresholds
+   (50/80/95/100 %) on the two budgets, the cost of the threshold check on every charge.
 2. Two `gateway serve` processes on one Redis with a limit of `--limit` requests a day;
    `--burst` concurrent requests spread over both. Exactly `--limit` must be admitted.
 
@@ -29,6 +30,7 @@ from bench.images import noise_png
 from gateway.auth.base import Identity
 from gateway.quota.counters import request_cost
 from gateway.quota.ledger import QuotaLedger
+from gateway.quota.policy import QuotaPolicy
 from gateway.settings.config import parse_config
 from gateway.store.base import Store
 from gateway.store.connect import connect
@@ -45,9 +47,13 @@ def _percentiles(samples: Sequence[float]) -> tuple[float, float]:
     return statistics.median(ordered) * 1000, ordered[int(len(ordered) * 0.99)] * 1000
 
 
-async def _time_calls(store: Store, calls: int) -> dict[str, tuple[float, float]]:
+async def _time_calls(
+    store: Store, calls: int, alerts: bool = False
+) -> dict[str, tuple[float, float]]:
     config = parse_config({"quotas": RULES})
-    ledger = QuotaLedger(config.quotas, store)
+    percents = (50, 80, 95, 100) if alerts else ()
+    policy = QuotaPolicy(config.quotas, {("team", "bench"): percents, ("user", "bench"): percents})
+    ledger = QuotaLedger(config.quotas, store, policy=lambda: policy)
     cost = request_cost(2, config.prices["512x512"])
     reserve, settle = [], []
     for _ in range(calls):
@@ -57,6 +63,8 @@ async def _time_calls(store: Store, calls: int) -> dict[str, tuple[float, float]
         await ledger.settle(reservation, delivered=1, asked=2)
         settle.append(time.perf_counter() - middle)
         reserve.append(middle - started)
+    if alerts:
+        return {"reserve, thresholds on 2 budgets": _percentiles(reserve)}
     return {"reserve": _percentiles(reserve), "settle (refund)": _percentiles(settle)}
 
 
@@ -66,8 +74,9 @@ async def quota_step(redis_url: str, calls: int) -> list[str]:
     redis_store = RedisStore(connect(redis_url))
     try:
         for name, store in (("redis", redis_store), ("memory", MemoryStore())):
-            for step, (p50, p99) in (await _time_calls(store, calls)).items():
-                rows.append(f"| {name} | {step} | {calls} | {p50:.3f} | {p99:.3f} |")
+            for alerts in (False, True):
+                for step, (p50, p99) in (await _time_calls(store, calls, alerts)).items():
+                    rows.append(f"| {name} | {step} | {calls} | {p50:.3f} | {p99:.3f} |")
     finally:
         await redis_store.close()
     return rows

@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from gateway import metrics
+from gateway.admin.alerting import AlertOps
 from gateway.admin.models import ModelAdmin
 from gateway.admin.operations import AdminOps
 from gateway.admin.state import RuntimeState
@@ -28,13 +29,15 @@ from gateway.auth.jwks import JwksCache
 from gateway.auth.keys import ConfigKeys, RuntimeKeys
 from gateway.auth.oidc import JwtVerifier
 from gateway.auth.proxy_headers import TrustedHeaders
+from gateway.auth.signin import ConsoleSignIn
 from gateway.background import Detached
 from gateway.cache import ResponseCache
 from gateway.door import Door, InFlight, RoomCheck, Spending
+from gateway.notify.sender import Notifier
 from gateway.params import ImageLimits
 from gateway.quota.ledger import QuotaLedger
 from gateway.quota.policy import configured_teams, rule_labels
-from gateway.services import Metering, Ops, Services, Upstreams
+from gateway.services import Alerting, Metering, Ops, Services, Upstreams
 from gateway.settings.build import Settings
 from gateway.store.base import CacheStore, Clock, Store, StoreError
 from gateway.store.connect import Connections
@@ -72,15 +75,23 @@ async def open_services(
     async with contextlib.AsyncExitStack() as stack:
         stores = await _open_stores(settings, stack, store_clock)
         runtime = await _open_runtime(settings, stack, stores.admin)
+        notifier = await _open_notifier(settings, stack, runtime)
         upstream = await _open_upstream(settings, stack, stores.cache, upstream_transport, runtime)
-        metering = _open_metering(settings, stack, stores, runtime)
-        door = _open_door(settings, stack, runtime, teams, metering.room, spending)
+        metering = _open_metering(settings, stack, stores, runtime, notifier)
+        jwks = open_jwks(settings)
+        if jwks is not None:
+            stack.push_async_callback(jwks.close)
+        door = _open_door(settings, jwks, runtime, teams, metering.room, spending)
+        sign_in = _open_sign_in(settings, stack, jwks, teams)
         # Teams a runtime key may name: the config's, and the demo keys' (`make run`).
         key_teams = teams | {identity.team for identity in door.auth.identities()}
         admin = AdminOps(runtime, key_teams)
         ops = Ops(stores.state, teams, settings.metrics_token, settings.multiprocess_dir)
+        alerting = Alerting(AlertOps(admin), notifier)
         models = ModelAdmin(admin, upstream.catalogue)
-        yield Services(door, metering, upstream, admin, ops, _limits(settings), models)
+        yield Services(
+            door, metering, upstream, admin, ops, _limits(settings), alerting, models, sign_in
+        )
 
 
 class Stores(NamedTuple):
@@ -117,6 +128,18 @@ async def _open_runtime(
     stack.push_async_callback(runtime.close)
     await runtime.start()
     return runtime
+
+
+async def _open_notifier(
+    settings: Settings, stack: contextlib.AsyncExitStack, runtime: RuntimeState
+) -> Notifier:
+    """The budget alerts' background sender; it closes after the ledger (whose last
+    charges may still cross a threshold) and before the stores (it records its last
+    outcomes)."""
+    notifier = Notifier(runtime, settings.config.notifications, settings.config.quotas.timezone)
+    stack.push_async_callback(notifier.close)
+    await notifier.start()
+    return notifier
 
 
 async def _open_upstream(
@@ -165,7 +188,11 @@ def open_catalogue(settings: Settings, runtime: RuntimeState) -> ModelCatalogue:
 
 
 def _open_metering(
-    settings: Settings, stack: contextlib.AsyncExitStack, stores: Stores, runtime: RuntimeState
+    settings: Settings,
+    stack: contextlib.AsyncExitStack,
+    stores: Stores,
+    runtime: RuntimeState,
+    notifier: Notifier,
 ) -> Metering:
     """The pipeline's bundle: the ledger (the configured rules with runtime overrides), the
     cache, and the calls that outlive their callers, which finish before the ledger closes."""
@@ -176,6 +203,7 @@ def _open_metering(
         fail_open=config.store.on_error == "fail_open",
         upstream_timeout_seconds=config.upstream.timeout_seconds,
         policy=runtime.policy,
+        on_crossing=notifier.crossed,
     )
     stack.push_async_callback(ledger.close)  # refunds of cancelled requests land first
     background = Detached()
@@ -191,17 +219,14 @@ def _open_metering(
 
 def _open_door(
     settings: Settings,
-    stack: contextlib.AsyncExitStack,
+    jwks: JwksCache | None,
     runtime: RuntimeState,
     teams: frozenset[str],
     room: RoomCheck,
     spending: Sequence[Spending],
 ) -> Door:
-    """The door: who is calling (the IdP's key cache, if any, closed on exit), their quota
-    room, a place in flight, the upload lease, each spending endpoint's length bound."""
-    jwks = open_jwks(settings)
-    if jwks is not None:
-        stack.push_async_callback(jwks.close)
+    """The door: who is calling (by the IdP's keys, if SSO is on), their quota room, a place
+    in flight, the upload lease, each spending endpoint's length bound."""
     return Door(
         build_authenticator(settings, jwks, teams, runtime),
         room,
@@ -209,6 +234,28 @@ def _open_door(
         open_upload_budget(settings),
         {endpoint.path: endpoint.check_length for endpoint in spending},
     )
+
+
+def _open_sign_in(
+    settings: Settings,
+    stack: contextlib.AsyncExitStack,
+    jwks: JwksCache | None,
+    teams: frozenset[str],
+) -> ConsoleSignIn | None:
+    """The console's SSO sign-in, when `identity.jwt.console` is set: its tokens are
+    verified by the same rules and keys as every SSO bearer."""
+    config = settings.config.identity.jwt
+    if config is None or config.console is None or jwks is None:
+        return None
+    secret = settings.console_client_secret
+    sign_in = ConsoleSignIn(
+        config.console,
+        config.issuer,
+        JwtVerifier(config, jwks, teams=teams),
+        secret.get_secret_value() if secret else None,
+    )
+    stack.push_async_callback(sign_in.close)
+    return sign_in
 
 
 def _limits(settings: Settings) -> ImageLimits:

@@ -19,6 +19,8 @@ from gateway.errors import Outcome
 from gateway.quota.counters import RuleState
 
 CacheResult = Literal["hit", "miss", "bypass", "coalesced", "error"]
+# What became of a budget alert's delivery attempt (notify/sender.py).
+DeliveryResult = Literal["sent", "retried", "failed", "dropped"]
 # Up to ten minutes: image calls take minutes at high quality and large sizes, and the
 # default upstream timeout is 300 s.
 LATENCY_BUCKETS = (
@@ -46,6 +48,12 @@ QUOTA_REJECTIONS = Counter(
     "gateway_quota_rejections", "Requests refused by a quota rule.", ["scope", "unit", "window"]
 )
 STORE_ERRORS = Counter("gateway_store_errors", "Quota store operations that failed.")
+NOTIFICATIONS = Counter(
+    "gateway_notifications",
+    "Budget alert webhook deliveries: sent, retried (an attempt failed, another follows), "
+    "failed (no attempt left), dropped (the queue was full or the gateway stopped).",
+    ["result"],
+)
 MODEL_FAILOVERS = Counter(
     "gateway_upstream_model_failovers",
     "Calls that met the upstream's refusal of a model as gone and moved down the list.",
@@ -74,6 +82,8 @@ def precreate(
             REQUEST_SECONDS.labels(endpoint, outcome)
     for result in get_args(CacheResult):
         CACHE_REQUESTS.labels(result)
+    for delivery in get_args(DeliveryResult):
+        NOTIFICATIONS.labels(delivery)
     for scope, unit, window in rule_labels:
         QUOTA_REJECTIONS.labels(scope, unit, window)
     for team in teams:
@@ -125,9 +135,12 @@ def quota_gauges(states: Iterable[RuleState]) -> list[GaugeMetricFamily]:
 
 
 def usage_gauge(usd_by_team: Mapping[str, float]) -> GaugeMetricFamily:
-    """gateway_usage_usd{team}: USD booked this UTC month, from the chargeback books."""
+    """gateway_usage_usd{team}: USD booked this month (in the company's time zone, as
+    `month_usd` reads it), from the chargeback books."""
     family = GaugeMetricFamily(
-        "gateway_usage_usd", "USD booked this calendar month (UTC), per team.", labels=["team"]
+        "gateway_usage_usd",
+        "USD booked this calendar month (quotas.timezone), per team.",
+        labels=["team"],
     )
     for team, usd in sorted(usd_by_team.items()):
         family.add_metric([team], usd)

@@ -12,12 +12,15 @@ from dataclasses import dataclass
 
 from pydantic import SecretStr
 
+from gateway.admin.alerting import AlertOps
 from gateway.admin.models import ModelAdmin
 from gateway.admin.operations import AdminOps
 from gateway.auth.base import Identity
+from gateway.auth.signin import ConsoleSignIn
 from gateway.background import Detached
 from gateway.cache import ResponseCache
 from gateway.door import Door, RoomCheck
+from gateway.notify.sender import Notifier
 from gateway.params import ImageLimits
 from gateway.quota.ledger import QuotaLedger
 from gateway.store.base import Store
@@ -71,6 +74,14 @@ class Ops:
 
 
 @dataclass(frozen=True)
+class Alerting:
+    """Budget alerts: their webhooks and thresholds (admin plane), and their delivery."""
+
+    ops: AlertOps
+    notifier: Notifier
+
+
+@dataclass(frozen=True)
 class Services:
     """Everything a request handler needs, built from one `Settings` (which it does not
     hold), in bundles."""
@@ -81,4 +92,6 @@ class Services:
     admin: AdminOps  # the admin plane: runtime keys and rules, their store and audit trail
     ops: Ops  # probes and metrics
     limits: ImageLimits  # what an image request may ask: the endpoints' own limits
+    alerting: Alerting  # budget alerts: webhooks, thresholds, deliveries
     models: ModelAdmin  # the admin plane's model lists and prices (on `admin`)
+    sign_in: ConsoleSignIn | None = None  # the console's SSO sign-in, when configured

@@ -15,7 +15,8 @@ SIZES: tuple[Size, ...] = ("256x256", "512x512", "1024x1024")
 ResponseFormat = Literal["url", "b64_json"]
 RESPONSE_FORMATS: tuple[ResponseFormat, ...] = ("url", "b64_json")
 Unit = Literal["requests", "images", "usd"]
-Window = Literal["minute", "hour", "day", "month"]
+Window = Literal["minute", "hour", "day", "week", "month"]
+WINDOWS: tuple[Window, ...] = ("minute", "hour", "day", "week", "month")
 # A call sent upstream whose answer never came whole: keep its charge, or give it back.
 OnTimeout = Literal["keep_charge", "refund"]
 

@@ -20,11 +20,11 @@ from urllib.parse import quote, urlencode
 
 import orjson
 
-from gateway.vocabulary import check_name
+from gateway.vocabulary import WINDOWS, check_name
 
 ADMIN_KEY_ENV = "GATEWAY_ADMIN_KEY"
 DEFAULT_URL = "http://127.0.0.1:8080"
-_UNITS, _WINDOWS = ("requests", "images", "usd"), ("minute", "hour", "day", "month")
+_UNITS, _WINDOWS = ("requests", "images", "usd"), WINDOWS
 RULE_FORM = (
     f"unit:window:limit, unit one of {', '.join(_UNITS)}, window one of {', '.join(_WINDOWS)}, "
     "limit a number >= 0 (e.g. images:day:500)"
@@ -188,15 +188,18 @@ def usage_export(args: argparse.Namespace) -> int:
     """Write a month's books as CSV or JSON: to a file, or to standard output with `-`."""
     from gateway.quota.books import to_csv
 
-    answer = _call(args, "GET", "/admin/usage" + _query(month=args.month, by=args.by))
+    daily = args.period == "day"
+    query = _query(month=args.month, by=args.by, period=args.period if daily else None)
+    answer = _call(args, "GET", "/admin/usage" + query)
     if args.format == "csv":
-        text = to_csv(answer["data"], args.by)
+        text = to_csv(answer["data"], args.by, daily)
     else:
         text = orjson.dumps(answer, option=orjson.OPT_INDENT_2).decode() + "\n"
     if args.output == "-":
         sys.stdout.write(text)
         return 0
-    output = args.output or f"usage-{args.month}-by-{args.by}.{args.format}"
+    per_day = "-per-day" if daily else ""
+    output = args.output or f"usage-{args.month}-by-{args.by}{per_day}.{args.format}"
     try:
         Path(output).write_text(text, encoding="utf-8")
     except OSError as exc:
@@ -298,6 +301,9 @@ def _add_usage_command(commands: Any) -> None:
     export = _client(usage.add_parser("export", help="write a month's usage to a file"))
     export.add_argument("--month", required=True, help="YYYY-MM")
     export.add_argument("--by", choices=("team", "user"), default="team")
+    export.add_argument(
+        "--period", choices=("month", "day"), default="month", help="day: a row per day"
+    )
     export.add_argument("--format", choices=("csv", "json"), default="csv")
     export.add_argument(
         "--output", help="file (default usage-<month>-by-<by>.<format>; - for standard output)"

@@ -23,7 +23,7 @@ from gateway.admin.records import Change, KeyRecord, Snapshot, encode_rules, iso
 from gateway.admin.state import RuntimeState
 from gateway.auth.keys import key_digest, new_key
 from gateway.errors import AdminBusy, InvalidRequest, NotFound
-from gateway.quota.books import book_keys, month_stamp
+from gateway.quota.books import book_keys
 from gateway.quota.policy import Scope
 from gateway.settings.config import QuotaRule
 from gateway.settings.types import Name, Strict, error_message
@@ -65,6 +65,7 @@ class Actor(NamedTuple):
     user: str
     request_id: str
     source: str | None
+    credential: Mapping[str, str] | None = None  # the kind used; an SSO token's iss and sub
 
 
 class Created(NamedTuple):
@@ -147,6 +148,8 @@ class AdminOps:
                 return result  # nothing to change: nothing written, nothing audited
             audit = {**change.audit, "actor": actor.user, "request_id": actor.request_id}
             audit["source_address"] = actor.source
+            if actor.credential is not None:
+                audit["credential"] = dict(actor.credential)
             audit["time"] = iso(now)
             entry_id = await self.state.store.apply(
                 replace(change, audit=audit), snapshot.generation, now
@@ -159,15 +162,17 @@ class AdminOps:
 
     async def write(self, decide: Any, actor: Actor) -> Any:
         """Run `decide(snapshot, now) -> (change, result)` as one audited compare-and-set
-        write: the plane's one path, for its other parts too (model lists and prices)."""
+        write, retried on a race: the plane's one write path, for its other parts too
+        (alerting.py's webhooks and alert rules, models.py's model lists and prices)."""
         return await self._write(decide, actor)
 
-    async def month_usd(self, teams: Iterable[str], now: float) -> dict[str, float]:
-        """Each team's usd booked this UTC month (for the dashboard); raises `StoreError`."""
+    async def month_usd(self, teams: Iterable[str], month: str) -> dict[str, float]:
+        """Each team's usd booked in `month` (`YYYYMM`, the company's time zone, for the
+        dashboard); raises `StoreError`."""
         names = sorted({*teams, *(r.team for r in self.state.snapshot.keys.values())})
         names += [s for (scope, s) in self.state.snapshot.overrides if scope == "team"]
         names = sorted(set(names))
-        keys = [book_keys("", team, month_stamp(now))[1] for team in names]
+        keys = [book_keys("", team, month)[1] for team in names]
         books = await self.state.store.read_books(keys)
         return {
             team: book.get("usd_micros", 0) / 1_000_000

@@ -1,9 +1,11 @@
-"""The admin plane's records: runtime keys, runtime quota rules, runtime model lists and
-prices, audit entries, snapshots.
+"""The admin plane's records: runtime keys, runtime quota rules, budget alert rules and
+their webhooks, runtime model lists and prices, audit entries, snapshots.
 
 Plain data and their JSON forms, shared by the admin store, the per-replica state and the
 routes. A key record holds the SHA-256 of its secret (and of the previous secret during a
-rotation's grace period), never a secret; `public()` is what any answer or audit shows.
+rotation's grace period), never a secret; `public()` is what any answer or audit shows. A
+webhook keeps its signing secret itself (the gateway signs with it), and shows it only in
+the answer that creates or rotates it.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from gateway.settings.models import ModelPrice
 from gateway.upstream.catalogue import RuntimeModels
 
 log = logging.getLogger("gateway.admin")
-Target = Literal["keys", "quotas", "models"]
+Target = Literal["keys", "quotas", "webhooks", "alerts", "models"]
+WebhookFormat = Literal["json", "slack", "teams"]
 
 
 def iso(epoch: float | None) -> str | None:
@@ -127,13 +130,78 @@ def decode_models(raw: Mapping[str, str | bytes]) -> RuntimeModels:
 
 
 @dataclass(frozen=True)
+class Webhook:
+    """Where budget alerts are posted, in which payload shape, signed with `secret`."""
+
+    id: str
+    name: str
+    url: str
+    format: WebhookFormat
+    secret: str
+    created_at: float
+    created_by: str
+
+    def public(self) -> dict[str, Any]:
+        """What answers and the audit show: never the secret."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "url": self.url,
+            "format": self.format,
+            "created_at": iso(self.created_at),
+            "created_by": self.created_by,
+        }
+
+    def encode(self) -> str:
+        return orjson.dumps(asdict(self)).decode()
+
+    @staticmethod
+    def decode(raw: str | bytes) -> Webhook:
+        return Webhook(**orjson.loads(raw))
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    """A subject's budget alerts: thresholds (percents) and the webhooks that hear them."""
+
+    thresholds: tuple[int, ...]
+    webhooks: tuple[str, ...]
+
+    def public(self) -> dict[str, Any]:
+        return {"thresholds": list(self.thresholds), "webhooks": list(self.webhooks)}
+
+    def encode(self) -> str:
+        return orjson.dumps(self.public()).decode()
+
+    @staticmethod
+    def decode(raw: str | bytes) -> AlertRule:
+        data = orjson.loads(raw)
+        return AlertRule(tuple(data["thresholds"]), tuple(data["webhooks"]))
+
+
+Alerts = Mapping[tuple[Scope, str], AlertRule]
+
+
+def decode_alerts(raw: Mapping[str, str | bytes]) -> Alerts:
+    """The alert rules of a store's hash, by (scope, subject) (fields as `quota_field`)."""
+    out: dict[tuple[Scope, str], AlertRule] = {}
+    for name, value in raw.items():
+        scope, _, subject = name.partition(":")
+        if scope in ("user", "team"):
+            out[("user" if scope == "user" else "team", subject)] = AlertRule.decode(value)
+    return out
+
+
+@dataclass(frozen=True)
 class Snapshot:
-    """Every runtime key, quota rule, model list and price, as of one generation of the
-    admin state."""
+    """Every runtime key, quota rule, webhook, alert rule, model list and price, as of one
+    generation of the admin state."""
 
     generation: int = 0
     keys: Mapping[str, KeyRecord] = field(default_factory=dict)  # by id
     overrides: Overrides = field(default_factory=dict)
+    webhooks: Mapping[str, Webhook] = field(default_factory=dict)  # by id
+    alerts: Alerts = field(default_factory=dict)
     models: RuntimeModels = field(default_factory=RuntimeModels)
 
 
@@ -163,3 +231,18 @@ class AuditQuery:
         """Whether `entry` passes the field filters."""
         wanted = {"actor": self.actor, "action": self.action, "target": self.target}
         return all(value is None or entry.get(name) == value for name, value in wanted.items())
+
+
+TARGETS: tuple[Target, ...] = ("keys", "quotas", "webhooks", "alerts", "models")
+
+
+def snapshot_of(generation: int, hashes: Mapping[Target, Mapping[str, str | bytes]]) -> Snapshot:
+    """The snapshot the admin store's hashes hold (field -> JSON, by target)."""
+    return Snapshot(
+        generation,
+        {k: KeyRecord.decode(v) for k, v in hashes.get("keys", {}).items()},
+        decode_overrides(hashes.get("quotas", {})),
+        {k: Webhook.decode(v) for k, v in hashes.get("webhooks", {}).items()},
+        decode_alerts(hashes.get("alerts", {})),
+        decode_models(hashes.get("models", {})),
+    )

@@ -64,7 +64,9 @@ class RuntimeState:
             if record.previous_sha256 is not None:
                 index[record.previous_sha256] = (record, True)
         self.snapshot, self._index = snapshot, index
-        self._policy = QuotaPolicy(with_overrides(self._config_quotas, snapshot.overrides))
+        thresholds = {subject: rule.thresholds for subject, rule in snapshot.alerts.items()}
+        quotas = with_overrides(self._config_quotas, snapshot.overrides)
+        self._policy = QuotaPolicy(quotas, thresholds)
 
     def policy(self) -> QuotaPolicy:
         """The quota rules in force: the config's with the runtime ones on top."""

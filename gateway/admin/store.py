@@ -1,5 +1,6 @@
-"""Where the admin plane keeps its state: runtime keys, quota rules, the audit trail, the
-sampled last use of keys, and (read only) the chargeback books.
+"""Where the admin plane keeps its state: one hash per target of `records.TARGETS` (runtime
+keys, quota rules, webhooks, alert rules, model lists and prices), the audit trail, the
+webhook deliveries, the sampled last use of keys, and (read only) the chargeback books.
 
 `AdminStore` lists what the gateway needs; `RedisAdminStore` keeps it in the state Redis
 (every key under the `{admin}` hash tag, so a write and its audit entry are one script on a
@@ -13,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
+import itertools
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -21,19 +24,13 @@ import redis.asyncio as redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
-from gateway.admin.records import (
-    AuditQuery,
-    Change,
-    KeyRecord,
-    Snapshot,
-    decode_models,
-    decode_overrides,
-)
+from gateway.admin.records import TARGETS, AuditQuery, Change, Snapshot, Target, snapshot_of
 from gateway.quota.books import Book, By, book_pattern, parse_book_key
 from gateway.store.base import StoreError, make_key
 from gateway.store.client import call, lua
 
 AUDIT_DAYS = 400
+DELIVERIES_KEPT = 10_000  # the newest webhook deliveries kept, every webhook together
 _SCAN_BATCH = 200  # audit entries read per round trip while filtering
 _SCAN_LIMIT = 20_000  # entries one audit read looks through at most
 Books = dict[Book, dict[str, int]]
@@ -46,6 +43,7 @@ def admin_key(*parts: str) -> str:
 
 CHANNEL = admin_key("changes")
 AUDIT = make_key("audit", "admin")
+DELIVERIES = admin_key("deliveries")
 
 
 class AdminStore(Protocol):
@@ -80,6 +78,12 @@ class AdminStore(Protocol):
     async def books(self, by: By, stamp: str) -> Books:
         """The chargeback books of a month (`YYYYMM`), by owner."""
 
+    async def record_delivery(self, entry: Mapping[str, Any]) -> None:
+        """Append one webhook delivery attempt's outcome (the newest 10,000 are kept)."""
+
+    async def deliveries(self, webhook: str | None, limit: int) -> list[dict[str, Any]]:
+        """The latest delivery outcomes, newest first (of one webhook, if named)."""
+
     async def read_books(self, keys: Sequence[str]) -> list[dict[str, int]]:
         """The books at `keys` (empty for none), in one round trip."""
 
@@ -113,10 +117,9 @@ class MemoryAdminStore:
     def __init__(self, books: Callable[[], Mapping[str, Mapping[str, int]]]) -> None:
         self._books = books
         self._state = Snapshot()
-        self._keys: dict[str, KeyRecord] = {}
-        self._quotas: dict[str, str] = {}
-        self._models: dict[str, str] = {}
+        self._hashes: dict[Target, dict[str, str]] = {target: {} for target in TARGETS}
         self._audit: list[tuple[str, dict[str, Any]]] = []
+        self._deliveries: deque[dict[str, Any]] = deque(maxlen=DELIVERIES_KEPT)
         self._used: dict[str, float] = {}
         self._changed = asyncio.Event()
 
@@ -129,18 +132,12 @@ class MemoryAdminStore:
     async def apply(self, change: Change, read: int, now: float) -> str | None:
         if read != self._state.generation:
             return None
-        tables: dict[str, dict[str, Any]] = {
-            "keys": self._keys, "quotas": self._quotas, "models": self._models
-        }  # fmt: skip
-        fields = tables[change.target]
+        fields = self._hashes[change.target]
         if change.value is None:
             fields.pop(change.field, None)
-        elif change.target == "keys":
-            fields[change.field] = KeyRecord.decode(change.value)
         else:
             fields[change.field] = change.value
-        overrides, models = decode_overrides(self._quotas), decode_models(self._models)
-        self._state = Snapshot(read + 1, dict(self._keys), overrides, models)
+        self._state = snapshot_of(read + 1, self._hashes)
         entry_id = await self.record(change.audit, now)
         self._changed.set()
         return entry_id
@@ -188,6 +185,13 @@ class MemoryAdminStore:
                 out[book] = dict(fields)
         return out
 
+    async def record_delivery(self, entry: Mapping[str, Any]) -> None:
+        self._deliveries.appendleft(dict(entry))
+
+    async def deliveries(self, webhook: str | None, limit: int) -> list[dict[str, Any]]:
+        found = (e for e in self._deliveries if webhook is None or e.get("webhook") == webhook)
+        return list(itertools.islice(found, limit))
+
     async def close(self) -> None:
         return None
 
@@ -204,14 +208,14 @@ class RedisAdminStore:
     async def snapshot(self) -> Snapshot:
         pipe = self._redis.pipeline(transaction=True)  # one consistent read
         pipe.get(admin_key("generation"))
-        pipe.hgetall(admin_key("keys"))
-        pipe.hgetall(admin_key("quotas"))
-        pipe.hgetall(admin_key("models"))
-        generation, keys, quotas, models = await call(pipe.execute())
-        records = {k.decode(): KeyRecord.decode(v) for k, v in keys.items()}
-        overrides = decode_overrides({k.decode(): v for k, v in quotas.items()})
-        runtime_models = decode_models({k.decode(): v for k, v in models.items()})
-        return Snapshot(int(generation or 0), records, overrides, runtime_models)
+        for target in TARGETS:
+            pipe.hgetall(admin_key(target))
+        generation, *hashes = await call(pipe.execute())
+        decoded = {
+            target: {k.decode(): v for k, v in fields.items()}
+            for target, fields in zip(TARGETS, hashes, strict=True)
+        }
+        return snapshot_of(int(generation or 0), decoded)
 
     async def generation(self) -> int:
         return int(await call(self._redis.get(admin_key("generation"))) or 0)
@@ -307,6 +311,26 @@ class RedisAdminStore:
             for (book, _), fields in zip(wanted, values, strict=True)
             if book is not None
         }
+
+    async def record_delivery(self, entry: Mapping[str, Any]) -> None:
+        fields: dict[Any, Any] = {"entry": orjson.dumps(entry)}
+        await call(self._redis.xadd(DELIVERIES, fields, maxlen=DELIVERIES_KEPT, approximate=True))
+
+    async def deliveries(self, webhook: str | None, limit: int) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        high = "+"
+        for _ in range(_SCAN_LIMIT // _SCAN_BATCH):
+            batch = await call(self._redis.xrevrange(DELIVERIES, high, "-", count=_SCAN_BATCH))
+            for _, fields in batch:
+                entry = orjson.loads(fields[b"entry"])
+                if webhook is None or entry.get("webhook") == webhook:
+                    out.append(entry)
+                if len(out) >= limit:
+                    return out
+            if len(batch) < _SCAN_BATCH:
+                break
+            high = "(" + batch[-1][0].decode()
+        return out
 
     async def close(self) -> None:
         await self._drop_pubsub()

@@ -31,6 +31,14 @@ class Identity:
     team: str
     role: Role = "user"
     source: Source = field(default="key", compare=False)
+    issuer: str | None = field(default=None, compare=False)  # an SSO token's `iss` ...
+    subject: str | None = field(default=None, compare=False)  # ... and its `sub`
+
+    def credential(self) -> dict[str, str]:
+        """What the audit says of the credential used: its kind, and for an SSO token the
+        issuer and subject that name the person whatever the user claim mapped to."""
+        named = {"issuer": self.issuer, "subject": self.subject}
+        return {"source": self.source, **{k: v for k, v in named.items() if v is not None}}
 
     def log_fields(self) -> dict[str, str]:
         """What the access log says of the caller: never a key or a token."""

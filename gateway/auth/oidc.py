@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import jwt
@@ -191,7 +192,13 @@ class JwtVerifier(IdentitySource):
             raise IdentityProviderUnavailable() from exc
         claims = self._verified_claims(token, key)
         check_times(claims, self._clock(), self._config.leeway_seconds)
-        return identity_from_claims(self._config, claims, self._teams)
+        identity = identity_from_claims(self._config, claims, self._teams)
+        subject = claims.get("sub")
+        return replace(
+            identity,
+            issuer=self._config.issuer,
+            subject=subject if isinstance(subject, str) else None,
+        )
 
     def _header(self, token: str) -> tuple[str, str]:
         """The token's `alg` (if allowed) and `kid`, read before anything is trusted."""

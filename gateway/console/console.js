@@ -3,6 +3,7 @@
 // is only ever set as text (never parsed as markup), and the page runs under a strict
 // Content-Security-Policy: no inline script or style, no other origin.
 
+import { dayChart } from "./chart.js";
 import { modelsPage } from "./models.js";
 
 // The credential lives in this variable only: not in a cookie, localStorage or
@@ -11,9 +12,10 @@ let credential = null;
 // The gateway's root, wherever a proxy mounts it: the page is <root>/admin/console.
 const ROOT = new URL("..", document.baseURI);
 const UNITS = ["requests", "images", "usd"];
-const WINDOWS = ["minute", "hour", "day", "month"];
+const WINDOWS = ["minute", "hour", "day", "week", "month"];
 const USAGE_COLUMNS = ["requests", "images", "usd", "cache_hits"];
 const ACTIONS = ["key.create", "key.revoke", "key.rotate", "quota.set", "quota.unset",
+  "webhook.create", "webhook.rotate", "webhook.delete", "alerts.set", "alerts.unset",
   "models.set", "models.unset", "model_price.set", "model_price.unset", "model.failover"];
 const $ = (id) => document.getElementById(id);
 
@@ -151,6 +153,70 @@ function meter(rule) {
 
 // ---- signing in --------------------------------------------------------------------
 
+// SSO sign-in (OIDC authorization code with PKCE), when the gateway offers it: the IdP's
+// authorization endpoint and the console's client id. `pending` holds one attempt's PKCE
+// verifier, state and nonce, in memory only; `ending` is the timer of the token's expiry.
+let sso = null;
+let pending = null;
+let ending = null;
+
+function base64url(bytes) {
+  return btoa(String.fromCharCode(...new Uint8Array(bytes)))
+    .replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+function randomValue() {
+  return base64url(crypto.getRandomValues(new Uint8Array(32)));
+}
+
+async function offerSso() {
+  try {
+    const offered = await api("GET", "admin/console/sso");
+    sso = offered.enabled ? offered : null;
+  } catch {
+    sso = null; // the IdP cannot be reached now: keys and tokens still work
+  }
+  $("sso").hidden = !sso;
+}
+
+// Opens the IdP's sign-in in a popup; its answer comes back over the callback channel.
+async function startSso() {
+  const verifier = randomValue();
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier));
+  pending = { verifier, state: randomValue(), nonce: randomValue(),
+    redirect: new URL("console/callback", document.baseURI).href };
+  const url = new URL(sso.authorization_endpoint);
+  url.search = new URLSearchParams({ response_type: "code", client_id: sso.client_id,
+    redirect_uri: pending.redirect, scope: sso.scope, state: pending.state,
+    nonce: pending.nonce, code_challenge: base64url(digest), code_challenge_method: "S256" });
+  window.open(url.href, "gateway-sso", "popup,width=520,height=680");
+}
+
+async function finishSso({ data }) {
+  if (!pending || !data || data.state !== pending.state) return; // not this tab's attempt
+  const { verifier, nonce, redirect } = pending;
+  pending = null;
+  if (!data.code) return signedOut(`the identity provider said: ${data.error}`);
+  try {
+    const done = await api("POST", "admin/console/sso/token",
+      { code: data.code, code_verifier: verifier, redirect_uri: redirect, nonce });
+    credential = done.token;
+    ending = setTimeout(sessionEnded, Math.max(0, done.expires_at * 1000 - Date.now()),
+      done.expires_at);
+    return signIn();
+  } catch (error) {
+    return signedOut(error.message);
+  }
+}
+
+// The SSO token expired: forget it, say so, and offer to sign in again.
+function sessionEnded(expiresAt) {
+  const at = new Date(expiresAt * 1000).toISOString();
+  signedOut("");
+  $("session-ended").textContent = `Your sign-in expired at ${when(at)}. Sign in again to go on.`;
+  $("session-ended").hidden = false;
+}
+
 function show(section) {
   for (const id of ["loading", "sign-in", "refused", "view"]) $(id).hidden = id !== section;
   $("nav").hidden = section !== "view";
@@ -161,7 +227,7 @@ function show(section) {
 async function probe() {
   const me = await api("GET", "v1/quota");
   try {
-    await api("GET", "admin/quotas");
+    timezone = (await api("GET", "admin/quotas")).timezone || "UTC";
   } catch (error) {
     if (error.status === 403) return { ...me, admin: false };
     throw error;
@@ -188,6 +254,9 @@ async function signIn() {
 
 function signedOut(why, trouble) {
   credential = null;
+  clearTimeout(ending);
+  ending = null;
+  $("session-ended").hidden = true;
   $("who").textContent = "";
   $("view").replaceChildren();
   $("sign-in-error").textContent = why ? `Not accepted: ${why}` : "";
@@ -207,12 +276,15 @@ function wireSignIn() {
   });
   $("sign-out").addEventListener("click", () => signedOut(""));
   $("refused-again").addEventListener("click", () => signedOut(""));
+  $("sso-sign-in").addEventListener("click", startSso);
+  const channel = new BroadcastChannel("gateway-console-sso");
+  channel.addEventListener("message", finishSso);
 }
 
 // ---- pages -------------------------------------------------------------------------
 
 const PAGES = { overview: overviewPage, keys: keysPage, quotas: quotasPage, usage: usagePage,
-  audit: auditPage, models: () => modelsPage(UI) };
+  alerts: alertsPage, models: () => modelsPage(UI), audit: auditPage };
 // What the pages kept in their own modules (models.js) build with.
 const UI = { api, h, table, field, status, showError, route, failed, when, amount };
 
@@ -243,6 +315,7 @@ async function route() {
 
 // A refusal outside any form: signed out on 401, else said in the banner.
 function failed(error) {
+  if (error.status === 401 && ending) return sessionEnded(Date.now() / 1000);
   if (error.status === 401) return signedOut(error.message);
   if (error.status === 403) return signIn();
   banner(error.message);
@@ -558,18 +631,94 @@ async function changeRules(form, method, scope, name, body, done) {
   $("overrides").before(status(done));
 }
 
-// Usage: a month's books by team and by user, and their CSV files.
-async function usagePage(month = new Date().toISOString().slice(0, 7)) {
-  const [teams, users] = await Promise.all(["team", "user"].map((by) =>
-    api("GET", "admin/usage" + query({ month, by }))));
+// The company's calendar (`quotas.timezone`), as /admin/quotas says: its today, its month.
+let timezone = "UTC";
+
+function localDay(date = new Date()) {
+  return new Intl.DateTimeFormat("en-CA", { timeZone: timezone }).format(date);
+}
+
+// Usage: the chosen month's spend per team day by day, and its books by team and by user,
+// with their CSV files.
+async function usagePage(month = localDay().slice(0, 7), team = "") {
+  const ask = (params) => api("GET", "admin/usage" + query({ month, ...params }));
+  const [teams, users, daily, quotas] = await Promise.all([ask({ by: "team" }),
+    ask({ by: "user" }), ask({ by: "team", period: "day" }), api("GET", "admin/quotas")]);
   const form = h("form", { class: "filters", "aria-label": "month" },
-    field("Month (UTC)", h("input", { type: "month", name: "month", value: month }), "month"),
+    field(`Month (${teams.timezone})`, h("input", { type: "month", name: "month", value: month }),
+      "month"),
     h("button", { type: "submit" }, "Show"));
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     location.hash = `#usage/${form.month.value}`;
   });
-  return [h("h2", {}, "Usage"), form, usageTable(teams), usageTable(users)];
+  return [h("h2", {}, "Usage"), form, spendSection(daily, quotas, team), usageTable(teams),
+    usageTable(users)];
+}
+
+// The team's monthly usd budget, if it has one.
+function budgetOf(quotas, team) {
+  const pool = quotas.teams.find((t) => t.team === team);
+  const rule = pool && pool.rules.find((r) => r.unit === "usd" && r.window === "month");
+  return rule ? rule.limit : null;
+}
+
+function spendSection(daily, quotas, chosen) {
+  const names = [...new Set([...daily.data.map((r) => r.team),
+    ...quotas.teams.map((t) => t.team)])].sort();
+  const team = names.includes(chosen) ? chosen : (daily.forecast || daily.data).reduce(
+    (best, r) => (r.usd > (best ? best.usd : -1) ? r : best), null)?.team || names[0] || "";
+  const picker = h("form", { class: "filters", "aria-label": "chart of a team" },
+    field("Team", select("team", names.map((n) => [n, n]), team)));
+  picker.addEventListener("change", () => {
+    location.hash = `#usage/${daily.month}/${encodeURIComponent(picker.team.value)}`;
+  });
+  const section = h("section", { class: "card spend", "data-team": team },
+    h("h3", {}, `Daily spend, ${daily.month}`), picker);
+  if (!team) return section;
+  const per = (unit) => daily.days.map((day) => {
+    const row = daily.data.find((r) => r.day === day && r.team === team);
+    return row ? row[unit] : 0;
+  });
+  const forecast = (daily.forecast || []).find((f) => f.team === team);
+  const budget = budgetOf(quotas, team);
+  const count = (v) => Math.round(v).toLocaleString("en-US");
+  const chart = (name, label, extra) => dayChart({ name, label: `${team}: ${label}`,
+    days: daily.days, values: per(name), last: lastDay(daily), format: count, ...extra });
+  section.append(spendSummary(team, per("usd"), budget, forecast),
+    chart("usd", "spend so far each day, in USD", { cumulative: true, budget,
+      format: (v) => USD.format(v), projected: forecast ? forecast.projected_usd : null }),
+    legend(budget != null, !!forecast),
+    h("h4", {}, "Requests per day"), chart("requests", "requests per day"),
+    h("h4", {}, "Images per day"), chart("images", "images per day"));
+  return section;
+}
+
+// The index of the month's last day with books so far: today in the company's zone for
+// the current month, every day of a past one, none of a future one.
+function lastDay(daily) {
+  const today = localDay();
+  if (daily.month === today.slice(0, 7)) return daily.days.indexOf(today);
+  return daily.month < today ? daily.days.length - 1 : -1;
+}
+
+function spendSummary(team, usd, budget, forecast) {
+  const spent = usd.reduce((a, b) => a + b, 0);
+  const parts = [`${team} spent ${USD.format(spent)}`];
+  if (budget != null) parts.push(`of a ${USD.format(budget)} monthly budget`);
+  let text = parts.join(" ");
+  if (forecast) {
+    text += `; at this month's rate so far, ${USD.format(forecast.projected_usd)} by its end`;
+  }
+  return h("p", { class: "summary", "data-spent": spent, "data-budget": budget,
+    "data-projected": forecast ? forecast.projected_usd : null }, text + ".");
+}
+
+function legend(budget, projection) {
+  const key = (cls, text) => h("span", { class: `key key-${cls}` }, text);
+  return h("p", { class: "legend small" }, key("before", "earlier days"),
+    key("day", "the day itself"), budget ? key("budget", "monthly budget") : null,
+    projection ? key("projection", "projection at this month's rate") : null);
 }
 
 function usageTable(answer) {
@@ -607,6 +756,134 @@ function download(answer) {
   link.click();
   link.remove();
   setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
+
+// Alerts: the webhooks budget alerts go to, each team's (or user's) thresholds, and what
+// became of every delivery.
+async function alertsPage() {
+  const [hooks, alerts, history] = await Promise.all([api("GET", "admin/webhooks"),
+    api("GET", "admin/alerts"), api("GET", "admin/deliveries?limit=50")]);
+  const holder = h("div", { id: "secret-holder" });
+  return [h("h2", {}, "Alerts"), h("p", { class: "muted" }, "Thresholds of a team's (or " +
+    "user's) usd and images budgets of a day, week or month; each is posted once per period " +
+    "to the chosen webhooks, signed with the webhook's secret."),
+  webhookForm(), holder, h("h3", {}, "Webhooks"), webhooksTable(hooks.data),
+  alertsForm(hooks.data), alertsTable(alerts.data), h("h3", {}, "Deliveries"),
+  deliveriesTable(history.data, hooks.data)];
+}
+
+function webhookForm() {
+  const form = h("form", { class: "card inline", id: "create-webhook",
+    "aria-label": "add a webhook" },
+  field("Name", h("input", { name: "name", autocomplete: "off" }), "name"),
+  field("URL", h("input", { name: "url", autocomplete: "off", placeholder: "https://…" }), "url"),
+  field("Format", select("format", [["json", "JSON"], ["slack", "Slack"], ["teams", "Teams"]],
+    "json"), "format"),
+  h("button", { type: "submit" }, "Add webhook"));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const body = { name: form.name.value.trim(), url: form.url.value.trim(),
+      format: form.format.value };
+    try {
+      const created = await api("POST", "admin/webhooks", body);
+      await route();
+      $("secret-holder").replaceChildren(webhookSecret(created));
+    } catch (error) {
+      if (error.status === 401) return failed(error);
+      showError(form, error);
+    }
+  });
+  return form;
+}
+
+// The one showing of a webhook's signing secret.
+function webhookSecret(hook) {
+  const value = h("input", { class: "secret-value", readonly: true, value: hook.secret,
+    "aria-label": "the signing secret", spellcheck: "false" });
+  const panel = h("section", { class: "secret card", "aria-label": "signing secret" },
+    h("h3", {}, `Signing secret of ${hook.name} (${hook.id})`),
+    h("p", { class: "warning" }, "Give this to the receiver now, to check signatures: it is " +
+      "shown this once."), h("div", { class: "secret-row" }, value),
+    h("button", { type: "button", class: "quiet", onclick: () => panel.remove() }, "Hide"));
+  return panel;
+}
+
+function webhooksTable(hooks) {
+  return table(["Id", "Name", "Format", "URL", "Created", ""], hooks.map((w) =>
+    h("tr", { "data-webhook": w.id }, h("td", { class: "mono" }, w.id), h("td", {}, w.name),
+      h("td", {}, w.format), h("td", { class: "mono" }, w.url),
+      h("td", { title: `by ${w.created_by}` }, when(w.created_at)),
+      h("td", {}, h("div", { class: "row-actions" },
+        h("button", { type: "button", class: "quiet", onclick: () => sendTest(w) }, "Send test"),
+        h("button", { type: "button", class: "danger", onclick: () => deleteWebhook(w) },
+          "Delete"))))));
+}
+
+async function sendTest(hook) {
+  try {
+    await api("POST", `admin/webhooks/${encodeURIComponent(hook.id)}/test`);
+    $("secret-holder").replaceChildren(status(`Test message queued for ${hook.name}.`));
+  } catch (error) {
+    failed(error);
+  }
+}
+
+async function deleteWebhook(hook) {
+  if (!await confirmAction(`Delete the webhook ${hook.name}? Alerts no longer go there.`,
+    "Delete")) return;
+  try {
+    await api("DELETE", `admin/webhooks/${encodeURIComponent(hook.id)}`);
+    await route();
+  } catch (error) {
+    failed(error);
+  }
+}
+
+function alertsForm(hooks) {
+  const boxes = hooks.map((w) => h("label", { class: "check" },
+    h("input", { type: "checkbox", name: "webhook", value: w.id }), ` ${w.name}`));
+  const form = h("form", { class: "card inline", id: "set-alerts",
+    "aria-label": "set thresholds" },
+  field("Scope", select("scope", [["team", "team"], ["user", "user"]], "team")),
+  field("Name", h("input", { name: "subject", autocomplete: "off" }), "subject"),
+  field("Thresholds (%)", h("input", { name: "thresholds", value: "50, 80, 95, 100" }),
+    "thresholds"),
+  h("div", { class: "field", "data-param": "webhooks" }, h("span", {}, "Webhooks"),
+    h("div", { class: "checks" }, boxes.length ? boxes : "add a webhook first"),
+    h("span", { class: "field-error", role: "alert" })),
+  h("button", { type: "submit" }, "Save thresholds"));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const thresholds = form.thresholds.value.split(/[\s,]+/).filter(Boolean)
+      .map((t) => (Number.isFinite(Number(t)) ? Number(t) : t));
+    const webhooks = [...form.querySelectorAll("[name=webhook]:checked")].map((c) => c.value);
+    const path = `admin/alerts/${form.scope.value}s/${encodeURIComponent(form.subject.value.trim())}`;
+    try {
+      await api("PUT", path, { thresholds, webhooks });
+      await route();
+    } catch (error) {
+      if (error.status === 401) return failed(error);
+      showError(form, error);
+    }
+  });
+  return form;
+}
+
+function alertsTable(alerts) {
+  return table(["Scope", "Subject", "Thresholds", "Webhooks"], alerts.map((a) =>
+    h("tr", { "data-subject": `${a.scope}:${a.subject}` }, h("td", {}, a.scope),
+      h("td", {}, a.subject), h("td", {}, a.thresholds.map((t) => `${t} %`).join(", ")),
+      h("td", { class: "mono" }, a.webhooks.join(", ")))));
+}
+
+function deliveriesTable(entries, hooks) {
+  const names = Object.fromEntries(hooks.map((w) => [w.id, w.name]));
+  return table(["Time", "Webhook", "Event", "Summary", "Attempt", "Status", "HTTP", "Error"],
+    entries.map((e) => h("tr", { "data-status": e.status, "data-delivery": e.id },
+      h("td", {}, when(e.at)), h("td", { title: e.webhook }, names[e.webhook] || e.webhook),
+      h("td", {}, e.event), h("td", {}, e.summary), h("td", { class: "num" }, e.attempt),
+      h("td", {}, h("span", { class: `tag ${e.status}` }, e.status)),
+      h("td", {}, e.http_status ?? "—"), h("td", {}, e.error || ""))));
 }
 
 // Audit: the latest admin actions, filtered, a page at a time.
@@ -662,4 +939,5 @@ function auditRow(e) {
 
 wireSignIn();
 window.addEventListener("hashchange", () => { if (!$("view").hidden) route(); });
+offerSso();
 signIn();

@@ -1,10 +1,14 @@
-"""Usage for chargeback: per user and per team, per UTC calendar month, kept over 13 months.
+"""Usage for chargeback: per user and per team, per calendar month and per day of the
+company's time zone (`quotas.timezone`), kept over 13 months.
 
 The books are Redis hashes (fields `requests`, `images`, `usd_micros`, `cache_hits`) that
 the quota scripts move in the same atomic step as the quota counters: a request's usage is
 what its reservation charged minus what its settlement gave back, so the books and the
 quotas can never disagree. A cache hit books the units it is charged (`hits_count_against`)
-and one `cache_hits`; the books do not depend on which quota rules exist.
+and one `cache_hits`; the books do not depend on which quota rules exist. A step moves four
+books: the user's and the team's month, and their day. It names the local day it books
+into, and the script books nothing (answering `clock`) unless the store's own clock is in
+that day, so a request at a day's or month's edge is booked where the counters say it was.
 """
 
 from __future__ import annotations
@@ -12,10 +16,10 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
 from typing import Literal, NamedTuple
 
-from gateway.quota.counters import QUOTA_TAG, window_bounds
+from gateway.quota.calendar import Calendar
+from gateway.quota.counters import QUOTA_TAG
 from gateway.store.base import UsageCharge, make_key
 
 By = Literal["team", "user"]
@@ -24,16 +28,12 @@ BOOK_SECONDS = 400 * 86_400  # after the month ends: 13 months and more for fina
 _UNIT_FIELD = {"requests": "requests", "images": "images", "usd": "usd_micros"}
 
 
-def month_stamp(now: float) -> str:
-    """The `YYYYMM` of the UTC month holding `now`."""
-    return datetime.fromtimestamp(now, UTC).strftime("%Y%m")
-
-
 def book_keys(user: str, team: str, stamp: str) -> tuple[str, str]:
-    """The user's and the team's books of a month, in the quota counters' slot (the scripts
-    move both in one step): `gw:v1:usage:{q}:user:<YYYYMM>:{<team>}:<user>` and
-    `gw:v1:usage:{q}:team:<YYYYMM>:{<team>}`. Names hold no braces, so the team's own pair
-    delimits it (only a key's first pair picks its slot)."""
+    """The user's and the team's books of a month (`YYYYMM`) or a day (`YYYYMMDD`), in the
+    quota counters' slot (the scripts move them in one step):
+    `gw:v1:usage:{q}:user:<stamp>:{<team>}:<user>` and `gw:v1:usage:{q}:team:<stamp>:{<team>}`.
+    Names hold no braces, so the team's own pair delimits it (only a key's first pair
+    picks its slot)."""
     team_part = "{" + team + "}"
     return (
         make_key("usage", QUOTA_TAG, "user", stamp, team_part, user),
@@ -41,12 +41,16 @@ def book_keys(user: str, team: str, stamp: str) -> tuple[str, str]:
     )
 
 
-def usage_charge(user: str, team: str, now: float, units: Mapping[str, int]) -> UsageCharge:
-    """The books a step moves for `user` of `team` at `now`: `units` are quota units
-    (requests, images, usd in micro-dollars) or `cache_hits`."""
+def usage_charge(
+    user: str, team: str, now: float, units: Mapping[str, int], calendar: Calendar
+) -> UsageCharge:
+    """The books a step moves for `user` of `team` at `now` (their month's and their day's,
+    on `calendar`): `units` are quota units (requests, images, usd in micro-dollars) or
+    `cache_hits`."""
     amounts = {_UNIT_FIELD.get(unit, unit): amount for unit, amount in units.items()}
-    _, end = window_bounds("month", now)
-    return UsageCharge(book_keys(user, team, month_stamp(now)), amounts, int(end) + BOOK_SECONDS)
+    month, day = calendar.span("month", now), calendar.span("day", now)
+    keys = book_keys(user, team, month.stamp) + book_keys(user, team, day.stamp)
+    return UsageCharge(keys, amounts, int(month.end) + BOOK_SECONDS, (day.start, day.end))
 
 
 def book_pattern(by: By, stamp: str) -> str:
@@ -59,6 +63,12 @@ class Book(NamedTuple):
 
     team: str
     user: str | None  # None: the team's own
+
+
+def owner_key(book: Book, stamp: str) -> str:
+    """The key of `book`'s owner for the month or day `stamp`."""
+    user, team = book_keys(book.user or "", book.team, stamp)
+    return user if book.user is not None else team
 
 
 def parse_book_key(key: str, stamp: str) -> Book | None:
@@ -74,12 +84,16 @@ def parse_book_key(key: str, stamp: str) -> Book | None:
     return None
 
 
-def rows(books: Mapping[Book, Mapping[str, int]]) -> list[dict[str, object]]:
-    """One row per book, ordered by team then user: counts, and usd in dollars."""
+def rows(
+    books: Mapping[Book, Mapping[str, int]], day: str | None = None
+) -> list[dict[str, object]]:
+    """One row per book, ordered by team then user: counts, and usd in dollars (each row
+    naming `day`, `YYYY-MM-DD`, when given)."""
     out: list[dict[str, object]] = []
     for book in sorted(books, key=lambda b: (b.team, b.user or "")):
         fields = books[book]
-        row: dict[str, object] = {"team": book.team}
+        row: dict[str, object] = {} if day is None else {"day": day}
+        row["team"] = book.team
         if book.user is not None:
             row["user"] = book.user
         row.update(
@@ -92,9 +106,11 @@ def rows(books: Mapping[Book, Mapping[str, int]]) -> list[dict[str, object]]:
     return out
 
 
-def to_csv(data: Iterable[Mapping[str, object]], by: By) -> str:
-    """The rows as CSV with a header, as finance's spreadsheets open it."""
-    columns = ["team", *(["user"] if by == "user" else []), "requests", "images", "usd"]
+def to_csv(data: Iterable[Mapping[str, object]], by: By, daily: bool = False) -> str:
+    """The rows as CSV with a header, as finance's spreadsheets open it (a `day` column
+    first for daily rows)."""
+    columns = [*(["day"] if daily else []), "team", *(["user"] if by == "user" else [])]
+    columns += ["requests", "images", "usd"]
     columns.append("cache_hits")
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")

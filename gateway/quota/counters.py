@@ -1,8 +1,9 @@
 """Quota rules turned into counters, costs and their state. No I/O of its own.
 
 A request needs every rule that applies to it (the user's and the team's pools). Each rule
-is one counter per calendar window (UTC); its key carries the window's stamp, so counters
-expire with their window and never need resetting. Amounts are integers: `usd` is counted
+is one counter per calendar window (`calendar.py`: in the company's time zone); its key
+carries the window's stamp, so counters expire with their window and never need
+resetting. Amounts are integers: `usd` is counted
 in micro-dollars so that charges and refunds add up exactly.
 
 The `QuotaLedger` reserves (check-and-charge, atomically in the store), settles (refunds
@@ -15,33 +16,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import NamedTuple
 
+from gateway.quota.calendar import Calendar
 from gateway.quota.policy import ScopedRule
 from gateway.store.base import make_key
 from gateway.vocabulary import Unit, Window
 
 UNIT_SCALE: Mapping[Unit, int] = {"requests": 1, "images": 1, "usd": 1_000_000}
-WINDOW_SECONDS: Mapping[Window, int] = {"minute": 60, "hour": 3600, "day": 86400}
-_STAMP: Mapping[Window, str] = {
-    "minute": "%Y%m%d%H%M",
-    "hour": "%Y%m%d%H",
-    "day": "%Y%m%d",
-    "month": "%Y%m",
-}
-
-
-def window_bounds(window: Window, now: float) -> tuple[float, float]:
-    """The UTC calendar window holding `now`: (start, end) in epoch seconds."""
-    if window == "month":
-        moment = datetime.fromtimestamp(now, UTC)
-        first = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-        year, month = (first.year + 1, 1) if first.month == 12 else (first.year, first.month + 1)
-        return first.timestamp(), first.replace(year=year, month=month).timestamp()
-    size = WINDOW_SECONDS[window]
-    start = now - now % size
-    return start, start + size
 
 
 @dataclass(frozen=True)
@@ -53,6 +35,7 @@ class Counter:
     limit: int
     start: float
     end: float
+    stamp: str  # the window's name in its key
 
     @property
     def unit(self) -> Unit:
@@ -73,33 +56,16 @@ def counter_key(team: str, scoped: ScopedRule, stamp: str) -> str:
     return make_key("quota", QUOTA_TAG, scoped.scope, scoped.subject, rule.unit, rule.window, stamp)
 
 
-class _Span(NamedTuple):
-    start: float
-    end: float
-    stamp: str
-
-
-_current: dict[Window, _Span] = {}
-
-
-def _span(window: Window, now: float) -> _Span:
-    """The window holding `now` and its key stamp, worked out once per window, not per request."""
-    span = _current.get(window)
-    if span is None or not span.start <= now < span.end:
-        start, end = window_bounds(window, now)
-        span = _Span(start, end, datetime.fromtimestamp(start, UTC).strftime(_STAMP[window]))
-        _current[window] = span
-    return span
-
-
-def counters(rules: Sequence[ScopedRule], team: str, now: float) -> list[Counter]:
-    """The live counter of every rule at `now`."""
+def counters(
+    rules: Sequence[ScopedRule], team: str, now: float, calendar: Calendar
+) -> list[Counter]:
+    """The live counter of every rule at `now`, on `calendar`'s windows."""
     out = []
     for scoped in rules:
-        span = _span(scoped.rule.window, now)
+        span = calendar.span(scoped.rule.window, now)
         limit = math.floor(scoped.rule.limit * UNIT_SCALE[scoped.rule.unit] + 1e-9)
         key = counter_key(team, scoped, span.stamp)
-        out.append(Counter(scoped, key, limit, span.start, span.end))
+        out.append(Counter(scoped, key, limit, span.start, span.end, span.stamp))
     return out
 
 
@@ -124,6 +90,7 @@ class RuleState(NamedTuple):
     used: float
     remaining: float
     resets_at: float
+    starts_at: float  # the window's start: with resets_at, its length
 
 
 def rule_state(counter: Counter, used: int) -> RuleState:
@@ -139,4 +106,5 @@ def rule_state(counter: Counter, used: int) -> RuleState:
         used / scale,
         max(0, counter.limit - used) / scale,
         counter.end,
+        counter.start,
     )

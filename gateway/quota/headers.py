@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 from gateway.errors import QuotaExceeded, RateLimited
-from gateway.quota.counters import Counter, RuleState, window_bounds
+from gateway.quota.counters import Counter, RuleState
 from gateway.vocabulary import Unit, Window
 
 SHORT_WINDOWS: frozenset[Window] = frozenset({"minute", "hour"})
@@ -29,7 +29,7 @@ def quota_headers(states: Sequence[RuleState], now: float) -> dict[str, str]:
     if counted:
         names = [f'"{s.scope}-{s.unit}-{s.window}"' for s in counted]
         headers["ratelimit-policy"] = ", ".join(
-            f"{name};q={int(s.limit)};w={_window_length(s, now)}"
+            f"{name};q={int(s.limit)};w={round(s.resets_at - s.starts_at)}"
             for name, s in zip(names, counted, strict=True)
         )
         headers["ratelimit"] = ", ".join(
@@ -90,8 +90,3 @@ def _tightest(states: Sequence[RuleState]) -> dict[Unit, RuleState]:
 
 def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:.6f}".rstrip("0")
-
-
-def _window_length(state: RuleState, now: float) -> int:
-    start, end = window_bounds(state.window, now)
-    return round(end - start)

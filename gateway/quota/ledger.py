@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 from gateway.auth.base import Identity
 from gateway.errors import RateLimited, StoreUnavailable
 from gateway.metrics import QUOTA_REJECTIONS, STORE_ERRORS
+from gateway.quota.alerts import Crossing, crossings, marker_key, thresholds_of
 from gateway.quota.books import usage_charge
+from gateway.quota.calendar import Calendar
 from gateway.quota.counters import (
     QUOTA_TAG,
     Counter,
@@ -36,7 +38,15 @@ from gateway.quota.counters import (
 from gateway.quota.headers import refusal
 from gateway.quota.policy import QuotaPolicy, ScopedRule, own_rules, pool_rules
 from gateway.settings.config import QuotasConfig
-from gateway.store.base import ChargeItem, QuotaStore, Receipt, StoreError, UsageCharge, make_key
+from gateway.store.base import (
+    ChargeItem,
+    ChargeOutcome,
+    QuotaStore,
+    Receipt,
+    StoreError,
+    UsageCharge,
+    make_key,
+)
 from gateway.vocabulary import Unit
 
 log = logging.getLogger("gateway.quota")
@@ -80,10 +90,13 @@ class QuotaLedger:
         upstream_timeout_seconds: float = 0.0,
         on_store_error: Callable[[], None] = STORE_ERRORS.inc,
         policy: Callable[[], QuotaPolicy] | None = None,
+        on_crossing: Callable[[Crossing], None] | None = None,
     ) -> None:
         # The rules in force: the config's, or with runtime overrides (admin/state.py).
         static = QuotaPolicy(quotas)
         self._policy = policy or (lambda: static)
+        self.calendar = Calendar(quotas.timezone)  # the zone is the config's, never runtime
+        self._on_crossing = on_crossing or (lambda crossing: None)  # must not block
         self._fail_open = fail_open
         self._store, self._on_store_error = store, on_store_error
         # A receipt outlives any upstream call that could still settle against it.
@@ -100,20 +113,19 @@ class QuotaLedger:
         Raises `RateLimited`/`QuotaExceeded` (nothing charged), or `StoreUnavailable` when the
         store fails under fail_closed.
         """
-        rules = self._policy().rules_for(identity.user, identity.team)
+        policy = self._policy()
+        rules = policy.rules_for(identity.user, identity.team)
         receipt = make_key("receipt", QUOTA_TAG, secrets.token_hex(12))
         # The books get what the counters get, whichever rules exist; a hit, one hit.
         booked: dict[str, int] = {u: a for u, a in cost.items() if units is None or u in units}
         booked["cache_hits"] = int(units is not None)
         for _ in range(_CLOCK_ATTEMPTS):
             now = self._store.clock(QUOTA_TAG)  # the books' month is the counters' clock's
-            live = counters(rules, identity.team, now)
+            live = counters(rules, identity.team, now, self.calendar)
             amounts = [cost.get(c.unit, 0) if units is None or c.unit in units else 0 for c in live]
-            items = [
-                ChargeItem(c.key, a, c.limit, c.start, c.end)
-                for c, a in zip(live, amounts, strict=True)
-            ]
-            usage = usage_charge(identity.user, identity.team, now, booked)
+            alerts = [thresholds_of(c, policy.thresholds) for c in live]
+            items = _items(live, amounts, alerts)
+            usage = usage_charge(identity.user, identity.team, now, booked, self.calendar)
             try:
                 outcome = await self._store.charge(items, Receipt(receipt, self._receipt_ms), usage)
             except (StoreError, asyncio.CancelledError) as exc:
@@ -125,11 +137,27 @@ class QuotaLedger:
             self._retry_unsettled()
             if outcome is None:
                 continue  # our clock was off a window edge; the store corrected it
+            self._report(outcome, live, alerts, identity)
             if not outcome.admitted:
                 refused = [live[i] for i in outcome.refused]
                 raise _refused(live, outcome.used, refused, outcome.now)
             return Reservation(live, amounts, outcome.used, receipt=receipt, usage=usage)
         return self._unmetered(StoreError("the store's clock kept moving across windows"))
+
+    def _report(
+        self,
+        outcome: ChargeOutcome,
+        live: Sequence[Counter],
+        alerts: Sequence[tuple[int, ...]],
+        identity: Identity,
+    ) -> None:
+        """Hand the thresholds this charge crossed to the notifier (it only queues them)."""
+        if outcome.crossed:
+            caller = (identity.user, identity.team, outcome.now)
+            for crossing in crossings(
+                outcome.crossed, live, alerts, outcome.used, outcome.refused, caller
+            ):
+                self._on_crossing(crossing)
 
     async def check_room(self, identity: Identity, units: Sequence[Unit]) -> None:
         """Refuse, as `reserve` would, a caller with a rule of one of `units` spent in its
@@ -139,7 +167,7 @@ class QuotaLedger:
         rules = tuple(r for r in rules if r.rule.unit in units)
         if not rules:
             return
-        live = counters(rules, identity.team, self._store.clock(QUOTA_TAG))
+        live = counters(rules, identity.team, self._store.clock(QUOTA_TAG), self.calendar)
         try:
             used = await self._store.read([c.key for c in live])
         except StoreError:
@@ -295,11 +323,8 @@ class QuotaLedger:
     async def _read_many(
         self, subjects: Sequence[tuple[Sequence[ScopedRule], str]]
     ) -> list[RuleState]:
-        live = [
-            c
-            for rules, team in subjects
-            for c in counters(rules, team, self._store.clock(QUOTA_TAG))
-        ]
+        now = self._store.clock(QUOTA_TAG)
+        live = [c for rules, team in subjects for c in counters(rules, team, now, self.calendar)]
         try:
             used = await self._store.read([c.key for c in live])
         except StoreError as exc:
@@ -310,6 +335,16 @@ class QuotaLedger:
     def clock(self) -> float:
         """The store's clock."""
         return self._store.clock(QUOTA_TAG)
+
+
+def _items(
+    live: Sequence[Counter], amounts: Sequence[int], alerts: Sequence[tuple[int, ...]]
+) -> list[ChargeItem]:
+    """The store's items of a charge: each counter, its amount and its alert thresholds."""
+    return [
+        ChargeItem(c.key, a, c.limit, c.start, c.end, t, marker_key(c) if t else "")
+        for c, a, t in zip(live, amounts, alerts, strict=True)
+    ]
 
 
 def _usage_refund(usage: UsageCharge | None, share: Share, hits: int) -> UsageCharge | None:

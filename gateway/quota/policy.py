@@ -66,10 +66,16 @@ def with_overrides(quotas: QuotasConfig, overrides: Overrides) -> QuotasConfig:
 
 
 class QuotaPolicy:
-    """The quota rules in force, looked up once per (user, team), not per request."""
+    """The quota rules in force, looked up once per (user, team), not per request, and the
+    budget alert thresholds by (scope, subject) (quota/alerts.py)."""
 
-    def __init__(self, quotas: QuotasConfig) -> None:
+    def __init__(
+        self,
+        quotas: QuotasConfig,
+        thresholds: Mapping[tuple[Scope, str], tuple[int, ...]] | None = None,
+    ) -> None:
         self.quotas = quotas
+        self.thresholds = thresholds or {}
         self.rules_for = functools.lru_cache(maxsize=4096)(functools.partial(rules_for, quotas))
 
 

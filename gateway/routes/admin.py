@@ -1,4 +1,5 @@
-"""The admin API: runtime keys, runtime quota rules, the audit trail, usage for chargeback.
+"""The admin API: runtime keys, runtime quota rules, budget alerts (their webhooks, the
+thresholds, the delivery history), the audit trail, usage for chargeback.
 
 Every route authenticates (401) and needs the admin role (403) before it reads a body or
 the store. Bodies are JSON objects of at most `MAX_BODY_BYTES`; every refusal is an
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import orjson
@@ -18,11 +19,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gateway.admin.operations import Actor, AdminOps, Created, RulesSet, rule_dicts
-from gateway.admin.records import AuditQuery, KeyRecord
+from gateway.admin.records import AuditQuery, KeyRecord, Webhook
+from gateway.admin.usage import month_usage
 from gateway.auth.authenticator import require_admin
 from gateway.auth.base import Identity
-from gateway.errors import InvalidRequest, RequestTooLarge, StoreUnavailable
-from gateway.quota.books import By, rows
+from gateway.errors import InvalidRequest, NotFound, RequestTooLarge, StoreUnavailable
+from gateway.quota.books import By
 from gateway.quota.policy import Scope
 from gateway.services import Services
 from gateway.store.base import StoreError
@@ -38,7 +40,8 @@ async def _admin(request: Request) -> tuple[AdminOps, Actor]:
     request.state.log.update(identity.log_fields())
     require_admin(identity)
     peer = request.client.host if request.client else None
-    return services.admin, Actor(identity.user, request.state.request_id, peer)
+    actor = Actor(identity.user, request.state.request_id, peer, identity.credential())
+    return services.admin, actor
 
 
 async def _body(request: Request) -> Mapping[str, Any]:
@@ -182,24 +185,125 @@ async def audit(request: Request) -> Response:
     return JSONResponse({"object": "list", "data": entries, "next_before": more})
 
 
-def _month(request: Request) -> str:
+def _month(request: Request) -> date:
     raw = request.query_params.get("month") or ""
     found = _MONTH.fullmatch(raw)
     if found is None:
         raise InvalidRequest("month: YYYY-MM, e.g. 2026-11", code="invalid_value", param="month")
-    return found.group(1) + found.group(2)
+    return date(int(found.group(1)), int(found.group(2)), 1)
+
+
+def _choice(request: Request, name: str, choices: tuple[str, ...]) -> str:
+    value = request.query_params.get(name, choices[0])
+    if value not in choices:
+        raise InvalidRequest(f"{name}: {' or '.join(choices)}", code="invalid_value", param=name)
+    return value
 
 
 async def usage(request: Request) -> Response:
-    """GET /admin/usage?month=YYYY-MM&by=team|user: the month's books, for chargeback."""
+    """GET /admin/usage?month=YYYY-MM&by=team|user[&period=day]: the month's books (or its
+    days), in the company's time zone, for chargeback and the console's chart."""
     ops, _ = await _admin(request)
-    stamp, by_raw = _month(request), request.query_params.get("by", "team")
-    if by_raw not in ("team", "user"):
-        raise InvalidRequest("by: team or user", code="invalid_value", param="by")
-    by: By = "team" if by_raw == "team" else "user"
-    data = rows(await _store_errors(ops.state.store.books(by, stamp)))
-    month = f"{stamp[:4]}-{stamp[4:]}"
-    return JSONResponse({"object": "list", "month": month, "by": by, "data": data})
+    first = _month(request)
+    by: By = "user" if _choice(request, "by", ("team", "user")) == "user" else "team"
+    daily = _choice(request, "period", ("month", "day")) == "day"
+    ledger = request.app.state.services.metering.ledger
+    answer = month_usage(ops.state.store, ledger.calendar, by, first, ledger.clock(), daily)
+    return JSONResponse(await _store_errors(answer))
+
+
+def _webhook(hook: Webhook, secret: str | None = None) -> dict[str, Any]:
+    out = hook.public()
+    if secret is not None:
+        out["secret"] = secret  # shown this once: receivers verify signatures with it
+    return out
+
+
+async def create_webhook(request: Request) -> Response:
+    """POST /admin/webhooks: a webhook for budget alerts; its signing secret is in this
+    answer (and that of a rotation) only."""
+    _, actor = await _admin(request)
+    alerting = request.app.state.services.alerting
+    created = await _store_errors(alerting.ops.create_webhook(await _body(request), actor))
+    return JSONResponse(_webhook(created.webhook, created.secret), status_code=201)
+
+
+async def list_webhooks(request: Request) -> Response:
+    """GET /admin/webhooks: every webhook, oldest first, without secrets."""
+    ops, _ = await _admin(request)
+    snapshot = await _store_errors(ops.state.store.snapshot())
+    hooks = sorted(snapshot.webhooks.values(), key=lambda h: (h.created_at, h.id))
+    return JSONResponse({"object": "list", "data": [_webhook(h) for h in hooks]})
+
+
+async def delete_webhook(request: Request) -> Response:
+    """DELETE /admin/webhooks/{id}: no more deliveries to it."""
+    _, actor = await _admin(request)
+    alerting = request.app.state.services.alerting
+    hook = await _store_errors(alerting.ops.delete_webhook(request.path_params["id"], actor))
+    return JSONResponse(_webhook(hook))
+
+
+async def rotate_webhook(request: Request) -> Response:
+    """POST /admin/webhooks/{id}/rotate: a new signing secret, in force at once."""
+    _, actor = await _admin(request)
+    alerting = request.app.state.services.alerting
+    done = await _store_errors(alerting.ops.rotate_webhook(request.path_params["id"], actor))
+    return JSONResponse(_webhook(done.webhook, done.secret))
+
+
+async def send_test(request: Request) -> Response:
+    """POST /admin/webhooks/{id}/test: queue a signed test message (202); its outcome is in
+    the delivery history."""
+    ops, _ = await _admin(request)
+    snapshot = await _store_errors(ops.state.store.snapshot())
+    hook = snapshot.webhooks.get(request.path_params["id"])
+    if hook is None:
+        raise NotFound(f"No webhook with id {request.path_params['id'][:64]}.")
+    delivery = request.app.state.services.alerting.notifier.test(hook)
+    return JSONResponse({"delivery": delivery, "webhook": hook.id}, status_code=202)
+
+
+async def deliveries(request: Request) -> Response:
+    """GET /admin/deliveries[?webhook=&limit=]: delivery attempts, newest first."""
+    ops, _ = await _admin(request)
+    limit = _int_param(request, "limit", 1, 500) or 100
+    webhook = request.query_params.get("webhook")
+    data = await _store_errors(ops.state.store.deliveries(webhook, limit))
+    return JSONResponse({"object": "list", "data": data})
+
+
+async def list_alerts(request: Request) -> Response:
+    """GET /admin/alerts: every subject's thresholds and webhooks."""
+    ops, _ = await _admin(request)
+    snapshot = await _store_errors(ops.state.store.snapshot())
+    data = [
+        {"scope": scope, "subject": subject, **rule.public()}
+        for (scope, subject), rule in sorted(snapshot.alerts.items())
+    ]
+    return JSONResponse({"object": "list", "data": data})
+
+
+def _alert_scope(request: Request) -> Scope:
+    return "user" if request.url.path.startswith("/admin/alerts/users/") else "team"
+
+
+async def set_alerts(request: Request) -> Response:
+    """PUT /admin/alerts/{users|teams}/{name}: the subject's thresholds and webhooks."""
+    _, actor = await _admin(request)
+    scope, subject = _alert_scope(request), request.path_params["name"]
+    ops = request.app.state.services.alerting.ops
+    rule = await _store_errors(ops.set_alerts(scope, subject, await _body(request), actor))
+    return JSONResponse({"scope": scope, "subject": subject, **rule.public()})
+
+
+async def unset_alerts(request: Request) -> Response:
+    """DELETE /admin/alerts/{users|teams}/{name}: no more alerts for the subject."""
+    _, actor = await _admin(request)
+    scope, subject = _alert_scope(request), request.path_params["name"]
+    ops = request.app.state.services.alerting.ops
+    rule = await _store_errors(ops.unset_alerts(scope, subject, actor))
+    return JSONResponse({"scope": scope, "subject": subject, "removed": rule.public()})
 
 
 ROUTES = [
@@ -212,6 +316,17 @@ ROUTES = [
     Route("/admin/quotas/users/{name:path}", unset_rules, methods=["DELETE"]),
     Route("/admin/quotas/teams/{name:path}", set_rules, methods=["PUT"]),
     Route("/admin/quotas/teams/{name:path}", unset_rules, methods=["DELETE"]),
+    Route("/admin/webhooks", create_webhook, methods=["POST"]),
+    Route("/admin/webhooks", list_webhooks, methods=["GET"]),
+    Route("/admin/webhooks/{id}", delete_webhook, methods=["DELETE"]),
+    Route("/admin/webhooks/{id}/rotate", rotate_webhook, methods=["POST"]),
+    Route("/admin/webhooks/{id}/test", send_test, methods=["POST"]),
+    Route("/admin/deliveries", deliveries, methods=["GET"]),
+    Route("/admin/alerts", list_alerts, methods=["GET"]),
+    Route("/admin/alerts/users/{name:path}", set_alerts, methods=["PUT"]),
+    Route("/admin/alerts/users/{name:path}", unset_alerts, methods=["DELETE"]),
+    Route("/admin/alerts/teams/{name:path}", set_alerts, methods=["PUT"]),
+    Route("/admin/alerts/teams/{name:path}", unset_alerts, methods=["DELETE"]),
     Route("/admin/audit", audit, methods=["GET"]),
     Route("/admin/usage", usage, methods=["GET"]),
 ]

@@ -48,7 +48,9 @@ async def metrics(request: Request) -> Response:
             raise AuthenticationError("This endpoint needs the metrics bearer token.")
     states = await services.metering.ledger.all_states(services.door.auth.identities())
     try:
-        usd = await services.admin.month_usd(services.ops.teams, services.metering.ledger.clock())
+        ledger = services.metering.ledger
+        month = ledger.calendar.span("month", ledger.clock()).stamp
+        usd = await services.admin.month_usd(services.ops.teams, month)
         usage = [usage_gauge(usd)]
     except StoreError:
         usage = []  # as for the quota gauges: the gap shows on dashboards

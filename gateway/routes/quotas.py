@@ -80,4 +80,11 @@ async def all_quotas(request: Request) -> Response:
         {"scope": scope, "subject": subject, "rules": rule_dicts(rules)}
         for (scope, subject), rules in sorted(runtime.snapshot.overrides.items())
     ]
-    return JSONResponse({"principals": principals, "teams": teams, "overrides": overrides})
+    return JSONResponse(
+        {
+            "principals": principals,
+            "teams": teams,
+            "overrides": overrides,
+            "timezone": services.metering.ledger.calendar.timezone,
+        }
+    )

@@ -37,6 +37,7 @@ class Settings:
     redis_url: SecretStr | None
     cache_redis_url: SecretStr | None
     metrics_token: SecretStr | None
+    console_client_secret: SecretStr | None  # the console's IdP client, if it has a secret
     demo_key: SecretStr | None
     public_url: str
     multiprocess_dir: str | None = None  # set by `serve --workers N` for shared metrics
@@ -134,6 +135,7 @@ def build_settings(config: GatewayConfig, env: Mapping[str, str]) -> Settings:
             else _redis_options(config.store, redis_url, env, "store")
         ),
         metrics_token=_secret(env, config.metrics.token_env),
+        console_client_secret=_secret(env, _console_secret_env(config)),
         demo_key=demo_key,
         demo_admin_key=demo_admin_key,
         public_url=env.get(PUBLIC_URL, "http://127.0.0.1:8080").rstrip("/"),
@@ -145,3 +147,8 @@ def build_settings(config: GatewayConfig, env: Mapping[str, str]) -> Settings:
 def load_settings(path: Path, env: Mapping[str, str]) -> Settings:
     """Read the config file at `path` and join it with the secrets in `env`."""
     return build_settings(read_config(path), env)
+
+
+def _console_secret_env(config: GatewayConfig) -> str | None:
+    jwt = config.identity.jwt
+    return jwt.console.client_secret_env if jwt and jwt.console else None

@@ -17,7 +17,14 @@ from pydantic import Field, ValidationError, model_validator
 from gateway.settings.identity import IdentityConfig, identity_warnings
 from gateway.settings.models import EditsConfig, SandboxConfig
 from gateway.settings.redis import RedisConnectionConfig
-from gateway.settings.types import HexDigest, Name, Price, Strict, error_message
+from gateway.settings.types import (
+    HexDigest,
+    Name,
+    Price,
+    Strict,
+    TimeZoneName,
+    error_message,
+)
 from gateway.vocabulary import SIZES, OnTimeout, Size, Unit, Window
 
 SANDBOX = "sandbox"
@@ -99,6 +106,8 @@ RuleList = tuple[QuotaRule, ...]
 
 
 class QuotasConfig(Strict):
+    # The IANA zone whose calendar the day, week and month windows and the books follow.
+    timezone: TimeZoneName = "UTC"
     default: RuleList = ()
     users: dict[Name, RuleList] = Field(default_factory=dict)
     teams: dict[Name, RuleList] = Field(default_factory=dict)
@@ -140,6 +149,18 @@ class LoggingConfig(Strict):
     polls: bool = False
 
 
+class NotificationsConfig(Strict):
+    """How budget alerts reach their webhooks: a background sender per process."""
+
+    # Deliveries waiting to be sent, per process; past it new ones are dropped (and counted).
+    queue_size: int = Field(1000, ge=1)
+    attempts: int = Field(5, ge=1, le=20)  # per delivery, the first included
+    backoff_seconds: float = Field(2.0, gt=0)  # before the first retry, doubling after each
+    timeout_seconds: float = Field(10.0, gt=0)  # per attempt
+    concurrency: int = Field(4, ge=1, le=64)  # attempts under way at once
+    shutdown_seconds: float = Field(5.0, ge=0)  # at shutdown, what is queued gets this long
+
+
 class LimitsConfig(Strict):
     """How much of a caller's upload the gateway reads, and for how long; how long a
     stopping gateway lets requests under way finish."""
@@ -170,6 +191,7 @@ class GatewayConfig(Strict):
     metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
     limits: LimitsConfig = LimitsConfig()
+    notifications: NotificationsConfig = NotificationsConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> GatewayConfig:

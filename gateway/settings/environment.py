@@ -57,6 +57,12 @@ def _optional(config: GatewayConfig) -> tuple[EnvVar, ...]:
         found.append(
             EnvVar(config.metrics.token_env, "metrics.token_env", False, "/metrics bearer token")
         )
+    jwt = config.identity.jwt
+    if jwt and jwt.console and jwt.console.client_secret_env:
+        key = "identity.jwt.console.client_secret_env"
+        found.append(
+            EnvVar(jwt.console.client_secret_env, key, True, "the console's IdP client secret")
+        )
     if config.upstream.is_sandbox or config.upstream.adapter == "edits":
         found.append(EnvVar(PUBLIC_URL, None, False, "address in image URLs; unset: --host:--port"))
     if config.upstream.is_sandbox:

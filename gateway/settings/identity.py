@@ -27,6 +27,21 @@ def _check_algorithm(name: str) -> str:
     return name
 
 
+class ConsoleSignInConfig(Strict):
+    """The admin console's sign-in with the company IdP: OIDC authorization code with PKCE,
+    the IdP's endpoints from its discovery document unless given here."""
+
+    client_id: str = Field(min_length=1, max_length=256)  # the console's app at the IdP
+    client_secret_env: str | None = None  # only for an IdP that will not take a public client
+    authorization_endpoint: str | None = Field(None, pattern=r"^https?://[^\s/]+")
+    token_endpoint: str | None = Field(None, pattern=r"^https?://[^\s/]+")
+    scopes: tuple[str, ...] = ("openid", "profile", "email")
+    # Which token the console then sends as its bearer: the access token (its `aud` is the
+    # gateway's API, as for any caller) or the ID token (its `aud` is client_id, which must
+    # then be among identity.jwt.audience).
+    token: Literal["access_token", "id_token"] = "access_token"  # noqa: S105 - a token's name
+
+
 class JwtConfig(Strict):
     """Company SSO tokens (OIDC JWTs) as bearer credentials, verified against the IdP's JWKS."""
 
@@ -48,6 +63,7 @@ class JwtConfig(Strict):
     jwks_cache_seconds: float = Field(300.0, gt=0)
     jwks_min_refresh_seconds: float = Field(30.0, ge=0)
     jwks_timeout_seconds: float = Field(5.0, gt=0)
+    console: ConsoleSignInConfig | None = None  # the admin console's SSO sign-in
 
     @field_validator("audience", mode="before")
     @classmethod
@@ -69,6 +85,10 @@ class JwtConfig(Strict):
             raise ValueError("admin_claim and admin_values go together")
         if self.unknown_team == "default_team" and not self.default_team:
             raise ValueError("unknown_team: default_team needs default_team")
+        console = self.console
+        id_token = console is not None and console.token == "id_token"  # noqa: S105
+        if console and id_token and console.client_id not in self.audience:
+            raise ValueError("console.token: id_token needs console.client_id in audience")
         return self
 
 

@@ -27,6 +27,8 @@ class ChargeItem(NamedTuple):
 
     `start`/`end` bound the counter's window; the store refuses to decide when its own
     clock is outside them (the caller computed the window from a stale clock).
+    `thresholds` (percents of `limit`) are the counter's alert levels, and `marker` the key
+    where the store keeps the highest one already reported in this window.
     """
 
     key: str
@@ -34,6 +36,17 @@ class ChargeItem(NamedTuple):
     limit: int
     start: float
     end: float
+    thresholds: tuple[int, ...] = ()
+    marker: str = ""
+
+
+class Crossed(NamedTuple):
+    """An item whose alert level rose in a charge: from `before` to `level` (percents; 100
+    also when the charge was refused by it). Reported to the one charge that moved it."""
+
+    item: int  # its index in the charge
+    before: int
+    level: int
 
 
 class Receipt(NamedTuple):
@@ -52,12 +65,16 @@ class UsageCharge(NamedTuple):
     """Chargeback books moved in the same atomic step as a charge or refund.
 
     Each hash in `keys` gets `amounts` (field -> integer) added by a charge, subtracted by
-    a refund (never below 0), and is kept until `expire_at` (epoch seconds).
+    a refund (never below 0), and is kept until `expire_at` (epoch seconds). A charge books
+    only while the store's clock is `within` [start, end) (the period the keys name):
+    otherwise it is refused like a charge outside an item's window (None: no such check,
+    as for refunds, which go to the books their charge moved).
     """
 
     keys: tuple[str, ...]
     amounts: Mapping[str, int]
     expire_at: int
+    within: tuple[float, float] | None = None
 
 
 class ChargeOutcome(NamedTuple):
@@ -67,6 +84,7 @@ class ChargeOutcome(NamedTuple):
     used: list[int]  # per item: after the charge if admitted, else as found
     refused: list[int]  # indexes of the items without room (empty when admitted)
     now: float
+    crossed: list[Crossed] = []  # noqa: RUF012 - a NamedTuple default, never mutated
 
 
 class QuotaStore(Protocol):
@@ -83,7 +101,8 @@ class QuotaStore(Protocol):
         usage: UsageCharge | None = None,
     ) -> ChargeOutcome | None:
         """Atomically: if every item with a positive amount has room, add all (and keep
-        `receipt`, and add `usage` to its books); else add none.
+        `receipt`, and add `usage` to its books); else add none. In the same step, each
+        item with thresholds whose alert level rose is reported once in `crossed`.
 
         Returns None, charging nothing, when the store's clock is outside an item's window;
         `clock()` is then corrected and the caller recomputes its windows. Raises `StoreError`.

@@ -10,7 +10,14 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 
-from gateway.store.base import ChargeItem, ChargeOutcome, Clock, Receipt, UsageCharge
+from gateway.store.base import (
+    ChargeItem,
+    ChargeOutcome,
+    Clock,
+    Crossed,
+    Receipt,
+    UsageCharge,
+)
 
 DEFAULT_BUDGET = 256 * 1024 * 1024  # bytes of cached answers and hosted images
 _SWEEP_AT = 10_000  # counters held before expired ones are swept
@@ -42,7 +49,10 @@ class MemoryStore:
         usage: UsageCharge | None = None,
     ) -> ChargeOutcome | None:
         now = self._clock()
-        if any(not item.start <= now < item.end for item in items):
+        within = usage.within if usage is not None else None
+        if any(not item.start <= now < item.end for item in items) or (
+            within is not None and not within[0] <= now < within[1]
+        ):
             return None
         used = [self._value(item.key, now) for item in items]
         refused = [
@@ -51,17 +61,34 @@ class MemoryStore:
             if item.amount > 0 and used[i] + item.amount > item.limit
         ]
         if refused:
-            return ChargeOutcome(False, used, refused, now)
+            return ChargeOutcome(False, used, refused, now, self._alerts(items, used, refused))
         for i, item in enumerate(items):
             if item.amount > 0:
                 used[i] += item.amount
                 self._counters[item.key] = (item.end + 60, used[i])
+        crossed = self._alerts(items, used, [])
         if receipt is not None:
             self._counters[receipt.key] = (now + receipt.ttl_ms / 1000, 1)
         self._add_usage(usage, 1)
         if len(self._counters) > _SWEEP_AT:
             self._counters = {k: v for k, v in self._counters.items() if v[0] > now}
-        return ChargeOutcome(True, used, [], now)
+        return ChargeOutcome(True, used, [], now, crossed)
+
+    def _alerts(
+        self, items: Sequence[ChargeItem], used: Sequence[int], walls: Sequence[int]
+    ) -> list[Crossed]:
+        """As charge.lua: each item's alert level, and the rises over its marker."""
+        crossed = []
+        for i, item in enumerate(items):
+            if not item.thresholds:
+                continue
+            reached = [t for t in item.thresholds if used[i] * 100 >= t * item.limit]
+            level = 100 if i in walls else max(reached, default=0)
+            before = self._value(item.marker, self._clock())
+            if level > before:
+                self._counters[item.marker] = (item.end + 60, level)
+                crossed.append(Crossed(i, before, level))
+        return crossed
 
     async def refund(
         self,

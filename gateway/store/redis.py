@@ -22,6 +22,7 @@ from gateway.store.base import (
     ChargeItem,
     ChargeOutcome,
     Clock,
+    Crossed,
     Receipt,
     UsageCharge,
 )
@@ -44,6 +45,8 @@ def _usage_arg(usage: UsageCharge | None) -> str:
     # Zero amounts are left out: they change nothing, and Lua would send -0 to HINCRBY.
     add = {field: amount for field, amount in usage.amounts.items() if amount}
     spec = {"keys": len(usage.keys), "add": add, "expire_at": usage.expire_at}
+    if usage.within is not None:
+        spec["within"] = list(usage.within)
     return orjson.dumps(spec).decode()
 
 
@@ -71,8 +74,10 @@ class RedisStore:
     ) -> ChargeOutcome | None:
         args: list[Any] = [repr(self._injected()) if self._injected else ""]
         for item in items:
-            args += [item.amount, item.limit, repr(item.start), repr(item.end)]
+            alerts = ",".join(map(str, item.thresholds))
+            args += [item.amount, item.limit, repr(item.start), repr(item.end), alerts]
         keys = [item.key for item in items]
+        keys += [item.marker for item in items if item.thresholds]
         if receipt is not None:
             keys.append(receipt.key)
             args.append(receipt.ttl_ms)
@@ -85,7 +90,9 @@ class RedisStore:
             return None
         used = [int(value) for value in reply[2]]
         refused = [int(index) for index in reply[3]] if status == "refused" else []
-        return ChargeOutcome(status == "ok", used, refused, now)
+        flat = [int(value) for value in reply[-1]]
+        crossed = [Crossed(*flat[i : i + 3]) for i in range(0, len(flat), 3)]
+        return ChargeOutcome(status == "ok", used, refused, now, crossed)
 
     async def refund(
         self,

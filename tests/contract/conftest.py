@@ -6,8 +6,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from support.clock import FakeClock
 
+from gateway.admin.store import AdminStore, MemoryAdminStore, RedisAdminStore
 from gateway.store.base import KEY_PREFIX, CacheStore, Store
 from gateway.store.connect import connect
 from gateway.store.memory import MemoryCacheStore, MemoryStore
@@ -63,3 +66,26 @@ async def cache_store(
         yield backend
     finally:
         await backend.close()
+
+
+@pytest.fixture
+async def books(store: Store, request: pytest.FixtureRequest) -> AsyncIterator[AdminStore]:
+    """The admin store's reader of the usage books, on the same backend as `store`."""
+    if isinstance(store, MemoryStore):
+        yield MemoryAdminStore(lambda: store.books)
+        return
+    kind = request.node.callspec.params["store"]
+    client = connect(_url(request, kind))
+    assert isinstance(client, aioredis.Redis | RedisCluster)
+    reader = RedisAdminStore(client)
+    try:
+        yield reader
+    finally:
+        await reader.close()
+
+
+def _url(request: pytest.FixtureRequest, kind: str) -> str:
+    """The URL of the Redis of topology `kind` the `store` fixture opened (no new wipe)."""
+    if kind == "redis":
+        return str(request.getfixturevalue("clean_redis"))
+    return str(request.getfixturevalue(f"redis_{kind}").url)

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import pytest
-import redis.asyncio as redis
-from redis.asyncio.cluster import RedisCluster
 
-from gateway.admin.store import AdminStore, MemoryAdminStore, RedisAdminStore
+from gateway.admin.store import AdminStore
 from gateway.auth.base import Identity
-from gateway.quota.books import book_keys, month_stamp
+from gateway.quota.books import book_keys
+from gateway.quota.calendar import Calendar
 from gateway.quota.counters import request_cost
 from gateway.quota.ledger import QuotaLedger
 from gateway.settings.config import DALL_E_2_PRICES, parse_config
 from gateway.store.base import Store
-from gateway.store.connect import connect
-from gateway.store.memory import MemoryStore
 from gateway.vocabulary import Size, Unit
 
 pytestmark = pytest.mark.anyio
@@ -27,53 +24,34 @@ def cost(n: int, size: Size) -> dict[Unit, int]:
     return request_cost(n, DALL_E_2_PRICES[size])
 
 
-def books_of(store: Store, request: pytest.FixtureRequest) -> AdminStore:
-    """The admin store's reader of the books, on the same backend as `store`."""
-    if isinstance(store, MemoryStore):
-        return MemoryAdminStore(lambda: store.books)
-    kind = request.node.callspec.params["store"]
-    if kind == "redis":
-        url = request.getfixturevalue("clean_redis")
-    else:
-        url = request.getfixturevalue(f"redis_{kind}").url
-    client = connect(url)
-    assert isinstance(client, redis.Redis | RedisCluster)
-    return RedisAdminStore(client)
+async def read(books: AdminStore, store: Store) -> list[dict[str, int]]:
+    month = Calendar().span("month", store.clock()).stamp
+    return await books.read_books(book_keys("alice", "vision", month))
 
 
-async def read(store: Store, request: pytest.FixtureRequest) -> list[dict[str, int]]:
-    admin = books_of(store, request)
-    try:
-        return await admin.read_books(book_keys("alice", "vision", month_stamp(store.clock())))
-    finally:
-        await admin.close()
-
-
-async def test_books_hold_the_charge_minus_the_refund(
-    store: Store, request: pytest.FixtureRequest
-) -> None:
+async def test_books_hold_the_charge_minus_the_refund(store: Store, books: AdminStore) -> None:
     """A request of 3 that delivered 2: the user's and the team's books say 1 request,
     2 images and their price, like the counters."""
     ledger = QuotaLedger(parse_config({"quotas": RULES}).quotas, store)
     reservation = await ledger.reserve(ALICE, cost(3, "256x256"))
     await ledger.settle(reservation, delivered=2, asked=3)
     expected = {"requests": 1, "images": 2, "usd_micros": 32_000}
-    assert await read(store, request) == [expected, expected]
+    assert await read(books, store) == [expected, expected]
     assert [s.used for s in await ledger.states(ALICE)] == [2]
 
 
 async def test_a_refused_request_books_nothing_and_a_hit_books_one(
-    store: Store, request: pytest.FixtureRequest
+    store: Store, books: AdminStore
 ) -> None:
     """Over the limit: nothing booked; a hit books its charged units and one cache hit; a
     coalesced answer settles as a hit; a refund never applies twice."""
     ledger = QuotaLedger(parse_config({"quotas": RULES}).quotas, store)
     with pytest.raises(Exception, match="Quota"):
         await ledger.reserve(ALICE, cost(6, "256x256"))
-    assert await read(store, request) == [{}, {}]
+    assert await read(books, store) == [{}, {}]
     await ledger.reserve(ALICE, cost(2, "256x256"), units=("requests",))
     coalesced = await ledger.reserve(ALICE, cost(2, "256x256"))
     await ledger.settle_as_hit(coalesced, ("requests",))
     await ledger.settle_as_hit(coalesced, ("requests",))
     expected = {"requests": 2, "images": 0, "usd_micros": 0, "cache_hits": 2}
-    assert await read(store, request) == [expected, expected]
+    assert await read(books, store) == [expected, expected]

@@ -315,6 +315,55 @@ def test_the_month_csv_adds_up_to_what_the_callers_received(
     expect(page.locator("tbody tr")).to_contain_text("Nothing to show.")
 
 
+def _chart(page: Any, name: str) -> dict[str, float]:
+    """A chart's bars as drawn: day -> the value its data attribute and title carry."""
+    bars = page.locator(f"svg[data-chart={name}] g.day").evaluate_all(
+        "gs => gs.map(g => [g.dataset.day, Number(g.dataset.value)])"
+    )
+    return dict(bars)
+
+
+def test_the_daily_spend_chart_draws_what_the_usage_api_says(
+    tabs: Callable[..., ConsoleTab], gateway: GatewayProcess
+) -> None:
+    """After SDK traffic, the Usage page draws vision's month day by day: a bar per day of
+    the month whose spend, requests and images are the daily books of `/admin/usage`, the
+    team's $0.10 budget as a line, and the API's projection to the month's end."""
+    expect = _expect()
+    _send_traffic(gateway)
+    month = time.strftime("%Y-%m", time.gmtime())
+    headers = auth("grafana")
+    daily = httpx.get(
+        gateway.url + f"/admin/usage?month={month}&by=team&period=day", headers=headers
+    ).json()
+    tab = tabs()
+    tab.sign_in(KEYS["grafana"])
+    page = tab.go("Usage")
+    section = page.locator("section.spend")
+    expect(section).to_have_attribute("data-team", "vision")  # the biggest spender first
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    expect(page.locator("svg[data-chart=usd] g.day")).to_have_count(daily["days"].index(today) + 1)
+    vision = [row for row in daily["data"] if row["team"] == "vision"]
+    for name in ("usd", "requests", "images"):
+        drawn = _chart(page, name)  # a bar for every day up to today's
+        assert list(drawn) == daily["days"][: len(drawn)] and today in drawn
+        assert {day: value for day, value in drawn.items() if value} == {
+            row["day"]: row[name] for row in vision if row[name]
+        }
+    budget = page.locator("svg[data-chart=usd] line.budget")
+    assert float(budget.get_attribute("data-value") or "nan") == 0.1
+    (forecast,) = [f for f in daily["forecast"] if f["team"] == "vision"]
+    projected = page.locator("svg[data-chart=usd] line.projection").get_attribute("data-value")
+    assert float(projected or "nan") == pytest.approx(forecast["projected_usd"], rel=0.05)
+    expect(section.locator(".summary")).to_contain_text("of a $0.10 monthly budget")
+    tab.shoot("usage-chart")
+    section.locator("select[name=team]").select_option("audio")
+    expect(page.locator("section.spend")).to_have_attribute("data-team", "audio")
+    audio = {row["day"]: row["images"] for row in daily["data"] if row["team"] == "audio"}
+    drawn = _chart(page, "images")
+    assert drawn == {day: audio.get(day, 0) for day in daily["days"][: len(drawn)]}
+
+
 def test_a_non_admin_is_refused_and_a_wrong_key_is_not_accepted(
     tabs: Callable[..., ConsoleTab],
 ) -> None:

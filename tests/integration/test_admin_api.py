@@ -218,7 +218,7 @@ BAD_RULES = [
     ),
     ({"rules": [{"unit": "tokens", "window": "day", "limit": 5}]}, "invalid_value", "rules.0.unit"),
     (
-        {"rules": [{"unit": "images", "window": "week", "limit": 5}]},
+        {"rules": [{"unit": "images", "window": "year", "limit": 5}]},
         "invalid_value",
         "rules.0.window",
     ),

@@ -20,6 +20,7 @@ FILES = [
     ("/admin/console/console.js", "text/javascript; charset=utf-8"),
     ("/admin/console/models.js", "text/javascript; charset=utf-8"),
     ("/admin/console/console.css", "text/css; charset=utf-8"),
+    ("/admin/console/chart.js", "text/javascript; charset=utf-8"),
 ]
 POLICY = {
     "default-src": ["'none'"],

@@ -17,11 +17,12 @@ from support.ledger import LEDGER_QUOTAS, Seen, Tally, expected_books, quota_cou
 from support.pngs import make_png
 from support.requests import post_variation
 
-from gateway.quota.books import month_stamp
+from gateway.quota.calendar import Calendar
 
 pytestmark = pytest.mark.redis
 ADMIN = auth("grafana")
-MONTH = f"{month_stamp(MID_WINDOW)[:4]}-{month_stamp(MID_WINDOW)[4:]}"
+_STAMP = Calendar().span("month", MID_WINDOW).stamp
+MONTH = f"{_STAMP[:4]}-{_STAMP[4:]}"
 ONE_IMAGE = {
     "created": 1,
     "data": [{"url": "https://upstream.invalid/a.png?se=2099-01-01T00%3A00%3A00Z"}],
@@ -93,3 +94,39 @@ def test_usage_is_booked_without_any_quota_rule(client: TestClient) -> None:
     rows = client.get(f"/admin/usage?month={MONTH}&by=team", headers=ADMIN).json()["data"]
     assert rows == [{"team": "vision", "requests": 1, "images": 2, "usd": 0.036, "cache_hits": 0}]
     assert client.get("/admin/usage?month=1999-01", headers=ADMIN).json()["data"] == []
+
+
+def test_daily_books_sit_on_the_company_day_and_add_up_to_the_month(
+    make_client: Callable[..., TestClient],
+) -> None:
+    """With the company in UTC+14, a call made mid-month (UTC) is booked on the next local
+    day; the daily rows add up to the month's, every day of the month is listed, and the
+    current month's forecast continues its run rate to the local month's end."""
+    zone = "Pacific/Kiritimati"
+    client = make_client({"quotas": {"timezone": zone}})
+    for n in ("1", "2"):
+        assert post_variation(client, fields={"n": n, "size": "256x256"}).status_code == 200
+    calendar = Calendar(zone)
+    local = calendar.local_date(MID_WINDOW)
+    month = local.strftime("%Y-%m")
+    answer = client.get(f"/admin/usage?month={month}&by=user&period=day", headers=ADMIN).json()
+    assert answer["timezone"] == zone and answer["period"] == "day"
+    assert len(answer["days"]) == len(calendar.days(local.replace(day=1)))
+    assert answer["data"] == [
+        {
+            "day": local.isoformat(),
+            "team": "vision",
+            "user": "alice",
+            "requests": 2,
+            "images": 3,
+            "usd": 0.048,
+            "cache_hits": 0,
+        }
+    ]
+    assert local != Calendar().local_date(MID_WINDOW)  # UTC's day is another one
+    span = calendar.span("month", MID_WINDOW)
+    (forecast,) = answer["forecast"]
+    elapsed = (MID_WINDOW - span.start) / (span.end - span.start)
+    assert forecast["projected_usd"] == pytest.approx(0.048 / elapsed, rel=1e-3)
+    monthly = client.get(f"/admin/usage?month={month}&by=user", headers=ADMIN).json()
+    assert monthly["data"][0]["usd"] == 0.048 and monthly["period"] == "month"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import time
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 
 def _month_after_next(now: float) -> float:
@@ -62,13 +63,44 @@ class WindowSafeClock:
         return time.time() + self._offset
 
 
-def wait_clear_of_day_edge(margin_seconds: float = 120.0) -> None:
-    """Sleep past the next UTC midnight if it is under `margin_seconds` away.
+def wait_clear_of_day_edge(margin_seconds: float = 120.0, zone: str = "UTC") -> None:
+    """Sleep past the next midnight of `zone` if it is under `margin_seconds` away.
 
     Gateway processes decide windows on Redis's real clock, which no test can move; the
     longest window a live test counts in rolls over at a day boundary (months and years
     end on one too), so a live test started here never sees one roll over.
     """
-    wait = -time.time() % 86_400
+    now = datetime.now(ZoneInfo(zone))
+    following = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), now.tzinfo)
+    wait = following.timestamp() - now.timestamp()
     if wait < margin_seconds:
         time.sleep(wait + 1)
+
+
+def next_offset_change(zone: str, after: float) -> float:
+    """The first instant after `after` at which `zone`'s UTC offset changes (a daylight-saving
+    change), found by the hour and narrowed to the second; at most two years ahead."""
+    tz = ZoneInfo(zone)
+
+    def offset(moment: float) -> timedelta | None:
+        return datetime.fromtimestamp(moment, tz).utcoffset()
+
+    start, step = offset(after), 3600.0
+    low = after
+    while offset(low + step) == start:
+        low += step
+        if low > after + 2 * 366 * 86_400:
+            raise ValueError(f"{zone} has no offset change within two years")
+    high = low + step
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if offset(middle) == start else (low, middle)
+    return high
+
+
+def local_month_start(zone: str, after: float) -> float:
+    """The first instant of the first month of `zone` that begins after `after`."""
+    moment = datetime.fromtimestamp(after, ZoneInfo(zone))
+    months = moment.year * 12 + moment.month
+    first = datetime(months // 12, months % 12 + 1, 1, tzinfo=ZoneInfo(zone))
+    return first.timestamp()

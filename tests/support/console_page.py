@@ -19,8 +19,10 @@ if TYPE_CHECKING:
 CONSOLE_FILES = {
     "/admin/console",
     "/admin/console/console.js",
-    "/admin/console/models.js",
     "/admin/console/console.css",
+    "/admin/console/chart.js",
+    "/admin/console/models.js",
+    "/admin/console/sso",
 }
 # What the page may ask the gateway: the admin API, and the caller's own /v1/quota.
 API_CALLS = [
@@ -36,6 +38,15 @@ API_CALLS = [
     ("DELETE", "/admin/quotas/teams/*"),
     ("GET", "/admin/audit"),
     ("GET", "/admin/usage"),
+    ("POST", "/admin/console/sso/token"),
+    ("GET", "/admin/webhooks"),
+    ("POST", "/admin/webhooks"),
+    ("POST", "/admin/webhooks/*/test"),
+    ("DELETE", "/admin/webhooks/*"),
+    ("GET", "/admin/alerts"),
+    ("PUT", "/admin/alerts/teams/*"),
+    ("PUT", "/admin/alerts/users/*"),
+    ("GET", "/admin/deliveries"),
     ("GET", "/admin/models"),
     ("PUT", "/admin/models/lists/*"),
     ("DELETE", "/admin/models/lists/*"),

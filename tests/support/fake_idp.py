@@ -3,6 +3,12 @@ private keys to sign tokens with (RSA, EC and Ed25519, generated with PyJWT's cr
 
 Tests rotate keys mid-run (`publish`), count fetches, make the IdP fail or vanish, and
 mint tokens, good and bad, with `token()`.
+
+It also signs people in as an OIDC provider does for a browser app: a discovery document,
+an authorization endpoint that remembers the PKCE challenge (S256 only) and sends the
+browser back with a code for whoever `signed_in` names, and a token endpoint that redeems
+a code once, only for the same client and redirect URI, and only with the verifier whose
+SHA-256 is the challenge (each redemption is kept in `exchanges`, refused or not).
 """
 
 from __future__ import annotations
@@ -11,11 +17,13 @@ import base64
 import hashlib
 import hmac
 import json
+import secrets
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -26,6 +34,9 @@ from support.loopback import LoopbackServer, QuietHandler
 
 AUDIENCE = "image-gateway"
 JWKS_PATH = "/oauth2/v1/keys"
+AUTHORIZE_PATH = "/oauth2/v1/authorize"
+TOKEN_PATH = "/oauth2/v1/token"
+CONSOLE_CLIENT = "gateway-console"
 
 
 @dataclass(frozen=True)
@@ -94,6 +105,10 @@ class FakeIdP:
         self.gate.set()
         self.override: tuple[int, dict[str, str], bytes] | None = None  # status, headers, body
         self._lock = threading.Lock()
+        self.signed_in: dict[str, Any] = {}  # claim overrides of the person at the browser
+        self.token_seconds = 600  # lifetime of the tokens the token endpoint issues
+        self.codes: dict[str, dict[str, str]] = {}
+        self.exchanges: list[dict[str, str]] = []
         self._server = LoopbackServer(self._handler_class())
 
     @property
@@ -103,6 +118,10 @@ class FakeIdP:
     @property
     def jwks_url(self) -> str:
         return self._server.base + JWKS_PATH
+
+    def console_config(self, **overrides: Any) -> dict[str, Any]:
+        """`identity.jwt.console` for this IdP: endpoints from its discovery document."""
+        return {"client_id": CONSOLE_CLIENT, **overrides}
 
     def jwt_config(self, **overrides: Any) -> dict[str, Any]:
         """The gateway's `identity.jwt` section for this IdP: users by email, teams by group."""
@@ -174,13 +193,80 @@ class FakeIdP:
             return self.status, {}, b'{"error": "temporarily_unavailable"}'
         return 200, {}, json.dumps({"keys": keys}).encode()
 
+    def discovery(self) -> dict[str, str]:
+        """The OIDC discovery document's endpoints."""
+        base = self._server.base
+        return {
+            "issuer": self.issuer,
+            "authorization_endpoint": base + AUTHORIZE_PATH,
+            "token_endpoint": base + TOKEN_PATH,
+            "jwks_uri": self.jwks_url,
+        }
+
+    def authorize(self, query: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        """The browser at the authorization endpoint: back to its redirect URI with a code."""
+        if query.get("code_challenge_method") != "S256" or not query.get("code_challenge"):
+            return 400, {}, b"PKCE with S256 is required"
+        if query.get("client_id") != CONSOLE_CLIENT or query.get("response_type") != "code":
+            return 400, {}, b"unknown client or response type"
+        code = secrets.token_urlsafe(16)
+        with self._lock:
+            self.codes[code] = {**query, "claims": json.dumps(self.signed_in)}
+        back = f"{query['redirect_uri']}?{urlencode({'code': code, 'state': query['state']})}"
+        return 302, {"location": back}, b""
+
+    def redeem(self, form: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        """The token endpoint: the code, once, with the verifier its challenge was made of."""
+        with self._lock:
+            asked = self.codes.pop(form.get("code", ""), None)
+        verifier = form.get("code_verifier", "").encode()
+        digest = base64.urlsafe_b64encode(hashlib.sha256(verifier).digest()).rstrip(b"=")
+        checks = {
+            "code": asked is not None,
+            "client": asked is not None and form.get("client_id") == asked["client_id"],
+            "redirect_uri": asked is not None and form.get("redirect_uri") == asked["redirect_uri"],
+            "pkce": asked is not None and digest.decode() == asked["code_challenge"],
+        }
+        failed = [name for name, ok in checks.items() if not ok]
+        self.exchanges.append({"result": "refused: " + failed[0] if failed else "issued"})
+        if failed or asked is None:
+            return 400, {}, json.dumps({"error": "invalid_grant"}).encode()
+        return 200, {}, json.dumps(self._tokens(asked)).encode()
+
+    def _tokens(self, asked: dict[str, str]) -> dict[str, Any]:
+        key, now = self.published[0], int(time.time())
+        times = {"iat": now, "nbf": now, "exp": now + self.token_seconds}
+        claims = {**times, **json.loads(asked["claims"])}
+        access = self.token(key, **claims)
+        ident = self.token(key, aud=CONSOLE_CLIENT, nonce=asked.get("nonce"), **claims)
+        return {"token_type": "Bearer", "access_token": access, "id_token": ident,
+                "expires_in": self.token_seconds}  # fmt: skip
+
     def _handler_class(self) -> type[QuietHandler]:
         idp = self
 
         class Handler(QuietHandler):
             def do_GET(self) -> None:
-                status, headers, body = idp._answer() if self.path == JWKS_PATH else (404, {}, b"")
+                path, _, raw = self.path.partition("?")
+                discovery_path = urlsplit(idp.issuer).path + "/.well-known/openid-configuration"
+                if path == JWKS_PATH:
+                    status, headers, body = idp._answer()
+                elif path == discovery_path:
+                    status, headers, body = 200, {}, json.dumps(idp.discovery()).encode()
+                elif path == AUTHORIZE_PATH:
+                    status, headers, body = idp.authorize(dict(parse_qsl(raw)))
+                else:
+                    status, headers, body = 404, {}, b""
                 # No keep-alive: once stopped, the IdP must refuse every new fetch.
+                self.send_body(
+                    status, {"content-type": "application/json", **headers}, body, close=True
+                )
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length", "0"))
+                form = dict(parse_qsl(self.rfile.read(length).decode()))
+                answer = idp.redeem(form) if self.path == TOKEN_PATH else (404, {}, b"")
+                status, headers, body = answer
                 self.send_body(
                     status, {"content-type": "application/json", **headers}, body, close=True
                 )

@@ -455,4 +455,4 @@ def test_a_misspelt_rule_lists_the_units_and_windows(capsys: pytest.CaptureFixtu
         main(["quotas", "set", "--user", "alice", "--rule", "images:dya:5"])
     assert caught.value.code == 2
     err = capsys.readouterr().err
-    assert "requests, images, usd" in err and "minute, hour, day, month" in err
+    assert "requests, images, usd" in err and "minute, hour, day, week, month" in err

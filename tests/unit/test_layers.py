@@ -31,7 +31,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "uploads",
         "background",
     ),
-    "components": ("auth", "upstream", "admin", "door", "middleware"),
+    "components": ("auth", "upstream", "admin", "notify", "door", "middleware"),
     "pipeline": ("services", "pipeline"),
     "routes": ("routes",),
     # What `config check` prints (settings.report) reads the quota policy: a command's part.

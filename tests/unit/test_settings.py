@@ -136,7 +136,7 @@ def test_unknown_key_is_an_error_naming_its_path(raw: dict[str, Any], path: str)
             "quotas.default[0].limit",
         ),
         (
-            {"quotas": {"users": {"alice": [{"unit": "images", "limit": 1, "window": "week"}]}}},
+            {"quotas": {"users": {"alice": [{"unit": "images", "limit": 1, "window": "year"}]}}},
             "quotas.users.alice[0].window",
         ),
         (

@@ -1,0 +1,1 @@
+"""Budget alert notifications: payloads, signatures and their background delivery."""
