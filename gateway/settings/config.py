@@ -15,7 +15,7 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from gateway.settings.identity import IdentityConfig, identity_warnings
-from gateway.settings.models import EditsConfig, SandboxConfig
+from gateway.settings.models import EditsConfig, ImagesConfig, SandboxConfig
 from gateway.settings.redis import RedisConnectionConfig
 from gateway.settings.types import (
     HexDigest,
@@ -187,6 +187,7 @@ class GatewayConfig(Strict):
     quotas: QuotasConfig = QuotasConfig()
     prices: dict[Size, Price] = Field(default_factory=lambda: dict(DALL_E_2_PRICES))
     cache: CacheConfig = CacheConfig()
+    images: ImagesConfig = ImagesConfig()  # the generations and edits endpoints
     store: StoreConfig = StoreConfig()
     metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
