@@ -32,7 +32,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "background",
     ),
     "components": ("auth", "upstream", "admin", "notify", "door", "middleware"),
-    "pipeline": ("services", "pipeline"),
+    "pipeline": ("services", "pipeline", "streaming"),
     "routes": ("routes",),
     # What `config check` prints (settings.report) reads the quota policy: a command's part.
     "top": ("lifespan", "app", "server", "settings.report", "__main__"),
