@@ -11,8 +11,9 @@ gives the same picture and another prompt another one.
 
 Edits follow their input: without a mask, a re-take of the first image (`variation_art`)
 with the prompt's shapes painted over it and the other images inset along its foot; with a
-mask, the first image untouched wherever the mask is opaque, and the prompt's picture where
-it is transparent (OpenAI's rule: the transparent area is what is edited).
+mask, the first image untouched wherever the mask is opaque, and the prompt's shapes (and
+ground, if it names one) painted where it is transparent (OpenAI's rule: the transparent
+area is what is edited).
 """
 
 from __future__ import annotations
@@ -248,9 +249,11 @@ def render_edits(
         out = []
         for index in range(n):
             seed = seed_of(prompt, index, size, "mask")
-            patch = paint_scene(scene, (box[2] - box[0], box[3] - box[1]), seed)
+            # Only a ground the prompt names covers the area; else its shapes go on the input.
+            clear = scene.ground is None
+            patch = paint_scene(scene, (box[2] - box[0], box[3] - box[1]), seed, transparent=clear)
             painted = base.copy()
-            painted.paste(patch, box[:2])
+            painted.alpha_composite(patch, box[:2])
             out.append(Image.composite(painted, base, area))
         return out
     side = max(size)
