@@ -134,6 +134,8 @@ class UpstreamCall:
         fields: Mapping[str, str],
         files: list[FilePart],
         sent: Callable[[], None] | None = None,
+        *,
+        stream: bool = False,
     ) -> httpx.Response:
         """POST `fields` and `files` as multipart: any HTTP answer returns, transport errors
         raise.
@@ -142,7 +144,7 @@ class UpstreamCall:
         to 4 MiB each) are not copied once more for each request. `sent` is called once the
         transport has written them all; from then on only the caller's `sent` keeps them.
         `files` is emptied: the body holds the images until written, not a frame until the
-        answer.
+        answer. `stream`: the answer's body is left unread (the caller reads and closes it).
         """
         parts, content_type = multipart_parts(fields, files)
         files.clear()
@@ -150,18 +152,23 @@ class UpstreamCall:
         headers["content-length"] = str(sum(len(part) for part in parts))
         body = byte_stream(*parts, then=sent)
         parts.clear()
-        return await self._send(headers, body)
+        return await self._send(headers, body, stream)
 
-    async def post_json(self, payload: Mapping[str, object]) -> httpx.Response:
+    async def post_json(
+        self, payload: Mapping[str, object], *, stream: bool = False
+    ) -> httpx.Response:
         """POST `payload` as JSON (see `post_files`)."""
         body = orjson.dumps(payload)
         headers = {**self._headers, "content-type": "application/json"}
         headers["content-length"] = str(len(body))
-        return await self._send(headers, byte_stream(body))
+        return await self._send(headers, byte_stream(body), stream)
 
-    async def _send(self, headers: Mapping[str, str], body: AsyncIterator[bytes]) -> httpx.Response:
+    async def _send(
+        self, headers: Mapping[str, str], body: AsyncIterator[bytes], stream: bool = False
+    ) -> httpx.Response:
         try:
-            return await self._client.post(self.url, content=body, headers=headers)
+            request = self._client.build_request("POST", self.url, content=body, headers=headers)
+            return await self._client.send(request, stream=stream)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # nothing was sent
             raise UpstreamUnreachable() from exc
         except httpx.TimeoutException as exc:

@@ -11,13 +11,17 @@ and may have billed.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import httpx
 
-from gateway.errors import UpstreamAnswerLost, UpstreamTimeout
+from gateway.errors import UpstreamAnswerLost, UpstreamError, UpstreamTimeout
 from gateway.upstream.base import UpstreamRequest
+from gateway.upstream.client import error_object, malformed
+from gateway.upstream.model_calls import Held, ModelCalls
+from gateway.upstream.pricing import InputKind
+from gateway.upstream.sse import MEDIA_TYPE
 
 Pricer = Callable[[Mapping[str, Any]], float | None]
 
@@ -79,3 +83,42 @@ class HttpStream:
     async def aclose(self) -> None:
         """Close the answer (returns its connection to the pool)."""
         await self._response.aclose()
+
+
+Send = Callable[[str], Awaitable[httpx.Response]]  # one model's call, its answer unread
+Failure = Callable[[httpx.Response, Mapping[str, Any]], UpstreamError]
+
+
+async def open_first(
+    calls: ModelCalls,
+    send: Send,
+    held: Held,
+    *,
+    failure: Failure,
+    kind: InputKind,
+    allowed: tuple[str, ...] | None = None,
+) -> HttpStream:
+    """The stream of the first model that answers (`ModelCalls.first`'s failover), priced by
+    that model; a refusal raises `failure(...)` of it, a 200 that is not an event stream
+    `malformed()`. `send(model)` must POST with `stream=True`."""
+
+    async def opened(model: str) -> httpx.Response:
+        response = await send(model)
+        if response.status_code != 200:  # read the refusal whole, as ModelCalls reads it
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
+        return response
+
+    try:
+        answered = await calls.first(opened, held, allowed)
+    finally:
+        held.release()
+    response, model = answered.response, answered.model
+    if response.status_code != 200:
+        raise failure(response, error_object(response.content))
+    if not response.headers.get("content-type", "").startswith(MEDIA_TYPE):
+        await response.aclose()
+        raise malformed()
+    return HttpStream(response, lambda usage: calls.catalogue.cost(model, usage, kind))
