@@ -59,12 +59,15 @@ class Metered:
     request: UpstreamRequest
     # Held while waiting on a coalesced leader: the input shrunk to the waiters' one copy.
     waiting: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext
+    # False: the answer is never looked up, stored or coalesced (a generation nobody opted
+    # into caching), whatever the caller's Cache-Control says.
+    cacheable: bool = True
 
 
 async def serve(request: Request, metering: Metering, metered: Metered) -> Response:
     """The answer from the cache, a coalesced leader or the upstream, quota settled."""
     cache = metering.cache
-    mode = cache.mode(request.headers.get("cache-control"))
+    mode = cache.mode(request.headers.get("cache-control")) if metered.cacheable else "bypass"
     material = metered.request.key_material()
     key = cache.key(metered.identity, material, metered.upstream.identity)
     probe = await cache.probe(key) if mode == "use" else None  # a miss may lead

@@ -104,6 +104,7 @@ class ModelCapabilities(Strict):
 
 
 GPT_IMAGE_2 = ModelCapabilities()
+MAX_EDIT_BODY_BYTES = 1024 * 2**20  # the most `images.max_edit_body_mb` may allow
 
 
 class TeamImagesConfig(Strict):
@@ -121,7 +122,7 @@ class ImagesConfig(Strict):
     # opts in (`x-gateway-cache-generations: true`).
     cache_generations: bool = False
     # The largest edits body read, in MiB (all images and the mask, up to 16 images).
-    max_edit_body_mb: int = Field(32, ge=1, le=1024)
+    max_edit_body_mb: int = Field(32, ge=1, le=MAX_EDIT_BODY_BYTES // 2**20)
     teams: dict[Name, TeamImagesConfig] = Field(default_factory=dict)
 
     def team_models(self, team: str) -> tuple[str, ...] | None:

@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal, NamedTuple, Protocol
 
+import orjson
+
 from gateway.vocabulary import ResponseFormat, Size
 
 URL_LIFETIME_SECONDS = 3600  # as OpenAI's: valid 60 minutes after `created`
@@ -64,37 +66,49 @@ class ImageOptions:
     defaults filled in (so equal requests have equal options)."""
 
     prompt: str
-    model: str
-    pinned: bool  # the caller named the model: no other model answers in its place
+    # The models that may answer, in order: the one the caller named, or those it may use
+    # (the first serves; a refusal of it as gone hands the call to the next).
+    models: tuple[str, ...]
     n: int
     size: str  # "auto" or "WIDTHxHEIGHT"
     quality: str
     output_format: str
     output_compression: int | None  # only with jpeg or webp
     background: str
-    moderation: str
-    input_fidelity: str | None = None  # only for models that take it
+    moderation: str | None  # generations only
+    input_fidelity: str | None = None  # edits, for models that take it
 
-    def fields(self) -> dict[str, str]:
-        """The upstream call's parameters, the model and the pseudonym aside."""
-        fields = {
+    @property
+    def model(self) -> str:
+        """The model asked first: what the request is reserved and cached at."""
+        return self.models[0]
+
+    def payload(self) -> dict[str, str | int]:
+        """The upstream call's parameters as JSON, the model and the pseudonym aside."""
+        payload: dict[str, str | int] = {
             "prompt": self.prompt,
-            "n": str(self.n),
+            "n": self.n,
             "size": self.size,
             "quality": self.quality,
             "output_format": self.output_format,
             "background": self.background,
-            "moderation": self.moderation,
         }
-        if self.output_compression is not None:
-            fields["output_compression"] = str(self.output_compression)
-        if self.input_fidelity is not None:
-            fields["input_fidelity"] = self.input_fidelity
-        return fields
+        optional = {
+            "moderation": self.moderation,
+            "output_compression": self.output_compression,
+            "input_fidelity": self.input_fidelity,
+        }
+        payload.update({name: value for name, value in optional.items() if value is not None})
+        return payload
+
+    def fields(self) -> dict[str, str]:
+        """`payload` as form fields."""
+        return {name: str(value) for name, value in self.payload().items()}
 
     def key_material(self) -> tuple[str, ...]:
-        """What of the options names the answer (the model too: it makes the images)."""
-        return (self.model, *(f"{k}={v}" for k, v in sorted(self.fields().items())))
+        """What of the options names the answer (the model too: it makes the images), as
+        one JSON text: a prompt cannot pass for other parameters."""
+        return (self.model, orjson.dumps(self.payload(), option=orjson.OPT_SORT_KEYS).decode())
 
 
 @dataclass(frozen=True)

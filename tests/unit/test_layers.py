@@ -24,6 +24,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "png",
         "multipart",
         "params",
+        "image_params",
         "redaction",
         "quota",
         "metrics",

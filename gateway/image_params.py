@@ -1,0 +1,345 @@
+"""The generations and edits parameters: OpenAI's defaults filled in, each value checked as
+the model would, from what the model takes (`ModelCapabilities`, data, not code), before
+anything is spent.
+
+Generations come as JSON (`parse_generation`), edits as multipart (`parse_edit`): the same
+options either way, typed strictly in JSON (`n` a number) and as strings in a form (`n`
+as `"2"`). Every refusal is an `InvalidRequest` naming the parameter.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import NamedTuple
+
+import orjson
+from PIL import Image, UnidentifiedImageError
+
+from gateway.errors import InvalidRequest
+from gateway.multipart import FileFields, FilePart, Hasher, read_upload
+from gateway.png import PngInfo, png_info
+from gateway.settings.models import ModelCapabilities
+from gateway.upstream.base import EditRequest, GenerationRequest, ImageOptions, InputImage
+
+MAX_N = 10
+COMMON = frozenset(
+    {"prompt", "model", "n", "size", "quality", "output_format", "output_compression"}
+    | {"background", "response_format", "user", "safety_identifier", "stream", "partial_images"}
+)
+GENERATION_FIELDS = COMMON | {"moderation"}
+IMAGE_FIELDS = ("image", "image[]")
+EDIT_FILES = frozenset({*IMAGE_FIELDS, "mask"})
+EDIT_FIELDS = COMMON | {"input_fidelity"} | EDIT_FILES
+QUALITIES = ("low", "medium", "high", "auto")
+OUTPUT_FORMATS = ("png", "jpeg", "webp")
+MAX_MASK_BYTES = 4 * 1024 * 1024  # OpenAI: the mask is a PNG "less than 4MB"
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_SIZE = re.compile(r"([1-9][0-9]{0,5})x([1-9][0-9]{0,5})")
+_SIGNATURES = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg"}
+
+
+class ModelRoom(NamedTuple):
+    """The models a caller may name now, in order (with none named, the first serves and
+    the rest stand by), and what each takes."""
+
+    models: tuple[str, ...]
+    capabilities: Callable[[str], ModelCapabilities]
+
+
+def _invalid(message: str, param: str, code: str = "invalid_value") -> InvalidRequest:
+    return InvalidRequest(message, code=code, param=param)
+
+
+def _string(raw: Mapping[str, object], name: str, default: str | None = None) -> str | None:
+    value = raw.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise _invalid(f"'{name}' must be a string.", name, "invalid_type")
+    return value
+
+
+def _integer(raw: Mapping[str, object], name: str, low: int, high: int, form: bool) -> int | None:
+    value = raw.get(name)
+    if value is None:
+        return None
+    if isinstance(value, str) and form and _INTEGER.fullmatch(value):
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _invalid(
+            f"'{str(value)[:32]}' is not of type 'integer' - '{name}'", name, "invalid_type"
+        )
+    if value < low:
+        raise _invalid(
+            f"{value} is less than the minimum of {low} - '{name}'", name, "integer_below_min_value"
+        )
+    if value > high:
+        raise _invalid(
+            f"{value} is greater than the maximum of {high} - '{name}'",
+            name,
+            "integer_above_max_value",
+        )
+    return value
+
+
+def _choice(raw: Mapping[str, object], name: str, default: str, allowed: Sequence[str]) -> str:
+    value = _string(raw, name, default)
+    assert value is not None
+    if value not in allowed:
+        raise _invalid(f"'{value[:64]}' is not one of {list(allowed)} - '{name}'", name)
+    return value
+
+
+def _models(raw: Mapping[str, object], room: ModelRoom) -> tuple[str, ...]:
+    """The models that may answer, in order: the one named, or the room's."""
+    named = _string(raw, "model")
+    if named is None:
+        if not room.models:
+            raise _invalid("No image model is available to you right now.", "model")
+        return room.models
+    if named not in room.models:
+        raise _invalid(
+            f"The model '{named[:64]}' is not available here; use one of {list(room.models)}.",
+            "model",
+        )
+    return (named,)
+
+
+def _size(raw: Mapping[str, object], caps: ModelCapabilities) -> str:
+    """`auto`, or WIDTHxHEIGHT within the model's rules of sides, ratio and pixels."""
+    size = _string(raw, "size", "auto")
+    assert size is not None
+    if size == "auto":
+        return size
+    found = _SIZE.fullmatch(size)
+    if found is None:
+        raise _invalid(f"'{size[:32]}' is not a size: use 'auto' or WIDTHxHEIGHT.", "size")
+    width, height = int(found[1]), int(found[2])
+    long, short = max(width, height), min(width, height)
+    rules = (
+        (width % caps.size_multiple == 0 and height % caps.size_multiple == 0,
+         f"each side must be a multiple of {caps.size_multiple}"),
+        (long <= caps.max_edge, f"the long side must be at most {caps.max_edge}"),
+        (long <= short * caps.max_ratio, f"the sides' ratio must be at most {caps.max_ratio:g}:1"),
+        (caps.min_pixels <= width * height <= caps.max_pixels,
+         f"width x height must be {caps.min_pixels} to {caps.max_pixels} pixels"),
+    )  # fmt: skip
+    for ok, rule in rules:
+        if not ok:
+            raise _invalid(f"Invalid size '{size}': {rule}.", "size")
+    return size
+
+
+def _output(
+    raw: Mapping[str, object], caps: ModelCapabilities, form: bool
+) -> tuple[str, int | None, str]:
+    """`output_format`, `output_compression` (jpeg and webp only) and `background`."""
+    output_format = _choice(raw, "output_format", "png", OUTPUT_FORMATS)
+    compression = _integer(raw, "output_compression", 0, 100, form)
+    if compression is not None and output_format == "png":
+        raise _invalid(
+            "'output_compression' is only taken with jpeg or webp.", "output_compression"
+        )
+    background = _choice(raw, "background", "auto", ("transparent", "opaque", "auto"))
+    if background == "transparent" and not caps.transparent_background:
+        raise _invalid(
+            "This model does not take transparent backgrounds: use opaque or auto.", "background"
+        )
+    if background == "transparent" and output_format == "jpeg":
+        raise _invalid("A transparent background needs output_format png or webp.", "background")
+    return output_format, compression, background
+
+
+def refuse_streaming(raw: Mapping[str, object], form: bool) -> None:
+    """`stream` and `partial_images` checked; a stream asked for is refused (not served
+    yet): the one place that says so."""
+    _integer(raw, "partial_images", 0, 3, form)
+    stream = raw.get("stream")
+    if stream in (None, False, "false"):
+        return
+    if stream in (True, "true"):
+        raise _invalid("Streaming ('stream': true) is not served by this gateway yet.", "stream")
+    raise _invalid("'stream' must be a boolean.", "stream", "invalid_type")
+
+
+def parse_options(
+    raw: Mapping[str, object], room: ModelRoom, *, form: bool, edit: bool
+) -> ImageOptions:
+    """The options of a generations (or, `edit`, an edits) request; raises `InvalidRequest`."""
+    prompt = _string(raw, "prompt")
+    if not prompt:
+        raise _invalid(
+            "Missing required parameter: 'prompt'.", "prompt", "missing_required_parameter"
+        )
+    models = _models(raw, room)
+    caps = room.capabilities(models[0])
+    if len(prompt) > caps.max_prompt_chars:
+        raise _invalid(
+            f"'prompt' is longer than {caps.max_prompt_chars} characters.",
+            "prompt",
+            "string_above_max_length",
+        )
+    n = _integer(raw, "n", 1, MAX_N, form) or 1
+    size = _size(raw, caps)
+    quality = _choice(raw, "quality", "auto", QUALITIES)
+    output_format, compression, background = _output(raw, caps, form)
+    moderation = None if edit else _choice(raw, "moderation", "auto", ("auto", "low"))
+    fidelity = _string(raw, "input_fidelity") if edit else None
+    if fidelity is not None and not caps.input_fidelity:
+        raise _invalid("This model takes no 'input_fidelity': leave it out.", "input_fidelity")
+    if fidelity is not None:
+        fidelity = _choice(raw, "input_fidelity", "low", ("low", "high"))
+    if _choice(raw, "response_format", "b64_json", ("b64_json", "url")) == "url":
+        raise _invalid(
+            "The GPT image models answer inline only: use 'b64_json'.", "response_format"
+        )
+    _string(raw, "user")
+    _string(raw, "safety_identifier")  # both replaced by the caller's pseudonym
+    refuse_streaming(raw, form)
+    return ImageOptions(
+        prompt,
+        models,
+        n,
+        size,
+        quality,
+        output_format,
+        compression,
+        background,
+        moderation,
+        fidelity,
+    )
+
+
+def parse_generation(body: bytes, room: ModelRoom) -> GenerationRequest:
+    """A generations request from its JSON body; raises `InvalidRequest`."""
+    try:
+        raw = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise InvalidRequest(
+            "We could not parse the JSON body of your request.", code="invalid_json"
+        ) from None
+    if not isinstance(raw, dict):
+        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    for name in raw:
+        if name not in GENERATION_FIELDS:
+            raise _invalid(
+                f"Unrecognized request argument supplied: {str(name)[:64]}",
+                str(name)[:64],
+                "unknown_parameter",
+            )
+    return GenerationRequest(parse_options(raw, room, form=False, edit=False))
+
+
+def _media_type(data: bytes) -> str | None:
+    """PNG, JPEG or WebP, recognised by the bytes (never by a part's Content-Type)."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return next((kind for sig, kind in _SIGNATURES.items() if data.startswith(sig)), None)
+
+
+def _dimensions(data: bytes, media_type: str, name: str) -> PngInfo:
+    """The image's width and height from its header; a PNG's structure is checked whole."""
+    try:
+        if media_type == "image/png":
+            return png_info(data)
+        with Image.open(io.BytesIO(data)) as image:  # the header only: no pixel decoded
+            return PngInfo(*image.size)
+    except InvalidRequest as exc:
+        exc.param = name
+        raise
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise _invalid(
+            f"Invalid input image: the '{name}' file is corrupt.", name, "invalid_image_format"
+        ) from None
+
+
+def _input(
+    part: FilePart, caps: ModelCapabilities, max_bytes: int, png_only: bool = False
+) -> tuple[InputImage, PngInfo]:
+    name = part.name
+    if not part.is_file and _media_type(part.data) is None:
+        raise _invalid(f"'{name}' must be a file upload, not a text field.", name, "invalid_type")
+    if part.size >= max_bytes:
+        raise _invalid(
+            f"Invalid input image: each '{name}' must be less than {max_bytes} bytes.",
+            name,
+            "image_too_large",
+        )
+    media_type = _media_type(part.data)
+    if media_type is None or (png_only and media_type != "image/png"):
+        kinds = "a PNG" if png_only else "a PNG, JPEG or WebP"
+        raise _invalid(
+            f"Invalid input image: '{name}' must be {kinds} file.", name, "invalid_image_format"
+        )
+    info = _dimensions(part.data, media_type, name)
+    if info.width == 0 or info.height == 0:
+        raise _invalid(
+            f"Invalid image dimensions: '{name}' has no pixels.", name, "invalid_image_dimensions"
+        )
+    return InputImage(part.data, part.digest, media_type), info
+
+
+def parse_edit(
+    fields: Mapping[str, str], files: Sequence[FilePart], room: ModelRoom
+) -> EditRequest:
+    """An edits request from its form: the options, then the images (up to the model's
+    count) and the mask (a PNG of the first image's dimensions); raises `InvalidRequest`."""
+    options = parse_options(fields, room, form=True, edit=True)
+    caps = room.capabilities(options.model)
+    parts = [part for part in files if part.name in IMAGE_FIELDS]
+    if not parts:
+        raise _invalid(
+            "Missing required parameter: 'image'.", "image", "missing_required_parameter"
+        )
+    if len(parts) > caps.max_input_images:
+        raise _invalid(
+            f"At most {caps.max_input_images} images may be edited at once.", parts[0].name
+        )
+    images = [_input(part, caps, caps.max_input_image_bytes) for part in parts]
+    mask = next((part for part in files if part.name == "mask"), None)
+    if mask is None:
+        return EditRequest(options, tuple(image for image, _ in images))
+    masked, info = _input(mask, caps, MAX_MASK_BYTES, png_only=True)
+    first = images[0][1]
+    if info != first:
+        raise _invalid(
+            f"Invalid mask: it must be {first.width}x{first.height}, as the first image is, "
+            f"not {info.width}x{info.height}.",
+            "mask",
+            "invalid_image_dimensions",
+        )
+    return EditRequest(options, tuple(image for image, _ in images), masked)
+
+
+async def read_edit(
+    content_type: str | None,
+    body: AsyncIterator[bytes],
+    room: ModelRoom,
+    *,
+    max_body_bytes: int,
+    timeout_seconds: float,
+    new_hasher: Callable[[], Hasher] | None,
+) -> EditRequest:
+    """Read an edits form from `body` (each image and the mask hashed as it arrives, when
+    `new_hasher` is given) and validate it; raises what `read_upload` and `parse_edit`
+    raise."""
+    longest = max((room.capabilities(model).max_prompt_chars for model in room.models), default=0)
+    files = FileFields(
+        EDIT_FILES,
+        repeated=frozenset({"image[]"}),
+        max_bytes=max_body_bytes,
+        new_hasher=new_hasher,
+        long_text={"prompt": 4 * longest},  # UTF-8: up to 4 bytes a character
+    )
+    upload = await read_upload(
+        content_type,
+        body,
+        allowed=EDIT_FIELDS,
+        file_field=None,
+        timeout_seconds=timeout_seconds,
+        files=files,
+        max_body_bytes=max_body_bytes,
+    )
+    return parse_edit(upload.fields, upload.files, room)
