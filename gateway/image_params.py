@@ -152,15 +152,15 @@ def _output(
     return output_format, compression, background
 
 
-def refuse_streaming(raw: Mapping[str, object], form: bool) -> None:
-    """`stream` and `partial_images` checked; a stream asked for is refused (not served
-    yet): the one place that says so."""
-    _integer(raw, "partial_images", 0, 3, form)
+def streaming(raw: Mapping[str, object], form: bool) -> tuple[bool, int]:
+    """`stream` (a boolean, `true`/`false` in a form) and `partial_images` (0-3, counted
+    only with a stream, as the models do)."""
+    partial = _integer(raw, "partial_images", 0, 3, form) or 0
     stream = raw.get("stream")
     if stream in (None, False, "false"):
-        return
+        return False, 0
     if stream in (True, "true"):
-        raise _invalid("Streaming ('stream': true) is not served by this gateway yet.", "stream")
+        return True, partial
     raise _invalid("'stream' must be a boolean.", "stream", "invalid_type")
 
 
@@ -197,7 +197,7 @@ def parse_options(
         )
     _string(raw, "user")
     _string(raw, "safety_identifier")  # both replaced by the caller's pseudonym
-    refuse_streaming(raw, form)
+    stream, partial_images = streaming(raw, form)
     return ImageOptions(
         prompt,
         models,
@@ -209,6 +209,8 @@ def parse_options(
         background,
         moderation,
         fidelity,
+        stream=stream,
+        partial_images=partial_images,
     )
 
 

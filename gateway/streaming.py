@@ -35,10 +35,10 @@ from gateway.errors import GatewayError
 from gateway.pipeline import Forward, Metered, answer_headers, reserve, wait_disconnect
 from gateway.services import Metering
 from gateway.upstream.base import UpstreamAnswer
+from gateway.upstream.pricing import PARTIAL_IMAGE_TOKENS
 from gateway.upstream.sse import MEDIA_TYPE, Decoder, Event, frame
 from gateway.upstream.streams import OpenedStream, StreamingUpstream
 
-PARTIAL_IMAGE_TOKENS = 100  # image output tokens OpenAI bills per partial image
 _OPENED, _END = object(), object()  # the reader's signals to the caller's response
 
 

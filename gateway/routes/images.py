@@ -18,7 +18,9 @@ Generations (JSON) and edits (multipart: `image` or `image[]`, `mask`) take the 
 validated from what their model takes (`gateway.image_params`), reserved from their
 estimate, answered by the image API adapter. A generation is cached only when its team
 (`images.teams.<team>.cache_generations`) or the request (`x-gateway-cache-generations:
-true`) opts in; an edit is cached by its inputs' digests, prompt and parameters.
+true`) opts in; an edit is cached by its inputs' digests, prompt and parameters. With
+`stream: true` either one is relayed as server-sent events (`gateway.streaming`: the same
+reserve and settle, never cached).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from dataclasses import replace
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway import pipeline
+from gateway import pipeline, streaming
 from gateway.auth.base import Identity
 from gateway.image_params import ModelRoom, parse_generation, read_edit
 from gateway.multipart import read_body
@@ -133,4 +135,6 @@ async def _serve(
     cost = estimated_cost(params.n, upstream.estimate(params))
     metered = Metered(identity, cost, upstream, params, cacheable=cacheable)
     request.state.log["model"] = params.options.model
+    if params.options.stream:  # relayed as it comes, never cached
+        return await streaming.serve_stream(request, services.metering, metered)
     return await pipeline.serve(request, services.metering, metered)

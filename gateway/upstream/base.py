@@ -77,6 +77,8 @@ class ImageOptions:
     background: str
     moderation: str | None  # generations only
     input_fidelity: str | None = None  # edits, for models that take it
+    stream: bool = False  # answered as server-sent events (`gateway.streaming`), never cached
+    partial_images: int = 0  # 0-3, with `stream`: each billed 100 image output tokens
 
     @property
     def model(self) -> str:
@@ -99,11 +101,16 @@ class ImageOptions:
             "input_fidelity": self.input_fidelity,
         }
         payload.update({name: value for name, value in optional.items() if value is not None})
+        if self.stream:
+            payload.update(stream=True, partial_images=self.partial_images)
         return payload
 
     def fields(self) -> dict[str, str]:
-        """`payload` as form fields."""
-        return {name: str(value) for name, value in self.payload().items()}
+        """`payload` as form fields (a boolean as `true`, as the SDKs send it)."""
+        return {
+            name: ("true" if value is True else str(value))
+            for name, value in self.payload().items()
+        }
 
     def key_material(self) -> tuple[str, ...]:
         """What of the options names the answer (the model too: it makes the images), as

@@ -11,8 +11,10 @@ a request names the models that may answer it (the one the caller named, or the 
 as the caller's team may use them).
 
 Cost: a request reserves `n` images of its size and quality at its model's price table,
-plus, for an edit, its input images at the model's `input_image_tokens` each; the `usage`
-the model reports settles it (a generation's input is text, an edit's mostly images).
+plus, for an edit, its input images at the model's `input_image_tokens` each, and for a
+stream its partial images at 100 image output tokens each; the `usage` the model reports
+settles it (a generation's input is text, an edit's mostly images). A stream (`stream:
+true`) is opened by `open_stream` and relayed by `gateway.streaming`.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from gateway.upstream.base import (
 from gateway.upstream.catalogue import ModelCatalogue
 from gateway.upstream.client import Account, FilePart, UpstreamCall, error_object
 from gateway.upstream.model_calls import REFUSAL_WINDOW_SECONDS, ModelCalls, parse_answer
+from gateway.upstream.streams import OpenedStream, open_first
 from gateway.vocabulary import Size
 
 ImageRequest = GenerationRequest | EditRequest
@@ -79,11 +82,13 @@ class ImageApiUpstream:
         options = request.options
         quality: Quality = options.quality  # type: ignore[assignment]  # validated
         usd = options.n * self._catalogue.estimate(options.model, options.size, quality)
+        price = self._catalogue.price(options.model)
         if isinstance(request, EditRequest):
-            price = self._catalogue.price(options.model)
             count = len(request.images) + (request.mask is not None)
             tokens = self.capabilities(options.model).input_image_tokens
             usd += pricing.input_images(price, count, tokens) if price is not None else 0.0
+        if options.stream and price is not None:
+            usd += pricing.partial_images(price, options.n * options.partial_images)
         return usd
 
     async def produce(self, request: UpstreamRequest, user: str) -> UpstreamAnswer:
@@ -110,20 +115,34 @@ class ImageApiUpstream:
             response.content, len(items), response.headers.get("x-request-id"), usd
         )
 
+    async def open_stream(self, request: UpstreamRequest, user: str) -> OpenedStream:
+        """`request` (with `stream`) sent as `produce` sends it, through the same failover;
+        its event stream once the upstream answered 200 (`gateway.streaming` relays it)."""
+        assert isinstance(request, GenerationRequest | EditRequest)
+        call = self._calls[request.operation]
+        held = self._models.held(request)
+        send = self._sender(call, request, user, held.sent)
+        kind: pricing.InputKind = "image" if isinstance(request, EditRequest) else "text"
+        return await open_first(
+            self._models, send, held, failure=call.failure, kind=kind,
+            allowed=request.options.models,
+        )  # fmt: skip
+
     def _sender(
         self, call: UpstreamCall, request: ImageRequest, user: str, sent: Callable[[], None]
     ) -> Callable[[str], Awaitable[httpx.Response]]:
-        """The call of `request` to one model."""
+        """The call of `request` to one model (a stream's answer left unread)."""
         options = request.options
+        stream = options.stream
 
         async def generate(model: str) -> httpx.Response:
             payload = {"model": model, **options.payload(), "safety_identifier": user}
-            return await call.post_json(payload)
+            return await call.post_json(payload, stream=stream)
 
         async def edit(model: str) -> httpx.Response:
             assert isinstance(request, EditRequest)
             fields = {"model": model, **options.fields(), "safety_identifier": user}
-            return await call.post_files(fields, _files(request), sent)
+            return await call.post_files(fields, _files(request), sent, stream=stream)
 
         return generate if isinstance(request, GenerationRequest) else edit
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import socket
-import struct
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,25 +76,28 @@ class StreamScript:
         return Reply(raw=lambda handler: self._write(handler, received))
 
     def _write(self, handler: QuietHandler, received: Received) -> None:
+        """The head, then each event as one chunk (HTTP/1.1 chunked, as OpenAI streams),
+        the last chunk at the end; a cut stream stops without it and resets."""
         handler.send_response(200)
         handler.send_header("content-type", "text/event-stream; charset=utf-8")
         handler.send_header("x-request-id", received.request_id)
-        handler.send_header("connection", "close")  # the body ends when the connection does
-        handler.close_connection = True
+        handler.send_header("transfer-encoding", "chunked")
         handler.end_headers()
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             for event in self.events():
                 if self.written == self.cut_after:
-                    _reset(handler)  # a reset, not a clean end: the stream was cut
+                    _close(handler)  # no last chunk: the stream was cut
                     return
                 if self.written == self.hold_after:
                     self.gate.wait(GATE_SECONDS)
-                handler.wfile.write(event)
+                handler.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
                 handler.wfile.flush()
                 self.written += 1
+            handler.wfile.write(b"0\r\n\r\n")
 
 
-def _reset(handler: QuietHandler) -> None:
+def _close(handler: QuietHandler) -> None:
+    """Close the connection mid-body (all written bytes delivered first)."""
     handler.wfile.flush()
-    handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    handler.connection.close()
+    handler.connection.shutdown(socket.SHUT_RDWR)
+    handler.close_connection = True

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from gateway.streaming import PARTIAL_IMAGE_TOKENS, Tally
+from gateway.streaming import Tally
+from gateway.upstream.pricing import PARTIAL_IMAGE_TOKENS
 from gateway.upstream.sse import frame
 
 PER_TOKEN = 30 / 1_000_000  # the image output rate; input tokens at 5 per 1M
