@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from openai.types import ImageEditCompletedEvent, ImageGenCompletedEvent, ImageGenPartialImageEvent
 from support.config import EDITS_PRICE, KEYS, auth, base_config, edits_upstream
 from support.fake_streams import StreamScript
 from support.fake_upstream import FakeUpstream
@@ -78,8 +79,10 @@ def test_the_sdk_streams_a_generation_with_partial_images(
     assert [type(e).__name__ for e in events] == [
         "ImageGenPartialImageEvent", "ImageGenPartialImageEvent", "ImageGenCompletedEvent",
     ]  # fmt: skip
-    assert [e.partial_image_index for e in events[:2]] == [0, 1]
-    assert events[-1].usage.output_tokens == script.billed_output()
+    partials = [e for e in events if isinstance(e, ImageGenPartialImageEvent)]
+    (done,) = [e for e in events if isinstance(e, ImageGenCompletedEvent)]
+    assert [e.partial_image_index for e in partials] == [0, 1]
+    assert done.usage.output_tokens == script.billed_output()
     expected = 12 * TEXT_RATE + script.billed_output() * OUTPUT_RATE
     assert settled_to(streaming, expected) == pytest.approx(expected, abs=1e-6)
 
@@ -145,4 +148,6 @@ def test_the_sandbox_streams_both_operations_to_the_sdk(
         client.images.edit(image=painted_scene(), prompt="a red hat", stream=True, partial_images=1)
     )
     assert [e.type for e in edited] == ["image_edit.partial_image", "image_edit.completed"]
-    assert generated[-1].usage.output_tokens - 2 * 100 == edited[-1].usage.output_tokens - 100
+    (made,) = [e for e in generated if isinstance(e, ImageGenCompletedEvent)]
+    (done,) = [e for e in edited if isinstance(e, ImageEditCompletedEvent)]
+    assert made.usage.output_tokens - 2 * 100 == done.usage.output_tokens - 100
