@@ -48,16 +48,12 @@ class ModelRoom(NamedTuple):
     capabilities: Callable[[str], ModelCapabilities]
 
 
-def _invalid(message: str, param: str, code: str = "invalid_value") -> InvalidRequest:
-    return InvalidRequest(message, code=code, param=param)
-
-
 def _string(raw: Mapping[str, object], name: str, default: str | None = None) -> str | None:
     value = raw.get(name)
     if value is None:
         return default
     if not isinstance(value, str):
-        raise _invalid(f"'{name}' must be a string.", name, "invalid_type")
+        raise InvalidRequest(f"'{name}' must be a string.", code="invalid_type", param=name)
     return value
 
 
@@ -68,18 +64,22 @@ def _integer(raw: Mapping[str, object], name: str, low: int, high: int, form: bo
     if isinstance(value, str) and form and _INTEGER.fullmatch(value):
         value = int(value)
     if not isinstance(value, int) or isinstance(value, bool):
-        raise _invalid(
-            f"'{str(value)[:32]}' is not of type 'integer' - '{name}'", name, "invalid_type"
+        raise InvalidRequest(
+            f"'{str(value)[:32]}' is not of type 'integer' - '{name}'",
+            code="invalid_type",
+            param=name,
         )
     if value < low:
-        raise _invalid(
-            f"{value} is less than the minimum of {low} - '{name}'", name, "integer_below_min_value"
+        raise InvalidRequest(
+            f"{value} is less than the minimum of {low} - '{name}'",
+            code="integer_below_min_value",
+            param=name,
         )
     if value > high:
-        raise _invalid(
+        raise InvalidRequest(
             f"{value} is greater than the maximum of {high} - '{name}'",
-            name,
-            "integer_above_max_value",
+            code="integer_above_max_value",
+            param=name,
         )
     return value
 
@@ -88,7 +88,11 @@ def _choice(raw: Mapping[str, object], name: str, default: str, allowed: Sequenc
     value = _string(raw, name, default)
     assert value is not None
     if value not in allowed:
-        raise _invalid(f"'{value[:64]}' is not one of {list(allowed)} - '{name}'", name)
+        raise InvalidRequest(
+            f"'{value[:64]}' is not one of {list(allowed)} - '{name}'",
+            code="invalid_value",
+            param=name,
+        )
     return value
 
 
@@ -97,12 +101,15 @@ def _models(raw: Mapping[str, object], room: ModelRoom) -> tuple[str, ...]:
     named = _string(raw, "model")
     if named is None:
         if not room.models:
-            raise _invalid("No image model is available to you right now.", "model")
+            raise InvalidRequest(
+                "No image model is available to you right now.", code="invalid_value", param="model"
+            )
         return room.models
     if named not in room.models:
-        raise _invalid(
+        raise InvalidRequest(
             f"The model '{named[:64]}' is not available here; use one of {list(room.models)}.",
-            "model",
+            code="invalid_value",
+            param="model",
         )
     return (named,)
 
@@ -115,7 +122,11 @@ def _size(raw: Mapping[str, object], caps: ModelCapabilities) -> str:
         return size
     found = _SIZE.fullmatch(size)
     if found is None:
-        raise _invalid(f"'{size[:32]}' is not a size: use 'auto' or WIDTHxHEIGHT.", "size")
+        raise InvalidRequest(
+            f"'{size[:32]}' is not a size: use 'auto' or WIDTHxHEIGHT.",
+            code="invalid_value",
+            param="size",
+        )
     width, height = int(found[1]), int(found[2])
     long, short = max(width, height), min(width, height)
     rules = (
@@ -128,7 +139,9 @@ def _size(raw: Mapping[str, object], caps: ModelCapabilities) -> str:
     )  # fmt: skip
     for ok, rule in rules:
         if not ok:
-            raise _invalid(f"Invalid size '{size}': {rule}.", "size")
+            raise InvalidRequest(
+                f"Invalid size '{size}': {rule}.", code="invalid_value", param="size"
+            )
     return size
 
 
@@ -139,16 +152,24 @@ def _output(
     output_format = _choice(raw, "output_format", "png", OUTPUT_FORMATS)
     compression = _integer(raw, "output_compression", 0, 100, form)
     if compression is not None and output_format == "png":
-        raise _invalid(
-            "'output_compression' is only taken with jpeg or webp.", "output_compression"
+        raise InvalidRequest(
+            "'output_compression' is only taken with jpeg or webp.",
+            code="invalid_value",
+            param="output_compression",
         )
     background = _choice(raw, "background", "auto", ("transparent", "opaque", "auto"))
     if background == "transparent" and not caps.transparent_background:
-        raise _invalid(
-            "This model does not take transparent backgrounds: use opaque or auto.", "background"
+        raise InvalidRequest(
+            "This model does not take transparent backgrounds: use opaque or auto.",
+            code="invalid_value",
+            param="background",
         )
     if background == "transparent" and output_format == "jpeg":
-        raise _invalid("A transparent background needs output_format png or webp.", "background")
+        raise InvalidRequest(
+            "A transparent background needs output_format png or webp.",
+            code="invalid_value",
+            param="background",
+        )
     return output_format, compression, background
 
 
@@ -161,7 +182,7 @@ def streaming(raw: Mapping[str, object], form: bool) -> tuple[bool, int]:
         return False, 0
     if stream in (True, "true"):
         return True, partial
-    raise _invalid("'stream' must be a boolean.", "stream", "invalid_type")
+    raise InvalidRequest("'stream' must be a boolean.", code="invalid_type", param="stream")
 
 
 def parse_options(
@@ -170,16 +191,18 @@ def parse_options(
     """The options of a generations (or, `edit`, an edits) request; raises `InvalidRequest`."""
     prompt = _string(raw, "prompt")
     if not prompt:
-        raise _invalid(
-            "Missing required parameter: 'prompt'.", "prompt", "missing_required_parameter"
+        raise InvalidRequest(
+            "Missing required parameter: 'prompt'.",
+            code="missing_required_parameter",
+            param="prompt",
         )
     models = _models(raw, room)
     caps = room.capabilities(models[0])
     if len(prompt) > caps.max_prompt_chars:
-        raise _invalid(
+        raise InvalidRequest(
             f"'prompt' is longer than {caps.max_prompt_chars} characters.",
-            "prompt",
-            "string_above_max_length",
+            code="string_above_max_length",
+            param="prompt",
         )
     n = _integer(raw, "n", 1, MAX_N, form) or 1
     size = _size(raw, caps)
@@ -188,12 +211,18 @@ def parse_options(
     moderation = None if edit else _choice(raw, "moderation", "auto", ("auto", "low"))
     fidelity = _string(raw, "input_fidelity") if edit else None
     if fidelity is not None and not caps.input_fidelity:
-        raise _invalid("This model takes no 'input_fidelity': leave it out.", "input_fidelity")
+        raise InvalidRequest(
+            "This model takes no 'input_fidelity': leave it out.",
+            code="invalid_value",
+            param="input_fidelity",
+        )
     if fidelity is not None:
         fidelity = _choice(raw, "input_fidelity", "low", ("low", "high"))
     if _choice(raw, "response_format", "b64_json", ("b64_json", "url")) == "url":
-        raise _invalid(
-            "The GPT image models answer inline only: use 'b64_json'.", "response_format"
+        raise InvalidRequest(
+            "The GPT image models answer inline only: use 'b64_json'.",
+            code="invalid_value",
+            param="response_format",
         )
     _string(raw, "user")
     _string(raw, "safety_identifier")  # both replaced by the caller's pseudonym
@@ -226,10 +255,10 @@ def parse_generation(body: bytes, room: ModelRoom) -> GenerationRequest:
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
     for name in raw:
         if name not in GENERATION_FIELDS:
-            raise _invalid(
+            raise InvalidRequest(
                 f"Unrecognized request argument supplied: {str(name)[:64]}",
-                str(name)[:64],
-                "unknown_parameter",
+                code="unknown_parameter",
+                param=str(name)[:64],
             )
     return GenerationRequest(parse_options(raw, room, form=False, edit=False))
 
@@ -252,8 +281,10 @@ def _dimensions(data: bytes, media_type: str, name: str) -> PngInfo:
         exc.param = name
         raise
     except (UnidentifiedImageError, OSError, ValueError):
-        raise _invalid(
-            f"Invalid input image: the '{name}' file is corrupt.", name, "invalid_image_format"
+        raise InvalidRequest(
+            f"Invalid input image: the '{name}' file is corrupt.",
+            code="invalid_image_format",
+            param=name,
         ) from None
 
 
@@ -262,23 +293,29 @@ def _input(
 ) -> tuple[InputImage, PngInfo]:
     name = part.name
     if not part.is_file and _media_type(part.data) is None:
-        raise _invalid(f"'{name}' must be a file upload, not a text field.", name, "invalid_type")
+        raise InvalidRequest(
+            f"'{name}' must be a file upload, not a text field.", code="invalid_type", param=name
+        )
     if part.size >= max_bytes:
-        raise _invalid(
+        raise InvalidRequest(
             f"Invalid input image: each '{name}' must be less than {max_bytes} bytes.",
-            name,
-            "image_too_large",
+            code="image_too_large",
+            param=name,
         )
     media_type = _media_type(part.data)
     if media_type is None or (png_only and media_type != "image/png"):
         kinds = "a PNG" if png_only else "a PNG, JPEG or WebP"
-        raise _invalid(
-            f"Invalid input image: '{name}' must be {kinds} file.", name, "invalid_image_format"
+        raise InvalidRequest(
+            f"Invalid input image: '{name}' must be {kinds} file.",
+            code="invalid_image_format",
+            param=name,
         )
     info = _dimensions(part.data, media_type, name)
     if info.width == 0 or info.height == 0:
-        raise _invalid(
-            f"Invalid image dimensions: '{name}' has no pixels.", name, "invalid_image_dimensions"
+        raise InvalidRequest(
+            f"Invalid image dimensions: '{name}' has no pixels.",
+            code="invalid_image_dimensions",
+            param=name,
         )
     return InputImage(part.data, part.digest, media_type), info
 
@@ -292,12 +329,14 @@ def parse_edit(
     caps = room.capabilities(options.model)
     parts = [part for part in files if part.name in IMAGE_FIELDS]
     if not parts:
-        raise _invalid(
-            "Missing required parameter: 'image'.", "image", "missing_required_parameter"
+        raise InvalidRequest(
+            "Missing required parameter: 'image'.", code="missing_required_parameter", param="image"
         )
     if len(parts) > caps.max_input_images:
-        raise _invalid(
-            f"At most {caps.max_input_images} images may be edited at once.", parts[0].name
+        raise InvalidRequest(
+            f"At most {caps.max_input_images} images may be edited at once.",
+            code="invalid_value",
+            param=parts[0].name,
         )
     images = [_input(part, caps, caps.max_input_image_bytes) for part in parts]
     mask = next((part for part in files if part.name == "mask"), None)
@@ -306,11 +345,11 @@ def parse_edit(
     masked, info = _input(mask, caps, MAX_MASK_BYTES, png_only=True)
     first = images[0][1]
     if info != first:
-        raise _invalid(
+        raise InvalidRequest(
             f"Invalid mask: it must be {first.width}x{first.height}, as the first image is, "
             f"not {info.width}x{info.height}.",
-            "mask",
-            "invalid_image_dimensions",
+            code="invalid_image_dimensions",
+            param="mask",
         )
     return EditRequest(options, tuple(image for image, _ in images), masked)
 
