@@ -5,9 +5,13 @@ from the sandbox, and a caller hanging up mid-stream settled as if it had stayed
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import subprocess
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,6 +30,7 @@ USD_RULE = {"teams": {"vision": [{"unit": "usd", "limit": 10.0, "window": "month
 TEXT_RATE = EDITS_PRICE["text_input_per_1m_tokens"] / 1e6
 OUTPUT_RATE = EDITS_PRICE["image_output_per_1m_tokens"] / 1e6
 SETTLE_SECONDS = 10.0
+NODE_DIR = Path(__file__).parent / "node"
 
 
 @pytest.fixture
@@ -151,3 +156,44 @@ def test_the_sandbox_streams_both_operations_to_the_sdk(
     (made,) = [e for e in generated if isinstance(e, ImageGenCompletedEvent)]
     (done,) = [e for e in edited if isinstance(e, ImageEditCompletedEvent)]
     assert made.usage.output_tokens - 2 * 100 == done.usage.output_tokens - 100
+
+
+def run_node_stream(
+    gateway: GatewayProcess, operation: str, partial_images: int, image: Path
+) -> dict[str, Any]:
+    """One streamed call by the npm SDK (node/stream.mjs); its JSON outcome line."""
+    node = shutil.which("node")
+    if node is None:  # as test_other_clients: skipped on a laptop, a failure in CI
+        if os.environ.get("CI"):
+            pytest.fail("node is required in CI")
+        pytest.skip("node not installed")
+    if not (NODE_DIR / "node_modules" / "openai").exists():
+        pytest.fail("the openai npm package is not installed: run `make test`")
+    args = [node, str(NODE_DIR / "stream.mjs"), gateway.url + "/v1", KEYS["alice"]]
+    args += [operation, str(partial_images), str(image)]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=60, check=True).stdout
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+@pytest.mark.node
+@pytest.mark.parametrize(("operation", "kind"), [("generate", "image_generation"),
+                                                 ("edit", "image_edit")])  # fmt: skip
+def test_the_node_sdk_streams_generations_and_edits(
+    streaming: GatewayProcess, upstream: FakeUpstream, tmp_path: Path, operation: str, kind: str
+) -> None:
+    """The npm SDK's `for await` over a streamed generate or edit (its image a file stream,
+    sent chunked): the partial images in order, then the final image with its usage."""
+    script = StreamScript(kind=kind, partials=2)
+    upstream.script = script.reply
+    image = tmp_path / "in.png"
+    image.write_bytes(make_png(48))
+    result = run_node_stream(streaming, operation, 2, image)
+    assert result["ok"], result
+    events = result["events"]
+    assert [(e["type"], e["index"]) for e in events] == [
+        (f"{kind}.partial_image", 0), (f"{kind}.partial_image", 1), (f"{kind}.completed", None),
+    ]  # fmt: skip
+    assert events[-1]["outputTokens"] == script.billed_output()
+    (call,) = upstream.received
+    asked = call.json if call.json is not None else call.fields
+    assert str(asked["partial_images"]) == "2"
