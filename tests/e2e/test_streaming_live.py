@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -136,6 +137,34 @@ def test_a_caller_hanging_up_mid_stream_is_settled_as_if_it_had_stayed(
     expected = 12 * TEXT_RATE + script.billed_output() * OUTPUT_RATE
     assert settled_to(streaming, expected) == pytest.approx(expected, abs=1e-6)
     assert script.written == len(script.events())  # read to its end
+
+
+def test_a_caller_hanging_up_before_the_stream_opens_is_settled_the_same_way(
+    streaming: GatewayProcess, upstream: FakeUpstream
+) -> None:
+    """The upstream has the request but has not answered; the caller hangs up; the call
+    goes on (it was sent): once the upstream streams, the books hold its usage."""
+    script = StreamScript(partials=1, hold_after=-1)
+    upstream.script = script.reply
+    body = json.dumps({"prompt": "a red fox", "stream": True, "partial_images": 1}).encode()
+    head = (
+        f"POST /v1/images/generations HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: {auth()['Authorization']}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", streaming.port), timeout=10) as caller:
+        caller.sendall(head + body)
+        deadline = time.monotonic() + SETTLE_SECONDS
+        while not upstream.received:  # sent upstream: from here the company may be billed
+            assert time.monotonic() < deadline, "the request never reached the upstream"
+            time.sleep(0.02)
+    # Hung up before any answer. Wait for the gateway to have seen it, then answer.
+    while not _access_lines(streaming, "/v1/images/generations"):
+        assert time.monotonic() < deadline, "the gateway never saw the caller leave"
+        time.sleep(0.05)
+    script.gate.set()
+    expected = 12 * TEXT_RATE + script.billed_output() * OUTPUT_RATE
+    assert settled_to(streaming, expected) == pytest.approx(expected, abs=1e-6)
 
 
 def test_the_sandbox_streams_both_operations_to_the_sdk(

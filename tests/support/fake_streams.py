@@ -42,7 +42,7 @@ class StreamScript:
     per_image: int = 1767  # output tokens of the image itself
     text: int = 12
     image_tokens: int = 0
-    hold_after: int | None = None
+    hold_after: int | None = None  # -1: before the head, as an upstream still thinking
     cut_after: int | None = None
     gate: threading.Event = field(default_factory=threading.Event)
     written: int = 0  # events written so far (the gateway may have read fewer)
@@ -77,7 +77,9 @@ class StreamScript:
 
     def _write(self, handler: QuietHandler, received: Received) -> None:
         """The head, then each event as one chunk (HTTP/1.1 chunked, as OpenAI streams),
-        the last chunk at the end; a cut stream stops without it and resets."""
+        the last chunk at the end; a cut stream stops without it."""
+        if self.hold_after == -1:
+            self.gate.wait(GATE_SECONDS)
         handler.send_response(200)
         handler.send_header("content-type", "text/event-stream; charset=utf-8")
         handler.send_header("x-request-id", received.request_id)
