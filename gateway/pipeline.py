@@ -62,6 +62,7 @@ class Metered:
     # False: the answer is never looked up, stored or coalesced (a generation nobody opted
     # into caching), whatever the caller's Cache-Control says.
     cacheable: bool = True
+    spent_on: tuple[str, str] = ("", "")  # the endpoint and the model, in the books
 
 
 async def serve(request: Request, metering: Metering, metered: Metered) -> Response:
@@ -97,7 +98,9 @@ async def reserve(
     """Reserve `metered`'s cost (only `units`, when given); a refusal leaves with the
     cache's header (`result`) and is counted, and the door is told of it."""
     try:
-        return await metering.ledger.reserve(metered.identity, metered.cost, units)
+        return await metering.ledger.reserve(
+            metered.identity, metered.cost, units, metered.spent_on
+        )
     except GatewayError as exc:
         metering.room.note(metered.identity, exc)
         exc.headers["x-gateway-cache"] = result

@@ -63,6 +63,7 @@ async def create_variation(request: Request) -> Response:
             upstream,
             params,
             waiting=lambda: _one_copy_while_waiting(services.door.shelf, params),
+            spent_on=("variations", params.model),
         )
         return await pipeline.serve(request, services.metering, metered)
 
@@ -133,7 +134,8 @@ async def _serve(
     """A validated generations or edits request through the metered pipeline."""
     upstream = services.upstream.serving(params.operation)
     cost = estimated_cost(params.n, upstream.estimate(params))
-    metered = Metered(identity, cost, upstream, params, cacheable=cacheable)
+    spent_on = (params.operation, params.options.model)
+    metered = Metered(identity, cost, upstream, params, cacheable=cacheable, spent_on=spent_on)
     request.state.log["model"] = params.options.model
     if params.options.stream:  # relayed as it comes, never cached
         return await streaming.serve_stream(request, services.metering, metered)

@@ -12,11 +12,15 @@ from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
+from support.clock import MID_WINDOW
 from support.config import EDITS_MODEL, EDITS_PRICE, USER_SECRET, auth, edits_upstream
 from support.fake_upstream import FakeUpstream, Reply, image_api_response
 from support.fixtures import AppFactory
 from support.pngs import make_png
 from support.requests import assert_openai_error, post_variation
+
+from gateway.quota.books import to_csv
+from gateway.quota.calendar import Calendar
 
 GENERATIONS, EDITS = "/v1/images/generations", "/v1/images/edits"
 PSEUDONYM = hmac.new(USER_SECRET.encode(), b"alice", hashlib.sha256).hexdigest()
@@ -242,3 +246,33 @@ def test_a_team_may_cache_generations_and_be_limited_to_models(
     assert upstream.received[0].json["model"] == second  # the team's first model
     assert_openai_error(generate(client, model=EDITS_MODEL), 400, "invalid_value", "model")
     assert generate(client, "carol", model=EDITS_MODEL).headers["x-gateway-cache"] == "BYPASS"
+
+
+def test_the_books_split_by_endpoint_and_model(
+    images: Callable[..., TestClient], upstream: FakeUpstream
+) -> None:
+    """One set of books for the three endpoints: each owner's totals, and its amounts by
+    endpoint and model (the model asked), which add up to them; the CSV export's `split`
+    writes a line per endpoint and model."""
+    client = images()
+    assert post_variation(client).status_code == 200
+    assert generate(client, n=2).status_code == 200
+    assert edit(client, [make_png(16)]).status_code == 200
+    stamp = Calendar().span("month", MID_WINDOW).stamp
+    month = f"{stamp[:4]}-{stamp[4:]}"
+    answer = client.get(f"/admin/usage?month={month}&by=team", headers=auth("grafana")).json()
+    (row,) = answer["data"]
+    parts = {(p["endpoint"], p["model"]): p for p in row["endpoints"]}
+    assert set(parts) == {
+        ("variations", "dall-e-2"), ("generations", EDITS_MODEL), ("edits", EDITS_MODEL)
+    }  # fmt: skip
+    assert parts[("generations", EDITS_MODEL)]["images"] == 2
+    for unit in ("requests", "images", "usd"):
+        assert sum(p[unit] for p in parts.values()) == pytest.approx(row[unit])
+    lines = to_csv(answer["data"], "team", split=True).splitlines()
+    assert lines[0] == "team,endpoint,model,requests,images,usd,cache_hits"
+    assert sorted(line.split(",")[1] for line in lines[1:]) == [
+        "edits",
+        "generations",
+        "variations",
+    ]
