@@ -9,12 +9,14 @@ from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
-from support.config import EDITS_PRICE, auth, edits_upstream
+from support.clock import MID_WINDOW
+from support.config import EDITS_MODEL, EDITS_PRICE, auth, edits_upstream
 from support.fake_streams import StreamScript
 from support.fake_upstream import FakeUpstream, Reply
 from support.fixtures import AppFactory
 from support.pngs import make_png
 
+from gateway.quota.calendar import Calendar
 from gateway.upstream.sse import Decoder
 
 GENERATIONS, EDITS = "/v1/images/generations", "/v1/images/edits"
@@ -168,3 +170,23 @@ def test_the_reservation_counts_the_partial_images(
     assert used(client)["usd"] == pytest.approx(
         12 * TEXT_RATE + script.billed_output() * OUTPUT_RATE, abs=1e-6
     )
+
+
+def test_streamed_usage_is_booked_by_endpoint_and_model(
+    gateway: Callable[..., TestClient], upstream: FakeUpstream
+) -> None:
+    """A streamed generation's settled cost lands in the books under its endpoint and
+    model, as an answer's does."""
+    script = StreamScript(partials=2)
+    upstream.script = script.reply
+    client = gateway()
+    stream_generation(client)
+    stamp = Calendar().span("month", MID_WINDOW).stamp
+    answer = client.get(
+        f"/admin/usage?month={stamp[:4]}-{stamp[4:]}&by=team", headers=auth("grafana")
+    ).json()
+    (row,) = answer["data"]
+    (part,) = row["endpoints"]
+    assert (part["endpoint"], part["model"], part["images"]) == ("generations", EDITS_MODEL, 1)
+    cost = 12 * TEXT_RATE + script.billed_output() * OUTPUT_RATE
+    assert part["usd"] == pytest.approx(cost, abs=1e-6) == row["usd"]
