@@ -108,6 +108,20 @@ def test_the_sdk_streams_an_edit(
     assert [part[0] for part in call.parts] == ["image[]", "image[]"]
 
 
+def test_a_stream_cut_upstream_reaches_the_sdk_as_an_api_error(
+    streaming: GatewayProcess, upstream: FakeUpstream, sdk: Callable[..., openai.OpenAI]
+) -> None:
+    """The upstream drops the connection after a partial image: the SDK has read that
+    partial image, then raises an APIError (the gateway's error event), not a silent end."""
+    upstream.script = StreamScript(partials=2, cut_after=1).reply
+    stream = sdk(streaming).images.generate(prompt="a red fox", stream=True, partial_images=2)
+    seen: list[str] = []
+    with pytest.raises(openai.APIError) as raised:
+        seen.extend(event.type for event in stream)
+    assert seen == ["image_generation.partial_image"]
+    assert "stream was cut" in raised.value.message
+
+
 def _access_lines(gateway: GatewayProcess, path: str) -> list[dict[str, Any]]:
     lines = re.findall(r"^.*\{\"request_id\".*$", gateway.output(), re.M)
     records = [json.loads(line[line.index("{") :]) for line in lines]
