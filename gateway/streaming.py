@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from gateway import metrics
 from gateway.cache import Cached
@@ -163,8 +164,44 @@ class Relay:
             self.caller_gone = True  # the reader reads on, but keeps nothing for it
 
 
-async def serve_stream(request: Request, metering: Metering, metered: Metered) -> Response:
-    """Relay `metered`'s upstream event stream; the charge is settled when it ends."""
+class _Relayed(StreamingResponse):
+    """The caller's event stream; `ended` is called once it is over, however it ends (sent
+    in full, the caller gone, or never started)."""
+
+    def __init__(self, relay: Relay, headers: Mapping[str, str], ended: Callable[[], None]):
+        super().__init__(relay.body(), media_type=MEDIA_TYPE, headers=headers)
+        self._relay, self._ended = relay, ended
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._relay.caller_gone = True
+            self._ended()
+
+
+async def serve_stream(
+    request: Request,
+    metering: Metering,
+    metered: Metered,
+    *,
+    ended: Callable[[], None] = lambda: None,
+) -> Response:
+    """Relay `metered`'s upstream event stream; the charge is settled when it ends, and
+    `ended` called once the caller's side is over (the caller's place in flight)."""
+    try:
+        relay, headers = await _open(request, metering, metered)
+    except BaseException:
+        ended()
+        raise
+    return _Relayed(relay, headers, ended)
+
+
+async def _open(
+    request: Request, metering: Metering, metered: Metered
+) -> tuple[Relay, dict[str, str]]:
+    """Reserve, start the reader, and wait for the upstream stream to open: the relay and
+    the answer's headers."""
     upstream = metered.upstream
     if not isinstance(upstream, StreamingUpstream):
         raise GatewayError("The upstream adapter cannot stream.")
@@ -184,7 +221,7 @@ async def serve_stream(request: Request, metering: Metering, metered: Metered) -
     if relay.stream is not None and relay.stream.request_id:
         headers["x-upstream-request-id"] = relay.stream.request_id
     headers["cache-control"] = "no-cache"
-    return StreamingResponse(relay.body(), media_type=MEDIA_TYPE, headers=headers)
+    return relay, headers
 
 
 async def _opened(request: Request, relay: Relay, reader: asyncio.Task[None]) -> None:

@@ -138,5 +138,9 @@ async def _serve(
     metered = Metered(identity, cost, upstream, params, cacheable=cacheable, spent_on=spent_on)
     request.state.log["model"] = params.options.model
     if params.options.stream:  # relayed as it comes, never cached
-        return await streaming.serve_stream(request, services.metering, metered)
+        in_flight = services.door.in_flight
+        in_flight.hold()  # the relay keeps the caller's place in flight until it ends
+        return await streaming.serve_stream(
+            request, services.metering, metered, ended=in_flight.leave
+        )
     return await pipeline.serve(request, services.metering, metered)

@@ -190,3 +190,26 @@ def test_streamed_usage_is_booked_by_endpoint_and_model(
     assert (part["endpoint"], part["model"], part["images"]) == ("generations", EDITS_MODEL, 1)
     cost = 12 * TEXT_RATE + script.billed_output() * OUTPUT_RATE
     assert part["usd"] == pytest.approx(cost, abs=1e-6) == row["usd"]
+
+
+def test_a_stream_keeps_its_place_in_flight_until_it_ends(
+    gateway: Callable[..., TestClient], upstream: FakeUpstream
+) -> None:
+    """limits.max_concurrent_requests 1: while a stream is relayed, another request is
+    refused 503 server_overloaded (the stream holds two sockets like any request); once it
+    has ended, the next one is served."""
+    script = StreamScript(partials=2, hold_after=1)
+    upstream.script = script.reply
+    client = gateway(limits={"max_concurrent_requests": 1})
+    ask = {"prompt": "a red fox", "stream": True, "partial_images": 2}
+    with client.stream("POST", GENERATIONS, json=ask, headers=auth()) as response:
+        chunks = response.iter_bytes()
+        next(chunks)
+        refused = client.post(GENERATIONS, json={"prompt": "a cat"}, headers=auth())
+        script.gate.set()
+        for _ in chunks:
+            pass
+    assert refused.status_code == 503
+    assert refused.json()["error"]["code"] == "server_overloaded"
+    upstream.script = StreamScript(partials=0).reply
+    assert stream_generation(client, partial_images=0)[0].status_code == 200
