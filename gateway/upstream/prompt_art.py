@@ -218,6 +218,13 @@ def _open(data: bytes) -> Image.Image:
         return image.convert("RGBA")
 
 
+def encode_png(image: Image.Image) -> bytes:
+    """`image` as PNG bytes, quickly."""
+    out = BytesIO()
+    image.save(out, format="PNG", compress_level=1)
+    return out.getvalue()
+
+
 def _inset(base: Image.Image, others: Sequence[bytes]) -> Image.Image:
     """The further input images, small, along the foot of `base`, each framed in white."""
     side = max(8, min(base.size) // 5)
@@ -256,8 +263,9 @@ def render_edits(
             painted.alpha_composite(patch, box[:2])
             out.append(Image.composite(painted, base, area))
         return out
-    side = max(size)
-    takes = render_variations(images[0], n, min(side, 1024))
+    side = min(max(size), 1024)  # the re-takes are square: of the image's middle square
+    square = encode_png(ImageOps.fit(_open(images[0]), (side, side)))
+    takes = render_variations(square, n, side)
     out = []
     for index, take in enumerate(takes):
         base = ImageOps.fit(_open(take), size)

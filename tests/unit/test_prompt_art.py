@@ -154,7 +154,8 @@ def test_an_edit_without_a_mask_follows_the_input_and_the_prompt() -> None:
     for edited in edits:
         taken = list(edited.convert("L").resize((8, 8), Image.Resampling.BOX).tobytes())
         assert statistics.correlation(layout, taken) > 0.5
-        assert len(blobs(edited, prompt_art.COLOURS["red"])) == 2
+        # The two circles, not a re-coloured bit of the scene's own red house.
+        assert len([b for b in blobs(edited, prompt_art.COLOURS["red"]) if b[0] > 400]) == 2
     assert encode(edits[0], "png") != encode(edits[1], "png")
 
 
@@ -175,3 +176,11 @@ def test_images_come_in_the_asked_format(fmt: str, pil: str) -> None:
     image = prompt_art.render_generation("a blue ring", (160, 96), 0, transparent=True)
     with Image.open(io.BytesIO(encode(image, fmt, 80))) as decoded:
         assert (decoded.format, decoded.size) == (pil, (160, 96))
+
+
+def test_an_edit_of_an_oblong_image_comes_at_the_asked_size() -> None:
+    """A wide input, a tall output: the re-take is of the image's middle, at the asked size."""
+    from support.pngs import make_png
+
+    (edited,) = prompt_art.render_edits([make_png(96, height=40)], None, "a red dot", (96, 160), 1)
+    assert edited.size == (96, 160)
