@@ -208,9 +208,9 @@ async def _open(
     reservation = await reserve(metering, metered, "BYPASS")
     forward = Forward(request, metering, metered, reservation, "bypass", "", None)
     relay = Relay(forward, upstream)
-    reader = metering.background.start(relay.read())
+    metering.background.start(relay.read())
     try:
-        await _opened(request, relay, reader)
+        await _opened(request, relay)
     except GatewayError as exc:
         exc.headers.update(answer_headers(metering, metered, reservation, "BYPASS"))
         metrics.CACHE_REQUESTS.labels("bypass").inc()
@@ -224,9 +224,10 @@ async def _open(
     return relay, headers
 
 
-async def _opened(request: Request, relay: Relay, reader: asyncio.Task[None]) -> None:
+async def _opened(request: Request, relay: Relay) -> None:
     """Return once the upstream stream is open; raise what opening it raised, or
-    `ClientDisconnect` if the caller hung up first (the call goes on once sent)."""
+    `ClientDisconnect` if the caller hung up first. The reader sends at once (nothing to
+    wait for before: no cache, no coalescing), so a hang-up never cancels it."""
     first = asyncio.ensure_future(relay.queue.get())
     watcher = asyncio.ensure_future(wait_disconnect(request))
     try:
@@ -236,8 +237,6 @@ async def _opened(request: Request, relay: Relay, reader: asyncio.Task[None]) ->
     if not first.done():
         first.cancel()
         relay.caller_gone = True
-        if not relay.forward.sent:
-            reader.cancel()  # nothing sent: it gives everything back as it unwinds
         raise ClientDisconnect()
     item = first.result()
     if isinstance(item, BaseException):
