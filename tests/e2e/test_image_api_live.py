@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import json
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,12 +18,17 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from support.callers import open_raw, raw_head
 from support.config import EDITS_MODEL, KEYS, USER_SECRET, auth, base_config, edits_upstream
 from support.fake_upstream import FakeUpstream, Reply, any_images_response
 from support.pngs import make_png
 from support.servers import GatewayProcess
 from support.tools import NODE_DIR, need
 
+from gateway.upstream.client import multipart_parts
+
+EDITS = "/v1/images/edits"
+USD_POOL = {"default": [], "teams": {"vision": [{"unit": "usd", "limit": 5.0, "window": "day"}]}}
 pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("ignore:deprecated:DeprecationWarning")]
 PSEUDONYM = {
     user: hmac.new(USER_SECRET.encode(), user.encode(), hashlib.sha256).hexdigest() for user in KEYS
@@ -235,3 +241,33 @@ def test_identical_edits_coalesce_across_two_processes(
     assert results.count("MISS") == 1 and results.count("COALESCED") == 11
     assert len({r.content for r in responses}) == 1
     assert len(upstream.received) == 1
+
+
+@pytest.mark.redis
+def test_hanging_up_after_dispatch_is_charged_cached_and_the_retry_is_a_hit(
+    start_gateway: Callable[..., GatewayProcess], upstream: FakeUpstream, clean_redis: str
+) -> None:
+    """An edit whose caller hangs up once it is upstream is not cancelled: it is charged as
+    delivered (the usage's cost) and cached, and the caller's retry is a hit."""
+    config = images_config(upstream, cache={"enabled": True}, quotas=USD_POOL)
+    upstream.script = lambda r: Reply(body=any_images_response(r), delay=1.0)
+    gateway = start_gateway(config, {"REDIS_URL": clean_redis})
+    png = make_png(24)
+    parts, content_type = multipart_parts(
+        {"prompt": "a hat"}, [("image", "a.png", "image/png", png)]
+    )
+    body = b"".join(parts)
+    head = raw_head(gateway.port, length=len(body), content_type=content_type, path=EDITS)
+    sock = open_raw(gateway.port, head + body)
+    deadline = time.monotonic() + 10
+    while not upstream.received and time.monotonic() < deadline:
+        time.sleep(0.02)
+    sock.close()
+    time.sleep(1.5)  # the call finishes in the background
+    files = {"image": ("a.png", png, "image/png")}
+    retry = httpx.post(gateway.url + EDITS, files=files, data={"prompt": "a hat"}, headers=auth())
+    assert (retry.status_code, retry.headers["x-gateway-cache"]) == (200, "HIT")
+    assert len(upstream.received) == 1
+    quota = httpx.get(gateway.url + "/v1/quota", headers=auth()).json()
+    [usd] = [rule["used"] for rule in quota["rules"] if rule["unit"] == "usd"]
+    assert usd == pytest.approx((40 * 5 + 300 * 10 + 1000 * 40) / 1e6)  # the usage's cost
