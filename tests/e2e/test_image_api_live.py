@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from support.callers import open_raw, raw_head
 from support.config import EDITS_MODEL, KEYS, USER_SECRET, auth, base_config, edits_upstream
 from support.fake_upstream import FakeUpstream, Reply, any_images_response
@@ -271,3 +272,21 @@ def test_hanging_up_after_dispatch_is_charged_cached_and_the_retry_is_a_hit(
     quota = httpx.get(gateway.url + "/v1/quota", headers=auth()).json()
     [usd] = [rule["used"] for rule in quota["rules"] if rule["unit"] == "usd"]
     assert usd == pytest.approx((40 * 5 + 300 * 10 + 1000 * 40) / 1e6)  # the usage's cost
+
+
+def test_request_series_carry_the_endpoint(gateway: GatewayProcess) -> None:
+    """gateway_requests_total and the duration histogram count each endpoint apart, every
+    endpoint's series there from the start."""
+    with sdk(gateway) as client:
+        client.images.generate(prompt="a fox")
+        with pytest.raises(openai.BadRequestError):
+            client.images.edit(image=make_png(16), prompt="x", n=11)
+    text = httpx.get(gateway.url + "/metrics").text
+    found = {
+        (sample.labels.get("endpoint"), sample.labels.get("outcome")): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "gateway_requests_total"
+    }
+    assert found[("generations", "ok")] == 1 and found[("edits", "invalid")] == 1
+    assert found[("variations", "ok")] == 0 and found[("edits", "ok")] == 0
