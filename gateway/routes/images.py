@@ -24,7 +24,8 @@ true`) opts in; an edit is cached by its inputs' digests, prompt and parameters.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import replace
 
 from starlette.requests import Request
@@ -64,6 +65,22 @@ async def create_variation(request: Request) -> Response:
             spent_on=("variations", params.model),
         )
         return await pipeline.serve(request, services.metering, metered)
+
+
+def _edit_copy_while_waiting(
+    shelf: ImageShelf, params: EditRequest
+) -> Callable[[], AbstractContextManager[None]]:
+    """An edit waiting on a coalesced leader keeps, like a variation, only the one copy of
+    its images and mask that its identical waiters share."""
+
+    @contextlib.contextmanager
+    def waiting() -> Iterator[None]:
+        digest = "|".join(params.key_material())
+        with shelf.share(digest, (params.images, params.mask)) as copy:
+            params.share(copy)
+            yield
+
+    return waiting
 
 
 @contextlib.contextmanager
@@ -107,7 +124,8 @@ async def create_edit(request: Request) -> Response:
             new_hasher=cache.hashers(mode),
         )
         params = replace(params, on_sent=admitted.lease.release)
-        return await _serve(request, services, admitted.identity, params, True)
+        waiting = _edit_copy_while_waiting(services.door.shelf, params)
+        return await _serve(request, services, admitted.identity, params, True, waiting)
 
 
 def edit_body_bytes(services: Services) -> int:
@@ -128,11 +146,14 @@ async def _serve(
     identity: Identity,
     params: GenerationRequest | EditRequest,
     cacheable: bool,
+    waiting: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
 ) -> Response:
     """A validated generations or edits request through the metered pipeline."""
     upstream = services.upstream.serving(params.operation)
     cost = estimated_cost(params.n, upstream.estimate(params))
     spent_on = (params.operation, params.options.model)
-    metered = Metered(identity, cost, upstream, params, cacheable=cacheable, spent_on=spent_on)
+    metered = Metered(
+        identity, cost, upstream, params, waiting, cacheable=cacheable, spent_on=spent_on
+    )
     request.state.log["model"] = params.options.model
     return await pipeline.serve(request, services.metering, metered)
