@@ -33,7 +33,8 @@ from starlette.responses import Response
 
 from gateway import pipeline
 from gateway.auth.base import Identity
-from gateway.image_params import ModelRoom, parse_generation, read_edit
+from gateway.image_inputs import read_edit
+from gateway.image_params import ModelRoom, parse_generation
 from gateway.multipart import read_body
 from gateway.params import read_variation_request
 from gateway.pipeline import Metered
