@@ -38,7 +38,7 @@ from gateway.image_params import ModelRoom, parse_generation
 from gateway.multipart import read_body
 from gateway.params import read_variation_request
 from gateway.pipeline import Metered
-from gateway.quota.counters import estimated_cost, request_cost
+from gateway.quota.counters import estimated_cost
 from gateway.services import Services
 from gateway.uploads import ImageShelf
 from gateway.upstream.base import EditRequest, GenerationRequest, VariationRequest
@@ -59,7 +59,7 @@ async def create_variation(request: Request) -> Response:
         upstream = services.upstream.serving(params.operation)
         metered = Metered(
             admitted.identity,
-            request_cost(params.n, upstream.image_price(params.size)),
+            estimated_cost(params.n, upstream.estimate(params)),
             upstream,
             params,
             waiting=lambda: _one_copy_while_waiting(services.door.shelf, params),
@@ -120,18 +120,13 @@ async def create_edit(request: Request) -> Response:
             request.headers.get("content-type"),
             admitted.body,
             _room(services, admitted.identity),
-            max_body_bytes=edit_body_bytes(services),
+            max_body_bytes=services.images.max_edit_body_mb * 2**20,
             timeout_seconds=services.limits.body_timeout_seconds,
             new_hasher=cache.hashers(mode),
         )
         params = replace(params, on_sent=admitted.lease.release)
         waiting = _edit_copy_while_waiting(services.door.shelf, params)
         return await _serve(request, services, admitted.identity, params, True, waiting)
-
-
-def edit_body_bytes(services: Services) -> int:
-    """The largest edits body read."""
-    return services.images.max_edit_body_mb * 2**20
 
 
 def _room(services: Services, identity: Identity) -> ModelRoom:
