@@ -2,26 +2,22 @@
 the model would, from what the model takes (`ModelCapabilities`, data, not code), before
 anything is spent.
 
-Generations come as JSON (`parse_generation`), edits as multipart (`parse_edit`): the same
+Generations come as JSON (`parse_generation`), edits as multipart (`image_inputs`): the same
 options either way, typed strictly in JSON (`n` a number) and as strings in a form (`n`
 as `"2"`). Every refusal is an `InvalidRequest` naming the parameter.
 """
 
 from __future__ import annotations
 
-import io
 import re
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
 import orjson
-from PIL import Image, UnidentifiedImageError
 
 from gateway.errors import InvalidRequest
-from gateway.multipart import FileFields, FilePart, Hasher, read_upload
-from gateway.png import PngInfo, png_info
 from gateway.settings.models import ModelCapabilities
-from gateway.upstream.base import EditRequest, GenerationRequest, ImageOptions, InputImage
+from gateway.upstream.base import GenerationRequest, ImageOptions
 
 MAX_N = 10
 COMMON = frozenset(
@@ -34,10 +30,8 @@ EDIT_FILES = frozenset({*IMAGE_FIELDS, "mask"})
 EDIT_FIELDS = COMMON | {"input_fidelity"} | EDIT_FILES
 QUALITIES = ("low", "medium", "high", "auto")
 OUTPUT_FORMATS = ("png", "jpeg", "webp")
-MAX_MASK_BYTES = 4 * 1024 * 1024  # OpenAI: the mask is a PNG "less than 4MB"
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 _SIZE = re.compile(r"([1-9][0-9]{0,5})x([1-9][0-9]{0,5})")
-_SIGNATURES = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg"}
 
 
 class ModelRoom(NamedTuple):
@@ -185,6 +179,34 @@ def streaming(raw: Mapping[str, object], form: bool) -> tuple[bool, int]:
     raise InvalidRequest("'stream' must be a boolean.", code="invalid_type", param="stream")
 
 
+def _fidelity(raw: Mapping[str, object], caps: ModelCapabilities) -> str | None:
+    """An edit's `input_fidelity`, for a model that takes it."""
+    if _string(raw, "input_fidelity") is None:
+        return None
+    if not caps.input_fidelity:
+        raise InvalidRequest(
+            "This model takes no 'input_fidelity': leave it out.",
+            code="invalid_value",
+            param="input_fidelity",
+        )
+    return _choice(raw, "input_fidelity", "low", ("low", "high"))
+
+
+def _rest(raw: Mapping[str, object], form: bool) -> tuple[bool, int]:
+    """The fields checked but not sent as they came: `response_format` (inline only), the
+    caller's identity fields (replaced by the pseudonym); and `stream` and
+    `partial_images`, returned."""
+    if _choice(raw, "response_format", "b64_json", ("b64_json", "url")) == "url":
+        raise InvalidRequest(
+            "The GPT image models answer inline only: use 'b64_json'.",
+            code="invalid_value",
+            param="response_format",
+        )
+    _string(raw, "user")
+    _string(raw, "safety_identifier")
+    return streaming(raw, form)
+
+
 def parse_options(
     raw: Mapping[str, object], room: ModelRoom, *, form: bool, edit: bool
 ) -> ImageOptions:
@@ -209,24 +231,8 @@ def parse_options(
     quality = _choice(raw, "quality", "auto", QUALITIES)
     output_format, compression, background = _output(raw, caps, form)
     moderation = None if edit else _choice(raw, "moderation", "auto", ("auto", "low"))
-    fidelity = _string(raw, "input_fidelity") if edit else None
-    if fidelity is not None and not caps.input_fidelity:
-        raise InvalidRequest(
-            "This model takes no 'input_fidelity': leave it out.",
-            code="invalid_value",
-            param="input_fidelity",
-        )
-    if fidelity is not None:
-        fidelity = _choice(raw, "input_fidelity", "low", ("low", "high"))
-    if _choice(raw, "response_format", "b64_json", ("b64_json", "url")) == "url":
-        raise InvalidRequest(
-            "The GPT image models answer inline only: use 'b64_json'.",
-            code="invalid_value",
-            param="response_format",
-        )
-    _string(raw, "user")
-    _string(raw, "safety_identifier")  # both replaced by the caller's pseudonym
-    stream, partial_images = streaming(raw, form)
+    fidelity = _fidelity(raw, caps) if edit else None
+    stream, partial_images = _rest(raw, form)
     return ImageOptions(
         prompt,
         models,
@@ -261,126 +267,3 @@ def parse_generation(body: bytes, room: ModelRoom) -> GenerationRequest:
                 param=str(name)[:64],
             )
     return GenerationRequest(parse_options(raw, room, form=False, edit=False))
-
-
-def _media_type(data: bytes) -> str | None:
-    """PNG, JPEG or WebP, recognised by the bytes (never by a part's Content-Type)."""
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    return next((kind for sig, kind in _SIGNATURES.items() if data.startswith(sig)), None)
-
-
-def _dimensions(data: bytes, media_type: str, name: str) -> PngInfo:
-    """The image's width and height from its header; a PNG's structure is checked whole."""
-    try:
-        if media_type == "image/png":
-            return png_info(data)
-        with Image.open(io.BytesIO(data)) as image:  # the header only: no pixel decoded
-            return PngInfo(*image.size)
-    except InvalidRequest as exc:
-        exc.param = name
-        raise
-    except (UnidentifiedImageError, OSError, ValueError):
-        raise InvalidRequest(
-            f"Invalid input image: the '{name}' file is corrupt.",
-            code="invalid_image_format",
-            param=name,
-        ) from None
-
-
-def _input(
-    part: FilePart, caps: ModelCapabilities, max_bytes: int, png_only: bool = False
-) -> tuple[InputImage, PngInfo]:
-    name = part.name
-    if not part.is_file and _media_type(part.data) is None:
-        raise InvalidRequest(
-            f"'{name}' must be a file upload, not a text field.", code="invalid_type", param=name
-        )
-    if part.size >= max_bytes:
-        raise InvalidRequest(
-            f"Invalid input image: each '{name}' must be less than {max_bytes} bytes.",
-            code="image_too_large",
-            param=name,
-        )
-    media_type = _media_type(part.data)
-    if media_type is None or (png_only and media_type != "image/png"):
-        kinds = "a PNG" if png_only else "a PNG, JPEG or WebP"
-        raise InvalidRequest(
-            f"Invalid input image: '{name}' must be {kinds} file.",
-            code="invalid_image_format",
-            param=name,
-        )
-    info = _dimensions(part.data, media_type, name)
-    if info.width == 0 or info.height == 0:
-        raise InvalidRequest(
-            f"Invalid image dimensions: '{name}' has no pixels.",
-            code="invalid_image_dimensions",
-            param=name,
-        )
-    return InputImage(part.data, part.digest, media_type), info
-
-
-def parse_edit(
-    fields: Mapping[str, str], files: Sequence[FilePart], room: ModelRoom
-) -> EditRequest:
-    """An edits request from its form: the options, then the images (up to the model's
-    count) and the mask (a PNG of the first image's dimensions); raises `InvalidRequest`."""
-    options = parse_options(fields, room, form=True, edit=True)
-    caps = room.capabilities(options.model)
-    parts = [part for part in files if part.name in IMAGE_FIELDS]
-    if not parts:
-        raise InvalidRequest(
-            "Missing required parameter: 'image'.", code="missing_required_parameter", param="image"
-        )
-    if len(parts) > caps.max_input_images:
-        raise InvalidRequest(
-            f"At most {caps.max_input_images} images may be edited at once.",
-            code="invalid_value",
-            param=parts[0].name,
-        )
-    images = [_input(part, caps, caps.max_input_image_bytes) for part in parts]
-    mask = next((part for part in files if part.name == "mask"), None)
-    if mask is None:
-        return EditRequest(options, tuple(image for image, _ in images))
-    masked, info = _input(mask, caps, MAX_MASK_BYTES, png_only=True)
-    first = images[0][1]
-    if info != first:
-        raise InvalidRequest(
-            f"Invalid mask: it must be {first.width}x{first.height}, as the first image is, "
-            f"not {info.width}x{info.height}.",
-            code="invalid_image_dimensions",
-            param="mask",
-        )
-    return EditRequest(options, tuple(image for image, _ in images), masked)
-
-
-async def read_edit(
-    content_type: str | None,
-    body: AsyncIterator[bytes],
-    room: ModelRoom,
-    *,
-    max_body_bytes: int,
-    timeout_seconds: float,
-    new_hasher: Callable[[], Hasher] | None,
-) -> EditRequest:
-    """Read an edits form from `body` (each image and the mask hashed as it arrives, when
-    `new_hasher` is given) and validate it; raises what `read_upload` and `parse_edit`
-    raise."""
-    longest = max((room.capabilities(model).max_prompt_chars for model in room.models), default=0)
-    files = FileFields(
-        EDIT_FILES,
-        repeated=frozenset({"image[]"}),
-        max_bytes=max_body_bytes,
-        new_hasher=new_hasher,
-        long_text={"prompt": 4 * longest},  # UTF-8: up to 4 bytes a character
-    )
-    upload = await read_upload(
-        content_type,
-        body,
-        allowed=EDIT_FIELDS,
-        file_field=None,
-        timeout_seconds=timeout_seconds,
-        files=files,
-        max_body_bytes=max_body_bytes,
-    )
-    return parse_edit(upload.fields, upload.files, room)

@@ -26,7 +26,8 @@ reserve and settle, never cached).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import replace
 
 from starlette.requests import Request
@@ -34,11 +35,12 @@ from starlette.responses import Response
 
 from gateway import pipeline, streaming
 from gateway.auth.base import Identity
-from gateway.image_params import ModelRoom, parse_generation, read_edit
+from gateway.image_inputs import read_edit
+from gateway.image_params import ModelRoom, parse_generation
 from gateway.multipart import read_body
 from gateway.params import read_variation_request
 from gateway.pipeline import Metered
-from gateway.quota.counters import estimated_cost, request_cost
+from gateway.quota.counters import estimated_cost
 from gateway.services import Services
 from gateway.uploads import ImageShelf
 from gateway.upstream.base import EditRequest, GenerationRequest, VariationRequest
@@ -59,13 +61,29 @@ async def create_variation(request: Request) -> Response:
         upstream = services.upstream.serving(params.operation)
         metered = Metered(
             admitted.identity,
-            request_cost(params.n, upstream.image_price(params.size)),
+            estimated_cost(params.n, upstream.estimate(params)),
             upstream,
             params,
             waiting=lambda: _one_copy_while_waiting(services.door.shelf, params),
             spent_on=("variations", params.model),
         )
         return await pipeline.serve(request, services.metering, metered)
+
+
+def _edit_copy_while_waiting(
+    shelf: ImageShelf, params: EditRequest
+) -> Callable[[], AbstractContextManager[None]]:
+    """An edit waiting on a coalesced leader keeps, like a variation, only the one copy of
+    its images and mask that its identical waiters share."""
+
+    @contextlib.contextmanager
+    def waiting() -> Iterator[None]:
+        digest = "|".join(params.key_material())
+        with shelf.share(digest, (params.images, params.mask)) as copy:
+            params.share(copy)
+            yield
+
+    return waiting
 
 
 @contextlib.contextmanager
@@ -104,17 +122,13 @@ async def create_edit(request: Request) -> Response:
             request.headers.get("content-type"),
             admitted.body,
             _room(services, admitted.identity),
-            max_body_bytes=edit_body_bytes(services),
+            max_body_bytes=services.images.max_edit_body_mb * 2**20,
             timeout_seconds=services.limits.body_timeout_seconds,
             new_hasher=cache.hashers(mode),
         )
         params = replace(params, on_sent=admitted.lease.release)
-        return await _serve(request, services, admitted.identity, params, True)
-
-
-def edit_body_bytes(services: Services) -> int:
-    """The largest edits body read."""
-    return services.images.max_edit_body_mb * 2**20
+        waiting = _edit_copy_while_waiting(services.door.shelf, params)
+        return await _serve(request, services, admitted.identity, params, True, waiting)
 
 
 def _room(services: Services, identity: Identity) -> ModelRoom:
@@ -130,12 +144,15 @@ async def _serve(
     identity: Identity,
     params: GenerationRequest | EditRequest,
     cacheable: bool,
+    waiting: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
 ) -> Response:
     """A validated generations or edits request through the metered pipeline."""
     upstream = services.upstream.serving(params.operation)
     cost = estimated_cost(params.n, upstream.estimate(params))
     spent_on = (params.operation, params.options.model)
-    metered = Metered(identity, cost, upstream, params, cacheable=cacheable, spent_on=spent_on)
+    metered = Metered(
+        identity, cost, upstream, params, waiting, cacheable=cacheable, spent_on=spent_on
+    )
     request.state.log["model"] = params.options.model
     if params.options.stream:  # relayed as it comes, never cached
         in_flight = services.door.in_flight

@@ -179,8 +179,13 @@ class EditRequest:
     def sent(self) -> None:
         """The images reached the upstream, or will not be sent: let go of them (the
         request's only mutation) and call `on_sent` (see `VariationRequest.sent`)."""
-        object.__setattr__(self, "images", ())
-        object.__setattr__(self, "mask", None)
+        self.share(((), None))
+
+    def share(self, inputs: tuple[tuple[InputImage, ...], InputImage | None]) -> None:
+        """Hold `inputs` (images and mask, shared with identical requests) instead of this
+        request's own, and call `on_sent`: its own upload is let go of."""
+        object.__setattr__(self, "images", inputs[0])
+        object.__setattr__(self, "mask", inputs[1])
         if self.on_sent is not None:
             self.on_sent()
 

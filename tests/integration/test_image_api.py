@@ -276,3 +276,45 @@ def test_the_books_split_by_endpoint_and_model(
         "generations",
         "variations",
     ]
+
+
+def test_an_upstream_failure_gives_back_images_and_usd(
+    images: Callable[..., TestClient], upstream: FakeUpstream
+) -> None:
+    """The upstream's 5xx: 502 upstream_error, the request unit kept, images and usd back."""
+    upstream.reply(Reply(status=500, body={"error": {"message": "boom"}}))
+    client = images(
+        quotas={**USD_RULE, "default": [{"unit": "images", "limit": 10, "window": "day"}]}
+    )
+    assert_openai_error(
+        edit(client, [make_png(16)], n="3"), 502, "upstream_error", None, "server_error"
+    )
+    assert used(client) == {"usd": 0.0, "images": 0.0}
+
+
+def test_a_model_gone_upstream_hands_the_same_call_to_the_next(
+    images: Callable[..., TestClient], upstream: FakeUpstream
+) -> None:
+    """With no model named, a refusal of the first model as gone sends the same generation
+    to the next of the list, charged for what that one made; naming the gone model after
+    that is refused before anything is spent."""
+    second = "gpt-image-next"
+    section = edits_upstream(
+        upstream.url, model=None, models=[EDITS_MODEL, second],
+        prices={EDITS_MODEL: EDITS_PRICE, second: EDITS_PRICE},
+    )  # fmt: skip
+    gone = {
+        "error": {"message": "gone", "type": "invalid_request_error", "code": "model_not_found"}
+    }
+
+    def script(received: Any) -> Reply:
+        if received.json is not None and received.json["model"] == EDITS_MODEL:
+            return Reply(status=404, body=gone)
+        return Reply(body=image_api_response(received))
+
+    upstream.script = script
+    client = images(upstream=section)
+    assert generate(client).status_code == 200
+    assert [call.json["model"] for call in upstream.received if call.json] == [EDITS_MODEL, second]
+    assert_openai_error(generate(client, model=EDITS_MODEL), 400, "invalid_value", "model")
+    assert used(client)["usd"] == pytest.approx((40 * 5 + 1000 * 40) / 1e6)

@@ -96,16 +96,19 @@ def test_a_body_that_is_not_json_is_refused(client: TestClient, upstream: FakeUp
 
 def test_the_accepted_limits_pass(client: TestClient, upstream: FakeUpstream) -> None:
     """The edges of each rule are accepted: 3840x1280 (3:1), 2880x2880 (8,294,400 pixels),
-    1024x640 (655,360), n 10, jpeg at compression 0, an opaque background."""
+    1024x640 (655,360), n 10, jpeg at compression 0, an opaque background, `stream: false`,
+    `b64_json`, a caller's own user fields (dropped)."""
     for body in (
         {"size": "3840x1280"}, {"size": "2880x2880"}, {"size": "1024x640"}, {"n": 10},
         {"output_format": "jpeg", "output_compression": 0, "background": "opaque"},
+        {"stream": False, "partial_images": 0, "moderation": "low"},
+        {"response_format": "b64_json", "user": "someone", "safety_identifier": "someone"},
     ):  # fmt: skip
         response = client.post(
             "/v1/images/generations", json={"prompt": "a fox", **body}, headers=auth()
         )
         assert response.status_code == 200, (body, response.text)
-    assert len(upstream.received) == 5
+    assert len(upstream.received) == 7
 
 
 GIF = b"GIF89a" + bytes(64)
@@ -178,3 +181,19 @@ def test_the_models_image_size_limit_and_the_body_bound(
     response = client.post("/v1/images/edits", data={"prompt": "x"}, files=files, headers=auth())
     assert_openai_error(response, 413, "request_too_large")
     assert upstream.received == []
+
+
+def test_jpeg_and_webp_inputs_go_upstream_as_what_they_are(
+    client: TestClient, upstream: FakeUpstream
+) -> None:
+    """PNG, JPEG and WebP inputs are recognised by their bytes (whatever the part says) and
+    sent on with their own type and extension."""
+    parts = [("image[]", PNG), ("image[]", make_jpeg(16)), ("image[]", make_jpeg(16, kind="WEBP"))]
+    response = post_form(client, parts, {"prompt": "add a hat"})
+    assert response.status_code == 200, response.text
+    [seen] = upstream.received
+    assert [(name, filename, kind) for name, filename, kind, _ in seen.parts] == [
+        ("image[]", "image.png", "image/png"),
+        ("image[]", "image.jpg", "image/jpeg"),
+        ("image[]", "image.webp", "image/webp"),
+    ]

@@ -139,6 +139,14 @@ def image_api_response(received: Received, *, details: bool = True) -> dict[str,
     }
 
 
+def any_images_response(received: Received) -> dict[str, Any]:
+    """The answer of whichever image endpoint `received` called: variations as dall-e-2
+    answers them, generations and edits as gpt-image does."""
+    if received.path.endswith("/variations"):
+        return images_response(received)
+    return image_api_response(received)
+
+
 def multipart_parts(content_type: str, body: bytes) -> list[tuple[str, str | None, str, bytes]]:
     """Every file part of a multipart body, in order (stdlib parser)."""
     message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(

@@ -25,6 +25,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "multipart",
         "params",
         "image_params",
+        "image_inputs",
         "redaction",
         "quota",
         "metrics",
