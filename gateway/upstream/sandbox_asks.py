@@ -6,6 +6,8 @@ sandbox honest as an upstream (a test environment's own calls, and the gateway's
 The rules are gpt-image-2's as the openai SDKs (November 2026) document them: `n` 1-10,
 `size` `auto` or `WIDTHxHEIGHT` in multiples of 16 with the long edge at most 3840, the ratio
 at most 3:1 and at most 3840x2160's pixels, `partial_images` 0-3, no `response_format`.
+It draws `background: transparent` (later models take it): the gateway refuses it for a
+model without it before anything reaches an upstream.
 """
 
 from __future__ import annotations

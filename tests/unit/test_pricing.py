@@ -4,6 +4,7 @@ settlement from `usage`, with and without its details blocks."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 from typing import Any
@@ -151,9 +152,12 @@ def test_unusable_usage_gives_no_cost(usage: dict[str, object]) -> None:
     assert usage_cost(usage, PRICE, "image") is None
 
 
-def _estimate_of(operation: str, n: int, size: str, quality: str, inputs: int = 0) -> float:
+def _estimate_of(
+    operation: str, n: int, size: str, quality: str, inputs: int = 0, partials: int | None = None
+) -> float:
     """What the image API adapter reserves for such a request at gpt-image-2's shipped
-    prices and capabilities (an edit of `inputs` images and parts, the mask among them)."""
+    prices and capabilities (an edit of `inputs` images and parts, the mask among them; a
+    stream of `partials` partial images per image)."""
     import httpx
 
     from gateway.settings.models import GPT_IMAGE_2
@@ -167,6 +171,8 @@ def _estimate_of(operation: str, n: int, size: str, quality: str, inputs: int = 
         httpx.AsyncClient(), Account("k"), "http://x.invalid/v1", catalogue, lambda m: GPT_IMAGE_2
     )
     options = ImageOptions("p", ("gpt-image-2",), n, size, quality, "png", None, "auto", None)
+    if partials is not None:
+        options = dataclasses.replace(options, stream=True, partial_images=partials)
     if operation == "generation":
         return adapter.estimate(GenerationRequest(options))
     image = InputImage(b"", "", "image/png")
@@ -181,6 +187,8 @@ def _estimate_of(operation: str, n: int, size: str, quality: str, inputs: int = 
         ("generation, n=1, `auto` size, `auto` quality", ("generation", 1, "auto", "auto")),
         ("edit of 3 images and a mask, n=1, 1024x1024, `medium`",
          ("edit", 1, "1024x1024", "medium", 4)),
+        ("generation, n=1, 1024x1024, `low`, `stream: true`, `partial_images: 2`",
+         ("generation", 1, "1024x1024", "low", 0, 2)),
     ],
 )  # fmt: skip
 def test_the_documented_generations_and_edits_reservations(
