@@ -67,9 +67,10 @@ class HttpStream:
         return value if isinstance(value, str) else None
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        """The body as it arrives, httpx's failures as the gateway's."""
+        """The body as it arrives, decoded (the caller gets it without the upstream's
+        content-encoding), httpx's failures as the gateway's."""
         try:
-            async for chunk in self._response.aiter_raw():
+            async for chunk in self._response.aiter_bytes():
                 yield chunk
         except httpx.TimeoutException as exc:
             raise UpstreamTimeout() from exc

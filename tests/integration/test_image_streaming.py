@@ -213,3 +213,18 @@ def test_a_stream_keeps_its_place_in_flight_until_it_ends(
     assert refused.json()["error"]["code"] == "server_overloaded"
     upstream.script = StreamScript(partials=0).reply
     assert stream_generation(client, partial_images=0)[0].status_code == 200
+
+
+def test_a_compressed_upstream_stream_reaches_the_caller_decoded(
+    gateway: Callable[..., TestClient], upstream: FakeUpstream
+) -> None:
+    """An upstream stream sent gzip-encoded: the caller gets the plain events (the
+    gateway's answer names no content-encoding), and the usage in them is settled."""
+    script = StreamScript(partials=1, gzip=True)
+    upstream.script = script.reply
+    client = gateway()
+    response, body = stream_generation(client, partial_images=1)
+    assert "content-encoding" not in response.headers
+    assert body == b"".join(script.events())
+    cost = 12 * TEXT_RATE + script.billed_output() * OUTPUT_RATE
+    assert used(client)["usd"] == pytest.approx(cost, abs=1e-6)

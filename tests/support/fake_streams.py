@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import gzip
 import socket
 import threading
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ class StreamScript:
     image_tokens: int = 0
     hold_after: int | None = None  # -1: before the head, as an upstream still thinking
     cut_after: int | None = None
+    gzip: bool = False  # the whole stream gzip-encoded (content-encoding: gzip), one chunk
     gate: threading.Event = field(default_factory=threading.Event)
     written: int = 0  # events written so far (the gateway may have read fewer)
 
@@ -84,9 +86,12 @@ class StreamScript:
         handler.send_header("content-type", "text/event-stream; charset=utf-8")
         handler.send_header("x-request-id", received.request_id)
         handler.send_header("transfer-encoding", "chunked")
+        if self.gzip:
+            handler.send_header("content-encoding", "gzip")
         handler.end_headers()
+        events = [gzip.compress(b"".join(self.events()))] if self.gzip else self.events()
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            for event in self.events():
+            for event in events:
                 if self.written == self.cut_after:
                     _close(handler)  # no last chunk: the stream was cut
                     return
