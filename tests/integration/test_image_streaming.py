@@ -63,6 +63,7 @@ def test_a_streamed_generation_is_relayed_as_the_upstream_sent_it(
     assert response.headers["x-gateway-cache"] == "BYPASS"
     assert body == b"".join(script.events())
     (call,) = upstream.received
+    assert response.headers["x-upstream-request-id"] == call.request_id
     assert call.json is not None
     assert (call.json["stream"], call.json["partial_images"]) == (True, 2)
     assert call.json["safety_identifier"] not in ("me", "alice@corp", "alice")
