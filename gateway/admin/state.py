@@ -104,7 +104,7 @@ class RuntimeState:
         if not record.live(now) or (previous and (record.previous_expires_at or 0) <= now):
             return None
         self._used[record.id] = now
-        return Identity(record.user, record.team, record.role)
+        return Identity(record.user, record.team, record.role, key_id=record.id, grace=previous)
 
     def identities(self) -> list[Identity]:
         """The identities of every live runtime key, one per user and team, by user."""

@@ -18,6 +18,7 @@ from gateway.settings.config import PrincipalConfig
 
 KEY_PREFIX = "gwk_"
 MAX_KEY_LENGTH = 512
+CONFIG_KEY_ID = "config"  # what the audit names a config principal's key by (one per user)
 
 
 def new_key() -> str:
@@ -42,11 +43,15 @@ class ConfigKeys(IdentitySource):
         demo_key: str | None = None,
         demo_admin_key: str | None = None,
     ) -> None:
-        self._by_digest = {p.key_sha256: Identity(p.user, p.team, p.role) for p in principals}
+        self._by_digest = {
+            p.key_sha256: Identity(p.user, p.team, p.role, key_id=CONFIG_KEY_ID) for p in principals
+        }
         if demo_key:
-            self._by_digest[key_digest(demo_key)] = Identity("demo", "demo")
+            self._by_digest[key_digest(demo_key)] = Identity("demo", "demo", key_id=CONFIG_KEY_ID)
         if demo_admin_key:  # `serve --demo-key` on the sandbox: the console, locally
-            self._by_digest[key_digest(demo_admin_key)] = Identity("demo-admin", "demo", "admin")
+            self._by_digest[key_digest(demo_admin_key)] = Identity(
+                "demo-admin", "demo", "admin", key_id=CONFIG_KEY_ID
+            )
 
     def identities(self) -> list[Identity]:
         """Every configured identity, ordered by user."""

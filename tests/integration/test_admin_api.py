@@ -112,6 +112,31 @@ def test_rotation_keeps_the_old_secret_for_the_grace_period_only(admin_client: T
     assert admin_client.get("/v1/quota", headers=bearer(second["key"])).status_code == 200
 
 
+def test_a_rotated_admin_secret_in_its_grace_serves_traffic_only(admin_client: TestClient) -> None:
+    """The old secret of a rotated admin key still calls the product during its grace, but
+    every admin route refuses it (403, saying why): it cannot rotate the key again, create
+    a key or set a quota; the new secret can."""
+    created = create(admin_client, user="ops-bot", team="ops", role="admin")
+    path = f"/admin/keys/{created['id']}/rotate"
+    rotated = admin_client.post(path, json={"grace_seconds": 300}, headers=ADMIN).json()
+    old = bearer(created["key"])
+    assert admin_client.get("/v1/quota", headers=old).status_code == 200
+    rules = {"rules": [{"unit": "images", "window": "day", "limit": 5}]}
+    attempts = [
+        admin_client.post(path, json={"grace_seconds": 0}, headers=old),
+        admin_client.post(
+            "/admin/keys", json={"user": "eve", "team": "ops", "role": "admin"}, headers=old
+        ),
+        admin_client.put("/admin/quotas/users/eve", json=rules, headers=old),
+        admin_client.get("/admin/keys", headers=old),
+    ]
+    for refused in attempts:
+        assert_openai_error(refused, 403, "permission_denied")
+        assert "grace" in refused.json()["error"]["message"]
+    assert [e["action"] for e in audit(admin_client)] == ["key.rotate", "key.create"]
+    assert admin_client.get("/admin/keys", headers=bearer(rotated["key"])).status_code == 200
+
+
 def test_the_audit_has_one_entry_per_change_and_no_secret(admin_client: TestClient) -> None:
     """Each change is one entry (actor, action, target, before, after, time, request id,
     source address); no secret appears; filters and paging work."""
