@@ -25,6 +25,7 @@ from gateway.auth.keys import key_digest, new_key
 from gateway.errors import AdminBusy, InvalidRequest, NotFound
 from gateway.quota.books import book_keys
 from gateway.quota.policy import Scope
+from gateway.redaction import looks_like_secret
 from gateway.settings.config import QuotaRule
 from gateway.settings.types import Name, Strict, error_message
 from gateway.vocabulary import NAME_RULE, Unit, Window, external_name
@@ -94,6 +95,17 @@ def name(value: str, param: str) -> str:
     """A user or team name from a path, checked against the identity rules."""
     if external_name(value) is None:
         raise InvalidRequest(f"{param}: must be {NAME_RULE}", code="invalid_value", param=param)
+    return value
+
+
+def checked_key_id(value: str) -> str:
+    """A key id from a path; a key's secret typed there is refused without repeating it."""
+    if looks_like_secret(value):
+        raise InvalidRequest(
+            "id: this is a key's secret, not its id (key_ and 16 hex digits, as `GET "
+            "/admin/keys` lists). Treat that secret as exposed and rotate its key.",
+            code="invalid_value", param="id",
+        )  # fmt: skip
     return value
 
 
@@ -211,6 +223,7 @@ class AdminOps:
 
     async def revoke_key(self, key_id: str, actor: Actor) -> KeyRecord:
         """Revoke a key (and its previous secret); revoking a revoked key changes nothing."""
+        checked_key_id(key_id)
 
         def decide(snapshot: Snapshot, now: float) -> tuple[Change | None, KeyRecord]:
             record = _existing(snapshot, key_id)
@@ -224,6 +237,7 @@ class AdminOps:
 
     async def rotate_key(self, key_id: str, body: Mapping[str, Any], actor: Actor) -> Created:
         """A new secret for a live key; the old one works `grace_seconds` more, then stops."""
+        checked_key_id(key_id)
         grace = parse(KeyRotate, body).grace_seconds
 
         def decide(snapshot: Snapshot, now: float) -> tuple[Change, Created]:

@@ -3,6 +3,7 @@ the audit trail, and who may use any of it."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -135,6 +136,32 @@ def test_a_rotated_admin_secret_in_its_grace_serves_traffic_only(admin_client: T
         assert "grace" in refused.json()["error"]["message"]
     assert [e["action"] for e in audit(admin_client)] == ["key.rotate", "key.create"]
     assert admin_client.get("/admin/keys", headers=bearer(rotated["key"])).status_code == 200
+
+
+def test_a_key_secret_typed_where_an_id_belongs_never_reaches_a_log_line(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """DELETE or rotate of `/admin/keys/gwk_...` answers 400 saying a secret is not an id,
+    changes nothing, and no log line holds the secret (the access log's path neither)."""
+    created = create(client)
+    secret = created["key"]
+    with caplog.at_level(logging.DEBUG):
+        refused = [
+            client.delete(f"/admin/keys/{secret}", headers=ADMIN),
+            client.post(f"/admin/keys/{secret}/rotate", headers=ADMIN),
+        ]
+        unknown = client.get(f"/v1/keys/{secret}", headers=ADMIN)
+    for response in refused:
+        assert_openai_error(response, 400, "invalid_value", "id")
+        assert "secret, not" in response.json()["error"]["message"]
+        assert secret not in response.text
+    assert unknown.status_code == 404
+    # The test's own HTTP client logs the URLs it calls; everything else is the gateway's.
+    logged = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith("httpx"))
+    assert "/admin/keys/[redacted]" in logged
+    assert secret not in logged and secret[4:] not in logged
+    assert client.get("/v1/quota", headers=bearer(secret)).status_code == 200
+    assert [e["action"] for e in audit(client)] == ["key.create"]
 
 
 def test_the_audit_has_one_entry_per_change_and_no_secret(admin_client: TestClient) -> None:
