@@ -17,6 +17,8 @@
     │                                                            or uploads held at capacity)
     ├── AdminBusy                     503 admin_busy            Retry-After (admin writes racing)
     ├── IdentityProviderUnavailable   503 identity_provider_unavailable (JWKS unreachable)
+    ├── RuntimeKeysUnavailable        503 runtime_keys_unavailable Retry-After (a runtime key
+    │                                     the replica cannot confirm is still live)
     └── UpstreamError                 502 upstream_error        (5xx, unreachable: nothing made)
         ├── UpstreamUnreachable       502 upstream_error        (never sent: refunded in full)
         ├── UpstreamModelUnavailable  503 upstream_model_unavailable x-should-retry: false
@@ -233,6 +235,22 @@ class IdentityProviderUnavailable(GatewayError):
 
     def default_headers(self) -> Mapping[str, str]:
         return {"retry-after": "5"}
+
+
+class RuntimeKeysUnavailable(GatewayError):
+    """A key issued at run time, and this replica has not confirmed for over a second that
+    its view of such keys is current (the state store does not answer): the key may have
+    been revoked since, so it is not honoured until the view is confirmed again."""
+
+    status, type, code = 503, "server_error", "runtime_keys_unavailable"
+    outcome: Outcome = "store_error"
+    default_message = (
+        "This key was issued at run time, and the gateway cannot confirm right now that it "
+        "is still valid: the admin state store is not answering. Retry shortly."
+    )
+
+    def default_headers(self) -> Mapping[str, str]:
+        return {"retry-after": "1"}
 
 
 class UpstreamError(GatewayError):

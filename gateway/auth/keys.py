@@ -68,8 +68,9 @@ class ConfigKeys(IdentitySource):
 class KeyTable(Protocol):
     """Keys issued at run time, as the admin plane's view of them holds them in memory."""
 
-    def lookup(self, key: str) -> Identity | None:
-        """The identity of a live key, or None."""
+    async def lookup(self, key: str) -> Identity | None:
+        """The identity of a live key, or None; raises `RuntimeKeysUnavailable` (503) when
+        it cannot confirm that a key it holds is still live."""
 
     def identities(self) -> list[Identity]:
         """The identities of every live key, one per user and team, by user."""
@@ -87,4 +88,4 @@ class RuntimeKeys(IdentitySource):
         return self._table.identities()
 
     async def identify(self, presented: Presented) -> Identity | None:
-        return self._table.lookup(presented.bearer())
+        return await self._table.lookup(presented.bearer())
