@@ -9,6 +9,7 @@
     ├── UriTooLong                    414 uri_too_long          Connection: close
     ├── HeadersTooLarge               431 request_header_fields_too_large  Connection: close
     ├── NotFound                      404 not_found
+    ├── UserExists                    409 user_exists           x-should-retry: false
     ├── MethodNotAllowed              405 method_not_allowed    Allow
     ├── RateLimited                   429 rate_limit_exceeded   Retry-After, retry-after-ms
     │   └── QuotaExceeded             429 insufficient_quota    x-should-retry: false
@@ -167,6 +168,17 @@ class NotFound(GatewayError):
         "this address with /v1 as their base URL. Admins: /admin/console. More: the "
         "gateway's README."
     )
+
+
+class UserExists(GatewayError):
+    """A runtime key asked for a user name someone else already holds (a configured
+    principal, or another admin's keys) without the admin saying so: not retried."""
+
+    status, type, code = 409, "invalid_request_error", "user_exists"
+    outcome: Outcome = "invalid"
+
+    def default_headers(self) -> Mapping[str, str]:
+        return NO_RETRY
 
 
 class MethodNotAllowed(GatewayError):

@@ -113,6 +113,8 @@ def keys_create(args: argparse.Namespace) -> int:
         body["expires_at"] = args.expires_at
     if args.new_team:
         body["new_team"] = True
+    if args.existing_user:
+        body["existing_user"] = True
     return _print(_call(args, "POST", "/admin/keys", body))
 
 
@@ -251,6 +253,10 @@ def _add_key_commands(commands: Any) -> None:
     create.add_argument(
         "--new-team", action="store_true",
         help="open a team no config, runtime pool or key names yet (else refused)",
+    )  # fmt: skip
+    create.add_argument(
+        "--existing-user", action="store_true",
+        help="add a key for a user a config principal or another admin's keys hold (else refused)",
     )  # fmt: skip
     create.add_argument("--role", choices=("user", "admin"), default="user")
     create.add_argument("--expires-at", help="ISO 8601 UTC, e.g. 2027-01-01T00:00:00Z")

@@ -22,7 +22,7 @@ from pydantic import Field, StrictBool, StrictFloat, StrictInt, ValidationError
 from gateway.admin.records import Change, KeyRecord, Snapshot, encode_rules, iso, quota_field
 from gateway.admin.state import RuntimeState
 from gateway.auth.keys import key_digest, new_key
-from gateway.errors import AdminBusy, InvalidRequest, NotFound
+from gateway.errors import AdminBusy, InvalidRequest, NotFound, UserExists
 from gateway.quota.books import book_keys
 from gateway.quota.policy import Scope
 from gateway.redaction import looks_like_secret
@@ -44,6 +44,7 @@ class KeyCreate(Strict):
     expires_at: datetime | None = None
     note: str = Field("", max_length=200)
     new_team: StrictBool = False  # the admin opens a team no config, pool or key names yet
+    existing_user: StrictBool = False  # the admin adds a key to a name someone else holds
 
 
 class KeyRotate(Strict):
@@ -137,6 +138,25 @@ def check_team(team: str, known: frozenset[str], *, new_team: bool) -> None:
         )  # fmt: skip
 
 
+def check_user(
+    user: str, config_users: frozenset[str], snapshot: Snapshot, now: float, actor: Actor
+) -> None:
+    """Refuse a key for a name that a configured principal holds, or that live keys made by
+    another admin hold (it would act, and be audited, as that user)."""
+    if user in config_users:
+        holder = "a principal of the config"
+    else:
+        makers = {r.created_by for r in snapshot.keys.values() if r.user == user and r.live(now)}
+        if not makers - {actor.user}:
+            return
+        holder = "live keys made by " + ", ".join(sorted(makers - {actor.user}))
+    raise UserExists(
+        f"user: {user!r} is already {holder}; a new key would act as that user. To add a "
+        'key for the same user, say so: "existing_user": true (CLI --existing-user).',
+        param="user",
+    )
+
+
 class RulesSet(NamedTuple):
     """A subject's runtime rules as set, and the ones they replaced (None: there were none)."""
 
@@ -146,10 +166,15 @@ class RulesSet(NamedTuple):
 
 class AdminOps:
     """The admin operations over one replica's `RuntimeState` (and its store); `teams` are
-    the configured ones."""
+    the configured ones, `users` the configured principals' names."""
 
-    def __init__(self, state: RuntimeState, teams: frozenset[str] = frozenset()) -> None:
-        self.state, self._teams = state, teams
+    def __init__(
+        self,
+        state: RuntimeState,
+        teams: frozenset[str] = frozenset(),
+        users: frozenset[str] = frozenset(),
+    ) -> None:
+        self.state, self._teams, self._users = state, teams, users
 
     async def _write(self, decide: Any, actor: Actor) -> Any:
         """Run `decide(snapshot, now) -> (change, result)` and apply it, retrying on a race."""
@@ -203,6 +228,8 @@ class AdminOps:
                 )
             known = known_teams(self._teams, snapshot, now)
             check_team(asked.team, known, new_team=asked.new_team)
+            if not asked.existing_user:
+                check_user(asked.user, self._users, snapshot, now, actor)
             live = [r for r in snapshot.keys.values() if r.user == asked.user and r.live(now)]
             if len(live) >= MAX_KEYS_PER_USER:
                 raise InvalidRequest(

@@ -388,6 +388,7 @@ function createKeyForm(holder) {
     field("User", h("input", { name: "user", autocomplete: "off" }), "user"),
     field("Team", h("input", { name: "team", autocomplete: "off" }), "team"),
     field("New team", h("input", { name: "new_team", type: "checkbox" }), "new_team"),
+    field("Existing user", h("input", { name: "existing_user", type: "checkbox" }), "existing_user"),
     field("Role", select("role", [["user", "user"], ["admin", "admin"]], "user"), "role"),
     field("Expires (ISO 8601, optional)",
       h("input", { name: "expires_at", placeholder: "2027-01-01T00:00:00Z" }), "expires_at"),
@@ -399,6 +400,8 @@ function createKeyForm(holder) {
       role: form.role.value, note: form.note.value };
     if (form.expires_at.value.trim()) body.expires_at = form.expires_at.value.trim();
     if (form.new_team.checked) body.new_team = true;  // open a team nobody names yet
+    // add a key for a name a config principal or another admin's keys hold
+    if (form.existing_user.checked) body.existing_user = true;
     try {
       const created = await api("POST", "admin/keys", body);
       await route();

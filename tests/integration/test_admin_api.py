@@ -164,6 +164,45 @@ def test_a_key_secret_typed_where_an_id_belongs_never_reaches_a_log_line(
     assert [e["action"] for e in audit(client)] == ["key.create"]
 
 
+def test_every_audit_entry_names_the_credential_beside_the_user(admin_client: TestClient) -> None:
+    """An entry says which key acted: `config` for the config's key of that user, the key id
+    for a key made at run time, so an admin key made for a name is told from its owner."""
+    bot = create(admin_client, user="ops-bot", team="ops", role="admin")
+    made = admin_client.post(
+        "/admin/keys", json={"user": "frank", "team": "ops"}, headers=bearer(bot["key"])
+    )
+    assert made.status_code == 201, made.text
+    entries = audit(admin_client)
+    assert [(e["actor"], e["credential"]) for e in entries] == [
+        ("ops-bot", {"source": "key", "key_id": bot["id"]}),
+        ("grafana", {"source": "key", "key_id": "config"}),
+    ]
+
+
+def test_a_key_for_a_name_someone_else_holds_needs_the_admin_to_say_so(
+    admin_client: TestClient,
+) -> None:
+    """A key for a configured principal's name, or for a user whose live keys another admin
+    made, is refused (409 user_exists, not retried, nothing written) unless the body says
+    `"existing_user": true`; an admin adding a key for a user of their own needs nothing."""
+    create(admin_client)  # dave, by grafana
+    bot = create(admin_client, user="ops-bot", team="ops", role="admin", existing_user=True)
+    taken = [
+        admin_client.post("/admin/keys", json={"user": "carol", "team": "audio"}, headers=ADMIN),
+        admin_client.post(
+            "/admin/keys", json={"user": "dave", "team": "vision"}, headers=bearer(bot["key"])
+        ),
+    ]
+    for refused in taken:
+        assert_openai_error(refused, 409, "user_exists", "user")
+        assert refused.headers["x-should-retry"] == "false"
+        assert "existing_user" in refused.json()["error"]["message"]
+    assert [e["action"] for e in audit(admin_client)] == ["key.create", "key.create"]
+    create(admin_client)  # a second key for grafana's own dave
+    said = create(admin_client, user="carol", team="audio", existing_user=True)
+    assert admin_client.get("/v1/quota", headers=bearer(said["key"])).json()["user"] == "carol"
+
+
 def test_the_audit_has_one_entry_per_change_and_no_secret(admin_client: TestClient) -> None:
     """Each change is one entry (actor, action, target, before, after, time, request id,
     source address); no secret appears; filters and paging work."""
