@@ -183,9 +183,6 @@ class RuntimeState:
                 log.debug("admin state not refreshed, keeping the last one: %r", exc)
                 return False
             self._confirmed_at = began
-        if self._used and self.clock() - self._flushed_at >= self._flush:
-            with contextlib.suppress(StoreError):
-                await self.flush_use()
         return moved
 
     async def _read(self) -> bool:
@@ -200,7 +197,7 @@ class RuntimeState:
         used, self._used = self._used, {}
         try:
             await self.store.mark_used(used)
-        except StoreError:
+        except BaseException:  # a failure, or a bounded wait given up: keep the notes
             self._used = {**used, **self._used}
             raise
         self._flushed_at = self.clock()
@@ -211,6 +208,9 @@ class RuntimeState:
             if await self.refresh() and not told:
                 # A change came without its message: the channel may have gone silent.
                 await self.store.listen_again()
+            if self._used and self.clock() - self._flushed_at >= self._flush:
+                with contextlib.suppress(StoreError, TimeoutError):
+                    await asyncio.wait_for(self.flush_use(), SNAPSHOT_TIMEOUT_SECONDS)
 
     async def start(self) -> None:
         """Load the state now (if the store answers), then follow it in the background."""
