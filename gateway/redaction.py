@@ -29,10 +29,11 @@ _CREDENTIAL = re.compile(
     r"|\b(?=[A-Za-z0-9_\-]*[0-9])(?=[A-Za-z0-9_\-]*[A-Za-z])[A-Za-z0-9_\-]{24,}",
     re.I,
 )
-# What a caller may paste where a name or an id belongs: a gateway key, an OpenAI key, a JWT.
+# What a caller may paste where a name or an id belongs: a gateway key, an OpenAI key, a JWT
+# (long enough that a name like `sk-team` is not taken for one).
 _KEY_SHAPED = re.compile(
-    r"gwk_[A-Za-z0-9_\-]*"
-    r"|\bsk-[A-Za-z0-9_\-]{4,}"
+    r"gwk_[A-Za-z0-9_\-]{8,}"
+    r"|\bsk-[A-Za-z0-9_\-]{20,}"
     r"|\beyJ[A-Za-z0-9_\-]*\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*"
 )
 # What OpenAI's image endpoints answer in `code`, `type` and `param`; anything else the

@@ -57,8 +57,8 @@ def test_urls_are_logged_without_their_credentials() -> None:
     "secret",
     [
         "gwk_" + "a1B2" * 10 + "xyz",
-        "gwk_short",
-        "sk-proj-abcdEFGH1234",
+        "gwk_alice_test_key_aaaa",
+        "sk-proj-abcdEFGH1234ijklMNOP",
         "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl",
     ],
 )
@@ -66,4 +66,5 @@ def test_key_shaped_path_segments_are_redacted(secret: str) -> None:
     """A gateway key, an OpenAI key or a JWT in a path is cut out; the rest stays."""
     out = redact_keys(f"/admin/keys/{secret}/rotate")
     assert secret not in out and out == "/admin/keys/[redacted]/rotate"
-    assert redact_keys("/admin/keys/key_5c1e0d9a7b3f2e41") == "/admin/keys/key_5c1e0d9a7b3f2e41"
+    for plain in ("/admin/keys/key_5c1e0d9a7b3f2e41", "/admin/quotas/teams/sk-team"):
+        assert redact_keys(plain) == plain
