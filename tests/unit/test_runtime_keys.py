@@ -120,3 +120,44 @@ def test_a_revoke_seen_by_the_confirming_read_refuses_the_key() -> None:
         assert await state.lookup(key) is None
 
     run(scenario)
+
+
+class SilentChannel(FlakyStore):
+    """A store whose change messages never arrive (its pub/sub connection went silent),
+    counting how often the replica opens the channel again."""
+
+    def __init__(self, silent: bool) -> None:
+        super().__init__()
+        self.silent, self.reopened = silent, 0
+
+    async def wait_for_change(self, seconds: float) -> bool:
+        if self.silent:
+            await asyncio.sleep(seconds)
+            return False
+        return await super().wait_for_change(seconds)
+
+    async def listen_again(self) -> None:
+        self.reopened += 1
+
+
+@pytest.mark.parametrize("silent", [True, False])
+def test_a_change_that_came_without_its_message_reopens_the_channel(silent: bool) -> None:
+    """The poll finds a write whose change message never came: the replica opens its
+    message channel again; a write announced as usual leaves the channel alone."""
+
+    async def main() -> None:
+        store = SilentChannel(silent)
+        # Announced writes are waited for with a long poll: only their message wakes it.
+        state = RuntimeState(store, QuotasConfig(), poll_seconds=0.01 if silent else 30.0)
+        await state.start()
+        writer = RuntimeState(store, QuotasConfig())
+        body = {"user": "dave", "team": "t", "new_team": True}
+        await AdminOps(writer).create_key(body, ACTOR)
+        for _ in range(200):
+            if state.snapshot.keys:
+                break
+            await asyncio.sleep(0.01)
+        await state.close()
+        assert state.snapshot.keys and store.reopened == (1 if silent else 0)
+
+    asyncio.run(main())
