@@ -927,11 +927,20 @@ async function loadAudit(form, holder, before) {
   }
 }
 
+// Which credential acted, beside the user name: a key's id, the config's key, an SSO token.
+function credentialText(c) {
+  if (!c) return "";
+  if (c.source === "key") return c.key_id === "config" ? "config key" : `key ${c.key_id || "?"}`;
+  if (c.source === "jwt") return `SSO ${c.subject || "?"} · ${c.issuer || "?"}`;
+  return c.source === "header" ? "proxy header" : c.source;
+}
+
 function auditRow(e) {
   const change = (label, value) => h("div", {}, h("strong", {}, label),
     h("pre", {}, value == null ? "—" : JSON.stringify(value, null, 1)));
   return h("tr", { "data-action": e.action },
-    h("td", { title: e.request_id }, when(e.time)), h("td", {}, e.actor),
+    h("td", { title: e.request_id }, when(e.time)),
+    h("td", {}, e.actor, h("div", { class: "mono muted" }, credentialText(e.credential))),
     h("td", {}, h("span", { class: "tag" }, e.action)), h("td", { class: "mono" }, e.target),
     h("td", {}, e.source_address || "—"),
     h("td", {}, h("details", {}, h("summary", {}, "before / after"),
