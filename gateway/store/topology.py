@@ -1,14 +1,16 @@
-"""Start-up check that the servers a Redis URL names are the topology it says they are.
+"""Start-up check that the servers a Redis URL names are the topology it says they are,
+and that their TLS certificates verify.
 
 A cluster URL pointing at a standalone server, a plain URL pointing at a Cluster node or a
-Sentinel, or a Sentinel that does not know the service would otherwise fail request by
-request with driver errors; this names the problem once, at start-up. Servers that do not
-answer are skipped: a Redis that is down now is /readyz's business, not a config error.
+Sentinel, a Sentinel that does not know the service, or a certificate the client refuses
+(another CA, another host name, expired) would otherwise fail request by request with
+driver errors; this names the problem once, at start-up. Servers that do not answer are
+skipped: a Redis that is down now is /readyz's business, not a config error.
 """
 
 from __future__ import annotations
 
-import contextlib
+import ssl
 from typing import Any
 
 import redis.asyncio as redis
@@ -25,7 +27,8 @@ HINTS = {
 
 
 class TopologyError(Exception):
-    """The URL names a topology, credentials or a service that its servers do not have."""
+    """The URL names a topology, credentials or a service that its servers do not have, or
+    a server's TLS certificate does not verify."""
 
 
 def _probe_kwargs(target: Target, options: ConnectOptions) -> dict[str, Any]:
@@ -54,9 +57,38 @@ async def _check_host(host: str, port: int, target: Target, options: ConnectOpti
         await client.aclose()
 
 
+# What to do about each certificate problem OpenSSL names (its verify message, lower case).
+_CERT_HINTS = (
+    ("mismatch", "reach it by a name its certificate names, or set tls.check_hostname: false"),
+    ("expired", "the server needs a new certificate"),
+    ("not yet valid", "the server's certificate starts later (check the clocks)"),
+    ("issuer", "tls.ca_file must be the CA that signed the server's certificate"),
+    ("self-signed", "tls.ca_file must be the CA that signed the server's certificate"),
+    ("signature", "tls.ca_file must be the CA that signed the server's certificate"),
+)
+
+
+def certificate_problem(exc: BaseException, where: str) -> str | None:
+    """One line naming why `where`'s certificate was refused (with what to do), or None if
+    `exc` is no certificate failure."""
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, ssl.SSLCertVerificationError):
+        cause = cause.__cause__ or cause.__context__
+    if cause is None:
+        return None
+    reason = str(getattr(cause, "verify_message", "") or cause.reason or "verify failed")
+    hint = next((hint for key, hint in _CERT_HINTS if key in reason.lower()), None)
+    return f"{where}: TLS certificate refused: {reason}" + (f" ({hint})" if hint else "")
+
+
 async def verify(url: str, options: ConnectOptions | None = None) -> None:
-    """Raise `TopologyError` if a server of `url` that answers is not what the URL says."""
+    """Raise `TopologyError` if a server of `url` that answers is not what the URL says, or
+    if its certificate does not verify."""
     target = parse_url(url)
     for host, port in target.hosts:
-        with contextlib.suppress(RedisError, OSError):
+        try:
             await _check_host(host, port, target, options or ConnectOptions())
+        except (RedisError, OSError) as exc:
+            problem = certificate_problem(exc, f"{host}:{port}")
+            if problem is not None:
+                raise TopologyError(problem) from None
