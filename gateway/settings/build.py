@@ -7,6 +7,7 @@ environment and are held as `SecretStr`, whose repr is masked.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -77,17 +78,20 @@ def check_redis_urls(config: GatewayConfig, env: Mapping[str, str]) -> None:
 
 
 def _redis_options(
-    section: StoreConfig | CacheConfig, url: SecretStr | None, env: Mapping[str, str], path: str
+    config: GatewayConfig, url: SecretStr | None, env: Mapping[str, str], path: str
 ) -> ConnectOptions:
-    """How to reach the section's Redis; raises `ConfigError` naming the variable or key."""
+    """How to reach the Redis of `config`'s section `path` (store or cache), with the
+    store's bounded wait; raises `ConfigError` naming the variable or key."""
+    section: StoreConfig | CacheConfig = getattr(config, path)
     if url is None:
         return ConnectOptions()
     try:
-        return redis_options(
+        options = redis_options(
             section.redis, url.get_secret_value(), section.redis_url_env, env, f"{path}.redis"
         )
     except ValueError as exc:
         raise EnvironmentProblem(str(exc)) from None
+    return dataclasses.replace(options, wait_seconds=config.store.wait_seconds)
 
 
 def _own_cache_redis(cache_url: SecretStr | None, redis_url: SecretStr | None) -> bool:
@@ -130,7 +134,7 @@ def build_settings(config: GatewayConfig, env: Mapping[str, str]) -> Settings:
     demo_key, demo_admin_key = _demo_keys(config, env)
     redis_url = _secret(env, config.store.redis_url_env)
     cache_url = _secret(env, config.cache.redis_url_env)
-    store_options = _redis_options(config.store, redis_url, env, "store")
+    store_options = _redis_options(config, redis_url, env, "store")
     return Settings(
         config=config,
         upstream_api_key=upstream_key,
@@ -139,7 +143,7 @@ def build_settings(config: GatewayConfig, env: Mapping[str, str]) -> Settings:
         cache_redis_url=cache_url or redis_url,
         redis_options=store_options,
         cache_redis_options=(
-            _redis_options(config.cache, cache_url, env, "cache")
+            _redis_options(config, cache_url, env, "cache")
             if _own_cache_redis(cache_url, redis_url)
             else store_options
         ),
