@@ -13,13 +13,21 @@ import asyncio
 import json
 import logging
 import random
+import re
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import Field, StrictBool, StrictFloat, StrictInt, ValidationError
+from pydantic import (
+    Field,
+    PlainValidator,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+)
 
 from gateway.admin.records import Change, KeyRecord, Snapshot, encode_rules, iso, quota_field
 from gateway.admin.state import RuntimeState
@@ -43,11 +51,30 @@ _PAUSE_SECONDS = 0.01
 _SAME_RECORD_RACES = 3  # lost to a change of the very record written: real contention
 
 
+# The one form `expires_at` takes: an ISO 8601 date and time as a JSON string, seconds and
+# their fraction optional, `Z` or an offset optional (none: UTC). Not a number: an epoch
+# in seconds and one in milliseconds look alike, and a mistaken one makes a key that never
+# works or never ends.
+_ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})?")
+ISO_TIME_RULE = "an ISO 8601 date and time as a string, e.g. 2027-01-01T00:00:00Z"
+
+
+def _iso_time(value: object) -> datetime:
+    """`value` if it is a string of the one form, as a time (UTC if it names no offset)."""
+    if not isinstance(value, str) or not _ISO_TIME.fullmatch(value):
+        raise ValueError(f"must be {ISO_TIME_RULE}")
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"not a real date and time: {value[:40]}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 class KeyCreate(Strict):
     user: Name
     team: Name
     role: Literal["user", "admin"] = "user"
-    expires_at: datetime | None = None
+    expires_at: Annotated[datetime, PlainValidator(_iso_time)] | None = None
     note: str = Field("", max_length=200)
     new_team: StrictBool = False  # the admin opens a team no config, pool or key names yet
 
