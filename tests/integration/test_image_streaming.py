@@ -229,3 +229,21 @@ def test_a_compressed_upstream_stream_reaches_the_caller_decoded(
     assert body == b"".join(script.events())
     cost = 12 * TEXT_RATE + script.billed_output() * OUTPUT_RATE
     assert used(client)["usd"] == pytest.approx(cost, abs=1e-6)
+
+
+def test_an_error_event_from_the_upstream_is_relayed_and_settled_for_what_came(
+    gateway: Callable[..., TestClient], upstream: FakeUpstream
+) -> None:
+    """The upstream sends two partial images, then an `error` event and ends: the caller
+    gets the error event as sent; no image came, so the images are given back, the
+    request unit kept, and the two partial images billed at 100 output tokens each."""
+    script = StreamScript(partials=2, error_after=2)
+    upstream.script = script.reply
+    rules = [{"unit": u, "limit": 9, "window": "day"} for u in ("requests", "images")]
+    client = gateway(quotas={**USD_RULE, "default": rules})
+    _, body = stream_generation(client)
+    assert body == b"".join(script.events())
+    assert Decoder().feed(body)[-1].json()["error"]["code"] == "image_generation_failed"
+    settled = used(client)
+    assert (settled["requests"], settled["images"]) == (1, 0)
+    assert settled["usd"] == pytest.approx(2 * 100 * OUTPUT_RATE, abs=1e-6)

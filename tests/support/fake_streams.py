@@ -45,6 +45,7 @@ class StreamScript:
     image_tokens: int = 0
     hold_after: int | None = None  # -1: before the head, as an upstream still thinking
     cut_after: int | None = None
+    error_after: int | None = None  # an `error` event after that many, then the end
     gzip: bool = False  # the whole stream gzip-encoded (content-encoding: gzip), one chunk
     gate: threading.Event = field(default_factory=threading.Event)
     written: int = 0  # events written so far (the gateway may have read fewer)
@@ -67,6 +68,10 @@ class StreamScript:
             )  # fmt: skip
             kind = f"{self.kind}.completed"
             out.append(frame(kind, {"type": kind, "b64_json": b64, "usage": usage, **shared}))
+        if self.error_after is not None:
+            error = {"message": "Image generation failed.", "type": "server_error",
+                     "param": None, "code": "image_generation_failed"}  # fmt: skip
+            out = [*out[: self.error_after], frame("error", {"type": "error", "error": error})]
         return out
 
     def billed_output(self) -> int:
