@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
-from gateway.upstream.variation_art import render_variations
+from gateway.upstream.variation_art import render_variation
 
 RGB = tuple[int, int, int]
 COLOURS: dict[str, RGB] = {
@@ -248,33 +248,32 @@ def render_edits(
     images: Sequence[bytes], mask: bytes | None, prompt: str, size: tuple[int, int], n: int
 ) -> list[Image.Image]:
     """`n` edits of `images` (the first is the one edited) for `prompt` at `size` (RGBA)."""
+    return [render_edit(images, mask, prompt, size, index) for index in range(n)]
+
+
+def render_edit(
+    images: Sequence[bytes], mask: bytes | None, prompt: str, size: tuple[int, int], index: int
+) -> Image.Image:
+    """Edit `index` of `images` for `prompt` at `size` (RGBA), deterministic."""
     scene = read_prompt(prompt)
     if mask is not None:
         base = ImageOps.fit(_open(images[0]), size)
         area = _edit_area(mask, size)
         box = area.getbbox() or (0, 0, *size)
-        out = []
-        for index in range(n):
-            seed = seed_of(prompt, index, size, "mask")
-            # Only a ground the prompt names covers the area; else its shapes go on the input.
-            clear = scene.ground is None
-            patch = paint_scene(scene, (box[2] - box[0], box[3] - box[1]), seed, transparent=clear)
-            painted = base.copy()
-            painted.alpha_composite(patch, box[:2])
-            out.append(Image.composite(painted, base, area))
-        return out
+        seed = seed_of(prompt, index, size, "mask")
+        # Only a ground the prompt names covers the area; else its shapes go on the input.
+        clear = scene.ground is None
+        patch = paint_scene(scene, (box[2] - box[0], box[3] - box[1]), seed, transparent=clear)
+        painted = base.copy()
+        painted.alpha_composite(patch, box[:2])
+        return Image.composite(painted, base, area)
     side = min(max(size), 1024)  # the re-takes are square: of the image's middle square
     square = encode_png(ImageOps.fit(_open(images[0]), (side, side)))
-    takes = render_variations(square, n, side)
-    out = []
-    for index, take in enumerate(takes):
-        base = ImageOps.fit(_open(take), size)
-        if scene.elements or scene.colours:
-            seed = seed_of(prompt, index, size, "edit")
-            overlay = paint_scene(scene, size, seed, transparent=True)
-            base = Image.alpha_composite(base, overlay)
-        out.append(_inset(base, images[1:]))
-    return out
+    base = ImageOps.fit(_open(render_variation(square, index, side)), size)
+    if scene.elements or scene.colours:
+        overlay = paint_scene(scene, size, seed_of(prompt, index, size, "edit"), transparent=True)
+        base = Image.alpha_composite(base, overlay)
+    return _inset(base, images[1:])
 
 
 def partial(final: Image.Image, index: int, count: int) -> Image.Image:

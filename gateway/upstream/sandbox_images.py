@@ -45,7 +45,7 @@ OUTPUT_TOKENS: dict[tuple[int, int], dict[str, int]] = {
     (1024, 1536): {"low": 167, "medium": 1367, "high": 5488},
     (1536, 1024): {"low": 167, "medium": 1367, "high": 5488},
 }
-Draw = Callable[[Ask], list[Image.Image]]
+Draw = Callable[[Ask, int], Image.Image]  # image `index` of the answer
 
 
 def made_quality(quality: str) -> str:
@@ -80,19 +80,16 @@ def usage(ask: Ask, images: int, *, inputs: bool = True, details: bool = True) -
     return block
 
 
-def draw_generation(ask: Ask) -> list[Image.Image]:
-    """The `n` pictures of a generation."""
+def draw_generation(ask: Ask, index: int) -> Image.Image:
+    """Picture `index` of a generation."""
     transparent = ask.background == "transparent"
-    return [
-        prompt_art.render_generation(ask.prompt, ask.size, index, transparent=transparent)
-        for index in range(ask.n)
-    ]
+    return prompt_art.render_generation(ask.prompt, ask.size, index, transparent=transparent)
 
 
-def draw_edit(ask: Ask) -> list[Image.Image]:
-    """The `n` edits of the input; raises `InvalidRequest` for an image it cannot read."""
+def draw_edit(ask: Ask, index: int) -> Image.Image:
+    """Edit `index` of the input; raises `InvalidRequest` for an image it cannot read."""
     try:
-        return prompt_art.render_edits(ask.images, ask.mask, ask.prompt, ask.size, ask.n)
+        return prompt_art.render_edit(ask.images, ask.mask, ask.prompt, ask.size, index)
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
         raise InvalidRequest(
             "An input image is not a PNG, JPEG or WebP image the model can read.",
@@ -126,10 +123,10 @@ class ImageModel:
             ask: Ask = await read(request)
             if ask.model in self._switches.retired:
                 return model_not_found(ask.model)
-            if ask.stream:
-                images = await anyio.to_thread.run_sync(draw, ask)
+            if ask.stream:  # the first image drawn before answering: it may be refused
+                first = await anyio.to_thread.run_sync(draw, ask, 0)
                 return StreamingResponse(
-                    self._events(ask, images, kind), media_type=sse.MEDIA_TYPE,
+                    self._events(ask, first, draw, kind), media_type=sse.MEDIA_TYPE,
                     headers=_request_id(),
                 )  # fmt: skip
             return _json(await anyio.to_thread.run_sync(self._body, ask, draw))
@@ -137,7 +134,7 @@ class ImageModel:
             return error_response(exc)
 
     def _body(self, ask: Ask, draw: Draw) -> dict[str, Any]:
-        images = draw(ask)
+        images = [draw(ask, index) for index in range(ask.n)]
         return {
             "created": int(time.time()),
             "data": [{"b64_json": _b64(image, ask)} for image in images],
@@ -148,14 +145,16 @@ class ImageModel:
         }  # fmt: skip
 
     async def _events(
-        self, ask: Ask, images: list[Image.Image], kind: Kind
+        self, ask: Ask, first: Image.Image, draw: Draw, kind: Kind
     ) -> AsyncIterator[bytes]:
-        """Each image's partial images, then its completed event."""
+        """Each image's partial images, then its completed event; each image drawn when
+        its turn comes, so the first events leave while the others are being drawn."""
         shared = {
             "background": ask.background, "output_format": ask.output_format,
             "quality": ask.quality, "size": ask.size_text,
         }  # fmt: skip
-        for number, image in enumerate(images):
+        for number in range(ask.n):
+            image = first if number == 0 else await anyio.to_thread.run_sync(draw, ask, number)
             for index in range(ask.partial_images):
                 coarse = prompt_art.partial(image, index, ask.partial_images)
                 b64 = await anyio.to_thread.run_sync(_b64, coarse, ask)
