@@ -724,10 +724,11 @@ function endpointTable(answer) {
     a.model.localeCompare(b.model));
   return h("section", { class: "usage", "data-by": "endpoint" },
     h("h3", {}, `By endpoint and model, ${answer.month}`),
-    table(["endpoint", "model", ...USAGE_COLUMNS], rows.map((row) => h("tr", {},
-      h("td", {}, row.endpoint), h("td", {}, row.model),
-      ...USAGE_COLUMNS.map((c) => h("td", { class: "num" },
-        c === "usd" ? USD.format(row[c]) : Number(row[c]).toLocaleString("en-US")))))));
+    table(["Endpoint", "Model", ...USAGE_COLUMNS.map((c) => LABELS[c])],
+      rows.map((row) => h("tr", {},
+        h("td", {}, row.endpoint), h("td", {}, row.model),
+        ...USAGE_COLUMNS.map((c) => h("td", { class: "num" },
+          c === "usd" ? USD.format(row[c]) : Number(row[c]).toLocaleString("en-US")))))));
 }
 
 // The team's monthly usd budget, if it has one.
