@@ -9,15 +9,25 @@ target), and the record before and after, never a secret.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import random
+import re
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import Field, StrictBool, StrictFloat, StrictInt, ValidationError
+from pydantic import (
+    Field,
+    PlainValidator,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+)
 
 from gateway.admin.records import Change, KeyRecord, Snapshot, encode_rules, iso, quota_field
 from gateway.admin.state import RuntimeState
@@ -34,14 +44,38 @@ audit_log = logging.getLogger("gateway.audit")
 MAX_KEYS_PER_USER = 20
 MAX_GRACE_SECONDS = 30 * 86_400
 MAX_LIMIT = 1e12  # past this, micro-dollar counters lose integer precision
-_ATTEMPTS = 5
+# A write that lost the compare-and-set decides again: up to this many tries in all, after
+# pauses of up to 10, 20, 40, 80, then 160 ms (uniformly jittered), so a burst of writes
+# to different records (a provisioning script) all land, in about three seconds at most.
+_ATTEMPTS = 30
+_PAUSE_SECONDS = 0.01
+_SAME_RECORD_RACES = 3  # lost to a change of the very record written: real contention
+
+
+# The one form `expires_at` takes: an ISO 8601 date and time as a JSON string, seconds and
+# their fraction optional, `Z` or an offset optional (none: UTC). Not a number: an epoch
+# in seconds and one in milliseconds look alike, and a mistaken one makes a key that never
+# works or never ends.
+_ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})?")
+ISO_TIME_RULE = "an ISO 8601 date and time as a string, e.g. 2027-01-01T00:00:00Z"
+
+
+def _iso_time(value: object) -> datetime:
+    """`value` if it is a string of the one form, as a time (UTC if it names no offset)."""
+    if not isinstance(value, str) or not _ISO_TIME.fullmatch(value):
+        raise ValueError(f"must be {ISO_TIME_RULE}")
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"not a real date and time: {value[:40]}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 class KeyCreate(Strict):
     user: Name
     team: Name
     role: Literal["user", "admin"] = "user"
-    expires_at: datetime | None = None
+    expires_at: Annotated[datetime, PlainValidator(_iso_time)] | None = None
     note: str = Field("", max_length=200)
     new_team: StrictBool = False  # the admin opens a team no config, pool or key names yet
     existing_user: StrictBool = False  # the admin adds a key to a name someone else holds
@@ -169,6 +203,22 @@ def check_user(
     )
 
 
+def _changed_under(lost: tuple[Snapshot, Change], now: Snapshot) -> bool:
+    """Whether the record a lost write was changing is not what it read any more."""
+    read, change = lost
+    return read.stored(change.target, change.field) != now.stored(change.target, change.field)
+
+
+def _audited(change: Change, actor: Actor, now: float) -> dict[str, Any]:
+    """`change`'s audit entry, with who made it (user, credential, request, address) and when."""
+    audit = {**change.audit, "actor": actor.user, "request_id": actor.request_id}
+    audit["source_address"] = actor.source
+    if actor.credential is not None:
+        audit["credential"] = dict(actor.credential)
+    audit["time"] = iso(now)
+    return audit
+
+
 class RulesSet(NamedTuple):
     """A subject's runtime rules as set, and the ones they replaced (None: there were none)."""
 
@@ -189,17 +239,22 @@ class AdminOps:
         self.state, self._teams, self._users = state, teams, users
 
     async def _write(self, decide: Any, actor: Actor) -> Any:
-        """Run `decide(snapshot, now) -> (change, result)` and apply it, retrying on a race."""
-        for _ in range(_ATTEMPTS):
+        """Run `decide(snapshot, now) -> (change, result)` and apply it, deciding again on
+        fresh state after each lost race (with a jittered pause). A race lost to writes of
+        other records is retried up to `_ATTEMPTS` times; `AdminBusy` once the record this
+        write changes was itself changed under it `_SAME_RECORD_RACES` times."""
+        lost: tuple[Snapshot, Change] | None = None
+        same_record = 0
+        for attempt in range(_ATTEMPTS):
             snapshot, now = await self.state.store.snapshot(), self.state.clock()
+            if lost is not None and _changed_under(lost, snapshot):
+                same_record += 1
+                if same_record >= _SAME_RECORD_RACES:
+                    break
             change, result = decide(snapshot, now)
             if change is None:
                 return result  # nothing to change: nothing written, nothing audited
-            audit = {**change.audit, "actor": actor.user, "request_id": actor.request_id}
-            audit["source_address"] = actor.source
-            if actor.credential is not None:
-                audit["credential"] = dict(actor.credential)
-            audit["time"] = iso(now)
+            audit = _audited(change, actor, now)
             entry_id = await self.state.store.apply(
                 replace(change, audit=audit), snapshot.generation, now
             )
@@ -207,6 +262,9 @@ class AdminOps:
                 audit_log.info(json.dumps({"audit_id": entry_id, **audit}, sort_keys=True))
                 await self.state.refresh()  # this replica sees its own write at once
                 return result
+            lost = (snapshot, change)
+            pause = _PAUSE_SECONDS * 2 ** min(attempt, 4)
+            await asyncio.sleep(random.uniform(0, pause))  # noqa: S311 (jitter, not a secret)
         raise AdminBusy()
 
     async def write(self, decide: Any, actor: Actor) -> Any:

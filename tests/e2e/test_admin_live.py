@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import subprocess
 import sys
@@ -75,6 +76,45 @@ def test_a_quota_raised_on_one_replica_admits_on_the_other(pair: list[GatewayPro
         lambda: httpx.get(second.url + "/v1/quota", headers=auth()).json()["rules"][0]["limit"] == 3
     )
     assert second.post_variation(PNG).status_code == 200
+
+
+async def _create_keys(admins: list[tuple[str, str]], count: int) -> list[httpx.Response]:
+    """`count` key creations at once, alternating the (gateway URL, admin key) pairs, each
+    for a user of its own."""
+    async with httpx.AsyncClient(timeout=30) as client:
+        calls = [
+            client.post(
+                admins[i % len(admins)][0] + "/admin/keys",
+                json={"user": f"bulk-{i}", "team": "vision"},
+                headers={"Authorization": f"Bearer {admins[i % len(admins)][1]}"},
+            )
+            for i in range(count)
+        ]
+        return list(await asyncio.gather(*calls))
+
+
+def test_thirty_keys_made_at_once_by_two_admins_on_two_replicas_all_succeed(
+    pair: list[GatewayProcess],
+) -> None:
+    """A provisioning script's burst: 30 creations at once, through both replicas, by the
+    config's admin and a runtime admin. They touch 30 different records, so the writes that
+    lost a compare-and-set are retried inside the gateway: 30 x 201, 30 keys, 30 entries."""
+    first, second = pair
+    body = {"user": "ops-bot", "team": "vision", "role": "admin"}
+    made = httpx.post(first.url + "/admin/keys", json=body, headers=auth("grafana"))
+    assert made.status_code == 201, made.text
+    admins = [(first.url, KEYS["grafana"]), (second.url, made.json()["key"])]
+    answers = asyncio.run(_create_keys(admins, 30))
+    assert [a.status_code for a in answers] == [201] * 30, [a.text for a in answers if a.is_error]
+    keys = httpx.get(first.url + "/admin/keys", headers=auth("grafana")).json()["data"]
+    assert sorted(k["user"] for k in keys if k["user"].startswith("bulk-")) == sorted(
+        f"bulk-{i}" for i in range(30)
+    )
+    trail = httpx.get(
+        first.url + "/admin/audit", params={"action": "key.create", "limit": 100},
+        headers=auth("grafana"),
+    ).json()["data"]  # fmt: skip
+    assert len(trail) == 31
 
 
 def _cli(gateway: GatewayProcess, *args: str, cwd: Path | None = None) -> Any:

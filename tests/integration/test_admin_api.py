@@ -320,6 +320,11 @@ BAD_KEYS = [
         "expires_at",
     ),
     ({"user": "dave", "team": "vision", "expires_at": "soon"}, "invalid_value", "expires_at"),
+    # One form only: a JSON number (seconds? milliseconds?) is refused, so is a date alone.
+    ({"user": "dave", "team": "vision", "expires_at": 4102444800}, "invalid_value", "expires_at"),
+    ({"user": "dave", "team": "vision", "expires_at": "4102444800"}, "invalid_value", "expires_at"),
+    ({"user": "dave", "team": "vision", "expires_at": "2100-01-01"}, "invalid_value", "expires_at"),
+    ({"user": "dave", "team": "vision", "expires_at": True}, "invalid_value", "expires_at"),
     ({"user": "dave", "team": "vision", "secret": "x"}, "unknown_parameter", "secret"),
 ]
 BAD_RULES = [
@@ -362,6 +367,17 @@ def test_bad_key_requests_are_refused_and_change_nothing(
     assert_openai_error(response, 400, code, param)
     assert admin_client.get("/admin/keys", headers=ADMIN).json()["data"] == []
     assert audit(admin_client) == []
+
+
+def test_an_expiry_given_as_a_number_is_refused_saying_the_one_form(
+    admin_client: TestClient,
+) -> None:
+    """`expires_at` as a JSON number: the 400 says the form it takes, with an example."""
+    body = {"user": "dave", "team": "vision", "expires_at": 4102444800}
+    answer = admin_client.post("/admin/keys", json=body, headers=ADMIN).json()
+    assert answer["error"]["message"] == (
+        "expires_at: must be an ISO 8601 date and time as a string, e.g. 2027-01-01T00:00:00Z"
+    )
 
 
 @pytest.mark.parametrize(("body", "code", "param"), BAD_RULES)
