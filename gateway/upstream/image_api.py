@@ -18,6 +18,7 @@ the model reports settles it (a generation's input is text, an edit's mostly ima
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from typing import cast
 
 import httpx
 
@@ -77,7 +78,7 @@ class ImageApiUpstream:
         quality, and an edit's input images at the model's input image tokens."""
         assert isinstance(request, GenerationRequest | EditRequest)
         options = request.options
-        quality: Quality = options.quality  # type: ignore[assignment]  # validated
+        quality = cast(Quality, options.quality)  # validated against the same values
         usd = options.n * self._catalogue.estimate(options.model, options.size, quality)
         if isinstance(request, EditRequest):
             price = self._catalogue.price(options.model)
@@ -102,7 +103,7 @@ class ImageApiUpstream:
             raise call.failure(response, error_object(response.content))
         _, items, usage = parse_answer(response.content)
         options = request.options
-        quality: Quality = options.quality  # type: ignore[assignment]
+        quality = cast(Quality, options.quality)
         fallback = len(items) * self._catalogue.estimate(model, options.size, quality)
         kind: pricing.InputKind = "image" if isinstance(request, EditRequest) else "text"
         usd = self._models.cost(model, usage, kind, fallback)
