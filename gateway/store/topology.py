@@ -10,12 +10,12 @@ skipped: a Redis that is down now is /readyz's business, not a config error.
 
 from __future__ import annotations
 
-import ssl
 from typing import Any
 
 import redis.asyncio as redis
 from redis.exceptions import AuthenticationError, RedisError
 
+from gateway.store.client import certificate_problem
 from gateway.store.connect import TIMEOUTS, auth_kwargs, tls_kwargs
 from gateway.store.urls import ConnectOptions, Target, parse_url
 
@@ -55,30 +55,6 @@ async def _check_host(host: str, port: int, target: Target, options: ConnectOpti
         raise TopologyError(f"{where} refused the credentials ({exc})") from None
     finally:
         await client.aclose()
-
-
-# What to do about each certificate problem OpenSSL names (its verify message, lower case).
-_CERT_HINTS = (
-    ("mismatch", "reach it by a name its certificate names, or set tls.check_hostname: false"),
-    ("expired", "the server needs a new certificate"),
-    ("not yet valid", "the server's certificate starts later (check the clocks)"),
-    ("issuer", "tls.ca_file must be the CA that signed the server's certificate"),
-    ("self-signed", "tls.ca_file must be the CA that signed the server's certificate"),
-    ("signature", "tls.ca_file must be the CA that signed the server's certificate"),
-)
-
-
-def certificate_problem(exc: BaseException, where: str) -> str | None:
-    """One line naming why `where`'s certificate was refused (with what to do), or None if
-    `exc` is no certificate failure."""
-    cause: BaseException | None = exc
-    while cause is not None and not isinstance(cause, ssl.SSLCertVerificationError):
-        cause = cause.__cause__ or cause.__context__
-    if cause is None:
-        return None
-    reason = str(getattr(cause, "verify_message", "") or cause.reason or "verify failed")
-    hint = next((hint for key, hint in _CERT_HINTS if key in reason.lower()), None)
-    return f"{where}: TLS certificate refused: {reason}" + (f" ({hint})" if hint else "")
 
 
 async def verify(url: str, options: ConnectOptions | None = None) -> None:
