@@ -32,9 +32,10 @@ from pydantic import (
 from gateway.admin.records import Change, KeyRecord, Snapshot, encode_rules, iso, quota_field
 from gateway.admin.state import RuntimeState
 from gateway.auth.keys import key_digest, new_key
-from gateway.errors import AdminBusy, InvalidRequest, NotFound
+from gateway.errors import AdminBusy, InvalidRequest, NotFound, UserExists
 from gateway.quota.books import book_keys
 from gateway.quota.policy import Scope
+from gateway.redaction import looks_like_secret
 from gateway.settings.config import QuotaRule
 from gateway.settings.types import Name, Strict, error_message
 from gateway.vocabulary import NAME_RULE, Unit, Window, external_name
@@ -77,6 +78,7 @@ class KeyCreate(Strict):
     expires_at: Annotated[datetime, PlainValidator(_iso_time)] | None = None
     note: str = Field("", max_length=200)
     new_team: StrictBool = False  # the admin opens a team no config, pool or key names yet
+    existing_user: StrictBool = False  # the admin adds a key to a name someone else holds
 
 
 class KeyRotate(Strict):
@@ -131,6 +133,17 @@ def name(value: str, param: str) -> str:
     return value
 
 
+def checked_key_id(value: str) -> str:
+    """A key id from a path; a key's secret typed there is refused without repeating it."""
+    if looks_like_secret(value):
+        raise InvalidRequest(
+            "id: this is a key's secret, not its id (key_ and 16 hex digits, as `GET "
+            "/admin/keys` lists). Treat that secret as exposed and rotate its key.",
+            code="invalid_value", param="id",
+        )  # fmt: skip
+    return value
+
+
 def known_teams(configured: frozenset[str], snapshot: Snapshot, now: float) -> frozenset[str]:
     """The teams a runtime key may name as they are: the config's, those with a runtime
     pool, and those of live runtime keys (opened by an earlier `new_team`)."""
@@ -159,6 +172,25 @@ def check_team(team: str, known: frozenset[str], *, new_team: bool) -> None:
         )  # fmt: skip
 
 
+def check_user(
+    user: str, config_users: frozenset[str], snapshot: Snapshot, now: float, actor: Actor
+) -> None:
+    """Refuse a key for a name that a configured principal holds, or that live keys made by
+    another admin hold (it would act, and be audited, as that user)."""
+    if user in config_users:
+        holder = "a principal of the config"
+    else:
+        makers = {r.created_by for r in snapshot.keys.values() if r.user == user and r.live(now)}
+        if not makers - {actor.user}:
+            return
+        holder = "live keys made by " + ", ".join(sorted(makers - {actor.user}))
+    raise UserExists(
+        f"user: {user!r} is already {holder}; a new key would act as that user. To add a "
+        'key for the same user, say so: "existing_user": true (CLI --existing-user).',
+        param="user",
+    )
+
+
 def _changed_under(lost: tuple[Snapshot, Change], now: Snapshot) -> bool:
     """Whether the record a lost write was changing is not what it read any more."""
     read, change = lost
@@ -184,10 +216,15 @@ class RulesSet(NamedTuple):
 
 class AdminOps:
     """The admin operations over one replica's `RuntimeState` (and its store); `teams` are
-    the configured ones."""
+    the configured ones, `users` the configured principals' names."""
 
-    def __init__(self, state: RuntimeState, teams: frozenset[str] = frozenset()) -> None:
-        self.state, self._teams = state, teams
+    def __init__(
+        self,
+        state: RuntimeState,
+        teams: frozenset[str] = frozenset(),
+        users: frozenset[str] = frozenset(),
+    ) -> None:
+        self.state, self._teams, self._users = state, teams, users
 
     async def _write(self, decide: Any, actor: Actor) -> Any:
         """Run `decide(snapshot, now) -> (change, result)` and apply it, deciding again on
@@ -249,6 +286,8 @@ class AdminOps:
                 )
             known = known_teams(self._teams, snapshot, now)
             check_team(asked.team, known, new_team=asked.new_team)
+            if not asked.existing_user:
+                check_user(asked.user, self._users, snapshot, now, actor)
             live = [r for r in snapshot.keys.values() if r.user == asked.user and r.live(now)]
             if len(live) >= MAX_KEYS_PER_USER:
                 raise InvalidRequest(
@@ -269,6 +308,7 @@ class AdminOps:
 
     async def revoke_key(self, key_id: str, actor: Actor) -> KeyRecord:
         """Revoke a key (and its previous secret); revoking a revoked key changes nothing."""
+        checked_key_id(key_id)
 
         def decide(snapshot: Snapshot, now: float) -> tuple[Change | None, KeyRecord]:
             record = _existing(snapshot, key_id)
@@ -282,6 +322,7 @@ class AdminOps:
 
     async def rotate_key(self, key_id: str, body: Mapping[str, Any], actor: Actor) -> Created:
         """A new secret for a live key; the old one works `grace_seconds` more, then stops."""
+        checked_key_id(key_id)
         grace = parse(KeyRotate, body).grace_seconds
 
         def decide(snapshot: Snapshot, now: float) -> tuple[Change, Created]:

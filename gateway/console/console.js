@@ -423,6 +423,7 @@ function createKeyForm(holder) {
     field("User", h("input", { name: "user", autocomplete: "off" }), "user"),
     field("Team", h("input", { name: "team", autocomplete: "off" }), "team"),
     field("New team", h("input", { name: "new_team", type: "checkbox" }), "new_team"),
+    field("Existing user", h("input", { name: "existing_user", type: "checkbox" }), "existing_user"),
     field("Role", select("role", [["user", "user"], ["admin", "admin"]], "user"), "role"),
     field("Expires (ISO 8601, optional)",
       h("input", { name: "expires_at", placeholder: "2027-01-01T00:00:00Z" }), "expires_at"),
@@ -434,6 +435,8 @@ function createKeyForm(holder) {
       role: form.role.value, note: form.note.value };
     if (form.expires_at.value.trim()) body.expires_at = form.expires_at.value.trim();
     if (form.new_team.checked) body.new_team = true;  // open a team nobody names yet
+    // add a key for a name a config principal or another admin's keys hold
+    if (form.existing_user.checked) body.existing_user = true;
     try {
       const created = await api("POST", "admin/keys", body);
       await route();
@@ -974,11 +977,20 @@ async function loadAudit(form, holder, before) {
   }
 }
 
+// Which credential acted, beside the user name: a key's id, the config's key, an SSO token.
+function credentialText(c) {
+  if (!c) return "";
+  if (c.source === "key") return c.key_id === "config" ? "config key" : `key ${c.key_id || "?"}`;
+  if (c.source === "jwt") return `SSO ${c.subject || "?"} · ${c.issuer || "?"}`;
+  return c.source === "header" ? "proxy header" : c.source;
+}
+
 function auditRow(e) {
   const change = (label, value) => h("div", {}, h("strong", {}, label),
     h("pre", {}, value == null ? "—" : JSON.stringify(value, null, 1)));
   return h("tr", { "data-action": e.action },
-    h("td", { title: e.request_id }, when(e.time)), h("td", {}, e.actor),
+    h("td", { title: e.request_id }, when(e.time)),
+    h("td", {}, e.actor, h("div", { class: "mono muted" }, credentialText(e.credential))),
     h("td", {}, h("span", { class: "tag" }, e.action)), h("td", { class: "mono" }, e.target),
     h("td", {}, e.source_address || "—"),
     h("td", {}, h("details", {}, h("summary", {}, "before / after"),

@@ -33,6 +33,15 @@ def test_keys_create_refuses_a_case_variant_and_a_new_team_unless_told(
     assert [k["user"] for k in listing["data"]] == ["auth0|5f1c"]
 
 
+def test_keys_create_for_a_configured_user_needs_existing_user(live: GatewayProcess) -> None:
+    """A key for the configured principal carol is refused (409 user_exists, naming the
+    flag) until --existing-user says the admin means it."""
+    line = refused(cli(live.url, "keys", "create", "--user", "carol", "--team", "audio"))
+    assert line.startswith("gateway: 409 user_exists") and "--existing-user" in line
+    made = cli(live.url, "keys", "create", "--user", "carol", "--team", "audio", "--existing-user")
+    assert made.code == 0 and made.json()["user"] == "carol", made.err
+
+
 def test_quotas_set_says_what_it_replaced_and_show_reads_it_back(live: GatewayProcess) -> None:
     """Setting images:day:50 after usd:month:5 says the usd rule is no longer set; `quotas
     show` prints the subject's rules; a name with `/` works throughout."""

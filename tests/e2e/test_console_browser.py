@@ -192,6 +192,7 @@ def test_an_admin_issues_a_key_the_sdk_uses_and_revokes_it(
     page.get_by_role("button", name="Filter").click()
     expect(page.locator("tbody tr")).to_have_count(1)
     expect(page.locator("tbody tr")).to_contain_text("grafana")
+    expect(page.locator("tbody tr")).to_contain_text("config key")  # the credential that acted
     tab.shoot("audit")
 
 
