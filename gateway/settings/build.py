@@ -135,6 +135,11 @@ def build_settings(config: GatewayConfig, env: Mapping[str, str]) -> Settings:
     redis_url = _secret(env, config.store.redis_url_env)
     cache_url = _secret(env, config.cache.redis_url_env)
     store_options = _redis_options(config, redis_url, env, "store")
+    if cache_url and not _own_cache_redis(cache_url, redis_url) and config.cache.redis_set:
+        warnings.append(
+            f"{config.cache.redis_url_env} equals {config.store.redis_url_env}: the cache "
+            "shares the store's client and its store.redis settings; cache.redis is not used"
+        )
     return Settings(
         config=config,
         upstream_api_key=upstream_key,

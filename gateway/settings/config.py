@@ -131,6 +131,11 @@ class CacheConfig(Strict):
     # How long identical misses wait for the one upstream call; default: the upstream timeout.
     coalesce_wait_seconds: float | None = Field(None, gt=0)
 
+    @property
+    def redis_set(self) -> bool:
+        """Whether the config gives `redis` (used only with a URL of the cache's own)."""
+        return "redis" in self.model_fields_set
+
 
 class StoreConfig(Strict):
     redis_url_env: str = "REDIS_URL"
