@@ -95,8 +95,7 @@ class RequestContextMiddleware:
         """The request's server span; a shared no-op when tracing is off or it is a poll."""
         if self._tracing is None or scope["path"] in POLL_PATHS:
             return _UNTRACED
-        path = scope["path"]
-        return self._tracing.request(scope, path if path in self._metered else None)
+        return self._tracing.request(scope, self._metered.get(scope["path"]))
 
     def _record(
         self, scope: Scope, request_id: str, status: int, fields: dict[str, Any], seconds: float

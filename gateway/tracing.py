@@ -168,15 +168,19 @@ class Tracing:
             await asyncio.to_thread(closing.join, SHUTDOWN_SECONDS)
 
     @contextlib.contextmanager
-    def request(self, scope: MutableMapping[str, Any], route: str | None) -> Iterator[Traced]:
-        """The server span of the HTTP request `scope` (its name the method and `route`, the
-        endpoint's path when known), current while the block runs."""
+    def request(
+        self, scope: MutableMapping[str, Any], endpoint: str | None = None
+    ) -> Iterator[Traced]:
+        """The server span of the HTTP request `scope` (named by its method, and its path
+        when it is the spending `endpoint`), current while the block runs."""
         tracer = self._tracer
         if tracer is None:  # before the lifespan opened it, or after it closed
             yield NOT_TRACED
             return
-        method = scope["method"]
-        attributes = {"http.request.method": method, **({"http.route": route} if route else {})}
+        method, route = scope["method"], scope["path"] if endpoint else None
+        attributes = {"http.request.method": method}
+        if endpoint:
+            attributes.update({"http.route": scope["path"], "gateway.endpoint": endpoint})
         token = _TRACER.set(tracer)
         try:
             with tracer.start_as_current_span(
