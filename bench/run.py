@@ -70,6 +70,7 @@ def _add_arguments(add: Callable[..., object]) -> None:
         default="vector",
         help="glibc's copies under callgrind: its vector loops (default) or its own choice",
     )
+    add("--tracing", action="store_true", help="gateway targets traced, exported over OTLP")
     add("--timeout", type=int, default=30, help="wrk per-request timeout, seconds (default 30)")
     add("--output", type=Path, default=BENCH_DIR / "results.md", help="default bench/results.md")
     add("--work-dir", type=Path, default=BENCH_DIR / ".work", help="bodies, configs, logs")
