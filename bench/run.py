@@ -144,6 +144,7 @@ def _count(
         session.redis_url,
         nginx,
         vector_copies=args.counts_copies == "vector",
+        tracing=args.tracing,
     )
     images = [session.images[size] for size in args.sizes]
     return counter.run(targets, images, args.counts, args.counts_warmup, report=_print_count)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import logging
 import threading
 from collections.abc import AsyncIterator, Iterator, MutableMapping
 from contextlib import AbstractContextManager
@@ -47,6 +48,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from gateway.errors import GatewayError
 from gateway.settings.tracing import DEFAULT_SERVICE_NAME, TraceExport
 
+log = logging.getLogger("gateway.tracing")
 Attribute = str | int | float | None
 # Set for the length of a traced request (and the tasks it starts): unset, nothing traces.
 _TRACER: ContextVar[Tracer | None] = ContextVar("gateway_tracer", default=None)
@@ -148,6 +150,9 @@ class Tracing:
         self._processor = BatchSpanProcessor(_exporter(self._export))
         provider.add_span_processor(self._processor)
         self._tracer = provider.get_tracer("gateway")
+        service, trusted = resource.attributes[SERVICE_NAME], len(self._networks)
+        log.info("tracing on: %s exporter, service %s", self._export.exporter, service)
+        log.info("traceparent continued from %d trusted network(s)", trusted)
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Tracing]:
