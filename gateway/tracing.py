@@ -63,10 +63,13 @@ _LOGGED = ("team", "auth", "cache", "outcome", "error")
 
 
 def span(name: str, kind: SpanKind = SpanKind.INTERNAL) -> AbstractContextManager[object]:
-    """A child span of the current request around a step; a shared no-op when untraced. A
-    step that raises marks its span failed with the error's code (never its message)."""
+    """A child span of the current request around a step; a shared no-op when untraced, or
+    when the request was not sampled (its children would not be either). A step that
+    raises marks its span failed with the error's code (never its message)."""
     tracer = _TRACER.get()
-    return _UNTRACED if tracer is None else _child(tracer, name, kind)
+    if tracer is None or not trace.get_current_span().is_recording():
+        return _UNTRACED
+    return _child(tracer, name, kind)
 
 
 def note(**attributes: Attribute) -> None:

@@ -225,3 +225,25 @@ def test_tracing_off_makes_no_span_sends_no_context_and_logs_no_ids(
     assert collector.received() == [] and collector.posts == 0
     assert "traceparent" not in upstream.received[0].headers
     assert "trace_id" not in orjson.loads(caplog.records[-1].getMessage())
+
+
+def test_an_unsampled_request_makes_no_child_span_but_passes_its_context_on(
+    make_client: AppFactory,
+    otel: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    collector: OtlpReceiver,
+    upstream: FakeUpstream,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With the sampler keeping nothing, nothing is exported, yet the access log names the
+    request's trace and the upstream gets it, marked not sampled."""
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
+    client = make_client(CACHED, otel)
+    with caplog.at_level(logging.INFO, logger="gateway.access"):
+        assert post_variation(client).status_code == 200
+    client.__exit__(None, None, None)  # the tracer flushes what it holds on shutdown
+    assert collector.received() == []
+    line = orjson.loads(caplog.records[-1].getMessage())
+    _, trace_id, parent_id, flags = upstream.received[0].headers["traceparent"].split("-")
+    assert (trace_id, parent_id) == (line["trace_id"], line["span_id"])
+    assert int(flags, 16) & 1 == 0
