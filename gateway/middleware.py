@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import metrics
 from gateway.errors import GatewayError, error_response
+from gateway.redaction import redact_keys
 from gateway.tracing import NOT_TRACED, Traced, Tracing
 from gateway.upstream.hosting import PATH_PREFIX
 
@@ -31,8 +32,9 @@ def new_request_id() -> str:
 
 
 def _loggable_path(path: str) -> str:
-    # A hosted file's path is its capability token: never written anywhere.
-    return PATH_PREFIX + "<token>" if path.startswith(PATH_PREFIX) else path[:200]
+    # A hosted file's path is its capability token: never written anywhere; nor is a key a
+    # caller typed where an id belongs (`DELETE /admin/keys/gwk_...`).
+    return PATH_PREFIX + "<token>" if path.startswith(PATH_PREFIX) else redact_keys(path)[:200]
 
 
 class RequestContextMiddleware:
