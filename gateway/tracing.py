@@ -67,7 +67,9 @@ def span(name: str, kind: SpanKind = SpanKind.INTERNAL) -> AbstractContextManage
     when the request was not sampled (its children would not be either). A step that
     raises marks its span failed with the error's code (never its message)."""
     tracer = _TRACER.get()
-    if tracer is None or not trace.get_current_span().is_recording():
+    # Sampled, not "recording": a call that outlives its caller goes on after the request's
+    # span has ended, and its steps still belong in the trace.
+    if tracer is None or not trace.get_current_span().get_span_context().trace_flags.sampled:
         return _UNTRACED
     return _child(tracer, name, kind)
 
