@@ -3,8 +3,10 @@
 `POST /v1/images/variations` reads and drops the whole body, waits `--delay-ms` if asked
 (to hold many requests in flight), and answers a fixed small ImagesResponse. `GET /healthz`
 answers 200; `PUT /bench/delay` with a number of milliseconds as its body changes the delay
-(the matrix runs its zero-latency and its slow-upstream cells against one process); anything
-else 404. Run it as `python -m bench.upstream --port P`.
+(the matrix runs its zero-latency and its slow-upstream cells against one process);
+`POST /v1/traces` is an OTLP/HTTP sink for a traced gateway (`--tracing`): it reads and
+drops the spans and answers an empty export response; anything else 404. Run it as
+`python -m bench.upstream --port P`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ ANSWER = (
 )
 PATH = "/v1/images/variations"
 DELAY_PATH = "/bench/delay"
+OTLP_PATH = "/v1/traces"
 
 
 def create_app(delay_ms: float = 0.0) -> Callable[[Message, Receive, Send], Awaitable[None]]:
@@ -47,6 +50,8 @@ def create_app(delay_ms: float = 0.0) -> Callable[[Message, Receive, Send], Awai
             if delay[0]:
                 await asyncio.sleep(delay[0])
             status, body = 200, ANSWER
+        elif scope["method"] == "POST" and scope["path"] == OTLP_PATH:
+            status, body = 200, b""  # an empty ExportTraceServiceResponse: all accepted
         elif scope["method"] == "GET" and scope["path"] == "/healthz":
             status, body = 200, b'{"status": "ok"}'
         elif scope["method"] == "PUT" and scope["path"] == DELAY_PATH:

@@ -17,6 +17,7 @@ from pydantic import Field, ValidationError, model_validator
 from gateway.settings.identity import IdentityConfig, identity_warnings
 from gateway.settings.models import EditsConfig, SandboxConfig
 from gateway.settings.redis import RedisConnectionConfig
+from gateway.settings.tracing import TracingConfig
 from gateway.settings.types import (
     HexDigest,
     Name,
@@ -200,6 +201,7 @@ class GatewayConfig(Strict):
     logging: LoggingConfig = LoggingConfig()
     limits: LimitsConfig = LimitsConfig()
     notifications: NotificationsConfig = NotificationsConfig()
+    tracing: TracingConfig = TracingConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> GatewayConfig:

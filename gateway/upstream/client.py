@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 import httpx
 import orjson
 
+from gateway import tracing
 from gateway.errors import (
     NO_RETRY,
     UpstreamAnswerLost,
@@ -116,6 +117,7 @@ class UpstreamCall:
         head, tail, content_type = multipart_frame(fields, "image")
         headers = {
             **self._headers,
+            **tracing.outgoing(),
             "content-type": content_type,
             "content-length": str(len(head) + len(image) + len(tail)),
         }
