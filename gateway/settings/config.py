@@ -17,6 +17,7 @@ from pydantic import Field, ValidationError, model_validator
 from gateway.settings.identity import IdentityConfig, identity_warnings
 from gateway.settings.models import EditsConfig, ImagesConfig, SandboxConfig
 from gateway.settings.redis import RedisConnectionConfig
+from gateway.settings.tracing import TracingConfig
 from gateway.settings.types import (
     HexDigest,
     Name,
@@ -131,6 +132,11 @@ class CacheConfig(Strict):
     # How long identical misses wait for the one upstream call; default: the upstream timeout.
     coalesce_wait_seconds: float | None = Field(None, gt=0)
 
+    @property
+    def redis_set(self) -> bool:
+        """Whether the config gives `redis` (used only with a URL of the cache's own)."""
+        return "redis" in self.model_fields_set
+
 
 class StoreConfig(Strict):
     redis_url_env: str = "REDIS_URL"
@@ -196,6 +202,7 @@ class GatewayConfig(Strict):
     logging: LoggingConfig = LoggingConfig()
     limits: LimitsConfig = LimitsConfig()
     notifications: NotificationsConfig = NotificationsConfig()
+    tracing: TracingConfig = TracingConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> GatewayConfig:

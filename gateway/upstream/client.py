@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 import httpx
 import orjson
 
+from gateway import tracing
 from gateway.errors import (
     NO_RETRY,
     UpstreamAnswerLost,
@@ -160,6 +161,7 @@ class UpstreamCall:
         return await self._send(headers, byte_stream(body))
 
     async def _send(self, headers: Mapping[str, str], body: AsyncIterator[bytes]) -> httpx.Response:
+        headers = {**headers, **tracing.outgoing()}
         try:
             return await self._client.post(self.url, content=body, headers=headers)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # nothing was sent
