@@ -93,4 +93,6 @@ def header(
     if redis_url:
         lines.append(f"- gateway code: {gateway_code()}")
         lines.append(f"- gateway targets: {gateway_setup(redis_url)}")
+        tracing = "on, every request, OTLP/HTTP to a loopback sink" if args.tracing else "off"
+        lines.append(f"- gateway tracing (`--tracing`): {tracing}")
     return lines + [f"- {note}" for note in notes]

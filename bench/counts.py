@@ -203,9 +203,11 @@ class Counter:
         nginx: str | None,
         *,
         vector_copies: bool = True,
+        tracing: bool = False,
     ) -> None:
         self.valgrind, self.work, self.upstream_port = valgrind, work, upstream_port
         self.redis_url, self.nginx, self.vector_copies = redis_url, nginx, vector_copies
+        self.tracing = tracing  # the gateway traced, its export thread counted too
 
     @contextmanager
     def _proxy(self, target: str) -> Iterator[tuple[procs.Popen, int, Path]]:
@@ -224,6 +226,8 @@ class Counter:
             assert self.redis_url is not None
             proc = procs.start_stack(port, self.upstream_port, self.redis_url, self.work, wrap)
         else:
+            if self.tracing:
+                wrap = wrap._replace(env=wrap.env + procs.traced(self.upstream_port).env)
             proc, _ = procs.launch_gateway(
                 port,
                 self.upstream_port,

@@ -56,6 +56,14 @@ UNREFUSING_QUOTAS: dict[str, Any] = {
 }
 
 
+def traced(collector_port: int) -> Wrap:
+    """Tracing on, every span exported over OTLP/HTTP to the fake upstream's sink
+    (`bench/upstream.py`) on `collector_port`: the SDK's defaults otherwise (sample every
+    request, export in batches every 5 s from a background thread)."""
+    endpoint = f"http://127.0.0.1:{collector_port}"
+    return Wrap(env=(("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),))
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket() as sock:

@@ -70,6 +70,7 @@ def _add_arguments(add: Callable[..., object]) -> None:
         default="vector",
         help="glibc's copies under callgrind: its vector loops (default) or its own choice",
     )
+    add("--tracing", action="store_true", help="gateway targets traced, exported over OTLP")
     add("--timeout", type=int, default=30, help="wrk per-request timeout, seconds (default 30)")
     add("--output", type=Path, default=BENCH_DIR / "results.md", help="default bench/results.md")
     add("--work-dir", type=Path, default=BENCH_DIR / ".work", help="bodies, configs, logs")
@@ -143,6 +144,7 @@ def _count(
         session.redis_url,
         nginx,
         vector_copies=args.counts_copies == "vector",
+        tracing=args.tracing,
     )
     images = [session.images[size] for size in args.sizes]
     return counter.run(targets, images, args.counts, args.counts_warmup, report=_print_count)

@@ -168,6 +168,7 @@ class Session:
             redis_url=self.redis_url,
             workers=workers,
             name=f"gateway-w{workers}",
+            wrap=procs.traced(self.ports["direct"]) if self.args.tracing else None,
         )
         self.gateway_workers = workers
         self.startups.append(Startup(workers, seconds))

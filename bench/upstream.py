@@ -4,8 +4,10 @@
 (to hold many requests in flight), and answers a fixed small ImagesResponse; generations and
 edits the same, with an image model's answer (one inline image and `usage`). `GET /healthz`
 answers 200; `PUT /bench/delay` with a number of milliseconds as its body changes the delay
-(the matrix runs its zero-latency and its slow-upstream cells against one process); anything
-else 404. Run it as `python -m bench.upstream --port P`.
+(the matrix runs its zero-latency and its slow-upstream cells against one process);
+`POST /v1/traces` is an OTLP/HTTP sink for a traced gateway (`--tracing`): it reads and
+drops the spans and answers an empty export response; anything else 404. Run it as
+`python -m bench.upstream --port P`.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ MODEL_ANSWER = (
     b'"total_tokens": 596}}'
 )
 DELAY_PATH = "/bench/delay"
+OTLP_PATH = "/v1/traces"
 
 
 def create_app(delay_ms: float = 0.0) -> Callable[[Message, Receive, Send], Awaitable[None]]:
@@ -57,6 +60,8 @@ def create_app(delay_ms: float = 0.0) -> Callable[[Message, Receive, Send], Awai
             if delay[0]:
                 await asyncio.sleep(delay[0])
             status, body = 200, ANSWER if scope["path"] == PATH else MODEL_ANSWER
+        elif scope["method"] == "POST" and scope["path"] == OTLP_PATH:
+            status, body = 200, b""  # an empty ExportTraceServiceResponse: all accepted
         elif scope["method"] == "GET" and scope["path"] == "/healthz":
             status, body = 200, b'{"status": "ok"}'
         elif scope["method"] == "PUT" and scope["path"] == DELAY_PATH:

@@ -27,6 +27,7 @@ from gateway.server.protocol import DOOR_STATE, HEAD_SECONDS_STATE, KeylessDoor
 from gateway.settings.build import Settings, load_settings
 from gateway.settings.models import MAX_EDIT_BODY_BYTES
 from gateway.store.base import Clock
+from gateway.tracing import Tracing
 from gateway.upstream.hosting import PATH_PREFIX
 
 # The endpoints that spend quota: each is let in by the door, counted in
@@ -66,29 +67,40 @@ def create_app(
     that quota windows are decided on."""
     metered = {endpoint.path: endpoint.name for endpoint in SPENDING}
     log_polls = settings.config.logging.polls
+    tracing = Tracing(settings.tracing) if settings.tracing else None
+    context = Middleware(
+        RequestContextMiddleware, metered=metered, log_polls=log_polls, tracing=tracing
+    )
     app = Starlette(
         routes=ROUTES,
-        middleware=[Middleware(RequestContextMiddleware, metered=metered, log_polls=log_polls)],
+        middleware=[context],
         exception_handlers={
             GatewayError: _gateway_error,
             HTTPException: _http_error,
             ClientDisconnect: _client_gone,
         },
-        lifespan=_lifespan(settings, upstream_transport, store_clock),
+        lifespan=_lifespan(settings, upstream_transport, store_clock, tracing),
     )
     app.router.redirect_slashes = False  # SDKs would turn a redirected POST into a GET
     return app
 
 
 def _lifespan(
-    settings: Settings, transport: httpx.AsyncBaseTransport | None, clock: Clock | None
+    settings: Settings,
+    transport: httpx.AsyncBaseTransport | None,
+    clock: Clock | None,
+    tracing: Tracing | None,
 ) -> Callable[[Starlette], AbstractAsyncContextManager[dict[str, object]]]:
-    """The services opened for the app's life; the server's connections (which outlive any
-    request's scope) read the head timeout and the keyless refusal from its state."""
+    """The services opened for the app's life (the tracer around them, so the spans of calls
+    that outlive their callers are still exported); the server's connections (which outlive
+    any request's scope) read the head timeout and the keyless refusal from its state."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, object]]:
-        async with open_services(settings, SPENDING, transport, clock) as services:
+        async with (
+            tracing.running() if tracing else contextlib.nullcontext(),
+            open_services(settings, SPENDING, transport, clock) as services,
+        ):
             app.state.services = services
             door = services.door
             yield {

@@ -35,6 +35,7 @@ from urllib.parse import parse_qs, urlsplit
 import blake3
 import orjson
 
+from gateway import tracing
 from gateway.auth.base import Identity
 from gateway.multipart import Hasher
 from gateway.settings.config import CacheConfig
@@ -189,7 +190,8 @@ class ResponseCache:
         """The cached answer; on a miss, the lock taken if free (see `abandon`). One round trip."""
         lock, token = key + ":lock", secrets.token_hex(12)
         try:
-            found = await self._store.get_or_lock(key, lock, token, self._lock_ms)
+            with tracing.span("cache.probe"):
+                found = await self._store.get_or_lock(key, lock, token, self._lock_ms)
         except StoreError as exc:
             self._failed("lookup", exc)
             return Probe(None, lock, token, None)  # no coalescing without the store: go alone
@@ -253,7 +255,8 @@ class ResponseCache:
         shared = self._inflight.get(key)
         if shared is not None and not probe.leading:  # a lock holder never waits on others
             try:
-                answer = await asyncio.wait_for(asyncio.shield(shared), self._wait)
+                with tracing.span("cache.wait"):
+                    answer = await asyncio.wait_for(asyncio.shield(shared), self._wait)
             except Exception:  # the leader failed or took too long: bid to lead in its place
                 log.debug("in-process leader gave nothing for %s", key)
                 probe = await self.probe(key)
@@ -300,7 +303,8 @@ class ResponseCache:
                 if not released:
                     await self._release(probe.lock, probe.token)
         if probe.leading is False:
-            waited = await self._await_leader(key, probe.lock, time.monotonic() + self._wait)
+            with tracing.span("cache.wait"):
+                waited = await self._await_leader(key, probe.lock, time.monotonic() + self._wait)
             if waited is not None:
                 return Cached(waited, "COALESCED")
         return await self._produce_and_put(key, response_format, produce, asked)

@@ -29,6 +29,7 @@ from typing import NamedTuple, TypeVar
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway import tracing
 from gateway.auth.authenticator import Authenticator
 from gateway.auth.base import Identity
 from gateway.errors import GatewayError, Overloaded, RateLimited
@@ -90,9 +91,11 @@ class Door:
     async def admit(self, request: Request) -> AsyncIterator[Admitted]:
         """Let the caller in, or raise the refusal (answered with the connection closed); the
         place in flight and the lease are given back when the block ends."""
-        identity = await self._at_the_door(request, self._identify(request))
+        with tracing.span("door.auth"):
+            identity = await self._at_the_door(request, self._identify(request))
         request.state.log.update(identity.log_fields())
-        await self._at_the_door(request, self.room.check(identity))
+        with tracing.span("door.room"):
+            await self._at_the_door(request, self.room.check(identity))
         if not self.in_flight.try_enter():
             await self._at_the_door(request, _overloaded())
         try:

@@ -8,6 +8,7 @@ import logging
 import secrets
 import time
 from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import orjson
@@ -16,11 +17,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway import metrics
 from gateway.errors import GatewayError, error_response
 from gateway.redaction import redact_keys
+from gateway.tracing import NOT_TRACED, Traced, Tracing
 from gateway.upstream.hosting import PATH_PREFIX
 
 log = logging.getLogger("gateway")
 access_log = logging.getLogger("gateway.access")
 POLL_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+_UNTRACED = nullcontext(NOT_TRACED)
 
 
 def new_request_id() -> str:
@@ -44,11 +47,19 @@ class RequestContextMiddleware:
     so a crash is answered here (with the request id), not with a plain-text 500.
     """
 
-    def __init__(self, app: ASGIApp, *, metered: Mapping[str, str], log_polls: bool = True) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        metered: Mapping[str, str],
+        log_polls: bool = True,
+        tracing: Tracing | None = None,
+    ) -> None:
         self.app = app
         self._metered = metered  # the name of each spending endpoint, by path
         # Probes and scrapers poll every few seconds: their successes drown the log.
         self._quiet = frozenset() if log_polls else POLL_PATHS
+        self._tracing = tracing  # None: tracing off, not one span made
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -59,6 +70,7 @@ class RequestContextMiddleware:
         fields: dict[str, Any] = {}
         scope.setdefault("state", {}).update(request_id=request_id, log=fields)
         status = 0
+        trace = self._trace(scope)
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -69,15 +81,23 @@ class RequestContextMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
-        try:
-            await self.app(scope, receive, send_with_id)
-        except Exception:
-            log.exception("unhandled error", extra={"request_id": request_id})
-            fields["outcome"] = "internal_error"
-            if not status:
-                await error_response(GatewayError())(scope, receive, send_with_id)
-        finally:
-            self._record(scope, request_id, status, fields, time.perf_counter() - started)
+        with trace as traced:
+            try:
+                await self.app(scope, receive, send_with_id)
+            except Exception:
+                log.exception("unhandled error", extra={"request_id": request_id})
+                fields["outcome"] = "internal_error"
+                if not status:
+                    await error_response(GatewayError())(scope, receive, send_with_id)
+            finally:
+                traced.end(status, fields)
+                self._record(scope, request_id, status, fields, time.perf_counter() - started)
+
+    def _trace(self, scope: Scope) -> AbstractContextManager[Traced]:
+        """The request's server span; a shared no-op when tracing is off or it is a poll."""
+        if self._tracing is None or scope["path"] in POLL_PATHS:
+            return _UNTRACED
+        return self._tracing.request(scope, self._metered.get(scope["path"]))
 
     def _record(
         self, scope: Scope, request_id: str, status: int, fields: dict[str, Any], seconds: float

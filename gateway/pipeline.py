@@ -35,10 +35,11 @@ from dataclasses import dataclass
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from gateway import metrics
+from gateway import metrics, tracing
 from gateway.auth.base import Identity
 from gateway.cache import Cached, CacheResult, Mode, Probe
 from gateway.errors import GatewayError, UpstreamError
+from gateway.quota.counters import UNIT_SCALE
 from gateway.quota.headers import quota_headers
 from gateway.quota.ledger import Reservation
 from gateway.services import Metering
@@ -71,6 +72,7 @@ async def serve(request: Request, metering: Metering, metered: Metered) -> Respo
     mode = cache.mode(request.headers.get("cache-control")) if metered.cacheable else "bypass"
     material = metered.request.key_material()
     key = cache.key(metered.identity, material, metered.upstream.identity)
+    tracing.note(model=metered.request.model)
     probe = await cache.probe(key) if mode == "use" else None  # a miss may lead
     if probe is not None and probe.answer is not None:
         metered.request.sent()  # answered from the cache: the input is not needed
@@ -98,12 +100,14 @@ async def reserve(
     """Reserve `metered`'s cost (only `units`, when given); a refusal leaves with the
     cache's header (`result`) and is counted, and the door is told of it."""
     try:
-        return await metering.ledger.reserve(
-            metered.identity, metered.cost, units, metered.spent_on
-        )
+        with tracing.span("quota.reserve"):
+            return await metering.ledger.reserve(
+                metered.identity, metered.cost, units, metered.spent_on
+            )
     except GatewayError as exc:
         metering.room.note(metered.identity, exc)
         exc.headers["x-gateway-cache"] = result
+        tracing.note(cache=result)
         metrics.CACHE_REQUESTS.labels(result.lower()).inc()
         raise
 
@@ -118,6 +122,7 @@ async def _forward(forward: Forward) -> Cached:
         exc.headers.update(
             answer_headers(forward.metering, forward.metered, forward.reservation, result)
         )
+        tracing.note(cache=result)
         metrics.CACHE_REQUESTS.labels(result.lower()).inc()
         raise
 
@@ -161,9 +166,11 @@ class Forward:
         try:
             cached = await self._answer()
         except BaseException as exc:
-            await asyncio.shield(self.unwind(exc))
+            with tracing.span("quota.settle"):
+                await asyncio.shield(self.unwind(exc))
             raise
-        await asyncio.shield(self.settle(cached))
+        with tracing.span("quota.settle"):
+            await asyncio.shield(self.settle(cached))
         return cached
 
     async def _answer(self) -> Cached:
@@ -185,7 +192,9 @@ class Forward:
         self.sent = True
         try:
             user = self.metering.user_field(metered.identity)
-            self.answer = await metered.upstream.produce(metered.request, user)
+            with tracing.span("upstream", tracing.CLIENT):
+                self.answer = await metered.upstream.produce(metered.request, user)
+                tracing.note(images=self.answer.images, usd=self.answer.usd)
             return self.answer
         finally:
             seconds = time.perf_counter() - started
@@ -261,7 +270,19 @@ def _relay(
     request.state.log.update(cache=cached.result, outcome="cache_hit" if hit else "ok")
     metrics.CACHE_REQUESTS.labels(cached.result.lower()).inc()
     metrics.IMAGES.labels(request.state.log["team"]).inc(cached.answer.images)
+    tracing.note(cache=cached.result, images=cached.answer.images, usd=_usd(metered, cached))
     headers = answer_headers(metering, metered, reservation, cached.result)
     if cached.answer.request_id:
         headers["x-upstream-request-id"] = cached.answer.request_id
     return Response(cached.answer.body, media_type="application/json", headers=headers)
+
+
+def _usd(metered: Metered, cached: Cached) -> float:
+    """What the answer cost upstream, in USD: what it reported, else the price of the images
+    it delivered; nothing for an answer another call paid for (a hit, a coalesced answer)."""
+    answer = cached.answer
+    if cached.result in ("HIT", "COALESCED"):
+        return 0.0
+    if answer.usd is not None:
+        return answer.usd
+    return metered.cost.get("usd", 0) * answer.images / metered.request.n / UNIT_SCALE["usd"]

@@ -30,7 +30,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from gateway import metrics
+from gateway import metrics, tracing
 from gateway.cache import Cached
 from gateway.errors import GatewayError
 from gateway.pipeline import Forward, Metered, answer_headers, reserve, wait_disconnect
@@ -104,13 +104,18 @@ class Relay:
 
     async def read(self) -> None:
         """Open the stream, read it to its end whoever listens, and settle the charge."""
+        with tracing.span("upstream", tracing.CLIENT):
+            await self._read()
+
+    async def _read(self) -> None:
         forward, started = self.forward, time.perf_counter()
         forward.sent = True
         try:
             user = forward.metering.user_field(forward.metered.identity)
             self.stream = await self._upstream.open_stream(forward.metered.request, user)
         except BaseException as exc:
-            await asyncio.shield(forward.unwind(exc))
+            with tracing.span("quota.settle"):
+                await asyncio.shield(forward.unwind(exc))
             self.queue.put_nowait(exc)
             raise
         self.queue.put_nowait(_OPENED)
@@ -128,14 +133,17 @@ class Relay:
                     self.queue.put_nowait(chunk)
             self.tally.follow(b"", end=True)
         except BaseException as exc:
-            await asyncio.shield(self._settle_cut(stream, exc))
+            with tracing.span("quota.settle"):
+                await asyncio.shield(self._settle_cut(stream, exc))
             self.queue.put_nowait(exc)
             raise
-        await asyncio.shield(self._settle(stream))
+        with tracing.span("quota.settle"):
+            await asyncio.shield(self._settle(stream))
         self.queue.put_nowait(_END)
 
     async def _settle(self, stream: OpenedStream) -> None:
         answer = self.tally.delivered(stream)
+        tracing.note(images=answer.images, usd=answer.usd)
         await self.forward.settle(Cached(answer, "BYPASS"))
         team = self.forward.request.state.log.get("team", "")
         metrics.IMAGES.labels(team).inc(answer.images)

@@ -130,6 +130,18 @@ def name(value: str, param: str) -> str:
     """A user or team name from a path, checked against the identity rules."""
     if external_name(value) is None:
         raise InvalidRequest(f"{param}: must be {NAME_RULE}", code="invalid_value", param=param)
+    return not_a_secret(value, param)
+
+
+def not_a_secret(value: str, param: str) -> str:
+    """`value`, unless it holds something shaped like a key or a token (pasted in the wrong
+    field): refused without repeating it, before it can reach the audit trail or a log."""
+    if looks_like_secret(value):
+        raise InvalidRequest(
+            f"{param}: this holds what looks like a key's secret or a token; it is not "
+            "repeated, stored or logged. If it is a real secret, treat it as exposed.",
+            code="invalid_value", param=param,
+        )  # fmt: skip
     return value
 
 
@@ -277,6 +289,8 @@ class AdminOps:
     async def create_key(self, body: Mapping[str, Any], actor: Actor) -> Created:
         """A new key for a user (at most `MAX_KEYS_PER_USER` live ones each)."""
         asked: KeyCreate = parse(KeyCreate, body)
+        for param in ("user", "team", "note"):
+            not_a_secret(getattr(asked, param), param)
         expires = _epoch(asked.expires_at)
 
         def decide(snapshot: Snapshot, now: float) -> tuple[Change, Created]:

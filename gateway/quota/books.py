@@ -159,11 +159,7 @@ def to_csv(
     columns = [*(["day"] if daily else []), "team", *(["user"] if by == "user" else [])]
     if split:
         columns += ["endpoint", "model"]
-        data = [
-            {**row, **part}
-            for row in data
-            for part in row.get("endpoints", []) or []  # type: ignore[attr-defined]
-        ]
+        data = [{**row, **part} for row in data for part in _parts(row)]
     columns += ["requests", "images", "usd"]
     columns.append("cache_hits")
     out = io.StringIO()
@@ -173,6 +169,12 @@ def to_csv(
         cells = {name: _cell(value) for name, value in row.items()}
         writer.writerow({**cells, "usd": f"{float(str(row['usd'])):.6f}"})
     return out.getvalue()
+
+
+def _parts(row: Mapping[str, object]) -> list[Mapping[str, object]]:
+    """A row's split by endpoint and model (`rows`' `endpoints`)."""
+    parts = row.get("endpoints")
+    return [part for part in parts if isinstance(part, Mapping)] if isinstance(parts, list) else []
 
 
 def _cell(value: object) -> object:

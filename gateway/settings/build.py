@@ -25,6 +25,7 @@ from gateway.settings.config import (
 )
 from gateway.settings.environment import DEMO_ADMIN_KEY, DEMO_KEY, PUBLIC_URL, missing_required
 from gateway.settings.redis import check_url, redis_options
+from gateway.settings.tracing import TraceExport, trace_export
 from gateway.store.urls import ConnectOptions
 
 
@@ -46,6 +47,7 @@ class Settings:
     cache_redis_options: ConnectOptions = field(default_factory=ConnectOptions)
     warnings: tuple[str, ...] = ()
     demo_admin_key: SecretStr | None = None  # beside the demo key: the console, locally
+    tracing: TraceExport | None = None  # None: tracing off (the default)
 
 
 def _secret(env: Mapping[str, str], name: str | None) -> SecretStr | None:
@@ -116,6 +118,14 @@ def _demo_keys(
     return keys
 
 
+def _tracing(config: GatewayConfig, env: Mapping[str, str]) -> TraceExport | None:
+    headers = config.identity.trusted_header
+    try:
+        return trace_export(config.tracing, headers.proxies if headers else (), env)
+    except ValueError as exc:
+        raise EnvironmentProblem(str(exc)) from None
+
+
 def build_settings(config: GatewayConfig, env: Mapping[str, str]) -> Settings:
     """Join a validated config with the secrets of `env`; raises `ConfigError` if one is missing."""
     _require(config, env)
@@ -135,6 +145,11 @@ def build_settings(config: GatewayConfig, env: Mapping[str, str]) -> Settings:
     redis_url = _secret(env, config.store.redis_url_env)
     cache_url = _secret(env, config.cache.redis_url_env)
     store_options = _redis_options(config, redis_url, env, "store")
+    if cache_url and not _own_cache_redis(cache_url, redis_url) and config.cache.redis_set:
+        warnings.append(
+            f"{config.cache.redis_url_env} equals {config.store.redis_url_env}: the cache "
+            "shares the store's client and its store.redis settings; cache.redis is not used"
+        )
     return Settings(
         config=config,
         upstream_api_key=upstream_key,
@@ -154,6 +169,7 @@ def build_settings(config: GatewayConfig, env: Mapping[str, str]) -> Settings:
         public_url=env.get(PUBLIC_URL, "http://127.0.0.1:8080").rstrip("/"),
         multiprocess_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or None,
         warnings=tuple(warnings),
+        tracing=_tracing(config, env),
     )
 
 

@@ -10,12 +10,15 @@ skipped: a Redis that is down now is /readyz's business, not a config error.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import ssl
 from typing import Any
 
 import redis.asyncio as redis
-from redis.exceptions import AuthenticationError, RedisError
+from redis.exceptions import AuthenticationError, RedisError, ResponseError
 
-from gateway.store.client import certificate_problem
+from gateway.store.client import SOCKET_TIMEOUT_SECONDS, certificate_problem
 from gateway.store.connect import TIMEOUTS, auth_kwargs, tls_kwargs
 from gateway.store.urls import ConnectOptions, Target, parse_url
 
@@ -57,14 +60,58 @@ async def _check_host(host: str, port: int, target: Target, options: ConnectOpti
         await client.aclose()
 
 
+async def _speaks_tls(host: str, port: int) -> bool:
+    """Whether a TLS handshake with the server completes (its certificate unchecked: this
+    only asks which protocol it speaks). A TLS 1.3 server that wants a client certificate
+    says so only after the client's side of the handshake is done, so this holds for it."""
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    try:
+        async with asyncio.timeout(SOCKET_TIMEOUT_SECONDS):
+            _, writer = await asyncio.open_connection(host, port, ssl=context)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError, TimeoutError):
+        async with asyncio.timeout(SOCKET_TIMEOUT_SECONDS):
+            await writer.wait_closed()
+    return True
+
+
+async def _speaks_plain(host: str, port: int) -> bool:
+    """Whether the server answers a plain PING (an error reply such as NOAUTH counts)."""
+    plain: dict[str, Any] = {**TIMEOUTS, "protocol": 2}
+    client = redis.Redis(host=host, port=port, **plain)
+    try:
+        await client.ping()
+    except ResponseError:
+        return True
+    except (RedisError, OSError):
+        return False
+    finally:
+        await client.aclose()
+    return True
+
+
+async def _other_protocol(host: str, port: int, tls: bool) -> str | None:
+    """For a server that did not answer as the URL says (TLS or not): the URL form to use,
+    if it speaks the other way; else None (a server down, or something else)."""
+    if tls and await _speaks_plain(host, port):
+        return f"{host}:{port} does not speak TLS: use a redis:// URL (no tls section)"
+    if not tls and await _speaks_tls(host, port):
+        return f"{host}:{port} speaks only TLS: use a rediss:// URL (with store.redis.tls)"
+    return None
+
+
 async def verify(url: str, options: ConnectOptions | None = None) -> None:
-    """Raise `TopologyError` if a server of `url` that answers is not what the URL says, or
-    if its certificate does not verify."""
+    """Raise `TopologyError` if a server of `url` that answers is not what the URL says
+    (its topology, TLS or not), or if its certificate does not verify."""
     target = parse_url(url)
     for host, port in target.hosts:
         try:
             await _check_host(host, port, target, options or ConnectOptions())
         except (RedisError, OSError) as exc:
             problem = certificate_problem(exc, f"{host}:{port}")
+            problem = problem or await _other_protocol(host, port, target.tls)
             if problem is not None:
                 raise TopologyError(problem) from None

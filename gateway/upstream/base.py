@@ -131,6 +131,11 @@ class GenerationRequest:
     def n(self) -> int:
         return self.options.n
 
+    @property
+    def model(self) -> str:
+        """The model asked first (see `ImageOptions.model`)."""
+        return self.options.model
+
     def key_material(self) -> tuple[str, ...]:
         """The operation and the options: the prompt is the whole input."""
         return (self.operation, *self.options.key_material())
@@ -169,6 +174,11 @@ class EditRequest:
     @property
     def n(self) -> int:
         return self.options.n
+
+    @property
+    def model(self) -> str:
+        """The model asked first (see `ImageOptions.model`)."""
+        return self.options.model
 
     def key_material(self) -> tuple[str, ...]:
         """The images' and the mask's digests, in order, and the options."""

@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 import httpx
 import orjson
 
+from gateway import tracing
 from gateway.errors import (
     NO_RETRY,
     UpstreamAnswerLost,
@@ -166,6 +167,7 @@ class UpstreamCall:
     async def _send(
         self, headers: Mapping[str, str], body: AsyncIterator[bytes], stream: bool = False
     ) -> httpx.Response:
+        headers = {**headers, **tracing.outgoing()}
         try:
             request = self._client.build_request("POST", self.url, content=body, headers=headers)
             return await self._client.send(request, stream=stream)

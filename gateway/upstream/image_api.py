@@ -20,6 +20,7 @@ true`) is opened by `open_stream` and relayed by `gateway.streaming`.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from typing import cast
 
 import httpx
 
@@ -80,7 +81,7 @@ class ImageApiUpstream:
         quality, and an edit's input images at the model's input image tokens."""
         assert isinstance(request, GenerationRequest | EditRequest)
         options = request.options
-        quality: Quality = options.quality  # type: ignore[assignment]  # validated
+        quality = cast(Quality, options.quality)  # validated against the same values
         usd = options.n * self._catalogue.estimate(options.model, options.size, quality)
         price = self._catalogue.price(options.model)
         if isinstance(request, EditRequest):
@@ -107,7 +108,7 @@ class ImageApiUpstream:
             raise call.failure(response, error_object(response.content))
         _, items, usage = parse_answer(response.content)
         options = request.options
-        quality: Quality = options.quality  # type: ignore[assignment]
+        quality = cast(Quality, options.quality)
         fallback = len(items) * self._catalogue.estimate(model, options.size, quality)
         kind: pricing.InputKind = "image" if isinstance(request, EditRequest) else "text"
         usd = self._models.cost(model, usage, kind, fallback)

@@ -169,6 +169,24 @@ def test_an_expired_server_certificate_is_refused(tmp_path: Path, tls_dir: Path)
     _refused(done, "certificate refused", "expired")
 
 
+def test_a_plain_url_at_a_tls_only_server_says_to_use_rediss(
+    tmp_path: Path, tls_redis: RedisServer
+) -> None:
+    """redis:// naming a server that speaks only TLS (and wants a client certificate):
+    serve refuses, saying so and which URL form fits."""
+    config = base_config("http://127.0.0.1:9")
+    done = _serve(tmp_path, config, {"REDIS_URL": f"redis://localhost:{tls_redis.port}/0"})
+    _refused(done, "speaks only TLS", "rediss://")
+
+
+def test_a_tls_url_at_a_plain_server_says_to_use_redis(
+    tmp_path: Path, good_tls: TlsFiles, redis_url: str
+) -> None:
+    """rediss:// naming a server that does not speak TLS: serve refuses, saying so."""
+    done = _serve(tmp_path, _tls_config(good_tls), {"REDIS_URL": "rediss://" + _hosts(redis_url)})
+    _refused(done, "does not speak TLS", "redis://")
+
+
 @pytest.mark.parametrize("cache_url", ["unset", "equal"])
 def test_a_tls_redis_shared_by_the_store_and_the_cache_serves_both(
     cache_url: str,

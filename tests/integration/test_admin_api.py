@@ -15,6 +15,7 @@ from support.config import auth
 from support.requests import assert_openai_error, post_variation
 
 ADMIN = auth("grafana")
+RULE = {"unit": "images", "window": "day", "limit": 5}
 ROUTES = [
     ("POST", "/admin/keys"),
     ("GET", "/admin/keys"),
@@ -201,6 +202,36 @@ def test_a_key_for_a_name_someone_else_holds_needs_the_admin_to_say_so(
     create(admin_client)  # a second key for grafana's own dave
     said = create(admin_client, user="carol", team="audio", existing_user=True)
     assert admin_client.get("/v1/quota", headers=bearer(said["key"])).json()["user"] == "carol"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "param"),
+    [
+        ("POST", "/admin/keys", {"user": "{key}", "team": "vision"}, "user"),
+        ("POST", "/admin/keys", {"user": "dave", "team": "vision", "note": "was {key}"}, "note"),
+        ("PUT", "/admin/quotas/users/{key}", {"rules": [RULE]}, "user"),
+        ("PUT", "/admin/quotas/teams/{key}", {"rules": [RULE]}, "team"),
+    ],
+)
+def test_a_key_secret_typed_where_a_name_belongs_is_refused_before_any_log(
+    client: TestClient,
+    caplog: pytest.LogCaptureFixture,
+    method: str,
+    path: str,
+    body: dict[str, Any],
+    param: str,
+) -> None:
+    """A key's secret pasted as a user or team name, or into a note, is refused (400, not
+    repeated) before it can reach the audit trail or any log line."""
+    secret = create(client)["key"]
+    filled = {k: v.replace("{key}", secret) if isinstance(v, str) else v for k, v in body.items()}
+    with caplog.at_level(logging.DEBUG):
+        refused = client.request(method, path.replace("{key}", secret), json=filled, headers=ADMIN)
+    assert_openai_error(refused, 400, "invalid_value", param)
+    assert secret not in refused.text and "secret" in refused.json()["error"]["message"]
+    logged = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith("httpx"))
+    assert secret not in logged
+    assert [e["action"] for e in audit(client)] == ["key.create"]
 
 
 def test_the_audit_has_one_entry_per_change_and_no_secret(admin_client: TestClient) -> None:

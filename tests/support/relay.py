@@ -25,7 +25,7 @@ class _Link:
 
     def close(self) -> None:
         for writer in self.writers:
-            writer.close()
+            writer.transport.abort()  # at once, whatever is still buffered
 
 
 class TcpRelay:
@@ -48,19 +48,26 @@ class TcpRelay:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self.cut()
-        if self._server is not None:
-            self._server.close()
-        self._run(self._cancel_all())
+        self._run(self._shut())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
         self._loop.close()
 
-    async def _cancel_all(self) -> None:
+    async def _shut(self) -> None:
+        """Stop listening (a gateway still running is refused by the OS from now on), close
+        every connection, end every task, and let the closes complete before the loop stops."""
+        self._refusing = True
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        for link in self._links:
+            link.close()
         tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for _ in range(3):  # closing a transport finishes in a callback of the next turns
+            await asyncio.sleep(0)
 
     @property
     def url(self) -> str:
@@ -114,21 +121,23 @@ class TcpRelay:
         self._run(run())
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._refusing:
-            writer.close()
-            return
+        link: _Link | None = None
         try:
+            if self._refusing:
+                return
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._target_port)
-        except OSError:
-            writer.close()
-            return
-        link = _Link((writer, up_writer))
-        self._links.add(link)
-        await asyncio.gather(
-            self._pump(reader, up_writer, link), self._pump(up_reader, writer, link)
-        )
-        self._links.discard(link)
-        link.close()
+            link = _Link((writer, up_writer))
+            self._links.add(link)
+            await asyncio.gather(
+                self._pump(reader, up_writer, link), self._pump(up_reader, writer, link)
+            )
+        except (OSError, asyncio.CancelledError):
+            pass  # Redis away, or the relay shutting down: this connection ends either way
+        finally:
+            writer.transport.abort()
+            if link is not None:
+                self._links.discard(link)
+                link.close()
 
     async def _pump(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, link: _Link
@@ -140,5 +149,4 @@ class TcpRelay:
                     await asyncio.sleep(self._delay)
                 writer.write(data)
                 await writer.drain()
-        for end in link.writers:
-            end.close()
+        link.close()

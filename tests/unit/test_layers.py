@@ -32,6 +32,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "cache",
         "uploads",
         "background",
+        "tracing",
     ),
     "components": ("auth", "upstream", "admin", "notify", "door", "middleware"),
     "pipeline": ("services", "pipeline", "streaming"),

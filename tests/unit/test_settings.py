@@ -355,6 +355,24 @@ def test_separate_cache_redis_url_wins() -> None:
     assert settings.cache_redis_url.get_secret_value() == "redis://cache"
 
 
+@pytest.mark.parametrize("cache_url", [None, "rediss://r:6380/0"])
+def test_a_cache_on_the_stores_url_takes_the_stores_settings(cache_url: str | None) -> None:
+    """CACHE_REDIS_URL unset or equal to REDIS_URL: the cache's options are the store's
+    (TLS, credentials), so the two share one client; a cache.redis section is then unused,
+    and the settings warn so."""
+    store_tls = {"tls": {"check_hostname": False}}
+    config = parse_config(
+        {**REAL, "store": {"redis": store_tls}, "cache": {"redis": {"username_env": "U"}}}
+    )
+    env = {**SECRETS, "REDIS_URL": "rediss://r:6380/0", "U": "cache-user"}
+    settings = build_settings(
+        config, {**env, **({"CACHE_REDIS_URL": cache_url} if cache_url else {})}
+    )
+    assert settings.cache_redis_options == settings.redis_options
+    assert settings.redis_options.tls is not None
+    assert any("cache.redis is not used" in w for w in settings.warnings) == bool(cache_url)
+
+
 def test_empty_redis_url_means_the_in_process_store() -> None:
     """An empty REDIS_URL is the same as unset: no Redis."""
     settings = build_settings(parse_config(REAL), {**SECRETS, "REDIS_URL": ""})
@@ -500,3 +518,22 @@ def test_the_latency_histograms_reach_past_the_upstream_timeout() -> None:
 
     assert UPSTREAM_TIMEOUT_SECONDS in LATENCY_BUCKETS
     assert max(LATENCY_BUCKETS) > UPSTREAM_TIMEOUT_SECONDS
+
+
+@pytest.mark.parametrize(
+    ("images", "limits", "warned"),
+    [
+        ({"teams": {"vision": {"models": ["gpt-image-9"]}}}, {}, "gpt-image-9 not in"),
+        ({"max_edit_body_mb": 100}, {"upload_buffer_mb": 64}, "one edit may hold"),
+    ],
+)
+def test_images_settings_that_cannot_work_start_with_a_warning(
+    images: dict[str, Any], limits: dict[str, Any], warned: str
+) -> None:
+    """A team limited to a model no list names, and an edits body over the upload buffer,
+    are said at start-up; the defaults say nothing."""
+    upstream = edits_upstream("https://api.openai.com/v1")
+    config = parse_config({"upstream": upstream, "quotas": {}, "images": images, "limits": limits})
+    assert any(warned in warning for warning in build_settings(config, SECRETS).warnings)
+    plain = parse_config({"upstream": upstream, "quotas": {}, "images": {}})
+    assert build_settings(plain, SECRETS).warnings == ()
