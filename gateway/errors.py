@@ -9,6 +9,7 @@
     ├── UriTooLong                    414 uri_too_long          Connection: close
     ├── HeadersTooLarge               431 request_header_fields_too_large  Connection: close
     ├── NotFound                      404 not_found
+    ├── UserExists                    409 user_exists           x-should-retry: false
     ├── MethodNotAllowed              405 method_not_allowed    Allow
     ├── RateLimited                   429 rate_limit_exceeded   Retry-After, retry-after-ms
     │   └── QuotaExceeded             429 insufficient_quota    x-should-retry: false
@@ -17,6 +18,8 @@
     │                                                            or uploads held at capacity)
     ├── AdminBusy                     503 admin_busy            Retry-After (admin writes racing)
     ├── IdentityProviderUnavailable   503 identity_provider_unavailable (JWKS unreachable)
+    ├── RuntimeKeysUnavailable        503 runtime_keys_unavailable Retry-After (a runtime key
+    │                                     the replica cannot confirm is still live)
     └── UpstreamError                 502 upstream_error        (5xx, unreachable: nothing made)
         ├── UpstreamUnreachable       502 upstream_error        (never sent: refunded in full)
         ├── UpstreamModelUnavailable  503 upstream_model_unavailable x-should-retry: false
@@ -167,6 +170,17 @@ class NotFound(GatewayError):
     )
 
 
+class UserExists(GatewayError):
+    """A runtime key asked for a user name someone else already holds (a configured
+    principal, or another admin's keys) without the admin saying so: not retried."""
+
+    status, type, code = 409, "invalid_request_error", "user_exists"
+    outcome: Outcome = "invalid"
+
+    def default_headers(self) -> Mapping[str, str]:
+        return NO_RETRY
+
+
 class MethodNotAllowed(GatewayError):
     status, type, code = 405, "invalid_request_error", "method_not_allowed"
     outcome: Outcome = "method_not_allowed"
@@ -233,6 +247,22 @@ class IdentityProviderUnavailable(GatewayError):
 
     def default_headers(self) -> Mapping[str, str]:
         return {"retry-after": "5"}
+
+
+class RuntimeKeysUnavailable(GatewayError):
+    """A key issued at run time, and this replica has not confirmed for over a second that
+    its view of such keys is current (the state store does not answer): the key may have
+    been revoked since, so it is not honoured until the view is confirmed again."""
+
+    status, type, code = 503, "server_error", "runtime_keys_unavailable"
+    outcome: Outcome = "store_error"
+    default_message = (
+        "This key was issued at run time, and the gateway cannot confirm right now that it "
+        "is still valid: the admin state store is not answering. Retry shortly."
+    )
+
+    def default_headers(self) -> Mapping[str, str]:
+        return {"retry-after": "1"}
 
 
 class UpstreamError(GatewayError):

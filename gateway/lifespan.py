@@ -26,7 +26,7 @@ from gateway.admin.store import AdminStore, MemoryAdminStore, RedisAdminStore
 from gateway.auth.authenticator import Authenticator, user_field
 from gateway.auth.base import Identity, IdentitySource
 from gateway.auth.jwks import JwksCache
-from gateway.auth.keys import ConfigKeys, RuntimeKeys
+from gateway.auth.keys import CONFIG_KEY_ID, ConfigKeys, RuntimeKeys
 from gateway.auth.oidc import JwtVerifier
 from gateway.auth.proxy_headers import TrustedHeaders
 from gateway.auth.signin import ConsoleSignIn
@@ -85,7 +85,8 @@ async def open_services(
         sign_in = _open_sign_in(settings, stack, jwks, teams)
         # Teams a runtime key may name: the config's, and the demo keys' (`make run`).
         key_teams = teams | {identity.team for identity in door.auth.identities()}
-        admin = AdminOps(runtime, key_teams)
+        config_users = {i.user for i in door.auth.identities() if i.key_id == CONFIG_KEY_ID}
+        admin = AdminOps(runtime, key_teams, frozenset(config_users))
         ops = Ops(stores.state, teams, settings.metrics_token, settings.multiprocess_dir)
         alerting = Alerting(AlertOps(admin), notifier)
         models = ModelAdmin(admin, upstream.catalogue)

@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import metrics
 from gateway.errors import GatewayError, error_response
+from gateway.redaction import redact_keys
 from gateway.upstream.hosting import PATH_PREFIX
 
 log = logging.getLogger("gateway")
@@ -28,8 +29,9 @@ def new_request_id() -> str:
 
 
 def _loggable_path(path: str) -> str:
-    # A hosted file's path is its capability token: never written anywhere.
-    return PATH_PREFIX + "<token>" if path.startswith(PATH_PREFIX) else path[:200]
+    # A hosted file's path is its capability token: never written anywhere; nor is a key a
+    # caller typed where an id belongs (`DELETE /admin/keys/gwk_...`).
+    return PATH_PREFIX + "<token>" if path.startswith(PATH_PREFIX) else redact_keys(path)[:200]
 
 
 class RequestContextMiddleware:

@@ -4,7 +4,8 @@ An upstream error body is rebuilt, never relayed: its message is cut of anything
 name or unlock the company's account (keys, organization and project ids in any spelling,
 the configured organization and project, signed URLs, long key-like tokens), and its
 `code`, `type` and `param` are kept only when they are ones OpenAI's image endpoints use,
-else replaced by a generic value. URLs the gateway logs lose their credentials.
+else replaced by a generic value. URLs the gateway logs lose their credentials, and paths
+it logs lose anything shaped like a key.
 """
 
 from __future__ import annotations
@@ -27,6 +28,13 @@ _CREDENTIAL = re.compile(
     r"|\b(?:api[-_]?)?key\s*[=:]\s*\S+"
     r"|\b(?=[A-Za-z0-9_\-]*[0-9])(?=[A-Za-z0-9_\-]*[A-Za-z])[A-Za-z0-9_\-]{24,}",
     re.I,
+)
+# What a caller may paste where a name or an id belongs: a gateway key, an OpenAI key, a JWT
+# (long enough that a name like `sk-team` is not taken for one).
+_KEY_SHAPED = re.compile(
+    r"gwk_[A-Za-z0-9_\-]{8,}"
+    r"|\bsk-[A-Za-z0-9_\-]{20,}"
+    r"|\beyJ[A-Za-z0-9_\-]*\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*"
 )
 # What OpenAI's image endpoints answer in `code`, `type` and `param`; anything else the
 # upstream sends there (an echoed key, an internal name) is replaced.
@@ -70,6 +78,16 @@ def sanitise(message: str, secrets: Iterable[str] = ()) -> str:
         if secret:
             message = message.replace(secret, REDACTED)
     return _CREDENTIAL.sub(REDACTED, message)[:MAX_MESSAGE_CHARS]
+
+
+def looks_like_secret(text: str) -> bool:
+    """Whether `text` holds something shaped like a key or a token."""
+    return _KEY_SHAPED.search(text) is not None
+
+
+def redact_keys(text: str) -> str:
+    """`text` (a request path, say) with every key- or token-shaped part cut out."""
+    return _KEY_SHAPED.sub(REDACTED, text)
 
 
 class ErrorFields(NamedTuple):

@@ -23,9 +23,11 @@ OnTimeout = Literal["keep_charge", "refund"]
 # The one rule for user and team names, wherever they come from (the config, a runtime key,
 # the CLI, a token, a proxy header): wide, as identity providers issue subjects such as
 # `auth0|5f1c...` or with `/`. Names become Redis key parts and metric labels: printable
-# ASCII without spaces, and without braces, which delimit a Redis Cluster hash tag.
-_NAME = re.compile(r"[!-z|~]{1,256}")
-NAME_RULE = "1 to 256 printable ASCII characters, no spaces or braces"
+# ASCII without spaces, and without braces, which delimit a Redis Cluster hash tag. Not `.`
+# or `..`: the admin routes carry a name as a path segment, and every HTTP client and
+# browser drops those segments (`%2E%2E` too) before the request leaves.
+_NAME = re.compile(r"(?!\.\.?$)[!-z|~]{1,256}")
+NAME_RULE = "1 to 256 printable ASCII characters, no spaces or braces, not . or .."
 
 
 def external_name(value: object) -> str | None:

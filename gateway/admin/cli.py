@@ -79,6 +79,19 @@ def name_argument(value: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def key_id_argument(value: str) -> str:
+    """A key id of `keys revoke|rotate`; a key's secret given there is refused, unrepeated."""
+    from gateway.redaction import looks_like_secret
+
+    if looks_like_secret(value):
+        raise argparse.ArgumentTypeError(
+            "this is a key's secret, not its id (key_ and 16 hex digits): find the id with "
+            "`gateway keys list`. The secret is now in your shell history and was in the "
+            "process list: rotate that key."
+        )
+    return value
+
+
 def keys_new(args: argparse.Namespace) -> int:
     """Print a fresh key once, and the principals entry (its SHA-256) for the config."""
     # Here, not at the top: `serve` spawns its workers sooner without the auth package
@@ -100,6 +113,8 @@ def keys_create(args: argparse.Namespace) -> int:
         body["expires_at"] = args.expires_at
     if args.new_team:
         body["new_team"] = True
+    if args.existing_user:
+        body["existing_user"] = True
     return _print(_call(args, "POST", "/admin/keys", body))
 
 
@@ -239,6 +254,10 @@ def _add_key_commands(commands: Any) -> None:
         "--new-team", action="store_true",
         help="open a team no config, runtime pool or key names yet (else refused)",
     )  # fmt: skip
+    create.add_argument(
+        "--existing-user", action="store_true",
+        help="add a key for a user a config principal or another admin's keys hold (else refused)",
+    )  # fmt: skip
     create.add_argument("--role", choices=("user", "admin"), default="user")
     create.add_argument("--expires-at", help="ISO 8601 UTC, e.g. 2027-01-01T00:00:00Z")
     create.add_argument("--note", default="")
@@ -248,10 +267,10 @@ def _add_key_commands(commands: Any) -> None:
     listing.add_argument("--team", type=name_argument)
     listing.set_defaults(handler=keys_list)
     revoke = _client(keys.add_parser("revoke", help="revoke a key by id"))
-    revoke.add_argument("id")
+    revoke.add_argument("id", type=key_id_argument)
     revoke.set_defaults(handler=keys_revoke)
     rotate = _client(keys.add_parser("rotate", help="a new secret for a key"))
-    rotate.add_argument("id")
+    rotate.add_argument("id", type=key_id_argument)
     rotate.add_argument("--grace-seconds", type=int, default=0, help="the old secret's overlap")
     rotate.set_defaults(handler=keys_rotate)
 

@@ -9,22 +9,33 @@ target), and the record before and after, never a secret.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import random
+import re
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import Field, StrictBool, StrictFloat, StrictInt, ValidationError
+from pydantic import (
+    Field,
+    PlainValidator,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+)
 
 from gateway.admin.records import Change, KeyRecord, Snapshot, encode_rules, iso, quota_field
 from gateway.admin.state import RuntimeState
 from gateway.auth.keys import key_digest, new_key
-from gateway.errors import AdminBusy, InvalidRequest, NotFound
+from gateway.errors import AdminBusy, InvalidRequest, NotFound, UserExists
 from gateway.quota.books import book_keys
 from gateway.quota.policy import Scope
+from gateway.redaction import looks_like_secret
 from gateway.settings.config import QuotaRule
 from gateway.settings.types import Name, Strict, error_message
 from gateway.vocabulary import NAME_RULE, Unit, Window, external_name
@@ -33,16 +44,41 @@ audit_log = logging.getLogger("gateway.audit")
 MAX_KEYS_PER_USER = 20
 MAX_GRACE_SECONDS = 30 * 86_400
 MAX_LIMIT = 1e12  # past this, micro-dollar counters lose integer precision
-_ATTEMPTS = 5
+# A write that lost the compare-and-set decides again: up to this many tries in all, after
+# pauses of up to 10, 20, 40, 80, then 160 ms (uniformly jittered), so a burst of writes
+# to different records (a provisioning script) all land, in about three seconds at most.
+_ATTEMPTS = 30
+_PAUSE_SECONDS = 0.01
+_SAME_RECORD_RACES = 3  # lost to a change of the very record written: real contention
+
+
+# The one form `expires_at` takes: an ISO 8601 date and time as a JSON string, seconds and
+# their fraction optional, `Z` or an offset optional (none: UTC). Not a number: an epoch
+# in seconds and one in milliseconds look alike, and a mistaken one makes a key that never
+# works or never ends.
+_ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})?")
+ISO_TIME_RULE = "an ISO 8601 date and time as a string, e.g. 2027-01-01T00:00:00Z"
+
+
+def _iso_time(value: object) -> datetime:
+    """`value` if it is a string of the one form, as a time (UTC if it names no offset)."""
+    if not isinstance(value, str) or not _ISO_TIME.fullmatch(value):
+        raise ValueError(f"must be {ISO_TIME_RULE}")
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"not a real date and time: {value[:40]}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 class KeyCreate(Strict):
     user: Name
     team: Name
     role: Literal["user", "admin"] = "user"
-    expires_at: datetime | None = None
+    expires_at: Annotated[datetime, PlainValidator(_iso_time)] | None = None
     note: str = Field("", max_length=200)
     new_team: StrictBool = False  # the admin opens a team no config, pool or key names yet
+    existing_user: StrictBool = False  # the admin adds a key to a name someone else holds
 
 
 class KeyRotate(Strict):
@@ -97,6 +133,17 @@ def name(value: str, param: str) -> str:
     return value
 
 
+def checked_key_id(value: str) -> str:
+    """A key id from a path; a key's secret typed there is refused without repeating it."""
+    if looks_like_secret(value):
+        raise InvalidRequest(
+            "id: this is a key's secret, not its id (key_ and 16 hex digits, as `GET "
+            "/admin/keys` lists). Treat that secret as exposed and rotate its key.",
+            code="invalid_value", param="id",
+        )  # fmt: skip
+    return value
+
+
 def known_teams(configured: frozenset[str], snapshot: Snapshot, now: float) -> frozenset[str]:
     """The teams a runtime key may name as they are: the config's, those with a runtime
     pool, and those of live runtime keys (opened by an earlier `new_team`)."""
@@ -125,6 +172,41 @@ def check_team(team: str, known: frozenset[str], *, new_team: bool) -> None:
         )  # fmt: skip
 
 
+def check_user(
+    user: str, config_users: frozenset[str], snapshot: Snapshot, now: float, actor: Actor
+) -> None:
+    """Refuse a key for a name that a configured principal holds, or that live keys made by
+    another admin hold (it would act, and be audited, as that user)."""
+    if user in config_users:
+        holder = "a principal of the config"
+    else:
+        makers = {r.created_by for r in snapshot.keys.values() if r.user == user and r.live(now)}
+        if not makers - {actor.user}:
+            return
+        holder = "live keys made by " + ", ".join(sorted(makers - {actor.user}))
+    raise UserExists(
+        f"user: {user!r} is already {holder}; a new key would act as that user. To add a "
+        'key for the same user, say so: "existing_user": true (CLI --existing-user).',
+        param="user",
+    )
+
+
+def _changed_under(lost: tuple[Snapshot, Change], now: Snapshot) -> bool:
+    """Whether the record a lost write was changing is not what it read any more."""
+    read, change = lost
+    return read.stored(change.target, change.field) != now.stored(change.target, change.field)
+
+
+def _audited(change: Change, actor: Actor, now: float) -> dict[str, Any]:
+    """`change`'s audit entry, with who made it (user, credential, request, address) and when."""
+    audit = {**change.audit, "actor": actor.user, "request_id": actor.request_id}
+    audit["source_address"] = actor.source
+    if actor.credential is not None:
+        audit["credential"] = dict(actor.credential)
+    audit["time"] = iso(now)
+    return audit
+
+
 class RulesSet(NamedTuple):
     """A subject's runtime rules as set, and the ones they replaced (None: there were none)."""
 
@@ -134,23 +216,33 @@ class RulesSet(NamedTuple):
 
 class AdminOps:
     """The admin operations over one replica's `RuntimeState` (and its store); `teams` are
-    the configured ones."""
+    the configured ones, `users` the configured principals' names."""
 
-    def __init__(self, state: RuntimeState, teams: frozenset[str] = frozenset()) -> None:
-        self.state, self._teams = state, teams
+    def __init__(
+        self,
+        state: RuntimeState,
+        teams: frozenset[str] = frozenset(),
+        users: frozenset[str] = frozenset(),
+    ) -> None:
+        self.state, self._teams, self._users = state, teams, users
 
     async def _write(self, decide: Any, actor: Actor) -> Any:
-        """Run `decide(snapshot, now) -> (change, result)` and apply it, retrying on a race."""
-        for _ in range(_ATTEMPTS):
+        """Run `decide(snapshot, now) -> (change, result)` and apply it, deciding again on
+        fresh state after each lost race (with a jittered pause). A race lost to writes of
+        other records is retried up to `_ATTEMPTS` times; `AdminBusy` once the record this
+        write changes was itself changed under it `_SAME_RECORD_RACES` times."""
+        lost: tuple[Snapshot, Change] | None = None
+        same_record = 0
+        for attempt in range(_ATTEMPTS):
             snapshot, now = await self.state.store.snapshot(), self.state.clock()
+            if lost is not None and _changed_under(lost, snapshot):
+                same_record += 1
+                if same_record >= _SAME_RECORD_RACES:
+                    break
             change, result = decide(snapshot, now)
             if change is None:
                 return result  # nothing to change: nothing written, nothing audited
-            audit = {**change.audit, "actor": actor.user, "request_id": actor.request_id}
-            audit["source_address"] = actor.source
-            if actor.credential is not None:
-                audit["credential"] = dict(actor.credential)
-            audit["time"] = iso(now)
+            audit = _audited(change, actor, now)
             entry_id = await self.state.store.apply(
                 replace(change, audit=audit), snapshot.generation, now
             )
@@ -158,6 +250,9 @@ class AdminOps:
                 audit_log.info(json.dumps({"audit_id": entry_id, **audit}, sort_keys=True))
                 await self.state.refresh()  # this replica sees its own write at once
                 return result
+            lost = (snapshot, change)
+            pause = _PAUSE_SECONDS * 2 ** min(attempt, 4)
+            await asyncio.sleep(random.uniform(0, pause))  # noqa: S311 (jitter, not a secret)
         raise AdminBusy()
 
     async def write(self, decide: Any, actor: Actor) -> Any:
@@ -191,6 +286,8 @@ class AdminOps:
                 )
             known = known_teams(self._teams, snapshot, now)
             check_team(asked.team, known, new_team=asked.new_team)
+            if not asked.existing_user:
+                check_user(asked.user, self._users, snapshot, now, actor)
             live = [r for r in snapshot.keys.values() if r.user == asked.user and r.live(now)]
             if len(live) >= MAX_KEYS_PER_USER:
                 raise InvalidRequest(
@@ -211,6 +308,7 @@ class AdminOps:
 
     async def revoke_key(self, key_id: str, actor: Actor) -> KeyRecord:
         """Revoke a key (and its previous secret); revoking a revoked key changes nothing."""
+        checked_key_id(key_id)
 
         def decide(snapshot: Snapshot, now: float) -> tuple[Change | None, KeyRecord]:
             record = _existing(snapshot, key_id)
@@ -224,6 +322,7 @@ class AdminOps:
 
     async def rotate_key(self, key_id: str, body: Mapping[str, Any], actor: Actor) -> Created:
         """A new secret for a live key; the old one works `grace_seconds` more, then stops."""
+        checked_key_id(key_id)
         grace = parse(KeyRotate, body).grace_seconds
 
         def decide(snapshot: Snapshot, now: float) -> tuple[Change, Created]:

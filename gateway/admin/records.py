@@ -203,6 +203,13 @@ class Snapshot:
     webhooks: Mapping[str, Webhook] = field(default_factory=dict)  # by id
     alerts: Alerts = field(default_factory=dict)
     models: RuntimeModels = field(default_factory=RuntimeModels)
+    # The stored fields as read, by target: what a writer compares to tell whether the very
+    # record it writes changed under it (a race on one record) or only others did.
+    raw: Mapping[Target, Mapping[str, str | bytes]] = field(default_factory=dict, repr=False)
+
+    def stored(self, target: Target, name: str) -> str | bytes | None:
+        """The stored value of `target`'s field `name`, or None."""
+        return self.raw.get(target, {}).get(name)
 
 
 @dataclass(frozen=True)
@@ -245,4 +252,5 @@ def snapshot_of(generation: int, hashes: Mapping[Target, Mapping[str, str | byte
         {k: Webhook.decode(v) for k, v in hashes.get("webhooks", {}).items()},
         decode_alerts(hashes.get("alerts", {})),
         decode_models(hashes.get("models", {})),
+        {target: dict(fields) for target, fields in hashes.items()},
     )

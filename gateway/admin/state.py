@@ -1,12 +1,21 @@
 """Each replica's view of the admin plane: runtime keys, quota rules and model settings,
 kept fresh.
 
-Requests never wait on the admin store: keys are looked up and rules read from a snapshot
+Requests do not wait on the admin store: keys are looked up and rules read from a snapshot
 in memory. A background task replaces the snapshot when the generation moves, woken by the
 store's change message (pub/sub) and, should a message be lost, by a poll every
-`poll_seconds`; so a change reaches every replica and worker within about a second. With
-the store unreachable the last snapshot stays in force (and the config's keys and rules,
-which never depend on it).
+`poll_seconds`; every read is bounded (`READ_TIMEOUT_SECONDS`), so a connection gone silent
+costs one short wait and is replaced, and a change reaches every replica and worker within
+about a second. A change that arrives without its message means the message channel may
+have gone silent: it is opened again.
+
+Revocation must hold, so the view of the runtime keys is trusted only while confirmed: a
+read of the store's generation that began at most `CONFIRM_WITHIN_SECONDS` ago found it
+current. Past that, a request presenting a runtime key makes the view confirm itself (one
+bounded read, shared by every request waiting on it), and when it cannot, the key is
+refused with a 503 (`RuntimeKeysUnavailable`) rather than served on a view that may miss a
+revoke. Quota rules and model settings stay in force from the last snapshot, and the
+config's keys and rules never depend on the store.
 
 Key use is sampled: a lookup notes the time in memory, and the notes are written at most
 once per `flush_seconds`, never once per request. What the gateway does on its own and
@@ -27,6 +36,7 @@ from gateway.admin.records import KeyRecord, Snapshot, iso
 from gateway.admin.store import AdminStore
 from gateway.auth.base import Identity
 from gateway.auth.keys import key_digest
+from gateway.errors import RuntimeKeysUnavailable
 from gateway.quota.policy import QuotaPolicy, Scope, with_overrides
 from gateway.settings.config import QuotasConfig
 from gateway.store.base import StoreError
@@ -35,6 +45,9 @@ from gateway.upstream.catalogue import RuntimeModels
 log = logging.getLogger("gateway.admin")
 audit_log = logging.getLogger("gateway.audit")
 Clock = Callable[[], float]
+CONFIRM_WITHIN_SECONDS = 1.0  # the oldest confirmation runtime keys are honoured on
+READ_TIMEOUT_SECONDS = 0.5  # one generation read's bound: a silent connection is dropped
+SNAPSHOT_TIMEOUT_SECONDS = 2.0  # one snapshot read's bound
 
 
 class RuntimeState:
@@ -46,11 +59,14 @@ class RuntimeState:
         quotas: QuotasConfig,
         *,
         clock: Clock = time.time,
+        monotonic: Clock = time.monotonic,
         poll_seconds: float = 0.5,
         flush_seconds: float = 60.0,
     ) -> None:
         self.store, self._config_quotas, self.clock = store, quotas, clock
-        self._poll, self._flush = poll_seconds, flush_seconds
+        self._monotonic, self._poll, self._flush = monotonic, poll_seconds, flush_seconds
+        self._confirmed_at: float | None = None  # when the last confirming read began
+        self._reading = asyncio.Lock()  # one read of the store at a time
         self._used: dict[str, float] = {}
         self._flushed_at = clock()
         self._task: asyncio.Task[None] | None = None
@@ -93,18 +109,32 @@ class RuntimeState:
             log.warning("audit entry not stored (%r); it is in this log only", exc)
         audit_log.info(json.dumps({"audit_id": entry_id, **entry}, sort_keys=True))
 
-    def lookup(self, key: str) -> Identity | None:
+    async def lookup(self, key: str) -> Identity | None:
         """The identity of a live runtime key (or of its previous secret, within its grace
-        period), else None. No I/O: the use is only noted."""
-        found = self._index.get(key_digest(key))
+        period), else None. No I/O while the view is confirmed; past that, one bounded
+        confirming read, and `RuntimeKeysUnavailable` (503) if it fails: a key this view
+        says is live may have been revoked since. The use is only noted."""
+        digest = key_digest(key)
+        if self._live(digest) is None:
+            return None  # refused on any view: a revoke or an expiry is never undone
+        if not await self.confirm():
+            raise RuntimeKeysUnavailable()
+        found = self._live(digest)  # the confirming read may have moved the view
+        if found is None:
+            return None
+        record, previous = found
+        self._used[record.id] = self.clock()
+        return Identity(record.user, record.team, record.role, key_id=record.id, grace=previous)
+
+    def _live(self, digest: str) -> tuple[KeyRecord, bool] | None:
+        found = self._index.get(digest)
         if found is None:
             return None
         record, previous = found
         now = self.clock()
         if not record.live(now) or (previous and (record.previous_expires_at or 0) <= now):
             return None
-        self._used[record.id] = now
-        return Identity(record.user, record.team, record.role)
+        return found
 
     def identities(self) -> list[Identity]:
         """The identities of every live runtime key, one per user and team, by user."""
@@ -124,30 +154,63 @@ class RuntimeState:
         """Uses noted here and not yet written to the store."""
         return dict(self._used)
 
-    async def refresh(self) -> None:
-        """Adopt the store's state if its generation moved; keep the last one if it fails."""
-        try:
-            if await self.store.generation() != self.snapshot.generation:
-                self._adopt(await self.store.snapshot())
-            if self._used and self.clock() - self._flushed_at >= self._flush:
-                await self.flush_use()
-        except StoreError as exc:
-            log.debug("admin state not refreshed, keeping the last one: %r", exc)
+    def confirmed(self) -> bool:
+        """Whether a read that began at most `CONFIRM_WITHIN_SECONDS` ago found this view
+        current."""
+        at = self._confirmed_at
+        return at is not None and self._monotonic() - at <= CONFIRM_WITHIN_SECONDS
+
+    async def confirm(self) -> bool:
+        """Whether the view is confirmed, reading the store's generation first if it is not
+        (a read already under way is waited for, never doubled)."""
+        if self.confirmed():
+            return True
+        if self._reading.locked():
+            async with self._reading:
+                pass
+        else:
+            await self.refresh()
+        return self.confirmed()
+
+    async def refresh(self) -> bool:
+        """Adopt the store's state if its generation moved, each read bounded; keep the last
+        one if a read fails. Whether the view moved."""
+        async with self._reading:
+            began = self._monotonic()
+            try:
+                moved = await self._read()
+            except (StoreError, TimeoutError) as exc:
+                log.debug("admin state not refreshed, keeping the last one: %r", exc)
+                return False
+            self._confirmed_at = began
+        return moved
+
+    async def _read(self) -> bool:
+        generation = await asyncio.wait_for(self.store.generation(), READ_TIMEOUT_SECONDS)
+        if generation == self.snapshot.generation:
+            return False
+        self._adopt(await asyncio.wait_for(self.store.snapshot(), SNAPSHOT_TIMEOUT_SECONDS))
+        return True
 
     async def flush_use(self) -> None:
         """Write the noted key uses (raises `StoreError`; the notes are kept then)."""
         used, self._used = self._used, {}
         try:
             await self.store.mark_used(used)
-        except StoreError:
+        except BaseException:  # a failure, or a bounded wait given up: keep the notes
             self._used = {**used, **self._used}
             raise
         self._flushed_at = self.clock()
 
     async def _follow(self) -> None:
         while True:
-            await self.store.wait_for_change(self._poll)
-            await self.refresh()
+            told = await self.store.wait_for_change(self._poll)
+            if await self.refresh() and not told:
+                # A change came without its message: the channel may have gone silent.
+                await self.store.listen_again()
+            if self._used and self.clock() - self._flushed_at >= self._flush:
+                with contextlib.suppress(StoreError, TimeoutError):
+                    await asyncio.wait_for(self.flush_use(), SNAPSHOT_TIMEOUT_SECONDS)
 
     async def start(self) -> None:
         """Load the state now (if the store answers), then follow it in the background."""

@@ -63,8 +63,13 @@ class AdminStore(Protocol):
         """Append an audit entry of something the gateway did itself (no state changes;
         kept 400 days). Its id."""
 
-    async def wait_for_change(self, seconds: float) -> None:
-        """Return when a write may have happened, or after `seconds`."""
+    async def wait_for_change(self, seconds: float) -> bool:
+        """Return when a write may have happened (True: a change message came), or after
+        `seconds` (False)."""
+
+    async def listen_again(self) -> None:
+        """Drop the change messages' connection, to open a fresh one at the next wait (the
+        old one may have gone silent)."""
 
     async def audit(self, query: AuditQuery) -> list[dict[str, Any]]:
         """Audit entries matching `query`, newest first, each with its `id` (ms-seq)."""
@@ -147,12 +152,16 @@ class MemoryAdminStore:
         self._audit.append((entry_id, dict(entry)))
         return entry_id
 
-    async def wait_for_change(self, seconds: float) -> None:
+    async def wait_for_change(self, seconds: float) -> bool:
         try:
             await asyncio.wait_for(self._changed.wait(), seconds)
         except TimeoutError:
-            return
+            return False
         self._changed.clear()
+        return True
+
+    async def listen_again(self) -> None:
+        return None
 
     async def audit(self, query: AuditQuery) -> list[dict[str, Any]]:
         out = []
@@ -241,21 +250,28 @@ class RedisAdminStore:
         )
         return added.decode() if isinstance(added, bytes) else str(added)
 
-    async def wait_for_change(self, seconds: float) -> None:
+    async def wait_for_change(self, seconds: float) -> bool:
         try:
             if self._pubsub is None:
                 self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
                 await self._pubsub.subscribe(CHANNEL)
-            await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=seconds)
+            message = await self._pubsub.get_message(
+                ignore_subscribe_messages=True, timeout=seconds
+            )
         except (RedisError, OSError):
             await self._drop_pubsub()  # Redis is away: poll, and subscribe again later
             await asyncio.sleep(seconds)
+            return False
+        return message is not None
+
+    async def listen_again(self) -> None:
+        await self._drop_pubsub()
 
     async def _drop_pubsub(self) -> None:
         pubsub, self._pubsub = self._pubsub, None
-        if pubsub is not None:
-            with contextlib.suppress(RedisError, OSError):
-                await pubsub.aclose()
+        if pubsub is not None:  # closing a silent connection must not hang either
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                await asyncio.wait_for(pubsub.aclose(), 1.0)
 
     async def audit(self, query: AuditQuery) -> list[dict[str, Any]]:
         high = f"({query.before}" if query.before else "+"

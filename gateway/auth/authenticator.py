@@ -60,9 +60,15 @@ class Authenticator:
 
 
 def require_admin(identity: Identity) -> None:
-    """Raise `PermissionDenied` unless the identity has the admin role."""
+    """Raise `PermissionDenied` unless the identity has the admin role, through a credential
+    that is not a rotated key's old secret (in its grace period it serves traffic only)."""
     if identity.role != "admin":
         raise PermissionDenied("This endpoint requires the admin role.")
+    if identity.grace:
+        raise PermissionDenied(
+            "This is the old secret of a rotated key: during its grace period it serves "
+            "traffic only, never admin calls. Use the key's new secret."
+        )
 
 
 def user_field(secret: str | None) -> Callable[[Identity], str]:

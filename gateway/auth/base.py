@@ -33,11 +33,14 @@ class Identity:
     source: Source = field(default="key", compare=False)
     issuer: str | None = field(default=None, compare=False)  # an SSO token's `iss` ...
     subject: str | None = field(default=None, compare=False)  # ... and its `sub`
+    key_id: str | None = field(default=None, compare=False)  # a runtime key's id; "config"
+    grace: bool = field(default=False, compare=False)  # a rotated key's old secret, in grace
 
     def credential(self) -> dict[str, str]:
-        """What the audit says of the credential used: its kind, and for an SSO token the
-        issuer and subject that name the person whatever the user claim mapped to."""
-        named = {"issuer": self.issuer, "subject": self.subject}
+        """What the audit says of the credential used: its kind; for a key its id (`config`
+        for a key of the config), for an SSO token the issuer and subject that name the
+        person whatever the user claim mapped to."""
+        named = {"key_id": self.key_id, "issuer": self.issuer, "subject": self.subject}
         return {"source": self.source, **{k: v for k, v in named.items() if v is not None}}
 
     def log_fields(self) -> dict[str, str]:

@@ -18,6 +18,7 @@ from gateway.settings.config import PrincipalConfig
 
 KEY_PREFIX = "gwk_"
 MAX_KEY_LENGTH = 512
+CONFIG_KEY_ID = "config"  # what the audit names a config principal's key by (one per user)
 
 
 def new_key() -> str:
@@ -42,11 +43,15 @@ class ConfigKeys(IdentitySource):
         demo_key: str | None = None,
         demo_admin_key: str | None = None,
     ) -> None:
-        self._by_digest = {p.key_sha256: Identity(p.user, p.team, p.role) for p in principals}
+        self._by_digest = {
+            p.key_sha256: Identity(p.user, p.team, p.role, key_id=CONFIG_KEY_ID) for p in principals
+        }
         if demo_key:
-            self._by_digest[key_digest(demo_key)] = Identity("demo", "demo")
+            self._by_digest[key_digest(demo_key)] = Identity("demo", "demo", key_id=CONFIG_KEY_ID)
         if demo_admin_key:  # `serve --demo-key` on the sandbox: the console, locally
-            self._by_digest[key_digest(demo_admin_key)] = Identity("demo-admin", "demo", "admin")
+            self._by_digest[key_digest(demo_admin_key)] = Identity(
+                "demo-admin", "demo", "admin", key_id=CONFIG_KEY_ID
+            )
 
     def identities(self) -> list[Identity]:
         """Every configured identity, ordered by user."""
@@ -63,8 +68,9 @@ class ConfigKeys(IdentitySource):
 class KeyTable(Protocol):
     """Keys issued at run time, as the admin plane's view of them holds them in memory."""
 
-    def lookup(self, key: str) -> Identity | None:
-        """The identity of a live key, or None."""
+    async def lookup(self, key: str) -> Identity | None:
+        """The identity of a live key, or None; raises `RuntimeKeysUnavailable` (503) when
+        it cannot confirm that a key it holds is still live."""
 
     def identities(self) -> list[Identity]:
         """The identities of every live key, one per user and team, by user."""
@@ -82,4 +88,4 @@ class RuntimeKeys(IdentitySource):
         return self._table.identities()
 
     async def identify(self, presented: Presented) -> Identity | None:
-        return self._table.lookup(presented.bearer())
+        return await self._table.lookup(presented.bearer())

@@ -14,6 +14,9 @@ const ROOT = new URL("..", document.baseURI);
 const UNITS = ["requests", "images", "usd"];
 const WINDOWS = ["minute", "hour", "day", "week", "month"];
 const USAGE_COLUMNS = ["requests", "images", "usd", "cache_hits"];
+// Column headings as the other pages word them (the CSV keeps the API's field names).
+const LABELS = { team: "Team", user: "User", requests: "Requests", images: "Images",
+  usd: "Spend (USD)", cache_hits: "Cache hits" };
 const ACTIONS = ["key.create", "key.revoke", "key.rotate", "quota.set", "quota.unset",
   "webhook.create", "webhook.rotate", "webhook.delete", "alerts.set", "alerts.unset",
   "models.set", "models.unset", "model_price.set", "model_price.unset", "model.failover"];
@@ -67,7 +70,8 @@ function h(tag, props = {}, ...children) {
 }
 
 // Columns of numbers, right-aligned like their cells.
-const NUMERIC = new Set(["Used", "Limit", "Remaining", "Used %", ...USAGE_COLUMNS]);
+const NUMERIC = new Set(["Used", "Limit", "Remaining", "Used %",
+  ...USAGE_COLUMNS.map((c) => LABELS[c])]);
 
 function table(headings, rows, footer) {
   return h("table", {},
@@ -103,6 +107,37 @@ function clearErrors(form) {
   form.querySelectorAll("[aria-invalid]").forEach((n) => n.removeAttribute("aria-invalid"));
 }
 
+// What a field takes, in the form's words, for a refusal naming it (by the last part of
+// the API's `param`: `rules.0.limit` is a Limit field).
+const FIELD_WORDS = {
+  limit: "Type a number, 0 or more.",
+  unit: "Pick one of the units listed.",
+  window: "Pick one of the windows listed.",
+  rules: "Add at least one rule, at most 16.",
+  expires_at: "Type a date and time to come, like 2027-01-01T00:00:00Z (UTC unless it " +
+    "says otherwise), or leave it empty.",
+  grace_seconds: "Type whole seconds, from 0 to 2592000 (30 days).",
+  since: "Type a date and time, like 2026-11-01T00:00:00Z, or leave it empty.",
+  until: "Type a date and time, like 2026-11-30T23:59:59Z, or leave it empty.",
+  role: "Pick user or admin.",
+  note: "At most 200 characters.",
+  thresholds: "Type whole percents from 1 to 100, each once, separated by commas.",
+};
+const CODE_WORDS = {
+  missing_required_parameter: "Fill this in.",
+  duplicate_rule: "Two rules have the same unit and window: keep one of them.",
+};
+
+// A refusal in the form's words: for the checks the form knows, what to type instead; else
+// the API's sentence without the field's name in front (the field is right above it), and
+// never its error code.
+function formWords(error) {
+  const last = (error.param || "").split(".").pop();
+  if (CODE_WORDS[error.code]) return CODE_WORDS[error.code];
+  if (error.code === "invalid_value" && FIELD_WORDS[last]) return FIELD_WORDS[last];
+  return error.message.replace(/^[\w.]+: /, "");
+}
+
 // Puts an API refusal next to the field it names (its `param`), else under the form.
 function showError(form, error) {
   clearErrors(form);
@@ -110,7 +145,7 @@ function showError(form, error) {
   const target = spot || form;
   let slot = target.querySelector(":scope > .field-error");
   if (!slot) target.append(slot = h("span", { class: "field-error", role: "alert" }));
-  slot.textContent = error.code ? `${error.message} (${error.code})` : error.message;
+  slot.textContent = formWords(error);
   const input = spot && spot.querySelector("input, select");
   if (input) input.setAttribute("aria-invalid", "true");
 }
@@ -388,6 +423,7 @@ function createKeyForm(holder) {
     field("User", h("input", { name: "user", autocomplete: "off" }), "user"),
     field("Team", h("input", { name: "team", autocomplete: "off" }), "team"),
     field("New team", h("input", { name: "new_team", type: "checkbox" }), "new_team"),
+    field("Existing user", h("input", { name: "existing_user", type: "checkbox" }), "existing_user"),
     field("Role", select("role", [["user", "user"], ["admin", "admin"]], "user"), "role"),
     field("Expires (ISO 8601, optional)",
       h("input", { name: "expires_at", placeholder: "2027-01-01T00:00:00Z" }), "expires_at"),
@@ -399,6 +435,8 @@ function createKeyForm(holder) {
       role: form.role.value, note: form.note.value };
     if (form.expires_at.value.trim()) body.expires_at = form.expires_at.value.trim();
     if (form.new_team.checked) body.new_team = true;  // open a team nobody names yet
+    // add a key for a name a config principal or another admin's keys hold
+    if (form.existing_user.checked) body.existing_user = true;
     try {
       const created = await api("POST", "admin/keys", body);
       await route();
@@ -465,11 +503,13 @@ function keysTable(keys, holder) {
           "Revoke"))))));
 }
 
-// A yes/no question in the page's own dialog; resolves to whether the admin confirmed.
-function confirmAction(text, okLabel, extra) {
+// A yes/no question in the page's own dialog; resolves to whether the admin confirmed. Its
+// button looks destructive only for what cannot be undone (`danger`).
+function confirmAction(text, okLabel, extra, danger = true) {
   const dialog = $("confirm");
   $("confirm-text").textContent = text;
   $("confirm-ok").textContent = okLabel;
+  $("confirm-ok").className = danger ? "danger" : "";
   $("confirm-extra").replaceChildren(...(extra ? [extra] : []));
   return new Promise((resolve) => {
     const done = (answer) => () => { dialog.close(); resolve(answer); };
@@ -493,11 +533,20 @@ async function revokeKey(k) {
   }
 }
 
+// The old secret's grace by default: time to put the new one where callers read it, short
+// enough for a key that may have leaked.
+const ROTATE_GRACE_SECONDS = 300;
+
 async function rotateKey(k, holder) {
-  const grace = h("input", { type: "number", min: 0, max: 2592000, value: "0", name: "grace" });
+  const grace = h("input", { type: "number", min: 0, max: 2592000, name: "grace",
+    value: String(ROTATE_GRACE_SECONDS) });
   const text = `Rotate ${k.id} (${k.user})? A new secret replaces the old one, which keeps ` +
     "working for the grace period below.";
-  if (!await confirmAction(text, "Rotate", field("Grace seconds", grace, "grace_seconds"))) return;
+  const extra = h("div", {}, field("Grace seconds", grace, "grace_seconds"),
+    h("p", { class: "muted small" }, `${ROTATE_GRACE_SECONDS} s (5 minutes) gives callers ` +
+      "time to switch to the new secret. 0 stops the old secret at once: every caller " +
+      "still using it is refused from now on (do that for a key that leaked)."));
+  if (!await confirmAction(text, "Rotate", extra, false)) return;
   try {
     const rotated = await api("POST", `admin/keys/${encodeURIComponent(k.id)}/rotate`,
       { grace_seconds: Number(grace.value) });
@@ -732,7 +781,8 @@ function usageTable(answer) {
     h("h3", {}, `By ${answer.by}, ${answer.month}`,
       h("button", { type: "button", class: "quiet download",
         onclick: () => download(answer) }, "Download CSV")),
-    table([...names, ...USAGE_COLUMNS], answer.data.map((row) => h("tr", {}, cells(row))),
+    table([...names, ...USAGE_COLUMNS].map((c) => LABELS[c]),
+      answer.data.map((row) => h("tr", {}, cells(row))),
       h("tr", { class: "total" }, h("th", { scope: "row", colspan: names.length }, "Total"),
         cells(total).slice(names.length))));
 }
@@ -911,6 +961,9 @@ async function loadAudit(form, holder, before) {
     page = await api("GET", "admin/audit" + query({ ...params, before, limit: 50 }));
   } catch (error) {
     if (error.status === 401) return failed(error);
+    // Rows of the last filter would read as this one's answer: none until it is fixed.
+    if (!before) holder.replaceChildren(h("p", { class: "muted" }, "No entries shown: fix " +
+      "the filter above."));
     return showError(form, error);
   }
   clearErrors(form);
@@ -924,11 +977,20 @@ async function loadAudit(form, holder, before) {
   }
 }
 
+// Which credential acted, beside the user name: a key's id, the config's key, an SSO token.
+function credentialText(c) {
+  if (!c) return "";
+  if (c.source === "key") return c.key_id === "config" ? "config key" : `key ${c.key_id || "?"}`;
+  if (c.source === "jwt") return `SSO ${c.subject || "?"} · ${c.issuer || "?"}`;
+  return c.source === "header" ? "proxy header" : c.source;
+}
+
 function auditRow(e) {
   const change = (label, value) => h("div", {}, h("strong", {}, label),
     h("pre", {}, value == null ? "—" : JSON.stringify(value, null, 1)));
   return h("tr", { "data-action": e.action },
-    h("td", { title: e.request_id }, when(e.time)), h("td", {}, e.actor),
+    h("td", { title: e.request_id }, when(e.time)),
+    h("td", {}, e.actor, h("div", { class: "mono muted" }, credentialText(e.credential))),
     h("td", {}, h("span", { class: "tag" }, e.action)), h("td", { class: "mono" }, e.target),
     h("td", {}, e.source_address || "—"),
     h("td", {}, h("details", {}, h("summary", {}, "before / after"),

@@ -43,7 +43,7 @@ def serve(args: argparse.Namespace) -> int:
         settings = build_settings(read_config(path), env)
     except ConfigError as exc:
         return refuse(path, exc)
-    problem = _cannot_start(args, settings)
+    problem = _cannot_start(args, settings) or _redis_problem(settings)
     if problem:
         return fail(problem)
     _warn(args, settings)
@@ -81,6 +81,22 @@ def _cannot_start(args: argparse.Namespace, settings: Settings) -> str | None:
             "(the in-process store serves one process only)"
         )
     return listen_problem(args.host, args.port)
+
+
+def _redis_problem(settings: Settings) -> str | None:
+    """Why a configured Redis cannot serve (a wrong topology, refused credentials, a
+    certificate that does not verify), in one line, or None: checked here, before uvicorn,
+    so that the refusal is that line and not a worker's traceback."""
+    import asyncio
+
+    from gateway.lifespan import verify_redis
+    from gateway.store.topology import TopologyError
+
+    try:
+        asyncio.run(verify_redis(settings))
+    except TopologyError as exc:
+        return str(exc)
+    return None
 
 
 def _warn(args: argparse.Namespace, settings: Settings) -> None:

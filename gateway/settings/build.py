@@ -7,6 +7,7 @@ environment and are held as `SecretStr`, whose repr is masked.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -77,17 +78,28 @@ def check_redis_urls(config: GatewayConfig, env: Mapping[str, str]) -> None:
 
 
 def _redis_options(
-    section: StoreConfig | CacheConfig, url: SecretStr | None, env: Mapping[str, str], path: str
+    config: GatewayConfig, url: SecretStr | None, env: Mapping[str, str], path: str
 ) -> ConnectOptions:
-    """How to reach the section's Redis; raises `ConfigError` naming the variable or key."""
+    """How to reach the Redis of `config`'s section `path` (store or cache), with the
+    store's bounded wait; raises `ConfigError` naming the variable or key."""
+    section: StoreConfig | CacheConfig = getattr(config, path)
     if url is None:
         return ConnectOptions()
     try:
-        return redis_options(
+        options = redis_options(
             section.redis, url.get_secret_value(), section.redis_url_env, env, f"{path}.redis"
         )
     except ValueError as exc:
         raise EnvironmentProblem(str(exc)) from None
+    return dataclasses.replace(options, wait_seconds=config.store.wait_seconds)
+
+
+def _own_cache_redis(cache_url: SecretStr | None, redis_url: SecretStr | None) -> bool:
+    """Whether the cache has a Redis of its own (reached with `cache.redis`): not when its
+    URL is unset or the store's, which it then shares, client and settings alike."""
+    if cache_url is None:
+        return False
+    return redis_url is None or cache_url.get_secret_value() != redis_url.get_secret_value()
 
 
 def _demo_keys(
@@ -122,17 +134,18 @@ def build_settings(config: GatewayConfig, env: Mapping[str, str]) -> Settings:
     demo_key, demo_admin_key = _demo_keys(config, env)
     redis_url = _secret(env, config.store.redis_url_env)
     cache_url = _secret(env, config.cache.redis_url_env)
+    store_options = _redis_options(config, redis_url, env, "store")
     return Settings(
         config=config,
         upstream_api_key=upstream_key,
         user_secret=user_secret,
         redis_url=redis_url,
         cache_redis_url=cache_url or redis_url,
-        redis_options=_redis_options(config.store, redis_url, env, "store"),
+        redis_options=store_options,
         cache_redis_options=(
-            _redis_options(config.cache, cache_url, env, "cache")
-            if cache_url
-            else _redis_options(config.store, redis_url, env, "store")
+            _redis_options(config, cache_url, env, "cache")
+            if _own_cache_redis(cache_url, redis_url)
+            else store_options
         ),
         metrics_token=_secret(env, config.metrics.token_env),
         console_client_secret=_secret(env, _console_secret_env(config)),

@@ -136,6 +136,9 @@ class StoreConfig(Strict):
     redis_url_env: str = "REDIS_URL"
     redis: RedisConnectionConfig = RedisConnectionConfig()
     on_error: Literal["fail_closed", "fail_open"] = "fail_closed"
+    # How long a Cluster command may wait (its retries through a failover included) before
+    # the request gets on_error's answer; a Sentinel's or one server's fails at once.
+    wait_seconds: float = Field(1.0, gt=0, le=30)
 
 
 class MetricsConfig(Strict):

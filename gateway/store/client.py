@@ -8,6 +8,7 @@ the topology the URL names, and shares it between the stores that name the same 
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Awaitable, Sequence
 from importlib import resources
 from typing import Any, Protocol
@@ -60,12 +61,40 @@ def lua(name: str) -> str:
     return resources.files("gateway.store").joinpath("lua", name).read_text(encoding="utf-8")
 
 
+# What to do about each certificate problem OpenSSL names (its verify message, lower case).
+_CERT_HINTS = (
+    ("mismatch", "reach it by a name its certificate names, or set tls.check_hostname: false"),
+    ("expired", "the server needs a new certificate"),
+    ("not yet valid", "the server's certificate starts later (check the clocks)"),
+    ("issuer", "tls.ca_file must be the CA that signed the server's certificate"),
+    ("self-signed", "tls.ca_file must be the CA that signed the server's certificate"),
+    ("signature", "tls.ca_file must be the CA that signed the server's certificate"),
+)
+
+
+def certificate_problem(exc: BaseException, where: str) -> str | None:
+    """One line naming why `where`'s certificate was refused (with what to do), or None if
+    `exc` is no certificate failure."""
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, ssl.SSLCertVerificationError):
+        cause = cause.__cause__ or cause.__context__
+    if cause is None:
+        return None
+    reason = str(getattr(cause, "verify_message", "") or cause.reason or "verify failed")
+    hint = next((hint for key, hint in _CERT_HINTS if key in reason.lower()), None)
+    return f"{where}: TLS certificate refused: {reason}" + (f" ({hint})" if hint else "")
+
+
 async def call(awaitable: Any) -> Any:
-    """Await a Redis command, turning every driver failure into `StoreError`."""
+    """Await a Redis command, turning every driver failure into `StoreError` (one that
+    names the certificate problem when TLS refused the server, for the logs to say so)."""
     try:
         return await awaitable
     # Not RedisErrors, yet driver failures: a slot no node covers, mid-failover, raises
     # RedisClusterException; and redis-py's cluster client (8.1) may tear down a connection
     # another command is still opening when a node fails, which surfaces as AttributeError.
     except (RedisError, RedisClusterException, OSError, AttributeError) as exc:
+        problem = certificate_problem(exc, "redis")
+        if problem is not None:
+            raise StoreError(problem) from None
         raise StoreError(f"redis: {type(exc).__name__}") from exc

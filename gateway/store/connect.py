@@ -119,14 +119,21 @@ class _GatedCluster(RedisCluster):
     Each command first waits for the slot map: redis-py (8.1) looks up a command's routing
     before it reads the map, and concurrent first commands then share one half-open
     connection (AttributeError, not a RedisError).
+
+    Once sent, a command gets `wait_seconds` (retries included): through a failover redis-py
+    retries a dead primary's slot, with backoff and refreshes of the map, for several
+    seconds, where a Sentinel's client fails at once. Past the wait it raises TimeoutError
+    (an OSError: a `StoreError` to the stores, whose callers get `store.on_error`'s answer;
+    a charge whose reply never came is taken back by its receipt).
     """
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, wait_seconds: float, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._gate = asyncio.Semaphore(POOL_SIZE)
+        self._wait_seconds = wait_seconds
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
-        async with self._gate:
+        async with self._gate, asyncio.timeout(self._wait_seconds):
             await self.initialize()  # returns at once once the map is read
             return await super().execute_command(*args, **kwargs)
 
@@ -135,6 +142,7 @@ def _cluster(url: str, target: Target, options: ConnectOptions) -> RedisClient:
     """A Cluster from its startup nodes; redis-py follows MOVED and ASK and re-reads the
     slot map when the topology changes (a failover, a reshard)."""
     return _GatedCluster(
+        options.wait_seconds,
         startup_nodes=[ClusterNode(host, port) for host, port in target.hosts],
         max_connections=POOL_SIZE,
         **({"ssl": True} if target.tls else {}),

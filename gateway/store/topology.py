@@ -1,19 +1,21 @@
-"""Start-up check that the servers a Redis URL names are the topology it says they are.
+"""Start-up check that the servers a Redis URL names are the topology it says they are,
+and that their TLS certificates verify.
 
 A cluster URL pointing at a standalone server, a plain URL pointing at a Cluster node or a
-Sentinel, or a Sentinel that does not know the service would otherwise fail request by
-request with driver errors; this names the problem once, at start-up. Servers that do not
-answer are skipped: a Redis that is down now is /readyz's business, not a config error.
+Sentinel, a Sentinel that does not know the service, or a certificate the client refuses
+(another CA, another host name, expired) would otherwise fail request by request with
+driver errors; this names the problem once, at start-up. Servers that do not answer are
+skipped: a Redis that is down now is /readyz's business, not a config error.
 """
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import redis.asyncio as redis
 from redis.exceptions import AuthenticationError, RedisError
 
+from gateway.store.client import certificate_problem
 from gateway.store.connect import TIMEOUTS, auth_kwargs, tls_kwargs
 from gateway.store.urls import ConnectOptions, Target, parse_url
 
@@ -25,7 +27,8 @@ HINTS = {
 
 
 class TopologyError(Exception):
-    """The URL names a topology, credentials or a service that its servers do not have."""
+    """The URL names a topology, credentials or a service that its servers do not have, or
+    a server's TLS certificate does not verify."""
 
 
 def _probe_kwargs(target: Target, options: ConnectOptions) -> dict[str, Any]:
@@ -55,8 +58,13 @@ async def _check_host(host: str, port: int, target: Target, options: ConnectOpti
 
 
 async def verify(url: str, options: ConnectOptions | None = None) -> None:
-    """Raise `TopologyError` if a server of `url` that answers is not what the URL says."""
+    """Raise `TopologyError` if a server of `url` that answers is not what the URL says, or
+    if its certificate does not verify."""
     target = parse_url(url)
     for host, port in target.hosts:
-        with contextlib.suppress(RedisError, OSError):
+        try:
             await _check_host(host, port, target, options or ConnectOptions())
+        except (RedisError, OSError) as exc:
+            problem = certificate_problem(exc, f"{host}:{port}")
+            if problem is not None:
+                raise TopologyError(problem) from None

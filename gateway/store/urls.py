@@ -30,6 +30,8 @@ class ConnectOptions:
     sentinel_username: str | None = None
     sentinel_password: str | None = field(default=None, repr=False)
     tls: TlsFiles | None = None
+    # How long a Cluster command may take, its retries through a failover included.
+    wait_seconds: float = 1.0
 
 
 class Target(NamedTuple):

@@ -242,6 +242,7 @@ def failover_reporter(audit: Callable[[Mapping[str, Any]], None]) -> Callable[[F
                 "action": "model.failover",
                 "target": f"model:{failover.model}",
                 "actor": "gateway",
+                "credential": {"source": "gateway"},
                 "before": {"operation": failover.operation, "serving": failover.model},
                 "after": {"operation": failover.operation, "serving": failover.next_model},
                 "request_id": None,

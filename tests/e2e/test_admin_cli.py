@@ -3,47 +3,15 @@ refuses, and how it exits (0, or 2 with one line on standard error)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
-from typing import Any, NamedTuple
 
-import orjson
 import pytest
-from support.config import KEYS
+from support.cli import cli, refused
 from support.pngs import make_png
 from support.servers import GatewayProcess, free_port
 
 pytestmark = pytest.mark.e2e
-
-
-class Run(NamedTuple):
-    """One CLI run: its exit code and what it wrote."""
-
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return orjson.loads(self.out)
-
-
-def cli(url: str, *args: str, cwd: Path | None = None) -> Run:
-    """`gateway args --url url` with the test admin's key, as a subprocess."""
-    env = {"GATEWAY_ADMIN_KEY": KEYS["grafana"], "PATH": "/usr/bin:/bin"}
-    done = subprocess.run(
-        [sys.executable, "-m", "gateway", *args, "--url", url],
-        env=env, capture_output=True, text=True, timeout=30, cwd=cwd, check=False,
-    )  # fmt: skip
-    return Run(done.returncode, done.stdout, done.stderr)
-
-
-def refused(run: Run) -> str:
-    """The one line a refusal writes (asserting exit 2, one line, no traceback)."""
-    assert run.code == 2, run
-    assert run.err.count("\n") == 1 and "Traceback" not in run.err, run.err
-    return run.err
 
 
 def test_keys_create_refuses_a_case_variant_and_a_new_team_unless_told(
@@ -63,6 +31,15 @@ def test_keys_create_refuses_a_case_variant_and_a_new_team_unless_told(
     listing = cli(live.url, "keys", "list", "--team", "research").json()
     assert listing["object"] == "list"
     assert [k["user"] for k in listing["data"]] == ["auth0|5f1c"]
+
+
+def test_keys_create_for_a_configured_user_needs_existing_user(live: GatewayProcess) -> None:
+    """A key for the configured principal carol is refused (409 user_exists, naming the
+    flag) until --existing-user says the admin means it."""
+    line = refused(cli(live.url, "keys", "create", "--user", "carol", "--team", "audio"))
+    assert line.startswith("gateway: 409 user_exists") and "--existing-user" in line
+    made = cli(live.url, "keys", "create", "--user", "carol", "--team", "audio", "--existing-user")
+    assert made.code == 0 and made.json()["user"] == "carol", made.err
 
 
 def test_quotas_set_says_what_it_replaced_and_show_reads_it_back(live: GatewayProcess) -> None:

@@ -3,6 +3,7 @@ the audit trail, and who may use any of it."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -112,6 +113,96 @@ def test_rotation_keeps_the_old_secret_for_the_grace_period_only(admin_client: T
     assert admin_client.get("/v1/quota", headers=bearer(second["key"])).status_code == 200
 
 
+def test_a_rotated_admin_secret_in_its_grace_serves_traffic_only(admin_client: TestClient) -> None:
+    """The old secret of a rotated admin key still calls the product during its grace, but
+    every admin route refuses it (403, saying why): it cannot rotate the key again, create
+    a key or set a quota; the new secret can."""
+    created = create(admin_client, user="ops-bot", team="ops", role="admin")
+    path = f"/admin/keys/{created['id']}/rotate"
+    rotated = admin_client.post(path, json={"grace_seconds": 300}, headers=ADMIN).json()
+    old = bearer(created["key"])
+    assert admin_client.get("/v1/quota", headers=old).status_code == 200
+    rules = {"rules": [{"unit": "images", "window": "day", "limit": 5}]}
+    attempts = [
+        admin_client.post(path, json={"grace_seconds": 0}, headers=old),
+        admin_client.post(
+            "/admin/keys", json={"user": "eve", "team": "ops", "role": "admin"}, headers=old
+        ),
+        admin_client.put("/admin/quotas/users/eve", json=rules, headers=old),
+        admin_client.get("/admin/keys", headers=old),
+    ]
+    for refused in attempts:
+        assert_openai_error(refused, 403, "permission_denied")
+        assert "grace" in refused.json()["error"]["message"]
+    assert [e["action"] for e in audit(admin_client)] == ["key.rotate", "key.create"]
+    assert admin_client.get("/admin/keys", headers=bearer(rotated["key"])).status_code == 200
+
+
+def test_a_key_secret_typed_where_an_id_belongs_never_reaches_a_log_line(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """DELETE or rotate of `/admin/keys/gwk_...` answers 400 saying a secret is not an id,
+    changes nothing, and no log line holds the secret (the access log's path neither)."""
+    created = create(client)
+    secret = created["key"]
+    with caplog.at_level(logging.DEBUG):
+        refused = [
+            client.delete(f"/admin/keys/{secret}", headers=ADMIN),
+            client.post(f"/admin/keys/{secret}/rotate", headers=ADMIN),
+        ]
+        unknown = client.get(f"/v1/keys/{secret}", headers=ADMIN)
+    for response in refused:
+        assert_openai_error(response, 400, "invalid_value", "id")
+        assert "secret, not" in response.json()["error"]["message"]
+        assert secret not in response.text
+    assert unknown.status_code == 404
+    # The test's own HTTP client logs the URLs it calls; everything else is the gateway's.
+    logged = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith("httpx"))
+    assert "/admin/keys/[redacted]" in logged
+    assert secret not in logged and secret[4:] not in logged
+    assert client.get("/v1/quota", headers=bearer(secret)).status_code == 200
+    assert [e["action"] for e in audit(client)] == ["key.create"]
+
+
+def test_every_audit_entry_names_the_credential_beside_the_user(admin_client: TestClient) -> None:
+    """An entry says which key acted: `config` for the config's key of that user, the key id
+    for a key made at run time, so an admin key made for a name is told from its owner."""
+    bot = create(admin_client, user="ops-bot", team="ops", role="admin")
+    made = admin_client.post(
+        "/admin/keys", json={"user": "frank", "team": "ops"}, headers=bearer(bot["key"])
+    )
+    assert made.status_code == 201, made.text
+    entries = audit(admin_client)
+    assert [(e["actor"], e["credential"]) for e in entries] == [
+        ("ops-bot", {"source": "key", "key_id": bot["id"]}),
+        ("grafana", {"source": "key", "key_id": "config"}),
+    ]
+
+
+def test_a_key_for_a_name_someone_else_holds_needs_the_admin_to_say_so(
+    admin_client: TestClient,
+) -> None:
+    """A key for a configured principal's name, or for a user whose live keys another admin
+    made, is refused (409 user_exists, not retried, nothing written) unless the body says
+    `"existing_user": true`; an admin adding a key for a user of their own needs nothing."""
+    create(admin_client)  # dave, by grafana
+    bot = create(admin_client, user="ops-bot", team="ops", role="admin", existing_user=True)
+    taken = [
+        admin_client.post("/admin/keys", json={"user": "carol", "team": "audio"}, headers=ADMIN),
+        admin_client.post(
+            "/admin/keys", json={"user": "dave", "team": "vision"}, headers=bearer(bot["key"])
+        ),
+    ]
+    for refused in taken:
+        assert_openai_error(refused, 409, "user_exists", "user")
+        assert refused.headers["x-should-retry"] == "false"
+        assert "existing_user" in refused.json()["error"]["message"]
+    assert [e["action"] for e in audit(admin_client)] == ["key.create", "key.create"]
+    create(admin_client)  # a second key for grafana's own dave
+    said = create(admin_client, user="carol", team="audio", existing_user=True)
+    assert admin_client.get("/v1/quota", headers=bearer(said["key"])).json()["user"] == "carol"
+
+
 def test_the_audit_has_one_entry_per_change_and_no_secret(admin_client: TestClient) -> None:
     """Each change is one entry (actor, action, target, before, after, time, request id,
     source address); no secret appears; filters and paging work."""
@@ -198,6 +289,11 @@ BAD_KEYS = [
         "expires_at",
     ),
     ({"user": "dave", "team": "vision", "expires_at": "soon"}, "invalid_value", "expires_at"),
+    # One form only: a JSON number (seconds? milliseconds?) is refused, so is a date alone.
+    ({"user": "dave", "team": "vision", "expires_at": 4102444800}, "invalid_value", "expires_at"),
+    ({"user": "dave", "team": "vision", "expires_at": "4102444800"}, "invalid_value", "expires_at"),
+    ({"user": "dave", "team": "vision", "expires_at": "2100-01-01"}, "invalid_value", "expires_at"),
+    ({"user": "dave", "team": "vision", "expires_at": True}, "invalid_value", "expires_at"),
     ({"user": "dave", "team": "vision", "secret": "x"}, "unknown_parameter", "secret"),
 ]
 BAD_RULES = [
@@ -240,6 +336,17 @@ def test_bad_key_requests_are_refused_and_change_nothing(
     assert_openai_error(response, 400, code, param)
     assert admin_client.get("/admin/keys", headers=ADMIN).json()["data"] == []
     assert audit(admin_client) == []
+
+
+def test_an_expiry_given_as_a_number_is_refused_saying_the_one_form(
+    admin_client: TestClient,
+) -> None:
+    """`expires_at` as a JSON number: the 400 says the form it takes, with an example."""
+    body = {"user": "dave", "team": "vision", "expires_at": 4102444800}
+    answer = admin_client.post("/admin/keys", json=body, headers=ADMIN).json()
+    assert answer["error"]["message"] == (
+        "expires_at: must be an ISO 8601 date and time as a string, e.g. 2027-01-01T00:00:00Z"
+    )
 
 
 @pytest.mark.parametrize(("body", "code", "param"), BAD_RULES)

@@ -122,8 +122,8 @@ def test_the_failover_shows_in_the_metric_and_the_audit_trail(
     assert metric(client, "gateway_upstream_model_available", "fm-b") == 1
     assert metric(client, "gateway_upstream_model_failovers_total", "fm-a") == 1
     entries = audit(client, "model.failover")
-    assert [(e["actor"], e["target"], e["after"]["serving"]) for e in entries] == [
-        ("gateway", "model:fm-a", "fm-b")
+    assert [(e["actor"], e["credential"], e["target"], e["after"]["serving"]) for e in entries] == [
+        ("gateway", {"source": "gateway"}, "model:fm-a", "fm-b")
     ]
 
 

@@ -43,8 +43,12 @@ def _sign(
     key: ec.EllipticCurvePrivateKey,
     issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey] | None,
     usage: x509.ObjectIdentifier | None,
+    *,
+    host: str = "localhost",
+    expired: bool = False,
 ) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.UTC)
+    # An expired certificate ended a day ago (counted from now, never a fixed date).
+    now = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=2 if expired else 0)
     issuer_name, issuer_key = issuer or (_name(subject), key)
     builder = (
         x509.CertificateBuilder()
@@ -59,16 +63,17 @@ def _sign(
     if usage is not None:
         builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
     if usage == ExtendedKeyUsageOID.SERVER_AUTH:
-        names = [x509.DNSName("localhost")]
+        names = [x509.DNSName(host)]
         builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
     return builder.sign(issuer_key, hashes.SHA256())
 
 
-def make_tls_files(directory: Path) -> TlsFiles:
-    """A CA, a server certificate for `localhost` (not for 127.0.0.1) and a client one."""
+def make_tls_files(directory: Path, *, host: str = "localhost", expired: bool = False) -> TlsFiles:
+    """A CA, a server certificate for `host` (default `localhost`, not 127.0.0.1) and a
+    client one; with `expired`, the server's certificate ended a day ago."""
     directory.mkdir(parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = _sign("gateway test CA", ca_key, None, None)
+    ca = _sign(f"gateway test CA {directory.name}", ca_key, None, None)
     pem = serialization.Encoding.PEM
     paths = {}
     for who, usage in (
@@ -76,7 +81,8 @@ def make_tls_files(directory: Path) -> TlsFiles:
         ("client", ExtendedKeyUsageOID.CLIENT_AUTH),
     ):
         key = ec.generate_private_key(ec.SECP256R1())
-        cert = _sign(who, key, (ca.subject, ca_key), usage)
+        server = who == "server"
+        cert = _sign(who, key, (ca.subject, ca_key), usage, host=host, expired=server and expired)
         (directory / f"{who}.pem").write_bytes(cert.public_bytes(pem))
         paths[who] = (directory / f"{who}.pem", _write_key(key, directory / f"{who}.key"))
     (directory / "ca.pem").write_bytes(ca.public_bytes(pem))

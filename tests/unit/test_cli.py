@@ -456,3 +456,19 @@ def test_a_misspelt_rule_lists_the_units_and_windows(capsys: pytest.CaptureFixtu
     assert caught.value.code == 2
     err = capsys.readouterr().err
     assert "requests, images, usd" in err and "minute, hour, day, week, month" in err
+
+
+@pytest.mark.parametrize("command", ["revoke", "rotate"])
+def test_keys_revoke_and_rotate_refuse_a_secret_where_an_id_belongs(
+    command: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`gateway keys revoke|rotate gwk_...` exits 2 before calling any gateway, saying the
+    argument is a key's secret and not its id, without repeating the secret."""
+    secret = "gwk_" + "Q" * 43
+    monkeypatch.setenv("GATEWAY_ADMIN_KEY", "gwk_admin")
+    with pytest.raises(SystemExit) as exited:
+        main(["keys", command, secret, "--url", "http://127.0.0.1:9"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "secret, not" in err and "gateway keys list" in err
+    assert secret not in err and "cannot reach" not in err

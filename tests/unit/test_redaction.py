@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.redaction import known_fields, sanitise, without_credentials
+from gateway.redaction import known_fields, redact_keys, sanitise, without_credentials
 
 
 @pytest.mark.parametrize(
@@ -51,3 +51,20 @@ def test_urls_are_logged_without_their_credentials() -> None:
     url = "https://svc:s3cret@idp.example/keys?x=1"
     assert without_credentials(url) == "https://idp.example/keys?x=1"
     assert without_credentials("https://idp.example/keys") == "https://idp.example/keys"
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "gwk_" + "a1B2" * 10 + "xyz",
+        "gwk_alice_test_key_aaaa",
+        "sk-proj-abcdEFGH1234ijklMNOP",
+        "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl",
+    ],
+)
+def test_key_shaped_path_segments_are_redacted(secret: str) -> None:
+    """A gateway key, an OpenAI key or a JWT in a path is cut out; the rest stays."""
+    out = redact_keys(f"/admin/keys/{secret}/rotate")
+    assert secret not in out and out == "/admin/keys/[redacted]/rotate"
+    for plain in ("/admin/keys/key_5c1e0d9a7b3f2e41", "/admin/quotas/teams/sk-team"):
+        assert redact_keys(plain) == plain
