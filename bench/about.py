@@ -63,7 +63,8 @@ def gateway_setup(redis_url: str) -> str:
         f"`REDIS_URL` = a throwaway {redis} at {redis_url} (quota store and cache store); "
         "quota rules user requests 1e9/minute and images 1e9/day, team usd 1e9/month; cache "
         "enabled. `gateway` uploads a different image in every request (every answer a "
-        "MISS, through the cache lookup), `gateway-hit` the same one (every answer a HIT)"
+        "MISS, through the cache lookup), `gateway-nostore` too with `Cache-Control: no-store` "
+        "(every answer a BYPASS: no hashing), `gateway-hit` the same one (every answer a HIT)"
     )
 
 

@@ -1,15 +1,17 @@
 """Instructions per request (issue 27): callgrind around the proxy process, a count that
 does not move with the load on the box the way CPU time does.
 
-For each proxy (`nginx`, `naive`, `stack`, `gateway`, `gateway-hit`) a second instance is started
+For each proxy (`nginx`, `naive`, `stack`, the gateway) a second instance is started
 on its own port under `valgrind --tool=callgrind`, in front of the session's fake upstream
 (and Redis). Per image size: `--counts-warmup` requests, the counters zeroed
 (`callgrind_control -z`), `--counts` requests one after the other (concurrency 1, from the
 bench process with httpx: the client is not counted), the counters dumped
 (`callgrind_control -d`); the dump's `summary` is the proxy's instructions over those
 requests. `gateway` sends a different image in every request (a miss, through the cache
-lookup and the bid to lead), `gateway-hit` the same one (after the first, a hit); every
-answer must be 200 with that `x-gateway-cache`, as in the CPU-time matrix.
+lookup and the bid to lead), `gateway-nostore` too but with `Cache-Control: no-store` (the
+cache bypassed: no hashing, as with the cache off), `gateway-hit` the same one (after the
+first, a hit); every answer must be 200 with that `x-gateway-cache`, as in the CPU-time
+matrix.
 
 What the counts leave out or weigh differently, and how the cell handles it:
 
@@ -45,9 +47,10 @@ import httpx
 from bench import procs
 from bench.images import BenchImage, with_unique_chunk
 from bench.nginx import start_nginx
+from bench.session import EXPECTED_CACHE, EXTRA_HEADERS, UNIQUE_IMAGE
 
-TARGETS = ("nginx", "naive", "stack", "gateway", "gateway-hit")
-EXPECTED_CACHE = {"gateway": "MISS", "gateway-hit": "HIT"}
+TARGETS = ("nginx", "naive", "stack", "gateway", "gateway-nostore", "gateway-hit")
+GATEWAY_TARGETS = ("gateway", "gateway-nostore", "gateway-hit")
 # Past any size a memcpy or memset of the gateway reaches: glibc's vector loops throughout.
 TUNABLES = (
     "glibc.cpu.x86_rep_movsb_threshold=4294967295:glibc.cpu.x86_rep_stosb_threshold=4294967295"
@@ -165,6 +168,9 @@ def measure(pid: int, out: Path, send: Callable[[], object], warmup: int, reques
 
 def _sender(client: httpx.Client, url: str, key: str, image: BenchImage, target: str) -> Send:
     headers = {"authorization": f"Bearer {key}", "content-type": image.content_type}
+    for header in EXTRA_HEADERS.get(target, ()):
+        name, _, value = header.partition(":")
+        headers[name.strip()] = value.strip()
     expected = EXPECTED_CACHE.get(target)
     counter = iter(range(10**9))
 
@@ -255,7 +261,7 @@ class Counter:
         process. `report` is called with each cell as it is measured."""
         counts: list[Count] = []
         groups = [[t] for t in ("nginx", "naive", "stack") if t in targets]
-        groups += [[t for t in ("gateway", "gateway-hit") if t in targets]]
+        groups += [[t for t in GATEWAY_TARGETS if t in targets]]
         for group in filter(None, groups):
             with self._proxy(group[0]) as (proc, port, out):
                 client = httpx.Client(timeout=REQUEST_SECONDS)
@@ -273,7 +279,7 @@ class Counter:
         key = procs.BENCH_KEY if target in EXPECTED_CACHE else procs.UPSTREAM_KEY
         url = f"http://127.0.0.1:{where.port}/v1/images/variations"
         send = _sender(where.client, url, key, image, target)
-        fresh = target in ("gateway", "stack")  # a new image each time, as in the matrix
+        fresh = target in UNIQUE_IMAGE  # a new image each time, as in the matrix
         if target == "gateway-hit":  # the first may be the miss that fills the cache
             _fill(send)
         dump = measure(where.pid, where.out, lambda: send(fresh), warmup, requests)

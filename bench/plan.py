@@ -29,11 +29,11 @@ import argparse
 from typing import Literal, NamedTuple
 
 Kind = Literal["fast", "inflight", "memory", "slow", "flood"]
-TARGETS = ("direct", "nginx", "naive", "stack", "gateway", "gateway-hit")
+TARGETS = ("direct", "nginx", "naive", "stack", "gateway", "gateway-nostore", "gateway-hit")
 # Measured at zero latency only: a yardstick of CPU per request, not of capacity (its
 # default httpx pool holds 100 connections, its uploads spool to disk past 1 MB).
-FAST_ONLY = frozenset({"gateway-hit", "naive"})
-GATEWAY_TARGETS = frozenset({"gateway", "gateway-hit"})
+FAST_ONLY = frozenset({"gateway-hit", "gateway-nostore", "naive"})
+GATEWAY_TARGETS = frozenset({"gateway", "gateway-nostore", "gateway-hit"})
 REDIS_TARGETS = GATEWAY_TARGETS | {"stack"}
 
 

@@ -30,10 +30,12 @@ PATH = "/v1/images/variations"
 # every answer. `gateway` uploads a different image in every request (wrk_unique.lua), so
 # each one takes the whole miss path: cache lookup, quota reserve, the coalescing lock,
 # upstream, store, settle. `gateway-hit` sends the same image every time: after the first,
-# every one is a hit.
-EXPECTED_CACHE = {"gateway": "MISS", "gateway-hit": "HIT"}
+# every one is a hit. `gateway-nostore` is `gateway` with `Cache-Control: no-store`: the cache
+# bypassed, as with the cache off (no hashing, no lookup, no store).
+EXPECTED_CACHE = {"gateway": "MISS", "gateway-nostore": "BYPASS", "gateway-hit": "HIT"}
+EXTRA_HEADERS = {"gateway-nostore": ("Cache-Control: no-store",)}
 # `stack` too, so that wrk does the same work per request as for `gateway`.
-UNIQUE_IMAGE = frozenset({"gateway", "stack"})
+UNIQUE_IMAGE = frozenset({"gateway", "gateway-nostore", "stack"})
 GATEWAY_CACHE = {"enabled": True}
 MEMORY_SECONDS = 10
 
@@ -191,7 +193,8 @@ class Session:
         body = self.work / f"body-{image.label}.bin"
         url = f"http://127.0.0.1:{self.ports[target]}{PATH}"
         key = procs.BENCH_KEY if target in GATEWAY_TARGETS else procs.UPSTREAM_KEY
-        return Load(url, body, key, image.content_type, unique_image=target in UNIQUE_IMAGE)
+        headers = EXTRA_HEADERS.get(target, ())
+        return Load(url, body, key, image.content_type, headers, target in UNIQUE_IMAGE)
 
     def _cpu(self, spec: Spec) -> tuple[float, float, float]:
         """CPU seconds so far of the proxy in the path (gateway, stack, naive, nginx), upstream,

@@ -28,8 +28,10 @@ no middleware): the cheapest refusal of the most common abuse. Its body is drain
 closed. A request pipelined behind one still running goes to the app, so that answers keep
 their order.
 
-A body's pieces reach the app as the parser made them (`BodyPieces`): uvicorn would copy each
-into a bytearray and that into new bytes on every receive, two copies of every upload.
+The protocol reads into one buffer per event loop (`recv_into`, a buffered protocol) and the
+parser's body pieces reach the app as it made them (`BodyPieces`): uvicorn would have each
+read made into new bytes, then copy each piece into a bytearray and that into new bytes on
+every receive, three copies of every upload; the parser's is the only one left.
 
 Idle keep-alive connections are closed by uvicorn's own `timeout_keep_alive`; bodies have
 `limits.body_timeout_seconds`. Bytes the parser is given in the same read as the end of a
@@ -40,6 +42,7 @@ one read.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -66,6 +69,10 @@ HEAD_SECONDS = 10.0  # the default of limits.header_timeout_seconds
 HEAD_SECONDS_STATE = "gateway.header_timeout_seconds"
 DOOR_STATE = "gateway.keyless_door"
 _END_OF_HEAD = b"\r\n\r\n"
+# The most one read takes from a socket: uvloop's own read buffer's size. More would mean
+# fewer reads per upload but more of it held per connection before the app's budget counts
+# it (uvicorn stops reading a body past 64 KiB unread: one read's worth).
+RECEIVE_BYTES = 256 * 1024
 
 
 def raw_response(
@@ -105,24 +112,37 @@ class HeadGuard:
         self.complete = False
         self._tail = b""
 
-    def feed(self, data: bytes) -> GatewayError | None:
-        """Account for `data`: the refusal if the head is now too large, else None (and
-        `complete` tells whether the head ended in `data`)."""
-        window = self._tail + data
-        end = window.find(_END_OF_HEAD)
-        scanned = len(data) if end < 0 else end + len(_END_OF_HEAD) - len(self._tail)
+    def feed(self, data: bytes | bytearray, size: int | None = None) -> GatewayError | None:
+        """Account for the first `size` bytes of `data` (all of it by default): the refusal
+        if the head is now too large, else None (and `complete` tells whether the head ended
+        in them).
+
+        Only the bytes that can still be head are looked at, in place: a read that carries
+        a head and 256 KiB of body is searched up to the head's end, and nothing is copied.
+        """
+        size = len(data) if size is None else size
         if not self.line_ended:
-            newline = window.find(b"\n")
-            line = self.seen + (newline - len(self._tail) if newline >= 0 else len(data))
-            if line > MAX_REQUEST_LINE:
+            line_room = max(MAX_REQUEST_LINE - self.seen + 1, 0)
+            newline = data.find(b"\n", 0, min(size, line_room))
+            if self.seen + (newline if newline >= 0 else size) > MAX_REQUEST_LINE:
                 return UriTooLong()
             self.line_ended = newline >= 0
-        self.seen += scanned
+        end = self._end_of_head(data, min(size, max(MAX_HEAD - self.seen, 0)))
+        self.seen += size if end < 0 else end
         self.complete = end >= 0
         if self.seen > MAX_HEAD:
             return HeadersTooLarge()
-        self._tail = window[-3:]
+        self._tail = (self._tail + bytes(data[max(size - 3, 0) : size]))[-3:]
         return None
+
+    def _end_of_head(self, data: bytes | bytearray, room: int) -> int:
+        """How many of `data`'s first `room` bytes are head, when it ends there; else -1."""
+        if self._tail:  # the blank line may have begun in the last read
+            joint = (self._tail + bytes(data[:3])).find(_END_OF_HEAD)
+            if joint >= 0:
+                return joint + len(_END_OF_HEAD) - len(self._tail)
+        found = data.find(_END_OF_HEAD, 0, room)
+        return found + len(_END_OF_HEAD) if found >= 0 else -1
 
 
 class BodyPieces:
@@ -204,8 +224,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        self.received(data, len(data), data)
+
+    def received(self, data: bytes | bytearray, size: int, read: bytes | memoryview) -> None:
+        """A read: the first `size` bytes of `data`, which are `read` (a view of them)."""
         if self._guard is not None:
-            refusal = self._guard.feed(data)
+            refusal = self._guard.feed(data, size)
             if refusal is not None:
                 self._refuse(refusal)
                 return
@@ -214,7 +238,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 self._disarm()
             else:
                 self._arm()
-        super().data_received(data)
+        super().data_received(read)  # type: ignore[arg-type]  # httptools reads any buffer
 
     def on_headers_complete(self) -> None:
         self._guard = None  # the rest of this message is body: uncounted
@@ -313,3 +337,53 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if not self.transport.is_closing():
             self.transport.write(raw_response(error))
             self.transport.close()
+
+
+class _ReceiveBuffer(threading.local):
+    """The one buffer the connections of a thread's event loop read into (`recv_into`).
+
+    Each read is parsed at once, before the next can arrive, and the parser keeps copies of
+    what it needs, never the buffer: so one buffer serves every connection, and a
+    connection, idle or busy, holds no read buffer of its own.
+    """
+
+    def __init__(self) -> None:
+        self.array = bytearray(RECEIVE_BYTES)
+        self.view = memoryview(self.array)
+
+
+_receive = _ReceiveBuffer()
+
+
+class ReceivingProtocol(asyncio.BufferedProtocol):
+    """What the server runs on each connection: `GuardedHttpToolsProtocol`, reading into
+    `_ReceiveBuffer` where uvicorn's protocol is given every read as new bytes (one copy of
+    every upload less).
+
+    A wrapper, not a subclass: an event loop hands a protocol that is also an
+    `asyncio.Protocol` its reads as bytes (uvloop does), and uvicorn's is one.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.http = GuardedHttpToolsProtocol(*args, **kwargs)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.http.connection_made(transport)  # type: ignore[arg-type]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.http.connection_lost(exc)
+
+    def eof_received(self) -> bool | None:
+        return self.http.eof_received()  # type: ignore[func-returns-value]
+
+    def pause_writing(self) -> None:
+        self.http.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.http.resume_writing()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return _receive.view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.http.received(_receive.array, nbytes, _receive.view[:nbytes])

@@ -148,7 +148,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> None:
         proxy_headers=False,
         timeout_graceful_shutdown=limits.shutdown_grace_seconds,
         # The head's size and timeout are guarded in front of the parser.
-        http="gateway.server.protocol:GuardedHttpToolsProtocol",
+        http="gateway.server.protocol:ReceivingProtocol",
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
         # Callers arriving at once wait in the kernel's queue, not in SYN retries.
         backlog=max(2048, limits.max_concurrent_requests or 0),
