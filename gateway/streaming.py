@@ -68,14 +68,13 @@ class Tally:
             self._count(event)
 
     def _count(self, event: Event) -> None:
-        kind = event.name or ""
+        # OpenAI names each event; one sent without a name is known by its JSON `type`.
+        data = _json(event) if event.name is None else None
+        kind = event.name or str(data.get("type", "") if data else "")
         if kind.endswith(".partial_image"):
             self.partials += 1
         elif kind.endswith(".completed"):
-            try:
-                usage = event.json().get("usage")
-            except (ValueError, AttributeError):
-                usage = None
+            usage = (data if data is not None else _json(event) or {}).get("usage")
             self.images, self.partials = self.images + 1, 0
             self.usages.append(usage if isinstance(usage, Mapping) else {})
 
@@ -90,6 +89,15 @@ class Tally:
     def delivered(self, stream: OpenedStream) -> UpstreamAnswer:
         """The stream's answer as the pipeline settles one (no body: it was relayed)."""
         return UpstreamAnswer(b"", self.images, stream.request_id, self.cost(stream))
+
+
+def _json(event: Event) -> Mapping[str, Any] | None:
+    """An event's data as a JSON object, or None."""
+    try:
+        data = event.json()
+    except ValueError:
+        return None
+    return data if isinstance(data, Mapping) else None
 
 
 class Relay:

@@ -71,3 +71,15 @@ def test_a_completed_event_without_usable_usage_leaves_the_cost_unknown() -> Non
     event = "image_edit.completed"
     tally.follow(frame(event, {"type": event, "b64_json": "x"}))
     assert tally.delivered(PricedStream()) == (b"", 1, "req_1", None)
+
+
+def test_events_without_a_name_are_known_by_their_type() -> None:
+    """`data:` lines only (no `event:` line): the JSON's `type` says what each event is."""
+    tally = Tally()
+    for chunk in (partial(0), completed(1767, 40)):
+        tally.follow(
+            b"\n".join(line for line in chunk.split(b"\n") if not line.startswith(b"event"))
+        )
+    answer = tally.delivered(PricedStream())
+    assert answer.images == 1
+    assert answer.usd == pytest.approx((40 * 5 + 1767 * 30) / 1e6)
