@@ -143,10 +143,12 @@ def write_gateway_config(
     upstream_port: int,
     quotas: dict[str, Any] | None = None,
     cache: dict[str, Any] | None = None,
+    upstream: dict[str, Any] | None = None,
 ) -> None:
-    """One principal (the bench key), the fake upstream, `quotas` (or none), `cache` if given."""
+    """One principal (the bench key), the fake upstream, `quotas` (or none), `cache` if given,
+    `upstream` settings beside the base URL (the image models, for generations and edits)."""
     config = {
-        "upstream": {"base_url": f"http://127.0.0.1:{upstream_port}/v1"},
+        "upstream": {"base_url": f"http://127.0.0.1:{upstream_port}/v1", **(upstream or {})},
         "principals": [
             {
                 "user": "bench",
@@ -177,6 +179,7 @@ def launch_gateway(
     name: str = "gateway",
     workers: int = 1,
     wrap: Wrap | None = None,
+    upstream: dict[str, Any] | None = None,
 ) -> tuple[Popen, float]:
     """`gateway serve` with a generated config (in-process stores unless `redis_url`, which
     becomes `REDIS_URL`: the quota store and, without `CACHE_REDIS_URL`, the cache's), ready;
@@ -184,7 +187,7 @@ def launch_gateway(
     workers: to the last worker's start-up being complete). `wrap`: see `Wrap`."""
     wrap = wrap or Wrap()
     config, log = work / f"{name}.yaml", work / f"{name}.log"
-    write_gateway_config(config, upstream_port, quotas, cache)
+    write_gateway_config(config, upstream_port, quotas, cache, upstream)
     env = {k: v for k, v in os.environ.items() if k not in _CLEARED_ENV}
     env.update(OPENAI_API_KEY=UPSTREAM_KEY, GATEWAY_USER_SECRET=USER_SECRET)
     if redis_url:

@@ -1,7 +1,8 @@
 """A fast fake OpenAI upstream: raw ASGI under uvicorn (uvloop + httptools), its own process.
 
 `POST /v1/images/variations` reads and drops the whole body, waits `--delay-ms` if asked
-(to hold many requests in flight), and answers a fixed small ImagesResponse. `GET /healthz`
+(to hold many requests in flight), and answers a fixed small ImagesResponse; generations and
+edits the same, with an image model's answer (one inline image and `usage`). `GET /healthz`
 answers 200; `PUT /bench/delay` with a number of milliseconds as its body changes the delay
 (the matrix runs its zero-latency and its slow-upstream cells against one process);
 `POST /v1/traces` is an OTLP/HTTP sink for a traced gateway (`--tracing`): it reads and
@@ -28,6 +29,15 @@ ANSWER = (
     b'"https://example.invalid/img.png?se=2099-01-01T00%3A00%3A00Z"}]}'
 )
 PATH = "/v1/images/variations"
+# An image model's answer to /v1/images/generations and /v1/images/edits: one inline image
+# (a 1x1 PNG) and a usage block.
+MODEL_PATHS = ("/v1/images/generations", "/v1/images/edits")
+MODEL_ANSWER = (
+    b'{"created": 1700000000, "data": [{"b64_json": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1Pe'
+    b'AAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"}], "usage": {"input_tokens": 400, '
+    b'"input_tokens_details": {"text_tokens": 12, "image_tokens": 388}, "output_tokens": 196, '
+    b'"total_tokens": 596}}'
+)
 DELAY_PATH = "/bench/delay"
 OTLP_PATH = "/v1/traces"
 
@@ -46,10 +56,10 @@ def create_app(delay_ms: float = 0.0) -> Callable[[Message, Receive, Send], Awai
             if scope["path"] == DELAY_PATH:
                 received += message.get("body", b"")
             more = message.get("more_body", False) and message["type"] == "http.request"
-        if scope["method"] == "POST" and scope["path"] == PATH:
+        if scope["method"] == "POST" and scope["path"] in (PATH, *MODEL_PATHS):
             if delay[0]:
                 await asyncio.sleep(delay[0])
-            status, body = 200, ANSWER
+            status, body = 200, ANSWER if scope["path"] == PATH else MODEL_ANSWER
         elif scope["method"] == "POST" and scope["path"] == OTLP_PATH:
             status, body = 200, b""  # an empty ExportTraceServiceResponse: all accepted
         elif scope["method"] == "GET" and scope["path"] == "/healthz":

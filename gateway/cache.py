@@ -163,6 +163,11 @@ class ResponseCache:
         (never looked up, stored or coalesced), so not one byte of it is hashed."""
         return None if mode == "bypass" else self._new_hasher()
 
+    def hashers(self, mode: Mode) -> Callable[[], Hasher] | None:
+        """Fresh hashers, one per input of a request in `mode` (several files); None when
+        its answer is bypassed (see `hasher`)."""
+        return None if mode == "bypass" else self._new_hasher
+
     def key(self, identity: Identity, material: Sequence[str], upstream_id: str) -> str:
         """The entry of the answer `material` names for `identity`, within the configured
         scope, from the upstream `upstream_id` (see `entry_key`)."""

@@ -147,6 +147,11 @@ class InFlight:
         self.active += 1
         return True
 
+    def hold(self) -> None:
+        """Take a place even past the limit, for a request already in flight handing its
+        place on (a stream relayed after its handler has returned); matched by one `leave`."""
+        self.active += 1
+
     def leave(self) -> None:
         """Give the place back."""
         self.active -= 1

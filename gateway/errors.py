@@ -164,9 +164,9 @@ class NotFound(GatewayError):
     status, type, code = 404, "invalid_request_error", "not_found"
     outcome: Outcome = "not_found"
     default_message = (
-        "Unknown path. This gateway serves POST /v1/images/variations: give the OpenAI SDKs "
-        "this address with /v1 as their base URL. Admins: /admin/console. More: the "
-        "gateway's README."
+        "Unknown path. This gateway serves POST /v1/images/variations, /v1/images/generations "
+        "and /v1/images/edits: give the OpenAI SDKs this address with /v1 as their base URL. "
+        "Admins: /admin/console. More: the gateway's README."
     )
 
 

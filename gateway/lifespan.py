@@ -39,6 +39,7 @@ from gateway.quota.ledger import QuotaLedger
 from gateway.quota.policy import configured_teams, rule_labels
 from gateway.services import Alerting, Metering, Ops, Services, Upstreams
 from gateway.settings.build import Settings
+from gateway.settings.models import GPT_IMAGE_2, ModelCapabilities
 from gateway.store.base import CacheStore, Clock, Store, StoreError
 from gateway.store.connect import Connections
 from gateway.store.memory import MemoryCacheStore, MemoryStore
@@ -51,6 +52,7 @@ from gateway.upstream.catalogue import ModelCatalogue, failover_reporter
 from gateway.upstream.client import Account, build_client
 from gateway.upstream.edits import EditsUpstream
 from gateway.upstream.hosting import ImageHost
+from gateway.upstream.image_api import ImageApiUpstream
 from gateway.upstream.variations import VariationsUpstream
 from gateway.upstream.watch import ModelWatch
 
@@ -91,8 +93,9 @@ async def open_services(
         alerting = Alerting(AlertOps(admin), notifier)
         models = ModelAdmin(admin, upstream.catalogue)
         yield Services(
-            door, metering, upstream, admin, ops, _limits(settings), alerting, models, sign_in
-        )
+            door, metering, upstream, admin, ops, _limits(settings), alerting, models, sign_in,
+            settings.config.images,
+        )  # fmt: skip
 
 
 class Stores(NamedTuple):
@@ -164,15 +167,30 @@ async def _open_upstream(
     watch.start()
     stack.push_async_callback(watch.close)
     adapter = open_adapter(settings, client, base_url, images, catalogue)
-    return Upstreams((adapter,), images, catalogue, upstream.watch_seconds)
+    image_api = open_image_api(settings, client, base_url, catalogue)
+    return Upstreams((adapter, image_api), images, catalogue, upstream.watch_seconds, image_api)
 
 
 def configured_models(settings: Settings) -> tuple[str, ...]:
-    """The models of the config's lists (the edits adapter's)."""
-    upstream = settings.config.upstream
-    if upstream.adapter != "edits" or upstream.edits is None:
-        return ()
-    return upstream.edits.model_list
+    """The models of the config's lists (`upstream.edits`: the edits adapter's, and the
+    generations and edits endpoints')."""
+    edits = settings.config.upstream.edits
+    return () if edits is None else edits.model_list
+
+
+def open_image_api(
+    settings: Settings, client: httpx.AsyncClient, base_url: str, catalogue: ModelCatalogue
+) -> ImageApiUpstream:
+    """The generations and edits adapter, over the catalogue's models; what each model
+    takes is the config's `upstream.edits.capabilities` (else gpt-image-2's)."""
+    edits = settings.config.upstream.edits
+    named = edits.capabilities if edits is not None else {}
+
+    def capabilities(model: str) -> ModelCapabilities:
+        return named.get(model, GPT_IMAGE_2)
+
+    account = upstream_account(settings)
+    return ImageApiUpstream(client, account, base_url, catalogue, capabilities)
 
 
 def open_catalogue(settings: Settings, runtime: RuntimeState) -> ModelCatalogue:

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -29,7 +29,11 @@ MAX_BODY_BYTES = MAX_IMAGE_BYTES + BODY_SLACK
 MAX_TEXT_BYTES = 1024
 
 
-def _too_large() -> RequestTooLarge:
+def _too_large(max_body_bytes: int = MAX_BODY_BYTES) -> RequestTooLarge:
+    if max_body_bytes != MAX_BODY_BYTES:
+        return RequestTooLarge(
+            f"The request body is too large: this endpoint reads at most {max_body_bytes} bytes."
+        )
     # The same limit the image check states, so a 5 MB and a 4.2 MB upload read alike.
     return RequestTooLarge(
         f"The request body is too large: the image must be less than 4 MB, and the whole "
@@ -55,6 +59,17 @@ class Hasher(Protocol):
         """The digest of everything hashed so far."""
 
 
+@dataclass(frozen=True)
+class FilePart:
+    """One part of a file field of several (`read_upload`'s `files`), in arrival order."""
+
+    name: str
+    data: bytes  # cut short past the reader's per-file bound: `size` tells
+    size: int
+    is_file: bool
+    digest: str = ""  # "<hash name>:<hex digest>" of `data`; "" when not hashed
+
+
 @dataclass
 class Upload:
     """What the caller sent: text fields by name, and the image part, if any."""
@@ -66,6 +81,7 @@ class Upload:
     # "<hash name>:<hex digest>" of the image (of its first MAX_IMAGE_BYTES when oversize);
     # "" when no hasher was given.
     image_digest: str = ""
+    files: list[FilePart] = field(default_factory=list)  # the `files` fields' parts
 
 
 @dataclass
@@ -74,6 +90,19 @@ class _Part:
     is_file: bool
     chunks: list[bytes | memoryview] = field(default_factory=list)
     size: int = 0
+    hasher: Hasher | None = None  # a part of a `files` field: its own hash
+
+
+class FileFields(NamedTuple):
+    """File fields besides the one image: which, which of them may repeat (`image[]`), how
+    many bytes of each part are kept, and a fresh hasher for each part (None: unhashed)."""
+
+    names: frozenset[str]
+    repeated: frozenset[str] = frozenset()
+    max_bytes: int = MAX_IMAGE_BYTES
+    new_hasher: Callable[[], Hasher] | None = None
+    # Text fields longer than MAX_TEXT_BYTES may be, and their bound (an edit's prompt).
+    long_text: Mapping[str, int] = {}
 
 
 def _describe_part(
@@ -103,8 +132,15 @@ def _describe(disposition: bytes | None, content_type: bytes | None) -> tuple[st
 class _FormCollector:
     """python-multipart callbacks that build an `Upload`, enforcing the field rules."""
 
-    def __init__(self, allowed: frozenset[str], file_field: str, hasher: Hasher | None) -> None:
+    def __init__(
+        self,
+        allowed: frozenset[str],
+        file_field: str | None,
+        hasher: Hasher | None,
+        files: FileFields | None = None,
+    ) -> None:
         self.allowed, self.file_field = allowed, file_field
+        self.files = files or FileFields(frozenset())
         self.upload = Upload()
         self.ended = False
         self._seen: set[str] = set()
@@ -148,7 +184,7 @@ class _FormCollector:
                 code="unknown_parameter",
                 param=name[:64],
             )
-        if name in self._seen:
+        if name in self._seen and name not in self.files.repeated:
             raise InvalidRequest(
                 f"The '{name}' parameter was given more than once.",
                 code="duplicate_parameter",
@@ -156,6 +192,8 @@ class _FormCollector:
             )
         self._seen.add(name)
         self._part = _Part(name, is_file)
+        if name in self.files.names and self.files.new_hasher is not None:
+            self._part.hasher = self.files.new_hasher()
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
         part = self._part
@@ -170,7 +208,13 @@ class _FormCollector:
                 if self._hash is not None:
                     self._hash.update(chunk)
                 part.chunks.append(chunk)
-        elif part.size > MAX_TEXT_BYTES:
+        elif part.name in self.files.names:
+            if part.size <= self.files.max_bytes:
+                chunk = memoryview(data)[start:end] if type(data) is bytes else data[start:end]
+                if part.hasher is not None:
+                    part.hasher.update(chunk)
+                part.chunks.append(chunk)
+        elif part.size > self.files.long_text.get(part.name, MAX_TEXT_BYTES):
             raise InvalidRequest(
                 f"The '{part.name}' parameter is too long.", code="invalid_value", param=part.name
             )
@@ -188,6 +232,9 @@ class _FormCollector:
             self.upload.image_is_file = part.is_file
             if self._hash is not None:
                 self.upload.image_digest = f"{self._hash.name}:{self._hash.hexdigest()}"
+        elif part.name in self.files.names:
+            digest = "" if part.hasher is None else f"{part.hasher.name}:{part.hasher.hexdigest()}"
+            self.upload.files.append(FilePart(part.name, value, part.size, part.is_file, digest))
         else:
             self.upload.fields[part.name] = value.decode("utf-8", "replace")
 
@@ -222,6 +269,19 @@ def check_declared_length(content_length: str | None) -> None:
         raise _too_large()
 
 
+def length_check(max_body_bytes: int) -> Callable[[str | None], None]:
+    """`check_declared_length` for an endpoint that reads at most `max_body_bytes`."""
+
+    def check(content_length: str | None) -> None:
+        if not content_length or not (content_length.isascii() and content_length.isdigit()):
+            return
+        digits = content_length.lstrip("0")
+        if len(digits) > len(str(max_body_bytes)) or int(digits or "0") > max_body_bytes:
+            raise _too_large(max_body_bytes)
+
+    return check
+
+
 def body_bound(content_length: str | None) -> int:
     """The most bytes the body can take in memory: its declared length, else the cap."""
     declared = _declared(content_length)
@@ -233,22 +293,25 @@ async def read_upload(
     stream: AsyncIterator[bytes],
     *,
     allowed: frozenset[str],
-    file_field: str,
+    file_field: str | None,
     timeout_seconds: float,
     hasher: Hasher | None = None,
+    files: FileFields | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
 ) -> Upload:
     """Read the whole multipart body from `stream`, within the byte cap and the deadline;
-    the image is fed to `hasher` as it arrives (None: it is not hashed at all).
+    the image is fed to `hasher` as it arrives (None: it is not hashed at all), and each
+    part of the `files` fields to a hasher of its own (`Upload.files`).
 
     Raises `InvalidRequest` (malformed multipart, unknown or duplicate field),
-    `RequestTooLarge` (more than `MAX_BODY_BYTES`) or `RequestTimeout`.
+    `RequestTooLarge` (more than `max_body_bytes`) or `RequestTimeout`.
     """
-    collector = _FormCollector(allowed, file_field, hasher)
+    collector = _FormCollector(allowed, file_field, hasher, files)
     parser = _parser(boundary_of(content_type), collector)
     error: InvalidRequest | None = None
     try:
         async with asyncio.timeout(timeout_seconds):
-            async for chunk in _capped(stream):
+            async for chunk in _capped(stream, max_body_bytes):
                 if error is None:
                     error = _feed(parser, chunk)
     except TimeoutError:
@@ -268,14 +331,31 @@ def _parser(boundary: bytes, collector: _FormCollector) -> MultipartParser:
         raise _invalid_multipart("the boundary is not usable") from None
 
 
-async def _capped(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """`stream`'s chunks; raises `RequestTooLarge` the moment they pass `MAX_BODY_BYTES`."""
+async def _capped(
+    stream: AsyncIterator[bytes], max_body_bytes: int = MAX_BODY_BYTES
+) -> AsyncIterator[bytes]:
+    """`stream`'s chunks; raises `RequestTooLarge` the moment they pass `max_body_bytes`."""
     received = 0
     async for chunk in stream:
         received += len(chunk)
-        if received > MAX_BODY_BYTES:
-            raise _too_large()
+        if received > max_body_bytes:
+            raise _too_large(max_body_bytes)
         yield chunk
+
+
+async def read_body(
+    stream: AsyncIterator[bytes], *, max_body_bytes: int, timeout_seconds: float
+) -> bytes:
+    """The whole of a small body (a JSON request), within the byte cap and the deadline;
+    raises `RequestTooLarge` or `RequestTimeout`."""
+    chunks = []
+    try:
+        async with asyncio.timeout(timeout_seconds):
+            async for chunk in _capped(stream, max_body_bytes):
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestTimeout() from None
+    return b"".join(chunks)
 
 
 def _feed(parser: MultipartParser, chunk: bytes) -> InvalidRequest | None:

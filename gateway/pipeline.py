@@ -60,24 +60,28 @@ class Metered:
     request: UpstreamRequest
     # Held while waiting on a coalesced leader: the input shrunk to the waiters' one copy.
     waiting: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext
+    # False: the answer is never looked up, stored or coalesced (a generation nobody opted
+    # into caching), whatever the caller's Cache-Control says.
+    cacheable: bool = True
+    spent_on: tuple[str, str] = ("", "")  # the endpoint and the model, in the books
 
 
 async def serve(request: Request, metering: Metering, metered: Metered) -> Response:
     """The answer from the cache, a coalesced leader or the upstream, quota settled."""
     cache = metering.cache
-    mode = cache.mode(request.headers.get("cache-control"))
+    mode = cache.mode(request.headers.get("cache-control")) if metered.cacheable else "bypass"
     material = metered.request.key_material()
     key = cache.key(metered.identity, material, metered.upstream.identity)
     tracing.note(model=metered.request.model)
     probe = await cache.probe(key) if mode == "use" else None  # a miss may lead
     if probe is not None and probe.answer is not None:
         metered.request.sent()  # answered from the cache: the input is not needed
-        reservation = await _reserve(metering, metered, "HIT", metering.hits_count_against)
+        reservation = await reserve(metering, metered, "HIT", metering.hits_count_against)
         return _relay(request, metering, metered, Cached(probe.answer, "HIT"), reservation)
     waiting = probe is not None and probe.leading is False  # on another's call
     with metered.waiting() if waiting else contextlib.nullcontext():
         try:
-            reservation = await _reserve(metering, metered, _missed(mode))
+            reservation = await reserve(metering, metered, _missed(mode))
         except BaseException:
             if probe is not None:
                 await asyncio.shield(cache.abandon(probe))
@@ -90,12 +94,16 @@ def _missed(mode: Mode) -> CacheResult:
     return "BYPASS" if mode == "bypass" else "MISS"
 
 
-async def _reserve(
+async def reserve(
     metering: Metering, metered: Metered, result: CacheResult, units: Sequence[Unit] | None = None
 ) -> Reservation:
+    """Reserve `metered`'s cost (only `units`, when given); a refusal leaves with the
+    cache's header (`result`) and is counted, and the door is told of it."""
     try:
         with tracing.span("quota.reserve"):
-            return await metering.ledger.reserve(metered.identity, metered.cost, units)
+            return await metering.ledger.reserve(
+                metered.identity, metered.cost, units, metered.spent_on
+            )
     except GatewayError as exc:
         metering.room.note(metered.identity, exc)
         exc.headers["x-gateway-cache"] = result
@@ -111,7 +119,9 @@ async def _forward(forward: Forward) -> Cached:
         return await forward.run()
     except GatewayError as exc:
         result = _missed(forward.mode)
-        exc.headers.update(_headers(forward.metering, forward.metered, forward.reservation, result))
+        exc.headers.update(
+            answer_headers(forward.metering, forward.metered, forward.reservation, result)
+        )
         tracing.note(cache=result)
         metrics.CACHE_REQUESTS.labels(result.lower()).inc()
         raise
@@ -138,7 +148,7 @@ class Forward:
         given back); after, it raises the same but the call goes on in the background.
         """
         work = self.metering.background.start(self._settled())
-        watcher = asyncio.ensure_future(_wait_disconnect(self.request))
+        watcher = asyncio.ensure_future(wait_disconnect(self.request))
         try:
             await asyncio.wait((work, watcher), return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:  # shutdown past its grace: the call goes too
@@ -157,10 +167,10 @@ class Forward:
             cached = await self._answer()
         except BaseException as exc:
             with tracing.span("quota.settle"):
-                await asyncio.shield(self._unwind(exc))
+                await asyncio.shield(self.unwind(exc))
             raise
         with tracing.span("quota.settle"):
-            await asyncio.shield(self._settle(cached))
+            await asyncio.shield(self.settle(cached))
         return cached
 
     async def _answer(self) -> Cached:
@@ -191,7 +201,9 @@ class Forward:
             metrics.UPSTREAM_SECONDS.observe(seconds)
             self.request.state.log["upstream_ms"] = round(seconds * 1000, 2)
 
-    async def _settle(self, cached: Cached) -> None:
+    async def settle(self, cached: Cached) -> None:
+        """Settle the call to the answer it got: another's (coalesced) like a hit; its own
+        as delivered (its images, and its cost when the upstream reported it)."""
         ledger = self.metering.ledger
         if cached.result == "COALESCED":  # another request's call: charged like a hit
             if cached.answer.images:
@@ -202,7 +214,7 @@ class Forward:
         got = cached.answer
         await ledger.settle(self.reservation, got.images, self.metered.request.n, got.usd)
 
-    async def _unwind(self, exc: BaseException) -> None:
+    async def unwind(self, exc: BaseException) -> None:
         """Settle a call that ended without an answer to relay (and free the probe's lock)."""
         if self.probe is not None:  # the lock too, if fetch never got to run
             await self.metering.cache.abandon(self.probe)
@@ -228,14 +240,17 @@ def _may_have_billed(exc: BaseException) -> bool:
     return not isinstance(exc, UpstreamError) or exc.may_have_billed
 
 
-async def _wait_disconnect(request: Request) -> None:
+async def wait_disconnect(request: Request) -> None:
+    """Return once the caller has hung up."""
     while (await request.receive())["type"] != "http.disconnect":
         pass
 
 
-def _headers(
+def answer_headers(
     metering: Metering, metered: Metered, reservation: Reservation, result: CacheResult
 ) -> dict[str, str]:
+    """What every metered answer carries: the upstream's marks, the quota's state, the
+    cache's result."""
     return {
         **metered.upstream.headers,
         **metering.marks,
@@ -256,7 +271,7 @@ def _relay(
     metrics.CACHE_REQUESTS.labels(cached.result.lower()).inc()
     metrics.IMAGES.labels(request.state.log["team"]).inc(cached.answer.images)
     tracing.note(cache=cached.result, images=cached.answer.images, usd=_usd(metered, cached))
-    headers = _headers(metering, metered, reservation, cached.result)
+    headers = answer_headers(metering, metered, reservation, cached.result)
     if cached.answer.request_id:
         headers["x-upstream-request-id"] = cached.answer.request_id
     return Response(cached.answer.body, media_type="application/json", headers=headers)

@@ -86,6 +86,16 @@ def _walk_chunks(view: memoryview) -> None:
     raise _bad_format("the file is truncated (no IEND chunk)")
 
 
+def png_info(data: bytes) -> PngInfo:
+    """The width and height of the PNG `data`, its structure checked (not its shape)."""
+    if not looks_like_png(data) or len(data) < len(SIGNATURE) + 8 + _IHDR.size + 4:
+        raise _bad_format("the file is not a PNG")
+    view = memoryview(data)
+    info = _header(view)
+    _walk_chunks(view)
+    return info
+
+
 def check_png(data: bytes, *, max_side: int, size: int | None = None) -> PngInfo:
     """Validate `data` as OpenAI's variations endpoint does: a square PNG under 4 MiB.
 
@@ -99,11 +109,7 @@ def check_png(data: bytes, *, max_side: int, size: int | None = None) -> PngInfo
             code="image_too_large",
             param="image",
         )
-    if not looks_like_png(data) or len(data) < len(SIGNATURE) + 8 + _IHDR.size + 4:
-        raise _bad_format("the file is not a PNG")
-    view = memoryview(data)
-    info = _header(view)
-    _walk_chunks(view)
+    info = png_info(data)
     if info.width == 0 or info.height == 0:
         raise _bad_dimensions("the image has no pixels")
     if info.width != info.height:

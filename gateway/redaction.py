@@ -45,6 +45,7 @@ KNOWN_CODES = frozenset(
         "invalid_image_mode",
         "invalid_image_dimensions",
         "image_too_large",
+        "string_above_max_length",
         "invalid_value",
         "invalid_type",
         "missing_required_parameter",
@@ -69,7 +70,11 @@ KNOWN_TYPES = frozenset(
         "insufficient_quota",
     }
 )
-KNOWN_PARAMS = frozenset({"image", "n", "size", "response_format", "model", "user"})
+KNOWN_PARAMS = frozenset(
+    {"image", "n", "size", "response_format", "model", "user"}
+    | {"image[]", "mask", "prompt", "quality", "background", "moderation", "output_format"}
+    | {"output_compression", "input_fidelity", "stream", "partial_images"}
+)
 
 
 def sanitise(message: str, secrets: Iterable[str] = ()) -> str:

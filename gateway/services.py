@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pydantic import SecretStr
 
@@ -23,10 +23,12 @@ from gateway.door import Door, RoomCheck
 from gateway.notify.sender import Notifier
 from gateway.params import ImageLimits
 from gateway.quota.ledger import QuotaLedger
+from gateway.settings.models import ImagesConfig
 from gateway.store.base import Store
 from gateway.upstream.base import Operation, Upstream
 from gateway.upstream.catalogue import ModelCatalogue
 from gateway.upstream.hosting import ImageHost
+from gateway.upstream.image_api import ImageApiUpstream
 from gateway.vocabulary import OnTimeout, Unit
 
 
@@ -54,6 +56,7 @@ class Upstreams:
     images: ImageHost
     catalogue: ModelCatalogue  # the model lists, their prices and availability
     watch_seconds: float  # how often the upstream's /models is read
+    image_api: ImageApiUpstream  # generations and edits (also among `adapters`)
 
     def serving(self, operation: Operation) -> Upstream:
         """The adapter that serves `operation`: the first that names it."""
@@ -95,3 +98,4 @@ class Services:
     alerting: Alerting  # budget alerts: webhooks, thresholds, deliveries
     models: ModelAdmin  # the admin plane's model lists and prices (on `admin`)
     sign_in: ConsoleSignIn | None = None  # the console's SSO sign-in, when configured
+    images: ImagesConfig = field(default_factory=ImagesConfig)  # generations and edits

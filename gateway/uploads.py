@@ -24,8 +24,11 @@ import contextlib
 import itertools
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
+from typing import Any, TypeVar, cast
 
 from gateway.errors import Overloaded
+
+T = TypeVar("T")
 
 
 class Lease:
@@ -183,16 +186,16 @@ class ImageShelf:
     """
 
     def __init__(self) -> None:
-        self._copies: dict[str, tuple[bytes, int]] = {}
+        self._copies: dict[str, tuple[Any, int]] = {}
 
     @contextlib.contextmanager
-    def share(self, digest: str, image: bytes) -> Iterator[bytes]:
-        """The one copy of the image whose digest is `digest` (`image`, if it is the first),
-        kept while any request holds it."""
+    def share(self, digest: str, image: T) -> Iterator[T]:
+        """The one copy of the image (or an edit's images) whose digest is `digest`
+        (`image`, if it is the first), kept while any request holds it."""
         copy, holders = self._copies.get(digest, (image, 0))
         self._copies[digest] = (copy, holders + 1)
         try:
-            yield copy
+            yield cast(T, copy)
         finally:
             copy, holders = self._copies[digest]
             if holders == 1:

@@ -207,7 +207,7 @@ def usage_export(args: argparse.Namespace) -> int:
     query = _query(month=args.month, by=args.by, period=args.period if daily else None)
     answer = _call(args, "GET", "/admin/usage" + query)
     if args.format == "csv":
-        text = to_csv(answer["data"], args.by, daily)
+        text = to_csv(answer["data"], args.by, daily, split=args.split)
     else:
         text = orjson.dumps(answer, option=orjson.OPT_INDENT_2).decode() + "\n"
     if args.output == "-":
@@ -320,6 +320,9 @@ def _add_usage_command(commands: Any) -> None:
     export = _client(usage.add_parser("export", help="write a month's usage to a file"))
     export.add_argument("--month", required=True, help="YYYY-MM")
     export.add_argument("--by", choices=("team", "user"), default="team")
+    export.add_argument(
+        "--split", action="store_true", help="csv: a line per endpoint and model of each owner"
+    )
     export.add_argument(
         "--period", choices=("month", "day"), default="month", help="day: a row per day"
     )

@@ -359,19 +359,21 @@ function failed(error) {
 
 // Overview: every user rule and team pool, the closest to its limit first.
 async function overviewPage() {
-  const quotas = await api("GET", "admin/quotas");
+  const [quotas, usage] = await Promise.all([api("GET", "admin/quotas"),
+    api("GET", "admin/usage" + query({ month: localDay().slice(0, 7), by: "team" }))]);
   const rows = quotaRows(quotas);
   const teams = [...new Set(rows.map((r) => r.team))].sort();
   const filters = h("form", { class: "filters", "aria-label": "filters" },
     field("Team", select("team", [["", "all teams"], ...teams.map((t) => [t, t])], "")),
     field("Unit", select("unit", [["", "all units"], ...UNITS.map((u) => [u, u])], "")));
-  const holder = h("div", {});
+  const holder = h("div", { class: "rules" });
   const draw = () => holder.replaceChildren(overviewTable(rows, filters.team.value,
     filters.unit.value));
   filters.addEventListener("change", draw);
   draw();
   return [h("h2", {}, "Overview"), h("p", { class: "muted" },
-    "Every user's rules and every team pool, the closest to its limit first."), filters, holder];
+    "Every user's rules and every team pool, the closest to its limit first."), filters, holder,
+    endpointTable(usage)];
 }
 
 function quotaRows(quotas) {
@@ -702,7 +704,31 @@ async function usagePage(month = localDay().slice(0, 7), team = "") {
     location.hash = `#usage/${form.month.value}`;
   });
   return [h("h2", {}, "Usage"), form, spendSection(daily, quotas, team), usageTable(teams),
-    usageTable(users)];
+    usageTable(users), endpointTable(teams)];
+}
+
+// A month's books by endpoint (variations, generations, edits) and model, every team's
+// added up: the `endpoints` split of each row of GET /admin/usage.
+function endpointTable(answer) {
+  const sums = new Map();
+  for (const row of answer.data) {
+    for (const part of row.endpoints || []) {
+      const key = `${part.endpoint}\u0000${part.model}`;
+      const sum = sums.get(key) || { endpoint: part.endpoint, model: part.model,
+        ...Object.fromEntries(USAGE_COLUMNS.map((c) => [c, 0])) };
+      for (const c of USAGE_COLUMNS) sum[c] += Number(part[c]);
+      sums.set(key, sum);
+    }
+  }
+  const rows = [...sums.values()].sort((a, b) => a.endpoint.localeCompare(b.endpoint) ||
+    a.model.localeCompare(b.model));
+  return h("section", { class: "usage", "data-by": "endpoint" },
+    h("h3", {}, `By endpoint and model, ${answer.month}`),
+    table(["Endpoint", "Model", ...USAGE_COLUMNS.map((c) => LABELS[c])],
+      rows.map((row) => h("tr", {},
+        h("td", {}, row.endpoint), h("td", {}, row.model),
+        ...USAGE_COLUMNS.map((c) => h("td", { class: "num" },
+          c === "usd" ? USD.format(row[c]) : Number(row[c]).toLocaleString("en-US")))))));
 }
 
 // The team's monthly usd budget, if it has one.

@@ -9,6 +9,11 @@ and one `cache_hits`; the books do not depend on which quota rules exist. A step
 books: the user's and the team's month, and their day. It names the local day it books
 into, and the script books nothing (answering `clock`) unless the store's own clock is in
 that day, so a request at a day's or month's edge is booked where the counters say it was.
+
+Each amount is booked twice in the same hash: in the owner's total field, and in the field
+of the endpoint and model that spent it (`usd_micros|generations|gpt-image-2`), so the
+books split by endpoint and model (`endpoints` of a row, the export's `--split`) and the
+totals stay what they were.
 """
 
 from __future__ import annotations
@@ -26,6 +31,21 @@ By = Literal["team", "user"]
 FIELDS = ("requests", "images", "usd_micros", "cache_hits")
 BOOK_SECONDS = 400 * 86_400  # after the month ends: 13 months and more for finance
 _UNIT_FIELD = {"requests": "requests", "images": "images", "usd": "usd_micros"}
+FIELD_UNIT = {field: unit for unit, field in _UNIT_FIELD.items()}
+SPLIT = "|"  # between a field, an endpoint and a model (no model name has one)
+
+
+def tagged(amounts: Mapping[str, int], endpoint: str, model: str) -> dict[str, int]:
+    """`amounts` (by book field), and each again under its `endpoint` and `model`."""
+    if not endpoint:
+        return dict(amounts)
+    suffix = f"{SPLIT}{endpoint}{SPLIT}{model}"
+    return {**amounts, **{field + suffix: amount for field, amount in amounts.items()}}
+
+
+def base_field(field: str) -> str:
+    """The total field a (maybe tagged) book field counts towards."""
+    return field.partition(SPLIT)[0]
 
 
 def book_keys(user: str, team: str, stamp: str) -> tuple[str, str]:
@@ -42,12 +62,18 @@ def book_keys(user: str, team: str, stamp: str) -> tuple[str, str]:
 
 
 def usage_charge(
-    user: str, team: str, now: float, units: Mapping[str, int], calendar: Calendar
+    user: str,
+    team: str,
+    now: float,
+    units: Mapping[str, int],
+    calendar: Calendar,
+    spent_on: tuple[str, str] = ("", ""),
 ) -> UsageCharge:
     """The books a step moves for `user` of `team` at `now` (their month's and their day's,
     on `calendar`): `units` are quota units (requests, images, usd in micro-dollars) or
-    `cache_hits`."""
+    `cache_hits`, booked also under `spent_on` (endpoint, model) when given."""
     amounts = {_UNIT_FIELD.get(unit, unit): amount for unit, amount in units.items()}
+    amounts = tagged(amounts, *spent_on)
     month, day = calendar.span("month", now), calendar.span("day", now)
     keys = book_keys(user, team, month.stamp) + book_keys(user, team, day.stamp)
     return UsageCharge(keys, amounts, int(month.end) + BOOK_SECONDS, (day.start, day.end))
@@ -96,20 +122,44 @@ def rows(
         row["team"] = book.team
         if book.user is not None:
             row["user"] = book.user
-        row.update(
-            requests=fields.get("requests", 0),
-            images=fields.get("images", 0),
-            usd=fields.get("usd_micros", 0) / 1_000_000,
-            cache_hits=fields.get("cache_hits", 0),
-        )
+        row.update(_amounts(fields, ""))
+        row["endpoints"] = _endpoints(fields)
         out.append(row)
     return out
 
 
-def to_csv(data: Iterable[Mapping[str, object]], by: By, daily: bool = False) -> str:
+def _amounts(fields: Mapping[str, int], suffix: str) -> dict[str, object]:
+    return {
+        "requests": fields.get("requests" + suffix, 0),
+        "images": fields.get("images" + suffix, 0),
+        "usd": fields.get("usd_micros" + suffix, 0) / 1_000_000,
+        "cache_hits": fields.get("cache_hits" + suffix, 0),
+    }
+
+
+def _endpoints(fields: Mapping[str, int]) -> list[dict[str, object]]:
+    """A book's amounts by endpoint and model, ordered by them."""
+    spent_on = sorted({tuple(f.split(SPLIT, 2)[1:]) for f in fields if f.count(SPLIT) == 2})
+    return [
+        {
+            "endpoint": endpoint,
+            "model": model,
+            **_amounts(fields, f"{SPLIT}{endpoint}{SPLIT}{model}"),
+        }
+        for endpoint, model in spent_on
+    ]
+
+
+def to_csv(
+    data: Iterable[Mapping[str, object]], by: By, daily: bool = False, split: bool = False
+) -> str:
     """The rows as CSV with a header, as finance's spreadsheets open it (a `day` column
-    first for daily rows)."""
+    first for daily rows); `split`: a line per endpoint and model of each row, with those
+    two columns."""
     columns = [*(["day"] if daily else []), "team", *(["user"] if by == "user" else [])]
+    if split:
+        columns += ["endpoint", "model"]
+        data = [{**row, **part} for row in data for part in _parts(row)]
     columns += ["requests", "images", "usd"]
     columns.append("cache_hits")
     out = io.StringIO()
@@ -119,6 +169,12 @@ def to_csv(data: Iterable[Mapping[str, object]], by: By, daily: bool = False) ->
         cells = {name: _cell(value) for name, value in row.items()}
         writer.writerow({**cells, "usd": f"{float(str(row['usd'])):.6f}"})
     return out.getvalue()
+
+
+def _parts(row: Mapping[str, object]) -> list[Mapping[str, object]]:
+    """A row's split by endpoint and model (`rows`' `endpoints`)."""
+    parts = row.get("endpoints")
+    return [part for part in parts if isinstance(part, Mapping)] if isinstance(parts, list) else []
 
 
 def _cell(value: object) -> object:

@@ -76,7 +76,12 @@ def usd_amount(dollars: float) -> int:
 
 def request_cost(n: int, image_price: float) -> dict[Unit, int]:
     """What one request of `n` images at `image_price` USD each reserves, in stored units."""
-    return {"requests": 1, "images": n, "usd": usd_amount(n * image_price)}
+    return estimated_cost(n, n * image_price)
+
+
+def estimated_cost(n: int, usd: float) -> dict[Unit, int]:
+    """What one request of `n` images estimated at `usd` in all reserves, in stored units."""
+    return {"requests": 1, "images": n, "usd": usd_amount(usd)}
 
 
 class RuleState(NamedTuple):

@@ -25,7 +25,7 @@ from gateway.auth.base import Identity
 from gateway.errors import RateLimited, StoreUnavailable
 from gateway.metrics import QUOTA_REJECTIONS, STORE_ERRORS
 from gateway.quota.alerts import Crossing, crossings, marker_key, thresholds_of
-from gateway.quota.books import usage_charge
+from gateway.quota.books import FIELD_UNIT, base_field, usage_charge
 from gateway.quota.calendar import Calendar
 from gateway.quota.counters import (
     QUOTA_TAG,
@@ -106,9 +106,14 @@ class QuotaLedger:
         self._refunding = 0  # refunds under way (close waits for them)
 
     async def reserve(
-        self, identity: Identity, cost: Mapping[Unit, int], units: Sequence[Unit] | None = None
+        self,
+        identity: Identity,
+        cost: Mapping[Unit, int],
+        units: Sequence[Unit] | None = None,
+        spent_on: tuple[str, str] = ("", ""),
     ) -> Reservation:
-        """Charge `cost` (only its `units`, if given) to every rule.
+        """Charge `cost` (only its `units`, if given) to every rule, booked also under
+        `spent_on` (the endpoint and the model).
 
         Raises `RateLimited`/`QuotaExceeded` (nothing charged), or `StoreUnavailable` when the
         store fails under fail_closed.
@@ -125,7 +130,7 @@ class QuotaLedger:
             amounts = [cost.get(c.unit, 0) if units is None or c.unit in units else 0 for c in live]
             alerts = [thresholds_of(c, policy.thresholds) for c in live]
             items = _items(live, amounts, alerts)
-            usage = usage_charge(identity.user, identity.team, now, booked, self.calendar)
+            usage = usage_charge(identity.user, identity.team, now, booked, self.calendar, spent_on)
             try:
                 outcome = await self._store.charge(items, Receipt(receipt, self._receipt_ms), usage)
             except (StoreError, asyncio.CancelledError) as exc:
@@ -351,9 +356,13 @@ def _usage_refund(usage: UsageCharge | None, share: Share, hits: int) -> UsageCh
     """What a settlement gives back of the books a reservation moved (`hits` booked as -1s)."""
     if usage is None:
         return None
-    units = {"requests": "requests", "images": "images", "usd_micros": "usd"}
-    back = {f: share(units[f], a) for f, a in usage.amounts.items() if f in units}
-    return usage._replace(amounts={**back, "cache_hits": -hits})
+    back = {
+        f: share(FIELD_UNIT[base_field(f)], a)
+        for f, a in usage.amounts.items()
+        if base_field(f) in FIELD_UNIT
+    }
+    hits_back = {f: -hits for f in usage.amounts if base_field(f) == "cache_hits"}
+    return usage._replace(amounts={**back, "cache_hits": -hits, **hits_back})
 
 
 def _refused(

@@ -1,4 +1,5 @@
-"""The image endpoints. POST /v1/images/variations, top to bottom:
+"""The image endpoints. POST /v1/images/variations (and generations, edits alike), top
+to bottom:
 
     the door (authenticate -> quota room? -> a place in flight -> the upload lease) -> read
     (each chunk counted in the lease)
@@ -12,24 +13,40 @@ valid key, or refused for quota a moment ago and still out of room, holds no pla
 flight and no upload budget (`gateway.door`). Once quota is reserved, every way out
 settles it to what the upstream did (`gateway.pipeline`): a caller who hangs up after
 the request was sent does not cancel it.
+
+Generations (JSON) and edits (multipart: `image` or `image[]`, `mask`) take the same path:
+validated from what their model takes (`gateway.image_params`), reserved from their
+estimate, answered by the image API adapter. A generation is cached only when its team
+(`images.teams.<team>.cache_generations`) or the request (`x-gateway-cache-generations:
+true`) opts in; an edit is cached by its inputs' digests, prompt and parameters. With
+`stream: true` either one is relayed as server-sent events (`gateway.streaming`: the same
+reserve and settle, never cached).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import replace
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway import pipeline
+from gateway import pipeline, streaming
+from gateway.auth.base import Identity
+from gateway.image_inputs import read_edit
+from gateway.image_params import ModelRoom, parse_generation
+from gateway.multipart import read_body
 from gateway.params import read_variation_request
 from gateway.pipeline import Metered
-from gateway.quota.counters import request_cost
+from gateway.quota.counters import estimated_cost
 from gateway.services import Services
 from gateway.uploads import ImageShelf
-from gateway.upstream.base import VariationRequest
+from gateway.upstream.base import EditRequest, GenerationRequest, VariationRequest
+
+GENERATION_BODY_BYTES = 256 * 1024  # a 32,000-character prompt, in any UTF-8, and the rest
+CACHE_GENERATIONS = "x-gateway-cache-generations"  # "true": this generation may be cached
 
 
 async def create_variation(request: Request) -> Response:
@@ -44,12 +61,29 @@ async def create_variation(request: Request) -> Response:
         upstream = services.upstream.serving(params.operation)
         metered = Metered(
             admitted.identity,
-            request_cost(params.n, upstream.image_price(params.size)),
+            estimated_cost(params.n, upstream.estimate(params)),
             upstream,
             params,
             waiting=lambda: _one_copy_while_waiting(services.door.shelf, params),
+            spent_on=("variations", params.model),
         )
         return await pipeline.serve(request, services.metering, metered)
+
+
+def _edit_copy_while_waiting(
+    shelf: ImageShelf, params: EditRequest
+) -> Callable[[], AbstractContextManager[None]]:
+    """An edit waiting on a coalesced leader keeps, like a variation, only the one copy of
+    its images and mask that its identical waiters share."""
+
+    @contextlib.contextmanager
+    def waiting() -> Iterator[None]:
+        digest = "|".join(params.key_material())
+        with shelf.share(digest, (params.images, params.mask)) as copy:
+            params.share(copy)
+            yield
+
+    return waiting
 
 
 @contextlib.contextmanager
@@ -59,3 +93,71 @@ def _one_copy_while_waiting(shelf: ImageShelf, params: VariationRequest) -> Iter
     with shelf.share(params.image_digest, params.image) as copy:
         params.share(copy)
         yield
+
+
+async def create_generation(request: Request) -> Response:
+    """Images from a prompt (JSON), on behalf of an authenticated caller."""
+    services: Services = request.app.state.services
+    async with services.door.admit(request) as admitted:
+        limits = services.limits
+        body = await read_body(
+            admitted.body,
+            max_body_bytes=GENERATION_BODY_BYTES,
+            timeout_seconds=limits.body_timeout_seconds,
+        )
+        params = parse_generation(body, _room(services, admitted.identity))
+        admitted.lease.release()  # nothing of the body is held past here
+        opted_in = request.headers.get(CACHE_GENERATIONS, "").strip().lower() == "true"
+        cacheable = opted_in or services.images.caches_generations(admitted.identity.team)
+        return await _serve(request, services, admitted.identity, params, cacheable)
+
+
+async def create_edit(request: Request) -> Response:
+    """Images edited from one or more images (multipart), with an optional mask."""
+    services: Services = request.app.state.services
+    async with services.door.admit(request) as admitted:
+        cache = services.metering.cache
+        mode = cache.mode(request.headers.get("cache-control"))
+        params = await read_edit(
+            request.headers.get("content-type"),
+            admitted.body,
+            _room(services, admitted.identity),
+            max_body_bytes=services.images.max_edit_body_mb * 2**20,
+            timeout_seconds=services.limits.body_timeout_seconds,
+            new_hasher=cache.hashers(mode),
+        )
+        params = replace(params, on_sent=admitted.lease.release)
+        waiting = _edit_copy_while_waiting(services.door.shelf, params)
+        return await _serve(request, services, admitted.identity, params, True, waiting)
+
+
+def _room(services: Services, identity: Identity) -> ModelRoom:
+    """The models `identity` may name now (its team's, when limited), and what each takes."""
+    image_api = services.upstream.image_api
+    allowed = services.images.team_models(identity.team)
+    return ModelRoom(image_api.models(allowed), image_api.capabilities)
+
+
+async def _serve(
+    request: Request,
+    services: Services,
+    identity: Identity,
+    params: GenerationRequest | EditRequest,
+    cacheable: bool,
+    waiting: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
+) -> Response:
+    """A validated generations or edits request through the metered pipeline."""
+    upstream = services.upstream.serving(params.operation)
+    cost = estimated_cost(params.n, upstream.estimate(params))
+    spent_on = (params.operation, params.options.model)
+    metered = Metered(
+        identity, cost, upstream, params, waiting, cacheable=cacheable, spent_on=spent_on
+    )
+    request.state.log["model"] = params.options.model
+    if params.options.stream:  # relayed as it comes, never cached
+        in_flight = services.door.in_flight
+        in_flight.hold()  # the relay keeps the caller's place in flight until it ends
+        return await streaming.serve_stream(
+            request, services.metering, metered, ended=in_flight.leave
+        )
+    return await pipeline.serve(request, services.metering, metered)

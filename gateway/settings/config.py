@@ -15,7 +15,7 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from gateway.settings.identity import IdentityConfig, identity_warnings
-from gateway.settings.models import EditsConfig, SandboxConfig
+from gateway.settings.models import EditsConfig, ImagesConfig, SandboxConfig
 from gateway.settings.redis import RedisConnectionConfig
 from gateway.settings.tracing import TracingConfig
 from gateway.settings.types import (
@@ -196,6 +196,7 @@ class GatewayConfig(Strict):
     quotas: QuotasConfig = QuotasConfig()
     prices: dict[Size, Price] = Field(default_factory=lambda: dict(DALL_E_2_PRICES))
     cache: CacheConfig = CacheConfig()
+    images: ImagesConfig = ImagesConfig()  # the generations and edits endpoints
     store: StoreConfig = StoreConfig()
     metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
@@ -270,7 +271,32 @@ def config_warnings(config: GatewayConfig) -> list[str]:
         )
     if "quotas" not in config.model_fields_set:
         warnings.append("no quotas: section: every caller may call without limit")
-    return warnings + upstream_warnings(config) + _placeholder_digests(config)
+    return (
+        warnings
+        + upstream_warnings(config)
+        + images_warnings(config)
+        + _placeholder_digests(config)
+    )
+
+
+def images_warnings(config: GatewayConfig) -> list[str]:
+    """Generations and edits settings that cannot work as meant: a team limited to models
+    no list names, an edits body the upload buffer cannot hold."""
+    images, edits = config.images, config.upstream.edits
+    listed = set(edits.model_list if edits is not None else ())
+    warnings = [
+        f"images.teams.{team}.models: {', '.join(unlisted)} not in upstream.edits.models: "
+        "the team's generations and edits cannot use them"
+        for team, limits in images.teams.items()
+        if (unlisted := [m for m in limits.models or () if m not in listed])
+    ]
+    if images.max_edit_body_mb > config.limits.upload_buffer_mb:
+        warnings.append(
+            f"images.max_edit_body_mb ({images.max_edit_body_mb}) is over "
+            f"limits.upload_buffer_mb ({config.limits.upload_buffer_mb}): one edit may hold "
+            "the whole upload buffer, and the others wait for it"
+        )
+    return warnings
 
 
 def upstream_warnings(config: GatewayConfig) -> list[str]:

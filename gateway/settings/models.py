@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StrictInt, field_validator, model_validator
 
-from gateway.settings.types import Price, Strict
+from gateway.settings.types import Name, Price, Strict
 
 Quality = Literal["low", "medium", "high", "auto"]
 PricedQuality = Literal["low", "medium", "high"]
@@ -83,6 +83,61 @@ def unique_models(models: tuple[str, ...]) -> tuple[str, ...]:
     return models
 
 
+class ModelCapabilities(Strict):
+    """What a model takes on /images/generations and /images/edits: the gateway refuses the
+    rest before spending anything. The defaults are gpt-image-2's (docs/models.md, "What
+    the models take", says where each comes from)."""
+
+    max_prompt_chars: int = Field(32000, ge=1)
+    size_multiple: int = Field(16, ge=1)  # each side of WIDTHxHEIGHT a multiple of this
+    max_edge: int = Field(3840, ge=16)  # the long side, in pixels
+    max_ratio: float = Field(3.0, ge=1)  # long side over short side
+    min_pixels: int = Field(655_360, ge=0)
+    max_pixels: int = Field(8_294_400, ge=1)
+    transparent_background: bool = False  # gpt-image-2 refuses `background: transparent`
+    input_fidelity: bool = False  # gpt-image-2 takes no `input_fidelity`
+    max_input_images: int = Field(16, ge=1, le=16)
+    max_input_image_bytes: int = Field(50 * 1024 * 1024, ge=1)  # each input "less than"
+    # What one input image of an edit is reserved at, in image input tokens (settled to
+    # the `usage` the model reports): the gateway's estimate, erring high.
+    input_image_tokens: int = Field(2000, ge=0)
+
+
+GPT_IMAGE_2 = ModelCapabilities()
+MAX_EDIT_BODY_BYTES = 1024 * 2**20  # the most `images.max_edit_body_mb` may allow
+
+
+class TeamImagesConfig(Strict):
+    """One team's limits on the generations and edits endpoints."""
+
+    models: tuple[ModelName, ...] | None = None  # the models it may use; null: all
+    cache_generations: bool | None = None  # null: `images.cache_generations`
+
+
+class ImagesConfig(Strict):
+    """The generations and edits endpoints: what caching generations, edit bodies and each
+    team may do."""
+
+    # A generation is expected to differ each time: cached only when a team or the request
+    # opts in (`x-gateway-cache-generations: true`).
+    cache_generations: bool = False
+    # The largest edits body read, in MiB (all images and the mask, up to 16 images).
+    max_edit_body_mb: int = Field(32, ge=1, le=MAX_EDIT_BODY_BYTES // 2**20)
+    teams: dict[Name, TeamImagesConfig] = Field(default_factory=dict)
+
+    def team_models(self, team: str) -> tuple[str, ...] | None:
+        """The models `team` is limited to, or None when it may use every listed one."""
+        limits = self.teams.get(team)
+        return limits.models if limits is not None else None
+
+    def caches_generations(self, team: str) -> bool:
+        """Whether `team`'s generations are cached without a per-request opt-in."""
+        limits = self.teams.get(team)
+        if limits is None or limits.cache_generations is None:
+            return self.cache_generations
+        return limits.cache_generations
+
+
 class EditsConfig(Strict):
     """`adapter: edits`: variations fulfilled by current image models via /images/edits.
 
@@ -96,6 +151,9 @@ class EditsConfig(Strict):
     quality: Quality = "medium"
     input_fidelity: Literal["low", "high"] | None = None  # None: not sent (the model's own)
     prices: dict[ModelName, ModelPrice] = Field(default_factory=dict)
+    # What each model takes on the generations and edits endpoints; a model not named
+    # here takes gpt-image-2's (`ModelCapabilities`' defaults).
+    capabilities: dict[ModelName, ModelCapabilities] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _listed_and_priced(self) -> EditsConfig:

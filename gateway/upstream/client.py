@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import http.cookiejar
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import httpx
@@ -78,17 +78,34 @@ def build_client(
 
 def multipart_frame(fields: Mapping[str, str], file_field: str) -> tuple[bytes, bytes, str]:
     """What goes before and after the PNG in a multipart/form-data body, and its Content-Type."""
+    parts, content_type = multipart_parts(fields, [(file_field, "image.png", "image/png", b"")])
+    return parts[0], parts[2], content_type
+
+
+# A file part of an upstream call: field name, filename, Content-Type, bytes.
+FilePart = tuple[str, str, str, bytes]
+
+
+def multipart_parts(
+    fields: Mapping[str, str], files: Sequence[FilePart]
+) -> tuple[list[bytes], str]:
+    """A multipart/form-data body as its pieces, framing and file bytes alternating (the
+    files are never joined into a copy), and its Content-Type."""
     boundary = secrets.token_hex(16)
-    head = "".join(
+    framing = "".join(
         f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
         for name, value in fields.items()
     )
-    file_head = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{file_field}"; '
-        'filename="image.png"\r\nContent-Type: image/png\r\n\r\n'
-    )
-    tail = f"\r\n--{boundary}--\r\n"
-    return (head + file_head).encode(), tail.encode(), f"multipart/form-data; boundary={boundary}"
+    parts: list[bytes] = []
+    for name, filename, media_type, data in files:
+        framing += (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
+            f'filename="{filename}"\r\nContent-Type: {media_type}\r\n\r\n'
+        )
+        parts += [framing.encode(), data]
+        framing = "\r\n"
+    parts.append(f"{framing}--{boundary}--\r\n".encode())
+    return parts, f"multipart/form-data; boundary={boundary}"
 
 
 class UpstreamCall:
@@ -108,23 +125,52 @@ class UpstreamCall:
     async def post(
         self, fields: Mapping[str, str], image: bytes, sent: Callable[[], None] | None = None
     ) -> httpx.Response:
-        """POST `fields` and the PNG `image`: any HTTP answer returns, transport errors raise.
+        """POST `fields` and the PNG `image` as its `image` part (see `post_files`)."""
+        files: list[FilePart] = [("image", "image.png", "image/png", image)]
+        del image  # held by `files` alone, which `post_files` empties
+        return await self.post_files(fields, files, sent)
 
-        The body goes out as its three parts, framing, image, framing: never joined, so the
-        image (up to 4 MiB) is not copied once more for each request. `sent` is called once
-        the transport has written it all; from then on only the caller's `sent` keeps it.
+    async def post_files(
+        self,
+        fields: Mapping[str, str],
+        files: list[FilePart],
+        sent: Callable[[], None] | None = None,
+        *,
+        stream: bool = False,
+    ) -> httpx.Response:
+        """POST `fields` and `files` as multipart: any HTTP answer returns, transport errors
+        raise.
+
+        The body goes out as its pieces, framing and files: never joined, so the images (up
+        to 4 MiB each) are not copied once more for each request. `sent` is called once the
+        transport has written them all; from then on only the caller's `sent` keeps them.
+        `files` is emptied: the body holds the images until written, not a frame until the
+        answer. `stream`: the answer's body is left unread (the caller reads and closes it).
         """
-        head, tail, content_type = multipart_frame(fields, "image")
-        headers = {
-            **self._headers,
-            **tracing.outgoing(),
-            "content-type": content_type,
-            "content-length": str(len(head) + len(image) + len(tail)),
-        }
-        body = byte_stream(head, image, tail, then=sent)
-        del image  # the body holds it until written, not this frame until the answer
+        parts, content_type = multipart_parts(fields, files)
+        files.clear()
+        headers = {**self._headers, "content-type": content_type}
+        headers["content-length"] = str(sum(len(part) for part in parts))
+        body = byte_stream(*parts, then=sent)
+        parts.clear()
+        return await self._send(headers, body, stream)
+
+    async def post_json(
+        self, payload: Mapping[str, object], *, stream: bool = False
+    ) -> httpx.Response:
+        """POST `payload` as JSON (see `post_files`)."""
+        body = orjson.dumps(payload)
+        headers = {**self._headers, "content-type": "application/json"}
+        headers["content-length"] = str(len(body))
+        return await self._send(headers, byte_stream(body), stream)
+
+    async def _send(
+        self, headers: Mapping[str, str], body: AsyncIterator[bytes], stream: bool = False
+    ) -> httpx.Response:
+        headers = {**headers, **tracing.outgoing()}
         try:
-            return await self._client.post(self.url, content=body, headers=headers)
+            request = self._client.build_request("POST", self.url, content=body, headers=headers)
+            return await self._client.send(request, stream=stream)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # nothing was sent
             raise UpstreamUnreachable() from exc
         except httpx.TimeoutException as exc:

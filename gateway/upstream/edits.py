@@ -23,13 +23,10 @@ the `usage` the model reports gives the real cost it is settled to (`gateway.ups
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import hashlib
 import logging
-import re
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -41,12 +38,11 @@ from gateway.errors import (
     UpstreamAnswerLost,
     UpstreamError,
     UpstreamMisconfigured,
-    UpstreamModelUnavailable,
     UpstreamRejected,
 )
 from gateway.settings.models import EditsConfig
 from gateway.store.base import StoreError
-from gateway.upstream.base import Operation, UpstreamAnswer, UpstreamRequest
+from gateway.upstream.base import Operation, UpstreamAnswer, UpstreamRequest, VariationRequest
 from gateway.upstream.catalogue import ModelCatalogue
 from gateway.upstream.client import (
     Account,
@@ -58,69 +54,24 @@ from gateway.upstream.client import (
 )
 from gateway.upstream.hosting import ImageHost
 from gateway.upstream.imaging import ImageUnreadable, fit_png
+from gateway.upstream.model_calls import (
+    LIST,
+    REFUSAL_WINDOW_SECONDS,
+    ModelCalls,
+    model_gone,
+    parse_answer,
+)
 from gateway.vocabulary import Size
 
 log = logging.getLogger("gateway.edits")
 GENERATED_SIZE = "1024x1024"
-OPERATION = "edits"  # the catalogue's list this adapter's models come from
-# How long the image is kept after sending, for a refusal of the model to be sent on to the
-# next one: a model the upstream lacks is refused on receipt, well within it. A refusal
-# later than that still fails over, with a retryable answer (the SDKs retry it).
-REFUSAL_WINDOW_SECONDS = 1.0
+OPERATION = LIST  # the catalogue's list this adapter's models come from
+__all__ = ["REFUSAL_WINDOW_SECONDS", "EditsUpstream", "model_gone"]
 # Refusals by the model's safety system: the caller's image, so the caller's 400.
 POLICY_CODES = frozenset({"moderation_blocked", "content_policy_violation"})
 # Upstream complaints about these are about the caller's request; any other named
 # parameter (model, prompt, quality, size...) was the gateway's own choice.
 CALLER_PARAMS = frozenset({"image", "image[]", "n"})
-_GONE = re.compile(
-    r"does not exist|deprecated|retired|shut ?down|no longer (available|supported)", re.I
-)
-
-
-def model_gone(status: int, error: Mapping[str, Any], model: str) -> bool:
-    """Whether an edits refusal says the model itself is gone (not the request's fault)."""
-    if str_or_none(error.get("code")) == "model_not_found":
-        return True
-    message = str(error.get("message") or "")
-    names_model = error.get("param") == "model" or model in message
-    if status in (404, 410):
-        return names_model
-    return status == 400 and names_model and _GONE.search(message) is not None
-
-
-class _Held:
-    """The caller's image, kept past sending for the refusal window when another model is
-    left to send it to (a model's refusal can then go on), then let go of as any request's
-    is; with no other model, let go of once sent, as before."""
-
-    def __init__(self, request: UpstreamRequest, window_seconds: float) -> None:
-        self._request, self._window, self._released = request, window_seconds, False
-        self._timer: asyncio.TimerHandle | None = None
-        self.keep = False  # whether a refusal could go on to another model
-
-    @property
-    def image(self) -> bytes | None:
-        """The image, or None once let go of."""
-        return None if self._released else self._request.image
-
-    def sent(self) -> None:
-        """The transport has written the image: keep it a little longer, if it may be
-        needed again."""
-        if self._timer is not None:
-            self._timer.cancel()
-        if not self.keep:
-            self.release()
-            return
-        loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(self._window, self.release)
-
-    def release(self) -> None:
-        """Let go of the image now (once)."""
-        if self._timer is not None:
-            self._timer.cancel()
-        if not self._released:
-            self._released = True
-            self._request.sent()
 
 
 class EditsUpstream:
@@ -141,7 +92,7 @@ class EditsUpstream:
         refusal_window_seconds: float = REFUSAL_WINDOW_SECONDS,
     ) -> None:
         self._config, self._catalogue = config, catalogue
-        self._window = refusal_window_seconds
+        self._models = ModelCalls(catalogue, refusal_window_seconds)
         self._call = UpstreamCall(client, account, base_url.rstrip("/") + "/images/edits")
         self._images = images
         prompt = hashlib.sha256(config.prompt.encode()).hexdigest()[:16]
@@ -150,7 +101,7 @@ class EditsUpstream:
 
     def _model(self) -> str:
         """The serving model; with none left, the list's first (what its refusal names)."""
-        return self._catalogue.serving(OPERATION) or self._catalogue.models(OPERATION)[0]
+        return self._catalogue.serving(LIST) or self._catalogue.models(LIST)[0]
 
     @property
     def identity(self) -> str:
@@ -160,7 +111,7 @@ class EditsUpstream:
     @property
     def headers(self) -> Mapping[str, str]:
         """Added to its answers: the model that makes them."""
-        model = self._catalogue.serving(OPERATION)
+        model = self._catalogue.serving(LIST)
         return {"x-gateway-upstream-model": model} if model else {}
 
     def image_price(self, size: Size) -> float:
@@ -168,35 +119,32 @@ class EditsUpstream:
         asked) at the configured quality; `auto` is reserved as `high`."""
         return self._catalogue.estimate(self._model(), GENERATED_SIZE, self._config.quality)
 
+    def estimate(self, request: UpstreamRequest) -> float:
+        """`request.n` images at `image_price`."""
+        return request.n * self._catalogue.estimate(
+            self._model(), GENERATED_SIZE, self._config.quality
+        )
+
     async def produce(self, request: UpstreamRequest, user: str) -> UpstreamAnswer:
         """Ask the serving model for `request.n` variations, going down the list while the
         upstream says a model is gone; raises an `UpstreamError` subclass."""
-        held = _Held(request, self._window)
+        assert isinstance(request, VariationRequest)
+        held = self._models.held(request)
+
+        async def send(model: str) -> httpx.Response:
+            fields = self._fields(model, request, user)
+            return await self._call.post(fields, request.image, held.sent)
+
         try:
-            return await self._produce(request, user, held)
+            answered = await self._models.first(send, held)
         finally:
             held.release()
-
-    async def _produce(self, request: UpstreamRequest, user: str, held: _Held) -> UpstreamAnswer:
-        for _ in range(len(self._catalogue.models(OPERATION)) + 1):
-            model = self._catalogue.serving(OPERATION)
-            if model is None:
-                raise UpstreamModelUnavailable()
-            if held.image is None:  # refused after the image was let go of: a retry works
-                raise UpstreamModelUnavailable(retry=True)
-            fields = self._fields(model, request, user)
-            held.keep = len(self._catalogue.candidates(OPERATION)) > 1
-            response = await self._call.post(fields, held.image, held.sent)
-            if response.status_code == 200:
-                return await self._answer(response, model, request)
-            error = error_object(response.content)
-            if not model_gone(response.status_code, error, model):
-                raise self._failure(response, error)
-            self._catalogue.refused(model, OPERATION, response.headers.get("x-request-id"))
-        raise UpstreamModelUnavailable()
+        if answered.response.status_code != 200:
+            raise self._failure(answered.response, error_object(answered.response.content))
+        return await self._answer(answered.response, answered.model, request)
 
     async def _answer(
-        self, response: httpx.Response, model: str, request: UpstreamRequest
+        self, response: httpx.Response, model: str, request: VariationRequest
     ) -> UpstreamAnswer:
         created, generated, usage = _read_answer(response.content)
         try:
@@ -205,12 +153,12 @@ class EditsUpstream:
         except StoreError as exc:
             raise UpstreamAnswerLost("The gateway could not store the generated images.") from exc
         body = orjson.dumps({"created": created, "data": data})
-        usd = self._catalogue.cost(model, usage, "image")
-        if usd is None:  # no usable usage: the model's estimate for what it made
-            usd = len(data) * self._catalogue.estimate(model, GENERATED_SIZE, self._config.quality)
+        # No usable usage: the model's estimate for what it made.
+        fallback = len(data) * self._catalogue.estimate(model, GENERATED_SIZE, self._config.quality)
+        usd = self._models.cost(model, usage, "image", fallback)
         return UpstreamAnswer(body, len(data), response.headers.get("x-request-id"), usd)
 
-    def _fields(self, model: str, request: UpstreamRequest, user: str) -> dict[str, str]:
+    def _fields(self, model: str, request: VariationRequest, user: str) -> dict[str, str]:
         config = self._config
         fields = {
             "model": model,
@@ -257,17 +205,12 @@ class EditsUpstream:
 
 def _read_answer(content: bytes) -> tuple[int, list[bytes], Mapping[str, Any]]:
     """`created`, the decoded images and `usage` of an edits answer; raises `UpstreamError`."""
+    created, items, usage = parse_answer(content)
     try:
-        answer = orjson.loads(content)
-        items = answer["data"]
         images = [base64.b64decode(item["b64_json"], validate=True) for item in items]
-    except (orjson.JSONDecodeError, KeyError, TypeError, binascii.Error) as exc:
+    except (KeyError, TypeError, binascii.Error) as exc:
         raise malformed() from exc
-    created = answer.get("created")
-    if not isinstance(created, int) or isinstance(created, bool):
-        created = int(time.time())
-    usage = answer.get("usage")
-    return created, images, usage if isinstance(usage, dict) else {}
+    return created, images, usage
 
 
 def _fit_all(images: list[bytes], side: int) -> list[bytes]:

@@ -1,4 +1,5 @@
-"""Pixels, for the one place the gateway must touch them: answers of the edits adapter.
+"""Pixels, where the gateway must touch them: answers of the edits adapter, and the
+sandbox's images in the format a caller asked (`encode`).
 
 A current image model answers at its own size (1024x1024) and maybe in another format;
 a variations client asked for a PNG of 256, 512 or 1024 pixels square, so each image is
@@ -39,4 +40,20 @@ def fit_png(data: bytes, side: int) -> bytes:
         raise ImageUnreadable(str(exc)) from exc
     out = BytesIO()
     fitted.save(out, format="PNG")
+    return out.getvalue()
+
+
+def encode(image: Image.Image, output_format: str, compression: int = 100) -> bytes:
+    """`image` as `png`, `jpeg` or `webp` bytes, as an image model answers in
+    `output_format`; `compression` (0-100, OpenAI's `output_compression`) is the jpeg and
+    webp quality. JPEG has no alpha: a transparent image is laid on white first."""
+    out = BytesIO()
+    if output_format == "png":
+        image.save(out, format="PNG", compress_level=1)
+    elif output_format == "jpeg":
+        flat = Image.new("RGB", image.size, (255, 255, 255))
+        flat.paste(image, mask=image.getchannel("A") if image.mode == "RGBA" else None)
+        flat.save(out, format="JPEG", quality=max(1, min(compression, 95)))
+    else:
+        image.save(out, format="WEBP", quality=max(1, min(compression, 100)))
     return out.getvalue()

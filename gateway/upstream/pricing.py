@@ -52,6 +52,20 @@ def per_image(price: ModelPrice, size: str, quality: Quality) -> float:
     return output_tokens(price, size, quality) * price.image_output_per_1m_tokens / PER
 
 
+def input_images(price: ModelPrice, count: int, tokens_per_image: int) -> float:
+    """USD `count` input images of an edit are reserved at, `tokens_per_image` each."""
+    return count * tokens_per_image * price.image_input_per_1m_tokens / PER
+
+
+PARTIAL_IMAGE_TOKENS = 100  # image output tokens billed per partial image of a stream
+
+
+def partial_images(price: ModelPrice, count: int) -> float:
+    """USD `count` partial images of a stream are reserved at: OpenAI bills each 100 image
+    output tokens (its image generation guide, "Partial images cost")."""
+    return count * PARTIAL_IMAGE_TOKENS * price.image_output_per_1m_tokens / PER
+
+
 def _tokens(value: object) -> int | None:
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value

@@ -63,19 +63,31 @@ def _seed(png: bytes, index: int) -> int:
     return int.from_bytes(hashlib.sha256(png + index.to_bytes(2, "big")).digest()[:8], "big")
 
 
-def render_variations(png: bytes, n: int, side: int) -> list[bytes]:
-    """`n` distinct PNG variations of `png`, each `side` pixels square, deterministic."""
+def _base(png: bytes, side: int) -> Image.Image:
+    """The input decoded, at no more than twice the output size (the detail filters cost
+    per pixel)."""
     with Image.open(BytesIO(png)) as source:
         base = source.convert("RGB")
-    # Work at no more than twice the output size: the detail filters cost per pixel.
     if base.width > 2 * side:
         base = base.resize((2 * side, 2 * side), Image.Resampling.BILINEAR)
-    out = []
-    for index in range(n):
-        rng = random.Random(_seed(png, index))  # noqa: S311 - art, not secrets
-        image = _palette(_frame(base, rng, side), rng)
-        image = _FINISHES[index % len(_FINISHES)](image)
-        buffer = BytesIO()
-        image.save(buffer, format="PNG", compress_level=1)
-        out.append(buffer.getvalue())
-    return out
+    return base
+
+
+def _take(base: Image.Image, png: bytes, index: int, side: int) -> bytes:
+    rng = random.Random(_seed(png, index))  # noqa: S311 - art, not secrets
+    image = _palette(_frame(base, rng, side), rng)
+    image = _FINISHES[index % len(_FINISHES)](image)
+    buffer = BytesIO()
+    image.save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def render_variations(png: bytes, n: int, side: int) -> list[bytes]:
+    """`n` distinct PNG variations of `png`, each `side` pixels square, deterministic."""
+    base = _base(png, side)
+    return [_take(base, png, index, side) for index in range(n)]
+
+
+def render_variation(png: bytes, index: int, side: int) -> bytes:
+    """Variation `index` of `png` alone (the same as `render_variations`' at `index`)."""
+    return _take(_base(png, side), png, index, side)

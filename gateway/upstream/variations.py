@@ -16,7 +16,7 @@ from collections.abc import Mapping
 import httpx
 import orjson
 
-from gateway.upstream.base import Operation, UpstreamAnswer, UpstreamRequest
+from gateway.upstream.base import Operation, UpstreamAnswer, UpstreamRequest, VariationRequest
 from gateway.upstream.client import Account, UpstreamCall, error_object, malformed
 from gateway.vocabulary import Size
 
@@ -42,8 +42,14 @@ class VariationsUpstream:
         """dall-e-2's price table, by size."""
         return self._prices[size]
 
+    def estimate(self, request: UpstreamRequest) -> float:
+        """`request.n` images at the price of their size."""
+        assert isinstance(request, VariationRequest)
+        return request.n * self._prices[request.size]
+
     async def produce(self, request: UpstreamRequest, user: str) -> UpstreamAnswer:
         """Send the request upstream; raises an `UpstreamError` subclass on any failure."""
+        assert isinstance(request, VariationRequest)
         fields = {
             "model": request.model,
             "n": str(request.n),

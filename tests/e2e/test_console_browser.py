@@ -307,13 +307,15 @@ def test_the_month_csv_adds_up_to_what_the_callers_received(
     )
 
     page = tab.go("Overview")
-    first = page.locator("tbody tr").first
+    by_endpoint = page.locator("section[data-by=endpoint] tbody tr")
+    expect(by_endpoint.first).to_contain_text("variations")  # the month by endpoint and model
+    first = page.locator(".rules tbody tr").first
     expect(first).to_contain_text("team vision")  # $0.09 of $0.10: the fullest rule
     tab.shoot("overview", copy_to=README_PICTURE)
     page.get_by_label("Team").select_option("audio")
-    expect(page.locator("tbody tr")).to_have_count(3)  # carol's two rules and audio's pool
+    expect(page.locator(".rules tbody tr")).to_have_count(3)  # carol's rules, audio's pool
     page.get_by_label("Unit").select_option("usd")
-    expect(page.locator("tbody tr")).to_contain_text("Nothing to show.")
+    expect(page.locator(".rules tbody tr")).to_contain_text("Nothing to show.")
 
 
 def _chart(page: Any, name: str) -> dict[str, float]:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -14,26 +12,16 @@ from support.config import KEYS
 from support.fake_upstream import FakeUpstream
 from support.pngs import make_png
 from support.servers import GatewayProcess
+from support.tools import NODE_DIR, need
 
 pytestmark = pytest.mark.e2e
-NODE_DIR = Path(__file__).parent / "node"
-
-
-def _need(tool: str) -> str:
-    """The tool's path; a missing tool skips on a laptop but fails in CI."""
-    found = shutil.which(tool)
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{tool} is required in CI")
-        pytest.skip(f"{tool} not installed")
-    return found
 
 
 def run_node_sdk(
     gateway: GatewayProcess, image: Path, n: int, size: str, fmt: str
 ) -> dict[str, Any]:
     """One createVariation call by the npm SDK (variation.mjs); its JSON outcome line."""
-    node = _need("node")
+    node = need("node")
     if not (NODE_DIR / "node_modules" / "openai").exists():
         pytest.fail("the openai npm package is not installed: run `make test`")
     script = str(NODE_DIR / "variation.mjs")
@@ -82,7 +70,7 @@ def test_node_sdk_sees_openai_errors(
 
 def test_curl_form_upload(live: GatewayProcess, upstream: FakeUpstream, tmp_path: Path) -> None:
     """`curl -F image=@file -F n=2` works as the README shows."""
-    curl = _need("curl")
+    curl = need("curl")
     path = tmp_path / "in.png"
     path.write_bytes(make_png(40))
     args = [

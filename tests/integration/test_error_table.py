@@ -216,7 +216,7 @@ def test_disallowed_values_are_invalid_value(client: TestClient, field: str, val
 def test_unknown_path_is_openai_shaped_404(client: TestClient) -> None:
     """Unknown paths answer 404 in the OpenAI shape, never a redirect."""
     response = client.post(
-        "/v1/images/generations",
+        "/v1/images/unknown",
         headers={"Authorization": f"Bearer {KEYS['alice']}"},
         follow_redirects=False,
     )

@@ -92,7 +92,9 @@ def test_usage_is_booked_without_any_quota_rule(client: TestClient) -> None:
     """Chargeback does not depend on quotas: a gateway with no rule still books usage."""
     assert post_variation(client, fields={"n": "2", "size": "512x512"}).status_code == 200
     rows = client.get(f"/admin/usage?month={MONTH}&by=team", headers=ADMIN).json()["data"]
-    assert rows == [{"team": "vision", "requests": 1, "images": 2, "usd": 0.036, "cache_hits": 0}]
+    amounts = {"requests": 1, "images": 2, "usd": 0.036, "cache_hits": 0}
+    split = {"endpoint": "variations", "model": "dall-e-2", **amounts}
+    assert rows == [{"team": "vision", **amounts, "endpoints": [split]}]
     assert client.get("/admin/usage?month=1999-01", headers=ADMIN).json()["data"] == []
 
 
@@ -112,16 +114,10 @@ def test_daily_books_sit_on_the_company_day_and_add_up_to_the_month(
     answer = client.get(f"/admin/usage?month={month}&by=user&period=day", headers=ADMIN).json()
     assert answer["timezone"] == zone and answer["period"] == "day"
     assert len(answer["days"]) == len(calendar.days(local.replace(day=1)))
+    amounts = {"requests": 2, "images": 3, "usd": 0.048, "cache_hits": 0}
+    split = [{"endpoint": "variations", "model": "dall-e-2", **amounts}]
     assert answer["data"] == [
-        {
-            "day": local.isoformat(),
-            "team": "vision",
-            "user": "alice",
-            "requests": 2,
-            "images": 3,
-            "usd": 0.048,
-            "cache_hits": 0,
-        }
+        {"day": local.isoformat(), "team": "vision", "user": "alice", **amounts, "endpoints": split}
     ]
     assert local != Calendar().local_date(MID_WINDOW)  # UTC's day is another one
     span = calendar.span("month", MID_WINDOW)

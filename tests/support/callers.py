@@ -128,11 +128,14 @@ async def during(crowd: Crowd, scenario: Callable[[], object]) -> Tally:
 # Raw sockets: what no SDK would do.
 
 
-def raw_head(port: int, *, length: int | None, content_type: str, user: str = "alice") -> bytes:
-    """A variations request head with a Content-Length, or chunked when `length` is None."""
+def raw_head(
+    port: int, *, length: int | None, content_type: str, user: str = "alice", path: str = PATH
+) -> bytes:
+    """A variations (or `path`) request head with a Content-Length, or chunked when `length`
+    is None."""
     framing = b"Transfer-Encoding: chunked" if length is None else b"Content-Length: %d" % length
     return (
-        b"POST " + PATH.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n" % port
+        b"POST " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n" % port
         + b"Authorization: Bearer " + KEYS[user].encode() + b"\r\n"
         + b"Content-Type: " + content_type.encode() + b"\r\n"
         + framing + b"\r\n\r\n"

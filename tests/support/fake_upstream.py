@@ -37,6 +37,9 @@ class Received:
     fields: dict[str, str] = field(default_factory=dict)
     files: dict[str, tuple[str | None, str, bytes]] = field(default_factory=dict)
     field_names: list[str] = field(default_factory=list)
+    # Every file part in order (repeated `image[]` parts included): name, filename, type, bytes.
+    parts: list[tuple[str, str | None, str, bytes]] = field(default_factory=list)
+    json: dict[str, Any] | None = None  # a JSON body (generations)
     request_id: str = ""  # the x-request-id it answered with, unique per call
     # Images it made (and would bill): None when its answer never reaches the gateway whole
     # (hung, reset, truncated, malformed), which the gateway then charges as asked.
@@ -101,6 +104,63 @@ def edits_response(received: Received) -> dict[str, Any]:
         "quality": received.fields.get("quality", "auto"),
         "size": received.fields.get("size", "auto"),
     }
+
+
+def image_api_usage(
+    n: int, *, text: int = 40, images: int = 0, details: bool = True
+) -> dict[str, Any]:
+    """A `usage` block of the generations or edits endpoint: `n` images of 1000 output
+    tokens each; without its details blocks when `details` is False."""
+    usage: dict[str, Any] = {
+        "input_tokens": text + images,
+        "output_tokens": 1000 * n,
+        "total_tokens": text + images + 1000 * n,
+    }
+    if details:
+        usage["input_tokens_details"] = {"text_tokens": text, "image_tokens": images}
+        usage["output_tokens_details"] = {"image_tokens": 1000 * n, "text_tokens": 0}
+    return usage
+
+
+def image_api_response(received: Received, *, details: bool = True) -> dict[str, Any]:
+    """A gpt-image answer to a generations (JSON) or edits (multipart) call: `n` inline
+    PNGs, the options it was asked, and `usage` (input image tokens: 300 per input part)."""
+    asked: dict[str, Any] = received.json if received.json is not None else received.fields
+    n = int(asked.get("n", 1))
+    image = base64.b64encode(TINY_PNG).decode()
+    return {
+        "created": 1700000000,
+        "data": [{"b64_json": image} for _ in range(n)],
+        "usage": image_api_usage(n, images=300 * len(received.parts), details=details),
+        "size": asked.get("size", "auto"),
+        "quality": asked.get("quality", "auto"),
+        "output_format": asked.get("output_format", "png"),
+        "background": asked.get("background", "auto"),
+    }
+
+
+def any_images_response(received: Received) -> dict[str, Any]:
+    """The answer of whichever image endpoint `received` called: variations as dall-e-2
+    answers them, generations and edits as gpt-image does."""
+    if received.path.endswith("/variations"):
+        return images_response(received)
+    return image_api_response(received)
+
+
+def multipart_parts(content_type: str, body: bytes) -> list[tuple[str, str | None, str, bytes]]:
+    """Every file part of a multipart body, in order (stdlib parser)."""
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + body
+    )
+    parts = []
+    for part in message.iter_parts():
+        if part.get_filename() is None:
+            continue
+        payload = part.get_payload(decode=True)
+        assert isinstance(payload, bytes)
+        name = str(part.get_param("name", header="content-disposition"))
+        parts.append((name, part.get_filename(), part.get_content_type(), payload))
+    return parts
 
 
 def model_entry(model: str, shutdown_date: str | int | None = None) -> dict[str, Any]:
@@ -220,6 +280,9 @@ class FakeUpstream:
                     received.fields, received.files, received.field_names = parse_multipart(
                         headers["content-type"], body
                     )
+                    received.parts = multipart_parts(headers["content-type"], body)
+                if headers.get("content-type") == "application/json" and upstream.parse:
+                    received.json = json.loads(body)
                 reply = upstream._record(received)
                 self.request_id = received.request_id
                 self._answer(reply)

@@ -26,6 +26,13 @@ def make_png(side: int = 64, *, height: int | None = None, noise: bool = False) 
     return out.getvalue()
 
 
+def make_jpeg(side: int = 64, *, kind: str = "JPEG") -> bytes:
+    """A valid `side`-square JPEG (or WEBP, by `kind`)."""
+    out = io.BytesIO()
+    Image.new("RGB", (side, side), (200, 80, 40)).save(out, format=kind)
+    return out.getvalue()
+
+
 def png_of_about(size_bytes: int) -> bytes:
     """A square noise PNG just under `size_bytes` (noise does not compress)."""
     side = int((size_bytes / 3) ** 0.5)

@@ -24,6 +24,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "png",
         "multipart",
         "params",
+        "image_params",
+        "image_inputs",
         "redaction",
         "quota",
         "metrics",
@@ -33,7 +35,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "tracing",
     ),
     "components": ("auth", "upstream", "admin", "notify", "door", "middleware"),
-    "pipeline": ("services", "pipeline"),
+    "pipeline": ("services", "pipeline", "streaming"),
     "routes": ("routes",),
     # What `config check` prints (settings.report) reads the quota policy: a command's part.
     "top": ("lifespan", "app", "server", "settings.report", "__main__"),

@@ -489,3 +489,80 @@ def test_the_image_is_hashed_piece_by_piece_as_it_arrives(
     assert sum(hasher.pieces) == len(image)
     assert len(hasher.pieces) >= len(body) // 1000 - 1  # one piece per chunk, not one at the end
     assert upload.image_digest == f"counting:{len(image):x}"
+
+
+def _read_edit(body: bytes, chunk_size: int | None) -> Upload:
+    """`read_upload` over an edits-shaped form: `image[]` repeated, `mask`, a long prompt."""
+    from support.forms import CONTENT_TYPE, CountingStream, split
+
+    from gateway.cache import input_hasher
+    from gateway.multipart import FileFields, read_upload
+
+    rules = FileFields(
+        frozenset({"image", "image[]", "mask"}),
+        repeated=frozenset({"image[]"}),
+        new_hasher=input_hasher,
+        long_text={"prompt": 4000},
+    )
+    return asyncio.run(
+        read_upload(
+            CONTENT_TYPE,
+            CountingStream(split(body, chunk_size)),
+            allowed=frozenset({"image", "image[]", "mask", "prompt"}),
+            file_field=None,
+            timeout_seconds=30,
+            files=rules,
+        )
+    )
+
+
+@CHUNK_SIZES
+def test_several_file_parts_are_kept_in_order_each_with_its_own_digest(
+    part: type[Part], multipart_body: Callable[..., bytes], chunk_size: int | None
+) -> None:
+    """`image[]` may repeat; each part (and the mask) keeps its bytes, order and a BLAKE3
+    digest of its own, however the body is chunked; a prompt may pass MAX_TEXT_BYTES up to
+    its own bound."""
+    images = [b"first image bytes", b"second", b"third one"]
+    prompt = b"p" * (MAX_TEXT_BYTES + 10)
+    parts = [part("image[]", data, filename="x.png") for data in images]
+    parts += [part("prompt", prompt), part("mask", b"the mask", filename="m.png")]
+    upload = _read_edit(multipart_body(parts), chunk_size)
+    assert [(f.name, f.data) for f in upload.files] == [
+        *(("image[]", data) for data in images), ("mask", b"the mask")
+    ]  # fmt: skip
+    for file, data in zip(upload.files, [*images, b"the mask"], strict=True):
+        assert file.digest == "blake3:" + blake3.blake3(data).hexdigest() and file.is_file
+    assert upload.fields["prompt"] == prompt.decode()
+
+
+def test_a_single_file_field_still_may_not_repeat(
+    part: type[Part], multipart_body: Callable[..., bytes]
+) -> None:
+    """Only the repeatable fields repeat: a second `mask` is `duplicate_parameter`."""
+    body = multipart_body([part("mask", b"a", filename="a"), part("mask", b"b", filename="b")])
+    with pytest.raises(InvalidRequest) as caught:
+        _read_edit(body, None)
+    assert (caught.value.code, caught.value.param) == ("duplicate_parameter", "mask")
+
+
+def test_a_body_past_its_own_bound_is_cut_off(
+    part: type[Part], multipart_body: Callable[..., bytes]
+) -> None:
+    """`max_body_bytes` is the endpoint's cap: past it, 413, wherever the body is."""
+    from support.forms import CONTENT_TYPE, CountingStream, split
+
+    from gateway.multipart import read_upload
+
+    body = multipart_body([part("image", b"x" * 5000, filename="a")])
+    with pytest.raises(RequestTooLarge):
+        asyncio.run(
+            read_upload(
+                CONTENT_TYPE,
+                CountingStream(split(body, 512)),
+                allowed=frozenset({"image"}),
+                file_field="image",
+                timeout_seconds=30,
+                max_body_bytes=4096,
+            )
+        )

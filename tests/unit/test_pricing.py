@@ -4,6 +4,7 @@ settlement from `usage`, with and without its details blocks."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 from typing import Any
@@ -149,3 +150,53 @@ def test_details_that_leave_tokens_out_price_the_rest_by_the_operation() -> None
 def test_unusable_usage_gives_no_cost(usage: dict[str, object]) -> None:
     """Without whole, non-negative token counts there is no cost to settle to."""
     assert usage_cost(usage, PRICE, "image") is None
+
+
+def _estimate_of(
+    operation: str, n: int, size: str, quality: str, inputs: int = 0, partials: int | None = None
+) -> float:
+    """What the image API adapter reserves for such a request at gpt-image-2's shipped
+    prices and capabilities (an edit of `inputs` images and parts, the mask among them; a
+    stream of `partials` partial images per image)."""
+    import httpx
+
+    from gateway.settings.models import GPT_IMAGE_2
+    from gateway.upstream.base import EditRequest, GenerationRequest, ImageOptions, InputImage
+    from gateway.upstream.catalogue import ModelCatalogue
+    from gateway.upstream.client import Account
+    from gateway.upstream.image_api import ImageApiUpstream
+
+    catalogue = ModelCatalogue({"edits": ("gpt-image-2",)}, {"gpt-image-2": gpt_image_2()})
+    adapter = ImageApiUpstream(
+        httpx.AsyncClient(), Account("k"), "http://x.invalid/v1", catalogue, lambda m: GPT_IMAGE_2
+    )
+    options = ImageOptions("p", ("gpt-image-2",), n, size, quality, "png", None, "auto", None)
+    if partials is not None:
+        options = dataclasses.replace(options, stream=True, partial_images=partials)
+    if operation == "generation":
+        return adapter.estimate(GenerationRequest(options))
+    image = InputImage(b"", "", "image/png")
+    return adapter.estimate(EditRequest(options, (image,) * (inputs - 1), image))
+
+
+@pytest.mark.parametrize(
+    ("row", "asked"),
+    [
+        ("generation, n=1, 1024x1024, `low`", ("generation", 1, "1024x1024", "low")),
+        ("generation, n=2, 1536x1024, `high`", ("generation", 2, "1536x1024", "high")),
+        ("generation, n=1, `auto` size, `auto` quality", ("generation", 1, "auto", "auto")),
+        ("edit of 3 images and a mask, n=1, 1024x1024, `medium`",
+         ("edit", 1, "1024x1024", "medium", 4)),
+        ("generation, n=1, 1024x1024, `low`, `stream: true`, `partial_images: 2`",
+         ("generation", 1, "1024x1024", "low", 0, 2)),
+    ],
+)  # fmt: skip
+def test_the_documented_generations_and_edits_reservations(
+    row: str, asked: tuple[Any, ...]
+) -> None:
+    """docs/models.md's reservation table for generations and edits is what the adapter
+    reserves at gpt-image-2's shipped prices."""
+    text = (ROOT / "docs" / "models.md").read_text(encoding="utf-8")
+    (line,) = [line for line in text.splitlines() if line.startswith(f"| {row} |")]
+    documented = float(re.findall(r"= ([0-9.]+) USD", line)[0])
+    assert _estimate_of(*asked) == pytest.approx(documented, abs=5e-6)

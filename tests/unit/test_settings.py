@@ -518,3 +518,22 @@ def test_the_latency_histograms_reach_past_the_upstream_timeout() -> None:
 
     assert UPSTREAM_TIMEOUT_SECONDS in LATENCY_BUCKETS
     assert max(LATENCY_BUCKETS) > UPSTREAM_TIMEOUT_SECONDS
+
+
+@pytest.mark.parametrize(
+    ("images", "limits", "warned"),
+    [
+        ({"teams": {"vision": {"models": ["gpt-image-9"]}}}, {}, "gpt-image-9 not in"),
+        ({"max_edit_body_mb": 100}, {"upload_buffer_mb": 64}, "one edit may hold"),
+    ],
+)
+def test_images_settings_that_cannot_work_start_with_a_warning(
+    images: dict[str, Any], limits: dict[str, Any], warned: str
+) -> None:
+    """A team limited to a model no list names, and an edits body over the upload buffer,
+    are said at start-up; the defaults say nothing."""
+    upstream = edits_upstream("https://api.openai.com/v1")
+    config = parse_config({"upstream": upstream, "quotas": {}, "images": images, "limits": limits})
+    assert any(warned in warning for warning in build_settings(config, SECRETS).warnings)
+    plain = parse_config({"upstream": upstream, "quotas": {}, "images": {}})
+    assert build_settings(plain, SECRETS).warnings == ()
