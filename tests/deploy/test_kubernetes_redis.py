@@ -141,8 +141,15 @@ class Script:
         raise AssertionError(f"not answering: {self.log.read_text()}")
 
     def stop(self) -> None:
+        """SIGTERM, as the kubelet sends; then SIGKILL, as it does after the grace. A
+        primary's SIGTERM may wait out Redis's `shutdown-timeout` (10 s) for a lagging
+        replica, which a loaded machine makes likely: never leave the server running."""
         self.proc.terminate()
-        self.proc.wait(timeout=10)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
 
 
 @pytest.fixture
