@@ -37,6 +37,12 @@ def _dimensions(data: bytes, media_type: str, name: str) -> PngInfo:
     except InvalidRequest as exc:
         exc.param = name
         raise
+    except Image.DecompressionBombError:  # a header claiming hundreds of megapixels
+        raise InvalidRequest(
+            f"Invalid image dimensions: '{name}' has too many pixels.",
+            code="invalid_image_dimensions",
+            param=name,
+        ) from None
     except (UnidentifiedImageError, OSError, ValueError):
         raise InvalidRequest(
             f"Invalid input image: the '{name}' file is corrupt.",

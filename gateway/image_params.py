@@ -16,6 +16,7 @@ from typing import NamedTuple
 import orjson
 
 from gateway.errors import InvalidRequest
+from gateway.params import one_of
 from gateway.settings.models import ModelCapabilities
 from gateway.upstream.base import GenerationRequest, ImageOptions
 
@@ -81,13 +82,7 @@ def _integer(raw: Mapping[str, object], name: str, low: int, high: int, form: bo
 def _choice(raw: Mapping[str, object], name: str, default: str, allowed: Sequence[str]) -> str:
     value = _string(raw, name, default)
     assert value is not None
-    if value not in allowed:
-        raise InvalidRequest(
-            f"'{value[:64]}' is not one of {list(allowed)} - '{name}'",
-            code="invalid_value",
-            param=name,
-        )
-    return value
+    return one_of(name, value, allowed)
 
 
 def _models(raw: Mapping[str, object], room: ModelRoom) -> tuple[str, ...]:

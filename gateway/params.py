@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import NamedTuple, cast
 
 from gateway.errors import InvalidRequest
@@ -49,8 +49,9 @@ def _parse_n(raw: str | None) -> int:
     return n
 
 
-def _choice(name: str, raw: str | None, default: str, allowed: tuple[str, ...]) -> str:
-    value = default if raw is None else raw
+def one_of(name: str, value: str, allowed: Sequence[str]) -> str:
+    """`value` if it is one of `allowed`, else OpenAI's 400 naming the parameter (the image
+    API's parameters are checked with it too)."""
     if value not in allowed:
         raise InvalidRequest(
             f"'{value[:64]}' is not one of {list(allowed)} - '{name}'",
@@ -58,6 +59,10 @@ def _choice(name: str, raw: str | None, default: str, allowed: tuple[str, ...]) 
             param=name,
         )
     return value
+
+
+def _choice(name: str, raw: str | None, default: str, allowed: tuple[str, ...]) -> str:
+    return one_of(name, default if raw is None else raw, allowed)
 
 
 def _image(upload: Upload, max_side: int) -> bytes:

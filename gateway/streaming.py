@@ -122,9 +122,11 @@ class Relay:
             user = forward.metering.user_field(forward.metered.identity)
             self.stream = await self._upstream.open_stream(forward.metered.request, user)
         except BaseException as exc:
-            with tracing.span("quota.settle"):
-                await asyncio.shield(forward.unwind(exc))
-            self.queue.put_nowait(exc)
+            try:
+                with tracing.span("quota.settle"):
+                    await asyncio.shield(forward.unwind(exc))
+            finally:  # the caller's stream ends, however the settling went
+                self.queue.put_nowait(exc)
             raise
         self.queue.put_nowait(_OPENED)
         try:
@@ -141,13 +143,17 @@ class Relay:
                     self.queue.put_nowait(chunk)
             self.tally.follow(b"", end=True)
         except BaseException as exc:
-            with tracing.span("quota.settle"):
-                await asyncio.shield(self._settle_cut(stream, exc))
-            self.queue.put_nowait(exc)
+            try:
+                with tracing.span("quota.settle"):
+                    await asyncio.shield(self._settle_cut(stream, exc))
+            finally:
+                self.queue.put_nowait(exc)
             raise
-        with tracing.span("quota.settle"):
-            await asyncio.shield(self._settle(stream))
-        self.queue.put_nowait(_END)
+        try:
+            with tracing.span("quota.settle"):
+                await asyncio.shield(self._settle(stream))
+        finally:  # a settle that fails (or is cancelled at shutdown) still ends the stream
+            self.queue.put_nowait(_END)
 
     async def _settle(self, stream: OpenedStream) -> None:
         answer = self.tally.delivered(stream)

@@ -84,12 +84,13 @@ def note(**attributes: Attribute) -> None:
 
 
 def outgoing() -> dict[str, str]:
-    """The W3C trace-context headers for an outgoing call from the current span ({} when
-    untraced)."""
+    """The W3C `traceparent` for an outgoing call from the current span ({} when untraced).
+    Only it: `tracestate` would carry a trusted caller's own text upstream, and nothing of
+    the caller's goes there (the upstream request is rebuilt from an allowlist)."""
     carrier: dict[str, str] = {}
     if _TRACER.get() is not None:
         _PROPAGATOR.inject(carrier)
-    return carrier
+    return {name: value for name, value in carrier.items() if name == "traceparent"}
 
 
 @contextlib.contextmanager

@@ -138,7 +138,8 @@ class HeadGuard:
     def _end_of_head(self, data: bytes | bytearray, room: int) -> int:
         """How many of `data`'s first `room` bytes are head, when it ends there; else -1."""
         if self._tail:  # the blank line may have begun in the last read
-            joint = (self._tail + bytes(data[:3])).find(_END_OF_HEAD)
+            # Only this read's bytes: past them, a shared buffer holds an earlier read's.
+            joint = (self._tail + bytes(data[: min(3, room)])).find(_END_OF_HEAD)
             if joint >= 0:
                 return joint + len(_END_OF_HEAD) - len(self._tail)
         found = data.find(_END_OF_HEAD, 0, room)

@@ -118,12 +118,8 @@ class ImageOptions:
         return (self.model, orjson.dumps(self.payload(), option=orjson.OPT_SORT_KEYS).decode())
 
 
-@dataclass(frozen=True)
-class GenerationRequest:
-    """A validated generations request: a prompt and its options."""
-
-    operation: ClassVar[Operation] = "generations"
-    response_format: ClassVar[ResponseFormat] = "b64_json"  # the models answer inline
+class _AskedOptions:
+    """`n` and `model` of a request of the image models, read from its options."""
 
     options: ImageOptions
 
@@ -135,6 +131,16 @@ class GenerationRequest:
     def model(self) -> str:
         """The model asked first (see `ImageOptions.model`)."""
         return self.options.model
+
+
+@dataclass(frozen=True)
+class GenerationRequest(_AskedOptions):
+    """A validated generations request: a prompt and its options."""
+
+    operation: ClassVar[Operation] = "generations"
+    response_format: ClassVar[ResponseFormat] = "b64_json"  # the models answer inline
+
+    options: ImageOptions
 
     def key_material(self) -> tuple[str, ...]:
         """The operation and the options: the prompt is the whole input."""
@@ -159,7 +165,7 @@ class InputImage:
 
 
 @dataclass(frozen=True)
-class EditRequest:
+class EditRequest(_AskedOptions):
     """A validated edits request: the images (in order), the optional mask and options."""
 
     operation: ClassVar[Operation] = "edits"
@@ -170,15 +176,6 @@ class EditRequest:
     mask: InputImage | None = None
     # Called once the images are no longer needed: gives back their upload budget.
     on_sent: Callable[[], None] | None = field(default=None, compare=False, repr=False)
-
-    @property
-    def n(self) -> int:
-        return self.options.n
-
-    @property
-    def model(self) -> str:
-        """The model asked first (see `ImageOptions.model`)."""
-        return self.options.model
 
     def key_material(self) -> tuple[str, ...]:
         """The images' and the mask's digests, in order, and the options."""

@@ -47,7 +47,11 @@ class Decoder:
     parsing rules: the `event` and `data` fields, comments and other fields skipped)."""
 
     def __init__(self) -> None:
-        self._buffer = b""
+        # What is not a whole line yet, appended to in place; `_scanned` of it holds no line
+        # end, so a long line (a completed image's base64, megabytes in 64 KiB chunks) is
+        # searched once, not once per chunk.
+        self._buffer = bytearray()
+        self._scanned = 0
         self._name: str | None = None
         self._data: list[str] = []
 
@@ -71,16 +75,20 @@ class Decoder:
 
     def _line(self) -> tuple[str, bool]:
         buffer = self._buffer
-        cr, lf = buffer.find(b"\r"), buffer.find(b"\n")
-        if cr == len(buffer) - 1 and (lf == -1 or lf > cr):
+        cr, lf = buffer.find(b"\r", self._scanned), buffer.find(b"\n", self._scanned)
+        if cr != -1 and cr == len(buffer) - 1 and (lf == -1 or lf > cr):
+            self._scanned = cr
             return "", False  # a CR last: wait, it may be half of CRLF
         ends = [i for i in (cr, lf) if i != -1]
         if not ends:
+            self._scanned = len(buffer)
             return "", False
         end = min(ends)
         width = 2 if buffer[end : end + 2] == b"\r\n" else 1
-        self._buffer = buffer[end + width :]
-        return buffer[:end].decode("utf-8", "replace"), True
+        line = buffer[:end].decode("utf-8", "replace")
+        del buffer[: end + width]  # a bytearray drops its head without moving the rest
+        self._scanned = 0
+        return line, True
 
     def _take(self, line: str) -> Event | None:
         if not line:  # a blank line ends a message

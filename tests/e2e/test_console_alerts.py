@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-from support.browser import headless_chromium
+from support.browser import playwright_expect
 from support.config import KEYS, auth, base_config
 from support.console_page import ConsoleTab
 from support.fake_upstream import FakeUpstream
@@ -25,12 +25,6 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.e2e]
 
 
-def _expect() -> Any:
-    from playwright.sync_api import expect
-
-    return expect
-
-
 @pytest.fixture
 def gateway(start_gateway: Callable[..., GatewayProcess], upstream: FakeUpstream) -> GatewayProcess:
     """Team vision with 4 images a day; deliveries tried three times, 0.2 s apart at first."""
@@ -41,21 +35,19 @@ def gateway(start_gateway: Callable[..., GatewayProcess], upstream: FakeUpstream
 
 
 @pytest.fixture
-def tab(tmp_path: Path, gateway: GatewayProcess) -> Iterator[ConsoleTab]:
+def tab(browser: Browser, tmp_path: Path, gateway: GatewayProcess) -> Iterator[ConsoleTab]:
     """A console tab signed in with the admin key, checked and closed after the test."""
-    browser: Browser
-    with headless_chromium() as browser:
-        opened = ConsoleTab(browser, gateway.url, tmp_path).open()
-        opened.sign_in(KEYS["grafana"])
-        yield opened
-        opened.check()
-        opened.close()
+    opened = ConsoleTab(browser, gateway.url, tmp_path).open()
+    opened.sign_in(KEYS["grafana"])
+    yield opened
+    opened.check()
+    opened.close()
 
 
 def _alerts_for_vision(tab: ConsoleTab, url: str) -> Any:
     """From the Alerts page: a webhook at `url` (its secret shown once), then vision's
     50 % threshold posted to it."""
-    expect = _expect()
+    expect = playwright_expect()
     page = tab.go("Alerts")
     form = page.locator("#create-webhook")
     form.get_by_label("Name", exact=True).fill("vision leads")
@@ -77,7 +69,7 @@ def test_a_failing_receiver_shows_as_retried_then_failed_in_the_console(
     """From the Alerts page: a webhook (its secret shown once) and vision's 50 % threshold;
     a call crossing it is posted to a receiver that answers 500, and the page lists the
     attempts: retrying, retrying, failed."""
-    expect = _expect()
+    expect = playwright_expect()
     with WebhookReceiver(status=500) as hooks:
         page = _alerts_for_vision(tab, hooks.url("/vision"))
         answer = httpx.post(

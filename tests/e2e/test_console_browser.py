@@ -19,7 +19,7 @@ from urllib.parse import quote
 import httpx
 import openai
 import pytest
-from support.browser import headless_chromium
+from support.browser import playwright_expect
 from support.callers import SdkSize
 from support.config import KEYS, auth, base_config
 from support.console_page import ConsoleTab
@@ -45,12 +45,6 @@ README_PICTURE = os.environ.get("CONSOLE_README_PICTURE")
 PROXY_HEADERS = {"X-Forwarded-User": "root", "X-Forwarded-Team": "ops"}
 
 
-def _expect() -> Any:
-    from playwright.sync_api import expect
-
-    return expect
-
-
 def _becomes(check: Callable[[], bool], seconds: float = PROPAGATION_SECONDS) -> bool:
     """Whether `check` holds within `seconds` of now (polled; a bounded wait)."""
     deadline = time.monotonic() + seconds
@@ -59,13 +53,6 @@ def _becomes(check: Callable[[], bool], seconds: float = PROPAGATION_SECONDS) ->
             return False
         time.sleep(0.02)
     return True
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """Debian's chromium, headless, shared by the module's tests (each has its own context)."""
-    with headless_chromium() as launched:
-        yield launched
 
 
 @pytest.fixture
@@ -141,7 +128,7 @@ def test_an_admin_issues_a_key_the_sdk_uses_and_revokes_it(
     """Signed in with an admin key, the Keys page issues a key (shown once, copyable) that
     the openai SDK can use; rotated there, only the new secret works; revoked there, the
     SDK is refused; the Audit page lists the three actions, newest first, and filters them."""
-    expect = _expect()
+    expect = playwright_expect()
     tab = tabs()
     tab.sign_in(KEYS["grafana"])
     expect(tab.page.locator("#who")).to_have_text("grafana · ops")
@@ -201,7 +188,7 @@ def test_a_quota_raised_in_the_console_admits_the_refused_caller(
 ) -> None:
     """alice's 4 images a day are spent and the SDK is refused; a bad limit typed in the
     Quotas page is refused next to its field and changes nothing; 6 saved there admits her."""
-    expect = _expect()
+    expect = playwright_expect()
     alice = _sdk(gateway, KEYS["alice"])
     assert len(_variation(alice, make_png(16), n=4).parse().data) == 4
     with pytest.raises(openai.RateLimitError):
@@ -279,7 +266,7 @@ def test_the_month_csv_adds_up_to_what_the_callers_received(
     """After SDK traffic (misses and cache hits), the Usage page's CSV files say what each
     caller got: requests, images and usd the company paid for, and cache hits; they are the
     same bytes as `gateway usage export`; the Overview puts the fullest rule first."""
-    expect = _expect()
+    expect = playwright_expect()
     got = _send_traffic(gateway)
     month = time.strftime("%Y-%m", time.gmtime())
     tab = tabs()
@@ -332,7 +319,7 @@ def test_the_daily_spend_chart_draws_what_the_usage_api_says(
     """After SDK traffic, the Usage page draws vision's month day by day: a bar per day of
     the month whose spend, requests and images are the daily books of `/admin/usage`, the
     team's $0.10 budget as a line, and the API's projection to the month's end."""
-    expect = _expect()
+    expect = playwright_expect()
     _send_traffic(gateway)
     month = time.strftime("%Y-%m", time.gmtime())
     headers = auth("grafana")
@@ -372,7 +359,7 @@ def test_a_non_admin_is_refused_and_a_wrong_key_is_not_accepted(
 ) -> None:
     """A user's key signs in to a clear refusal, with no navigation and no data; a key
     the gateway does not know is not accepted, and says why."""
-    expect = _expect()
+    expect = playwright_expect()
     tab = tabs()
     expect(tab.page.locator("#sign-in")).to_be_visible()
     tab.sign_in(KEYS["alice"])
@@ -393,7 +380,7 @@ def test_behind_the_sign_in_proxy_an_admin_needs_no_key_and_others_are_refused(
 ) -> None:
     """With a trusted proxy's headers an admin lands on the Overview without pasting
     anything; the same proxy's non-admin is refused."""
-    expect = _expect()
+    expect = playwright_expect()
     admin = tabs({**PROXY_HEADERS, "X-Forwarded-Groups": "gw-admins"})
     expect(admin.page.locator("#view h2")).to_have_text("Overview")
     expect(admin.page.locator("#who")).to_have_text("root · ops (via sign-in proxy)")
@@ -407,7 +394,7 @@ def test_an_sso_token_signs_an_admin_in_and_an_expired_one_says_why(
 ) -> None:
     """A company token of the admins' group opens the console as its user; an expired
     token is not accepted, and the page says it expired."""
-    expect = _expect()
+    expect = playwright_expect()
     now = int(time.time())
     expired = idp.token(signing_keys["rsa-1"], iat=now - 900, nbf=now - 900, exp=now - 300)
     tab = tabs()
@@ -421,7 +408,7 @@ def test_an_sso_token_signs_an_admin_in_and_an_expired_one_says_why(
 def test_the_credential_lives_only_in_the_tab(tabs: Callable[..., ConsoleTab]) -> None:
     """After signing in, no cookie and no web storage holds anything; a reload forgets the
     key (the sign-in form is back), and Sign out does the same."""
-    expect = _expect()
+    expect = playwright_expect()
     tab = tabs()
     tab.sign_in(KEYS["grafana"])
     expect(tab.page.locator("#nav")).to_be_visible()
@@ -443,7 +430,7 @@ def test_the_console_takes_every_name_and_opens_a_team_only_when_told(
     """Keys: `Vision` beside the configured vision is refused next to Team with a hint; a
     new team is refused until New team is ticked. Quotas: a user named like an IdP subject
     with a `/` gets a runtime rule saved from the page."""
-    expect = _expect()
+    expect = playwright_expect()
     tab = tabs()
     tab.sign_in(KEYS["grafana"])
     page = tab.go("Keys")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-from support.browser import headless_chromium
+from support.browser import playwright_expect
 from support.config import KEYS, auth, base_config
 from support.console_page import ConsoleTab
 from support.fake_upstream import FakeUpstream
@@ -24,19 +24,6 @@ if TYPE_CHECKING:
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 ADMIN = auth("grafana")
-
-
-def _expect() -> Any:
-    from playwright.sync_api import expect
-
-    return expect
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """Debian's chromium, headless, shared by the module's tests."""
-    with headless_chromium() as launched:
-        yield launched
 
 
 @pytest.fixture
@@ -55,7 +42,7 @@ def tab(browser: Browser, gateway: GatewayProcess, tmp_path: Path) -> Iterator[C
     violation, only console files and admin API calls) and closed after the test."""
     opened = ConsoleTab(browser, gateway.url, tmp_path).open()
     opened.sign_in(KEYS["grafana"])
-    _expect()(opened.page.locator("#who")).to_contain_text("grafana")
+    playwright_expect()(opened.page.locator("#who")).to_contain_text("grafana")
     yield opened
     opened.check()
     opened.close()
@@ -81,7 +68,7 @@ def test_the_rotate_dialog_offers_a_grace_and_says_what_0_means(
     """Rotate opens with 300 s of grace, says that 0 cuts every caller off at once, and its
     button is not styled as destructive (Revoke's is); confirmed as offered, the old secret
     keeps working for about 300 s."""
-    expect = _expect()
+    expect = playwright_expect()
     made = _make_key(gateway, user="dave")
     page = tab.go("Keys")
     row = page.locator("tbody tr", has_text="dave")
@@ -109,7 +96,7 @@ def test_the_rotate_dialog_offers_a_grace_and_says_what_0_means(
 def test_refusals_read_in_the_forms_words(tab: ConsoleTab) -> None:
     """An expiry typed as an epoch number is refused under its field saying what to type,
     without the API's field path or error code."""
-    expect = _expect()
+    expect = playwright_expect()
     page = tab.go("Keys")
     form = page.locator("#create-key")
     form.get_by_label("User", exact=True).fill("dave")
@@ -135,7 +122,7 @@ def test_a_bad_since_on_audit_moves_no_filter_and_clears_the_rows(
     """A time the API refuses is said under "Since"; the other filters and the button stay
     where they were, and the last filter's rows are cleared, not left as this one's answer;
     fixed, the entries come back."""
-    expect = _expect()
+    expect = playwright_expect()
     _make_key(gateway, user="dave")
     page = tab.go("Audit")
     expect(page.locator("tbody tr")).to_have_count(1)
@@ -161,7 +148,7 @@ def test_the_keys_table_fits_a_1366_px_window_with_long_names(
         _make_key(gateway, user=f"{i}" + "u" * 199, note="n" * 200)
     tab.page.set_viewport_size({"width": 1366, "height": 768})
     page = tab.go("Keys")
-    _expect()(page.locator("tbody tr")).to_have_count(3)
+    playwright_expect()(page.locator("tbody tr")).to_have_count(3)
     tab.shoot("keys-long-names")
     right = page.evaluate("document.querySelector('table').getBoundingClientRect().right")
     assert right <= 1366
@@ -172,7 +159,7 @@ def test_a_quota_override_for_a_name_with_a_slash_is_saved_from_the_console(
     tab: ConsoleTab, gateway: GatewayProcess
 ) -> None:
     """An SSO subject with `/` and `%` gets its runtime override through the Quotas page."""
-    expect = _expect()
+    expect = playwright_expect()
     name = "okta/00u1%ab"
     page = tab.go("Quotas")
     page.get_by_label("Name").fill(name)

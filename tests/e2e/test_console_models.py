@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import httpx
 import openai
 import pytest
-from support.browser import headless_chromium
+from support.browser import playwright_expect
 from support.config import EDITS_PRICE, KEYS, auth, base_config, edits_upstream
 from support.console_page import ConsoleTab
 from support.fake_upstream import FakeUpstream, Reply, edits_response, model_entry
@@ -29,19 +29,6 @@ pytestmark = [
     pytest.mark.redis,
     pytest.mark.filterwarnings("ignore:deprecated:DeprecationWarning"),  # create_variation
 ]
-
-
-def _expect() -> Any:
-    from playwright.sync_api import expect
-
-    return expect
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """Debian's chromium, headless, shared by the module's tests."""
-    with headless_chromium() as launched:
-        yield launched
 
 
 @pytest.fixture
@@ -78,7 +65,7 @@ def test_an_admin_prices_a_model_puts_it_first_and_the_sdk_follows(
 ) -> None:
     """The page shows cm-a serving, with its shutdown date; cm-b priced and put first there
     serves the next SDK call; the list says runtime; the audit has both changes."""
-    expect = _expect()
+    expect = playwright_expect()
     tab = ConsoleTab(browser, gateway.url, tmp_path).open()
     try:
         tab.sign_in(KEYS["grafana"])

@@ -8,11 +8,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
-from support.browser import headless_chromium
+from support.browser import playwright_expect
 from support.config import auth, base_config
 from support.console_page import ConsoleTab
 from support.fake_idp import FakeIdP
@@ -28,19 +28,6 @@ ADMINS = {
     "sub": "00u-erin",
     "groups": ["grp-vision", "grp-gateway-admins"],
 }
-
-
-def _expect() -> Any:
-    from playwright.sync_api import expect
-
-    return expect
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """Debian's chromium, headless, shared by the module's tests."""
-    with headless_chromium() as launched:
-        yield launched
 
 
 @pytest.fixture
@@ -73,7 +60,7 @@ def test_an_admin_signs_in_with_sso_and_the_audit_names_issuer_and_subject(
     """One click: the IdP's popup sends the code back, the provider redeems it only with the
     PKCE verifier, and the console opens as the token's user with no key pasted and nothing
     stored; a key created there is audited with the token's issuer and subject."""
-    expect = _expect()
+    expect = playwright_expect()
     idp.signed_in = ADMINS
     _sso(tab)
     expect(tab.page.locator("#who")).to_have_text("erin@example.com · vision")
@@ -99,7 +86,7 @@ def test_a_non_admin_signed_in_with_sso_is_refused(tab: ConsoleTab, idp: FakeIdP
     """A person whose token carries no admin group is told they are not an admin."""
     idp.signed_in = {"email": "gus@example.com", "sub": "00u-gus", "groups": ["grp-audio"]}
     _sso(tab)
-    expect = _expect()
+    expect = playwright_expect()
     expect(tab.page.locator("#refused")).to_contain_text("signed in as gus@example.com")
     expect(tab.page.locator("#nav")).to_be_hidden()
 
@@ -107,7 +94,7 @@ def test_a_non_admin_signed_in_with_sso_is_refused(tab: ConsoleTab, idp: FakeIdP
 def test_an_expired_sso_session_says_so_and_signs_in_again(tab: ConsoleTab, idp: FakeIdP) -> None:
     """A token that lasts three seconds: the page says the sign-in expired, shows nothing
     more, and one more click on the SSO button signs the admin in again."""
-    expect = _expect()
+    expect = playwright_expect()
     idp.signed_in, idp.token_seconds = ADMINS, 3
     _sso(tab)
     expect(tab.page.locator("#who")).to_have_text("erin@example.com · vision")

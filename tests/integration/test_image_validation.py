@@ -113,12 +113,23 @@ def test_the_accepted_limits_pass(client: TestClient, upstream: FakeUpstream) ->
 
 GIF = b"GIF89a" + bytes(64)
 CORRUPT_PNG = PNG[:40] + b"\x00" * 8 + PNG[48:]
+
+
+def _jpeg_claiming(side: int) -> bytes:
+    """A few hundred bytes of JPEG whose frame header (SOF0) claims `side` x `side`."""
+    data = bytearray(make_jpeg(16))
+    frame = data.index(b"\xff\xc0") + 5  # marker, length (2), precision (1)
+    data[frame : frame + 4] = side.to_bytes(2, "big") * 2
+    return bytes(data)
+
+
 EDIT_ROWS: list[tuple[list[tuple[str, Any]], dict[str, str], str, str]] = [
     ([], {}, "missing_required_parameter", "image"),
     ([("image[]", PNG)] * 17, {}, "invalid_value", "image[]"),
     ([("image[]", GIF)], {}, "invalid_image_format", "image[]"),
     ([("image", CORRUPT_PNG)], {}, "invalid_image_format", "image"),
     ([("image", b"")], {}, "invalid_image_format", "image"),
+    ([("image", _jpeg_claiming(20000))], {}, "invalid_image_dimensions", "image"),
     ([("image", PNG), ("mask", make_jpeg(16))], {}, "invalid_image_format", "mask"),
     ([("image", PNG), ("mask", make_png(32))], {}, "invalid_image_dimensions", "mask"),
     ([("image", PNG)], {"prompt": ""}, "missing_required_parameter", "prompt"),

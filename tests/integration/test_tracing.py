@@ -200,13 +200,15 @@ def test_a_callers_trace_is_continued_only_from_a_trusted_network(
     continued: bool,
 ) -> None:
     """A `traceparent` from a trusted network makes the server span its child (and the
-    upstream gets the same trace); from anyone else it is ignored and a new trace starts."""
+    upstream gets the same trace); from anyone else it is ignored and a new trace starts.
+    The caller's `tracestate` never goes upstream: it is the caller's own text."""
     with _client_from(upstream, otel, peer) as client:
-        post_variation(client, headers={"traceparent": TRACEPARENT})
+        post_variation(client, headers={"traceparent": TRACEPARENT, "tracestate": "team=x"})
     (root,) = roots(collector, 1)
     assert (root.trace_id == CALLER_TRACE) is continued
     assert (root.parent_id == CALLER_SPAN) is continued
     assert upstream.received[0].headers["traceparent"].split("-")[1] == root.trace_id
+    assert "tracestate" not in upstream.received[0].headers
 
 
 def test_tracing_off_makes_no_span_sends_no_context_and_logs_no_ids(

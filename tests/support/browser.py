@@ -13,7 +13,7 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -65,3 +65,11 @@ def headless_chromium() -> Iterator[Browser]:
             yield browser
         finally:
             browser.close()
+
+
+def playwright_expect() -> Any:
+    """Playwright's `expect`, imported when a test runs: the package may be missing (see
+    `headless_chromium`, which skips or fails then)."""
+    from playwright.sync_api import expect
+
+    return expect

@@ -19,6 +19,20 @@ def test_a_normal_head_split_anywhere_is_complete_where_it_ends() -> None:
     assert guard.seen == len(head)
 
 
+def test_a_short_read_into_a_shared_buffer_ends_the_head_only_with_its_own_bytes() -> None:
+    """Reads land in one buffer per event loop: a one-byte read leaves an earlier read's
+    bytes behind it. A head whose last read ends in `\r` and whose next read is `\n`
+    followed, in the buffer, by a stale `\r\n` is not complete: the guard stays armed (its
+    time and size limits hold) until the head really ends."""
+    guard = HeadGuard()
+    buffer = bytearray(LINE + b"B: c\r")
+    assert guard.feed(buffer) is None and not guard.complete
+    buffer[:3] = b"\n\r\n"  # this read is the first byte; the other two are stale
+    assert guard.feed(buffer, 1) is None and not guard.complete
+    assert guard.seen == len(LINE) + len(b"B: c\r\n")
+    assert guard.feed(b"\r\n") is None and guard.complete
+
+
 def test_a_request_line_past_the_limit_is_a_414_even_before_it_ends() -> None:
     """A URL longer than MAX_REQUEST_LINE is refused as soon as that many bytes arrive
     without a line end, whatever the reads."""
