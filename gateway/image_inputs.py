@@ -107,11 +107,18 @@ def parse_edit(
         return EditRequest(options, tuple(image for image, _ in images))
     masked, info = _input(mask, caps, MAX_MASK_BYTES, png_only=True)
     first = images[0][1]
-    if info != first:
+    if info[:2] != first[:2]:
         raise InvalidRequest(
             f"Invalid mask: it must be {first.width}x{first.height}, as the first image is, "
             f"not {info.width}x{info.height}.",
             code="invalid_image_dimensions",
+            param="mask",
+        )
+    if not info.transparent:  # its fully transparent areas say where to edit: it needs some
+        raise InvalidRequest(
+            "Invalid mask: it must have an alpha channel; its fully transparent areas are "
+            "where the image is edited.",
+            code="invalid_image_format",
             param="mask",
         )
     return EditRequest(options, tuple(image for image, _ in images), masked)

@@ -31,6 +31,7 @@ _VALID_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6
 class PngInfo(NamedTuple):
     width: int
     height: int
+    transparent: bool = False  # an alpha channel (colour type 4 or 6) or a tRNS chunk
 
 
 def looks_like_png(data: bytes) -> bool:
@@ -59,12 +60,13 @@ def _header(view: memoryview) -> PngInfo:
     width, height, depth, color, compression, filtering, interlace = _IHDR.unpack_from(view, 16)
     if depth not in _VALID_DEPTHS.get(color, ()) or compression or filtering or interlace > 1:
         raise _bad_format("the IHDR chunk has invalid values")
-    return PngInfo(width, height)
+    return PngInfo(width, height, transparent=color in (4, 6))
 
 
-def _walk_chunks(view: memoryview) -> None:
-    """Check every chunk's length and CRC, and that IDAT data and IEND are present."""
-    offset, end, seen_idat = 8, len(view), False
+def _walk_chunks(view: memoryview) -> bool:
+    """Check every chunk's length and CRC, and that IDAT data and IEND are present; say
+    whether a tRNS chunk (transparency without an alpha channel) is among them."""
+    offset, end, seen_idat, seen_trns = 8, len(view), False, False
     for _ in range(MAX_CHUNKS):
         if offset + 12 > end:
             break
@@ -76,10 +78,11 @@ def _walk_chunks(view: memoryview) -> None:
         if crc32(view[offset + 4 : data_end]) != crc:
             raise _bad_format(f"the {kind.decode('latin-1')!r} chunk has a bad CRC")
         seen_idat = seen_idat or kind == b"IDAT"
+        seen_trns = seen_trns or kind == b"tRNS"
         if kind == b"IEND":
             if not seen_idat:
                 raise _bad_format("the file has no image data")
-            return
+            return seen_trns
         offset = data_end + 4
     else:
         raise _bad_format(f"the file has more than {MAX_CHUNKS} chunks")
@@ -87,12 +90,14 @@ def _walk_chunks(view: memoryview) -> None:
 
 
 def png_info(data: bytes) -> PngInfo:
-    """The width and height of the PNG `data`, its structure checked (not its shape)."""
+    """The width and height of the PNG `data` and whether it has transparency, its
+    structure checked (not its shape)."""
     if not looks_like_png(data) or len(data) < len(SIGNATURE) + 8 + _IHDR.size + 4:
         raise _bad_format("the file is not a PNG")
     view = memoryview(data)
     info = _header(view)
-    _walk_chunks(view)
+    if _walk_chunks(view):
+        return info._replace(transparent=True)
     return info
 
 

@@ -78,7 +78,7 @@ def test_python_sdk_edit_with_several_images_and_a_mask(
     for i, data in enumerate(pngs):
         paths.append(tmp_path / f"in{i}.png")
         paths[-1].write_bytes(data)
-    mask = make_png(32, noise=True)
+    mask = make_png(32, noise=True, alpha=True)
     with sdk(gateway) as client:
         for _ in range(2):
             files = [path.open("rb") for path in paths]
@@ -126,7 +126,7 @@ def test_node_sdk_generate_and_edit(
     generated = run_node(gateway, "generate", EDITS_MODEL)
     assert generated["ok"] and generated["count"] == 2, generated
     paths = []
-    for i, data in enumerate((make_png(24, noise=True), make_png(24), make_png(56))):
+    for i, data in enumerate((make_png(24, noise=True, alpha=True), make_png(24), make_png(56))):
         paths.append(tmp_path / f"n{i}.png")
         paths[-1].write_bytes(data)
     edited = run_node(gateway, "edit", *(str(p) for p in paths))

@@ -108,7 +108,7 @@ def test_an_edit_sends_every_image_in_order_and_the_mask(
     their own types, the options as fields and the pseudonym."""
     client = images()
     pngs = [make_png(16), make_png(32), make_png(48)]
-    mask = make_png(16, noise=True)
+    mask = make_png(16, noise=True, alpha=True)
     response = edit(client, pngs, mask=mask, n="1", user="mallory")
     assert response.status_code == 200, response.text
     (call,) = upstream.received

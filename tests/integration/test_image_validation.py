@@ -131,7 +131,8 @@ EDIT_ROWS: list[tuple[list[tuple[str, Any]], dict[str, str], str, str]] = [
     ([("image", b"")], {}, "invalid_image_format", "image"),
     ([("image", _jpeg_claiming(20000))], {}, "invalid_image_dimensions", "image"),
     ([("image", PNG), ("mask", make_jpeg(16))], {}, "invalid_image_format", "mask"),
-    ([("image", PNG), ("mask", make_png(32))], {}, "invalid_image_dimensions", "mask"),
+    ([("image", PNG), ("mask", make_png(32, alpha=True))], {}, "invalid_image_dimensions", "mask"),
+    ([("image", PNG), ("mask", make_png(16))], {}, "invalid_image_format", "mask"),  # opaque
     ([("image", PNG)], {"prompt": ""}, "missing_required_parameter", "prompt"),
     ([("image", PNG)], {"moderation": "low"}, "unknown_parameter", "moderation"),
     ([("image", PNG)], {"input_fidelity": "high"}, "invalid_value", "input_fidelity"),

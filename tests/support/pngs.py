@@ -11,8 +11,11 @@ import zlib
 from PIL import Image
 
 
-def make_png(side: int = 64, *, height: int | None = None, noise: bool = False) -> bytes:
-    """A valid RGB PNG, `side` wide and `height` (default: square) high."""
+def make_png(
+    side: int = 64, *, height: int | None = None, noise: bool = False, alpha: bool = False
+) -> bytes:
+    """A valid RGB PNG, `side` wide and `height` (default: square) high; with `alpha`, an
+    RGBA one whose left half is fully transparent (a mask, as the edits endpoint takes)."""
     height = side if height is None else height
     if noise:
         image = Image.frombytes("RGB", (side, height), os.urandom(side * height * 3))
@@ -21,6 +24,9 @@ def make_png(side: int = 64, *, height: int | None = None, noise: bool = False) 
         image.putdata(
             [((x * 5) % 256, (y * 3) % 256, 128) for y in range(height) for x in range(side)]
         )
+    if alpha:
+        image.putalpha(Image.new("L", (side, height), 255))
+        image.paste((0, 0, 0, 0), (0, 0, side // 2, height))
     out = io.BytesIO()
     image.save(out, format="PNG")
     return out.getvalue()

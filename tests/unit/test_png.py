@@ -53,7 +53,7 @@ def test_pillow_encoded_png_is_accepted() -> None:
     """A PNG written by a real encoder (Pillow) passes the structural checks."""
     out = io.BytesIO()
     Image.new("RGBA", (64, 64), (10, 20, 30, 40)).save(out, format="PNG")
-    assert check_png(out.getvalue(), max_side=MAX_SIDE) == PngInfo(64, 64)
+    assert check_png(out.getvalue(), max_side=MAX_SIDE) == PngInfo(64, 64, transparent=True)
 
 
 @pytest.mark.parametrize(
@@ -67,8 +67,10 @@ def test_pillow_encoded_png_is_accepted() -> None:
 def test_every_legal_colour_type_and_bit_depth_is_accepted(
     make_png: Callable[..., bytes], color: int, depth: int
 ) -> None:
-    """Every colour type / bit depth pair the PNG spec allows is accepted."""
-    assert check_png(make_png(9, color=color, depth=depth), max_side=MAX_SIDE) == PngInfo(9, 9)
+    """Every colour type / bit depth pair the PNG spec allows is accepted (4 and 6 carry
+    an alpha channel)."""
+    info = check_png(make_png(9, color=color, depth=depth), max_side=MAX_SIDE)
+    assert info == PngInfo(9, 9, transparent=color in (4, 6))
 
 
 def test_sixteen_bit_png_is_accepted(make_png: Callable[..., bytes]) -> None:
@@ -228,4 +230,14 @@ def test_a_png_with_many_chunks_below_the_cap_is_valid() -> None:
     """Thousands of small chunks (as some encoders write image data) stay accepted."""
     png = make_png(32)
     flooded = png[:33] + png_chunk(b"prVt", b"") * (MAX_CHUNKS - 10) + png[33:]
-    assert check_png(flooded, max_side=4096) == (32, 32)
+    assert check_png(flooded, max_side=4096) == PngInfo(32, 32)
+
+
+def test_transparency_is_read_from_the_colour_type_or_a_trns_chunk() -> None:
+    """An alpha channel (RGBA) or a tRNS chunk (a palette's or a colour key's transparency)
+    is transparency; an RGB PNG without tRNS is opaque (an edit's mask needs some)."""
+    rgb = make_png(8)
+    assert not check_png(rgb, max_side=64).transparent
+    assert check_png(make_png(8, alpha=True), max_side=64).transparent
+    keyed = rgb[:33] + png_chunk(b"tRNS", b"\x00\x00\x00\x00\x00\x00") + rgb[33:]
+    assert check_png(keyed, max_side=64).transparent
