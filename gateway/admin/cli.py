@@ -72,11 +72,14 @@ def _print(value: Any) -> int:
 
 
 def name_argument(value: str) -> str:
-    """A --user or --team value, held to the one name rule (the config's and the API's)."""
+    """A --user or --team value, held to the one name rule (the config's and the API's);
+    refused without a pasted secret said back."""
+    from gateway.redaction import redact_keys
+
     try:
         return check_name(value)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+        raise argparse.ArgumentTypeError(redact_keys(str(exc))) from None
 
 
 def key_id_argument(value: str) -> str:

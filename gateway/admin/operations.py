@@ -35,7 +35,7 @@ from gateway.auth.keys import key_digest, new_key
 from gateway.errors import AdminBusy, InvalidRequest, NotFound, UserExists
 from gateway.quota.books import book_keys
 from gateway.quota.policy import Scope
-from gateway.redaction import looks_like_secret
+from gateway.redaction import looks_like_secret, redact_keys
 from gateway.settings.config import QuotaRule
 from gateway.settings.types import Name, Strict, error_message
 from gateway.vocabulary import NAME_RULE, Unit, Window, external_name
@@ -123,6 +123,8 @@ def parse(model: type[Strict], body: Mapping[str, Any]) -> Any:
             "unknown parameter" if first["type"] == "extra_forbidden" else error_message(first)
         )
         code = codes.get(first["type"], "invalid_value")
+        # A value said back (a name breaking the rule) never carries a pasted secret.
+        message = redact_keys(message)
         raise InvalidRequest(f"{param}: {message}", code=code, param=param) from None
 
 

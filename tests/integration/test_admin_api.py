@@ -535,3 +535,16 @@ def test_setting_rules_says_what_it_replaced(admin_client: TestClient) -> None:
     answer = admin_client.put("/admin/quotas/users/alice", json=second, headers=ADMIN).json()
     assert answer["replaced"] == [{"unit": "usd", "window": "month", "limit": 5}]
     assert answer["rules"] == [{"unit": "images", "window": "day", "limit": 50}]
+
+
+def test_a_key_pasted_with_its_bearer_prefix_as_a_name_is_not_said_back(
+    client: TestClient,
+) -> None:
+    """`Bearer gwk_...` (or a secret with a trailing newline) breaks the name rule before
+    the secret check: the 400 says so without repeating the secret."""
+    secret = create(client)["key"]
+    for user in (f"Bearer {secret}", secret + "\n"):
+        body = {"user": user, "team": "vision"}
+        refused = client.post("/admin/keys", json=body, headers=ADMIN)
+        assert_openai_error(refused, 400, "invalid_value", "user")
+        assert secret not in refused.text and "not a valid name" in refused.text

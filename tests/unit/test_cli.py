@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import re
 from collections.abc import Callable
@@ -11,6 +12,7 @@ import pytest
 import yaml
 
 from gateway.__main__ import main
+from gateway.admin.cli import name_argument
 
 SECRET_VARS = (
     "OPENAI_API_KEY",
@@ -472,3 +474,11 @@ def test_keys_revoke_and_rotate_refuse_a_secret_where_an_id_belongs(
     err = capsys.readouterr().err
     assert "secret, not" in err and "gateway keys list" in err
     assert secret not in err and "cannot reach" not in err
+
+
+def test_a_secret_pasted_with_its_prefix_as_a_name_is_not_said_back() -> None:
+    """`--user "Bearer gwk_..."` breaks the name rule; the refusal does not repeat it."""
+    secret = "gwk_" + "A1b2" * 8
+    with pytest.raises(argparse.ArgumentTypeError) as refused:
+        name_argument(f"Bearer {secret}")
+    assert secret not in str(refused.value) and "not a valid name" in str(refused.value)
