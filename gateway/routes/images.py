@@ -37,7 +37,7 @@ from gateway import pipeline, streaming
 from gateway.auth.base import Identity
 from gateway.image_inputs import read_edit
 from gateway.image_params import ModelRoom, parse_generation
-from gateway.multipart import read_body
+from gateway.multipart import length_check, read_body
 from gateway.params import read_variation_request
 from gateway.pipeline import Metered
 from gateway.quota.counters import estimated_cost
@@ -115,6 +115,10 @@ async def create_generation(request: Request) -> Response:
 async def create_edit(request: Request) -> Response:
     """Images edited from one or more images (multipart), with an optional mask."""
     services: Services = request.app.state.services
+    max_body_bytes = services.images.max_edit_body_mb * 2**20
+    # The route table's bound is the most the config may allow; this is the config's, kept
+    # from the declared length before the door (a caller holds nothing), then as it streams.
+    length_check(max_body_bytes)(request.headers.get("content-length"))
     async with services.door.admit(request) as admitted:
         cache = services.metering.cache
         mode = cache.mode(request.headers.get("cache-control"))
@@ -122,7 +126,7 @@ async def create_edit(request: Request) -> Response:
             request.headers.get("content-type"),
             admitted.body,
             _room(services, admitted.identity),
-            max_body_bytes=services.images.max_edit_body_mb * 2**20,
+            max_body_bytes=max_body_bytes,
             timeout_seconds=services.limits.body_timeout_seconds,
             new_hasher=cache.hashers(mode),
         )

@@ -209,3 +209,17 @@ def test_jpeg_and_webp_inputs_go_upstream_as_what_they_are(
         ("image[]", "image.jpg", "image/jpeg"),
         ("image[]", "image.webp", "image/webp"),
     ]
+
+
+def test_an_edit_declared_over_the_configs_bound_is_refused_before_reading(
+    client: TestClient, upstream: FakeUpstream
+) -> None:
+    """A Content-Length over `images.max_edit_body_mb` (32 MiB here) is a 413 from the
+    header alone, as variations' is: nothing read, reserved or sent."""
+    headers = {**auth(), "Content-Type": "multipart/form-data; boundary=b"}
+    headers["Content-Length"] = str(100 * 2**20)
+    response = client.post("/v1/images/edits", content=b"x" * 10, headers=headers)
+    error = assert_openai_error(response, 413, "request_too_large")
+    assert str(32 * 2**20) in error["message"]
+    assert response.headers["connection"] == "close"
+    nothing_spent(client, upstream)
