@@ -17,27 +17,16 @@ import pytest
 from support.config import KEYS, auth, base_config
 from support.fake_upstream import FakeUpstream
 from support.pngs import make_png
+from support.polling import becomes
 from support.servers import GatewayProcess, RedisServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
-PROPAGATION_SECONDS = 1.0
 PNG = make_png(16)
 
 
 def _status_on(gateway: GatewayProcess, key: str) -> int:
     headers = {"Authorization": f"Bearer {key}"}
     return httpx.get(gateway.url + "/v1/quota", headers=headers, timeout=5).status_code
-
-
-def _becomes(check: Callable[[], bool], seconds: float = PROPAGATION_SECONDS) -> bool:
-    """Whether `check` holds within `seconds` of now (polled; a bounded wait)."""
-    deadline = time.monotonic() + seconds
-    while True:
-        if check():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
 
 
 @pytest.fixture
@@ -58,10 +47,10 @@ def test_a_key_made_on_one_replica_opens_the_other_and_a_revoke_closes_both(
     first, second = pair
     body = {"user": "dave", "team": "vision"}
     created = httpx.post(first.url + "/admin/keys", json=body, headers=auth("grafana")).json()
-    assert _becomes(lambda: _status_on(second, created["key"]) == 200)
+    assert becomes(lambda: _status_on(second, created["key"]) == 200)
     revoked = httpx.delete(f"{second.url}/admin/keys/{created['id']}", headers=auth("grafana"))
     assert revoked.status_code == 200
-    assert _becomes(lambda: {_status_on(g, created["key"]) for g in pair} == {401})
+    assert becomes(lambda: {_status_on(g, created["key"]) for g in pair} == {401})
 
 
 def test_a_quota_raised_on_one_replica_admits_on_the_other(pair: list[GatewayProcess]) -> None:
@@ -72,7 +61,7 @@ def test_a_quota_raised_on_one_replica_admits_on_the_other(pair: list[GatewayPro
     rules = {"rules": [{"unit": "images", "window": "day", "limit": 3}]}
     put = httpx.put(first.url + "/admin/quotas/users/alice", json=rules, headers=auth("grafana"))
     assert put.status_code == 200
-    assert _becomes(
+    assert becomes(
         lambda: httpx.get(second.url + "/v1/quota", headers=auth()).json()["rules"][0]["limit"] == 3
     )
     assert second.post_variation(PNG).status_code == 200
@@ -209,7 +198,7 @@ def _outage(gateway: GatewayProcess, own_redis: RedisServer) -> None:
         gone = admin.post("/admin/keys", json={"user": "erin", "team": "vision"}).json()
         admin.delete(f"/admin/keys/{gone['id']}")
         own_redis.stop()
-        assert _becomes(lambda: _variation_with(gateway, kept["key"]) == 503, 2.0)
+        assert becomes(lambda: _variation_with(gateway, kept["key"]) == 503, 2.0)
         assert _variation_with(gateway, gone["key"]) == 401
         assert _variation_with(gateway, KEYS["alice"]) == 200
         refused = admin.get("/admin/keys")
@@ -219,4 +208,4 @@ def _outage(gateway: GatewayProcess, own_redis: RedisServer) -> None:
         )
         own_redis.start()
         assert admin.delete(f"/admin/keys/{kept['id']}").status_code == 200
-    assert _becomes(lambda: _status_on(gateway, kept["key"]) == 401)
+    assert becomes(lambda: _status_on(gateway, kept["key"]) == 401)

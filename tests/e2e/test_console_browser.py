@@ -26,6 +26,7 @@ from support.console_page import ConsoleTab
 from support.fake_idp import FakeIdP, SigningKey
 from support.fake_upstream import FakeUpstream
 from support.pngs import make_png
+from support.polling import becomes
 from support.servers import GatewayProcess
 
 from gateway.quota.books import to_csv
@@ -39,20 +40,9 @@ pytestmark = [
     pytest.mark.redis,
     pytest.mark.filterwarnings("ignore:deprecated:DeprecationWarning"),  # create_variation
 ]
-PROPAGATION_SECONDS = 1.0
 # Set to a file (docs/console-overview.png) to refresh the README's picture of the overview.
 README_PICTURE = os.environ.get("CONSOLE_README_PICTURE")
 PROXY_HEADERS = {"X-Forwarded-User": "root", "X-Forwarded-Team": "ops"}
-
-
-def _becomes(check: Callable[[], bool], seconds: float = PROPAGATION_SECONDS) -> bool:
-    """Whether `check` holds within `seconds` of now (polled; a bounded wait)."""
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 @pytest.fixture
@@ -159,7 +149,7 @@ def test_an_admin_issues_a_key_the_sdk_uses_and_revokes_it(
     expect(page.locator(".secret h3")).to_contain_text("Rotated key for dave")
     rotated = page.locator(".secret-value").input_value()
     assert rotated.startswith("gwk_") and rotated != secret
-    assert _becomes(lambda: _status(gateway, secret) == 401)
+    assert becomes(lambda: _status(gateway, secret) == 401)
     client = _sdk(gateway, rotated)
     assert len(_variation(client, make_png(16)).parse().data) == 1
 
@@ -168,7 +158,7 @@ def test_an_admin_issues_a_key_the_sdk_uses_and_revokes_it(
     page.locator("#confirm-ok").click()
     expect(page.locator("tbody tr", has_text="dave")).to_contain_text("revoked")
     tab.shoot("keys")
-    assert _becomes(lambda: _status(gateway, rotated) == 401)
+    assert becomes(lambda: _status(gateway, rotated) == 401)
     with pytest.raises(openai.AuthenticationError):
         _variation(client, make_png(16))
 
@@ -217,7 +207,7 @@ def test_a_quota_raised_in_the_console_admits_the_refused_caller(
     expect(page.locator(".status.ok")).to_contain_text("Saved")
     expect(page.locator("table").first.locator("tr", has_text="images")).to_contain_text("runtime")
     tab.shoot("quotas")
-    assert _becomes(lambda: _variation_admitted(alice))
+    assert becomes(lambda: _variation_admitted(alice))
 
 
 def _variation_admitted(client: openai.OpenAI) -> bool:

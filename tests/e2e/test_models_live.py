@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from support.fake_upstream import (
     model_not_found,
 )
 from support.pngs import make_png
+from support.polling import becomes
 from support.servers import GatewayProcess
 
 pytestmark = [
@@ -36,18 +36,7 @@ pytestmark = [
     pytest.mark.redis,
     pytest.mark.filterwarnings("ignore:deprecated:DeprecationWarning"),
 ]
-PROPAGATION_SECONDS = 1.0
 DEAR = {**EDITS_PRICE, "image_output_per_1m_tokens": 80.0}
-
-
-def _becomes(check: Callable[[], bool], seconds: float = PROPAGATION_SECONDS) -> bool:
-    """Whether `check` holds within `seconds` of now (polled; a bounded wait)."""
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def _config(url: str) -> dict[str, Any]:
@@ -200,13 +189,13 @@ def test_a_list_changed_at_run_time_is_used_by_both_replicas_within_a_second(
         view = httpx.get(gateway.url + "/admin/models", headers=auth("grafana"), timeout=5).json()
         return view["lists"][0]
 
-    assert _becomes(lambda: all(lists(g)["models"] == ["live-c", "live-a"] for g in pair))
+    assert becomes(lambda: all(lists(g)["models"] == ["live-c", "live-a"] for g in pair))
     assert lists(second)["source"] == "runtime"
     assert {_served_by(g) for g in pair} == {"live-c"}
     shown = _cli(second, "models", "show")
     assert {p["model"]: p["source"] for p in shown["prices"]}["live-c"] == "runtime"
     _cli(second, "models", "unset")
-    assert _becomes(lambda: all(lists(g)["source"] == "config" for g in pair))
+    assert becomes(lambda: all(lists(g)["source"] == "config" for g in pair))
     assert {_served_by(g) for g in pair} == {"live-a"}
 
 
@@ -217,5 +206,5 @@ def test_the_watchs_shutdown_date_reaches_every_replicas_metric(
     replica exposes it as gateway_upstream_model_shutdown_timestamp_seconds."""
     upstream.models = [model_entry("live-a"), model_entry("live-b", "2027-01-15")]
     name = "gateway_upstream_model_shutdown_timestamp_seconds"
-    assert _becomes(lambda: all(_metric(g, name, "live-b") == "1.7999712e+09" for g in pair), 5.0)
+    assert becomes(lambda: all(_metric(g, name, "live-b") == "1.7999712e+09" for g in pair), 5.0)
     assert {_metric(g, name, "live-a") for g in pair} == {None}
