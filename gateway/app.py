@@ -21,11 +21,9 @@ from gateway.door import Spending
 from gateway.errors import GatewayError, MethodNotAllowed, NotFound, error_response
 from gateway.lifespan import open_services
 from gateway.middleware import RequestContextMiddleware
-from gateway.multipart import check_declared_length, length_check
 from gateway.routes import admin, console, images, models, ops, quotas
 from gateway.server.protocol import DOOR_STATE, HEAD_SECONDS_STATE, KeylessDoor
 from gateway.settings.build import Settings, load_settings
-from gateway.settings.models import MAX_EDIT_BODY_BYTES
 from gateway.store.base import Clock
 from gateway.tracing import Tracing
 from gateway.upstream.hosting import PATH_PREFIX
@@ -33,15 +31,13 @@ from gateway.upstream.hosting import PATH_PREFIX
 # The endpoints that spend quota: each is let in by the door, counted in
 # gateway_requests_total by its name, and refused by the server when it sends no key.
 SPENDING = (
-    Spending("/v1/images/variations", "variations", images.create_variation, check_declared_length),
     Spending(
-        "/v1/images/generations",
-        "generations",
-        images.create_generation,
-        length_check(images.GENERATION_BODY_BYTES),
+        "/v1/images/variations", "variations", images.create_variation, images.variation_length
     ),
-    # The config's bound (images.max_edit_body_mb) is kept as the body streams in.
-    Spending("/v1/images/edits", "edits", images.create_edit, length_check(MAX_EDIT_BODY_BYTES)),
+    Spending(
+        "/v1/images/generations", "generations", images.create_generation, images.generation_length
+    ),
+    Spending("/v1/images/edits", "edits", images.create_edit, images.edit_length),
 )
 ROUTES = [
     *(Route(endpoint.path, endpoint.handler, methods=["POST"]) for endpoint in SPENDING),
@@ -105,7 +101,7 @@ def _lifespan(
             door = services.door
             yield {
                 HEAD_SECONDS_STATE: settings.config.limits.header_timeout_seconds,
-                DOOR_STATE: KeylessDoor(door.auth, door.doorstep, SPENDING),
+                DOOR_STATE: KeylessDoor(door.auth, door.doorstep, SPENDING, door.length_checks),
             }
 
     return lifespan

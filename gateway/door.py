@@ -35,6 +35,7 @@ from gateway.auth.base import Identity
 from gateway.errors import GatewayError, Overloaded, RateLimited
 from gateway.multipart import body_bound
 from gateway.quota.ledger import QuotaLedger
+from gateway.settings.build import Settings
 from gateway.uploads import ImageShelf, Lease, UploadBudget
 from gateway.vocabulary import Unit
 
@@ -49,6 +50,8 @@ _MAX_REMEMBERED = 4096
 T = TypeVar("T")
 # Refuses, from its Content-Length alone, a body declared longer than the endpoint reads.
 LengthCheck = Callable[[str | None], None]
+# An endpoint's length check under the settings (a bound the config may set).
+LengthBound = Callable[[Settings], LengthCheck]
 
 
 class Spending(NamedTuple):
@@ -58,7 +61,12 @@ class Spending(NamedTuple):
     path: str
     name: str
     handler: Callable[[Request], Awaitable[Response]]
-    check_length: LengthCheck
+    length_bound: LengthBound
+
+
+def length_checks(spending: Sequence[Spending], settings: Settings) -> dict[str, LengthCheck]:
+    """Each spending endpoint's length check under `settings`, by path."""
+    return {endpoint.path: endpoint.length_bound(settings) for endpoint in spending}
 
 
 class Admitted(NamedTuple):
@@ -82,7 +90,7 @@ class Door:
         doorstep: Doorstep | None = None,
     ) -> None:
         self.auth, self.room, self.in_flight, self.uploads = auth, room, in_flight, uploads
-        self._length_checks = length_checks  # by path, from the route table
+        self.length_checks = length_checks  # by path, from the route table and the config
         self.doorstep = doorstep or Doorstep()
         # One copy of each image among the requests waiting on a coalesced leader.
         self.shelf = ImageShelf()
@@ -105,7 +113,7 @@ class Door:
             self.in_flight.leave()
 
     async def _identify(self, request: Request) -> Identity:
-        self._length_checks[request.scope["path"]](request.headers.get("content-length"))
+        self.length_checks[request.scope["path"]](request.headers.get("content-length"))
         return await self.auth.authenticate(request)
 
     async def _at_the_door(self, request: Request, step: Awaitable[T]) -> T:

@@ -32,7 +32,7 @@ from gateway.auth.proxy_headers import TrustedHeaders
 from gateway.auth.signin import ConsoleSignIn
 from gateway.background import Detached
 from gateway.cache import ResponseCache
-from gateway.door import Door, InFlight, RoomCheck, Spending
+from gateway.door import Door, InFlight, RoomCheck, Spending, length_checks
 from gateway.notify.sender import Notifier
 from gateway.params import ImageLimits
 from gateway.quota.ledger import QuotaLedger
@@ -251,7 +251,7 @@ def _open_door(
         room,
         InFlight(settings.config.limits.max_concurrent_requests),
         open_upload_budget(settings),
-        {endpoint.path: endpoint.check_length for endpoint in spending},
+        length_checks(spending, settings),
     )
 
 

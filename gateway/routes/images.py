@@ -35,18 +35,40 @@ from starlette.responses import Response
 
 from gateway import pipeline, streaming
 from gateway.auth.base import Identity
+from gateway.door import LengthCheck
 from gateway.image_inputs import read_edit
 from gateway.image_params import ModelRoom, parse_generation
-from gateway.multipart import length_check, read_body
+from gateway.multipart import check_declared_length, length_check, read_body
 from gateway.params import read_variation_request
 from gateway.pipeline import Metered
 from gateway.quota.counters import estimated_cost
 from gateway.services import Services
+from gateway.settings.build import Settings
+from gateway.settings.models import ImagesConfig
 from gateway.uploads import ImageShelf
 from gateway.upstream.base import EditRequest, GenerationRequest, VariationRequest
 
 GENERATION_BODY_BYTES = 256 * 1024  # a 32,000-character prompt, in any UTF-8, and the rest
 CACHE_GENERATIONS = "x-gateway-cache-generations"  # "true": this generation may be cached
+
+
+# Each endpoint's bound on a body's declared length (`Spending.length_bound`), kept at the
+# door before anything is held, then again as the body streams in.
+def variation_length(_: Settings) -> LengthCheck:
+    return check_declared_length
+
+
+def generation_length(_: Settings) -> LengthCheck:
+    return length_check(GENERATION_BODY_BYTES)
+
+
+def edit_length(settings: Settings) -> LengthCheck:
+    return length_check(edit_body_bytes(settings.config.images))
+
+
+def edit_body_bytes(images: ImagesConfig) -> int:
+    """The most an edits body may take: `images.max_edit_body_mb`."""
+    return images.max_edit_body_mb * 2**20
 
 
 async def create_variation(request: Request) -> Response:
@@ -115,10 +137,6 @@ async def create_generation(request: Request) -> Response:
 async def create_edit(request: Request) -> Response:
     """Images edited from one or more images (multipart), with an optional mask."""
     services: Services = request.app.state.services
-    max_body_bytes = services.images.max_edit_body_mb * 2**20
-    # The route table's bound is the most the config may allow; this is the config's, kept
-    # from the declared length before the door (a caller holds nothing), then as it streams.
-    length_check(max_body_bytes)(request.headers.get("content-length"))
     async with services.door.admit(request) as admitted:
         cache = services.metering.cache
         mode = cache.mode(request.headers.get("cache-control"))
@@ -126,7 +144,7 @@ async def create_edit(request: Request) -> Response:
             request.headers.get("content-type"),
             admitted.body,
             _room(services, admitted.identity),
-            max_body_bytes=max_body_bytes,
+            max_body_bytes=edit_body_bytes(services.images),
             timeout_seconds=services.limits.body_timeout_seconds,
             new_hasher=cache.hashers(mode),
         )

@@ -44,7 +44,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -52,7 +52,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gateway.auth.authenticator import Authenticator
 from gateway.auth.base import missing_key
-from gateway.door import Doorstep, Spending
+from gateway.door import Doorstep, LengthCheck, Spending
 from gateway.errors import (
     AuthenticationError,
     GatewayError,
@@ -177,10 +177,16 @@ class KeylessDoor:
     length. Anything else is left to the app."""
 
     def __init__(
-        self, auth: Authenticator, doorstep: Doorstep, spending: Sequence[Spending]
+        self,
+        auth: Authenticator,
+        doorstep: Doorstep,
+        spending: Sequence[Spending],
+        length_checks: Mapping[str, LengthCheck],
     ) -> None:
+        """`length_checks`: the app's door's, by path (the config may set a bound)."""
         self._auth, self.doorstep = auth, doorstep
         self._spending = {endpoint.path.encode(): endpoint for endpoint in spending}
+        self._length_checks = {path.encode(): check for path, check in length_checks.items()}
 
     def endpoint(self, path: bytes) -> str | None:
         """The name of the spending endpoint at `path`, if it is one."""
@@ -198,7 +204,7 @@ class KeylessDoor:
             return None
         length = next((value for name, value in headers if name == b"content-length"), None)
         try:
-            spending.check_length(length.decode("latin-1") if length is not None else None)
+            self._length_checks[path](length.decode("latin-1") if length is not None else None)
         except GatewayError:
             return None  # the app refuses this for its length before it looks at the key
         return missing_key()

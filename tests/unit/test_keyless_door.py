@@ -14,19 +14,23 @@ from typing import Any, NamedTuple
 import pytest
 import uvicorn
 from prometheus_client import REGISTRY
+from support.config import ENV, base_config
 from uvicorn.server import ServerState
 
 from gateway.app import SPENDING
 from gateway.auth.authenticator import Authenticator
 from gateway.auth.keys import ConfigKeys
 from gateway.auth.proxy_headers import TrustedHeaders
-from gateway.door import Doorstep
+from gateway.door import Doorstep, length_checks
 from gateway.server.protocol import DOOR_STATE, GuardedHttpToolsProtocol, KeylessDoor
+from gateway.settings.build import build_settings
+from gateway.settings.config import parse_config
 from gateway.settings.identity import TrustedHeaderConfig
 
 PATH = b"/v1/images/variations"
 PEER = "192.168.1.7"  # not a trusted proxy
 PROXY = "10.1.1.1"  # inside the trusted proxies' network
+SETTINGS = build_settings(parse_config(base_config("http://upstream.invalid/v1")), ENV)
 
 
 class Transport(asyncio.Transport):
@@ -78,7 +82,7 @@ def _door(doorstep: Doorstep | None = None) -> KeylessDoor:
     headers from 10.0.0.0/8 only."""
     headers = TrustedHeaders(TrustedHeaderConfig(team_header="X-Team", proxies=("10.0.0.0/8",)))
     auth = Authenticator([headers, ConfigKeys([])])
-    return KeylessDoor(auth, doorstep or Doorstep(), SPENDING)
+    return KeylessDoor(auth, doorstep or Doorstep(), SPENDING, length_checks(SPENDING, SETTINGS))
 
 
 Scenario = Callable[[GuardedHttpToolsProtocol, Transport], Awaitable[None]]
